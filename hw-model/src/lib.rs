@@ -1,0 +1,1 @@
+//! A bit-accurate, strict Arm SMMUv3 model.

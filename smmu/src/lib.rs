@@ -1,0 +1,2 @@
+//! Arm SMMUv3 encodings and driver core.
+#![no_std]
