@@ -1,0 +1,767 @@
+//! The page table: map, unmap, lookup, walk.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::alloc::{TableAllocator, TableMem};
+use crate::desc;
+use crate::format::{Geometry, LEAF_LEVEL};
+use crate::gather::{FreeList, Gather};
+use crate::{Config, Error, Iova, PhysAddr, Prot, Stage, Stage1Config, Stage2Config, WalkAttrs};
+
+/// Source of page-table identities, used to tie a [`Gather`] to the table that filled it.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+const VALID: u64 = desc::VALID.mask();
+
+/// A view of one live translation table: its CPU address and `entries - 1`.
+///
+/// Invariant (upheld by every constructor in this module): `va` is the CPU address of a table
+/// allocation, currently owned by the page table through which the view was made, that holds at
+/// least `mask + 1` descriptors; a view is used only while that page table is borrowed and the
+/// table is still linked (or freshly allocated and not yet freed).
+#[derive(Clone, Copy)]
+struct Tbl {
+    va: NonNull<u64>,
+    mask: usize,
+}
+
+impl Tbl {
+    #[inline(always)]
+    fn get(self, i: usize) -> u64 {
+        // SAFETY: `i & mask` < entries of the allocation, which (type invariant, allocator
+        // contract 1-2) is valid, 8-aligned and ours for the duration of the borrow. A volatile
+        // read: the SMMU may read this memory concurrently, and each descriptor is one 64-bit
+        // single-copy-atomic access.
+        unsafe { self.va.as_ptr().add(i & self.mask).read_volatile() }
+    }
+
+    #[inline(always)]
+    fn set(self, i: usize, v: u64) {
+        // SAFETY: as in `get`; we hold the page table mutably (or the table is unpublished), so
+        // no other CPU-side access exists. Volatile: one untorn 64-bit store per descriptor, never
+        // elided or merged, as the walker may observe it at any time.
+        unsafe { self.va.as_ptr().add(i & self.mask).write_volatile(v) }
+    }
+}
+
+/// One item reported by [`PageTable::walk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkEntry {
+    /// A translation table (the start table first, then each table before its contents).
+    Table {
+        /// First IOVA the table translates.
+        iova: Iova,
+        /// Bytes of IOVA space it spans.
+        span: u64,
+        /// Lookup level of the descriptors it holds.
+        level: u8,
+        /// Its physical address.
+        table: PhysAddr,
+        /// The Table descriptor pointing to it (0 for the start table).
+        desc: u64,
+    },
+    /// A Block or Page descriptor.
+    Leaf {
+        /// First IOVA it maps.
+        iova: Iova,
+        /// Output address of that IOVA.
+        pa: PhysAddr,
+        /// Bytes mapped.
+        size: u64,
+        /// Lookup level (3 = page).
+        level: u8,
+        /// The raw descriptor.
+        desc: u64,
+    },
+}
+
+/// A VMSAv8-64 I/O page table (stage 1 or stage 2), with its memory from `A`.
+///
+/// Dropping it frees every table immediately: detach it from the SMMU and invalidate first.
+pub struct PageTable<A: TableAllocator> {
+    alloc: A,
+    geo: Geometry,
+    root: TableMem,
+    id: usize,
+}
+
+// SAFETY: a `PageTable` exclusively owns its table memory (raw pointers only because it lives
+// outside Rust's allocator); moving it to another thread moves that ownership, like a `Box`.
+unsafe impl<A: TableAllocator + Send> Send for PageTable<A> {}
+// SAFETY: `&self` methods only read descriptors (volatile, no interior mutability); all writes
+// need `&mut self`, so shared references never race on the CPU side.
+unsafe impl<A: TableAllocator + Sync> Sync for PageTable<A> {}
+
+impl<A: TableAllocator> core::fmt::Debug for PageTable<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PageTable")
+            .field("config", &self.config())
+            .field("start_level", &self.geo.start_level)
+            .field("concatenated", &self.geo.concat)
+            .field("root", &self.root.pa)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: TableAllocator> PageTable<A> {
+    /// Creates an empty table for `config`, allocating the start table(s) from `alloc`.
+    pub fn new(config: Config, alloc: A) -> Result<Self, Error> {
+        let geo = Geometry::new(config)?;
+        let mut pt = Self {
+            alloc,
+            geo,
+            root: TableMem {
+                pa: PhysAddr(0),
+                va: NonNull::dangling(),
+            },
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        };
+        let root = pt.alloc_checked(geo.root_bytes())?;
+        if !A::COHERENT {
+            pt.alloc.sync(root.va, geo.root_bytes());
+        }
+        pt.root = root;
+        Ok(pt)
+    }
+
+    /// The configuration this table was built for.
+    pub fn config(&self) -> Config {
+        Config {
+            stage: self.geo.stage,
+            granule: self.geo.granule,
+            ias: self.geo.ias,
+            oas: self.geo.oas,
+        }
+    }
+
+    /// Level of the start table (derived from IAS, granule and, at stage 2, concatenation).
+    pub fn start_level(&self) -> u8 {
+        self.geo.start_level as u8
+    }
+
+    /// Number of concatenated start tables (1 = not concatenated; only stage 2 concatenates).
+    pub fn concatenated(&self) -> u8 {
+        self.geo.concat as u8
+    }
+
+    /// Physical address of the start table (TTB0 / S2TTB).
+    pub fn root(&self) -> PhysAddr {
+        self.root.pa
+    }
+
+    /// Every size a single descriptor can map, as a bitmap (`1 << n` for each `2^n`-byte leaf):
+    /// 4K: 4K|2M|1G, 16K: 16K|32M, 64K: 64K|512M (+4T with a 52-bit OAS).
+    pub fn pgsize_bitmap(&self) -> u64 {
+        self.geo.pgsize_bitmap()
+    }
+
+    /// The allocator.
+    pub fn allocator(&self) -> &A {
+        &self.alloc
+    }
+
+    /// Walk attributes for this allocator's coherency.
+    fn walk_attrs() -> WalkAttrs {
+        WalkAttrs::for_coherence(A::COHERENT)
+    }
+
+    /// Values for a stage-1 Context Descriptor; [`Error::WrongStage`] on a stage-2 table.
+    pub fn stage1_config(&self) -> Result<Stage1Config, Error> {
+        if self.geo.stage != Stage::Stage1 {
+            return Err(Error::WrongStage);
+        }
+        Ok(Stage1Config {
+            ttb: self.root.pa,
+            t0sz: (64 - self.geo.ias) as u8,
+            granule: self.geo.granule,
+            oas: self.geo.oas as u8,
+            ips: crate::pa_size_encoding(self.geo.oas).unwrap_or(0),
+            walk: Self::walk_attrs(),
+            mair: desc::MAIR,
+            start_level: self.geo.start_level as u8,
+        })
+    }
+
+    /// Values for a stage-2 STE; [`Error::WrongStage`] on a stage-1 table.
+    pub fn stage2_config(&self) -> Result<Stage2Config, Error> {
+        if self.geo.stage != Stage::Stage2 {
+            return Err(Error::WrongStage);
+        }
+        Ok(Stage2Config {
+            ttb: self.root.pa,
+            t0sz: (64 - self.geo.ias) as u8,
+            sl0: self.geo.sl0(),
+            start_level: self.geo.start_level as u8,
+            concatenated: self.geo.concat as u8,
+            granule: self.geo.granule,
+            oas: self.geo.oas as u8,
+            ps: crate::pa_size_encoding(self.geo.oas).unwrap_or(0),
+            walk: Self::walk_attrs(),
+        })
+    }
+
+    // ---- memory ---------------------------------------------------------------------------
+
+    fn alloc_checked(&self, size: usize) -> Result<TableMem, Error> {
+        let mem = self.alloc.alloc_table(size).ok_or(Error::OutOfMemory)?;
+        let bad_pa = mem.pa.0 & (size as u64 - 1) != 0 || mem.pa.0 >> self.geo.oas != 0;
+        let bad_va = mem.va.as_ptr().addr() & 7 != 0;
+        if bad_pa || bad_va {
+            // SAFETY: `mem` came from this allocator with this size and was never used.
+            unsafe { self.alloc.free_table(mem, size) };
+            return Err(Error::BadTableMemory);
+        }
+        Ok(mem)
+    }
+
+    /// Frees every page on a list that was never published to the walker.
+    fn free_unpublished(&self, list: &mut FreeList) {
+        while let Some((mem, size)) = list.pop() {
+            // SAFETY: the list only holds fresh allocations of `size` bytes that were never linked
+            // into a table, so nothing else can reach them.
+            unsafe { self.alloc.free_table(mem, size) };
+        }
+    }
+
+    #[inline(always)]
+    fn view(&self, va: NonNull<u64>, level: u32) -> Tbl {
+        Tbl {
+            va,
+            mask: self.geo.entries(level) - 1,
+        }
+    }
+
+    #[inline(always)]
+    fn root_tbl(&self) -> Tbl {
+        self.view(self.root.va, self.geo.start_level)
+    }
+
+    /// The table a Table descriptor `d` (found at level `level - 1`) points to.
+    #[inline(always)]
+    fn child(&self, d: u64, level: u32) -> Tbl {
+        let va = self.alloc.phys_to_virt(PhysAddr(self.geo.desc_pa(d)));
+        self.view(va, level)
+    }
+
+    /// Cleans `count` descriptors from `first` for a non-coherent walker (no-op when coherent).
+    #[inline(always)]
+    fn sync(&self, t: Tbl, first: usize, count: usize) {
+        if !A::COHERENT && count > 0 {
+            if let Some(p) = NonNull::new(t.va.as_ptr().wrapping_add(first & t.mask)) {
+                self.alloc.sync(p, count * 8);
+            }
+        }
+    }
+
+    /// Takes a preallocated table from `pool`, zeroes the list words and makes it visible.
+    fn take(&self, pool: &mut FreeList, level: u32) -> Option<TableMem> {
+        let (mem, size) = pool.pop()?;
+        let t = self.view(mem.va, level);
+        t.set(0, 0);
+        t.set(1, 0);
+        t.set(2, 0);
+        if !A::COHERENT {
+            self.alloc.sync(mem.va, size);
+        }
+        Some(mem)
+    }
+
+    // ---- argument checks ------------------------------------------------------------------
+
+    #[inline]
+    fn check_iova_range(&self, iova: u64, size: u64) -> Result<(), Error> {
+        let gmask = self.geo.granule.size() - 1;
+        if size == 0 {
+            return Err(Error::EmptyRange);
+        }
+        if (iova | size) & gmask != 0 {
+            return Err(Error::Misaligned);
+        }
+        match iova.checked_add(size) {
+            Some(end) if end <= 1u64 << self.geo.ias => Ok(()),
+            _ => Err(Error::OutOfRange),
+        }
+    }
+
+    // ---- map ------------------------------------------------------------------------------
+
+    /// Maps `[iova, iova + size)` to `[pa, pa + size)` with `prot`, using the largest leaf each
+    /// aligned piece allows (SPEC P2).
+    ///
+    /// `iova`, `pa` and `size` must be multiples of the granule. If any part of the range is
+    /// already mapped the call fails with [`Error::AlreadyMapped`] and changes nothing; every
+    /// table the mapping needs is allocated *before* the first descriptor is written, so
+    /// [`Error::OutOfMemory`] changes nothing either. A table left empty by an earlier partial
+    /// unmap is reused (descended into) rather than replaced by a block, so that no invalidation
+    /// is ever needed by `map`.
+    pub fn map(&mut self, iova: Iova, pa: PhysAddr, size: u64, prot: Prot) -> Result<(), Error> {
+        self.check_iova_range(iova.0, size)?;
+        if pa.0 & (self.geo.granule.size() - 1) != 0 {
+            return Err(Error::Misaligned);
+        }
+        match pa.0.checked_add(size) {
+            Some(end) if end <= 1u64 << self.geo.oas => {}
+            _ => return Err(Error::OutOfRange),
+        }
+        let attrs = self.geo.leaf_attrs(prot)?;
+        let root = self.root_tbl();
+        let start = self.geo.start_level;
+        // Pass 1: refuse overlaps and count the tables to create; nothing is written.
+        let need = self.map_check(root, start, iova.0, pa.0, size)?;
+        let mut pool = FreeList::new();
+        let tbytes = self.geo.table_bytes();
+        for _ in 0..need {
+            match self.alloc_checked(tbytes) {
+                // SAFETY: a fresh allocation of `tbytes` (>= 4096) bytes, reachable from nowhere.
+                Ok(mem) => unsafe { pool.push(mem, tbytes) },
+                Err(e) => {
+                    self.free_unpublished(&mut pool);
+                    return Err(e);
+                }
+            }
+        }
+        // Pass 2: write. Cannot fail once pass 1 succeeded.
+        let r = self.map_write(root, start, iova.0, pa.0, size, attrs, &mut pool);
+        self.free_unpublished(&mut pool);
+        r
+    }
+
+    /// Pass 1 of `map` below table `t` at `level`: overlap check and table count.
+    fn map_check(&self, t: Tbl, level: u32, iova: u64, pa: u64, size: u64) -> Result<usize, Error> {
+        let geo = &self.geo;
+        let shift = geo.shift(level);
+        let mut idx = geo.index(iova, level);
+        if level >= LEAF_LEVEL {
+            let n = (size >> shift) as usize;
+            for i in 0..n {
+                if t.get(idx + i) & VALID != 0 {
+                    return Err(Error::AlreadyMapped {
+                        iova: Iova(iova + ((i as u64) << shift)),
+                    });
+                }
+            }
+            return Ok(0);
+        }
+        let esz = 1u64 << shift;
+        let end = iova + size;
+        let (mut cur, mut pa, mut need) = (iova, pa, 0);
+        while cur < end {
+            let next = ((cur | (esz - 1)) + 1).min(end);
+            let len = next - cur;
+            let d = t.get(idx);
+            if d & VALID != 0 {
+                if !Geometry::is_table(d, level) {
+                    return Err(Error::AlreadyMapped { iova: Iova(cur) });
+                }
+                need += self.map_check(self.child(d, level + 1), level + 1, cur, pa, len)?;
+            } else if !(geo.leaf_ok(level) && len == esz && pa & (esz - 1) == 0) {
+                need += 1 + geo.tables_needed(level + 1, cur, pa, len);
+            }
+            cur = next;
+            pa += len;
+            idx += 1;
+        }
+        Ok(need)
+    }
+
+    /// Pass 2 of `map` below table `t` at `level`.
+    #[allow(clippy::too_many_arguments)]
+    fn map_write(
+        &self,
+        t: Tbl,
+        level: u32,
+        iova: u64,
+        pa: u64,
+        size: u64,
+        attrs: u64,
+        pool: &mut FreeList,
+    ) -> Result<(), Error> {
+        let geo = &self.geo;
+        let shift = geo.shift(level);
+        let esz = 1u64 << shift;
+        let first = geo.index(iova, level);
+        if level >= LEAF_LEVEL {
+            let n = (size >> shift) as usize;
+            let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
+            let mut p = pa;
+            for i in 0..n {
+                t.set(first + i, base | geo.oa_bits(p));
+                p += esz;
+            }
+            self.sync(t, first, n);
+            return Ok(());
+        }
+        let block = attrs | desc::TYPE.encode(desc::TYPE_BLOCK);
+        let end = iova + size;
+        let (mut cur, mut pa, mut idx) = (iova, pa, first);
+        let mut dirty_hi = None;
+        let mut res = Ok(());
+        while cur < end {
+            let next = ((cur | (esz - 1)) + 1).min(end);
+            let len = next - cur;
+            let d = t.get(idx);
+            if d & VALID == 0 && geo.leaf_ok(level) && len == esz && pa & (esz - 1) == 0 {
+                t.set(idx, block | geo.oa_bits(pa));
+                dirty_hi = Some(idx);
+            } else {
+                let child = if d & VALID == 0 {
+                    let Some(mem) = self.take(pool, level + 1) else {
+                        // Unreachable: pass 1 counted every table this pass creates.
+                        res = Err(Error::OutOfMemory);
+                        break;
+                    };
+                    t.set(
+                        idx,
+                        desc::TYPE.encode(desc::TYPE_TABLE) | geo.oa_bits(mem.pa.0),
+                    );
+                    dirty_hi = Some(idx);
+                    self.view(mem.va, level + 1)
+                } else if Geometry::is_table(d, level) {
+                    self.child(d, level + 1)
+                } else {
+                    // Unreachable: pass 1 refused every valid leaf in the range.
+                    res = Err(Error::AlreadyMapped { iova: Iova(cur) });
+                    break;
+                };
+                if let Err(e) = self.map_write(child, level + 1, cur, pa, len, attrs, pool) {
+                    res = Err(e);
+                    break;
+                }
+            }
+            cur = next;
+            pa += len;
+            idx += 1;
+        }
+        if let Some(hi) = dirty_hi {
+            self.sync(t, first, hi + 1 - first);
+        }
+        res
+    }
+
+    // ---- unmap ----------------------------------------------------------------------------
+
+    /// Unmaps every mapping inside `[iova, iova + size)` and returns the number of bytes that
+    /// were mapped there (holes are skipped; 0 if nothing was mapped).
+    ///
+    /// `iova` and `size` must be multiples of the granule. If a block mapping straddles either
+    /// end of the range the call fails with [`Error::PartialBlock`] and changes nothing (SPEC P2).
+    /// The invalidations owed, and the tables that became unreachable, are added to `gather`;
+    /// those tables are freed only by [`release`](Self::release) (SPEC P3). Tables are retired
+    /// when the range covers their whole span; a table emptied by smaller unmaps stays in place
+    /// and is reused by later maps.
+    pub fn unmap(&mut self, iova: Iova, size: u64, gather: &mut Gather) -> Result<u64, Error> {
+        self.check_iova_range(iova.0, size)?;
+        if gather.owner != 0 && gather.owner != self.id {
+            return Err(Error::ForeignGather);
+        }
+        let end = iova.0 + size;
+        // A block straddling the end must be found before anything is written. (One straddling
+        // the start is met first on the way down, so `unmap_level` refuses it before writing.)
+        let last = end - self.geo.granule.size();
+        if last != iova.0 {
+            if let Some((_, level)) = self.lookup(last) {
+                let bsz = 1u64 << self.geo.shift(level);
+                let block = last & !(bsz - 1);
+                if block + bsz > end {
+                    return Err(Error::PartialBlock {
+                        block: Iova(block),
+                        size: bsz,
+                    });
+                }
+            }
+        }
+        gather.owner = self.id;
+        self.unmap_level(self.root_tbl(), self.geo.start_level, iova.0, size, gather)
+    }
+
+    fn unmap_level(
+        &self,
+        t: Tbl,
+        level: u32,
+        iova: u64,
+        size: u64,
+        gather: &mut Gather,
+    ) -> Result<u64, Error> {
+        let geo = &self.geo;
+        let granule = geo.granule;
+        let shift = geo.shift(level);
+        let esz = 1u64 << shift;
+        let first = geo.index(iova, level);
+        if level >= LEAF_LEVEL {
+            let n = (size >> shift) as usize;
+            let mut lo = n;
+            let mut hi = 0;
+            let mut cleared = 0u64;
+            for i in 0..n {
+                if t.get(first + i) & VALID != 0 {
+                    t.set(first + i, 0);
+                    lo = lo.min(i);
+                    hi = i;
+                    cleared += 1;
+                }
+            }
+            if cleared == 0 {
+                return Ok(0);
+            }
+            let count = hi + 1 - lo;
+            self.sync(t, first + lo, count);
+            let span = (count as u64) << shift;
+            gather.add(
+                iova + ((lo as u64) << shift),
+                span,
+                true,
+                Some(level as u8),
+                granule,
+            );
+            return Ok(cleared << shift);
+        }
+        let end = iova + size;
+        let (mut cur, mut idx) = (iova, first);
+        let mut removed = 0;
+        let mut dirty_hi = None;
+        while cur < end {
+            let next = ((cur | (esz - 1)) + 1).min(end);
+            let len = next - cur;
+            let d = t.get(idx);
+            if d & VALID != 0 {
+                let table = Geometry::is_table(d, level);
+                if len == esz {
+                    t.set(idx, 0);
+                    dirty_hi = Some(idx);
+                    if table {
+                        removed += self.retire(d, level + 1, gather);
+                        gather.add(cur, esz, false, None, granule);
+                    } else {
+                        removed += esz;
+                        gather.add(cur, esz, true, Some(level as u8), granule);
+                    }
+                } else if table {
+                    match self.unmap_level(self.child(d, level + 1), level + 1, cur, len, gather) {
+                        Ok(n) => removed += n,
+                        Err(e) => {
+                            if let Some(hi) = dirty_hi {
+                                self.sync(t, first, hi + 1 - first);
+                            }
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    // Only reachable for a block straddling the range start, which is met before
+                    // anything was written (see `unmap`).
+                    if let Some(hi) = dirty_hi {
+                        self.sync(t, first, hi + 1 - first);
+                    }
+                    return Err(Error::PartialBlock {
+                        block: Iova(cur & !(esz - 1)),
+                        size: esz,
+                    });
+                }
+            }
+            cur = next;
+            idx += 1;
+        }
+        if let Some(hi) = dirty_hi {
+            self.sync(t, first, hi + 1 - first);
+        }
+        Ok(removed)
+    }
+
+    /// Retires the table that descriptor `d` pointed to (its entries are at `level`) and every
+    /// table below it onto the gather's free list; returns the bytes its leaves mapped.
+    fn retire(&self, d: u64, level: u32, gather: &mut Gather) -> u64 {
+        let top = TableMem {
+            pa: PhysAddr(self.geo.desc_pa(d)),
+            va: self.child(d, level).va,
+        };
+        let tbytes = self.geo.table_bytes();
+        let freed = &mut gather.freed;
+        let mapped = self.drain_below(top, level, |mem| {
+            // SAFETY: `mem` is a table below `top`, which was just unlinked: the CPU side can no
+            // longer reach it, and each table is drained exactly once.
+            unsafe { freed.push(mem, tbytes) }
+        });
+        // SAFETY: `top` was just unlinked by the caller and its subtree fully scanned above.
+        unsafe { freed.push(top, tbytes) };
+        mapped
+    }
+
+    /// Visits, children before parents, every table below `top` (whose entries are at `level`),
+    /// not `top` itself; returns the bytes mapped by all leaves below `top`. Iterative, with a
+    /// stack bounded by the four lookup levels (SPEC P5).
+    fn drain_below(&self, top: TableMem, level: u32, mut sink: impl FnMut(TableMem)) -> u64 {
+        #[derive(Clone, Copy)]
+        struct Frame {
+            mem: TableMem,
+            t: Tbl,
+            level: u32,
+            idx: usize,
+        }
+        let first = Frame {
+            mem: top,
+            t: self.view(top.va, level),
+            level,
+            idx: 0,
+        };
+        let mut stack = [Some(first), None, None, None];
+        let mut depth = 1usize;
+        let mut mapped = 0u64;
+        while depth > 0 {
+            let Some(Some(f)) = stack.get_mut(depth - 1) else {
+                break;
+            };
+            if f.idx >= self.geo.entries(f.level) {
+                let done = f.mem;
+                depth -= 1;
+                if depth > 0 {
+                    sink(done);
+                }
+                continue;
+            }
+            let d = f.t.get(f.idx);
+            f.idx += 1;
+            if d & VALID == 0 {
+                continue;
+            }
+            let lvl = f.level;
+            if Geometry::is_table(d, lvl) {
+                let child = self.child(d, lvl + 1);
+                let mem = TableMem {
+                    pa: PhysAddr(self.geo.desc_pa(d)),
+                    va: child.va,
+                };
+                if let Some(slot) = stack.get_mut(depth) {
+                    *slot = Some(Frame {
+                        mem,
+                        t: child,
+                        level: lvl + 1,
+                        idx: 0,
+                    });
+                    depth += 1;
+                }
+            } else {
+                mapped += 1u64 << self.geo.shift(lvl);
+            }
+        }
+        mapped
+    }
+
+    /// Frees the tables a gather holds, after the invalidation it describes completed.
+    ///
+    /// The gather is left empty and can be reused. Fails with [`Error::ForeignGather`] (and
+    /// leaves the gather untouched) if another page table filled it.
+    ///
+    /// # Safety
+    ///
+    /// Every range in `gather.ranges()` must have been invalidated, with completion observed
+    /// (e.g. `CMD_TLBI_*` followed by a completed `CMD_SYNC`), on every SMMU that may have cached
+    /// walks of this table. Otherwise the walker may still read a freed page that the allocator
+    /// has handed to someone else.
+    pub unsafe fn release(&self, gather: &mut Gather) -> Result<(), Error> {
+        if gather.owner != 0 && gather.owner != self.id {
+            return Err(Error::ForeignGather);
+        }
+        while let Some((mem, size)) = gather.freed.pop() {
+            // SAFETY: the page was allocated by `self.alloc` with `size` bytes, unlinked by
+            // `unmap` and pushed once; the caller guarantees the walker is done with it.
+            unsafe { self.alloc.free_table(mem, size) };
+        }
+        gather.clear_ranges();
+        gather.owner = 0;
+        Ok(())
+    }
+
+    // ---- lookup -------------------------------------------------------------------------
+
+    /// The valid leaf descriptor translating `iova`, and its level. Iterative.
+    #[inline]
+    fn lookup(&self, iova: u64) -> Option<(u64, u32)> {
+        if iova >> self.geo.ias != 0 {
+            return None;
+        }
+        let mut t = self.root_tbl();
+        let mut level = self.geo.start_level;
+        loop {
+            let d = t.get(self.geo.index(iova, level));
+            if d & VALID == 0 {
+                return None;
+            }
+            if level >= LEAF_LEVEL {
+                return (desc::TYPE.decode(d) == desc::TYPE_PAGE).then_some((d, level));
+            }
+            if Geometry::is_table(d, level) {
+                level += 1;
+                t = self.child(d, level);
+            } else {
+                return self.geo.leaf_ok(level).then_some((d, level));
+            }
+        }
+    }
+
+    /// The address `iova` translates to, or `None` if it is unmapped or out of range.
+    #[inline]
+    pub fn iova_to_phys(&self, iova: Iova) -> Option<PhysAddr> {
+        let (d, level) = self.lookup(iova.0)?;
+        let mask = (1u64 << self.geo.shift(level)) - 1;
+        Some(PhysAddr((self.geo.desc_pa(d) & !mask) | (iova.0 & mask)))
+    }
+
+    /// Calls `f` for every table (before its contents) and every leaf, in IOVA order. Recursion
+    /// depth is bounded by the four lookup levels.
+    pub fn walk(&self, mut f: impl FnMut(&WalkEntry)) {
+        let start = self.geo.start_level;
+        let span = 1u64 << self.geo.ias;
+        f(&WalkEntry::Table {
+            iova: Iova(0),
+            span,
+            level: start as u8,
+            table: self.root.pa,
+            desc: 0,
+        });
+        self.walk_level(self.root_tbl(), start, 0, &mut f);
+    }
+
+    fn walk_level(&self, t: Tbl, level: u32, base: u64, f: &mut impl FnMut(&WalkEntry)) {
+        let shift = self.geo.shift(level);
+        for i in 0..self.geo.entries(level) {
+            let d = t.get(i);
+            if d & VALID == 0 {
+                continue;
+            }
+            let iova = base + ((i as u64) << shift);
+            if Geometry::is_table(d, level) {
+                f(&WalkEntry::Table {
+                    iova: Iova(iova),
+                    span: 1u64 << shift,
+                    level: (level + 1) as u8,
+                    table: PhysAddr(self.geo.desc_pa(d)),
+                    desc: d,
+                });
+                self.walk_level(self.child(d, level + 1), level + 1, iova, f);
+            } else if level >= LEAF_LEVEL || self.geo.leaf_ok(level) {
+                let mask = (1u64 << shift) - 1;
+                f(&WalkEntry::Leaf {
+                    iova: Iova(iova),
+                    pa: PhysAddr(self.geo.desc_pa(d) & !mask),
+                    size: 1u64 << shift,
+                    level: level as u8,
+                    desc: d,
+                });
+            }
+        }
+    }
+}
+
+impl<A: TableAllocator> Drop for PageTable<A> {
+    fn drop(&mut self) {
+        let alloc = &self.alloc;
+        let tbytes = self.geo.table_bytes();
+        self.drain_below(self.root, self.geo.start_level, |mem| {
+            // SAFETY: every table below the root is visited once; the table is being dropped, so
+            // nothing will reach these pages again (the driver detached it, per `PageTable` docs).
+            unsafe { alloc.free_table(mem, tbytes) }
+        });
+        // SAFETY: the root was allocated with `root_bytes()` in `new` and is freed once, here.
+        unsafe { self.alloc.free_table(self.root, self.geo.root_bytes()) };
+    }
+}

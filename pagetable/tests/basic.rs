@@ -1,0 +1,613 @@
+//! Focused tests: descriptor bits per prot, geometry, atomicity of failures, the gather.
+mod common;
+
+use common::{NcAlloc, TestAlloc};
+use smmu_pagetable::*;
+
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+
+fn pt(stage: Stage, granule: Granule, ias: u32, oas: u32) -> PageTable<TestAlloc> {
+    PageTable::new(
+        Config {
+            stage,
+            granule,
+            ias,
+            oas,
+        },
+        TestAlloc::new(),
+    )
+    .unwrap()
+}
+
+fn leaves<A: TableAllocator>(pt: &PageTable<A>) -> Vec<(u64, u64, u64, u8, u64)> {
+    let mut v = Vec::new();
+    pt.walk(|e| {
+        if let WalkEntry::Leaf {
+            iova,
+            pa,
+            size,
+            level,
+            desc,
+        } = *e
+        {
+            v.push((iova.0, pa.0, size, level, desc));
+        }
+    });
+    v
+}
+
+fn tables<A: TableAllocator>(pt: &PageTable<A>) -> usize {
+    let mut n = 0;
+    pt.walk(|e| n += usize::from(matches!(e, WalkEntry::Table { .. })));
+    n
+}
+
+fn release<A: TableAllocator>(pt: &PageTable<A>, g: &mut Gather) {
+    // SAFETY: no SMMU walks these tables in a test.
+    unsafe { pt.release(g) }.unwrap();
+}
+
+// spec: P4
+#[test]
+fn stage1_descriptor_bits() {
+    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    t.map(
+        Iova(0x1000),
+        PhysAddr(0x12_3456_7000),
+        0x1000,
+        RW | Prot::CACHE,
+    )
+    .unwrap();
+    t.map(
+        Iova(0x2000),
+        PhysAddr(0x2000),
+        0x1000,
+        Prot::READ | Prot::NOEXEC | Prot::PRIV,
+    )
+    .unwrap();
+    t.map(Iova(0x3000), PhysAddr(0x3000), 0x1000, RW | Prot::MMIO)
+        .unwrap();
+    t.map(Iova(0x20_0000), PhysAddr(0x40_0000), 0x20_0000, RW)
+        .unwrap();
+    let l = leaves(&t);
+    // Page, WB (AttrIndx 1), SH=IS, AF, nG, AP=01 (RW, EL0), OA.
+    assert_eq!(
+        l[0].4,
+        0x12_3456_7000 | 0b11 | (1 << 2) | (3 << 8) | (1 << 10) | (1 << 11) | (1 << 6)
+    );
+    // Read-only, privileged, no-exec: AP=10, UXN|PXN, NC (AttrIndx 0), SH=OS.
+    assert_eq!(
+        l[1].4,
+        0x2000 | 0b11 | (2 << 8) | (1 << 10) | (1 << 11) | (1 << 7) | (3 << 53)
+    );
+    // Device: AttrIndx 2, SH=OS.
+    assert_eq!(
+        l[2].4,
+        0x3000 | 0b11 | (2 << 2) | (2 << 8) | (1 << 10) | (1 << 11) | (1 << 6)
+    );
+    // Level-2 block: TYPE=01.
+    assert_eq!((l[3].3, l[3].4 & 3), (2, 0b01));
+    assert_eq!(
+        l[3].4,
+        0x40_0000 | 0b01 | (2 << 8) | (1 << 10) | (1 << 11) | (1 << 6)
+    );
+    assert_eq!(
+        t.map(Iova(0x4000), PhysAddr(0), 0x1000, Prot::NOEXEC),
+        Err(Error::NoAccess)
+    );
+}
+
+// spec: P4
+#[test]
+fn stage2_descriptor_bits() {
+    let mut t = pt(Stage::Stage2, Granule::Size4K, 40, 40);
+    t.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, RW | Prot::CACHE)
+        .unwrap();
+    t.map(
+        Iova(0x2000),
+        PhysAddr(0x2000),
+        0x1000,
+        Prot::WRITE | Prot::NOEXEC,
+    )
+    .unwrap();
+    t.map(
+        Iova(0x3000),
+        PhysAddr(0x3000),
+        0x1000,
+        Prot::READ | Prot::MMIO | Prot::CACHE,
+    )
+    .unwrap();
+    let l = leaves(&t);
+    // S2AP=11, MemAttr=0xf, SH=IS, AF; no nG at stage 2.
+    assert_eq!(
+        l[0].4,
+        0x1000 | 0b11 | (0xf << 2) | (3 << 6) | (3 << 8) | (1 << 10)
+    );
+    // Write-only, NC (0x5), SH=OS, XN=0b10 (bit 54 only).
+    assert_eq!(
+        l[1].4,
+        0x2000 | 0b11 | (0x5 << 2) | (2 << 6) | (2 << 8) | (1 << 10) | (1 << 54)
+    );
+    // Device (0x1) wins over CACHE, read-only.
+    assert_eq!(
+        l[2].4,
+        0x3000 | 0b11 | (0x1 << 2) | (1 << 6) | (2 << 8) | (1 << 10)
+    );
+}
+
+// spec: P1
+#[test]
+fn lpa_52bit_output_with_64k() {
+    let mut t = pt(Stage::Stage2, Granule::Size64K, 52, 52);
+    let pa = 0x000f_1234_5678_0000u64;
+    t.map(Iova(0x10000), PhysAddr(pa), 0x10000, RW).unwrap();
+    let l = leaves(&t);
+    // OA[51:48] = 0xf in bits [15:12]; OA[47:16] in place.
+    assert_eq!(l[0].4 & 0xf000, 0xf000);
+    assert_eq!(l[0].4 & 0x0000_ffff_ffff_0000, pa & 0x0000_ffff_ffff_0000);
+    assert_eq!(t.iova_to_phys(Iova(0x10123)), Some(PhysAddr(pa | 0x123)));
+    // 4 TiB level-1 block exists with a 52-bit OAS.
+    assert_ne!(t.pgsize_bitmap() & (1 << 42), 0);
+    let tb = 1u64 << 42;
+    t.map(Iova(tb), PhysAddr(0x000f_0000_0000_0000), tb, RW)
+        .unwrap();
+    assert_eq!(
+        t.iova_to_phys(Iova(tb + 5)),
+        Some(PhysAddr(0x000f_0000_0000_0005))
+    );
+    assert!(leaves(&t).iter().any(|l| l.3 == 1 && l.2 == tb));
+    assert_eq!(t.stage2_config().unwrap().ps, 6);
+    // 52 bits only with 64K.
+    let e = PageTable::new(
+        Config {
+            stage: Stage::Stage1,
+            granule: Granule::Size4K,
+            ias: 48,
+            oas: 52,
+        },
+        TestAlloc::new(),
+    );
+    assert!(matches!(
+        e,
+        Err(Error::UnsupportedOutputSize { oas: 52, .. })
+    ));
+    let e = PageTable::new(
+        Config {
+            stage: Stage::Stage1,
+            granule: Granule::Size16K,
+            ias: 52,
+            oas: 48,
+        },
+        TestAlloc::new(),
+    );
+    assert!(matches!(
+        e,
+        Err(Error::UnsupportedInputSize { ias: 52, .. })
+    ));
+}
+
+// spec: P1
+#[test]
+fn start_levels_and_concatenation() {
+    // (granule, ias, stage-1 start, stage-2 start, stage-2 concat)
+    let cases = [
+        (Granule::Size4K, 32, 1, 1, 1),
+        (Granule::Size4K, 39, 1, 1, 1),
+        (Granule::Size4K, 40, 0, 1, 2),
+        (Granule::Size4K, 42, 0, 1, 8),
+        (Granule::Size4K, 43, 0, 1, 16),
+        (Granule::Size4K, 44, 0, 0, 1),
+        (Granule::Size4K, 48, 0, 0, 1),
+        (Granule::Size16K, 32, 2, 2, 1),
+        (Granule::Size16K, 36, 2, 2, 1),
+        (Granule::Size16K, 40, 1, 1, 1),
+        (Granule::Size16K, 47, 1, 1, 1),
+        (Granule::Size16K, 48, 0, 1, 2),
+        (Granule::Size64K, 32, 2, 2, 1),
+        (Granule::Size64K, 42, 2, 2, 1),
+        (Granule::Size64K, 48, 1, 1, 1),
+        (Granule::Size64K, 52, 1, 1, 1),
+    ];
+    for (granule, ias, s1, s2, concat) in cases {
+        let oas = if ias == 52 { 52 } else { 48 };
+        let a = pt(Stage::Stage1, granule, ias, oas);
+        assert_eq!(a.start_level(), s1, "{granule} ias {ias} stage 1");
+        let c1 = a.stage1_config().unwrap();
+        assert_eq!(u32::from(c1.t0sz), 64 - ias);
+        assert_eq!(a.stage2_config(), Err(Error::WrongStage));
+        let b = pt(Stage::Stage2, granule, ias, oas);
+        let c = b.stage2_config().unwrap();
+        assert_eq!(
+            (c.start_level, c.concatenated),
+            (s2, concat),
+            "{granule} ias {ias} stage 2"
+        );
+        assert_eq!(b.allocator().live(), 1);
+        // SL0 per DDI 0487 Tables D8-19/D8-29/D8-38.
+        let sl0 = match granule {
+            Granule::Size4K => [2, 1, 0, 3][usize::from(s2)],
+            _ => 3 - s2,
+        };
+        assert_eq!(c.sl0, sl0);
+        // The whole input range is reachable: map the last page.
+        let mut b = b;
+        let g = granule.size();
+        b.map(Iova((1 << ias) - g), PhysAddr(0), g, RW).unwrap();
+        assert_eq!(b.iova_to_phys(Iova((1 << ias) - 1)), Some(PhysAddr(g - 1)));
+        assert_eq!(
+            b.map(Iova(1 << ias), PhysAddr(0), g, RW),
+            Err(Error::OutOfRange)
+        );
+    }
+}
+
+// spec: P2
+#[test]
+fn largest_block_and_split_pieces() {
+    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    // 4K + 2M-aligned 1G... : iova 0x3ff000 .. 0x4060_1000 mapped 1:1 → 1 page, 511 2M blocks? no:
+    // [0x1ff000, 0x4020_1000) = 1 page, 255 2M blocks up to 1G, one 1G block? (needs 1G alignment)
+    let start = 0x1ff000u64;
+    let end = 0x8020_1000u64;
+    t.map(Iova(start), PhysAddr(start), end - start, RW)
+        .unwrap();
+    let l = leaves(&t);
+    let count = |lvl: u8| l.iter().filter(|x| x.3 == lvl).count();
+    assert_eq!(count(1), 1, "one 1G block at 0x4000_0000");
+    assert_eq!(count(2), 511 + 1, "2M blocks up to 1G, and one after 2G");
+    assert_eq!(count(3), 2, "a page at each end");
+    let mut g = Gather::new();
+    assert_eq!(
+        t.unmap(Iova(start), end - start, &mut g).unwrap(),
+        end - start
+    );
+    assert!(leaves(&t).is_empty());
+    release(&t, &mut g);
+    // Misaligned PA: no blocks possible.
+    t.map(Iova(0x20_0000), PhysAddr(0x1000), 0x20_0000, RW)
+        .unwrap();
+    assert!(leaves(&t).iter().all(|x| x.3 == 3));
+    assert_eq!(t.iova_to_phys(Iova(0x20_0000)), Some(PhysAddr(0x1000)));
+}
+
+// spec: P2
+#[test]
+fn overlap_refused_without_change() {
+    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    t.map(Iova(0x40_5000), PhysAddr(0x5000), 0x1000, RW)
+        .unwrap();
+    let before = (leaves(&t), t.allocator().live());
+    // A range that needs new tables before reaching the overlap.
+    let r = t.map(Iova(0x3000), PhysAddr(0x3000), 0x40_3000, RW);
+    assert_eq!(
+        r,
+        Err(Error::AlreadyMapped {
+            iova: Iova(0x40_5000)
+        })
+    );
+    assert_eq!((leaves(&t), t.allocator().live()), before);
+    // Over a block.
+    t.map(Iova(0x4000_0000), PhysAddr(0x4000_0000), 0x4000_0000, RW)
+        .unwrap();
+    let before = (leaves(&t), t.allocator().live());
+    assert_eq!(
+        t.map(Iova(0x5000_0000), PhysAddr(0), 0x1000, RW),
+        Err(Error::AlreadyMapped {
+            iova: Iova(0x5000_0000)
+        })
+    );
+    assert_eq!((leaves(&t), t.allocator().live()), before);
+}
+
+// spec: P2
+#[test]
+fn out_of_memory_changes_nothing() {
+    for budget in 0..3 {
+        let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+        t.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
+        let before = (leaves(&t), t.allocator().live());
+        t.allocator().fail_after.set(Some(budget));
+        // Needs 3 new tables (L1, L2, L3) at 512 GiB.
+        let r = t.map(Iova(1 << 39), PhysAddr(0), 0x1000, RW);
+        assert_eq!(r, Err(Error::OutOfMemory));
+        assert_eq!(
+            (leaves(&t), t.allocator().live()),
+            before,
+            "budget {budget}"
+        );
+        t.allocator().fail_after.set(None);
+        t.map(Iova(1 << 39), PhysAddr(0), 0x1000, RW).unwrap();
+    }
+}
+
+// spec: P2
+#[test]
+fn unmap_partial_block_refused_at_both_edges() {
+    let mut t = pt(Stage::Stage2, Granule::Size4K, 40, 40);
+    t.map(Iova(0x20_0000), PhysAddr(0x20_0000), 0x20_0000, RW)
+        .unwrap();
+    t.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, RW).unwrap();
+    let before = leaves(&t);
+    let mut g = Gather::new();
+    // Covers the page, then ends inside the block.
+    assert_eq!(
+        t.unmap(Iova(0x1000), 0x30_0000, &mut g),
+        Err(Error::PartialBlock {
+            block: Iova(0x20_0000),
+            size: 0x20_0000
+        })
+    );
+    // Starts inside the block.
+    assert_eq!(
+        t.unmap(Iova(0x30_0000), 0x20_0000, &mut g),
+        Err(Error::PartialBlock {
+            block: Iova(0x20_0000),
+            size: 0x20_0000
+        })
+    );
+    // One page inside the block.
+    assert!(matches!(
+        t.unmap(Iova(0x21_0000), 0x1000, &mut g),
+        Err(Error::PartialBlock { .. })
+    ));
+    assert_eq!(leaves(&t), before);
+    assert!(g.is_empty());
+    // Holes are fine; the size unmapped counts only what was mapped.
+    assert_eq!(t.unmap(Iova(0), 0x40_0000, &mut g).unwrap(), 0x20_1000);
+    assert_eq!(t.unmap(Iova(0), 0x40_0000, &mut g).unwrap(), 0);
+    release(&t, &mut g);
+}
+
+// spec: P3
+#[test]
+fn gather_ranges_and_deferred_free() {
+    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    t.map(Iova(0x20_0000), PhysAddr(0), 0x20_0000, RW | Prot::NOEXEC)
+        .unwrap();
+    // Pages under an L3 table (misaligned PA), then a block next to it.
+    t.map(Iova(0x40_0000), PhysAddr(0x1000), 0x20_0000, RW)
+        .unwrap();
+    let live = t.allocator().live();
+    assert_eq!(live, 4); // root(L0), L1, L2, L3
+    let mut g = Gather::new();
+    // Partial page range: leaf-only range with TTL=3.
+    assert_eq!(t.unmap(Iova(0x40_0000), 0x3000, &mut g).unwrap(), 0x3000);
+    assert_eq!(
+        g.ranges(),
+        &[InvalRange {
+            iova: Iova(0x40_0000),
+            size: 0x3000,
+            granule: Granule::Size4K,
+            leaf: true,
+            level: Some(3)
+        }]
+    );
+    assert_eq!(g.freed_tables(), 0);
+    // The rest of the L3 table's span: the table is retired and its range becomes non-leaf.
+    assert_eq!(
+        t.unmap(Iova(0x40_0000), 0x20_0000, &mut g).unwrap(),
+        0x20_0000 - 0x3000
+    );
+    assert_eq!(g.freed_tables(), 1);
+    assert_eq!(
+        g.ranges(),
+        &[InvalRange {
+            iova: Iova(0x40_0000),
+            size: 0x20_0000,
+            granule: Granule::Size4K,
+            leaf: false,
+            level: None
+        }]
+    );
+    // Freed only on release.
+    assert_eq!(t.allocator().live(), live);
+    // Adjacent block below merges.
+    assert_eq!(
+        t.unmap(Iova(0x20_0000), 0x20_0000, &mut g).unwrap(),
+        0x20_0000
+    );
+    assert_eq!(g.ranges().len(), 1);
+    assert_eq!(
+        (g.ranges()[0].iova, g.ranges()[0].size),
+        (Iova(0x20_0000), 0x40_0000)
+    );
+    release(&t, &mut g);
+    assert_eq!(t.allocator().live(), live - 1);
+    assert!(g.is_empty());
+    // A gather is tied to its table.
+    let mut other = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    other.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
+    t.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
+    assert_eq!(t.unmap(Iova(0), 0x1000, &mut g).unwrap(), 0x1000);
+    assert_eq!(
+        other.unmap(Iova(0), 0x1000, &mut g),
+        Err(Error::ForeignGather)
+    );
+    // SAFETY: no SMMU.
+    assert_eq!(unsafe { other.release(&mut g) }, Err(Error::ForeignGather));
+    release(&t, &mut g);
+}
+
+// spec: P3
+#[test]
+fn gather_bounded_widening() {
+    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let mut g = Gather::new();
+    for i in 0..(GATHER_RANGES as u64 * 2) {
+        t.map(Iova(i * 0x10_0000), PhysAddr(0), 0x1000, RW).unwrap();
+    }
+    for i in 0..(GATHER_RANGES as u64 * 2) {
+        t.unmap(Iova(i * 0x10_0000), 0x1000, &mut g).unwrap();
+    }
+    assert_eq!(g.ranges().len(), GATHER_RANGES);
+    // Every unmapped page is still covered.
+    for i in 0..(GATHER_RANGES as u64 * 2) {
+        let a = i * 0x10_0000;
+        assert!(
+            g.ranges()
+                .iter()
+                .any(|r| r.iova.0 <= a && a + 0x1000 <= r.iova.0 + r.size),
+            "{a:#x}"
+        );
+    }
+    release(&t, &mut g);
+}
+
+// spec: P3
+#[test]
+fn whole_subtree_retired_and_dropped_cleanly() {
+    let alloc = TestAlloc::new();
+    {
+        let mut t = PageTable::new(
+            Config {
+                stage: Stage::Stage2,
+                granule: Granule::Size16K,
+                ias: 48,
+                oas: 48,
+            },
+            &alloc,
+        )
+        .unwrap();
+        for i in 0..8u64 {
+            t.map(
+                Iova((1 << 36) + i * 0x10_0000),
+                PhysAddr(i * 0x4000),
+                0x4000,
+                RW,
+            )
+            .unwrap();
+        }
+        let live = alloc.live();
+        assert_eq!(live, 3); // the 2 concatenated start tables (one allocation), L2, L3
+        let mut g = Gather::new();
+        // Covers the whole level-1 entry span (64 GiB): L2 and L3 retired.
+        assert_eq!(t.unmap(Iova(1 << 36), 1 << 36, &mut g).unwrap(), 8 * 0x4000);
+        assert_eq!(g.freed_tables(), 2);
+        assert_eq!(alloc.live(), live);
+        release(&t, &mut g);
+        assert_eq!(alloc.live(), 1);
+        t.map(Iova(0), PhysAddr(0), 1 << 30, RW).unwrap();
+    }
+    assert_eq!(alloc.live(), 0, "drop frees everything");
+}
+
+// spec: P4
+#[test]
+fn non_coherent_sync_covers_every_write() {
+    let alloc = NcAlloc::default();
+    let mut t = PageTable::new(
+        Config {
+            stage: Stage::Stage1,
+            granule: Granule::Size4K,
+            ias: 39,
+            oas: 40,
+        },
+        &alloc,
+    )
+    .unwrap();
+    let c = t.stage1_config().unwrap();
+    assert_eq!(c.walk.sh, Shareability::Outer);
+    assert_eq!(c.walk.irgn, Cacheability::NonCacheable);
+    alloc.syncs.borrow_mut().clear();
+    t.map(Iova(0x1000), PhysAddr(0x1000), 0x100_0000 - 0x1000, RW)
+        .unwrap();
+    let syncs = alloc.syncs.borrow().clone();
+    // Every leaf descriptor written lies in some synced range.
+    let mut leaf_addrs = Vec::new();
+    t.walk(|e| {
+        if let WalkEntry::Table { table, level, .. } = *e {
+            leaf_addrs.push((table.0, level));
+        }
+    });
+    assert!(!syncs.is_empty());
+    // One sync per table touched plus one per new table, not one per descriptor.
+    assert!(syncs.len() <= 2 * tables(&t), "{} syncs", syncs.len());
+    let mut g = Gather::new();
+    alloc.syncs.borrow_mut().clear();
+    t.unmap(Iova(0x1000), 0x2000, &mut g).unwrap();
+    assert_eq!(alloc.syncs.borrow().len(), 1);
+    assert_eq!(alloc.syncs.borrow()[0].1, 16);
+    release(&t, &mut g);
+}
+
+// spec: P2
+#[test]
+fn argument_errors() {
+    let mut t = pt(Stage::Stage1, Granule::Size16K, 36, 40);
+    let mut g = Gather::new();
+    assert_eq!(
+        t.map(Iova(0x1000), PhysAddr(0), 0x4000, RW),
+        Err(Error::Misaligned)
+    );
+    assert_eq!(
+        t.map(Iova(0), PhysAddr(0x1000), 0x4000, RW),
+        Err(Error::Misaligned)
+    );
+    assert_eq!(
+        t.map(Iova(0), PhysAddr(0), 0x1000, RW),
+        Err(Error::Misaligned)
+    );
+    assert_eq!(t.map(Iova(0), PhysAddr(0), 0, RW), Err(Error::EmptyRange));
+    assert_eq!(
+        t.map(Iova(!0x3fff_u64), PhysAddr(0), 0x4000, RW),
+        Err(Error::OutOfRange)
+    );
+    assert_eq!(
+        t.map(Iova(0), PhysAddr((1 << 40) - 0x4000), 0x8000, RW),
+        Err(Error::OutOfRange)
+    );
+    assert_eq!(
+        t.unmap(Iova(1 << 36), 0x4000, &mut g),
+        Err(Error::OutOfRange)
+    );
+    assert_eq!(
+        t.unmap(Iova(0), !0x3fff_u64, &mut g),
+        Err(Error::OutOfRange)
+    );
+    assert_eq!(t.iova_to_phys(Iova(u64::MAX)), None);
+    assert_eq!(t.allocator().live(), 1);
+    assert!(!format!(
+        "{}",
+        Error::PartialBlock {
+            block: Iova(0x20_0000),
+            size: 0x20_0000
+        }
+    )
+    .is_empty());
+}
+
+#[test]
+fn walk_reports_tables_then_leaves() {
+    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    t.map(Iova(0x1000), PhysAddr(0x9000), 0x1000, RW).unwrap();
+    let mut items = Vec::new();
+    t.walk(|e| items.push(*e));
+    assert_eq!(items.len(), 5);
+    assert!(matches!(
+        items[0],
+        WalkEntry::Table {
+            level: 0,
+            desc: 0,
+            ..
+        }
+    ));
+    assert!(matches!(
+        items[3],
+        WalkEntry::Table {
+            level: 3,
+            iova: Iova(0),
+            span: 0x20_0000,
+            ..
+        }
+    ));
+    assert!(matches!(
+        items[4],
+        WalkEntry::Leaf {
+            iova: Iova(0x1000),
+            pa: PhysAddr(0x9000),
+            size: 0x1000,
+            level: 3,
+            ..
+        }
+    ));
+}
