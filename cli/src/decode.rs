@@ -1,0 +1,315 @@
+//! `smmuctl decode`: one structure or register, every field by its specification name.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+use smmu::arch::regs::{RegWidth, RegisterInfo};
+use smmu::arch::{cd, cmd, event, l1std, pri, ste, Field};
+
+/// What can be decoded, and how many 64-bit words each takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Structure {
+    /// Stream Table Entry (8 words).
+    Ste,
+    /// Context Descriptor (8 words).
+    Cd,
+    /// Level-1 stream table descriptor (1 word).
+    L1std,
+    /// Level-1 CD table descriptor (1 word).
+    L1cd,
+    /// Command queue entry (2 words).
+    Cmd,
+    /// Event queue record (4 words).
+    Event,
+    /// PRI queue record (2 words).
+    Pri,
+    /// A register: `reg <NAME> <value>`.
+    Reg,
+}
+
+impl Structure {
+    fn words(self) -> usize {
+        match self {
+            Structure::Ste | Structure::Cd => 8,
+            Structure::L1std | Structure::L1cd => 1,
+            Structure::Cmd | Structure::Pri => 2,
+            Structure::Event => 4,
+            Structure::Reg => 1,
+        }
+    }
+}
+
+/// One decoded field.
+pub(crate) struct FieldValue {
+    name: &'static str,
+    value: u64,
+    width: u32,
+    meaning: Option<&'static str>,
+}
+
+/// A decoded structure or register, ready to print.
+pub(crate) struct Decoded {
+    title: String,
+    kind: String,
+    fields: Vec<FieldValue>,
+    error: Option<String>,
+}
+
+/// Why the arguments could not be decoded (exit status 2).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+fn parse_hex(text: &str) -> Result<u64, UsageError> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text)
+        .replace('_', "");
+    u64::from_str_radix(&digits, 16)
+        .map_err(|_| UsageError(format!("'{text}' is not a hexadecimal 64-bit word")))
+}
+
+fn from_fields<const N: usize>(
+    words: &[u64; N],
+    list: &[Field],
+    describe: impl Fn(&Field, u64) -> Option<&'static str>,
+) -> Vec<FieldValue> {
+    list.iter()
+        .map(|f| {
+            let value = f.get(words);
+            FieldValue {
+                name: f.name,
+                value,
+                width: f.width(),
+                meaning: describe(f, value),
+            }
+        })
+        .collect()
+}
+
+fn words<const N: usize>(all: &[u64]) -> [u64; N] {
+    let mut out = [0u64; N];
+    out.copy_from_slice(&all[..N]);
+    out
+}
+
+/// Decodes `args` (hex words, or a register name and value) as `what`.
+pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageError> {
+    if what == Structure::Reg {
+        return decode_register(args);
+    }
+    let want = what.words();
+    if args.len() != want {
+        return Err(UsageError(format!(
+            "{} takes {want} hexadecimal 64-bit word{} (lowest-addressed first), got {}",
+            format!("{what:?}").to_lowercase(),
+            if want == 1 { "" } else { "s" },
+            args.len()
+        )));
+    }
+    let all = args
+        .iter()
+        .map(|a| parse_hex(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match what {
+        Structure::Ste => {
+            let w: [u64; 8] = words(&all);
+            let (kind, error) = match ste::Ste::from_words(w).decode() {
+                Ok(c) => (ste::kind_name(c.as_ref()).to_string(), None),
+                Err(e) => ("illegal".to_string(), Some(e.to_string())),
+            };
+            Decoded {
+                title: "STE".into(),
+                kind,
+                fields: from_fields(&w, ste::fields::FIELDS, ste::describe_field),
+                error,
+            }
+        }
+        Structure::Cd => {
+            let w: [u64; 8] = words(&all);
+            let (kind, error) = match cd::Cd::from_words(w).decode() {
+                Ok(Some(_)) => ("valid".to_string(), None),
+                Ok(None) => ("invalid".to_string(), None),
+                Err(e) => ("illegal".to_string(), Some(e.to_string())),
+            };
+            Decoded {
+                title: "CD".into(),
+                kind,
+                fields: from_fields(&w, cd::fields::FIELDS, cd::describe_field),
+                error,
+            }
+        }
+        Structure::L1std => {
+            let w: [u64; 1] = words(&all);
+            let (kind, error) = match l1std::L1Std::from_words(w).decode() {
+                Ok(Some(_)) => ("valid".to_string(), None),
+                Ok(None) => ("invalid".to_string(), None),
+                Err(e) => ("illegal".to_string(), Some(e.to_string())),
+            };
+            Decoded {
+                title: "L1STD".into(),
+                kind,
+                fields: from_fields(&w, l1std::fields::FIELDS, l1std::describe_field),
+                error,
+            }
+        }
+        Structure::L1cd => {
+            let w: [u64; 1] = words(&all);
+            let kind = if cd::L1Cd::from_words(w).decode().is_some() {
+                "valid"
+            } else {
+                "invalid"
+            };
+            Decoded {
+                title: "L1CD".into(),
+                kind: kind.into(),
+                fields: from_fields(&w, cd::l1_fields::FIELDS, |f, v| {
+                    (f.name == cd::l1_fields::V.name).then_some(if v == 0 {
+                        "invalid"
+                    } else {
+                        "valid"
+                    })
+                }),
+                error: None,
+            }
+        }
+        Structure::Cmd => {
+            let w: [u64; 2] = words(&all);
+            let entry = cmd::Cmd::from_words(w);
+            let op = entry.opcode();
+            let decoded = entry.decode();
+            let is_all = matches!(decoded, Ok(cmd::Command::CfgiAll));
+            let (kind, error) = match &decoded {
+                Ok(c) => (c.name().to_string(), None),
+                Err(e) => (
+                    cmd::opcode_name(op).unwrap_or("CMD_RESERVED").to_string(),
+                    Some(e.to_string()),
+                ),
+            };
+            Decoded {
+                title: "command".into(),
+                kind,
+                fields: from_fields(&w, cmd::fields_of(op, is_all), |f, v| {
+                    cmd::describe_field(op, f, v)
+                }),
+                error,
+            }
+        }
+        Structure::Event => {
+            let w: [u64; 4] = words(&all);
+            let rec = event::EventRecord::from_words(w);
+            let id = rec.id();
+            let (kind, error) = match rec.decode() {
+                Ok(e) => (e.name().to_string(), None),
+                Err(e) => ("EVENT_RESERVED".to_string(), Some(e.to_string())),
+            };
+            Decoded {
+                title: "event".into(),
+                kind,
+                fields: from_fields(&w, event::fields_of(id), event::describe_field),
+                error,
+            }
+        }
+        Structure::Pri => {
+            let w: [u64; 2] = words(&all);
+            let req = pri::PriRecord::from_words(w).decode();
+            let kind = if req.is_stop_marker() {
+                "stop-marker"
+            } else {
+                "page-request"
+            };
+            Decoded {
+                title: "PRI record".into(),
+                kind: kind.into(),
+                fields: from_fields(&w, pri::fields::FIELDS, |_, _| None),
+                error: None,
+            }
+        }
+        Structure::Reg => unreachable!("handled above"),
+    })
+}
+
+fn decode_register(args: &[String]) -> Result<Decoded, UsageError> {
+    let [name, value] = args else {
+        return Err(UsageError(format!(
+            "reg takes a register name and a hexadecimal value, got {} argument(s)",
+            args.len()
+        )));
+    };
+    let reg = RegisterInfo::by_name(name)
+        .ok_or_else(|| UsageError(format!("unknown register '{name}'")))?;
+    let value = parse_hex(value)?;
+    if reg.width == RegWidth::W32 && value > u64::from(u32::MAX) {
+        return Err(UsageError(format!(
+            "SMMU_{} is a 32-bit register",
+            reg.name
+        )));
+    }
+    let fields = reg
+        .fields
+        .iter()
+        .map(|f| FieldValue {
+            name: f.name,
+            value: f.get(value),
+            width: f.hi() - f.shift + 1,
+            meaning: None,
+        })
+        .collect();
+    Ok(Decoded {
+        title: format!(
+            "SMMU_{} (offset {:#x}, IHI 0070 G.b §{})",
+            reg.name,
+            reg.absolute_offset(),
+            reg.spec
+        ),
+        kind: reg.name.to_string(),
+        fields,
+        error: None,
+    })
+}
+
+fn format_value(value: u64, width: u32) -> String {
+    if width <= 4 {
+        format!("0b{value:0w$b}", w = width as usize)
+    } else {
+        format!("{value:#x}")
+    }
+}
+
+impl Decoded {
+    /// The human-readable form: a title line, then one line per field.
+    pub(crate) fn to_text(&self) -> String {
+        let mut out = format!("{} ({})\n", self.title, self.kind);
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "  error: {e}");
+        }
+        let pad = self.fields.iter().map(|f| f.name.len()).max().unwrap_or(0);
+        for f in &self.fields {
+            let _ = write!(
+                out,
+                "  {:pad$} = {}",
+                f.name,
+                format_value(f.value, f.width)
+            );
+            if let Some(m) = f.meaning {
+                let _ = write!(out, " ({m})");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The JSON form: one object of field name → integer, plus `"kind"` (and `"error"` when
+    /// the decoder refused an encoding).
+    pub(crate) fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("kind".into(), Value::from(self.kind.clone()));
+        for f in &self.fields {
+            map.insert(f.name.into(), Value::from(f.value));
+        }
+        if let Some(e) = &self.error {
+            map.insert("error".into(), Value::from(e.clone()));
+        }
+        Value::Object(map)
+    }
+}
