@@ -1,0 +1,207 @@
+//! Config cache, TLB and walk cache with deterministic eviction (T4–T9, S6, S10).
+
+use crate::model::{CachePolicy, Eviction};
+use crate::util::{FastMap, Rng};
+use crate::xlate::{CdEntry, SteEntry};
+use std::collections::VecDeque;
+use std::hash::Hash;
+
+/// A bounded map with FIFO or seeded-random eviction.
+#[derive(Clone, Debug)]
+pub(crate) struct Bounded<K, V> {
+    pub(crate) map: FastMap<K, V>,
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            map: FastMap::default(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+    #[inline]
+    pub(crate) fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+    pub(crate) fn insert(&mut self, k: K, v: V, ev: Eviction, rng: &mut Rng) {
+        if self.cap == 0 {
+            return;
+        }
+        if let Some(slot) = self.map.get_mut(&k) {
+            *slot = v;
+            return;
+        }
+        while self.map.len() >= self.cap {
+            let victim = match ev {
+                Eviction::Fifo => self.order.pop_front(),
+                Eviction::Random => {
+                    let i = rng.below(self.order.len() as u64) as usize;
+                    self.order.swap_remove_back(i)
+                }
+            };
+            match victim {
+                Some(x) => {
+                    self.map.remove(&x);
+                }
+                None => break,
+            }
+        }
+        self.map.insert(k, v);
+        self.order.push_back(k);
+        if self.order.len() > 4 * self.cap + 64 {
+            let map = &self.map;
+            self.order.retain(|x| map.contains_key(x));
+        }
+    }
+    pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
+        self.map.remove(k)
+    }
+    pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &V) -> bool) -> Vec<(K, V)>
+    where
+        V: Clone,
+    {
+        let mut gone = Vec::new();
+        self.map.retain(|k, v| {
+            let keep = f(k, v);
+            if !keep {
+                gone.push((*k, v.clone()));
+            }
+            keep
+        });
+        gone
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// TLB key: tag = world | VMID | ASID, page = canonical VA >> shift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TlbKey {
+    pub(crate) tag: u64,
+    pub(crate) page: u64,
+    pub(crate) shift: u8,
+}
+
+/// A cached translation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TlbEntry {
+    pub(crate) pa: u64,
+    pub(crate) perm: u16,
+    pub(crate) level: u8,
+    /// IPA base of the entry (nested and stage-2 entries).
+    pub(crate) ipa: u64,
+    pub(crate) nested: bool,
+    pub(crate) record_s1: bool,
+    pub(crate) record_s2: bool,
+}
+
+/// Walk-cache key: (tag, stage, level of the table, input-address prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WcKey {
+    pub(crate) tag: u64,
+    pub(crate) stage2: bool,
+    pub(crate) level: u8,
+    pub(crate) prefix: u64,
+}
+
+/// A cached non-leaf descriptor: next table address and accumulated table attributes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WcEntry {
+    pub(crate) table: u64,
+    pub(crate) attrs: u64,
+    /// Input-address span covered, as log2.
+    pub(crate) span: u8,
+}
+
+pub(crate) const W_EL1: u64 = 0;
+pub(crate) const W_EL2: u64 = 1;
+pub(crate) const W_S2: u64 = 2;
+/// ASID slot used for global (nG = 0) entries.
+pub(crate) const GLOBAL: u32 = 0x1_0000;
+
+#[inline]
+pub(crate) const fn tag(world: u64, vmid: u16, asid: u32) -> u64 {
+    (world << 40) | ((vmid as u64) << 20) | asid as u64
+}
+pub(crate) const fn tag_world(t: u64) -> u64 {
+    t >> 40
+}
+pub(crate) const fn tag_vmid(t: u64) -> u16 {
+    ((t >> 20) & 0xFFFF) as u16
+}
+pub(crate) const fn tag_asid(t: u64) -> u32 {
+    (t & 0x1_FFFF) as u32
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Caches {
+    pub(crate) ste: Bounded<u32, SteEntry>,
+    pub(crate) l1: Bounded<u32, u64>,
+    pub(crate) cd: Bounded<(u32, u32), CdEntry>,
+    pub(crate) tlb: Bounded<TlbKey, TlbEntry>,
+    pub(crate) walk: Bounded<WcKey, WcEntry>,
+    /// Bit i set: some TLB entry of shift i may exist.
+    pub(crate) shifts: u64,
+    pub(crate) globals: bool,
+    pub(crate) ev: Eviction,
+    pub(crate) walk_on: bool,
+}
+
+impl Caches {
+    pub(crate) fn new(p: &CachePolicy) -> Self {
+        Self {
+            ste: Bounded::new(p.config_capacity),
+            l1: Bounded::new(p.config_capacity),
+            cd: Bounded::new(p.config_capacity),
+            tlb: Bounded::new(p.tlb_capacity),
+            walk: Bounded::new(if p.walk_cache { p.walk_capacity } else { 0 }),
+            shifts: 0,
+            globals: false,
+            ev: p.eviction,
+            walk_on: p.walk_cache,
+        }
+    }
+
+    pub(crate) fn tlb_insert(&mut self, k: TlbKey, e: TlbEntry, rng: &mut Rng) {
+        if self.tlb.cap == 0 {
+            return;
+        }
+        self.shifts |= 1u64 << k.shift;
+        if tag_asid(k.tag) == GLOBAL {
+            self.globals = true;
+        }
+        self.tlb.insert(k, e, self.ev, rng);
+    }
+
+    #[inline]
+    pub(crate) fn tlb_lookup(&self, t: u64, va: u64) -> Option<(TlbKey, TlbEntry)> {
+        let mut s = self.shifts;
+        while s != 0 {
+            let shift = s.trailing_zeros() as u8;
+            s &= s - 1;
+            let k = TlbKey {
+                tag: t,
+                page: va >> shift,
+                shift,
+            };
+            if let Some(e) = self.tlb.get(&k) {
+                return Some((k, *e));
+            }
+            if self.globals && tag_world(t) != W_S2 {
+                let g = TlbKey {
+                    tag: (t & !0x1_FFFF) | u64::from(GLOBAL),
+                    page: va >> shift,
+                    shift,
+                };
+                if let Some(e) = self.tlb.get(&g) {
+                    return Some((g, *e));
+                }
+            }
+        }
+        None
+    }
+}

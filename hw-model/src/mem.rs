@@ -1,0 +1,245 @@
+//! Sparse, bounded physical memory (SPEC M5) with encrypted regions and fault injection.
+
+use crate::util::{splitmix64, FastMap};
+use core::fmt;
+
+/// Size of a backing page.
+pub const PAGE: u64 = 4096;
+
+/// A physical-memory error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemError {
+    /// The access touches an address that is not RAM given to the model.
+    NotRam {
+        /// First faulting physical address.
+        pa: u64,
+    },
+    /// Backing the access would exceed the configured byte limit.
+    LimitExceeded {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A fault injected by the test (`inject_fetch_fault` / `inject_write_fault`).
+    Injected {
+        /// First faulting physical address.
+        pa: u64,
+    },
+    /// The DMA pool cannot satisfy an allocation.
+    PoolExhausted {
+        /// Bytes requested.
+        bytes: u64,
+    },
+    /// An argument is malformed (zero pages, non-power-of-two alignment, address overflow).
+    BadArgument,
+}
+
+impl fmt::Display for MemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRam { pa } => {
+                write!(f, "physical address {pa:#x} is not RAM given to the model")
+            }
+            Self::LimitExceeded { limit } => write!(f, "memory limit of {limit} bytes exceeded"),
+            Self::Injected { pa } => write!(f, "injected external abort at {pa:#x}"),
+            Self::PoolExhausted { bytes } => write!(f, "DMA pool cannot allocate {bytes} bytes"),
+            Self::BadArgument => write!(f, "bad argument"),
+        }
+    }
+}
+
+impl std::error::Error for MemError {}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Region {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) key: u64,
+}
+
+impl Region {
+    fn overlaps(&self, pa: u64, len: u64) -> bool {
+        pa < self.end && pa.saturating_add(len) > self.start
+    }
+}
+
+/// Sparse physical memory: 4 KiB pages allocated on first write, zero until written.
+#[derive(Clone, Debug)]
+pub(crate) struct Memory {
+    pages: FastMap<u64, Box<[u8; PAGE as usize]>>,
+    ram: Vec<Region>,
+    limit: u64,
+    pub(crate) encrypted: Vec<Region>,
+    pub(crate) fetch_faults: Vec<Region>,
+    pub(crate) write_faults: Vec<Region>,
+}
+
+impl Memory {
+    pub(crate) fn new(ram: &[(u64, u64)], limit: u64) -> Self {
+        Self {
+            pages: FastMap::default(),
+            ram: ram
+                .iter()
+                .map(|&(s, len)| Region {
+                    start: s,
+                    end: s.saturating_add(len),
+                    key: 0,
+                })
+                .collect(),
+            limit,
+            encrypted: Vec::new(),
+            fetch_faults: Vec::new(),
+            write_faults: Vec::new(),
+        }
+    }
+
+    pub(crate) fn is_ram(&self, pa: u64, len: u64) -> bool {
+        let Some(end) = pa.checked_add(len) else {
+            return false;
+        };
+        self.ram.iter().any(|r| pa >= r.start && end <= r.end)
+    }
+
+    pub(crate) fn bytes_backed(&self) -> u64 {
+        self.pages.len() as u64 * PAGE
+    }
+
+    /// Plain read (CPU view): no fault injection, no decryption garbage.
+    pub(crate) fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        if !self.is_ram(pa, buf.len() as u64) {
+            return Err(MemError::NotRam { pa });
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = pa + done as u64;
+            let page = a & !(PAGE - 1);
+            let off = (a - page) as usize;
+            let n = (PAGE as usize - off).min(buf.len() - done);
+            match self.pages.get(&page) {
+                Some(p) => buf[done..done + n].copy_from_slice(&p[off..off + n]),
+                None => buf[done..done + n].fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Plain write (CPU view).
+    pub(crate) fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+        if !self.is_ram(pa, data.len() as u64) {
+            return Err(MemError::NotRam { pa });
+        }
+        // Check the limit before touching anything, so that a failed write changes nothing.
+        let first = pa & !(PAGE - 1);
+        let last = (pa + data.len().max(1) as u64 - 1) & !(PAGE - 1);
+        let mut new_pages = 0u64;
+        let mut p = first;
+        loop {
+            if !self.pages.contains_key(&p) {
+                new_pages += 1;
+            }
+            if p >= last {
+                break;
+            }
+            p += PAGE;
+        }
+        if (self.pages.len() as u64 + new_pages) * PAGE > self.limit {
+            return Err(MemError::LimitExceeded { limit: self.limit });
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let a = pa + done as u64;
+            let page = a & !(PAGE - 1);
+            let off = (a - page) as usize;
+            let n = (PAGE as usize - off).min(data.len() - done);
+            let pg = self
+                .pages
+                .entry(page)
+                .or_insert_with(|| Box::new([0u8; PAGE as usize]));
+            pg[off..off + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Fast aligned 64-bit plain read.
+    #[inline]
+    pub(crate) fn read_u64(&self, pa: u64) -> Result<u64, MemError> {
+        if pa & 7 != 0 || !self.is_ram(pa, 8) {
+            let mut b = [0u8; 8];
+            self.read(pa, &mut b)?;
+            return Ok(u64::from_le_bytes(b));
+        }
+        let page = pa & !(PAGE - 1);
+        let off = (pa - page) as usize;
+        Ok(match self.pages.get(&page) {
+            Some(p) => u64::from_le_bytes(p[off..off + 8].try_into().unwrap_or([0; 8])),
+            None => 0,
+        })
+    }
+
+    /// Read by the SMMU or a device: injected faults apply; encrypted regions read with the wrong
+    /// attribute return a deterministic garbage stream.
+    pub(crate) fn dev_read(
+        &self,
+        pa: u64,
+        buf: &mut [u8],
+        encrypted_attr: bool,
+    ) -> Result<(), MemError> {
+        if let Some(f) = self
+            .fetch_faults
+            .iter()
+            .find(|r| r.overlaps(pa, buf.len() as u64))
+        {
+            return Err(MemError::Injected {
+                pa: pa.max(f.start),
+            });
+        }
+        self.read(pa, buf)?;
+        self.apply_garbage(pa, buf, encrypted_attr);
+        Ok(())
+    }
+
+    pub(crate) fn apply_garbage(&self, pa: u64, buf: &mut [u8], encrypted_attr: bool) {
+        if self.encrypted.is_empty() {
+            return;
+        }
+        let len = buf.len() as u64;
+        for r in &self.encrypted {
+            if !r.overlaps(pa, len) {
+                continue;
+            }
+            for (i, b) in buf.iter_mut().enumerate() {
+                let a = pa + i as u64;
+                if a >= r.start && a < r.end && !encrypted_attr {
+                    let word = splitmix64(r.key ^ (a & !7));
+                    *b = (word >> ((a & 7) * 8)) as u8;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn dev_read_u64(&self, pa: u64, encrypted_attr: bool) -> Result<u64, MemError> {
+        if self.fetch_faults.is_empty() && self.encrypted.is_empty() {
+            return self.read_u64(pa);
+        }
+        let mut b = [0u8; 8];
+        self.dev_read(pa, &mut b, encrypted_attr)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Write by the SMMU or a device: injected write faults apply.
+    pub(crate) fn dev_write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+        if let Some(f) = self
+            .write_faults
+            .iter()
+            .find(|r| r.overlaps(pa, data.len() as u64))
+        {
+            return Err(MemError::Injected {
+                pa: pa.max(f.start),
+            });
+        }
+        self.write(pa, data)
+    }
+}

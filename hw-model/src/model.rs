@@ -1,0 +1,1715 @@
+//! The model: configuration, register file, queues, events, violations and the public API.
+
+use crate::cache::Caches;
+use crate::fields::{evt, reg, Field};
+use crate::master::{Master, MasterSpec, Outcome};
+use crate::mem::{MemError, Memory, Region, PAGE};
+use crate::profile::Profile;
+use crate::util::{FastMap, Rng};
+use crate::xlate::Tracked;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// When commands are consumed (SPEC M2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdMode {
+    /// Inside the register write that makes work available (CMDQ_PROD, CR0 ack, GERRORN ack).
+    Sync,
+    /// Only on [`Model::step`], at most `per_step` commands per step: CONS lags PROD.
+    Step {
+        /// Commands consumed per `step()`.
+        per_step: u32,
+    },
+}
+
+/// Which CONSTRAINED UNPREDICTABLE option the model applies after logging a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CuPolicy {
+    /// The SMMUv3.2+ choice where the spec names one: the write is ignored (default).
+    Ignore,
+    /// The permissive choice QEMU makes: the register takes the value.
+    Accept,
+}
+
+/// Cache eviction when a cache is full (T9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    /// Oldest entry first (deterministic).
+    Fifo,
+    /// Seeded random victim (deterministic for a given seed).
+    Random,
+}
+
+/// Power-on cache contents (T8).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum PowerOn {
+    /// Caches start empty.
+    #[default]
+    Empty,
+    /// Caches start with stale entries: a bypass STE for each SID, and a bogus TLB entry for each
+    /// (ASID, IOVA) pair (VMID 0, EL1), so a driver that enables without CFGI_ALL/TLBI shows.
+    Stale {
+        /// StreamIDs given a cached bypass STE.
+        sids: Vec<u32>,
+        /// ASIDs given bogus TLB entries.
+        asids: Vec<u16>,
+        /// IOVAs (4 KiB pages) given bogus TLB entries.
+        iovas: Vec<u64>,
+    },
+}
+
+/// Cache geometry and invalidation behaviour (T4–T9, S6, S10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Config-cache capacity (STEs, CDs and L1STDs each); 0 disables caching.
+    pub config_capacity: usize,
+    /// TLB capacity; 0 disables the TLB.
+    pub tlb_capacity: usize,
+    /// Keep a walk cache of non-leaf table descriptors (T4).
+    pub walk_cache: bool,
+    /// Walk-cache capacity.
+    pub walk_capacity: usize,
+    /// Victim choice.
+    pub eviction: Eviction,
+    /// Combined S1+S2 TLB entries survive TLBI_S2_IPA (T6; allowed by §16.2.1). Default true.
+    pub combined_tlb: bool,
+    /// Power-on contents.
+    pub power_on: PowerOn,
+    /// Invalidate more than asked (CFGI_* flushes the whole config cache). Default false, so that
+    /// missing invalidations show.
+    pub over_invalidate: bool,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            config_capacity: 4096,
+            tlb_capacity: 4096,
+            walk_cache: true,
+            walk_capacity: 1024,
+            eviction: Eviction::Fifo,
+            combined_tlb: true,
+            power_on: PowerOn::Empty,
+            over_invalidate: false,
+        }
+    }
+}
+
+/// The fetch-between-stores hook (S8, S9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TornFetch {
+    /// No checking.
+    Off,
+    /// Every 64-bit store into a live STE/CD is followed by a fetch of the image; an image that
+    /// behaves like neither the old nor the new entry is logged as [`ViolationKind::TornStructure`].
+    Check,
+    /// As `Check`, and the fetched image is also inserted into the config cache when the entry is
+    /// not cached (a real SMMU may do that at any time, §3.21.3).
+    CheckAndCache,
+}
+
+/// Everything a model instance is built from. `ModelConfig::default()` is a strict QEMU-virt-like
+/// SMMU with ack latency 2 and synchronous command consumption.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// ID registers.
+    pub profile: Profile,
+    /// Seed for every random choice (jitter, eviction, random masters, stale contents).
+    pub seed: u64,
+    /// Register accesses (or `step()` calls) before CR0ACK, IRQ_CTRLACK and GBPA.Update reflect a
+    /// write (R5, R14, R16). 0 = immediate.
+    pub ack_latency: u32,
+    /// Extra random latency per field, `0..=ack_jitter`.
+    pub ack_jitter: u32,
+    /// Command consumption mode.
+    pub cmd_mode: CmdMode,
+    /// Cache behaviour.
+    pub cache: CachePolicy,
+    /// Base of RAM.
+    pub ram_base: u64,
+    /// Size of RAM (address space given to the model; backed lazily).
+    pub ram_size: u64,
+    /// Maximum bytes of RAM actually backed (writes beyond give [`MemError::LimitExceeded`]).
+    pub mem_limit: u64,
+    /// Region `alloc_pages` hands out, `(base, size)`; `None` = all of RAM.
+    pub dma_pool: Option<(u64, u64)>,
+    /// CU option applied after a logged violation.
+    pub cu_policy: CuPolicy,
+    /// Page-0 aliases of EVENTQ/PRIQ PROD/CONS (R3). Default false: RAZ/WI plus a violation.
+    pub page0_alias: bool,
+    /// A CMDQ_CONS write with CMDQEN = 0 takes the ERR field (Q12). Default false.
+    pub cons_err_write: bool,
+    /// The torn-fetch hook.
+    pub torn_fetch: TornFetch,
+    /// The memory attribute the SMMU's own accesses use; reads of an encrypted region with the
+    /// other attribute return garbage (M5). Default false (plain).
+    pub smmu_encrypted_attr: bool,
+    /// DMA-master transactions run by each `step()`.
+    pub masters_per_step: u32,
+    /// DMA-master transactions run after each driver 64-bit store (`write_u64`).
+    pub masters_per_store: u32,
+    /// Maximum violations kept (older ones are counted, not stored).
+    pub max_violations: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            profile: Profile::qemu_virt(),
+            seed: 0x5EED,
+            ack_latency: 2,
+            ack_jitter: 0,
+            cmd_mode: CmdMode::Sync,
+            cache: CachePolicy::default(),
+            ram_base: 0x4000_0000,
+            ram_size: 1 << 30,
+            mem_limit: 256 << 20,
+            dma_pool: None,
+            cu_policy: CuPolicy::Ignore,
+            page0_alias: false,
+            cons_err_write: false,
+            torn_fetch: TornFetch::Check,
+            smmu_encrypted_attr: false,
+            masters_per_step: 0,
+            masters_per_store: 0,
+            max_violations: 4096,
+        }
+    }
+}
+
+/// What software did wrong (SPEC M3; the VIOL rows of model-conformance.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ViolationKind {
+    /// R1: access of a size or alignment the spec does not guarantee.
+    BadAccess,
+    /// R2: write to a read-only register (ID registers, ACKs, GERROR, STATUSR).
+    ReadOnlyWrite,
+    /// R3: access to a page-0 alias of a page-1 register with the alias disabled.
+    Page0Alias,
+    /// R6: a CR0 / IRQ_CTRL field changed again before its Update completed.
+    ChangeBeforeAck,
+    /// R7, R8, R9, R17, X2: write to a register (field) that is read-only while its enable or ack is 1.
+    GuardedWrite,
+    /// R10: queue BASE written after its PROD/CONS in one initialisation.
+    QueueInitOrder,
+    /// R11 (lint): queue or stream-table base not aligned as the hardware will align it.
+    MisalignedBase,
+    /// R14: GBPA written without Update = 1.
+    GbpaWithoutUpdate,
+    /// R14: GBPA written while a previous Update is still 1.
+    GbpaWhileUpdate,
+    /// R18: GERRORN toggles a bit whose error is not active.
+    GerrornInactiveToggle,
+    /// Q2: PROD/CONS pair inconsistent (more entries than the queue holds).
+    QueueInconsistent,
+    /// Q3: CMDQ_PROD moved backwards while no CMDQ_ERR is active.
+    CmdqProdBackwards,
+    /// Q5: memory released by an invalidation was written before a CMD_SYNC completed.
+    RelianceBeforeSync,
+    /// Q17: EVENTQ_CONS / PRIQ_CONS moved inconsistently.
+    QueueConsBad,
+    /// S9 / X5: a fetched STE/CD image behaves like neither the old nor the new entry.
+    TornStructure,
+}
+
+/// One entry of the violation log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// What kind of violation.
+    pub kind: ViolationKind,
+    /// Register or structure name.
+    pub what: &'static str,
+    /// Register offset, or structure physical address.
+    pub offset: u64,
+    /// Old value (register value, or first differing 64-bit word of the old image).
+    pub old: u64,
+    /// New / attempted value.
+    pub new: u64,
+    /// CR0 at the time.
+    pub cr0: u32,
+    /// CR0ACK at the time.
+    pub cr0ack: u32,
+    /// Model time (register accesses plus steps).
+    pub time: u64,
+}
+
+/// A 32-byte event record as the model wrote (or tried to write) it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The four 64-bit words.
+    pub raw: [u64; 4],
+}
+
+impl Event {
+    /// Event number (e.g. 0x10 F_TRANSLATION).
+    pub fn id(&self) -> u8 {
+        evt::ID.get(&self.raw) as u8
+    }
+    /// StreamID.
+    pub fn sid(&self) -> u32 {
+        evt::SID.get(&self.raw) as u32
+    }
+    /// SubstreamID if SSV.
+    pub fn ssid(&self) -> Option<u32> {
+        (evt::SSV.get(&self.raw) != 0).then(|| evt::SSID.get(&self.raw) as u32)
+    }
+    /// InputAddr.
+    pub fn input_addr(&self) -> u64 {
+        evt::INPUT_ADDR.get(&self.raw)
+    }
+    /// IPA[55:12] (stage-2 faults), as an address.
+    pub fn ipa(&self) -> u64 {
+        evt::IPA.get(&self.raw) << 12
+    }
+    /// FetchAddr[55:3], as an address.
+    pub fn fetch_addr(&self) -> u64 {
+        evt::FETCH_ADDR.get(&self.raw) << 3
+    }
+    /// S2 bit.
+    pub fn s2(&self) -> bool {
+        evt::S2.get(&self.raw) != 0
+    }
+    /// CLASS (0 CD, 1 TT, 2 IN).
+    pub fn class(&self) -> u8 {
+        evt::CLASS.get(&self.raw) as u8
+    }
+    /// RnW (true = read).
+    pub fn rnw(&self) -> bool {
+        evt::RNW.get(&self.raw) != 0
+    }
+    /// PnU (true = privileged).
+    pub fn pnu(&self) -> bool {
+        evt::PNU.get(&self.raw) != 0
+    }
+}
+
+/// What happened to a generated event record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Written to the event queue.
+    Written,
+    /// Dropped: EVENTQEN (ack) = 0 (Q16).
+    DroppedDisabled,
+    /// Dropped: queue full; overflow flagged if OVFLG == OVACKFLG (Q14).
+    Overflow,
+    /// Dropped: EVENTQ_ABT_ERR active (Q13).
+    AbortActive,
+    /// The write aborted: EVENTQ_ABT_ERR raised (Q13).
+    WriteAbort,
+}
+
+/// Counters of signals the model produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// EVTQ interrupt edges (empty → non-empty with EVENTQ_IRQEN ack, Q15).
+    pub evtq_irq: u64,
+    /// PRIQ interrupt edges.
+    pub priq_irq: u64,
+    /// GERROR interrupt edges.
+    pub gerror_irq: u64,
+    /// CMD_SYNC wired-interrupt pulses (CS = SIG_IRQ without MSI).
+    pub sync_irq: u64,
+    /// SEV events (CS = SIG_SEV with IDR0.SEV).
+    pub sev: u64,
+    /// MSI writes performed: (address, data).
+    pub msi_writes: Vec<(u64, u32)>,
+    /// CMD_SYNCs completed.
+    pub syncs: u64,
+    /// Commands consumed.
+    pub commands: u64,
+    /// ATC_INV commands consumed: (SID, SSID if SSV, address, size).
+    pub atc_inv: Vec<(u32, Option<u32>, u64, u8)>,
+    /// PRI_RESP commands consumed: (SID, PRGIndex).
+    pub pri_resp: Vec<(u32, u32)>,
+}
+
+/// A model error for API misuse (register access never fails; see the violation log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// Physical memory error.
+    Mem(MemError),
+    /// No such DMA master.
+    NoSuchMaster(usize),
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mem(e) => write!(f, "memory: {e}"),
+            Self::NoSuchMaster(i) => write!(f, "no DMA master {i}"),
+        }
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl From<MemError> for ModelError {
+    fn from(e: MemError) -> Self {
+        Self::Mem(e)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AckReg {
+    Cr0,
+    IrqCtrl,
+    Gbpa,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    pub(crate) reg: AckReg,
+    pub(crate) mask: u32,
+    pub(crate) value: u32,
+    pub(crate) due: u64,
+}
+
+/// A circular queue's registers (§3.5, §6.3.26–§6.3.29).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Queue {
+    pub(crate) base: u64,
+    pub(crate) prod: u32,
+    pub(crate) cons: u32,
+    pub(crate) max_log2: u32,
+    pub(crate) entry: u64,
+    /// PROD or CONS written since the last BASE write / enable (R10).
+    pub(crate) idx_written: bool,
+    /// Pair found inconsistent (Q2): nothing consumed until fixed.
+    pub(crate) inconsistent: bool,
+}
+
+impl Queue {
+    pub(crate) fn log2(&self) -> u32 {
+        (reg::Q_BASE_LOG2SIZE.of(self.base) as u32).min(self.max_log2)
+    }
+    pub(crate) fn base_addr(&self) -> u64 {
+        let a = reg::Q_BASE_ADDR.of(self.base) << 5;
+        let bytes = (self.entry << self.log2()).max(32);
+        a & !(bytes - 1)
+    }
+    pub(crate) fn wm(&self) -> u32 {
+        (2u32 << self.log2()) - 1
+    }
+    pub(crate) fn idx(&self, v: u32) -> u32 {
+        v & ((1u32 << self.log2()) - 1)
+    }
+    pub(crate) fn count(&self, p: u32, c: u32) -> u32 {
+        (p & self.wm()).wrapping_sub(c & self.wm()) & self.wm()
+    }
+    pub(crate) fn consistent(&self, p: u32, c: u32) -> bool {
+        self.count(p, c) <= (1u32 << self.log2())
+    }
+    pub(crate) fn empty(&self) -> bool {
+        self.count(self.prod, self.cons) == 0
+    }
+    pub(crate) fn full(&self) -> bool {
+        self.count(self.prod, self.cons) == (1u32 << self.log2())
+    }
+    pub(crate) fn inc(&self, v: u32) -> u32 {
+        (v & !self.wm()) | ((v & self.wm()).wrapping_add(1) & self.wm())
+    }
+    pub(crate) fn slot(&self, v: u32) -> u64 {
+        self.base_addr() + u64::from(self.idx(v)) * self.entry
+    }
+}
+
+/// The strict SMMUv3 model. See the crate documentation for how a driver test wires it.
+#[derive(Debug)]
+pub struct Model {
+    pub(crate) cfg: ModelConfig,
+    pub(crate) prof: Profile,
+    pub(crate) mem: Memory,
+    pub(crate) rng: Rng,
+    pub(crate) time: u64,
+    pub(crate) cr0: u32,
+    pub(crate) cr0ack: u32,
+    pub(crate) cr1: u32,
+    pub(crate) cr2: u32,
+    pub(crate) gbpa: u32,
+    pub(crate) irq_ctrl: u32,
+    pub(crate) irq_ctrlack: u32,
+    pub(crate) gerror: u32,
+    pub(crate) gerrorn: u32,
+    /// IRQ_CFG0/1/2 of GERROR, EVENTQ, PRIQ.
+    pub(crate) irq_cfg: [[u64; 3]; 3],
+    pub(crate) strtab_base: u64,
+    pub(crate) strtab_cfg: u32,
+    pub(crate) cmdq: Queue,
+    pub(crate) evtq: Queue,
+    pub(crate) priq: Queue,
+    pub(crate) pending: Vec<Pending>,
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) violations_dropped: u64,
+    pub(crate) caches: Caches,
+    pub(crate) signals: Signals,
+    pub(crate) events: Vec<(Event, Delivery)>,
+    pub(crate) tracked: BTreeMap<u64, Tracked>,
+    pub(crate) unsynced: FastMap<u64, &'static str>,
+    pub(crate) inject_atc_timeout: bool,
+    pub(crate) atc_timeout_pending: bool,
+    pub(crate) masters: Vec<Master>,
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) next_master: usize,
+    pub(crate) epoch: u32,
+    pub(crate) pool_next: u64,
+    pub(crate) pool_end: u64,
+    pub(crate) in_hook: bool,
+}
+
+const RO_REGS: &[(u64, &str)] = &[
+    (reg::IDR0, "IDR0"),
+    (reg::IDR1, "IDR1"),
+    (reg::IDR2, "IDR2"),
+    (reg::IDR3, "IDR3"),
+    (reg::IDR4, "IDR4"),
+    (reg::IDR5, "IDR5"),
+    (reg::IIDR, "IIDR"),
+    (reg::AIDR, "AIDR"),
+    (reg::CR0ACK, "CR0ACK"),
+    (reg::STATUSR, "STATUSR"),
+    (reg::AGBPA, "AGBPA"),
+    (reg::IRQ_CTRLACK, "IRQ_CTRLACK"),
+    (reg::GERROR, "GERROR"),
+];
+
+const REG64: &[u64] = &[
+    reg::GERROR_IRQ_CFG0,
+    reg::STRTAB_BASE,
+    reg::CMDQ_BASE,
+    reg::EVTQ_BASE,
+    reg::EVTQ_IRQ_CFG0,
+    reg::PRIQ_BASE,
+    reg::PRIQ_IRQ_CFG0,
+];
+
+/// Arm MMU-600 style PIDR/CIDR bytes at 0xFD0..0xFFC (IMPLEMENTATION DEFINED).
+const IDREGS: [u32; 12] = [
+    0x04, 0, 0, 0, 0x83, 0xB4, 0x0B, 0x00, 0x0D, 0xF0, 0x05, 0xB1,
+];
+
+impl Model {
+    /// Builds a model in its reset state.
+    pub fn new(cfg: ModelConfig) -> Self {
+        let prof = cfg.profile.clone();
+        let mem = Memory::new(&[(cfg.ram_base, cfg.ram_size)], cfg.mem_limit);
+        let (pool_base, pool_size) = cfg.dma_pool.unwrap_or((cfg.ram_base, cfg.ram_size));
+        let q = |log2: u64, entry: u64| Queue {
+            max_log2: (log2 as u32).min(19),
+            entry,
+            ..Queue::default()
+        };
+        let cmdq = q(prof.idr1(reg::IDR1_CMDQS), 16);
+        let evtq = q(prof.idr1(reg::IDR1_EVTQS), 32);
+        let priq = q(prof.idr1(reg::IDR1_PRIQS), 16);
+        let caches = Caches::new(&cfg.cache);
+        let mut m = Self {
+            rng: Rng::new(cfg.seed),
+            prof,
+            mem,
+            time: 0,
+            cr0: 0,
+            cr0ack: 0,
+            cr1: 0,
+            cr2: 0,
+            gbpa: 0x1000,
+            irq_ctrl: 0,
+            irq_ctrlack: 0,
+            gerror: 0,
+            gerrorn: 0,
+            irq_cfg: [[0; 3]; 3],
+            strtab_base: 0,
+            strtab_cfg: 0,
+            cmdq,
+            evtq,
+            priq,
+            pending: Vec::new(),
+            violations: Vec::new(),
+            violations_dropped: 0,
+            caches,
+            signals: Signals::default(),
+            events: Vec::new(),
+            tracked: BTreeMap::new(),
+            unsynced: FastMap::default(),
+            inject_atc_timeout: false,
+            atc_timeout_pending: false,
+            masters: Vec::new(),
+            outcomes: Vec::new(),
+            next_master: 0,
+            epoch: 0,
+            pool_next: pool_base,
+            pool_end: pool_base.saturating_add(pool_size),
+            in_hook: false,
+            cfg,
+        };
+        m.seed_power_on();
+        m
+    }
+
+    /// The configuration the model was built with.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The ID profile.
+    pub fn profile(&self) -> &Profile {
+        &self.prof
+    }
+
+    /// Model time: register accesses plus `step()` calls.
+    pub fn time(&self) -> u64 {
+        self.time
+    }
+
+    // ---------------------------------------------------------------- time and acks
+
+    pub(crate) fn tick(&mut self) {
+        self.time += 1;
+        if !self.pending.is_empty() {
+            self.apply_due();
+        }
+    }
+
+    fn latency(&mut self) -> u64 {
+        u64::from(self.cfg.ack_latency) + self.rng.below(u64::from(self.cfg.ack_jitter) + 1)
+    }
+
+    fn apply_due(&mut self) {
+        let now = self.time;
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].due <= now {
+                let p = self.pending.remove(i);
+                self.apply_pending(p);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn apply_pending(&mut self, p: Pending) {
+        match p.reg {
+            AckReg::Cr0 => {
+                let old = self.cr0ack;
+                self.cr0ack = (old & !p.mask) | (p.value & p.mask);
+                self.on_cr0ack(old);
+            }
+            AckReg::IrqCtrl => {
+                self.irq_ctrlack = (self.irq_ctrlack & !p.mask) | (p.value & p.mask);
+            }
+            AckReg::Gbpa => {
+                self.gbpa = p.value;
+            }
+        }
+    }
+
+    fn on_cr0ack(&mut self, old: u32) {
+        let new = self.cr0ack;
+        let rising = new & !old;
+        if rising & reg::CR0_CMDQEN != 0 {
+            self.cmdq.idx_written = false;
+            self.kick_cmdq();
+        }
+        if rising & reg::CR0_EVTQEN != 0 {
+            self.evtq.idx_written = false;
+        }
+        if rising & reg::CR0_PRIQEN != 0 {
+            self.priq.idx_written = false;
+        }
+    }
+
+    /// Consumes commands now if the mode is synchronous.
+    pub(crate) fn kick_cmdq(&mut self) {
+        if self.cfg.cmd_mode == CmdMode::Sync {
+            self.process_cmdq(usize::MAX);
+        }
+    }
+
+    /// Advances time by one unit: acks may complete, commands are consumed in `Step` mode, and
+    /// `masters_per_step` DMA transactions run.
+    pub fn step(&mut self) {
+        self.tick();
+        if let CmdMode::Step { per_step } = self.cfg.cmd_mode {
+            self.process_cmdq(per_step.max(1) as usize);
+        }
+        if self.cfg.masters_per_step > 0 {
+            self.run_masters(self.cfg.masters_per_step);
+        }
+    }
+
+    /// Steps until no acknowledgement is pending and (in `Step` mode) the command queue is idle,
+    /// at most `max` steps. Returns the steps taken.
+    pub fn settle(&mut self, max: u32) -> u32 {
+        for i in 0..max {
+            let idle_q = !self.cmdq_can_run();
+            if self.pending.is_empty() && idle_q {
+                return i;
+            }
+            self.step();
+        }
+        max
+    }
+
+    // ---------------------------------------------------------------- violations
+
+    pub(crate) fn violate(
+        &mut self,
+        kind: ViolationKind,
+        what: &'static str,
+        offset: u64,
+        old: u64,
+        new: u64,
+    ) {
+        if self.violations.len() >= self.cfg.max_violations {
+            self.violations_dropped += 1;
+            return;
+        }
+        self.violations.push(Violation {
+            kind,
+            what,
+            offset,
+            old,
+            new,
+            cr0: self.cr0,
+            cr0ack: self.cr0ack,
+            time: self.time,
+        });
+    }
+
+    /// The violation log (SPEC M3). Driver tests assert it is empty.
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// Clears the violation log.
+    pub fn clear_violations(&mut self) {
+        self.violations.clear();
+        self.violations_dropped = 0;
+    }
+
+    /// Whether a violation of `kind` was logged.
+    pub fn has_violation(&self, kind: ViolationKind) -> bool {
+        self.violations.iter().any(|v| v.kind == kind)
+    }
+
+    // ---------------------------------------------------------------- register access
+
+    /// 32-bit register read at `offset` (page 0 at 0, page 1 at 0x10000).
+    pub fn read32(&mut self, offset: u64) -> u32 {
+        self.read(offset, 4) as u32
+    }
+
+    /// 32-bit register write.
+    pub fn write32(&mut self, offset: u64, value: u32) {
+        self.write(offset, 4, u64::from(value));
+    }
+
+    /// 64-bit register read (only the 64-bit registers are guaranteed, R1).
+    pub fn read64(&mut self, offset: u64) -> u64 {
+        self.read(offset, 8)
+    }
+
+    /// 64-bit register write.
+    pub fn write64(&mut self, offset: u64, value: u64) {
+        self.write(offset, 8, value);
+    }
+
+    fn access_ok(&mut self, offset: u64, size: u8, value: u64) -> bool {
+        let ok = match size {
+            4 => offset & 3 == 0,
+            8 => offset & 7 == 0 && REG64.contains(&offset),
+            _ => false,
+        };
+        if !ok {
+            self.violate(
+                ViolationKind::BadAccess,
+                "register access size/alignment",
+                offset,
+                u64::from(size),
+                value,
+            );
+        }
+        ok
+    }
+
+    fn alias(&mut self, offset: u64, value: u64) -> Option<u64> {
+        const P0: [u64; 4] = [0xA8, 0xAC, 0xC8, 0xCC];
+        if P0.contains(&(offset & !4)) || P0.contains(&offset) {
+            if self.cfg.page0_alias {
+                return Some(offset + reg::PAGE1);
+            }
+            self.violate(
+                ViolationKind::Page0Alias,
+                "page-0 alias of a page-1 register",
+                offset,
+                0,
+                value,
+            );
+            return None;
+        }
+        Some(offset)
+    }
+
+    /// Register read of `size` bytes (1, 2, 4 or 8). Other sizes and misaligned accesses are
+    /// CONSTRAINED UNPREDICTABLE: logged (R1) and read as zero.
+    pub fn read(&mut self, offset: u64, size: u8) -> u64 {
+        self.tick();
+        if !self.access_ok(offset, size, 0) {
+            return 0;
+        }
+        let Some(offset) = self.alias(offset, 0) else {
+            return 0;
+        };
+        if size == 8 {
+            let lo = self.read_reg32(offset);
+            let hi = self.read_reg32(offset + 4);
+            return u64::from(lo) | (u64::from(hi) << 32);
+        }
+        u64::from(self.read_reg32(offset))
+    }
+
+    /// Register write of `size` bytes; see [`Model::read`].
+    pub fn write(&mut self, offset: u64, size: u8, value: u64) {
+        self.tick();
+        if !self.access_ok(offset, size, value) {
+            return;
+        }
+        let Some(offset) = self.alias(offset, value) else {
+            return;
+        };
+        if size == 8 {
+            self.write_reg64(offset, value);
+        } else {
+            self.write_reg32(offset, value as u32);
+        }
+    }
+
+    fn cr0_impl(&self) -> u32 {
+        let mut m = reg::CR0_SMMUEN | reg::CR0_EVTQEN | reg::CR0_CMDQEN;
+        if self.prof.pri() {
+            m |= reg::CR0_PRIQEN;
+        }
+        if self.prof.ats() {
+            m |= reg::CR0_ATSCHK;
+        }
+        if self.prof.vmw() {
+            m |= reg::CR0_VMW;
+        }
+        m
+    }
+
+    fn irq_impl(&self) -> u32 {
+        let mut m = reg::IRQ_GERROR | reg::IRQ_EVTQ;
+        if self.prof.pri() {
+            m |= reg::IRQ_PRIQ;
+        }
+        m
+    }
+
+    fn reg64_value(&self, off: u64) -> Option<u64> {
+        Some(match off {
+            reg::GERROR_IRQ_CFG0 => self.irq_cfg[0][0],
+            reg::EVTQ_IRQ_CFG0 => self.irq_cfg[1][0],
+            reg::PRIQ_IRQ_CFG0 => self.irq_cfg[2][0],
+            reg::STRTAB_BASE => self.strtab_base,
+            reg::CMDQ_BASE => self.cmdq.base,
+            reg::EVTQ_BASE => self.evtq.base,
+            reg::PRIQ_BASE => self.priq.base,
+            _ => return None,
+        })
+    }
+
+    fn read_reg32(&mut self, off: u64) -> u32 {
+        if let Some(v) = self.reg64_value(off & !7) {
+            return if off & 4 == 0 {
+                v as u32
+            } else {
+                (v >> 32) as u32
+            };
+        }
+        let p = &self.prof;
+        match off {
+            reg::IDR0..=reg::IDR5 => p.idr[(off / 4) as usize],
+            reg::IIDR => p.iidr,
+            reg::AIDR => p.aidr,
+            reg::CR0 => self.cr0,
+            reg::CR0ACK => self.cr0ack,
+            reg::CR1 => self.cr1,
+            reg::CR2 => self.cr2,
+            reg::STATUSR => {
+                let dormant = p.idr0(reg::IDR0_DORMHINT) != 0
+                    && self.cr0ack & reg::CR0_SMMUEN == 0
+                    && self.pending.is_empty();
+                if dormant {
+                    reg::STATUSR_DORMANT
+                } else {
+                    0
+                }
+            }
+            reg::GBPA => {
+                let upd = self.pending.iter().any(|x| x.reg == AckReg::Gbpa);
+                self.gbpa | if upd { reg::GBPA_UPDATE } else { 0 }
+            }
+            reg::AGBPA => 0,
+            reg::IRQ_CTRL => self.irq_ctrl,
+            reg::IRQ_CTRLACK => self.irq_ctrlack,
+            reg::GERROR => self.gerror,
+            reg::GERRORN => self.gerrorn,
+            reg::GERROR_IRQ_CFG1 => self.irq_cfg[0][1] as u32,
+            reg::GERROR_IRQ_CFG2 => self.irq_cfg[0][2] as u32,
+            reg::EVTQ_IRQ_CFG1 => self.irq_cfg[1][1] as u32,
+            reg::EVTQ_IRQ_CFG2 => self.irq_cfg[1][2] as u32,
+            reg::PRIQ_IRQ_CFG1 if p.pri() => self.irq_cfg[2][1] as u32,
+            reg::PRIQ_IRQ_CFG2 if p.pri() => self.irq_cfg[2][2] as u32,
+            reg::STRTAB_BASE_CFG => self.strtab_cfg,
+            reg::CMDQ_PROD => self.cmdq.prod,
+            reg::CMDQ_CONS => self.cmdq.cons,
+            reg::EVTQ_PROD => self.evtq.prod,
+            reg::EVTQ_CONS => self.evtq.cons,
+            reg::PRIQ_PROD if p.pri() => self.priq.prod,
+            reg::PRIQ_CONS if p.pri() => self.priq.cons,
+            0xFD0..=0xFFC => IDREGS[((off - 0xFD0) / 4) as usize],
+            _ => 0,
+        }
+    }
+
+    fn write_reg64(&mut self, off: u64, v: u64) {
+        self.write_reg64_masked(off, v, u64::MAX);
+    }
+
+    fn guard(&mut self, what: &'static str, off: u64, old: u64, new: u64, guarded: bool) -> bool {
+        if guarded {
+            self.violate(ViolationKind::GuardedWrite, what, off, old, new);
+            return self.cfg.cu_policy == CuPolicy::Accept;
+        }
+        true
+    }
+
+    fn enabled(&self, bit: u32) -> bool {
+        (self.cr0 | self.cr0ack) & bit != 0
+    }
+
+    fn irq_enabled(&self, bit: u32) -> bool {
+        (self.irq_ctrl | self.irq_ctrlack) & bit != 0
+    }
+
+    fn write_reg64_masked(&mut self, off: u64, v: u64, mask: u64) {
+        let Some(old) = self.reg64_value(off) else {
+            return;
+        };
+        let new = (old & !mask) | (v & mask);
+        match off {
+            reg::GERROR_IRQ_CFG0 | reg::EVTQ_IRQ_CFG0 | reg::PRIQ_IRQ_CFG0 => {
+                let (i, bit, name) = match off {
+                    reg::GERROR_IRQ_CFG0 => (0, reg::IRQ_GERROR, "GERROR_IRQ_CFG0"),
+                    reg::EVTQ_IRQ_CFG0 => (1, reg::IRQ_EVTQ, "EVENTQ_IRQ_CFG0"),
+                    _ => (2, reg::IRQ_PRIQ, "PRIQ_IRQ_CFG0"),
+                };
+                if i == 2 && !self.prof.pri() {
+                    return;
+                }
+                let g = self.irq_enabled(bit);
+                if self.guard(name, off, old, new, g) {
+                    self.irq_cfg[i][0] = new & reg::IRQ_CFG0_ADDR.mask();
+                }
+            }
+            reg::STRTAB_BASE => {
+                let g = self.enabled(reg::CR0_SMMUEN);
+                if self.guard("STRTAB_BASE", off, old, new, g) {
+                    self.strtab_base =
+                        new & (reg::STRTAB_BASE_ADDR.mask() | reg::STRTAB_BASE_RA.mask());
+                    self.lint_strtab();
+                }
+            }
+            reg::CMDQ_BASE | reg::EVTQ_BASE | reg::PRIQ_BASE => {
+                let (bit, name) = match off {
+                    reg::CMDQ_BASE => (reg::CR0_CMDQEN, "CMDQ_BASE"),
+                    reg::EVTQ_BASE => (reg::CR0_EVTQEN, "EVENTQ_BASE"),
+                    _ => (reg::CR0_PRIQEN, "PRIQ_BASE"),
+                };
+                if off == reg::PRIQ_BASE && !self.prof.pri() {
+                    return;
+                }
+                let g = self.enabled(bit);
+                if !self.guard(name, off, old, new, g) {
+                    return;
+                }
+                let stored = new
+                    & (reg::Q_BASE_ADDR.mask()
+                        | reg::Q_BASE_RA.mask()
+                        | reg::Q_BASE_LOG2SIZE.mask());
+                let q = match off {
+                    reg::CMDQ_BASE => &mut self.cmdq,
+                    reg::EVTQ_BASE => &mut self.evtq,
+                    _ => &mut self.priq,
+                };
+                let order_bad = q.idx_written;
+                q.base = stored;
+                q.idx_written = false;
+                let addr = reg::Q_BASE_ADDR.of(stored) << 5;
+                let aligned = q.base_addr();
+                if order_bad {
+                    self.violate(ViolationKind::QueueInitOrder, name, off, old, new);
+                }
+                if addr != aligned {
+                    self.violate(ViolationKind::MisalignedBase, name, off, addr, aligned);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn lint_strtab(&mut self) {
+        let addr = reg::STRTAB_BASE_ADDR.of(self.strtab_base) << 6;
+        let eff = self.strtab_addr();
+        if addr != eff {
+            self.violate(
+                ViolationKind::MisalignedBase,
+                "STRTAB_BASE",
+                reg::STRTAB_BASE,
+                addr,
+                eff,
+            );
+        }
+    }
+
+    fn write_ack_fields(&mut self, which: AckReg, fields: &[u32], new: u32) {
+        let (cur, name, off) = match which {
+            AckReg::Cr0 => (self.cr0, "CR0", reg::CR0),
+            _ => (self.irq_ctrl, "IRQ_CTRL", reg::IRQ_CTRL),
+        };
+        let mut result = cur;
+        for &f in fields {
+            if (new ^ cur) & f == 0 {
+                continue;
+            }
+            let busy = self
+                .pending
+                .iter()
+                .position(|p| p.reg == which && p.mask == f);
+            if let Some(i) = busy {
+                self.violate(
+                    ViolationKind::ChangeBeforeAck,
+                    name,
+                    off,
+                    u64::from(cur),
+                    u64::from(new),
+                );
+                if self.cfg.cu_policy == CuPolicy::Ignore {
+                    continue;
+                }
+                self.pending.remove(i);
+            }
+            result = (result & !f) | (new & f);
+            let due = self.time + self.latency();
+            self.pending.push(Pending {
+                reg: which,
+                mask: f,
+                value: new & f,
+                due,
+            });
+        }
+        match which {
+            AckReg::Cr0 => self.cr0 = result,
+            _ => self.irq_ctrl = result,
+        }
+        self.apply_due();
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn write_reg32(&mut self, off: u64, v: u32) {
+        if self.reg64_value(off & !7).is_some() {
+            let shift = (off & 4) * 8;
+            self.write_reg64_masked(off & !7, u64::from(v) << shift, 0xFFFF_FFFFu64 << shift);
+            return;
+        }
+        if let Some(&(_, name)) = RO_REGS.iter().find(|(o, _)| *o == off) {
+            let old = u64::from(self.read_reg32(off));
+            self.violate(ViolationKind::ReadOnlyWrite, name, off, old, u64::from(v));
+            return;
+        }
+        if (0xFD0..=0xFFC).contains(&off) {
+            self.violate(
+                ViolationKind::ReadOnlyWrite,
+                "ID registers",
+                off,
+                0,
+                u64::from(v),
+            );
+            return;
+        }
+        match off {
+            reg::CR0 => {
+                let new = v & self.cr0_impl();
+                let fields = [
+                    reg::CR0_SMMUEN,
+                    reg::CR0_PRIQEN,
+                    reg::CR0_EVTQEN,
+                    reg::CR0_CMDQEN,
+                    reg::CR0_ATSCHK,
+                    reg::CR0_VMW,
+                ];
+                self.write_ack_fields(AckReg::Cr0, &fields, new);
+                // A CR0 write restarts consumption if the queue was already enabled.
+                self.kick_cmdq();
+            }
+            reg::IRQ_CTRL => {
+                let new = v & self.irq_impl();
+                self.write_ack_fields(
+                    AckReg::IrqCtrl,
+                    &[reg::IRQ_GERROR, reg::IRQ_PRIQ, reg::IRQ_EVTQ],
+                    new,
+                );
+            }
+            reg::CR1 => {
+                let old = self.cr1;
+                let new = v & (reg::CR1_QUEUE_MASK | reg::CR1_TABLE_MASK);
+                let mut result = new;
+                let tg = self.enabled(reg::CR0_SMMUEN);
+                let qg = self.enabled(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_PRIQEN);
+                if tg && !self.guard("CR1.TABLE_*", off, u64::from(old), u64::from(new), true) {
+                    result = (result & !reg::CR1_TABLE_MASK) | (old & reg::CR1_TABLE_MASK);
+                }
+                if qg && !self.guard("CR1.QUEUE_*", off, u64::from(old), u64::from(new), true) {
+                    result = (result & !reg::CR1_QUEUE_MASK) | (old & reg::CR1_QUEUE_MASK);
+                }
+                self.cr1 = result;
+            }
+            reg::CR2 => {
+                let g = self.enabled(reg::CR0_SMMUEN);
+                if self.guard("CR2", off, u64::from(self.cr2), u64::from(v), g) {
+                    self.cr2 = v & (reg::CR2_E2H | reg::CR2_RECINVSID | reg::CR2_PTM);
+                }
+            }
+            reg::GBPA => {
+                let busy = self.pending.iter().position(|p| p.reg == AckReg::Gbpa);
+                if let Some(i) = busy {
+                    self.violate(
+                        ViolationKind::GbpaWhileUpdate,
+                        "GBPA",
+                        off,
+                        u64::from(self.gbpa),
+                        u64::from(v),
+                    );
+                    if self.cfg.cu_policy == CuPolicy::Ignore {
+                        return;
+                    }
+                    self.pending.remove(i);
+                }
+                if v & reg::GBPA_UPDATE == 0 {
+                    self.violate(
+                        ViolationKind::GbpaWithoutUpdate,
+                        "GBPA",
+                        off,
+                        u64::from(self.gbpa),
+                        u64::from(v),
+                    );
+                    if self.cfg.cu_policy == CuPolicy::Accept {
+                        self.gbpa = v & reg::GBPA_FIELDS;
+                    }
+                    return;
+                }
+                let due = self.time + self.latency();
+                self.pending.push(Pending {
+                    reg: AckReg::Gbpa,
+                    mask: u32::MAX,
+                    value: v & reg::GBPA_FIELDS,
+                    due,
+                });
+                self.apply_due();
+            }
+            reg::GERRORN => self.write_gerrorn(v),
+            reg::GERROR_IRQ_CFG1
+            | reg::GERROR_IRQ_CFG2
+            | reg::EVTQ_IRQ_CFG1
+            | reg::EVTQ_IRQ_CFG2 => {
+                let (i, bit) = if off < reg::STRTAB_BASE {
+                    (0, reg::IRQ_GERROR)
+                } else {
+                    (1, reg::IRQ_EVTQ)
+                };
+                self.irq_cfg_write(i, bit, off, v);
+            }
+            reg::PRIQ_IRQ_CFG1 | reg::PRIQ_IRQ_CFG2 if self.prof.pri() => {
+                self.irq_cfg_write(2, reg::IRQ_PRIQ, off, v);
+            }
+            reg::STRTAB_BASE_CFG => {
+                let g = self.enabled(reg::CR0_SMMUEN);
+                if self.guard(
+                    "STRTAB_BASE_CFG",
+                    off,
+                    u64::from(self.strtab_cfg),
+                    u64::from(v),
+                    g,
+                ) {
+                    self.strtab_cfg = v
+                        & (reg::STRTAB_CFG_FMT.mask()
+                            | reg::STRTAB_CFG_SPLIT.mask()
+                            | reg::STRTAB_CFG_LOG2SIZE.mask()) as u32;
+                    self.lint_strtab();
+                }
+            }
+            reg::CMDQ_PROD => self.write_cmdq_prod(v),
+            reg::CMDQ_CONS => {
+                let g = self.enabled(reg::CR0_CMDQEN);
+                if !self.guard("CMDQ_CONS", off, u64::from(self.cmdq.cons), u64::from(v), g) {
+                    return;
+                }
+                let wm = self.cmdq.wm();
+                let err = if self.cfg.cons_err_write || g {
+                    v & reg::CMDQ_CONS_ERR.mask() as u32
+                } else {
+                    self.cmdq.cons & reg::CMDQ_CONS_ERR.mask() as u32
+                };
+                self.cmdq.cons = (v & wm) | err;
+                self.cmdq.idx_written = true;
+                self.check_consistent(0);
+            }
+            reg::EVTQ_PROD | reg::PRIQ_PROD => {
+                let (bit, name, pri) = if off == reg::EVTQ_PROD {
+                    (reg::CR0_EVTQEN, "EVENTQ_PROD", false)
+                } else {
+                    (reg::CR0_PRIQEN, "PRIQ_PROD", true)
+                };
+                if pri && !self.prof.pri() {
+                    return;
+                }
+                let g = self.enabled(bit);
+                let q = if pri { self.priq } else { self.evtq };
+                if !self.guard(name, off, u64::from(q.prod), u64::from(v), g) {
+                    return;
+                }
+                let q = if pri { &mut self.priq } else { &mut self.evtq };
+                q.prod = v & (q.wm() | reg::Q_OVF);
+                q.idx_written = true;
+            }
+            reg::EVTQ_CONS | reg::PRIQ_CONS => {
+                let pri = off == reg::PRIQ_CONS;
+                if pri && !self.prof.pri() {
+                    return;
+                }
+                let q = if pri { self.priq } else { self.evtq };
+                let new = v & (q.wm() | reg::Q_OVF);
+                let enabled = self.enabled(if pri {
+                    reg::CR0_PRIQEN
+                } else {
+                    reg::CR0_EVTQEN
+                });
+                // Q17: the new CONS must lie between the old CONS and PROD.
+                let moved = q.count(new, q.cons);
+                if enabled && moved > q.count(q.prod, q.cons) {
+                    let name = if pri { "PRIQ_CONS" } else { "EVENTQ_CONS" };
+                    self.violate(
+                        ViolationKind::QueueConsBad,
+                        name,
+                        off,
+                        u64::from(q.cons),
+                        u64::from(v),
+                    );
+                }
+                let q = if pri { &mut self.priq } else { &mut self.evtq };
+                q.cons = new;
+                q.idx_written = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn irq_cfg_write(&mut self, i: usize, bit: u32, off: u64, v: u32) {
+        let j = if off & 0xF == 0x8 { 1 } else { 2 };
+        let names = [
+            ["", "GERROR_IRQ_CFG1", "GERROR_IRQ_CFG2"],
+            ["", "EVENTQ_IRQ_CFG1", "EVENTQ_IRQ_CFG2"],
+            ["", "PRIQ_IRQ_CFG1", "PRIQ_IRQ_CFG2"],
+        ];
+        let g = self.irq_enabled(bit);
+        let old = self.irq_cfg[i][j];
+        if self.guard(names[i][j], off, old, u64::from(v), g) {
+            self.irq_cfg[i][j] = u64::from(if j == 2 { v & 0x8000_003F } else { v });
+        }
+    }
+
+    fn write_gerrorn(&mut self, v: u32) {
+        let v = v & reg::GERROR_MASK;
+        let toggled = v ^ self.gerrorn;
+        let active = self.gerror ^ self.gerrorn;
+        let bad = toggled & !active;
+        let mut apply = toggled;
+        if bad != 0 {
+            self.violate(
+                ViolationKind::GerrornInactiveToggle,
+                "GERRORN",
+                reg::GERRORN,
+                u64::from(self.gerrorn),
+                u64::from(v),
+            );
+            if self.cfg.cu_policy == CuPolicy::Ignore {
+                apply &= !bad;
+            }
+        }
+        self.gerrorn ^= apply;
+        if apply & reg::GERROR_CMDQ_ERR != 0 {
+            // §7.1: acknowledging CMDQ_ERR restarts consumption at CONS.
+            self.kick_cmdq();
+        }
+    }
+
+    fn check_consistent(&mut self, which: u8) {
+        let q = if which == 0 { self.cmdq } else { self.evtq };
+        let ok = q.consistent(q.prod, q.cons);
+        if !ok && !q.inconsistent {
+            self.violate(
+                ViolationKind::QueueInconsistent,
+                "CMDQ_PROD/CONS",
+                reg::CMDQ_PROD,
+                u64::from(q.prod),
+                u64::from(q.cons),
+            );
+        }
+        if which == 0 {
+            self.cmdq.inconsistent = !ok;
+        }
+    }
+
+    fn write_cmdq_prod(&mut self, v: u32) {
+        let q = self.cmdq;
+        let new = v & q.wm();
+        let err_active = self.gerror_active(reg::GERROR_CMDQ_ERR);
+        let enabled = self.cr0ack & reg::CR0_CMDQEN != 0;
+        // Q3: PROD only increments or wraps (it may move back while CMDQ_ERR is active).
+        if enabled
+            && !err_active
+            && q.consistent(q.prod, q.cons)
+            && q.count(new, q.cons) < q.count(q.prod, q.cons)
+        {
+            self.violate(
+                ViolationKind::CmdqProdBackwards,
+                "CMDQ_PROD",
+                reg::CMDQ_PROD,
+                u64::from(q.prod),
+                u64::from(v),
+            );
+            if self.cfg.cu_policy == CuPolicy::Ignore {
+                return;
+            }
+        }
+        self.cmdq.prod = new;
+        self.cmdq.idx_written = true;
+        self.check_consistent(0);
+        self.kick_cmdq();
+    }
+
+    pub(crate) fn gerror_active(&self, bit: u32) -> bool {
+        (self.gerror ^ self.gerrorn) & bit != 0
+    }
+
+    pub(crate) fn activate_gerror(&mut self, bit: u32) {
+        if self.gerror_active(bit) {
+            return;
+        }
+        self.gerror ^= bit;
+        if self.irq_ctrlack & reg::IRQ_GERROR != 0 {
+            self.signals.gerror_irq += 1;
+            let addr = self.irq_cfg[0][0] & reg::IRQ_CFG0_ADDR.mask();
+            if self.prof.msi() && addr != 0 {
+                let data = self.irq_cfg[0][1] as u32;
+                if self.mem.dev_write(addr, &data.to_le_bytes()).is_ok() {
+                    self.signals.msi_writes.push((addr, data));
+                } else {
+                    let b = reg::GERROR_MSI_GERROR_ABT_ERR;
+                    if !self.gerror_active(b) {
+                        self.gerror ^= b;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Test hook: activates GERROR bits as the hardware would (e.g. SFM_ERR for a kdump scenario).
+    pub fn raise_gerror(&mut self, bits: u32) {
+        for i in 0..32 {
+            let b = 1u32 << i;
+            if bits & b & reg::GERROR_MASK != 0 {
+                self.activate_gerror(b);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- events
+
+    pub(crate) fn emit_event(&mut self, e: Event) -> Delivery {
+        let d = self.write_evtq(e);
+        if self.events.len() < 1 << 16 {
+            self.events.push((e, d));
+        }
+        d
+    }
+
+    fn write_evtq(&mut self, e: Event) -> Delivery {
+        if self.cr0ack & reg::CR0_EVTQEN == 0 {
+            return Delivery::DroppedDisabled;
+        }
+        if self.gerror_active(reg::GERROR_EVTQ_ABT_ERR) {
+            return Delivery::AbortActive;
+        }
+        let q = self.evtq;
+        if q.full() || !q.consistent(q.prod, q.cons) {
+            if (q.prod ^ q.cons) & reg::Q_OVF == 0 {
+                self.evtq.prod ^= reg::Q_OVF;
+            }
+            return Delivery::Overflow;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, w) in e.raw.iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        let addr = q.slot(q.prod);
+        if self.mem.dev_write(addr, &bytes).is_err() {
+            self.activate_gerror(reg::GERROR_EVTQ_ABT_ERR);
+            return Delivery::WriteAbort;
+        }
+        let was_empty = q.empty();
+        self.evtq.prod = q.inc(q.prod);
+        if was_empty && self.irq_ctrlack & reg::IRQ_EVTQ != 0 {
+            self.signals.evtq_irq += 1;
+            self.msi(1, reg::GERROR_MSI_EVTQ_ABT_ERR);
+        }
+        Delivery::Written
+    }
+
+    fn msi(&mut self, i: usize, abt: u32) {
+        let addr = self.irq_cfg[i][0] & reg::IRQ_CFG0_ADDR.mask();
+        if self.prof.msi() && addr != 0 {
+            let data = self.irq_cfg[i][1] as u32;
+            if self.mem.dev_write(addr, &data.to_le_bytes()).is_ok() {
+                self.signals.msi_writes.push((addr, data));
+            } else {
+                self.activate_gerror(abt);
+            }
+        }
+    }
+
+    /// Issues a PRI page request (ATS Page Request) from a device; it is written to the PRI queue
+    /// if the profile has PRI and PRIQEN is acknowledged. Returns whether it was written.
+    pub fn page_request(
+        &mut self,
+        sid: u32,
+        ssid: Option<u32>,
+        addr: u64,
+        write: bool,
+        last: bool,
+        prg_index: u32,
+    ) -> bool {
+        use crate::fields::priq;
+        if !self.prof.pri()
+            || self.cr0ack & reg::CR0_PRIQEN == 0
+            || self.gerror_active(reg::GERROR_PRIQ_ABT_ERR)
+        {
+            return false;
+        }
+        let q = self.priq;
+        if q.full() || !q.consistent(q.prod, q.cons) {
+            if (q.prod ^ q.cons) & reg::Q_OVF == 0 {
+                self.priq.prod ^= reg::Q_OVF;
+            }
+            return false;
+        }
+        let mut w = [0u64; 2];
+        priq::SID.set(&mut w, u64::from(sid));
+        if let Some(s) = ssid {
+            priq::SSID.set(&mut w, u64::from(s));
+            priq::SSV.set(&mut w, 1);
+        }
+        priq::READ.set(&mut w, u64::from(!write));
+        priq::WRITE.set(&mut w, u64::from(write));
+        priq::LAST.set(&mut w, u64::from(last));
+        priq::PRG_IDX.set(&mut w, u64::from(prg_index));
+        priq::ADDR.set(&mut w, addr >> 12);
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&w[0].to_le_bytes());
+        b[8..].copy_from_slice(&w[1].to_le_bytes());
+        if self.mem.dev_write(q.slot(q.prod), &b).is_err() {
+            self.activate_gerror(reg::GERROR_PRIQ_ABT_ERR);
+            return false;
+        }
+        let was_empty = q.empty();
+        self.priq.prod = q.inc(q.prod);
+        if was_empty && self.irq_ctrlack & reg::IRQ_PRIQ != 0 {
+            self.signals.priq_irq += 1;
+            self.msi(2, reg::GERROR_MSI_PRIQ_ABT_ERR);
+        }
+        true
+    }
+
+    /// Every event the model generated, with what happened to it.
+    pub fn events(&self) -> &[(Event, Delivery)] {
+        &self.events
+    }
+
+    /// Signal counters (interrupt edges, SEV, MSI writes, syncs).
+    pub fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    /// Reads physical memory as the CPU sees it (plain attribute).
+    pub fn mem_read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        self.mem.read(pa, buf)
+    }
+
+    /// Reads physical memory with an explicit attribute: reading an encrypted region with
+    /// `encrypted = false` returns the deterministic garbage stream (M5).
+    pub fn mem_read_attr(&self, pa: u64, buf: &mut [u8], encrypted: bool) -> Result<(), MemError> {
+        self.mem.read(pa, buf)?;
+        self.mem.apply_garbage(pa, buf, encrypted);
+        Ok(())
+    }
+
+    /// Reads a little-endian u64 (CPU view).
+    pub fn read_u64(&self, pa: u64) -> Result<u64, MemError> {
+        let mut b = [0u8; 8];
+        self.mem.read(pa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Writes physical memory as the CPU. The bytes are stored as a sequence of 64-bit stores in
+    /// ascending order, each of which fires the torn-fetch hook (a memcpy is not atomic).
+    pub fn mem_write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+        if !self.mem.is_ram(pa, data.len() as u64) {
+            return Err(MemError::NotRam { pa });
+        }
+        let mut off = 0usize;
+        while off < data.len() {
+            let a = pa + off as u64;
+            let n = (8 - (a & 7) as usize).min(data.len() - off);
+            self.mem.write(a, &data[off..off + n])?;
+            self.after_store(a);
+            off += n;
+        }
+        Ok(())
+    }
+
+    /// One 64-bit CPU store (single-copy atomic). This is the path on which the torn-fetch hook
+    /// fires: a driver's memory interface should route every 64-bit store of STEs/CDs here.
+    pub fn write_u64(&mut self, pa: u64, value: u64) -> Result<(), MemError> {
+        self.mem.write(pa, &value.to_le_bytes())?;
+        self.after_store(pa);
+        Ok(())
+    }
+
+    fn after_store(&mut self, pa: u64) {
+        if self.in_hook {
+            return;
+        }
+        self.in_hook = true;
+        if !self.unsynced.is_empty() {
+            if let Some(what) = self.unsynced.get(&(pa & !(PAGE - 1))).copied() {
+                self.violate(ViolationKind::RelianceBeforeSync, what, pa, 0, 0);
+            }
+        }
+        if self.cfg.torn_fetch != TornFetch::Off {
+            self.torn_hook(pa);
+        }
+        if self.cfg.masters_per_store > 0 {
+            self.run_masters(self.cfg.masters_per_store);
+        }
+        self.in_hook = false;
+    }
+
+    /// Allocates `n` zeroed 4 KiB pages from the DMA pool, aligned to `align` bytes (a power of
+    /// two, at least 4096). Returns the physical address (the model's "virtual" address is the
+    /// same: use `mem_read`/`mem_write`/`write_u64` on it).
+    pub fn alloc_pages(&mut self, n: u64, align: u64) -> Result<u64, MemError> {
+        let align = align.max(PAGE);
+        if n == 0 || !align.is_power_of_two() {
+            return Err(MemError::BadArgument);
+        }
+        let bytes = n.checked_mul(PAGE).ok_or(MemError::BadArgument)?;
+        let start = self
+            .pool_next
+            .checked_add(align - 1)
+            .ok_or(MemError::BadArgument)?
+            & !(align - 1);
+        let end = start.checked_add(bytes).ok_or(MemError::BadArgument)?;
+        if end > self.pool_end {
+            return Err(MemError::PoolExhausted { bytes });
+        }
+        self.pool_next = end;
+        Ok(start)
+    }
+
+    /// Marks `[pa, pa+len)` encrypted with `key` (M5).
+    pub fn mark_encrypted(&mut self, pa: u64, len: u64, key: u64) {
+        self.mem.encrypted.push(Region {
+            start: pa,
+            end: pa.saturating_add(len),
+            key,
+        });
+    }
+
+    /// Makes SMMU/device reads of `[pa, pa+len)` abort (fetch-fault injection).
+    pub fn inject_fetch_fault(&mut self, pa: u64, len: u64) {
+        self.mem.fetch_faults.push(Region {
+            start: pa,
+            end: pa.saturating_add(len),
+            key: 0,
+        });
+    }
+
+    /// Makes SMMU/device writes to `[pa, pa+len)` abort (event/PRI queue, MSI).
+    pub fn inject_write_fault(&mut self, pa: u64, len: u64) {
+        self.mem.write_faults.push(Region {
+            start: pa,
+            end: pa.saturating_add(len),
+            key: 0,
+        });
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&mut self) {
+        self.mem.fetch_faults.clear();
+        self.mem.write_faults.clear();
+    }
+
+    /// Makes the next CMD_SYNC that follows an ATC_INV fail with CERROR_ATC_INV_SYNC.
+    pub fn inject_atc_inv_timeout(&mut self, on: bool) {
+        self.inject_atc_timeout = on;
+    }
+
+    /// Bytes of RAM currently backed.
+    pub fn mem_backed(&self) -> u64 {
+        self.mem.bytes_backed()
+    }
+
+    // ---------------------------------------------------------------- masters and restart
+
+    /// Adds a DMA master; returns its index.
+    pub fn add_master(&mut self, spec: MasterSpec) -> usize {
+        let seed = self.rng.next_u64();
+        self.masters.push(Master::new(spec, seed));
+        self.masters.len() - 1
+    }
+
+    /// Stops or restarts a master.
+    pub fn set_master_running(&mut self, id: usize, running: bool) -> Result<(), ModelError> {
+        let m = self
+            .masters
+            .get_mut(id)
+            .ok_or(ModelError::NoSuchMaster(id))?;
+        m.running = running;
+        Ok(())
+    }
+
+    /// Runs `n` transactions, round-robin over the running masters. Each outcome is recorded.
+    pub fn run_masters(&mut self, n: u32) {
+        let running: Vec<usize> = (0..self.masters.len())
+            .filter(|&i| self.masters[i].running)
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        for _ in 0..n {
+            let id = running[self.next_master % running.len()];
+            self.next_master = self.next_master.wrapping_add(1);
+            let txn = self.masters[id].next_txn();
+            let data = self.masters[id].spec.data;
+            let result = self.dma_access(&txn, data);
+            if self.outcomes.len() < 1 << 20 {
+                self.outcomes.push(Outcome {
+                    master: Some(id),
+                    epoch: self.epoch,
+                    txn,
+                    result,
+                });
+            }
+        }
+    }
+
+    /// Every recorded transaction outcome (masters and [`Model::dma`]).
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// Takes and clears the outcome log.
+    pub fn take_outcomes(&mut self) -> Vec<Outcome> {
+        std::mem::take(&mut self.outcomes)
+    }
+
+    /// A kexec: nothing is reset. Registers, pending acks, caches, queues, GERROR, memory and the
+    /// masters are all kept; masters keep running. Later outcomes carry the next epoch number.
+    pub fn warm_restart(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// The number of warm restarts so far (the epoch of new outcomes).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// A cold reset of the SMMU: registers to reset values; caches to their power-on contents
+    /// (empty or seeded stale). Memory and masters are kept.
+    pub fn reset(&mut self) {
+        self.cr0 = 0;
+        self.cr0ack = 0;
+        self.cr1 = 0;
+        self.cr2 = 0;
+        self.gbpa = 0x1000;
+        self.irq_ctrl = 0;
+        self.irq_ctrlack = 0;
+        self.gerror = 0;
+        self.gerrorn = 0;
+        self.irq_cfg = [[0; 3]; 3];
+        self.strtab_base = 0;
+        self.strtab_cfg = 0;
+        for q in [&mut self.cmdq, &mut self.evtq, &mut self.priq] {
+            q.base = 0;
+            q.prod = 0;
+            q.cons = 0;
+            q.idx_written = false;
+            q.inconsistent = false;
+        }
+        self.pending.clear();
+        self.caches = Caches::new(&self.cfg.cache);
+        self.tracked.clear();
+        self.unsynced.clear();
+        self.seed_power_on();
+    }
+
+    pub(crate) fn strtab_addr(&self) -> u64 {
+        let addr = reg::STRTAB_BASE_ADDR.of(self.strtab_base) << 6;
+        let (linear, log2, split) = self.strtab_geometry();
+        let bytes = if linear {
+            64u64 << log2
+        } else {
+            8u64 << log2.saturating_sub(split)
+        };
+        addr & !(bytes.max(64) - 1)
+    }
+
+    /// (linear, effective LOG2SIZE, effective SPLIT) per §6.3.25 (R13).
+    pub(crate) fn strtab_geometry(&self) -> (bool, u32, u32) {
+        let c = u64::from(self.strtab_cfg);
+        let fmt = reg::STRTAB_CFG_FMT.of(c);
+        let linear = fmt != 1 || !self.prof.two_level_st();
+        let log2 =
+            (reg::STRTAB_CFG_LOG2SIZE.of(c) as u32).min(self.prof.idr1(reg::IDR1_SIDSIZE) as u32);
+        let split = match reg::STRTAB_CFG_SPLIT.of(c) {
+            s @ (6 | 8 | 10) => s as u32,
+            _ => 6,
+        };
+        (linear, log2, split)
+    }
+
+    /// Raw register snapshot helpers for tests.
+    pub fn cr0ack(&self) -> u32 {
+        self.cr0ack
+    }
+
+    /// Whether the field `f` of a 32-bit value is set (a convenience for tests).
+    pub fn field(v: u64, f: Field) -> u64 {
+        f.of(v)
+    }
+}
