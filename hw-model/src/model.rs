@@ -1282,7 +1282,7 @@ impl Model {
         if enabled
             && !err_active
             && q.consistent(q.prod, q.cons)
-            && q.count(new, q.cons) < q.count(q.prod, q.cons)
+            && q.count(new, q.prod) > (1u32 << q.log2()) - q.count(q.prod, q.cons)
         {
             self.violate(
                 ViolationKind::CmdqProdBackwards,

@@ -17,6 +17,7 @@ pub struct Rig {
     pub evtq: u64,
     pub prod: u32,
     pub log2_cmdq: u32,
+    pub log2_evtq: u32,
 }
 
 impl Rig {
@@ -32,6 +33,7 @@ impl Rig {
             evtq,
             prod: 0,
             log2_cmdq: 8,
+            log2_evtq: 8,
         }
     }
 
@@ -61,7 +63,8 @@ impl Rig {
             .write64(reg::CMDQ_BASE, self.cmdq | u64::from(self.log2_cmdq));
         self.m.write32(reg::CMDQ_PROD, 0);
         self.m.write32(reg::CMDQ_CONS, 0);
-        self.m.write64(reg::EVTQ_BASE, self.evtq | 8);
+        self.m
+            .write64(reg::EVTQ_BASE, self.evtq | u64::from(self.log2_evtq));
         self.m.write32(reg::EVTQ_PROD, 0);
         self.m.write32(reg::EVTQ_CONS, 0);
         self.m.write32(reg::STRTAB_BASE_CFG, 8);
