@@ -34,6 +34,7 @@ extern crate std;
 pub mod access;
 pub mod arch;
 pub mod hal;
+pub mod writer;
 
 pub use access::{Mmio, RegisterAccess};
 pub use hal::{DmaRegion, Hal, HalError, Iova, MapAttr, PhysAddr, PhysRange};
