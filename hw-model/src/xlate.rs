@@ -41,6 +41,27 @@ pub enum Cause {
     WalkEabt,
 }
 
+/// One TLB entry as seen from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbView {
+    /// A stage-2-only entry (tagged by VMID, input is an IPA).
+    pub stage2_only: bool,
+    /// An EL2 StreamWorld entry.
+    pub el2: bool,
+    /// VMID tag.
+    pub vmid: u16,
+    /// ASID tag, `None` for a global (nG = 0) entry.
+    pub asid: Option<u16>,
+    /// Canonical input address of the entry's first byte.
+    pub va: u64,
+    /// log2 of the entry size.
+    pub size_log2: u8,
+    /// Output address of the entry's first byte.
+    pub pa: u64,
+    /// Lookup level of the leaf.
+    pub level: u8,
+}
+
 /// Decoded stage-2 configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct S2Cfg {
@@ -249,9 +270,11 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
     if el2 && (!p.hyp() || s2) {
         return SteDec::Illegal;
     }
-    let s1cdmax = ste::S1CDMAX.get(w) as u8;
+    let raw_cdmax = ste::S1CDMAX.get(w) as u8;
     let s1fmt = ste::S1FMT.get(w) as u8;
     let ssidsize = p.idr1(reg::IDR1_SSIDSIZE) as u8;
+    // S1CDMax is IGNORED (behaves as 0) without substream support (§5.2).
+    let s1cdmax = if ssidsize == 0 { 0 } else { raw_cdmax };
     let s1ctx = ste::S1CTXPTR.get(w) << 6;
     let s1stalld = ste::S1STALLD.get(w) != 0;
     if s1 {
@@ -1378,6 +1401,35 @@ impl Model {
     /// Number of TLB entries.
     pub fn tlb_len(&self) -> usize {
         self.caches.tlb.len()
+    }
+
+    /// A snapshot of the TLB (sorted, for tests and property checks).
+    pub fn tlb_snapshot(&self) -> Vec<TlbView> {
+        let mut v: Vec<TlbView> = self
+            .caches
+            .tlb
+            .map
+            .iter()
+            .map(|(k, e)| {
+                let asid = crate::cache::tag_asid(k.tag);
+                TlbView {
+                    stage2_only: crate::cache::tag_world(k.tag) == W_S2,
+                    el2: crate::cache::tag_world(k.tag) == W_EL2,
+                    vmid: crate::cache::tag_vmid(k.tag),
+                    asid: if asid == GLOBAL {
+                        None
+                    } else {
+                        Some(asid as u16)
+                    },
+                    va: k.page << k.shift,
+                    size_log2: k.shift,
+                    pa: e.pa,
+                    level: e.level,
+                }
+            })
+            .collect();
+        v.sort_by_key(|t| (t.va, t.size_log2, t.asid, t.vmid));
+        v
     }
 
     /// Number of walk-cache entries.

@@ -149,6 +149,54 @@ impl Rig {
         self.m.write_u64(table + 8 * idx, pa | leaf_flags).unwrap();
     }
 
+    /// Maps one leaf of `1 << leaf_shift` bytes with granule `gran` (12/14/16), input size
+    /// `ia_bits`; tables are allocated as needed.
+    pub fn map_g(
+        &mut self,
+        root: u64,
+        gran: u32,
+        ia_bits: u32,
+        va: u64,
+        pa: u64,
+        leaf_level: u8,
+        flags: u64,
+    ) {
+        let s = gran - 3;
+        let shift = |l: u8| gran + s * (3 - u32::from(l));
+        let mut start = 3u8;
+        while start > 0 && shift(start) + s < ia_bits {
+            start -= 1;
+        }
+        let mut table = root;
+        let mut level = start;
+        loop {
+            let sh = shift(level);
+            let bits = if level == start { ia_bits - sh } else { s };
+            let idx = (va >> sh) & ((1 << bits) - 1);
+            let dpa = table + 8 * idx;
+            if level == leaf_level {
+                let lf = if level == 3 { flags } else { flags & !2 };
+                self.m.write_u64(dpa, pa | lf).unwrap();
+                return;
+            }
+            let d = self.m.read_u64(dpa).unwrap();
+            table = if d & 1 == 0 {
+                let bytes = 1u64 << gran;
+                let t = self.m.alloc_pages(bytes / 4096, bytes).unwrap();
+                self.m.write_u64(dpa, t | 3).unwrap();
+                t
+            } else {
+                d & pte::OA_MASK
+            };
+            level += 1;
+        }
+    }
+
+    pub fn new_root_g(&mut self, gran: u32) -> u64 {
+        let bytes = 1u64 << gran;
+        self.m.alloc_pages(bytes / 4096, bytes).unwrap()
+    }
+
     pub fn new_root(&mut self) -> u64 {
         self.m.alloc_pages(1, 4096).unwrap()
     }

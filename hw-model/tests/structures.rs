@@ -1,0 +1,400 @@
+//! Configuration-structure rows S1–S11 of model-conformance.md §2.3.
+mod common;
+use common::*;
+use smmu_model::fields::{cd, evt, reg, ste};
+use smmu_model::{Cause, ModelConfig, Profile, TornFetch, Transaction, TxnResult, ViolationKind};
+
+fn cause(r: TxnResult) -> Cause {
+    match r {
+        TxnResult::Abort { cause, .. } => cause,
+        other => panic!("expected an abort, got {other:?}"),
+    }
+}
+
+fn event_id(r: TxnResult) -> Option<u8> {
+    match r {
+        TxnResult::Abort { event, .. } => event.map(|e| e.id()),
+        _ => None,
+    }
+}
+
+#[test]
+fn s1_out_of_range_sid_respects_recinvsid() {
+    // spec: S1
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    let res = r.m.dma(Transaction::read(300, 0));
+    assert_eq!(cause(res), Cause::BadStreamId);
+    assert_eq!(event_id(res), Some(evt::C_BAD_STREAMID));
+    // With RECINVSID = 0: abort, no event (QEMU always records).
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN);
+    r.m.write32(reg::CR2, 0);
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_SMMUEN);
+    let n = r.m.events().len();
+    let res = r.m.dma(Transaction::read(300, 0));
+    assert_eq!(
+        res,
+        TxnResult::Abort {
+            cause: Cause::BadStreamId,
+            event: None
+        }
+    );
+    assert_eq!(r.m.events().len(), n);
+}
+
+fn two_level(span: u64, l2_ptr_extra: u64) -> (Rig, u64) {
+    let mut r = Rig::new(ModelConfig::default());
+    r.init();
+    let l2 = r.m.alloc_pages(4, 16384).unwrap();
+    r.m.write32(reg::STRTAB_BASE_CFG, (1 << 16) | (8 << 6) | 16);
+    r.m.write_u64(r.strtab, (l2 + l2_ptr_extra) | span).unwrap();
+    for i in 0..256u64 {
+        r.write_struct(l2 + 64 * i, ste_bypass());
+    }
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_SMMUEN);
+    (r, l2)
+}
+
+#[test]
+fn s2_span_checks_and_l2ptr_alignment() {
+    // spec: S2
+    // Span = SPLIT = 8: the L2 table holds 2^(8-1) = 128 STEs; SID 200 is out of span.
+    let (mut r, _) = two_level(8, 0);
+    assert!(matches!(
+        r.m.dma(Transaction::read(100, 0)),
+        TxnResult::Bypass { .. }
+    ));
+    let res = r.m.dma(Transaction::read(200, 0));
+    assert_eq!(
+        cause(res),
+        Cause::BadStreamId,
+        "QEMU: C_BAD_STE and off-by-one"
+    );
+    assert_eq!(event_id(res), Some(evt::C_BAD_STREAMID));
+    // Span 0 and reserved Span 12 are invalid.
+    for span in [0, 12] {
+        let (mut r, _) = two_level(span, 0);
+        assert_eq!(cause(r.m.dma(Transaction::read(1, 0))), Cause::BadStreamId);
+    }
+    // L2Ptr ignores its low 5 + (Span - 1) bits: a pointer 0x40 too high still finds STE 0.
+    let (mut r, _) = two_level(9, 0x40);
+    assert!(matches!(
+        r.m.dma(Transaction::read(0, 0)),
+        TxnResult::Bypass { .. }
+    ));
+}
+
+#[test]
+fn s3_ste_legality() {
+    // spec: S3
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    // S2AA64 = 0 with stage 2: ILLEGAL → C_BAD_STE (QEMU hits an assertion).
+    let s2ttb = r.new_root();
+    let mut w = ste_bypass();
+    ste::CONFIG.set(&mut w, ste::CONFIG_S2);
+    add_s2(&mut w, 1, s2ttb);
+    assert!(r.m.ste_is_legal(&w));
+    ste::S2AA64.set(&mut w, 0);
+    assert!(!r.m.ste_is_legal(&w));
+    r.write_ste(3, w);
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(3, 0))),
+        Some(evt::C_BAD_STE)
+    );
+    // S2HA with HTTU = 0: ILLEGAL (QEMU ignores it).
+    let mut w2 = ste_bypass();
+    ste::CONFIG.set(&mut w2, ste::CONFIG_S2);
+    add_s2(&mut w2, 1, s2ttb);
+    ste::S2HA.set(&mut w2, 1);
+    assert!(!r.m.ste_is_legal(&w2));
+    // S1CDMax ≠ 0 with SSIDSIZE = 0 is IGNORED, not ILLEGAL (QEMU is over-strict).
+    let mut w3 = ste_s1(0x4000_0000);
+    ste::S1CDMAX.set(&mut w3, 5);
+    assert!(r.m.ste_is_legal(&w3));
+    // Reserved Config 0b010 aborts silently.
+    let mut w4 = ste_bypass();
+    ste::CONFIG.set(&mut w4, 0b010);
+    r.write_ste(4, w4);
+    assert_eq!(
+        r.m.dma(Transaction::read(4, 0)),
+        TxnResult::Abort {
+            cause: Cause::SteAbort,
+            event: None
+        }
+    );
+    // S1 on a profile without S1P: ILLEGAL.
+    let m2 = smmu_model::Model::new(ModelConfig {
+        profile: Profile::qemu_virt().with(0, reg::IDR0_S1P, 0),
+        ..ModelConfig::default()
+    });
+    assert!(!m2.ste_is_legal(&ste_s1(0x4000_0000)));
+}
+
+#[test]
+fn s4_cd_legality_and_ips_capping() {
+    // spec: S4
+    let r = Rig::new(ModelConfig::default());
+    let mut w = cd_s1(1, 0x4000_0000);
+    cd::IPS.set(&mut w, 6);
+    assert_eq!(
+        r.m.cd_geometry(&w),
+        Some((48, 44)),
+        "IPS 52 bits is legal and capped to the OAS (QEMU aborts)"
+    );
+    cd::IPS.set(&mut w, 7);
+    assert!(r.m.cd_is_legal(&w));
+    let mut a0 = cd_s1(1, 0x4000_0000);
+    cd::A.set(&mut a0, 0);
+    assert!(!r.m.cd_is_legal(&a0), "TERM_MODEL = 1 requires A = 1");
+    let mut ha = cd_s1(1, 0x4000_0000);
+    cd::HA.set(&mut ha, 1);
+    assert!(!r.m.cd_is_legal(&ha));
+    let mut tsz = cd_s1(1, 0x4000_0000);
+    cd::T0SZ.set(&mut tsz, 40);
+    assert!(!r.m.cd_is_legal(&tsz));
+    let mut epd = tsz;
+    cd::EPD0.set(&mut epd, 1);
+    assert!(
+        r.m.cd_is_legal(&epd),
+        "a disabled region's fields are not checked"
+    );
+    // And end to end: an illegal CD gives C_BAD_CD.
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    let cdpa = r.m.alloc_pages(1, 4096).unwrap();
+    r.write_struct(cdpa, a0);
+    r.write_ste(2, ste_s1(cdpa));
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(2, 0))),
+        Some(evt::C_BAD_CD)
+    );
+}
+
+#[test]
+fn s5_fetch_faults_are_not_cached() {
+    // spec: S5
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    r.write_ste(5, ste_bypass());
+    r.m.inject_fetch_fault(r.ste_pa(5), 64);
+    let res = r.m.dma(Transaction::read(5, 0));
+    assert_eq!(event_id(res), Some(evt::F_STE_FETCH));
+    if let TxnResult::Abort { event: Some(e), .. } = res {
+        assert_eq!(e.fetch_addr(), r.ste_pa(5));
+    }
+    r.m.clear_faults();
+    assert!(
+        matches!(r.m.dma(Transaction::read(5, 0)), TxnResult::Bypass { .. }),
+        "retried without CFGI"
+    );
+}
+
+#[test]
+fn s6_invalid_ste_is_cached_until_cfgi() {
+    // spec: S6
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(6, 0))),
+        Some(evt::C_BAD_STE)
+    );
+    r.write_ste(6, ste_bypass());
+    // QEMU never caches invalid STEs, so it would already bypass here.
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(6, 0))),
+        Some(evt::C_BAD_STE)
+    );
+    assert_eq!(r.m.cached_ste(6).map(|w| w[0]), Some(0));
+    // Survives SMMUEN and STRTAB_BASE changes too.
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN);
+    r.m.write64(reg::STRTAB_BASE, r.strtab);
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_SMMUEN);
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(6, 0))),
+        Some(evt::C_BAD_STE)
+    );
+    r.cfgi_ste(6);
+    assert!(matches!(
+        r.m.dma(Transaction::read(6, 0)),
+        TxnResult::Bypass { .. }
+    ));
+}
+
+#[test]
+fn s7_never_follows_out_of_table_pointers() {
+    // spec: S7
+    let mut r = Rig::new(ModelConfig::default());
+    r.init();
+    // Everything except the stream table aborts when read: an out-of-range SID must not read.
+    r.m.inject_fetch_fault(r.strtab + 256 * 64, 1 << 29);
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_SMMUEN);
+    assert_eq!(
+        cause(r.m.dma(Transaction::read(256, 0))),
+        Cause::BadStreamId
+    );
+    assert_eq!(
+        cause(r.m.dma(Transaction::read(70_000, 0))),
+        Cause::BadStreamId
+    );
+    // An L1STD pointing outside RAM gives F_STE_FETCH, not a crash.
+    let (mut r, _) = two_level(9, 0);
+    r.cmd(cfgi_all());
+    r.sync();
+    r.m.write_u64(r.strtab, 0xFFFF_0000_0000 | 9).unwrap();
+    r.cmd(cfgi_all());
+    r.sync();
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(1, 0))),
+        Some(evt::F_STE_FETCH)
+    );
+}
+
+#[test]
+fn s8_structure_fetched_between_stores() {
+    // spec: S8
+    let mut r = Rig::new(ModelConfig {
+        torn_fetch: TornFetch::CheckAndCache,
+        ..ModelConfig::default()
+    });
+    r.enable();
+    let s2a = r.new_root();
+    let mut old = ste_bypass();
+    ste::CONFIG.set(&mut old, ste::CONFIG_S2);
+    add_s2(&mut old, 1, s2a);
+    r.write_ste(8, old);
+    r.m.dma(Transaction::read(8, 0)); // live: fetched and tracked
+    r.cfgi_ste(8); // not cached any more
+                   // One 64-bit store into the live STE: the SMMU may fetch (and cache) the image right then.
+    let mut w = old;
+    ste::S2VMID.set(&mut w, 2);
+    r.m.write_u64(r.ste_pa(8) + 16, w[2]).unwrap();
+    assert_eq!(
+        r.m.cached_ste(8),
+        Some(w),
+        "the intermediate image was fetched as 64-bit loads"
+    );
+}
+
+#[test]
+fn s9_torn_update_is_logged_hitless_is_not() {
+    // spec: S9
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    let (a, b) = (r.new_root(), r.new_root());
+    let mut old = ste_bypass();
+    ste::CONFIG.set(&mut old, ste::CONFIG_S2);
+    add_s2(&mut old, 1, a);
+    let mut new = old;
+    add_s2(&mut new, 2, b);
+    r.write_ste(9, old);
+    r.m.dma(Transaction::read(9, 0));
+    // Naive memcpy over the live STE: after the qword-2 store the image has VMID 2 with TTB a.
+    let bytes: Vec<u8> = new.iter().flat_map(|x| x.to_le_bytes()).collect();
+    r.m.mem_write(r.ste_pa(9), &bytes).unwrap();
+    r.cfgi_ste(9);
+    assert!(r.viol(ViolationKind::TornStructure), "QEMU has no tracking");
+    // Break-before-make: V = 0, CFGI+SYNC, rest, V = 1, CFGI+SYNC: no violation.
+    r.m.clear_violations();
+    r.m.dma(Transaction::read(9, 0));
+    r.m.write_u64(r.ste_pa(9), 0).unwrap();
+    r.cfgi_ste(9);
+    for i in 1..8 {
+        r.m.write_u64(r.ste_pa(9) + 8 * i, old[i as usize]).unwrap();
+    }
+    r.m.write_u64(r.ste_pa(9), old[0]).unwrap();
+    r.cfgi_ste(9);
+    assert!(r.m.violations().is_empty(), "{:?}", r.m.violations());
+    // Hitless single-qword change (only S2TTB, qword 3): no violation either.
+    r.m.dma(Transaction::read(9, 0));
+    let mut w = old;
+    ste::S2TTB.set(&mut w, b >> 4);
+    r.m.write_u64(r.ste_pa(9) + 24, w[3]).unwrap();
+    r.cfgi_ste(9);
+    assert!(r.m.violations().is_empty());
+}
+
+#[test]
+fn s10_cfgi_scopes() {
+    // spec: S10
+    let (mut r, l2) = two_level(9, 0);
+    assert!(matches!(
+        r.m.dma(Transaction::read(3, 0)),
+        TxnResult::Bypass { .. }
+    ));
+    // Point the L1STD at a new L2 table whose STE 3 aborts; CFGI_STE with Leaf = 1 keeps the L1STD.
+    let l2b = r.m.alloc_pages(4, 16384).unwrap();
+    r.write_struct(l2b + 64 * 3, ste_abort());
+    r.write_struct(l2b + 64 * 4, ste_abort());
+    r.m.write_u64(r.strtab, l2b | 9).unwrap();
+    r.cmd(cfgi_ste(3, true));
+    r.sync();
+    assert!(
+        matches!(r.m.dma(Transaction::read(3, 0)), TxnResult::Bypass { .. }),
+        "old L1STD still used"
+    );
+    assert_eq!(r.m.cached_l1std(0), Some(l2 | 9));
+    r.cmd(cfgi_ste(3, false));
+    r.sync();
+    assert_eq!(cause(r.m.dma(Transaction::read(3, 0))), Cause::SteAbort);
+    // CFGI_STE_RANGE aligns the range: Range 1 covers SIDs 4..7, not 3.
+    let (mut r, l2) = two_level(9, 0);
+    for sid in 3..9 {
+        r.m.dma(Transaction::read(sid, 0));
+    }
+    let mut range = smmu_model::fields::cmd::RANGE.put(0, 1);
+    range |= 0;
+    let mut w = op(smmu_model::fields::cmd::CFGI_STE_RANGE);
+    smmu_model::fields::cmd::SID.set(&mut w, 5);
+    w[1] = range;
+    r.cmd(w);
+    r.sync();
+    assert!(r.m.cached_ste(3).is_some() && r.m.cached_ste(8).is_some());
+    assert!((4..8).all(|s| r.m.cached_ste(s).is_none()));
+    let _ = l2;
+}
+
+#[test]
+fn s10_cfgi_cd_by_sid_and_ssid() {
+    // spec: S10
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    let (cdpa, root) = r.s1_stream(1, 7);
+    let page = r.m.alloc_pages(1, 4096).unwrap();
+    r.map(root, 0x1000, page, PT_FLAGS);
+    r.cfgi_ste(1);
+    assert_eq!(r.dma_pa(Transaction::read(1, 0x1000)), Some(page));
+    let mut w = cd_s1(7, root);
+    cd::V.set(&mut w, 0);
+    r.m.write_u64(cdpa, w[0]).unwrap();
+    r.cmd(cfgi_cd(2, 0));
+    r.sync();
+    assert!(
+        r.m.cached_cd(1, 0).is_some(),
+        "CFGI_CD of another SID leaves it"
+    );
+    r.cmd(cfgi_cd(1, 0));
+    r.sync();
+    assert!(r.m.cached_cd(1, 0).is_none());
+}
+
+#[test]
+fn s11_cfgi_does_not_touch_tlb() {
+    // spec: S11
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    let (cdpa, root) = r.s1_stream(1, 7);
+    let page = r.m.alloc_pages(1, 4096).unwrap();
+    r.map(root, 0x1000, page, PT_FLAGS);
+    r.cfgi_ste(1);
+    r.m.dma(Transaction::read(1, 0x1000));
+    let n = r.m.tlb_len();
+    assert_eq!(n, 1);
+    // New ASID in the CD; CFGI_CD without TLBI.
+    r.write_struct(cdpa, cd_s1(8, root));
+    r.cmd(cfgi_cd(1, 0));
+    r.sync();
+    assert_eq!(r.m.tlb_len(), 1, "CFGI keeps TLB entries");
+    r.m.dma(Transaction::read(1, 0x1000));
+    assert_eq!(r.m.tlb_len(), 2, "the new ASID makes its own entry");
+}
