@@ -1,5 +1,5 @@
 //! A miniature driver used by the model's self-tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::too_many_arguments)]
 
 use smmu_model::fields::{cd, cmd, pte, reg, ste, Field};
 use smmu_model::{Model, ModelConfig, Transaction, TxnResult, ViolationKind};
