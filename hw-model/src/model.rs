@@ -610,6 +610,7 @@ impl Model {
         let rising = new & !old;
         if rising & reg::CR0_CMDQEN != 0 {
             self.cmdq.idx_written = false;
+            self.check_consistent(0);
             self.kick_cmdq();
         }
         if rising & reg::CR0_EVTQEN != 0 {
@@ -1164,7 +1165,7 @@ impl Model {
                     self.cmdq.cons & reg::CMDQ_CONS_ERR.mask() as u32
                 };
                 self.cmdq.cons = (v & wm) | err;
-                self.cmdq.idx_written = true;
+                self.cmdq.idx_written = !g;
                 self.check_consistent(0);
             }
             reg::EVTQ_PROD | reg::PRIQ_PROD => {
@@ -1183,7 +1184,7 @@ impl Model {
                 }
                 let q = if pri { &mut self.priq } else { &mut self.evtq };
                 q.prod = v & (q.wm() | reg::Q_OVF);
-                q.idx_written = true;
+                q.idx_written = !g;
             }
             reg::EVTQ_CONS | reg::PRIQ_CONS => {
                 let pri = off == reg::PRIQ_CONS;
@@ -1211,7 +1212,7 @@ impl Model {
                 }
                 let q = if pri { &mut self.priq } else { &mut self.evtq };
                 q.cons = new;
-                q.idx_written = true;
+                q.idx_written = !enabled;
             }
             _ => {}
         }
@@ -1256,10 +1257,14 @@ impl Model {
         }
     }
 
+    /// Q2: an inconsistent PROD/CONS pair is logged when it matters: when written while the
+    /// queue is enabled, or when the queue is enabled with one (transient states during a
+    /// disabled re-initialisation are fine).
     fn check_consistent(&mut self, which: u8) {
         let q = if which == 0 { self.cmdq } else { self.evtq };
         let ok = q.consistent(q.prod, q.cons);
-        if !ok && !q.inconsistent {
+        let enabled = self.enabled(reg::CR0_CMDQEN);
+        if !ok && enabled && !q.inconsistent {
             self.violate(
                 ViolationKind::QueueInconsistent,
                 "CMDQ_PROD/CONS",
@@ -1269,7 +1274,7 @@ impl Model {
             );
         }
         if which == 0 {
-            self.cmdq.inconsistent = !ok;
+            self.cmdq.inconsistent = !ok && enabled;
         }
     }
 
@@ -1296,7 +1301,7 @@ impl Model {
             }
         }
         self.cmdq.prod = new;
-        self.cmdq.idx_written = true;
+        self.cmdq.idx_written |= !self.enabled(reg::CR0_CMDQEN);
         self.check_consistent(0);
         self.kick_cmdq();
     }
