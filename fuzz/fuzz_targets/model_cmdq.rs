@@ -1,0 +1,8 @@
+//! Fuzz the model's command-queue consumption with arbitrary command bytes (SPEC B1/B2).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    smmu_model::fuzzing::run_cmdq(data);
+    smmu_model::fuzzing::run_regs(data);
+});
