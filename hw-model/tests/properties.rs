@@ -45,12 +45,12 @@ proptest! {
         m.write32(reg::CR0, reg::CR0_SMMUEN);
         let legal = m.ste_is_legal(&words);
         let r = m.dma(Transaction::read(0, 0x1000));
-        if !legal {
-            let ok = matches!(r, TxnResult::Abort { cause: Cause::BadSte, event: Some(e) } if e.id() == evt::C_BAD_STE);
-            prop_assert!(ok, "illegal STE must give C_BAD_STE, got {:?}", r);
-        } else {
+        if legal {
             let bad = matches!(r, TxnResult::Abort { cause: Cause::BadSte, .. });
             prop_assert!(!bad, "legal STE gave C_BAD_STE");
+        } else {
+            let ok = matches!(r, TxnResult::Abort { cause: Cause::BadSte, event: Some(e) } if e.id() == evt::C_BAD_STE);
+            prop_assert!(ok, "illegal STE must give C_BAD_STE, got {:?}", r);
         }
         if ste::V.get(&words) == 0 {
             prop_assert!(!legal);
