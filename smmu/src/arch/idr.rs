@@ -311,3 +311,86 @@ impl Features {
         self.oas.bits()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_grace_like_smmu() {
+        // IDR0: S1P, S2P, TTF=AArch64, COHACC, BTM, HTTU=2, Hyp, ATS, ASID16, MSI, SEV, PRI,
+        // VMID16, CD2L, ST_LEVEL=2-level, STALL_MODEL=0b01, TTENDIAN=LE.
+        let idr0 = 0b11
+            | (0b10 << 2)
+            | (1 << 4)
+            | (1 << 5)
+            | (2 << 6)
+            | (1 << 9)
+            | (1 << 10)
+            | (1 << 12)
+            | (1 << 13)
+            | (1 << 14)
+            | (1 << 16)
+            | (1 << 18)
+            | (1 << 19)
+            | (0b10 << 21)
+            | (0b01 << 24)
+            | (1 << 27);
+        // IDR1: SIDSIZE 20, SSIDSIZE 20, PRIQS 19, EVENTQS 19, CMDQS 19, ATTR_TYPES_OVR.
+        let (sid_bits, ssid_bits, log2_queue) = (20u32, 20u32, 19u32);
+        let idr1 = sid_bits
+            | (ssid_bits << 6)
+            | (log2_queue << 11)
+            | (log2_queue << 16)
+            | (log2_queue << 21)
+            | (1 << 27);
+        let idr3 = 1 << 10; // RIL
+        let idr5 = 0b101 | (1 << 4) | (1 << 6) | (0x20 << 16); // OAS 48, 4K, 64K, STALL_MAX 32
+        let f = Features::decode(&IdRegs {
+            idr: [idr0, idr1, 0, idr3, 0, idr5],
+            iidr: 0x4870_043b, // MMU-700, r0p0
+            aidr: 0x02,
+        });
+        assert!(f.stage1 && f.stage2 && f.aarch64_tables && !f.aarch32_tables);
+        assert!(f.coherent && f.btm && f.hyp && f.ats && f.msi && f.sev && f.pri);
+        assert_eq!(f.httu, Httu::AccessDirty);
+        assert_eq!((f.asid_bits(), f.vmid_bits()), (16, 16));
+        assert!(f.cd2l && f.two_level_stream_table);
+        assert_eq!(f.endianness, TableEndianness::Little);
+        assert_eq!(f.stall_model, StallModel::NoStall);
+        assert_eq!((f.sid_bits, f.ssid_bits), (20, 20));
+        assert_eq!(
+            (f.cmdq_log2_max, f.evtq_log2_max, f.priq_log2_max),
+            (19, 19, 19)
+        );
+        assert!(f.attr_types_ovr && !f.attr_perms_ovr);
+        assert!(f.range_invalidation);
+        assert_eq!(f.oas_bits(), 48);
+        assert!(f.granule_4k && !f.granule_16k && f.granule_64k);
+        assert_eq!(f.stall_max, 32);
+        assert_eq!(f.iidr.implementer, Iidr::IMPLEMENTER_ARM);
+        assert_eq!(f.iidr.product_id, Iidr::PRODUCT_MMU_700);
+        assert_eq!((f.iidr.variant, f.iidr.revision), (0, 0));
+        assert_eq!(f.arch_minor, 2);
+    }
+
+    #[test]
+    fn reserved_encodings_decode_to_explicit_variants() {
+        let f = Features::decode(&IdRegs {
+            idr: [(0b01 << 21) | (0b11 << 24), 0, 0, 0, 0, 0b111 + 1],
+            iidr: 0,
+            aidr: 0,
+        });
+        assert_eq!(f.endianness, TableEndianness::Reserved);
+        assert_eq!(f.stall_model, StallModel::Reserved);
+        // OAS 0b000 with bit 3 set: OAS is [2:0], so this is 32 bits, not a reserved value.
+        assert_eq!(f.oas_bits(), 32);
+        let f = Features::decode(&IdRegs {
+            idr: [0, 0, 0, 0, 0, 0b111],
+            iidr: 0,
+            aidr: 0,
+        });
+        assert_eq!(f.oas_bits(), 56);
+        assert!(!f.aarch64_tables && !f.stage1 && !f.stage2);
+    }
+}
