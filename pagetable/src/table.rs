@@ -30,10 +30,25 @@ impl Tbl {
     #[inline(always)]
     fn get(self, i: usize) -> u64 {
         // SAFETY: `i & mask` < entries of the allocation, which (type invariant, allocator
-        // contract 1-2) is valid, 8-aligned and ours for the duration of the borrow. A volatile
-        // read: the SMMU may read this memory concurrently, and each descriptor is one 64-bit
-        // single-copy-atomic access.
-        unsafe { self.va.as_ptr().add(i & self.mask).read_volatile() }
+        // contract 1-2) is valid, 8-aligned and ours for the duration of the borrow. A plain
+        // read is exact: only this code writes descriptors (the SMMU only reads them, as the
+        // crate presets AF and never sets DBM, so hardware never updates them), and every write
+        // needs `&mut PageTable`, so no write races this read on the CPU side.
+        unsafe { self.va.as_ptr().add(i & self.mask).read() }
+    }
+
+    /// Runs `f` on descriptors `first..first + n` as a slice (`None` if that is out of bounds),
+    /// so that scans compile to vector code. `f` must not write the table.
+    #[inline(always)]
+    fn scan<R>(self, first: usize, n: usize, f: impl FnOnce(&[u64]) -> R) -> Option<R> {
+        if first.checked_add(n)? > self.mask + 1 {
+            return None;
+        }
+        // SAFETY: `first + n` <= entries, so the range lies inside the live allocation (type
+        // invariant); the reasoning of `get` makes plain reads exact; no write to the table can
+        // happen while the slice lives, because `f` only reads and `set` is not reachable from it.
+        let s = unsafe { core::slice::from_raw_parts(self.va.as_ptr().add(first), n) };
+        Some(f(s))
     }
 
     #[inline(always)]
@@ -292,9 +307,9 @@ impl<A: TableAllocator> PageTable<A> {
     /// `iova`, `pa` and `size` must be multiples of the granule. If any part of the range is
     /// already mapped the call fails with [`Error::AlreadyMapped`] and changes nothing; every
     /// table the mapping needs is allocated *before* the first descriptor is written, so
-    /// [`Error::OutOfMemory`] changes nothing either. A table left empty by an earlier partial
-    /// unmap is reused (descended into) rather than replaced by a block, so that no invalidation
-    /// is ever needed by `map`.
+    /// [`Error::OutOfMemory`] changes nothing either. New tables are filled before they are
+    /// linked in. A table left empty by an earlier partial unmap is reused (descended into)
+    /// rather than replaced by a block, so that `map` never needs an invalidation.
     pub fn map(&mut self, iova: Iova, pa: PhysAddr, size: u64, prot: Prot) -> Result<(), Error> {
         self.check_iova_range(iova.0, size)?;
         if pa.0 & (self.geo.granule.size() - 1) != 0 {
@@ -305,6 +320,9 @@ impl<A: TableAllocator> PageTable<A> {
             _ => return Err(Error::OutOfRange),
         }
         let attrs = self.geo.leaf_attrs(prot)?;
+        if self.within_one_leaf_table(iova.0, size) {
+            return self.map_in_leaf_table(iova.0, pa.0, size, attrs);
+        }
         let root = self.root_tbl();
         let start = self.geo.start_level;
         // Pass 1: refuse overlaps and count the tables to create; nothing is written.
@@ -327,42 +345,220 @@ impl<A: TableAllocator> PageTable<A> {
         r
     }
 
+    /// Whether `[iova, iova + size)` lies inside one last-level table's span and cannot be a
+    /// level-2 block: then only pages are written, all in one table.
+    #[inline(always)]
+    fn within_one_leaf_table(&self, iova: u64, size: u64) -> bool {
+        let s2 = self.geo.shift(LEAF_LEVEL - 1);
+        (iova ^ (iova + size - 1)) >> s2 == 0 && size >> s2 == 0
+    }
+
+    /// Fast path of `map` for a range inside one last-level table: one descent, then a check of
+    /// the target descriptors, then the writes. Missing tables are allocated, filled and linked
+    /// bottom-up, so the walker never sees a half-built subtree.
+    #[inline]
+    fn map_in_leaf_table(&self, iova: u64, pa: u64, size: u64, attrs: u64) -> Result<(), Error> {
+        let geo = &self.geo;
+        let mut t = self.root_tbl();
+        let mut level = geo.start_level;
+        while level < LEAF_LEVEL {
+            let idx = geo.index(iova, level);
+            let d = t.get(idx);
+            if d & VALID == 0 {
+                return self.map_fresh_chain(t, idx, level, iova, pa, size, attrs);
+            }
+            if !Geometry::is_table(d, level) {
+                return Err(Error::AlreadyMapped { iova: Iova(iova) });
+            }
+            level += 1;
+            t = self.child(d, level);
+        }
+        let first = geo.index(iova, LEAF_LEVEL);
+        let n = (size >> geo.g) as usize;
+        self.check_pages(t, first, n, iova)?;
+        self.write_pages(t, first, n, pa, attrs);
+        Ok(())
+    }
+
+    /// Allocates the tables from `level + 1` down to the leaf level for a range inside one leaf
+    /// table, fills them, then publishes the chain at `t[idx]`.
+    #[allow(clippy::too_many_arguments)]
+    fn map_fresh_chain(
+        &self,
+        t: Tbl,
+        idx: usize,
+        level: u32,
+        iova: u64,
+        pa: u64,
+        size: u64,
+        attrs: u64,
+    ) -> Result<(), Error> {
+        let geo = &self.geo;
+        let tbytes = geo.table_bytes();
+        let count = (LEAF_LEVEL - level) as usize;
+        let mut chain: [Option<TableMem>; 3] = [None; 3];
+        for slot in chain.iter_mut().take(count) {
+            match self.alloc_checked(tbytes) {
+                Ok(mem) => *slot = Some(mem),
+                Err(e) => {
+                    for mem in chain.iter().flatten() {
+                        // SAFETY: fresh allocations of `tbytes`, never linked anywhere.
+                        unsafe { self.alloc.free_table(*mem, tbytes) };
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        // Bottom-up: pages into the last table, then each table into its parent.
+        let mut below: Option<TableMem> = None;
+        for (j, mem) in chain.iter().take(count).enumerate().rev() {
+            let Some(mem) = *mem else { continue };
+            let lvl = level + 1 + j as u32;
+            let nt = self.view(mem.va, lvl);
+            if let Some(child) = below {
+                nt.set(
+                    geo.index(iova, lvl),
+                    desc::TYPE.encode(desc::TYPE_TABLE) | geo.oa_bits(child.pa.0),
+                );
+            } else {
+                let n = (size >> geo.g) as usize;
+                let first = geo.index(iova, LEAF_LEVEL);
+                let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
+                let mut p = pa;
+                for i in 0..n {
+                    nt.set(first + i, base | geo.oa_bits(p));
+                    p += 1u64 << geo.g;
+                }
+            }
+            if !A::COHERENT {
+                self.alloc.sync(mem.va, tbytes);
+            }
+            below = Some(mem);
+        }
+        if let Some(top) = below {
+            t.set(
+                idx,
+                desc::TYPE.encode(desc::TYPE_TABLE) | geo.oa_bits(top.pa.0),
+            );
+            self.sync(t, idx, 1);
+        }
+        Ok(())
+    }
+
+    /// Refuses if any of the `n` descriptors from `t[first]` (translating from `iova`) is valid.
+    #[inline(always)]
+    fn check_pages(&self, t: Tbl, first: usize, n: usize, iova: u64) -> Result<(), Error> {
+        let busy = t.scan(first, n, |s| {
+            if s.iter().fold(0, |a, &d| a | d) & VALID == 0 {
+                None
+            } else {
+                s.iter().position(|&d| d & VALID != 0)
+            }
+        });
+        match busy {
+            Some(None) => Ok(()),
+            Some(Some(i)) => Err(Error::AlreadyMapped {
+                iova: Iova(iova + ((i as u64) << self.geo.g)),
+            }),
+            // Out of bounds cannot happen (the range lies in one table); refuse rather than guess.
+            None => Err(Error::OutOfRange),
+        }
+    }
+
+    /// Writes `n` page descriptors from `t[first]` for `pa..`, then one sync.
+    #[inline(always)]
+    fn write_pages(&self, t: Tbl, first: usize, n: usize, pa: u64, attrs: u64) {
+        let geo = &self.geo;
+        let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
+        let step = 1u64 << geo.g;
+        let mut p = pa;
+        for i in 0..n {
+            t.set(first + i, base | geo.oa_bits(p));
+            p += step;
+        }
+        self.sync(t, first, n);
+    }
+
+    /// Splits `[iova, iova + size)` at `level` into a partial first entry (`head` bytes), a run
+    /// of `whole` complete entries, and a partial last entry (`tail` bytes).
+    #[inline(always)]
+    fn split(&self, level: u32, iova: u64, size: u64) -> (u64, u64, u64) {
+        let esz = 1u64 << self.geo.shift(level);
+        let end = iova + size;
+        let head_end = ((iova + esz - 1) & !(esz - 1)).min(end);
+        if head_end == end {
+            return if iova & (esz - 1) == 0 && size == esz {
+                (0, 1, 0)
+            } else {
+                (size, 0, 0)
+            };
+        }
+        let tail_start = end & !(esz - 1);
+        let whole = (tail_start - head_end) >> self.geo.shift(level);
+        (head_end - iova, whole, end - tail_start)
+    }
+
     /// Pass 1 of `map` below table `t` at `level`: overlap check and table count.
     fn map_check(&self, t: Tbl, level: u32, iova: u64, pa: u64, size: u64) -> Result<usize, Error> {
         let geo = &self.geo;
         let shift = geo.shift(level);
         let mut idx = geo.index(iova, level);
         if level >= LEAF_LEVEL {
-            let n = (size >> shift) as usize;
-            for i in 0..n {
-                if t.get(idx + i) & VALID != 0 {
-                    return Err(Error::AlreadyMapped {
-                        iova: Iova(iova + ((i as u64) << shift)),
-                    });
-                }
-            }
-            return Ok(0);
+            return self
+                .check_pages(t, idx, (size >> shift) as usize, iova)
+                .map(|()| 0);
         }
         let esz = 1u64 << shift;
-        let end = iova + size;
+        let (head, whole, tail) = self.split(level, iova, size);
         let (mut cur, mut pa, mut need) = (iova, pa, 0);
-        while cur < end {
-            let next = ((cur | (esz - 1)) + 1).min(end);
-            let len = next - cur;
-            let d = t.get(idx);
-            if d & VALID != 0 {
-                if !Geometry::is_table(d, level) {
+        if head > 0 {
+            need += self.check_partial(t, idx, level, cur, pa, head)?;
+            (cur, pa, idx) = (cur + head, pa + head, idx + 1);
+        }
+        if whole > 0 {
+            let block = geo.leaf_ok(level) && pa & (esz - 1) == 0;
+            // pa advances by whole entries, so every entry of the run needs the same below it.
+            let per_new = if block {
+                0
+            } else {
+                1 + geo.tables_needed(level + 1, cur, pa, esz)
+            };
+            for _ in 0..whole {
+                let d = t.get(idx);
+                if d & VALID == 0 {
+                    need += per_new;
+                } else if Geometry::is_table(d, level) {
+                    need += self.map_check(self.child(d, level + 1), level + 1, cur, pa, esz)?;
+                } else {
                     return Err(Error::AlreadyMapped { iova: Iova(cur) });
                 }
-                need += self.map_check(self.child(d, level + 1), level + 1, cur, pa, len)?;
-            } else if !(geo.leaf_ok(level) && len == esz && pa & (esz - 1) == 0) {
-                need += 1 + geo.tables_needed(level + 1, cur, pa, len);
+                (cur, pa, idx) = (cur + esz, pa + esz, idx + 1);
             }
-            cur = next;
-            pa += len;
-            idx += 1;
+        }
+        if tail > 0 {
+            need += self.check_partial(t, idx, level, cur, pa, tail)?;
         }
         Ok(need)
+    }
+
+    /// Pass 1 for a piece covering part of the entry `t[idx]`.
+    fn check_partial(
+        &self,
+        t: Tbl,
+        idx: usize,
+        level: u32,
+        iova: u64,
+        pa: u64,
+        len: u64,
+    ) -> Result<usize, Error> {
+        let d = t.get(idx);
+        if d & VALID == 0 {
+            Ok(1 + self.geo.tables_needed(level + 1, iova, pa, len))
+        } else if Geometry::is_table(d, level) {
+            self.map_check(self.child(d, level + 1), level + 1, iova, pa, len)
+        } else {
+            Err(Error::AlreadyMapped { iova: Iova(iova) })
+        }
     }
 
     /// Pass 2 of `map` below table `t` at `level`.
@@ -379,64 +575,79 @@ impl<A: TableAllocator> PageTable<A> {
     ) -> Result<(), Error> {
         let geo = &self.geo;
         let shift = geo.shift(level);
-        let esz = 1u64 << shift;
         let first = geo.index(iova, level);
         if level >= LEAF_LEVEL {
-            let n = (size >> shift) as usize;
-            let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
-            let mut p = pa;
-            for i in 0..n {
-                t.set(first + i, base | geo.oa_bits(p));
-                p += esz;
-            }
-            self.sync(t, first, n);
+            self.write_pages(t, first, (size >> shift) as usize, pa, attrs);
             return Ok(());
         }
-        let block = attrs | desc::TYPE.encode(desc::TYPE_BLOCK);
-        let end = iova + size;
+        let esz = 1u64 << shift;
+        let (head, whole, tail) = self.split(level, iova, size);
         let (mut cur, mut pa, mut idx) = (iova, pa, first);
-        let mut dirty_hi = None;
         let mut res = Ok(());
-        while cur < end {
-            let next = ((cur | (esz - 1)) + 1).min(end);
-            let len = next - cur;
-            let d = t.get(idx);
-            if d & VALID == 0 && geo.leaf_ok(level) && len == esz && pa & (esz - 1) == 0 {
-                t.set(idx, block | geo.oa_bits(pa));
-                dirty_hi = Some(idx);
-            } else {
-                let child = if d & VALID == 0 {
-                    let Some(mem) = self.take(pool, level + 1) else {
-                        // Unreachable: pass 1 counted every table this pass creates.
-                        res = Err(Error::OutOfMemory);
-                        break;
-                    };
-                    t.set(
-                        idx,
-                        desc::TYPE.encode(desc::TYPE_TABLE) | geo.oa_bits(mem.pa.0),
-                    );
-                    dirty_hi = Some(idx);
-                    self.view(mem.va, level + 1)
-                } else if Geometry::is_table(d, level) {
-                    self.child(d, level + 1)
+        let mut written = false;
+        if head > 0 {
+            res = self.write_partial(t, idx, level, cur, pa, head, attrs, pool, &mut written);
+            (cur, pa, idx) = (cur + head, pa + head, idx + 1);
+        }
+        if whole > 0 && res.is_ok() {
+            let block = geo.leaf_ok(level) && pa & (esz - 1) == 0;
+            let bdesc = attrs | desc::TYPE.encode(desc::TYPE_BLOCK);
+            for _ in 0..whole {
+                let d = t.get(idx);
+                if block && d & VALID == 0 {
+                    t.set(idx, bdesc | geo.oa_bits(pa));
+                    written = true;
                 } else {
-                    // Unreachable: pass 1 refused every valid leaf in the range.
-                    res = Err(Error::AlreadyMapped { iova: Iova(cur) });
-                    break;
-                };
-                if let Err(e) = self.map_write(child, level + 1, cur, pa, len, attrs, pool) {
-                    res = Err(e);
-                    break;
+                    res =
+                        self.write_partial(t, idx, level, cur, pa, esz, attrs, pool, &mut written);
+                    if res.is_err() {
+                        break;
+                    }
                 }
+                (cur, pa, idx) = (cur + esz, pa + esz, idx + 1);
             }
-            cur = next;
-            pa += len;
+        }
+        if tail > 0 && res.is_ok() {
+            res = self.write_partial(t, idx, level, cur, pa, tail, attrs, pool, &mut written);
             idx += 1;
         }
-        if let Some(hi) = dirty_hi {
-            self.sync(t, first, hi + 1 - first);
+        if written {
+            self.sync(t, first, idx.saturating_sub(first).max(1));
         }
         res
+    }
+
+    /// Pass 2 for a piece that goes below entry `t[idx]` (existing table, or one from `pool`).
+    #[allow(clippy::too_many_arguments)]
+    fn write_partial(
+        &self,
+        t: Tbl,
+        idx: usize,
+        level: u32,
+        iova: u64,
+        pa: u64,
+        len: u64,
+        attrs: u64,
+        pool: &mut FreeList,
+        written: &mut bool,
+    ) -> Result<(), Error> {
+        let d = t.get(idx);
+        let child = if d & VALID == 0 {
+            // Pass 1 counted every table this pass creates, so the pool cannot run dry.
+            let mem = self.take(pool, level + 1).ok_or(Error::OutOfMemory)?;
+            t.set(
+                idx,
+                desc::TYPE.encode(desc::TYPE_TABLE) | self.geo.oa_bits(mem.pa.0),
+            );
+            *written = true;
+            self.view(mem.va, level + 1)
+        } else if Geometry::is_table(d, level) {
+            self.child(d, level + 1)
+        } else {
+            // Pass 1 refused every valid leaf in the range.
+            return Err(Error::AlreadyMapped { iova: Iova(iova) });
+        };
+        self.map_write(child, level + 1, iova, pa, len, attrs, pool)
     }
 
     // ---- unmap ----------------------------------------------------------------------------
@@ -455,24 +666,84 @@ impl<A: TableAllocator> PageTable<A> {
         if gather.owner != 0 && gather.owner != self.id {
             return Err(Error::ForeignGather);
         }
+        if self.within_one_leaf_table(iova.0, size) {
+            gather.owner = self.id;
+            return self.unmap_in_leaf_table(iova.0, size, gather);
+        }
         let end = iova.0 + size;
         // A block straddling the end must be found before anything is written. (One straddling
         // the start is met first on the way down, so `unmap_level` refuses it before writing.)
         let last = end - self.geo.granule.size();
-        if last != iova.0 {
-            if let Some((_, level)) = self.lookup(last) {
-                let bsz = 1u64 << self.geo.shift(level);
-                let block = last & !(bsz - 1);
-                if block + bsz > end {
-                    return Err(Error::PartialBlock {
-                        block: Iova(block),
-                        size: bsz,
-                    });
-                }
+        if let Some((_, level)) = self.lookup(last) {
+            let bsz = 1u64 << self.geo.shift(level);
+            let block = last & !(bsz - 1);
+            if block + bsz > end {
+                return Err(Error::PartialBlock {
+                    block: Iova(block),
+                    size: bsz,
+                });
             }
         }
         gather.owner = self.id;
         self.unmap_level(self.root_tbl(), self.geo.start_level, iova.0, size, gather)
+    }
+
+    /// Fast path of `unmap` for a range inside one last-level table's span.
+    #[inline]
+    fn unmap_in_leaf_table(&self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, Error> {
+        let geo = &self.geo;
+        let mut t = self.root_tbl();
+        let mut level = geo.start_level;
+        while level < LEAF_LEVEL {
+            let d = t.get(geo.index(iova, level));
+            if d & VALID == 0 {
+                return Ok(0);
+            }
+            if !Geometry::is_table(d, level) {
+                // A block contains the whole range, which is smaller than the block.
+                let bsz = 1u64 << geo.shift(level);
+                return Err(Error::PartialBlock {
+                    block: Iova(iova & !(bsz - 1)),
+                    size: bsz,
+                });
+            }
+            level += 1;
+            t = self.child(d, level);
+        }
+        Ok(self.clear_pages(t, iova, size, gather))
+    }
+
+    /// Clears the valid page descriptors of `[iova, iova + size)` in leaf table `t`.
+    #[inline(always)]
+    fn clear_pages(&self, t: Tbl, iova: u64, size: u64, gather: &mut Gather) -> u64 {
+        let g = self.geo.g;
+        let first = self.geo.index(iova, LEAF_LEVEL);
+        let n = (size >> g) as usize;
+        // Vectorisable scan first; then one run of stores over [lo, hi] (zeroing a hole that is
+        // already zero is invisible to the walker).
+        let found = t.scan(first, n, |s| {
+            let cleared: u64 = s.iter().map(|&d| d & VALID).sum();
+            let lo = s.iter().position(|&d| d & VALID != 0)?;
+            let hi = s.iter().rposition(|&d| d & VALID != 0)?;
+            Some((lo, hi, cleared))
+        });
+        let Some(Some((lo, hi, cleared))) = found else {
+            return 0;
+        };
+        for i in lo..=hi {
+            t.set(first + i, 0);
+        }
+        let count = hi + 1 - lo;
+        self.sync(t, first + lo, count);
+        let span = (count as u64) << g;
+        gather.add(
+            iova + ((lo as u64) << g),
+            span,
+            true,
+            Some(LEAF_LEVEL as u8),
+            self.geo.granule,
+        );
+        cleared << g
     }
 
     fn unmap_level(
@@ -483,88 +754,86 @@ impl<A: TableAllocator> PageTable<A> {
         size: u64,
         gather: &mut Gather,
     ) -> Result<u64, Error> {
+        if level >= LEAF_LEVEL {
+            return Ok(self.clear_pages(t, iova, size, gather));
+        }
         let geo = &self.geo;
         let granule = geo.granule;
-        let shift = geo.shift(level);
-        let esz = 1u64 << shift;
+        let esz = 1u64 << geo.shift(level);
         let first = geo.index(iova, level);
-        if level >= LEAF_LEVEL {
-            let n = (size >> shift) as usize;
-            let mut lo = n;
-            let mut hi = 0;
-            let mut cleared = 0u64;
-            for i in 0..n {
-                if t.get(first + i) & VALID != 0 {
-                    t.set(first + i, 0);
-                    lo = lo.min(i);
-                    hi = i;
-                    cleared += 1;
-                }
-            }
-            if cleared == 0 {
-                return Ok(0);
-            }
-            let count = hi + 1 - lo;
-            self.sync(t, first + lo, count);
-            let span = (count as u64) << shift;
-            gather.add(
-                iova + ((lo as u64) << shift),
-                span,
-                true,
-                Some(level as u8),
-                granule,
-            );
-            return Ok(cleared << shift);
-        }
-        let end = iova + size;
+        let (head, whole, tail) = self.split(level, iova, size);
         let (mut cur, mut idx) = (iova, first);
         let mut removed = 0;
-        let mut dirty_hi = None;
-        while cur < end {
-            let next = ((cur | (esz - 1)) + 1).min(end);
-            let len = next - cur;
-            let d = t.get(idx);
-            if d & VALID != 0 {
-                let table = Geometry::is_table(d, level);
-                if len == esz {
+        if head > 0 {
+            // Start edge: nothing has been written yet if this fails.
+            removed += self.unmap_partial(t, idx, level, cur, head, gather)?;
+            (cur, idx) = (cur + head, idx + 1);
+        }
+        let mut written = false;
+        if whole > 0 {
+            // Runs of leaves become one gather range each.
+            let mut run: Option<(u64, u64)> = None;
+            for _ in 0..whole {
+                let d = t.get(idx);
+                if d & VALID != 0 {
                     t.set(idx, 0);
-                    dirty_hi = Some(idx);
-                    if table {
+                    written = true;
+                    if Geometry::is_table(d, level) {
+                        if let Some((a, e)) = run.take() {
+                            gather.add(a, e - a, true, Some(level as u8), granule);
+                        }
                         removed += self.retire(d, level + 1, gather);
                         gather.add(cur, esz, false, None, granule);
                     } else {
                         removed += esz;
-                        gather.add(cur, esz, true, Some(level as u8), granule);
+                        run = match run {
+                            Some((a, _)) => Some((a, cur + esz)),
+                            None => Some((cur, cur + esz)),
+                        };
                     }
-                } else if table {
-                    match self.unmap_level(self.child(d, level + 1), level + 1, cur, len, gather) {
-                        Ok(n) => removed += n,
-                        Err(e) => {
-                            if let Some(hi) = dirty_hi {
-                                self.sync(t, first, hi + 1 - first);
-                            }
-                            return Err(e);
-                        }
-                    }
-                } else {
-                    // Only reachable for a block straddling the range start, which is met before
-                    // anything was written (see `unmap`).
-                    if let Some(hi) = dirty_hi {
-                        self.sync(t, first, hi + 1 - first);
-                    }
-                    return Err(Error::PartialBlock {
-                        block: Iova(cur & !(esz - 1)),
-                        size: esz,
-                    });
                 }
+                (cur, idx) = (cur + esz, idx + 1);
             }
-            cur = next;
-            idx += 1;
+            if let Some((a, e)) = run {
+                gather.add(a, e - a, true, Some(level as u8), granule);
+            }
         }
-        if let Some(hi) = dirty_hi {
-            self.sync(t, first, hi + 1 - first);
+        if written {
+            self.sync(
+                t,
+                first + usize::from(head > 0),
+                idx - first - usize::from(head > 0),
+            );
+        }
+        if tail > 0 {
+            // End edge: `unmap` checked it cannot be a partial block.
+            removed += self.unmap_partial(t, idx, level, cur, tail, gather)?;
         }
         Ok(removed)
+    }
+
+    /// Unmaps a piece covering part of entry `t[idx]`: below a table, or refused for a block.
+    fn unmap_partial(
+        &self,
+        t: Tbl,
+        idx: usize,
+        level: u32,
+        iova: u64,
+        len: u64,
+        gather: &mut Gather,
+    ) -> Result<u64, Error> {
+        let d = t.get(idx);
+        if d & VALID == 0 {
+            Ok(0)
+        } else if Geometry::is_table(d, level) {
+            self.unmap_level(self.child(d, level + 1), level + 1, iova, len, gather)
+        } else {
+            let esz = 1u64 << self.geo.shift(level);
+            Err(Error::PartialBlock {
+                block: Iova(iova & !(esz - 1)),
+                size: esz,
+            })
+        }
     }
 
     /// Retires the table that descriptor `d` pointed to (its entries are at `level`) and every
