@@ -12,6 +12,9 @@ use crate::arch::regs::REGISTER_FRAME_SIZE;
 /// 64-bit accesses). An offset outside the register frame or not aligned to the access size
 /// reads as all-ones (as a bus error typically does) and ignores writes: it never touches
 /// memory outside the frame.
+///
+/// A write must be ordered after the caller's earlier writes to normal memory (the
+/// driver writes a queue entry, then `CMDQ_PROD`); [`Mmio`] issues the barrier itself.
 pub trait RegisterAccess {
     /// Reads a 32-bit register.
     fn read32(&self, offset: usize) -> u32;
@@ -38,7 +41,25 @@ impl<R: RegisterAccess + ?Sized> RegisterAccess for &R {
     }
 }
 
+/// Orders earlier writes to normal memory (queue entries, STEs, CDs, page tables) before a
+/// following register write, as Linux's `writel` does with `dma_wmb()`: the SMMU must not
+/// see a new `CMDQ_PROD` before the commands it publishes.
+#[inline(always)]
+fn io_write_barrier() {
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    // SAFETY: `dmb oshst` only orders memory accesses; it touches no memory, registers or
+    // flags the compiler relies on.
+    unsafe {
+        core::arch::asm!("dmb oshst", options(nostack, preserves_flags));
+    }
+    #[cfg(any(not(target_arch = "aarch64"), miri))]
+    core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+}
+
 /// Volatile MMIO access to a mapped SMMU register frame.
+///
+/// Writes are preceded by a barrier that orders earlier normal-memory writes before them
+/// (see [`RegisterAccess`]); reads are plain volatile loads.
 #[derive(Debug)]
 pub struct Mmio {
     base: NonNull<u8>,
@@ -92,6 +113,7 @@ impl RegisterAccess for Mmio {
 
     fn write32(&self, offset: usize, value: u32) {
         if self.in_frame(offset, 4) {
+            io_write_barrier();
             // SAFETY: as in `read32`.
             unsafe {
                 self.base
@@ -114,6 +136,7 @@ impl RegisterAccess for Mmio {
 
     fn write64(&self, offset: usize, value: u64) {
         if self.in_frame(offset, 8) {
+            io_write_barrier();
             // SAFETY: as in `read64`.
             unsafe {
                 self.base
