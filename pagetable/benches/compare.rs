@@ -97,13 +97,10 @@ impl Subject for Ours {
     fn unmap(&mut self, iova: u64, size: u64) {
         let n = self.pt.unmap(Iova(iova), size, &mut self.gather).unwrap();
         debug_assert_eq!(n, size);
-        if self.gather.freed_tables() > 0 {
-            // SAFETY: no SMMU walks this table.
-            unsafe { self.pt.release(&mut self.gather) }.unwrap();
-        } else {
-            // Ranges only: the driver would issue TLBIs; nothing to free.
-            self.gather = Gather::new();
-        }
+        // A driver issues TLBIs for `gather.ranges()` and CMD_SYNC here, then releases (which
+        // also empties the gather for reuse).
+        // SAFETY: no SMMU walks this table.
+        unsafe { self.pt.release(&mut self.gather) }.unwrap();
     }
 
     #[inline]

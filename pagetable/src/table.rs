@@ -51,6 +51,12 @@ impl Tbl {
         Some(f(s))
     }
 
+    /// Whether the `n` descriptors from `first` are all invalid (a vectorised OR).
+    #[inline(always)]
+    fn run_is_empty(self, first: usize, n: usize) -> bool {
+        self.scan(first, n, |s| s.iter().fold(0, |a, &d| a | d) & VALID == 0) == Some(true)
+    }
+
     #[inline(always)]
     fn set(self, i: usize, v: u64) {
         // SAFETY: as in `get`; we hold the page table mutably (or the table is unpublished), so
@@ -523,16 +529,24 @@ impl<A: TableAllocator> PageTable<A> {
             } else {
                 1 + geo.tables_needed(level + 1, cur, pa, esz)
             };
-            for _ in 0..whole {
-                let d = t.get(idx);
-                if d & VALID == 0 {
-                    need += per_new;
-                } else if Geometry::is_table(d, level) {
-                    need += self.map_check(self.child(d, level + 1), level + 1, cur, pa, esz)?;
-                } else {
-                    return Err(Error::AlreadyMapped { iova: Iova(cur) });
+            let n = whole as usize;
+            if t.run_is_empty(idx, n) {
+                // Nothing mapped in the run (the common case): no per-entry work.
+                need += per_new * n;
+                (cur, pa, idx) = (cur + (whole << shift), pa + (whole << shift), idx + n);
+            } else {
+                for _ in 0..n {
+                    let d = t.get(idx);
+                    if d & VALID == 0 {
+                        need += per_new;
+                    } else if Geometry::is_table(d, level) {
+                        need +=
+                            self.map_check(self.child(d, level + 1), level + 1, cur, pa, esz)?;
+                    } else {
+                        return Err(Error::AlreadyMapped { iova: Iova(cur) });
+                    }
+                    (cur, pa, idx) = (cur + esz, pa + esz, idx + 1);
                 }
-                (cur, pa, idx) = (cur + esz, pa + esz, idx + 1);
             }
         }
         if tail > 0 {
@@ -592,19 +606,38 @@ impl<A: TableAllocator> PageTable<A> {
         if whole > 0 && res.is_ok() {
             let block = geo.leaf_ok(level) && pa & (esz - 1) == 0;
             let bdesc = attrs | desc::TYPE.encode(desc::TYPE_BLOCK);
-            for _ in 0..whole {
-                let d = t.get(idx);
-                if block && d & VALID == 0 {
-                    t.set(idx, bdesc | geo.oa_bits(pa));
-                    written = true;
-                } else {
-                    res =
-                        self.write_partial(t, idx, level, cur, pa, esz, attrs, pool, &mut written);
-                    if res.is_err() {
-                        break;
-                    }
+            let n = whole as usize;
+            if block && t.run_is_empty(idx, n) {
+                // A run of blocks over empty entries: one tight store loop.
+                for i in 0..n {
+                    t.set(idx + i, bdesc | geo.oa_bits(pa + ((i as u64) << shift)));
                 }
-                (cur, pa, idx) = (cur + esz, pa + esz, idx + 1);
+                written = true;
+                (cur, pa, idx) = (cur + (whole << shift), pa + (whole << shift), idx + n);
+            } else {
+                for _ in 0..n {
+                    let d = t.get(idx);
+                    if block && d & VALID == 0 {
+                        t.set(idx, bdesc | geo.oa_bits(pa));
+                        written = true;
+                    } else {
+                        res = self.write_partial(
+                            t,
+                            idx,
+                            level,
+                            cur,
+                            pa,
+                            esz,
+                            attrs,
+                            pool,
+                            &mut written,
+                        );
+                        if res.is_err() {
+                            break;
+                        }
+                    }
+                    (cur, pa, idx) = (cur + esz, pa + esz, idx + 1);
+                }
             }
         }
         if tail > 0 && res.is_ok() {
@@ -716,9 +749,30 @@ impl<A: TableAllocator> PageTable<A> {
     /// Clears the valid page descriptors of `[iova, iova + size)` in leaf table `t`.
     #[inline(always)]
     fn clear_pages(&self, t: Tbl, iova: u64, size: u64, gather: &mut Gather) -> u64 {
-        let g = self.geo.g;
         let first = self.geo.index(iova, LEAF_LEVEL);
-        let n = (size >> g) as usize;
+        self.clear_leaves(
+            t,
+            first,
+            (size >> self.geo.g) as usize,
+            iova,
+            LEAF_LEVEL,
+            gather,
+        )
+    }
+
+    /// Clears the `n` descriptors from `t[first]` (translating from `iova`; none is a table
+    /// descriptor) and records one leaf range; returns the bytes that were mapped.
+    #[inline(always)]
+    fn clear_leaves(
+        &self,
+        t: Tbl,
+        first: usize,
+        n: usize,
+        iova: u64,
+        level: u32,
+        gather: &mut Gather,
+    ) -> u64 {
+        let shift = self.geo.shift(level);
         // Vectorisable scan first; then one run of stores over [lo, hi] (zeroing a hole that is
         // already zero is invisible to the walker).
         let found = t.scan(first, n, |s| {
@@ -735,15 +789,15 @@ impl<A: TableAllocator> PageTable<A> {
         }
         let count = hi + 1 - lo;
         self.sync(t, first + lo, count);
-        let span = (count as u64) << g;
+        let span = (count as u64) << shift;
         gather.add(
-            iova + ((lo as u64) << g),
+            iova + ((lo as u64) << shift),
             span,
             true,
-            Some(LEAF_LEVEL as u8),
+            Some(level as u8),
             self.geo.granule,
         );
-        cleared << g
+        cleared << shift
     }
 
     fn unmap_level(
@@ -771,9 +825,22 @@ impl<A: TableAllocator> PageTable<A> {
         }
         let mut written = false;
         if whole > 0 {
+            let n = whole as usize;
+            // No table descriptor (TYPE=0b11) in the run: clear it like a leaf table.
+            let no_tables = t.scan(idx, n, |s| {
+                s.iter().fold(0, |a, &d| a | (d & (d >> 1))) & 1 == 0
+            });
+            let todo = if no_tables == Some(true) {
+                // `clear_leaves` syncs what it wrote; `written` stays false.
+                removed += self.clear_leaves(t, idx, n, cur, level, gather);
+                (cur, idx) = (cur + (whole << geo.shift(level)), idx + n);
+                0
+            } else {
+                whole
+            };
             // Runs of leaves become one gather range each.
             let mut run: Option<(u64, u64)> = None;
-            for _ in 0..whole {
+            for _ in 0..todo {
                 let d = t.get(idx);
                 if d & VALID != 0 {
                     t.set(idx, 0);
