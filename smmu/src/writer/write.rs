@@ -118,8 +118,12 @@ pub struct Plan<const N: usize> {
     /// The sequence that will be used.
     pub path: WritePath,
     /// The current entry with every bit it does not use (or may change safely) replaced by the
-    /// target's: the image the hitless path writes first (except for the critical word).
+    /// target's.
     pub unused_update: [u64; N],
+    /// On the hitless path, the image of the first step: `unused_update` with the critical word
+    /// left as it is, or the current entry unchanged when only update-safe bits would be stored
+    /// (they are then left for a later step; see [`write_entry`]).
+    pub first_step: [u64; N],
 }
 
 /// Decides how `cur` becomes `target` under `rules` (pure; [`write_entry`] follows it).
@@ -138,17 +142,24 @@ pub fn plan<const N: usize, R: EntryRules<N> + ?Sized>(
     let target_used = rules.used_bits(target);
     let safe = rules.update_safe(cur, target);
     let mut unused_update = *cur;
+    // `unused_update` without the update-safe bits: what the first hitless step must store.
+    let mut fill = *cur;
     let mut critical_count = 0usize;
     let mut first_critical = 0usize;
-    for (i, (((upd, &t), &cu), (&tu, &s))) in unused_update
+    for (i, ((upd, fil), (&t, (&cu, (&tu, &s))))) in unused_update
         .iter_mut()
-        .zip(target)
-        .zip(&cur_used)
-        .zip(target_used.iter().zip(&safe))
+        .zip(fill.iter_mut())
+        .zip(
+            target
+                .iter()
+                .zip(cur_used.iter().zip(target_used.iter().zip(&safe))),
+        )
         .enumerate()
     {
-        let keep = cu & !(s & cu & tu);
+        // Safe bits count only where both configurations use them.
+        let keep = cu & !(s & tu);
         *upd = (*upd & keep) | (t & !keep);
+        *fil = (*fil & cu) | (t & !cu);
         if (*upd ^ t) & tu != 0 {
             if critical_count == 0 {
                 first_critical = i;
@@ -167,9 +178,24 @@ pub fn plan<const N: usize, R: EntryRules<N> + ?Sized>(
             _ => WritePath::Breaking,
         }
     };
+    // The first hitless step leaves the critical word alone: it is stored whole in the next
+    // step, and leaving it here saves a sync when it is the only word that changes.
+    let mut first_step = unused_update;
+    if let (Some(f), Some(&c)) = (first_step.get_mut(first_critical), cur.get(first_critical)) {
+        *f = c;
+    }
+    if let (Some(f), Some(&c)) = (fill.get_mut(first_critical), cur.get(first_critical)) {
+        *f = c;
+    }
+    // Update-safe bits may change in any step. If nothing else needs the first step, they wait
+    // for the switch or the clean-up instead of costing a sync of their own.
+    if fill == *cur {
+        first_step = *cur;
+    }
     Plan {
         path,
         unused_update,
+        first_step,
     }
 }
 
@@ -249,7 +275,10 @@ impl<const N: usize, S: EntrySlot<N>> Stepper<'_, N, S> {
 ///
 /// - [`Unused`](WritePath::Unused): store the target; sync. (≤ 1 sync)
 /// - [`Hitless`](WritePath::Hitless): store `unused_update` in every word but the critical one;
-///   sync. Store the critical word; sync. Store the target; sync. (1 to 3 syncs)
+///   sync. Store the critical word; sync. Store the target; sync. (1 to 3 syncs.) When the first
+///   step would store nothing but update-safe bits, it is skipped and those bits change with
+///   the later steps: Linux spends a sync on them (3 for its nested → stage-2 case), this
+///   writer does not (2).
 /// - [`Breaking`](WritePath::Breaking): store 0 in word 0; sync. Store words 1.. of the target;
 ///   sync. Store word 0 of the target; sync. (3 syncs)
 ///
@@ -262,8 +291,7 @@ pub fn write_entry<const N: usize, R: EntryRules<N> + ?Sized, S: EntrySlot<N>>(
 ) -> Result<WriteReport, WriteError<S::Error>> {
     let cur = slot.read();
     let Plan {
-        path,
-        unused_update,
+        path, first_step, ..
     } = plan(rules, &cur, target);
     let mut s = Stepper {
         slot,
@@ -276,13 +304,7 @@ pub fn write_entry<const N: usize, R: EntryRules<N> + ?Sized, S: EntrySlot<N>>(
         WritePath::Unchanged => {}
         WritePath::Unused => s.step(target)?,
         WritePath::Hitless { critical } => {
-            // Keep the critical word as it is: it is stored whole in the next step, and leaving
-            // it alone here can save a sync when it is the only word that changes.
-            let mut first = unused_update;
-            if let (Some(f), Some(&c)) = (first.get_mut(critical), cur.get(critical)) {
-                *f = c;
-            }
-            s.step(&first)?;
+            s.step(&first_step)?;
             let switch = s.with_word(critical, target.get(critical).copied().unwrap_or(0));
             s.step(&switch)?;
             s.step(target)?;
