@@ -169,7 +169,9 @@ const STE_S2S: [u64; ENTRY_QWORDS] = masks(&[ste::S2S]);
 /// - `V` = 0: only `V`.
 /// - Otherwise `V`, `Config`, `CONT`, and by `Config`:
 ///   - abort (and the reserved 0b001–0b011, which behave as abort): nothing more;
-///   - bypass: the overrides of [`STE_TRAFFIC`] and `SHCFG`;
+///   - bypass: the "traffic" fields (`MTCFG`, `MemAttr`, `ALLOCCFG`, `NSCFG`, `PRIVCFG`,
+///     `INSTCFG`, `DRE`, `DCP`, `PPAR`, `PARTID`, `PMG`, `MPAM_NS`, `MECID`, the three
+///     IMPLEMENTATION DEFINED fields) and `SHCFG`;
 ///   - stage 1: the traffic fields, `EATS`, `MEV`, every `S1*` field, `STRW`, `S2VMID`;
 ///     `SHCFG` only when `S1DSS` = bypass; `S2S` when `EATS` ≠ 0; `DPT_VMATCH` when `EATS` =
 ///     0b11;
