@@ -258,7 +258,7 @@ pub struct TableControls {
     pub sh: Shareability,
     /// `EPDx`: walks of this table are disabled (a miss faults).
     pub epd: bool,
-    /// `TTBx`: the table base (bits [55:4]).
+    /// `TTBx`: the table base (bits \[55:4\]).
     pub ttb: u64,
 }
 
@@ -461,7 +461,7 @@ impl Cd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct L1CdConfig {
-    /// `L2Ptr`: the leaf CD table (bits [55:12]).
+    /// `L2Ptr`: the leaf CD table (bits \[55:12\]).
     pub l2_ptr: u64,
 }
 

@@ -1,4 +1,4 @@
-//! Command queue entries (IHI 0070 G.b chapter 4): 16 bytes, opcode in bits [7:0].
+//! Command queue entries (IHI 0070 G.b chapter 4): 16 bytes, opcode in bits \[7:0\].
 //!
 //! [`Command`] is the typed form of every command of the Non-secure and Secure queues;
 //! [`Command::encode`] builds the entry and [`Cmd::decode`] validates one. Many parameter
@@ -40,9 +40,9 @@ pub mod fields {
     pub const TTL: Field = Field::new("TTL", 1, 9, 8);
     /// `TG`: granule of a range invalidation, 0 = not a range (§4.4.1.1).
     pub const TG: Field = Field::new("TG", 1, 11, 10);
-    /// `Address[63:12]` of a VA invalidation or prefetch (§4.1.6).
+    /// `Address\[63:12\]` of a VA invalidation or prefetch (§4.1.6).
     pub const ADDRESS: Field = Field::new("Address", 1, 63, 12);
-    /// `Address[55:12]` of an IPA invalidation (§4.1.6).
+    /// `Address\[55:12\]` of an IPA invalidation (§4.1.6).
     pub const IPA: Field = Field::new("Address", 1, 55, 12);
     /// `Range` of `CMD_CFGI_STE_RANGE`: 2^(Range+1) StreamIDs (§4.3.2; figure).
     pub const RANGE: Field = Field::new("Range", 1, 4, 0);
@@ -66,7 +66,7 @@ pub mod fields {
     pub const MSI_ATTR: Field = Field::new("MSIAttr", 0, 27, 24);
     /// `MSIData` of `CMD_SYNC` (§4.7.3; figure).
     pub const MSI_DATA: Field = Field::new("MSIData", 0, 63, 32);
-    /// `MSIAddress[55:2]` of `CMD_SYNC` (§4.7.3).
+    /// `MSIAddress\[55:2\]` of `CMD_SYNC` (§4.7.3).
     pub const MSI_ADDRESS: Field = Field::new("MSIAddress", 1, 55, 2);
 }
 
@@ -230,7 +230,7 @@ impl TlbiRange {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct TlbiAddr {
-    /// The address (bits [63:12] for a VA, [55:12] for an IPA).
+    /// The address (bits \[63:12\] for a VA, \[55:12\] for an IPA).
     pub addr: u64,
     /// `Leaf`: only leaf entries need invalidating.
     pub leaf: bool,
@@ -252,7 +252,7 @@ pub enum Command {
     PrefetchAddr {
         /// StreamID.
         sid: u32,
-        /// Address (bits [63:12]).
+        /// Address (bits \[63:12\]).
         addr: u64,
         /// Size (5 bits).
         size: u8,
@@ -356,7 +356,7 @@ pub enum Command {
     TlbiS2Ipa {
         /// VMID.
         vmid: u16,
-        /// IPA (bits [55:12]), leaf flag and range.
+        /// IPA (bits \[55:12\]), leaf flag and range.
         ipa: TlbiAddr,
     },
     /// `CMD_TLBI_NSNH_ALL` (§4.4.4.1).
@@ -369,7 +369,7 @@ pub enum Command {
         ssid: Option<u32>,
         /// Global: also invalidate global entries (only with a SubstreamID).
         global: bool,
-        /// Address (bits [63:12]), aligned to the span.
+        /// Address (bits \[63:12\]), aligned to the span.
         addr: u64,
         /// Span = 4 KiB × 2^size; 52 invalidates everything.
         size: u8,
@@ -409,7 +409,7 @@ pub enum Command {
         msi_attr: u8,
         /// `MSIData`.
         msi_data: u32,
-        /// `MSIAddress` (bits [55:2]).
+        /// `MSIAddress` (bits \[55:2\]).
         msi_addr: u64,
     },
     /// `CMD_TLBI_S_EL2_ALL` (§4.4.2.11).

@@ -1,4 +1,4 @@
-//! Event queue records (IHI 0070 G.b §7.3): 32 bytes, event number in bits [7:0].
+//! Event queue records (IHI 0070 G.b §7.3): 32 bytes, event number in bits \[7:0\].
 //!
 //! [`Event`] is the typed form; [`EventRecord::decode`] validates a record read from the
 //! queue and [`Event::encode`] builds one (for models and tests). Positions the rendered
@@ -57,13 +57,13 @@ pub mod fields {
     pub const PR: Field = Field::new("pR", 1, 39, 39);
     /// `SPAN` of a page request (§7.3.19).
     pub const SPAN: Field = Field::new("SPAN", 1, 51, 44);
-    /// `InputAddr[63:0]` (§7.3.2).
+    /// `InputAddr\[63:0\]` (§7.3.2).
     pub const INPUT_ADDR: Field = Field::new("InputAddr", 2, 63, 0);
-    /// `Addr[63:12]` of a page request (§7.3.19).
+    /// `Addr\[63:12\]` of a page request (§7.3.19).
     pub const PAGE_ADDR: Field = Field::new("Addr", 2, 63, 12);
-    /// `FetchAddr[55:3]` (§7.3.4, §7.3.20).
+    /// `FetchAddr\[55:3\]` (§7.3.4, §7.3.20).
     pub const FETCH_ADDR: Field = Field::new("FetchAddr", 3, 55, 3);
-    /// `IPA[55:12]` of a stage-2 fault (§7.3.13; low end from the figure).
+    /// `IPA\[55:12\]` of a stage-2 fault (§7.3.13; low end from the figure).
     pub const IPA: Field = Field::new("IPA", 3, 55, 12);
 }
 
@@ -150,7 +150,7 @@ pub struct FetchFault {
     pub reason: u16,
     /// `GPCF`.
     pub gpcf: bool,
-    /// `FetchAddr` (bits [55:3]).
+    /// `FetchAddr` (bits \[55:3\]).
     pub fetch_addr: u64,
 }
 
@@ -181,7 +181,7 @@ pub struct Fault {
     pub input_addr: u64,
 }
 
-/// A translation fault with the IPA of a stage-2 fault (bits [55:12]).
+/// A translation fault with the IPA of a stage-2 fault (bits \[55:12\]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct TranslationFault {
@@ -201,7 +201,7 @@ pub struct PageRequestEvent {
     pub perms: [bool; 6],
     /// `SPAN` (8 bits).
     pub span: u8,
-    /// `Addr` (bits [63:12]).
+    /// `Addr` (bits \[63:12\]).
     pub addr: u64,
 }
 
@@ -259,7 +259,7 @@ pub enum Event {
     WalkExternalAbort {
         /// The fault.
         fault: Fault,
-        /// `FetchAddr` of the descriptor (bits [55:3]).
+        /// `FetchAddr` of the descriptor (bits \[55:3\]).
         fetch_addr: u64,
     },
     /// `F_TRANSLATION`.

@@ -84,7 +84,7 @@ impl Field {
     }
 
     /// The field's bits of an address-carrying field, in place: for a field holding
-    /// `Address[hi:lo]` at the same bit positions (e.g. `S1ContextPtr[55:6]`) this is the
+    /// `Address[hi:lo]` at the same bit positions (e.g. `S1ContextPtr\[55:6\]`) this is the
     /// address with bits outside `[hi:lo]` cleared.
     pub const fn addr_mask(&self) -> u64 {
         self.mask_in_word()

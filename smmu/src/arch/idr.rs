@@ -383,7 +383,7 @@ mod tests {
         });
         assert_eq!(f.endianness, TableEndianness::Reserved);
         assert_eq!(f.stall_model, StallModel::Reserved);
-        // OAS 0b000 with bit 3 set: OAS is [2:0], so this is 32 bits, not a reserved value.
+        // OAS 0b000 with bit 3 set: OAS is \[2:0\], so this is 32 bits, not a reserved value.
         assert_eq!(f.oas_bits(), 32);
         let f = Features::decode(&IdRegs {
             idr: [0, 0, 0, 0, 0, 0b111],

@@ -34,7 +34,7 @@ words_struct! {
 pub struct L1StdConfig {
     /// `Span`, 1..=11: the level-2 table holds 2^(span−1) STEs.
     pub span: u8,
-    /// `L2Ptr` (bits [55:6]).
+    /// `L2Ptr` (bits \[55:6\]).
     pub l2_ptr: u64,
 }
 

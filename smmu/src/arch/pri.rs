@@ -28,7 +28,7 @@ pub mod fields {
     pub const SSV: Field = Field::new("SSV", 0, 63, 63);
     /// `PRGIndex`.
     pub const PRG_INDEX: Field = Field::new("PRGIndex", 1, 8, 0);
-    /// `Page address[63:12]`.
+    /// `Page address\[63:12\]`.
     pub const ADDRESS: Field = Field::new("Page address", 1, 63, 12);
 
     /// Every field, lowest bit first.
@@ -71,7 +71,7 @@ pub struct PageRequest {
     pub last: bool,
     /// `PRGIndex` (9 bits).
     pub prg_index: u16,
-    /// Page address (bits [63:12]).
+    /// Page address (bits \[63:12\]).
     pub addr: u64,
 }
 

@@ -11,7 +11,7 @@ use super::DecodeError;
 pub mod fields {
     use super::Field;
 
-    /// `VTCR` (STE bits [178:160]): the stage-2 translation controls as one field.
+    /// `VTCR` (STE bits \[178:160\]): the stage-2 translation controls as one field.
     pub const VTCR: Field = Field::new("VTCR", 2, 50, 32);
 
     /// `V` (IHI 0070 G.b §5.2).
@@ -339,7 +339,7 @@ encoded_enum! {
     }
 }
 
-/// Attribute overrides applied to a stream's transactions (STE bits [115:96]; §5.2, §13).
+/// Attribute overrides applied to a stream's transactions (STE bits \[115:96\]; §5.2, §13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct StreamAttrs {
@@ -360,7 +360,19 @@ pub struct StreamAttrs {
 }
 
 impl StreamAttrs {
-    /// Every override at "use incoming": what Linux programs.
+    /// Every field zero: what an abort STE carries (the fields are unused there).
+    pub const NONE: StreamAttrs = StreamAttrs {
+        mem_attr: 0,
+        mtcfg: false,
+        alloc_cfg: 0,
+        sh_cfg: ShCfg::NonShareable,
+        ns_cfg: 0,
+        priv_cfg: 0,
+        inst_cfg: 0,
+    };
+
+    /// Every override at "use incoming": what Linux programs for bypass when
+    /// `SMMU_IDR1.ATTR_TYPES_OVR` is set.
     pub const INCOMING: StreamAttrs = StreamAttrs {
         mem_attr: 0,
         mtcfg: false,
@@ -376,7 +388,7 @@ impl StreamAttrs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct Stage1Ste {
-    /// `S1ContextPtr`: physical address of the CD table (bits [55:6], 64-byte aligned).
+    /// `S1ContextPtr`: physical address of the CD table (bits \[55:6\], 64-byte aligned).
     pub context_ptr: u64,
     /// `S1Fmt`.
     pub fmt: S1Fmt,
@@ -431,7 +443,7 @@ pub struct Stage2Ste {
     pub record: bool,
     /// `S2FWB`: stage 2 forces write-back.
     pub fwb: bool,
-    /// `S2TTB`: physical address of the stage-2 start table (bits [55:4]).
+    /// `S2TTB`: physical address of the stage-2 start table (bits \[55:4\]).
     pub ttb: u64,
 }
 
@@ -512,19 +524,21 @@ pub fn kind_name(config: Option<&SteConfig>) -> &'static str {
 }
 
 impl SteConfig {
-    /// An entry that aborts every transaction.
+    /// An entry that aborts every transaction: `V = 1`, `Config = 0b000`, nothing else set.
     pub const ABORT: SteConfig = SteConfig {
         translation: Translation::Abort,
         s2vmid: 0,
         eats: Eats::Abort,
         strw: Strw::El1,
         mev: false,
-        attrs: StreamAttrs::INCOMING,
+        attrs: StreamAttrs::NONE,
     };
 
-    /// An entry that bypasses both stages with the incoming attributes.
+    /// An entry that bypasses both stages with the incoming attributes (`SHCFG = 0b01`, as
+    /// Linux writes it on SMMUs with `ATTR_TYPES_OVR`).
     pub const BYPASS: SteConfig = SteConfig {
         translation: Translation::Bypass,
+        attrs: StreamAttrs::INCOMING,
         ..SteConfig::ABORT
     };
 

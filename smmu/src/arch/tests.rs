@@ -440,8 +440,11 @@ fn known_images_match_linux_layouts() {
     let w = SteConfig::BYPASS.encode().to_words();
     assert_eq!(w[0], 0x9);
     assert_eq!(w[1], 1 << 44);
-    // Abort STE: V only, Config 0.
-    assert_eq!(SteConfig::ABORT.encode().to_words()[0], 0x1);
+    // Abort STE: V only, Config 0, every other word zero.
+    assert_eq!(
+        SteConfig::ABORT.encode().to_words(),
+        [0x1, 0, 0, 0, 0, 0, 0, 0]
+    );
     // CMD_TLBI_NH_ASID(vmid 3, asid 0x42).
     let w = Command::TlbiNhAsid {
         vmid: 3,
