@@ -6,12 +6,17 @@ use crate::xlate::{CdEntry, SteEntry};
 use std::collections::VecDeque;
 use std::hash::Hash;
 
-/// A bounded map with FIFO or seeded-random eviction.
+/// A bounded map with FIFO or seeded-random eviction. Each insertion gets a sequence number;
+/// the eviction order holds (key, sequence) so stale order entries (of removed or re-inserted
+/// keys) are recognised and skipped.
 #[derive(Clone, Debug)]
 pub(crate) struct Bounded<K, V> {
-    pub(crate) map: FastMap<K, V>,
-    order: VecDeque<K>,
+    map: FastMap<K, (V, u64)>,
+    order: VecDeque<(K, u64)>,
     cap: usize,
+    seq: u64,
+    /// Removals and replacements so far (the micro-TLB is valid only while this is unchanged).
+    pub(crate) changes: u64,
 }
 
 impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
@@ -20,18 +25,27 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
             map: FastMap::default(),
             order: VecDeque::new(),
             cap,
+            seq: 0,
+            changes: 0,
         }
     }
     #[inline]
     pub(crate) fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k)
+        self.map.get(k).map(|(v, _)| v)
+    }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, (v, _))| (k, v))
+    }
+    fn live(&self, k: &K, seq: u64) -> bool {
+        self.map.get(k).is_some_and(|(_, s)| *s == seq)
     }
     pub(crate) fn insert(&mut self, k: K, v: V, ev: Eviction, rng: &mut Rng) {
         if self.cap == 0 {
             return;
         }
         if let Some(slot) = self.map.get_mut(&k) {
-            *slot = v;
+            slot.0 = v;
+            self.changes += 1;
             return;
         }
         while self.map.len() >= self.cap {
@@ -43,34 +57,44 @@ impl<K: Copy + Eq + Hash, V> Bounded<K, V> {
                 }
             };
             match victim {
-                Some(x) => {
-                    self.map.remove(&x);
+                Some((x, seq)) => {
+                    if self.live(&x, seq) {
+                        self.map.remove(&x);
+                        self.changes += 1;
+                    }
                 }
                 None => break,
             }
         }
-        self.map.insert(k, v);
-        self.order.push_back(k);
-        if self.order.len() > 4 * self.cap + 64 {
+        self.seq += 1;
+        self.map.insert(k, (v, self.seq));
+        self.order.push_back((k, self.seq));
+        if self.order.len() > 2 * self.map.len() + 64 {
             let map = &self.map;
-            self.order.retain(|x| map.contains_key(x));
+            self.order
+                .retain(|(x, seq)| map.get(x).is_some_and(|(_, s)| s == seq));
         }
     }
     pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
-        self.map.remove(k)
+        let r = self.map.remove(k).map(|(v, _)| v);
+        if r.is_some() {
+            self.changes += 1;
+        }
+        r
     }
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&K, &V) -> bool) -> Vec<(K, V)>
     where
         V: Clone,
     {
         let mut gone = Vec::new();
-        self.map.retain(|k, v| {
+        self.map.retain(|k, (v, _)| {
             let keep = f(k, v);
             if !keep {
                 gone.push((*k, v.clone()));
             }
             keep
         });
+        self.changes += gone.len() as u64;
         gone
     }
     pub(crate) fn len(&self) -> usize {
@@ -175,6 +199,12 @@ impl Caches {
             self.globals = true;
         }
         self.tlb.insert(k, e, self.ev, rng);
+    }
+
+    /// A stamp that changes whenever an STE, CD or TLB entry is removed or replaced.
+    #[inline]
+    pub(crate) fn stamp(&self) -> u64 {
+        self.ste.changes + self.cd.changes + self.tlb.changes
     }
 
     #[inline]

@@ -45,18 +45,10 @@ impl Model {
             }
             let q = self.cmdq;
             let addr = q.slot(q.cons);
-            let mut w = [0u64; 2];
-            let mut ok = true;
-            for (i, x) in w.iter_mut().enumerate() {
-                match self.fetch64(addr + 8 * i as u64) {
-                    Ok(v) => *x = v,
-                    Err(_) => ok = false,
-                }
-            }
-            if !ok {
+            let Ok(w) = self.mem.dev_read_pair(addr, self.cfg.smmu_encrypted_attr) else {
                 self.cmd_error(cmd::CERROR_ABT);
                 return;
-            }
+            };
             match self.exec(w) {
                 Ok(()) => {
                     self.signals.commands += 1;
@@ -137,7 +129,7 @@ impl Model {
     }
 
     fn note_unsynced(&mut self, page: u64, what: &'static str) {
-        if self.unsynced.len() < 1 << 16 {
+        if self.unsynced.len() < 4096 {
             self.unsynced.insert(page & !(PAGE - 1), what);
         }
     }
@@ -159,7 +151,7 @@ impl Model {
                 .walk
                 .retain(|k, e| !wpred(k.tag, k.stage2, k.prefix << e.span, e.span));
             for (_, e) in gone {
-                if self.unsynced.len() < 1 << 16 {
+                if self.unsynced.len() < 4096 {
                     self.unsynced.insert(
                         e.table & !(PAGE - 1),
                         "table released by TLBI before CMD_SYNC",
@@ -179,7 +171,11 @@ impl Model {
             while s != 0 {
                 let shift = s.trailing_zeros() as u8;
                 s &= s - 1;
+                let globals = self.caches.globals;
                 for aa in [a, GLOBAL] {
+                    if aa == GLOBAL && !globals {
+                        continue;
+                    }
                     let k = TlbKey {
                         tag: crate::cache::tag(world, vmid, aa),
                         page: r.lo >> shift,
@@ -213,7 +209,7 @@ impl Model {
         }
         let gone = self.caches.walk.retain(|k, _| !f(k.tag));
         for (_, e) in gone {
-            if self.unsynced.len() < 1 << 16 {
+            if self.unsynced.len() < 4096 {
                 self.unsynced.insert(
                     e.table & !(PAGE - 1),
                     "table released by TLBI before CMD_SYNC",

@@ -229,6 +229,34 @@ impl Memory {
         Ok(u64::from_le_bytes(b))
     }
 
+    /// Two consecutive 64-bit device reads of a 16-byte aligned slot (a command).
+    #[inline]
+    pub(crate) fn dev_read_pair(
+        &self,
+        pa: u64,
+        encrypted_attr: bool,
+    ) -> Result<[u64; 2], MemError> {
+        if pa & 15 == 0
+            && self.fetch_faults.is_empty()
+            && self.encrypted.is_empty()
+            && self.is_ram(pa, 16)
+        {
+            let page = pa & !(PAGE - 1);
+            let off = (pa - page) as usize;
+            return Ok(match self.pages.get(&page) {
+                Some(p) => [
+                    u64::from_le_bytes(p[off..off + 8].try_into().unwrap_or([0; 8])),
+                    u64::from_le_bytes(p[off + 8..off + 16].try_into().unwrap_or([0; 8])),
+                ],
+                None => [0, 0],
+            });
+        }
+        Ok([
+            self.dev_read_u64(pa, encrypted_attr)?,
+            self.dev_read_u64(pa + 8, encrypted_attr)?,
+        ])
+    }
+
     /// Write by the SMMU or a device: injected write faults apply.
     pub(crate) fn dev_write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
         if let Some(f) = self

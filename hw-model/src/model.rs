@@ -5,7 +5,7 @@ use crate::fields::{evt, reg, Field};
 use crate::master::{Master, MasterSpec, Outcome};
 use crate::mem::{MemError, Memory, Region, PAGE};
 use crate::profile::Profile;
-use crate::util::{FastMap, Rng};
+use crate::util::Rng;
 use crate::xlate::Tracked;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,6 +78,10 @@ pub struct CachePolicy {
     /// Invalidate more than asked (CFGI_* flushes the whole config cache). Default false, so that
     /// missing invalidations show.
     pub over_invalidate: bool,
+    /// A 64-entry direct-mapped front cache of complete translations. It only memoizes results
+    /// that came entirely from the config cache and TLB, and is dropped on any removal or
+    /// replacement in those caches, so it never changes what the model answers. Default true.
+    pub micro_tlb: bool,
 }
 
 impl Default for CachePolicy {
@@ -91,6 +95,7 @@ impl Default for CachePolicy {
             combined_tlb: true,
             power_on: PowerOn::Empty,
             over_invalidate: false,
+            micro_tlb: true,
         }
     }
 }
@@ -447,7 +452,7 @@ pub struct Model {
     pub(crate) signals: Signals,
     pub(crate) events: Vec<(Event, Delivery)>,
     pub(crate) tracked: BTreeMap<u64, Tracked>,
-    pub(crate) unsynced: FastMap<u64, &'static str>,
+    pub(crate) unsynced: crate::util::PageSet,
     pub(crate) inject_atc_timeout: bool,
     pub(crate) atc_timeout_pending: bool,
     pub(crate) masters: Vec<Master>,
@@ -457,6 +462,10 @@ pub struct Model {
     pub(crate) pool_next: u64,
     pub(crate) pool_end: u64,
     pub(crate) in_hook: bool,
+    pub(crate) micro: Vec<crate::xlate::Micro>,
+    /// The current translation used only cached state (eligible for the micro-TLB).
+    pub(crate) pure: bool,
+    pub(crate) last_perm: u16,
 }
 
 const RO_REGS: &[(u64, &str)] = &[
@@ -532,7 +541,7 @@ impl Model {
             signals: Signals::default(),
             events: Vec::new(),
             tracked: BTreeMap::new(),
-            unsynced: FastMap::default(),
+            unsynced: crate::util::PageSet::default(),
             inject_atc_timeout: false,
             atc_timeout_pending: false,
             masters: Vec::new(),
@@ -542,6 +551,9 @@ impl Model {
             pool_next: pool_base,
             pool_end: pool_base.saturating_add(pool_size),
             in_hook: false,
+            micro: vec![crate::xlate::Micro::default(); 64],
+            pure: false,
+            last_perm: 0,
             cfg,
         };
         m.seed_power_on();
@@ -1678,6 +1690,7 @@ impl Model {
         }
         self.pending.clear();
         self.caches = Caches::new(&self.cfg.cache);
+        self.micro.iter_mut().for_each(|e| e.valid = false);
         self.tracked.clear();
         self.unsynced.clear();
         self.seed_power_on();

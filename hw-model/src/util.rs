@@ -75,3 +75,44 @@ impl Hasher for FastHasher {
 
 /// HashMap with the fast deterministic hasher.
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// A set of page addresses with a 64-bit Bloom mask for fast negative lookups (used on every
+/// CPU store, so the common "nothing pending" and "not this page" cases cost a few instructions).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PageSet {
+    pages: Vec<(u64, &'static str)>,
+    bloom: u64,
+}
+
+impl PageSet {
+    #[inline]
+    fn bit(page: u64) -> u64 {
+        1u64 << ((page >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+    }
+    pub(crate) fn insert(&mut self, page: u64, what: &'static str) {
+        let b = Self::bit(page);
+        if self.bloom & b != 0 && self.pages.iter().any(|(p, _)| *p == page) {
+            return;
+        }
+        self.bloom |= b;
+        self.pages.push((page, what));
+    }
+    #[inline]
+    pub(crate) fn get(&self, page: &u64) -> Option<&&'static str> {
+        if self.bloom & Self::bit(*page) == 0 {
+            return None;
+        }
+        self.pages.iter().find(|(p, _)| p == page).map(|(_, w)| w)
+    }
+    pub(crate) fn clear(&mut self) {
+        self.pages.clear();
+        self.bloom = 0;
+    }
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.pages.len()
+    }
+}

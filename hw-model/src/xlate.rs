@@ -62,6 +62,24 @@ pub struct TlbView {
     pub level: u8,
 }
 
+/// A micro-TLB entry: one 4 KiB page of a complete translation.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Micro {
+    pub(crate) valid: bool,
+    pub(crate) bypass: bool,
+    pub(crate) sid: u32,
+    pub(crate) ssid: u32,
+    pub(crate) page: u64,
+    pub(crate) out: u64,
+    pub(crate) perm: u16,
+    pub(crate) stamp: u64,
+}
+
+#[inline]
+fn micro_idx(sid: u32, iova: u64) -> usize {
+    ((u64::from(sid) ^ (iova >> 12)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+}
+
 /// Decoded stage-2 configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct S2Cfg {
@@ -739,6 +757,50 @@ impl Model {
     /// Translates one transaction without recording an outcome (the hot path the benchmarks
     /// measure). Events are still generated as the architecture requires.
     pub fn translate(&mut self, t: &Transaction) -> TxnResult {
+        let ssid_key = t.ssid.unwrap_or(u32::MAX);
+        let use_micro = self.cfg.cache.micro_tlb && self.smmu_on();
+        if use_micro {
+            let e = self.micro[micro_idx(t.sid, t.iova)];
+            if e.valid
+                && e.sid == t.sid
+                && e.ssid == ssid_key
+                && e.page == t.iova >> 12
+                && e.stamp == self.caches.stamp()
+            {
+                if e.bypass {
+                    return TxnResult::Bypass { pa: t.iova };
+                }
+                if perm_check(e.perm, t).is_ok() {
+                    return TxnResult::Translated {
+                        pa: e.out | (t.iova & 0xFFF),
+                    };
+                }
+            }
+        }
+        self.pure = true;
+        self.last_perm = S1_ALL | S2_ALL;
+        let r = self.translate_full(t);
+        if use_micro && self.pure && self.smmu_on() {
+            let (bypass, out) = match r {
+                TxnResult::Translated { pa } => (false, pa & !0xFFF),
+                TxnResult::Bypass { .. } => (true, 0),
+                TxnResult::Abort { .. } => return r,
+            };
+            self.micro[micro_idx(t.sid, t.iova)] = Micro {
+                valid: true,
+                bypass,
+                sid: t.sid,
+                ssid: ssid_key,
+                page: t.iova >> 12,
+                out,
+                perm: self.last_perm,
+                stamp: self.caches.stamp(),
+            };
+        }
+        r
+    }
+
+    fn translate_full(&mut self, t: &Transaction) -> TxnResult {
         if !self.smmu_on() {
             return if self.gbpa & reg::GBPA_ABORT != 0 {
                 TxnResult::Abort {
@@ -773,6 +835,7 @@ impl Model {
         if let Some(e) = self.caches.ste.get(&sid) {
             return Ok(e.dec);
         }
+        self.pure = false;
         let (linear, log2, split) = self.strtab_geometry();
         let bad_sid = |m: &mut Model| {
             if m.cr2 & reg::CR2_RECINVSID != 0 {
@@ -958,6 +1021,7 @@ impl Model {
                 record: true,
             });
         }
+        self.pure = false;
         let fetch_fault = |fa: u64| Fault {
             cause: Cause::CdFetch,
             s2: false,
@@ -1030,6 +1094,7 @@ impl Model {
             return Err(f(Cause::Translation));
         }
         let (pa, perm) = if let Some((k, e)) = self.caches.tlb_lookup(tg, ipa) {
+            self.last_perm = e.perm;
             (e.pa | (ipa & ((1u64 << k.shift) - 1)), e.perm)
         } else {
             let req = WalkReq {
@@ -1088,6 +1153,7 @@ impl Model {
 
     /// A VMSAv8-64 walk. `nest` translates table addresses (IPAs) through stage 2.
     pub(crate) fn walk(&mut self, r: &WalkReq, nest: Option<&S2Cfg>) -> Result<WalkOk, WalkErr> {
+        self.pure = false;
         let s = r.gran - 3;
         let mut level = r.start;
         let mut table = r.ttb;
@@ -1282,6 +1348,7 @@ impl Model {
         let cva = canon(va);
         let tg = tag(plan.world, plan.vmid, u32::from(cdc.asid));
         if let Some((k, e)) = self.caches.tlb_lookup(tg, cva) {
+            self.last_perm = e.perm;
             let pa = e.pa | (cva & ((1u64 << k.shift) - 1));
             return match perm_check(e.perm, t) {
                 Ok(()) => Ok(pa),
@@ -1408,7 +1475,6 @@ impl Model {
         let mut v: Vec<TlbView> = self
             .caches
             .tlb
-            .map
             .iter()
             .map(|(k, e)| {
                 let asid = crate::cache::tag_asid(k.tag);
