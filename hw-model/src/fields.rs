@@ -233,11 +233,11 @@ pub mod reg {
     pub const CR0_CMDQEN: u32 = 1 << 3;
     /// CR0.ATSCHK (§6.3.9).
     pub const CR0_ATSCHK: u32 = 1 << 4;
-    /// CR0.VMW, bits [8:6] (§6.3.9).
+    /// CR0.VMW, bits \[8:6\] (§6.3.9).
     pub const CR0_VMW: u32 = 0x7 << 6;
-    /// CR1.QUEUE_IC/OC/SH, bits [5:0] (§6.3.11).
+    /// CR1.QUEUE_IC/OC/SH, bits \[5:0\] (§6.3.11).
     pub const CR1_QUEUE_MASK: u32 = 0x3F;
-    /// CR1.TABLE_IC/OC/SH, bits [11:6] (§6.3.11).
+    /// CR1.TABLE_IC/OC/SH, bits \[11:6\] (§6.3.11).
     pub const CR1_TABLE_MASK: u32 = 0xFC0;
     /// CR2.E2H (§6.3.12).
     pub const CR2_E2H: u32 = 1 << 0;
@@ -278,9 +278,9 @@ pub mod reg {
     pub const GERROR_SFM_ERR: u32 = 1 << 8;
     /// All GERROR bits this model implements (§6.3.19).
     pub const GERROR_MASK: u32 = 0x1FD;
-    /// IRQ_CFG0.ADDR, bits [55:2] (§6.3.21).
+    /// IRQ_CFG0.ADDR, bits \[55:2\] (§6.3.21).
     pub const IRQ_CFG0_ADDR: Field = r(55, 2);
-    /// STRTAB_BASE.ADDR, bits [55:6] (§6.3.24).
+    /// STRTAB_BASE.ADDR, bits \[55:6\] (§6.3.24).
     pub const STRTAB_BASE_ADDR: Field = r(55, 6);
     /// STRTAB_BASE.RA (§6.3.24).
     pub const STRTAB_BASE_RA: Field = r(62, 62);
@@ -292,7 +292,7 @@ pub mod reg {
     pub const STRTAB_CFG_FMT: Field = r(17, 16);
     /// Q_BASE.LOG2SIZE (§6.3.26).
     pub const Q_BASE_LOG2SIZE: Field = r(4, 0);
-    /// Q_BASE.ADDR, bits [55:5] (§6.3.26).
+    /// Q_BASE.ADDR, bits \[55:5\] (§6.3.26).
     pub const Q_BASE_ADDR: Field = r(55, 5);
     /// Q_BASE.RA / WA (§6.3.26).
     pub const Q_BASE_RA: Field = r(62, 62);
@@ -307,7 +307,7 @@ pub mod l1std {
     use super::Field;
     /// L1STD.Span (§5.1).
     pub const SPAN: Field = Field::new(0, 4, 0);
-    /// L1STD.L2Ptr, bits [55:6] (§5.1).
+    /// L1STD.L2Ptr, bits \[55:6\] (§5.1).
     pub const L2PTR: Field = Field::new(0, 55, 6);
 }
 
@@ -320,7 +320,7 @@ pub mod ste {
     pub const CONFIG: Field = Field::new(0, 3, 1);
     /// STE.S1Fmt (§5.2).
     pub const S1FMT: Field = Field::new(0, 5, 4);
-    /// STE.S1ContextPtr, bits [55:6] (§5.2).
+    /// STE.S1ContextPtr, bits \[55:6\] (§5.2).
     pub const S1CTXPTR: Field = Field::new(0, 55, 6);
     /// STE.S1CDMax (§5.2).
     pub const S1CDMAX: Field = Field::new(0, 63, 59);
@@ -376,7 +376,7 @@ pub mod ste {
     pub const S2S: Field = Field::new(2, 57, 57);
     /// STE.S2R (§5.2).
     pub const S2R: Field = Field::new(2, 58, 58);
-    /// STE.S2TTB, bits [55:4] (§5.2).
+    /// STE.S2TTB, bits \[55:4\] (§5.2).
     pub const S2TTB: Field = Field::new(3, 55, 4);
     /// Config value: abort (§5.2).
     pub const CONFIG_ABORT: u64 = 0b000;
@@ -441,17 +441,17 @@ pub mod cd {
     pub const ASID: Field = Field::new(0, 63, 48);
     /// CD.HAD0 (§5.4).
     pub const HAD0: Field = Field::new(1, 1, 1);
-    /// CD.TTB0, bits [55:4] (§5.4).
+    /// CD.TTB0, bits \[55:4\] (§5.4).
     pub const TTB0: Field = Field::new(1, 55, 4);
     /// CD.HAD1 (§5.4).
     pub const HAD1: Field = Field::new(2, 1, 1);
-    /// CD.TTB1, bits [55:4] (§5.4).
+    /// CD.TTB1, bits \[55:4\] (§5.4).
     pub const TTB1: Field = Field::new(2, 55, 4);
     /// CD.MAIR0 (§5.4).
     pub const MAIR0: Field = Field::new(3, 31, 0);
     /// L1CD.V (§5.3).
     pub const L1CD_V: Field = Field::new(0, 0, 0);
-    /// L1CD.L2Ptr, bits [55:12] (§5.3).
+    /// L1CD.L2Ptr, bits \[55:12\] (§5.3).
     pub const L1CD_L2PTR: Field = Field::new(0, 55, 12);
 }
 
@@ -484,7 +484,7 @@ pub mod cmd {
     pub const TTL: Field = Field::new(1, 9, 8);
     /// TLBI TG (§4.4.1.1).
     pub const TG: Field = Field::new(1, 11, 10);
-    /// TLBI Address[63:12] (§4.4.2.3).
+    /// TLBI Address\[63:12\] (§4.4.2.3).
     pub const ADDR: Field = Field::new(1, 63, 12);
     /// CMD_SYNC CS (§4.7.3).
     pub const SYNC_CS: Field = Field::new(0, 13, 12);
@@ -494,7 +494,7 @@ pub mod cmd {
     pub const SYNC_MSIATTR: Field = Field::new(0, 27, 24);
     /// CMD_SYNC MSIData (§4.7.3).
     pub const SYNC_MSIDATA: Field = Field::new(0, 63, 32);
-    /// CMD_SYNC MSIAddress[55:2] (§4.7.3).
+    /// CMD_SYNC MSIAddress\[55:2\] (§4.7.3).
     pub const SYNC_MSIADDR: Field = Field::new(1, 55, 2);
 
     /// CMD_PREFETCH_CONFIG (§4.2.1).
@@ -584,9 +584,9 @@ pub mod evt {
     pub const CLASS: Field = Field::new(1, 41, 40);
     /// InputAddr (§7.3.2).
     pub const INPUT_ADDR: Field = Field::new(2, 63, 0);
-    /// FetchAddr[55:3] (§7.3.4).
+    /// FetchAddr\[55:3\] (§7.3.4).
     pub const FETCH_ADDR: Field = Field::new(3, 55, 3);
-    /// IPA[55:12] (§7.3.13).
+    /// IPA\[55:12\] (§7.3.13).
     pub const IPA: Field = Field::new(3, 55, 12);
 
     /// F_UUT (§7.3.2).
@@ -644,7 +644,7 @@ pub mod priq {
     pub const SSV: Field = Field::new(0, 63, 63);
     /// PRGIndex (§8).
     pub const PRG_IDX: Field = Field::new(1, 8, 0);
-    /// Page address[63:12] (§8).
+    /// Page address\[63:12\] (§8).
     pub const ADDR: Field = Field::new(1, 63, 12);
 }
 
@@ -654,26 +654,26 @@ pub mod pte {
     pub const VALID: u64 = 1 << 0;
     /// Table (at levels 0..2) or page (at level 3).
     pub const TABLE: u64 = 1 << 1;
-    /// Stage-1 AP[1]: EL0 access / stage-2 S2AP[0]: read.
+    /// Stage-1 AP\[1\]: EL0 access / stage-2 S2AP\[0\]: read.
     pub const AP1: u64 = 1 << 6;
-    /// Stage-1 AP[2]: read-only / stage-2 S2AP[1]: write.
+    /// Stage-1 AP\[2\]: read-only / stage-2 S2AP\[1\]: write.
     pub const AP2: u64 = 1 << 7;
     /// Access flag.
     pub const AF: u64 = 1 << 10;
     /// Stage-1 not-global.
     pub const NG: u64 = 1 << 11;
-    /// Stage-1 PXN / stage-2 XN[0].
+    /// Stage-1 PXN / stage-2 XN\[0\].
     pub const PXN: u64 = 1 << 53;
-    /// Stage-1 UXN / stage-2 XN[1].
+    /// Stage-1 UXN / stage-2 XN\[1\].
     pub const UXN: u64 = 1 << 54;
     /// Stage-1 table PXNTable.
     pub const PXN_TABLE: u64 = 1 << 59;
     /// Stage-1 table UXNTable.
     pub const UXN_TABLE: u64 = 1 << 60;
-    /// Stage-1 table APTable[0]: no EL0 access.
+    /// Stage-1 table APTable\[0\]: no EL0 access.
     pub const AP_TABLE0: u64 = 1 << 61;
-    /// Stage-1 table APTable[1]: no write.
+    /// Stage-1 table APTable\[1\]: no write.
     pub const AP_TABLE1: u64 = 1 << 62;
-    /// Output address bits [47:12] (no 52-bit addressing in this model).
+    /// Output address bits \[47:12\] (no 52-bit addressing in this model).
     pub const OA_MASK: u64 = 0x0000_FFFF_FFFF_F000;
 }

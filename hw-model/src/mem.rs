@@ -64,7 +64,7 @@ impl Region {
 }
 
 /// Sparse physical memory: 4 KiB pages allocated on first write, zero until written.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Memory {
     pages: FastMap<u64, Box<[u8; PAGE as usize]>>,
     ram: Vec<Region>,
@@ -72,6 +72,19 @@ pub(crate) struct Memory {
     pub(crate) encrypted: Vec<Region>,
     pub(crate) fetch_faults: Vec<Region>,
     pub(crate) write_faults: Vec<Region>,
+}
+
+impl core::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memory")
+            .field("pages_backed", &self.pages.len())
+            .field("ram", &self.ram)
+            .field("limit", &self.limit)
+            .field("encrypted", &self.encrypted)
+            .field("fetch_faults", &self.fetch_faults)
+            .field("write_faults", &self.write_faults)
+            .finish()
+    }
 }
 
 impl Memory {

@@ -263,11 +263,11 @@ impl Event {
     pub fn input_addr(&self) -> u64 {
         evt::INPUT_ADDR.get(&self.raw)
     }
-    /// IPA[55:12] (stage-2 faults), as an address.
+    /// IPA\[55:12\] (stage-2 faults), as an address.
     pub fn ipa(&self) -> u64 {
         evt::IPA.get(&self.raw) << 12
     }
-    /// FetchAddr[55:3], as an address.
+    /// FetchAddr\[55:3\], as an address.
     pub fn fetch_addr(&self) -> u64 {
         evt::FETCH_ADDR.get(&self.raw) << 3
     }
@@ -1513,6 +1513,17 @@ impl Model {
     /// fires: a driver's memory interface should route every 64-bit store of STEs/CDs here.
     pub fn write_u64(&mut self, pa: u64, value: u64) -> Result<(), MemError> {
         self.mem.write(pa, &value.to_le_bytes())?;
+        self.after_store(pa);
+        Ok(())
+    }
+
+    /// One 128-bit single-copy-atomic CPU store (an LSE2 `STP`): both halves land before the
+    /// torn-fetch hook fires, so the SMMU can never observe one without the other.
+    pub fn write_u128(&mut self, pa: u64, lo: u64, hi: u64) -> Result<(), MemError> {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&lo.to_le_bytes());
+        b[8..].copy_from_slice(&hi.to_le_bytes());
+        self.mem.write(pa, &b)?;
         self.after_store(pa);
         Ok(())
     }

@@ -572,7 +572,7 @@ fn is_invalid(w: &[u64; 8], is_cd: bool) -> bool {
     }
 }
 
-/// Canonical form of a VA: bits [63:56] replaced by the sign extension of bit 55.
+/// Canonical form of a VA: bits \[63:56\] replaced by the sign extension of bit 55.
 #[inline]
 pub(crate) fn canon(va: u64) -> u64 {
     (((va << 8) as i64) >> 8) as u64

@@ -398,3 +398,23 @@ fn s11_cfgi_does_not_touch_tlb() {
     r.m.dma(Transaction::read(1, 0x1000));
     assert_eq!(r.m.tlb_len(), 2, "the new ASID makes its own entry");
 }
+
+#[test]
+fn s8_128bit_store_is_atomic_for_the_hook() {
+    // spec: S8
+    // Changing qwords 2 and 3 (VMID and TTB) of a live S2 STE: two 64-bit stores tear, one
+    // 128-bit single-copy-atomic store does not.
+    let mut r = Rig::new(ModelConfig::default());
+    r.enable();
+    let (a, b) = (r.new_root(), r.new_root());
+    let mut old = ste_bypass();
+    ste::CONFIG.set(&mut old, ste::CONFIG_S2);
+    add_s2(&mut old, 1, a);
+    let mut new = old;
+    add_s2(&mut new, 2, b);
+    r.write_ste(9, old);
+    r.m.dma(Transaction::read(9, 0));
+    r.m.write_u128(r.ste_pa(9) + 16, new[2], new[3]).unwrap();
+    r.cfgi_ste(9);
+    assert!(r.m.violations().is_empty(), "{:?}", r.m.violations());
+}
