@@ -91,7 +91,13 @@ fn q4_processing_needs_cmdqen_and_no_error() {
         0,
         "CMDQEN = 0: nothing consumed"
     );
-    r.set_cr0(reg::CR0_CMDQEN);
+    r.m.write32(reg::CR0, reg::CR0_CMDQEN);
+    assert_eq!(
+        r.m.read32(reg::CMDQ_CONS),
+        0,
+        "not before CMDQEN is acknowledged (QEMU: on the CR0 write)"
+    );
+    r.poll(reg::CR0ACK, reg::CR0_CMDQEN, reg::CR0_CMDQEN);
     assert_eq!(
         r.m.read32(reg::CMDQ_CONS),
         1,

@@ -351,7 +351,7 @@ fn r14_gbpa_update_handshake() {
 fn r15_gbpa_applies_while_disabled() {
     // spec: R15
     let mut m = Model::new(ModelConfig {
-        ack_latency: 0,
+        ack_latency: 4,
         ..ModelConfig::default()
     });
     assert_eq!(
@@ -359,6 +359,12 @@ fn r15_gbpa_applies_while_disabled() {
         TxnResult::Bypass { pa: 0x1234 }
     );
     m.write32(reg::GBPA, reg::GBPA_UPDATE | reg::GBPA_ABORT);
+    // During the Update window the old attributes still apply (QEMU: instantly the new ones).
+    assert_eq!(
+        m.dma(Transaction::write(9, 0x1234)),
+        TxnResult::Bypass { pa: 0x1234 }
+    );
+    while m.read32(reg::GBPA) & reg::GBPA_UPDATE != 0 {}
     assert_eq!(
         m.dma(Transaction::write(9, 0x1234)),
         TxnResult::Abort {

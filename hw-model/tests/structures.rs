@@ -188,6 +188,57 @@ fn s5_fetch_faults_are_not_cached() {
         matches!(r.m.dma(Transaction::read(5, 0)), TxnResult::Bypass { .. }),
         "retried without CFGI"
     );
+    // Contrast: a fetch that *succeeds* with an invalid STE is cached (QEMU never caches it).
+    r.write_ste(6, [0; 8]);
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(6, 0))),
+        Some(evt::C_BAD_STE)
+    );
+    r.write_ste(6, ste_bypass());
+    assert_eq!(
+        event_id(r.m.dma(Transaction::read(6, 0))),
+        Some(evt::C_BAD_STE)
+    );
+}
+
+#[test]
+fn s2_every_span_and_split() {
+    // spec: S2
+    for split in [6u32, 8, 10] {
+        for span in 1u64..=11 {
+            let mut r = Rig::new(ModelConfig::default());
+            r.init();
+            let l2 = r.m.alloc_pages(16, 65536).unwrap();
+            r.m.write32(reg::STRTAB_BASE_CFG, (1 << 16) | (split << 6) | 16);
+            // L1 entry 1 covers SIDs [2^split, 2^(split+1)).
+            r.m.write_u64(r.strtab + 8, l2 | span).unwrap();
+            let n = 1u64 << (span - 1);
+            for i in 0..n.min(1 << split) {
+                r.write_struct(l2 + 64 * i, ste_bypass());
+            }
+            r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_SMMUEN);
+            let first = 1u32 << split;
+            let valid_span = span <= u64::from(split) + 1;
+            let last_in = first + (n.min(1 << split) as u32) - 1;
+            let res = r.m.dma(Transaction::read(last_in, 0));
+            if valid_span {
+                assert!(
+                    matches!(res, TxnResult::Bypass { .. }),
+                    "split {split} span {span}"
+                );
+                if n < (1 << split) {
+                    let out = r.m.dma(Transaction::read(last_in + 1, 0));
+                    assert_eq!(cause(out), Cause::BadStreamId, "split {split} span {span}");
+                }
+            } else {
+                assert_eq!(
+                    cause(res),
+                    Cause::BadStreamId,
+                    "span {span} > split {split} + 1"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -117,6 +117,56 @@ fn t1_stage1_16k_and_64k_granules_with_blocks() {
     }
 }
 
+#[test]
+fn t1_stage2_16k_and_64k_granules() {
+    // spec: T1
+    for (gran, tg, t0sz) in [(14u32, 2u64, 28u64), (16, 1, 22)] {
+        let mut r = Rig::new(ModelConfig::default());
+        r.enable();
+        let s2 = r.new_root_g(gran);
+        let mut w = ste_bypass();
+        ste::CONFIG.set(&mut w, ste::CONFIG_S2);
+        add_s2(&mut w, 4, s2);
+        ste::S2TG.set(&mut w, tg);
+        ste::S2T0SZ.set(&mut w, t0sz);
+        ste::S2SL0.set(&mut w, 1);
+        assert!(r.m.ste_is_legal(&w), "gran {gran}");
+        r.write_ste(3, w);
+        let page = r.m.alloc_pages((1u64 << gran) / 4096, 1 << gran).unwrap();
+        let ipa = 5u64 << gran;
+        r.map_g(s2, gran, 64 - t0sz as u32, ipa, page, 3, S2_FLAGS);
+        assert_eq!(
+            translated(r.m.dma(Transaction::write(3, ipa + 0x40))),
+            page + 0x40,
+            "gran {gran}"
+        );
+        // Read-only at stage 2: a write faults with S2 = 1.
+        r.map_g(
+            s2,
+            gran,
+            64 - t0sz as u32,
+            ipa * 2,
+            page,
+            3,
+            S2_FLAGS & !pte::AP2,
+        );
+        let e = fault(r.m.dma(Transaction::write(3, ipa * 2))).1.unwrap();
+        assert_eq!(
+            (e.id(), e.s2(), e.ipa()),
+            (evt::F_PERMISSION, true, ipa * 2)
+        );
+        // An IPA beyond S2T0SZ: stage-2 translation fault.
+        let e = fault(r.m.dma(Transaction::read(3, 1 << (64 - t0sz))))
+            .1
+            .unwrap();
+        assert_eq!((e.id(), e.s2()), (evt::F_TRANSLATION, true));
+        // Start level inconsistent with T0SZ (SL0 = 2 for a small IPA): ILLEGAL.
+        ste::S2SL0.set(&mut w, 2);
+        ste::S2T0SZ.set(&mut w, 39);
+        assert!(!r.m.ste_is_legal(&w));
+    }
+}
+
 fn nested_rig(combined: bool) -> (Rig, u64, u64, u64) {
     let cache = CachePolicy {
         combined_tlb: combined,
