@@ -3,6 +3,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    smmu_model::fuzzing::run_cmdq(data);
-    smmu_model::fuzzing::run_regs(data);
+    let _ = smmu_model::fuzzing::run_cmdq(data);
+    let _ = smmu_model::fuzzing::run_regs(data);
 });

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    smmu_model::fuzzing::run_fetch(data);
+    let _ = smmu_model::fuzzing::run_fetch(data);
 });

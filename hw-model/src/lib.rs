@@ -94,8 +94,9 @@ pub mod fuzzing {
     }
 
     /// Treats `data` as a command stream: enables the command queue and consumes every command.
-    /// Never panics; all memory the model reads is inside its RAM or aborts.
-    pub fn run_cmdq(data: &[u8]) {
+    /// Never panics; all memory the model reads is inside its RAM or aborts. Returns the number
+    /// of commands consumed.
+    pub fn run_cmdq(data: &[u8]) -> u64 {
         let sel = data.first().copied().unwrap_or(0);
         let mut m = model(sel);
         let q = RAM + 0x10_0000;
@@ -112,10 +113,12 @@ pub mod fuzzing {
             m.write32(reg::GERRORN, g);
         }
         let _ = m.dma(Transaction::read(u32::from(sel), le(data, 1)));
+        m.signals().commands
     }
 
-    /// Treats `data` as raw register writes: (offset byte pairs, value) triples.
-    pub fn run_regs(data: &[u8]) {
+    /// Treats `data` as raw register accesses (7 bytes each: offset, page/kind, value). Returns the
+    /// number of violations logged.
+    pub fn run_regs(data: &[u8]) -> usize {
         let mut m = model(data.first().copied().unwrap_or(0));
         for c in data.chunks(7) {
             if c.len() < 7 {
@@ -134,11 +137,13 @@ pub mod fuzzing {
             }
             m.step();
         }
+        m.violations().len()
     }
 
     /// Treats `data` as structure images: an L1STD, an STE, a CD and a few table descriptors,
     /// then translates a few transactions through them. Linear or 2-level per the first byte.
-    pub fn run_fetch(data: &[u8]) {
+    /// Returns the results of the four transactions.
+    pub fn run_fetch(data: &[u8]) -> Vec<crate::TxnResult> {
         let sel = data.first().copied().unwrap_or(0);
         let mut m = model(sel);
         let st = RAM;
@@ -186,5 +191,6 @@ pub mod fuzzing {
             let _ = m.dma(t);
         }
         m.check_structures();
+        m.outcomes().iter().map(|o| o.result).collect()
     }
 }
