@@ -111,18 +111,22 @@ impl FreeList {
 /// pt.unmap(iova, size, &mut gather)?;          // descriptors cleared, nothing freed
 /// for r in gather.ranges() { /* driver queues TLBI (range or per page), then CMD_SYNC */ }
 /// // ... wait for CMD_SYNC completion ...
-/// unsafe { pt.release(gather) }?;              // only now are emptied tables freed
+/// unsafe { pt.release(&mut gather) }?;         // only now are unlinked tables freed
 /// ```
 ///
 /// * Several unmaps (of the same page table) may share one gather; adjacent and overlapping
-///   ranges merge. Beyond [`GATHER_RANGES`] disjoint ranges, the closest two are widened into
-///   one, so the set always covers everything removed (over-invalidation is always safe).
+///   ranges merge. Beyond [`GATHER_RANGES`] disjoint ranges, a new range widens the nearest
+///   existing one to cover both, so the set always covers everything removed
+///   (over-invalidation is always safe).
 /// * Freed tables are an intrusive list through the freed pages themselves: no capacity limit, no
 ///   allocation. Their memory is not touched by the driver.
-/// * A gather whose ranges are empty needs no invalidation, but may still hold freed tables only
-///   if a range was recorded for them: `release` is always required when
-///   [`freed_tables`](Self::freed_tables) is non-zero. Dropping a gather without releasing it
-///   leaks those pages (it never frees them early).
+/// * Every freed table lies under a recorded non-leaf range, so invalidating [`ranges`](Self::ranges)
+///   is always enough before [`PageTable::release`](crate::PageTable::release). An empty gather
+///   needs neither. Dropping a gather without releasing it leaks its pages (it never frees them
+///   early); `release` also empties the gather for reuse.
+/// * Ranges carry the granule and, when uniform, the leaf level, so a driver can issue one
+///   range invalidation per entry (`CMD_TLBI_*` with `TG`, `TTL`, `NUM`, `SCALE`) or fall back
+///   to per-granule commands, or to invalidating the whole ASID/VMID when a range is large.
 /// * Map never needs a gather: it only turns invalid descriptors valid, which no TLB caches.
 #[must_use = "freed tables are only returned by PageTable::release"]
 pub struct Gather {

@@ -66,6 +66,20 @@ impl Tbl {
     }
 }
 
+/// Allocates a table of `size` bytes and checks the allocator's promises that the walker relies
+/// on (alignment, PA below 2^OAS); a bad allocation is handed back.
+fn checked_alloc<A: TableAllocator>(alloc: &A, oas: u32, size: usize) -> Result<TableMem, Error> {
+    let mem = alloc.alloc_table(size).ok_or(Error::OutOfMemory)?;
+    let bad_pa = mem.pa.0 & (size as u64 - 1) != 0 || mem.pa.0 >> oas != 0;
+    let bad_va = mem.va.as_ptr().addr() & 7 != 0;
+    if bad_pa || bad_va {
+        // SAFETY: `mem` came from this allocator with this size and was never used.
+        unsafe { alloc.free_table(mem, size) };
+        return Err(Error::BadTableMemory);
+    }
+    Ok(mem)
+}
+
 /// One item reported by [`PageTable::walk`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkEntry {
@@ -129,21 +143,17 @@ impl<A: TableAllocator> PageTable<A> {
     /// Creates an empty table for `config`, allocating the start table(s) from `alloc`.
     pub fn new(config: Config, alloc: A) -> Result<Self, Error> {
         let geo = Geometry::new(config)?;
-        let mut pt = Self {
+        // The value is built only once the root exists: `Drop` must never see a missing root.
+        let root = checked_alloc(&alloc, geo.oas, geo.root_bytes())?;
+        if !A::COHERENT {
+            alloc.sync(root.va, geo.root_bytes());
+        }
+        Ok(Self {
             alloc,
             geo,
-            root: TableMem {
-                pa: PhysAddr(0),
-                va: NonNull::dangling(),
-            },
+            root,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        };
-        let root = pt.alloc_checked(geo.root_bytes())?;
-        if !A::COHERENT {
-            pt.alloc.sync(root.va, geo.root_bytes());
-        }
-        pt.root = root;
-        Ok(pt)
+        })
     }
 
     /// The configuration this table was built for.
@@ -225,15 +235,7 @@ impl<A: TableAllocator> PageTable<A> {
     // ---- memory ---------------------------------------------------------------------------
 
     fn alloc_checked(&self, size: usize) -> Result<TableMem, Error> {
-        let mem = self.alloc.alloc_table(size).ok_or(Error::OutOfMemory)?;
-        let bad_pa = mem.pa.0 & (size as u64 - 1) != 0 || mem.pa.0 >> self.geo.oas != 0;
-        let bad_va = mem.va.as_ptr().addr() & 7 != 0;
-        if bad_pa || bad_va {
-            // SAFETY: `mem` came from this allocator with this size and was never used.
-            unsafe { self.alloc.free_table(mem, size) };
-            return Err(Error::BadTableMemory);
-        }
-        Ok(mem)
+        checked_alloc(&self.alloc, self.geo.oas, size)
     }
 
     /// Frees every page on a list that was never published to the walker.
@@ -946,20 +948,32 @@ impl<A: TableAllocator> PageTable<A> {
             let Some(Some(f)) = stack.get_mut(depth - 1) else {
                 break;
             };
-            if f.idx >= self.geo.entries(f.level) {
+            let entries = self.geo.entries(f.level);
+            let lvl = f.level;
+            // Next valid descriptor, found by a slice scan (a leaf table is summed in one go).
+            let next = if lvl >= LEAF_LEVEL {
+                let pages =
+                    f.t.scan(0, entries, |s| s.iter().map(|&d| d & VALID).sum::<u64>());
+                mapped += pages.unwrap_or(0) << self.geo.g;
+                None
+            } else {
+                let from = f.idx.min(entries);
+                f.t.scan(from, entries - from, |s| {
+                    s.iter().position(|&d| d & VALID != 0)
+                })
+                .flatten()
+                .map(|p| from + p)
+            };
+            let Some(i) = next else {
                 let done = f.mem;
                 depth -= 1;
                 if depth > 0 {
                     sink(done);
                 }
                 continue;
-            }
-            let d = f.t.get(f.idx);
-            f.idx += 1;
-            if d & VALID == 0 {
-                continue;
-            }
-            let lvl = f.level;
+            };
+            let d = f.t.get(i);
+            f.idx = i + 1;
             if Geometry::is_table(d, lvl) {
                 let child = self.child(d, lvl + 1);
                 let mem = TableMem {

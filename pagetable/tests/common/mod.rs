@@ -9,8 +9,10 @@ use std::ptr::NonNull;
 
 use smmu_pagetable::{PhysAddr, TableAllocator, TableMem};
 
-/// Every chunk is 1 MiB (the largest table: 16 concatenated 64 KiB tables) and serves one size.
-const CHUNK: usize = 1 << 20;
+/// Every chunk serves one table size. The largest table this crate allocates is 64 KiB (one 64K
+/// granule; concatenation only happens with 4K and 16K, up to 16 × 4 KiB). Under Miri, whose
+/// allocations cost per byte, a chunk holds exactly one such table.
+const CHUNK: usize = if cfg!(miri) { 1 << 16 } else { 1 << 20 };
 /// Fake physical base: below 2^32 so that every OAS works.
 pub const PA_BASE: u64 = 0x4000_0000;
 
