@@ -937,7 +937,9 @@ impl Model {
         let Ok(img) = self.fetch_struct(base) else {
             return;
         };
-        let tr = self.tracked.get_mut(&base).expect("present");
+        let Some(tr) = self.tracked.get_mut(&base) else {
+            return;
+        };
         if !alike(&img, &tr.baseline, is_cd) && !is_invalid(&img, is_cd) && tr.candidates.len() < 64
         {
             tr.candidates.push(img);
