@@ -16,6 +16,10 @@
 //!   non-coherent walkers. No panics, no recursion deeper than the four lookup levels (P5).
 //! * The values a driver programs into a CD or an STE come from
 //!   [`PageTable::stage1_config`] / [`PageTable::stage2_config`].
+//! * Not done: the contiguous hint (CONTIG is never set, so unmap never has to split or rewrite
+//!   a contiguous run), hardware AF/dirty management (AF is preset, DBM never set), FEAT_LPA2 /
+//!   52-bit with 4K/16K granules, and freeing tables that partial unmaps left empty (they are
+//!   reused by later maps and freed when an unmap covers their span or the table is dropped).
 //!
 //! # Example
 //!

@@ -432,11 +432,7 @@ impl<A: TableAllocator> PageTable<A> {
                 let n = (size >> geo.g) as usize;
                 let first = geo.index(iova, LEAF_LEVEL);
                 let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
-                let mut p = pa;
-                for i in 0..n {
-                    nt.set(first + i, base | geo.oa_bits(p));
-                    p += 1u64 << geo.g;
-                }
+                self.fill_leaves(nt, first, n, base, pa, 1u64 << geo.g);
             }
             if !A::COHERENT {
                 self.alloc.sync(mem.va, tbytes);
@@ -478,13 +474,27 @@ impl<A: TableAllocator> PageTable<A> {
     fn write_pages(&self, t: Tbl, first: usize, n: usize, pa: u64, attrs: u64) {
         let geo = &self.geo;
         let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
-        let step = 1u64 << geo.g;
-        let mut p = pa;
-        for i in 0..n {
-            t.set(first + i, base | geo.oa_bits(p));
-            p += step;
-        }
+        self.fill_leaves(t, first, n, base, pa, 1u64 << geo.g);
         self.sync(t, first, n);
+    }
+
+    /// Writes the `n` leaf descriptors `base | OA(pa + i * step)` from `t[first]`.
+    #[inline(always)]
+    fn fill_leaves(&self, t: Tbl, first: usize, n: usize, base: u64, pa: u64, step: u64) {
+        if self.geo.lpa {
+            for i in 0..n {
+                t.set(first + i, base | self.geo.oa_bits(pa + (i as u64) * step));
+            }
+        } else {
+            // Without LPA the OA sits in place in bits [47:g], and the range ends at or below
+            // 2^OAS <= 2^48: consecutive descriptors differ by exactly `step`, with no carry out
+            // of the OA field.
+            let mut d = base | self.geo.oa_bits(pa);
+            for i in 0..n {
+                t.set(first + i, d);
+                d += step;
+            }
+        }
     }
 
     /// Splits `[iova, iova + size)` at `level` into a partial first entry (`head` bytes), a run
@@ -611,9 +621,7 @@ impl<A: TableAllocator> PageTable<A> {
             let n = whole as usize;
             if block && t.run_is_empty(idx, n) {
                 // A run of blocks over empty entries: one tight store loop.
-                for i in 0..n {
-                    t.set(idx + i, bdesc | geo.oa_bits(pa + ((i as u64) << shift)));
-                }
+                self.fill_leaves(t, idx, n, bdesc, pa, esz);
                 written = true;
                 (cur, pa, idx) = (cur + (whole << shift), pa + (whole << shift), idx + n);
             } else {

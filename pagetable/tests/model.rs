@@ -303,7 +303,15 @@ fn check(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: if cfg!(miri) { 2 } else { 96 },
+        cases: if cfg!(miri) {
+            2
+        } else {
+            // PROPTEST_CASES raises (or lowers) the count for a longer soak.
+            std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(96)
+        },
         failure_persistence: None,
         ..ProptestConfig::default()
     }
