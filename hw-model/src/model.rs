@@ -146,6 +146,13 @@ pub struct ModelConfig {
     pub cons_err_write: bool,
     /// The torn-fetch hook.
     pub torn_fetch: TornFetch,
+    /// Check every mixture of the values each 64-bit word of a live STE/CD took between two
+    /// covering CFGIs (the SMMU may read the words in any order, §3.21.3), not only the images
+    /// between stores. Default true.
+    pub torn_mixes: bool,
+    /// The SMMU's structure fetches are 128-bit single-copy atomic (LSE2-like) instead of 64-bit
+    /// (S8). Default false.
+    pub fetch_atomic_128: bool,
     /// The memory attribute the SMMU's own accesses use; reads of an encrypted region with the
     /// other attribute return garbage (M5). Default false (plain).
     pub smmu_encrypted_attr: bool,
@@ -174,6 +181,8 @@ impl Default for ModelConfig {
             page0_alias: false,
             cons_err_write: false,
             torn_fetch: TornFetch::Check,
+            torn_mixes: true,
+            fetch_atomic_128: false,
             smmu_encrypted_attr: false,
             masters_per_step: 0,
             masters_per_store: 0,

@@ -156,7 +156,12 @@ pub(crate) struct Tracked {
     pub(crate) sid: u32,
     pub(crate) ssid: u32,
     pub(crate) baseline: [u64; 8],
+    /// Images seen between stores since the baseline (snapshot check).
     pub(crate) candidates: Vec<[u64; 8]>,
+    /// Every image seen between stores since the baseline (any-order mixture check).
+    pub(crate) history: Vec<[u64; 8]>,
+    /// Stored to since the baseline.
+    pub(crate) dirty: bool,
 }
 
 // -------------------------------------------------------------------- permissions
@@ -918,8 +923,10 @@ impl Model {
             ssid,
             baseline: raw,
             candidates: Vec::new(),
+            history: Vec::new(),
+            dirty: false,
         });
-        if e.candidates.is_empty() {
+        if !e.dirty {
             e.baseline = raw;
         }
         e.is_cd = is_cd;
@@ -940,6 +947,10 @@ impl Model {
         let Some(tr) = self.tracked.get_mut(&base) else {
             return;
         };
+        tr.dirty = true;
+        if tr.history.len() < 64 {
+            tr.history.push(img);
+        }
         if !alike(&img, &tr.baseline, is_cd) && !is_invalid(&img, is_cd) && tr.candidates.len() < 64
         {
             tr.candidates.push(img);
@@ -983,8 +994,60 @@ impl Model {
             };
             let is_cd = tr.is_cd;
             let old = tr.baseline;
-            let cands = std::mem::take(&mut tr.candidates);
+            let mut cands = std::mem::take(&mut tr.candidates);
+            let history = std::mem::take(&mut tr.history);
             tr.baseline = new;
+            tr.dirty = false;
+            if self.cfg.torn_mixes {
+                // §3.21.3: the words of a structure may be read in any order, each single-copy
+                // atomic; between two sync points a fetch can combine any value each unit took.
+                // The unit is the SMMU's single-copy-atomic fetch size: 64 or 128 bits.
+                let g = if self.cfg.fetch_atomic_128 { 2 } else { 1 };
+                let units = 8 / g;
+                let mut sets: Vec<Vec<[u64; 2]>> = vec![Vec::new(); units];
+                for img in std::iter::once(&old).chain(history.iter()) {
+                    for (u, set) in sets.iter_mut().enumerate() {
+                        let v = [img[g * u], if g == 2 { img[g * u + 1] } else { 0 }];
+                        if !set.contains(&v) {
+                            set.push(v);
+                        }
+                    }
+                }
+                let combos: usize = sets.iter().map(Vec::len).product();
+                if combos <= 4096 {
+                    cands.clear();
+                    let mut idx = vec![0usize; units];
+                    'all: loop {
+                        let mut mix = [0u64; 8];
+                        for (u, set) in sets.iter().enumerate() {
+                            let v = set[idx[u]];
+                            mix[g * u] = v[0];
+                            if g == 2 {
+                                mix[g * u + 1] = v[1];
+                            }
+                        }
+                        if !alike(&mix, &old, is_cd)
+                            && !alike(&mix, &new, is_cd)
+                            && !is_invalid(&mix, is_cd)
+                        {
+                            cands.push(mix);
+                            break;
+                        }
+                        let mut d = 0;
+                        loop {
+                            if d == units {
+                                break 'all;
+                            }
+                            idx[d] += 1;
+                            if idx[d] < sets[d].len() {
+                                break;
+                            }
+                            idx[d] = 0;
+                            d += 1;
+                        }
+                    }
+                }
+            }
             for c in cands {
                 if !alike(&c, &old, is_cd) && !alike(&c, &new, is_cd) && !is_invalid(&c, is_cd) {
                     let i = (0..8).find(|&i| c[i] != new[i]).unwrap_or(0);

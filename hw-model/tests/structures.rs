@@ -345,7 +345,7 @@ fn s9_torn_update_is_logged_hitless_is_not() {
     r.m.mem_write(r.ste_pa(9), &bytes).unwrap();
     r.cfgi_ste(9);
     assert!(r.viol(ViolationKind::TornStructure), "QEMU has no tracking");
-    // Break-before-make: V = 0, CFGI+SYNC, rest, V = 1, CFGI+SYNC: no violation.
+    // Break-before-make: V = 0, CFGI+SYNC, rest, CFGI+SYNC, V = 1, CFGI+SYNC: no violation.
     r.m.clear_violations();
     r.m.dma(Transaction::read(9, 0));
     r.m.write_u64(r.ste_pa(9), 0).unwrap();
@@ -353,6 +353,7 @@ fn s9_torn_update_is_logged_hitless_is_not() {
     for i in 1..8 {
         r.m.write_u64(r.ste_pa(9) + 8 * i, old[i as usize]).unwrap();
     }
+    r.cfgi_ste(9); // Linux syncs here too: a fetch may read the words in any order
     r.m.write_u64(r.ste_pa(9), old[0]).unwrap();
     r.cfgi_ste(9);
     assert!(r.m.violations().is_empty(), "{:?}", r.m.violations());
@@ -455,6 +456,38 @@ fn s8_128bit_store_is_atomic_for_the_hook() {
     // spec: S8
     // Changing qwords 2 and 3 (VMID and TTB) of a live S2 STE: two 64-bit stores tear, one
     // 128-bit single-copy-atomic store does not.
+    // With 64-bit fetch atomicity even the 128-bit store can be observed torn.
+    for atomic128 in [true, false] {
+        let mut r = Rig::new(ModelConfig {
+            fetch_atomic_128: atomic128,
+            ..ModelConfig::default()
+        });
+        r.enable();
+        let (a, b) = (r.new_root(), r.new_root());
+        let mut old = ste_bypass();
+        ste::CONFIG.set(&mut old, ste::CONFIG_S2);
+        add_s2(&mut old, 1, a);
+        let mut new = old;
+        add_s2(&mut new, 2, b);
+        r.write_ste(9, old);
+        r.m.dma(Transaction::read(9, 0));
+        r.m.write_u128(r.ste_pa(9) + 16, new[2], new[3]).unwrap();
+        r.cfgi_ste(9);
+        assert_eq!(
+            r.m.violations().is_empty(),
+            atomic128,
+            "{:?}",
+            r.m.violations()
+        );
+    }
+}
+
+#[test]
+fn s9_missing_sync_after_v0_is_a_torn_mixture() {
+    // spec: S9
+    // V = 0, then the new words, then V = 1, all without a CFGI+SYNC in between: every image
+    // between stores is fine, but a fetch that read word 0 before the first store and word 2
+    // after a later one sees the old V = 1 with the new VMID: torn.
     let mut r = Rig::new(ModelConfig::default());
     r.enable();
     let (a, b) = (r.new_root(), r.new_root());
@@ -465,7 +498,24 @@ fn s8_128bit_store_is_atomic_for_the_hook() {
     add_s2(&mut new, 2, b);
     r.write_ste(9, old);
     r.m.dma(Transaction::read(9, 0));
-    r.m.write_u128(r.ste_pa(9) + 16, new[2], new[3]).unwrap();
+    r.m.write_u64(r.ste_pa(9), 0).unwrap();
+    r.m.write_u64(r.ste_pa(9) + 16, new[2]).unwrap();
+    r.m.write_u64(r.ste_pa(9) + 24, new[3]).unwrap();
+    r.m.write_u64(r.ste_pa(9), new[0]).unwrap();
     r.cfgi_ste(9);
-    assert!(r.m.violations().is_empty(), "{:?}", r.m.violations());
+    assert!(r.viol(ViolationKind::TornStructure));
+    // The between-stores snapshot check alone would not see it.
+    let mut r2 = Rig::new(ModelConfig {
+        torn_mixes: false,
+        ..ModelConfig::default()
+    });
+    r2.enable();
+    r2.write_ste(9, old);
+    r2.m.dma(Transaction::read(9, 0));
+    r2.m.write_u64(r2.ste_pa(9), 0).unwrap();
+    r2.m.write_u64(r2.ste_pa(9) + 16, new[2]).unwrap();
+    r2.m.write_u64(r2.ste_pa(9) + 24, new[3]).unwrap();
+    r2.m.write_u64(r2.ste_pa(9), new[0]).unwrap();
+    r2.cfgi_ste(9);
+    assert!(r2.m.violations().is_empty());
 }
