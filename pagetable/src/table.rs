@@ -505,11 +505,9 @@ impl<A: TableAllocator> PageTable<A> {
         let end = iova + size;
         let head_end = ((iova + esz - 1) & !(esz - 1)).min(end);
         if head_end == end {
-            return if iova & (esz - 1) == 0 && size == esz {
-                (0, 1, 0)
-            } else {
-                (size, 0, 0)
-            };
+            // Unaligned start and the end within the same entry (an aligned start gives
+            // `head_end == iova`, which is below `end` as `size > 0`).
+            return (size, 0, 0);
         }
         let tail_start = end & !(esz - 1);
         let whole = (tail_start - head_end) >> self.geo.shift(level);

@@ -580,6 +580,7 @@ fn argument_errors() {
     .is_empty());
 }
 
+// spec: P2 (walk reports the placement map chose)
 #[test]
 fn walk_reports_tables_then_leaves() {
     let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);

@@ -25,6 +25,7 @@ fn pte() -> Value {
     .clone()
 }
 
+// spec: P4 (the reference the other tests read is the file's real pte section)
 #[test]
 #[cfg_attr(miri, ignore)] // a full parse of the 150 KiB file; no unsafe code involved
 fn pte_slice_is_the_pte_section() {
