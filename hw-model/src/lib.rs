@@ -58,7 +58,7 @@ pub use model::{
     PowerOn, Signals, TornFetch, Violation, ViolationKind,
 };
 pub use profile::Profile;
-pub use xlate::{Cause, TlbView};
+pub use xlate::{ste_used_bits, Cause, TlbView};
 
 /// Entry points shared by the property tests and the fuzz targets (SPEC B1/B2).
 pub mod fuzzing {

@@ -498,6 +498,12 @@ pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdC
     })
 }
 
+/// Bits of an STE image that its configuration uses (the torn-fetch check's rule; the same
+/// shape as Linux's used-bits rule). Public so tests can drive a hitless writer against it.
+pub fn ste_used_bits(w: &[u64; 8]) -> [u64; 8] {
+    ste_used(w)
+}
+
 /// Bits of an STE image that its configuration uses (for the torn-fetch check).
 pub(crate) fn ste_used(w: &[u64; 8]) -> [u64; 8] {
     let mut u = [0u64; 8];
@@ -545,7 +551,10 @@ pub(crate) fn cd_used(w: &[u64; 8]) -> [u64; 8] {
     if cd::EPD1.get(w) == 0 {
         u[2] = u64::MAX;
     }
-    u[3] = u64::MAX;
+    // Like Linux's used-bits rule: every other word counts (MAIR, AMAIR, IMPDEF, PARTID, ...).
+    for w in u.iter_mut().skip(3) {
+        *w = u64::MAX;
+    }
     u
 }
 
@@ -565,6 +574,16 @@ fn alike(a: &[u64; 8], b: &[u64; 8], is_cd: bool) -> bool {
     };
     if dead(a) && dead(b) {
         return true;
+    }
+    let (mut ua, mut ub) = (ua, ub);
+    if !is_cd {
+        // EATS moving between 0b00 and 0b01 with S2S = 0 on both sides may change in any order
+        // (the device's ATS is disabled around such a change), as Linux's writer assumes.
+        let safe = |w: &[u64; 8]| ste::EATS.get(w) <= 1 && ste::S2S.get(w) == 0;
+        if safe(a) && safe(b) {
+            ua[1] &= !ste::EATS.mask();
+            ub[1] &= !ste::EATS.mask();
+        }
     }
     ua == ub && (0..8).all(|i| (a[i] ^ b[i]) & ub[i] == 0)
 }

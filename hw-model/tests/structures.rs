@@ -519,3 +519,120 @@ fn s9_missing_sync_after_v0_is_a_torn_mixture() {
     r2.cfgi_ste(9);
     assert!(r2.m.violations().is_empty());
 }
+
+/// A Linux-style hitless STE writer (used-bits algorithm, CFGI+SYNC between steps), written
+/// against the model's own used-bits rule.
+fn hitless_write(r: &mut Rig, sid: u32, target: [u64; 8]) {
+    let pa = r.ste_pa(sid);
+    let read = |r: &mut Rig| -> [u64; 8] {
+        let mut w = [0u64; 8];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = r.m.read_u64(pa + 8 * i as u64).unwrap();
+        }
+        w
+    };
+    let store = |r: &mut Rig, w: &[u64; 8], cur: &[u64; 8]| {
+        for i in 0..8 {
+            if w[i] != cur[i] {
+                r.m.write_u64(pa + 8 * i as u64, w[i]).unwrap();
+            }
+        }
+        r.cfgi_ste(sid);
+    };
+    let cur = read(r);
+    let used_cur = smmu_model::ste_used_bits(&cur);
+    let used_tgt = smmu_model::ste_used_bits(&target);
+    // Step 1: bits the current configuration ignores take their target values.
+    let mut step1 = cur;
+    for i in 0..8 {
+        step1[i] = (cur[i] & used_cur[i]) | (target[i] & !used_cur[i]);
+    }
+    store(r, &step1, &cur);
+    let critical: Vec<usize> = (0..8)
+        .filter(|&i| (step1[i] ^ target[i]) & (used_cur[i] | used_tgt[i]) != 0)
+        .collect();
+    if critical.len() <= 1 {
+        let mut step2 = step1;
+        for &i in &critical {
+            step2[i] = target[i];
+        }
+        store(r, &step2, &step1);
+        store(r, &target, &step2);
+    } else {
+        // Not hitless: break before make.
+        let mut v0 = step1;
+        ste::V.set(&mut v0, 0);
+        store(r, &v0, &step1);
+        let mut rest = target;
+        rest[0] = v0[0];
+        store(r, &rest, &v0);
+        store(r, &target, &rest);
+    }
+}
+
+#[test]
+fn s9_linux_style_hitless_writer_logs_nothing_and_dma_sees_old_new_or_abort() {
+    // spec: S9
+    let mut r = Rig::new(ModelConfig {
+        masters_per_store: 2,
+        ..ModelConfig::default()
+    });
+    r.enable();
+    let (_, root1) = r.s1_stream(1, 5);
+    let cd1 = r.m.read_u64(r.ste_pa(1)).unwrap() & 0x00FF_FFFF_FFFF_FFC0;
+    let (cd2, root2) = (r.m.alloc_pages(1, 4096).unwrap(), r.new_root());
+    r.write_struct(cd2, cd_s1(6, root2));
+    let (pa1, pa2, pa3) = (
+        r.m.alloc_pages(1, 4096).unwrap(),
+        r.m.alloc_pages(1, 4096).unwrap(),
+        r.m.alloc_pages(1, 4096).unwrap(),
+    );
+    r.map(root1, 0x1000, pa1, PT_FLAGS);
+    r.map(root2, 0x1000, pa2, PT_FLAGS);
+    let s2 = r.new_root();
+    r.map(s2, 0x1000, pa3, S2_RW);
+    r.cfgi_ste(1);
+    r.m.add_master(smmu_model::MasterSpec::script(vec![Transaction::read(
+        1, 0x1000,
+    )]));
+    let mut s2a = ste_bypass();
+    ste::CONFIG.set(&mut s2a, ste::CONFIG_S2);
+    add_s2(&mut s2a, 1, s2);
+    let mut s2b = s2a;
+    add_s2(&mut s2b, 2, s2);
+    let sequence = [
+        ste_s1(cd2),
+        ste_bypass(),
+        ste_s1(cd1),
+        s2a,
+        s2b,
+        ste_abort(),
+        ste_s1(cd2),
+    ];
+    for target in sequence {
+        let before = r.m.read_u64(r.ste_pa(1)).unwrap();
+        r.m.take_outcomes();
+        hitless_write(&mut r, 1, target);
+        assert!(
+            r.m.violations().is_empty(),
+            "{before:#x} -> {:#x}: {:?}",
+            target[0],
+            r.m.violations()
+        );
+        for o in r.m.outcomes() {
+            match o.result {
+                TxnResult::Translated { pa } => assert!([pa1, pa2, pa3].contains(&(pa & !0xFFF))),
+                TxnResult::Bypass { pa } => assert_eq!(pa, 0x1000),
+                TxnResult::Abort { cause, .. } => {
+                    assert!(matches!(cause, Cause::BadSte | Cause::SteAbort));
+                }
+            }
+        }
+    }
+}
+
+const S2_RW: u64 = smmu_model::fields::pte::VALID
+    | smmu_model::fields::pte::TABLE
+    | smmu_model::fields::pte::AF
+    | smmu_model::fields::pte::AP1
+    | smmu_model::fields::pte::AP2;
