@@ -671,3 +671,58 @@ fn new_fails_cleanly_without_memory_or_with_bad_memory() {
     ));
     assert_eq!(high.0.live(), 0);
 }
+
+// spec: P1 — every stage-2 geometry is one DDI 0487 permits: (start level, concatenated tables,
+// T0SZ) checked against Tables D8-21/D8-22/D8-23 (4K), D8-31/D8-32 (16K), D8-39/D8-40 (64K), for
+// every IAS from 32 to 48 (52 with 64K), without FEAT_TTST, DS or LPA2.
+#[test]
+fn stage2_geometry_is_permitted_by_the_spec_tables() {
+    // (granule, start level, concatenated tables, lowest T0SZ, highest T0SZ)
+    let permitted: &[(Granule, u8, u8, u32, u32)] = &[
+        (Granule::Size4K, 0, 1, 16, 24),
+        (Granule::Size4K, 1, 1, 25, 33),
+        (Granule::Size4K, 1, 2, 24, 24),
+        (Granule::Size4K, 1, 4, 23, 23),
+        (Granule::Size4K, 1, 8, 22, 22),
+        (Granule::Size4K, 1, 16, 21, 21),
+        (Granule::Size4K, 2, 1, 34, 39),
+        (Granule::Size4K, 2, 2, 33, 33),
+        (Granule::Size4K, 2, 4, 32, 32),
+        (Granule::Size4K, 2, 8, 31, 31),
+        (Granule::Size4K, 2, 16, 30, 30),
+        (Granule::Size16K, 1, 1, 17, 27),
+        (Granule::Size16K, 1, 2, 16, 16),
+        (Granule::Size16K, 2, 1, 28, 38),
+        (Granule::Size16K, 2, 2, 27, 27),
+        (Granule::Size16K, 2, 4, 26, 26),
+        (Granule::Size16K, 2, 8, 25, 25),
+        (Granule::Size16K, 2, 16, 24, 24),
+        (Granule::Size64K, 1, 1, 12, 21), // 12-15 need FEAT_LPA (IAS > 48)
+        (Granule::Size64K, 2, 1, 22, 34),
+        (Granule::Size64K, 2, 2, 21, 21),
+        (Granule::Size64K, 2, 4, 20, 20),
+        (Granule::Size64K, 2, 8, 19, 19),
+        (Granule::Size64K, 2, 16, 18, 18),
+    ];
+    for granule in [Granule::Size4K, Granule::Size16K, Granule::Size64K] {
+        let max = if granule == Granule::Size64K { 52 } else { 48 };
+        for ias in 32..=max {
+            let oas = if ias > 48 { 52 } else { 48 };
+            let c = pt(Stage::Stage2, granule, ias, oas)
+                .stage2_config()
+                .unwrap();
+            let t0sz = u32::from(c.t0sz);
+            assert!(
+                permitted.iter().any(|&(gr, l, n, lo, hi)| {
+                    gr == granule
+                        && l == c.start_level
+                        && n == c.concatenated
+                        && (lo..=hi).contains(&t0sz)
+                }),
+                "{granule} IAS {ias}: start level {} with {} tables and T0SZ {t0sz} is not permitted",
+                c.start_level,
+                c.concatenated
+            );
+        }
+    }
+}
