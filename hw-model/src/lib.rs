@@ -24,6 +24,9 @@
 //! * **Checking**: [`Model::violations`] must be empty in a driver test; [`Model::events`] and
 //!   [`Model::signals`] show what the SMMU reported.
 //! * **kexec**: [`Model::warm_restart`] keeps everything, masters keep running.
+//! * **`&self` traits**: [`SharedModel`] is a cloneable `Arc<Mutex<Model>>` handle whose methods
+//!   take `&self` and `usize` offsets, so a driver's register and HAL traits forward to it in one
+//!   line each while the test keeps a clone for stepping and checking.
 //!
 //! # Example
 //!
@@ -48,6 +51,7 @@ mod master;
 mod mem;
 mod model;
 mod profile;
+mod shared;
 mod util;
 mod xlate;
 
@@ -58,6 +62,7 @@ pub use model::{
     PowerOn, Signals, TornFetch, Violation, ViolationKind,
 };
 pub use profile::Profile;
+pub use shared::SharedModel;
 pub use xlate::{ste_used_bits, Cause, TlbView};
 
 /// Entry points shared by the property tests and the fuzz targets (SPEC B1/B2).
