@@ -520,3 +520,96 @@ fn t9_no_spontaneous_eviction_and_determinism() {
     assert_eq!(x.len(), 8);
     assert_eq!(x, y);
 }
+
+#[test]
+fn t1_substreams_two_level_cd_table_and_s1dss() {
+    // spec: T1
+    let mut r = Rig::new(ModelConfig {
+        profile: Profile::mmu600(),
+        ..ModelConfig::default()
+    });
+    r.enable();
+    let root = r.new_root();
+    let page = r.m.alloc_pages(1, 4096).unwrap();
+    r.map(root, 0x1000, page, PT_FLAGS);
+    // L1 CD table (S1Fmt = 1: 4K leaves of 64 CDs), S1CDMax = 8.
+    let l1 = r.m.alloc_pages(1, 4096).unwrap();
+    let leaf0 = r.m.alloc_pages(1, 4096).unwrap();
+    let leaf1 = r.m.alloc_pages(1, 4096).unwrap();
+    r.m.write_u64(l1, leaf0 | 1).unwrap();
+    r.m.write_u64(l1 + 8, leaf1 | 1).unwrap();
+    r.write_struct(leaf0, cd_s1(10, root)); // SSID 0
+    r.write_struct(leaf1 + 64 * 6, cd_s1(11, root)); // SSID 70
+    let mut w = ste_s1(l1);
+    ste::S1FMT.set(&mut w, 1);
+    ste::S1CDMAX.set(&mut w, 8);
+    ste::S1DSS.set(&mut w, 0b10); // no SSID: use CD 0
+    r.write_ste(1, w);
+    assert_eq!(
+        translated(r.m.dma(Transaction::read(1, 0x1000).with_ssid(70))),
+        page
+    );
+    assert_eq!(translated(r.m.dma(Transaction::read(1, 0x1000))), page);
+    assert!(r.m.cached_cd(1, 70).is_some());
+    // SSID beyond 2^S1CDMax, and an invalid L1CD: C_BAD_SUBSTREAMID.
+    let e = fault(r.m.dma(Transaction::read(1, 0x1000).with_ssid(256)))
+        .1
+        .unwrap();
+    assert_eq!(e.id(), evt::C_BAD_SUBSTREAMID);
+    let e = fault(r.m.dma(Transaction::read(1, 0x1000).with_ssid(200)))
+        .1
+        .unwrap();
+    assert_eq!(e.id(), evt::C_BAD_SUBSTREAMID);
+    // S1DSS = terminate: no SSID gives F_STREAM_DISABLED; bypass: untranslated.
+    ste::S1DSS.set(&mut w, 0);
+    r.write_ste(2, w);
+    assert_eq!(
+        fault(r.m.dma(Transaction::read(2, 0x1000))).0,
+        Cause::StreamDisabled
+    );
+    ste::S1DSS.set(&mut w, 1);
+    r.write_ste(3, w);
+    assert_eq!(
+        r.m.dma(Transaction::read(3, 0x1000)),
+        TxnResult::Translated { pa: 0x1000 }
+    );
+}
+
+#[test]
+fn t4_el2_streamworld_tagging_and_asid_scopes() {
+    // spec: T4
+    let mut r = Rig::new(ModelConfig {
+        profile: Profile::grace(),
+        ..ModelConfig::default()
+    });
+    r.enable();
+    let (cdpa, root) = r.s1_stream(1, 5);
+    let page = r.m.alloc_pages(1, 4096).unwrap();
+    r.map(root, 0x1000, page, PT_FLAGS);
+    r.map(root, 0x2000, page, PT_FLAGS & !pte::NG); // a global entry
+    let mut w = ste_s1(cdpa);
+    ste::STRW.set(&mut w, 0b10);
+    r.write_ste(2, w);
+    r.m.dma(Transaction::read(2, 0x1000));
+    r.m.dma(Transaction::read(2, 0x2000));
+    r.m.dma(Transaction::read(1, 0x1000));
+    let snap = r.m.tlb_snapshot();
+    assert_eq!(snap.iter().filter(|t| t.el2).count(), 2);
+    // NH (EL1) invalidation leaves EL2 entries; EL2 by ASID leaves the global one.
+    r.cmd(op(cmd::TLBI_NH_ALL));
+    r.sync();
+    assert_eq!(r.m.tlb_len(), 2);
+    let mut a = op(cmd::TLBI_EL2_ASID);
+    cmd::ASID.set(&mut a, 5);
+    r.cmd(a);
+    r.sync();
+    let snap = r.m.tlb_snapshot();
+    assert_eq!(snap.len(), 1);
+    assert_eq!(snap[0].asid, None, "global entries survive TLBI by ASID");
+    r.cmd(op(cmd::TLBI_EL2_ALL));
+    r.sync();
+    assert_eq!(r.m.tlb_len(), 0);
+    // STRW = EL2 is ILLEGAL without HYP.
+    let q = smmu_model::Model::new(ModelConfig::default());
+    assert!(!q.ste_is_legal(&w));
+}
