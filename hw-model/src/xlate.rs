@@ -1627,7 +1627,8 @@ impl Model {
                     page: canon(*va) >> 12,
                     shift: 12,
                 };
-                let pa = (self.rng.next_u64() & 0x0000_00FF_FFFF_F000) | 0x1000;
+                // Bogus output addresses far above any RAM the model is usually given.
+                let pa = (1u64 << 43) | (self.rng.next_u64() & 0x0000_00FF_FFFF_F000);
                 let e = TlbEntry {
                     pa,
                     perm: S1_ALL | S2_ALL,
