@@ -1240,7 +1240,10 @@ impl Model {
     }
 
     fn irq_cfg_write(&mut self, i: usize, bit: u32, off: u64, v: u32) {
-        let j = if off & 0xF == 0x8 { 1 } else { 2 };
+        let j = match off {
+            reg::GERROR_IRQ_CFG1 | reg::EVTQ_IRQ_CFG1 | reg::PRIQ_IRQ_CFG1 => 1,
+            _ => 2,
+        };
         let names = [
             ["", "GERROR_IRQ_CFG1", "GERROR_IRQ_CFG2"],
             ["", "EVENTQ_IRQ_CFG1", "EVENTQ_IRQ_CFG2"],

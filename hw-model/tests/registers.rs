@@ -477,3 +477,34 @@ fn r19_profiles_identify_themselves() {
     ste::V.set(&mut w, 1);
     assert!(q.ste_is_legal(&w) && a.ste_is_legal(&w) && g.ste_is_legal(&w));
 }
+
+#[test]
+fn r17_irq_cfg_registers_and_gerror_msi() {
+    // spec: R17
+    let mut m = Model::new(ModelConfig {
+        profile: Profile::grace(),
+        ack_latency: 0,
+        ..ModelConfig::default()
+    });
+    let slot = m.alloc_pages(1, 4096).unwrap();
+    m.write64(reg::GERROR_IRQ_CFG0, slot + 8);
+    m.write32(reg::GERROR_IRQ_CFG1, 0x1234_5678);
+    m.write32(reg::GERROR_IRQ_CFG2, 0x1F);
+    assert_eq!(m.read32(reg::GERROR_IRQ_CFG1), 0x1234_5678);
+    assert_eq!(m.read32(reg::GERROR_IRQ_CFG2), 0x1F);
+    m.write32(reg::IRQ_CTRL, reg::IRQ_GERROR);
+    m.raise_gerror(reg::GERROR_SFM_ERR);
+    assert_eq!(
+        m.read_u64(slot + 8).unwrap() as u32,
+        0x1234_5678,
+        "GERROR MSI written"
+    );
+    assert_eq!(m.signals().gerror_irq, 1);
+    m.write32(reg::GERROR_IRQ_CFG1, 0);
+    assert_eq!(
+        m.read32(reg::GERROR_IRQ_CFG1),
+        0x1234_5678,
+        "RO while GERROR_IRQEN"
+    );
+    assert!(m.has_violation(ViolationKind::GuardedWrite));
+}
