@@ -1163,8 +1163,27 @@ impl Model {
         }
     }
 
-    /// Stage-2 translation of an IPA (for CD fetches, table fetches or the final output).
+    /// Stage-2 translation of an IPA for a read or write by the SMMU itself (CD and table
+    /// fetches): the walk plus the S2AP check.
     fn s2_xlate(&mut self, s2: &S2Cfg, ipa: u64, write: bool, class: u64) -> Result<u64, Fault> {
+        let (pa, perm, _) = self.s2_lookup(s2, ipa, class)?;
+        let need = if write { S2_W } else { S2_R };
+        if perm & need != need {
+            return Err(Fault {
+                cause: Cause::Permission,
+                s2: true,
+                class,
+                ipa,
+                fetch: 0,
+                record: s2.record,
+            });
+        }
+        Ok(pa)
+    }
+
+    /// Stage-2 lookup (TLB, else walk and fill) without a permission check: (PA, permissions,
+    /// entry size log2).
+    fn s2_lookup(&mut self, s2: &S2Cfg, ipa: u64, class: u64) -> Result<(u64, u16, u32), Fault> {
         let tg = tag(W_S2, s2.vmid, 0);
         let f = |cause| Fault {
             cause,
@@ -1177,62 +1196,60 @@ impl Model {
         if ipa >> s2.ia_bits != 0 {
             return Err(f(Cause::Translation));
         }
-        let (pa, perm) = if let Some((k, e)) = self.caches.tlb_lookup(tg, ipa) {
+        if let Some((k, e)) = self.caches.tlb_lookup(tg, ipa) {
             self.last_perm = e.perm;
-            (e.pa | (ipa & ((1u64 << k.shift) - 1)), e.perm)
-        } else {
-            let req = WalkReq {
-                stage2: true,
-                ttb: s2.ttb,
-                ia: ipa,
-                ia_bits: s2.ia_bits,
-                gran: s2.gran,
-                start: s2.start,
-                ps_bits: s2.ps_bits,
-                affd: s2.affd,
-                had: true,
-                tag: tg,
-            };
-            let w = self.walk(&req, None).map_err(|e| match e {
-                WalkErr::Translation => f(Cause::Translation),
-                WalkErr::AddrSize => f(Cause::AddrSize),
-                WalkErr::Access => f(Cause::Access),
-                WalkErr::Eabt(fa) => Fault {
-                    cause: Cause::WalkEabt,
-                    s2: true,
-                    class,
-                    ipa,
-                    fetch: fa,
-                    record: true,
-                },
-                WalkErr::Nested(x) => x,
-            })?;
-            let perm = s2_perm(w.desc);
-            if self.smmu_on() {
-                let key = TlbKey {
-                    tag: tg,
-                    page: ipa >> w.shift,
-                    shift: w.shift as u8,
-                };
-                let mask = (1u64 << w.shift) - 1;
-                let e = TlbEntry {
-                    pa: w.out & !mask,
-                    perm,
-                    level: w.level,
-                    ipa: ipa & !mask,
-                    nested: false,
-                    record_s1: false,
-                    record_s2: s2.record,
-                };
-                self.caches.tlb_insert(key, e, &mut self.rng);
-            }
-            (w.out, perm)
-        };
-        let need = if write { S2_W } else { S2_R };
-        if perm & need != need {
-            return Err(f(Cause::Permission));
+            return Ok((
+                e.pa | (ipa & ((1u64 << k.shift) - 1)),
+                e.perm,
+                u32::from(k.shift),
+            ));
         }
-        Ok(pa)
+        let req = WalkReq {
+            stage2: true,
+            ttb: s2.ttb,
+            ia: ipa,
+            ia_bits: s2.ia_bits,
+            gran: s2.gran,
+            start: s2.start,
+            ps_bits: s2.ps_bits,
+            affd: s2.affd,
+            had: true,
+            tag: tg,
+        };
+        let w = self.walk(&req, None).map_err(|e| match e {
+            WalkErr::Translation => f(Cause::Translation),
+            WalkErr::AddrSize => f(Cause::AddrSize),
+            WalkErr::Access => f(Cause::Access),
+            WalkErr::Eabt(fa) => Fault {
+                cause: Cause::WalkEabt,
+                s2: true,
+                class,
+                ipa,
+                fetch: fa,
+                record: true,
+            },
+            WalkErr::Nested(x) => x,
+        })?;
+        let perm = s2_perm(w.desc);
+        if self.smmu_on() {
+            let key = TlbKey {
+                tag: tg,
+                page: ipa >> w.shift,
+                shift: w.shift as u8,
+            };
+            let mask = (1u64 << w.shift) - 1;
+            let e = TlbEntry {
+                pa: w.out & !mask,
+                perm,
+                level: w.level,
+                ipa: ipa & !mask,
+                nested: false,
+                record_s1: false,
+                record_s2: s2.record,
+            };
+            self.caches.tlb_insert(key, e, &mut self.rng);
+        }
+        Ok((w.out, perm, w.shift))
     }
 
     /// A VMSAv8-64 walk. `nest` translates table addresses (IPAs) through stage 2.
@@ -1389,8 +1406,19 @@ impl Model {
                     record: s2.record,
                 });
             }
-            let pa = self.s2_xlate(&s2, t.iova, t.write, evt::CLASS_IN)?;
-            return Ok(pa);
+            let (pa, perm, _) = self.s2_lookup(&s2, t.iova, evt::CLASS_IN)?;
+            // Stage-2 permissions, including S2 XN for instruction fetches.
+            return match perm_check(perm, t) {
+                Ok(()) => Ok(pa),
+                Err(_) => Err(Fault {
+                    cause: Cause::Permission,
+                    s2: true,
+                    class: evt::CLASS_IN,
+                    ipa: t.iova,
+                    fetch: 0,
+                    record: s2.record,
+                }),
+            };
         }
         let cdc = match self.get_cd(t, plan, ssid) {
             Ok(c) => c,
@@ -1481,25 +1509,12 @@ impl Model {
         let mut pa = w.out;
         let mut record_s2 = false;
         if let Some(s2) = nest {
-            // Output IPA through stage 2 (CLASS = IN); find the S2 block size for the entry.
-            let s2tg = tag(W_S2, s2.vmid, 0);
-            pa = self
-                .s2_xlate(&s2, ipa_out, false, evt::CLASS_IN)
-                .or_else(|f| {
-                    if f.cause == Cause::Permission {
-                        // Read not allowed: still find the mapping for a write-only page.
-                        self.s2_xlate(&s2, ipa_out, true, evt::CLASS_IN)
-                    } else {
-                        Err(f)
-                    }
-                })?;
-            if let Some((k, e)) = self.caches.tlb_lookup(s2tg, ipa_out) {
-                shift = shift.min(u32::from(k.shift));
-                perm = (perm & S1_ALL) | (e.perm & S2_ALL);
-            } else {
-                shift = shift.min(s2.gran);
-                perm = (perm & S1_ALL) | S2_ALL;
-            }
+            // Output IPA through stage 2 (CLASS = IN); the entry is the smaller of both sizes
+            // and carries both stages' permissions (checked below, S2 faults with S2 = 1).
+            let (opa, s2perm, s2shift) = self.s2_lookup(&s2, ipa_out, evt::CLASS_IN)?;
+            pa = opa;
+            shift = shift.min(s2shift);
+            perm = (perm & S1_ALL) | (s2perm & S2_ALL);
             record_s2 = s2.record;
         }
         if self.smmu_on() {

@@ -613,3 +613,52 @@ fn t4_el2_streamworld_tagging_and_asid_scopes() {
     let q = smmu_model::Model::new(ModelConfig::default());
     assert!(!q.ste_is_legal(&w));
 }
+
+#[test]
+fn t3_stage2_permissions_without_a_tlb() {
+    // spec: T3
+    let cache = CachePolicy {
+        tlb_capacity: 0,
+        walk_cache: false,
+        ..CachePolicy::default()
+    };
+    let mut r = Rig::new(ModelConfig {
+        cache,
+        ..ModelConfig::default()
+    });
+    r.enable();
+    let s2 = r.new_root();
+    for blk in 0..32u64 {
+        let a = 0x4000_0000 + blk * 0x20_0000;
+        r.map_g(s2, 12, 44, a, a, 2, S2_FLAGS);
+    }
+    let data = r.m.alloc_pages(1, 4096).unwrap();
+    let ipa = 0x800_0000_0000u64;
+    r.map_g(s2, 12, 44, ipa, data, 3, S2_FLAGS & !pte::AP2); // S2 read-only
+    r.map_g(s2, 12, 44, ipa + 0x1000, data, 3, S2_FLAGS | pte::UXN); // S2 execute-never
+    let root = r.new_root();
+    let cdpa = r.m.alloc_pages(1, 4096).unwrap();
+    r.write_struct(cdpa, cd_s1(5, root));
+    r.map(root, 0x1000, ipa, PT_FLAGS);
+    let mut w = ste_s1(cdpa);
+    ste::CONFIG.set(&mut w, ste::CONFIG_NESTED);
+    add_s2(&mut w, 3, s2);
+    r.write_ste(4, w);
+    assert_eq!(translated(r.m.dma(Transaction::read(4, 0x1000))), data);
+    let e = fault(r.m.dma(Transaction::write(4, 0x1000))).1.unwrap();
+    assert_eq!(
+        (e.id(), e.s2(), e.class(), e.ipa()),
+        (evt::F_PERMISSION, true, 2, ipa)
+    );
+    // Stage-2-only stream: S2 XN applies to instruction fetches.
+    let mut w = ste_bypass();
+    ste::CONFIG.set(&mut w, ste::CONFIG_S2);
+    add_s2(&mut w, 3, s2);
+    r.write_ste(5, w);
+    let mut t = Transaction::read(5, ipa + 0x1000);
+    assert_eq!(translated(r.m.dma(t)), data);
+    t.instruction = true;
+    let e = fault(r.m.dma(t)).1.unwrap();
+    assert_eq!((e.id(), e.s2()), (evt::F_PERMISSION, true));
+    assert_eq!(r.m.tlb_len(), 0);
+}
