@@ -508,3 +508,26 @@ fn r17_irq_cfg_registers_and_gerror_msi() {
     );
     assert!(m.has_violation(ViolationKind::GuardedWrite));
 }
+
+#[test]
+fn r5_dependent_write_inside_the_ack_window_is_flagged() {
+    // spec: R5
+    let mut r = Rig::new(ModelConfig {
+        ack_latency: 4,
+        ..ModelConfig::default()
+    });
+    r.enable();
+    // Clearing SMMUEN without polling CR0ACK, then reprogramming the stream table: SMMUEN's ack
+    // is still 1, so the write is ignored and logged (QEMU acks instantly and accepts it).
+    let base = r.m.read64(reg::STRTAB_BASE);
+    r.m.write32(reg::CR0, reg::CR0_CMDQEN | reg::CR0_EVTQEN);
+    r.m.write64(reg::STRTAB_BASE, base + 0x4000);
+    assert!(r.viol(ViolationKind::GuardedWrite));
+    assert_eq!(r.m.read64(reg::STRTAB_BASE), base);
+    // Polling first makes the same write legal.
+    r.m.clear_violations();
+    r.poll(reg::CR0ACK, reg::CR0_SMMUEN, 0);
+    r.m.write64(reg::STRTAB_BASE, base + 0x4000);
+    assert!(r.m.violations().is_empty());
+    assert_eq!(r.m.read64(reg::STRTAB_BASE), base + 0x4000);
+}
