@@ -89,12 +89,10 @@ impl PageSet {
     fn bit(page: u64) -> u64 {
         1u64 << ((page >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
     }
+    /// Adds a page (duplicates are allowed: lookups find the first, and the set is cleared at
+    /// every CMD_SYNC, so a dedupe scan would only cost time on the command path).
     pub(crate) fn insert(&mut self, page: u64, what: &'static str) {
-        let b = Self::bit(page);
-        if self.bloom & b != 0 && self.pages.iter().any(|(p, _)| *p == page) {
-            return;
-        }
-        self.bloom |= b;
+        self.bloom |= Self::bit(page);
         self.pages.push((page, what));
     }
     #[inline]
