@@ -284,15 +284,15 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
             return SteDec::Illegal;
         }
     }
-    // STRW: 0b01 and 0b11 are reserved in Non-secure; EL2 needs HYP and no stage 2.
+    // STRW (§5.2, IgnoreSTESTRW): used only for stage-1-only STEs on an SMMU with S1P and HYP;
+    // otherwise IGNORED and the StreamWorld is NS-EL1. When used, 0b01 and 0b11 are reserved
+    // (ILLEGAL) and 0b10 selects NS-EL2 (or NS-EL2-E2H with CR2.E2H).
     let strw = ste::STRW.get(w);
-    if strw & 1 != 0 {
+    let strw_used = p.s1p() && p.hyp() && config == ste::CONFIG_S1;
+    if strw_used && strw & 1 != 0 {
         return SteDec::Illegal;
     }
-    let el2 = strw == 0b10;
-    if el2 && (!p.hyp() || s2) {
-        return SteDec::Illegal;
-    }
+    let el2 = strw_used && strw == 0b10;
     let raw_cdmax = ste::S1CDMAX.get(w) as u8;
     let s1fmt = ste::S1FMT.get(w) as u8;
     let ssidsize = p.idr1(reg::IDR1_SSIDSIZE) as u8;

@@ -609,9 +609,15 @@ fn t4_el2_streamworld_tagging_and_asid_scopes() {
     r.cmd(op(cmd::TLBI_EL2_ALL));
     r.sync();
     assert_eq!(r.m.tlb_len(), 0);
-    // STRW = EL2 is ILLEGAL without HYP.
+    // Without HYP, STRW is IGNORED (StreamWorld NS-EL1): legal, and EL1-tagged.
     let q = smmu_model::Model::new(ModelConfig::default());
-    assert!(!q.ste_is_legal(&w));
+    assert!(q.ste_is_legal(&w));
+    // With HYP, the reserved STRW values are ILLEGAL; with stage 2 enabled STRW is ignored.
+    ste::STRW.set(&mut w, 0b01);
+    assert!(!r.m.ste_is_legal(&w));
+    ste::CONFIG.set(&mut w, ste::CONFIG_NESTED);
+    add_s2(&mut w, 1, 0x4000_0000);
+    assert!(r.m.ste_is_legal(&w));
 }
 
 #[test]
