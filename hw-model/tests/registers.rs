@@ -531,3 +531,19 @@ fn r5_dependent_write_inside_the_ack_window_is_flagged() {
     assert!(r.m.violations().is_empty());
     assert_eq!(r.m.read64(reg::STRTAB_BASE), base + 0x4000);
 }
+
+#[test]
+fn r19_statusr_dormant_follows_the_profile() {
+    // spec: R19
+    let p = Profile::grace().with(0, reg::IDR0_DORMHINT, 1);
+    let mut m = Model::new(ModelConfig {
+        profile: p,
+        ack_latency: 0,
+        ..ModelConfig::default()
+    });
+    assert_eq!(m.read32(reg::STATUSR), reg::STATUSR_DORMANT);
+    m.write32(reg::CR0, reg::CR0_SMMUEN);
+    assert_eq!(m.read32(reg::STATUSR), 0);
+    let mut q = Model::new(ModelConfig::default());
+    assert_eq!(q.read32(reg::STATUSR), 0, "no DORMHINT: never dormant");
+}
