@@ -164,6 +164,32 @@ pub struct ModelConfig {
     pub max_violations: usize,
 }
 
+impl ModelConfig {
+    /// The setting driver tests should prefer (model-conformance.md §2.0): acks take 3–6
+    /// accesses, commands are consumed 4 per `step()`, and the caches power on holding stale
+    /// bypass STEs for SIDs 0..64 and bogus TLB entries for ASIDs 0..16 at a few IOVAs, so a
+    /// driver that skips CFGI_ALL / TLBI_NSNH_ALL before enabling, forgets to poll an ack or
+    /// relies on synchronous consumption fails visibly.
+    pub fn hostile(profile: Profile, seed: u64) -> Self {
+        Self {
+            profile,
+            seed,
+            ack_latency: 3,
+            ack_jitter: 3,
+            cmd_mode: CmdMode::Step { per_step: 4 },
+            cache: CachePolicy {
+                power_on: PowerOn::Stale {
+                    sids: (0..64).collect(),
+                    asids: (0..16).collect(),
+                    iovas: vec![0, 0x1000, 0x10_0000, 0x1_0000_0000],
+                },
+                ..CachePolicy::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {

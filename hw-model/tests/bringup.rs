@@ -80,3 +80,28 @@ fn shared_handle_drives_the_same_model() {
     assert_eq!(regs.read32(reg::CMDQ_CONS as usize), 1);
     assert!(shared.with(|m| m.violations().is_empty() && m.signals().syncs == 1));
 }
+
+#[test]
+fn hostile_preset_catches_a_driver_that_skips_invalidation() {
+    let mut r = Rig::new(ModelConfig::hostile(Profile::mmu600(), 3));
+    // Programs everything correctly except CFGI_ALL / TLBI_NSNH_ALL before SMMUEN.
+    r.m.write64(reg::CMDQ_BASE, r.cmdq | 8);
+    r.m.write32(reg::CMDQ_PROD, 0);
+    r.m.write32(reg::CMDQ_CONS, 0);
+    r.m.write32(reg::STRTAB_BASE_CFG, 8);
+    r.m.write64(reg::STRTAB_BASE, r.strtab);
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_SMMUEN);
+    // SID 5's STE in memory is all zero (invalid), but the stale power-on entry bypasses.
+    assert!(matches!(
+        r.m.dma(Transaction::read(5, 0x1000)),
+        TxnResult::Bypass { .. }
+    ));
+    // The correct driver (Rig::enable) sees the abort.
+    let mut r = Rig::new(ModelConfig::hostile(Profile::mmu600(), 3));
+    r.enable();
+    assert!(matches!(
+        r.m.dma(Transaction::read(5, 0x1000)),
+        TxnResult::Abort { .. }
+    ));
+    assert!(r.m.violations().is_empty());
+}
