@@ -383,23 +383,6 @@ register_bitfields! {u32,
         /// `SMMUEN` (§6.3.9).
         SMMUEN OFFSET(0) NUMBITS(1) [],
     ],
-    /// `SMMU_CR0ACK` (IHI 0070 G.b §6.3.10).
-    pub CR0ACK [
-        /// `DPT_WALK_EN` (§6.3.10).
-        DPT_WALK_EN OFFSET(10) NUMBITS(1) [],
-        /// `VMW` (§6.3.10).
-        VMW OFFSET(6) NUMBITS(3) [],
-        /// `ATSCHK` (§6.3.10).
-        ATSCHK OFFSET(4) NUMBITS(1) [],
-        /// `CMDQEN` (§6.3.10).
-        CMDQEN OFFSET(3) NUMBITS(1) [],
-        /// `EVENTQEN` (§6.3.10).
-        EVTQEN OFFSET(2) NUMBITS(1) [],
-        /// `PRIQEN` (§6.3.10).
-        PRIQEN OFFSET(1) NUMBITS(1) [],
-        /// `SMMUEN` (§6.3.10).
-        SMMUEN OFFSET(0) NUMBITS(1) [],
-    ],
     /// `SMMU_CR1` (IHI 0070 G.b §6.3.11).
     pub CR1 [
         /// `TABLE_SH` (§6.3.11).
@@ -464,15 +447,6 @@ register_bitfields! {u32,
         /// `GERROR_IRQEN` (§6.3.16).
         GERROR_IRQEN OFFSET(0) NUMBITS(1) [],
     ],
-    /// `SMMU_IRQ_CTRLACK` (IHI 0070 G.b §6.3.18).
-    pub IRQ_CTRLACK [
-        /// `EVENTQ_IRQEN` (§6.3.18).
-        EVTQ_IRQEN OFFSET(2) NUMBITS(1) [],
-        /// `PRIQ_IRQEN` (§6.3.18).
-        PRIQ_IRQEN OFFSET(1) NUMBITS(1) [],
-        /// `GERROR_IRQEN` (§6.3.18).
-        GERROR_IRQEN OFFSET(0) NUMBITS(1) [],
-    ],
     /// `SMMU_GERROR` (IHI 0070 G.b §6.3.19).
     pub GERROR [
         /// `DPT_ERR` (§6.3.19).
@@ -494,29 +468,6 @@ register_bitfields! {u32,
         /// `EVENTQ_ABT_ERR` (§6.3.19).
         EVTQ_ABT_ERR OFFSET(2) NUMBITS(1) [],
         /// `CMDQ_ERR` (§6.3.19).
-        CMDQ_ERR OFFSET(0) NUMBITS(1) [],
-    ],
-    /// `SMMU_GERRORN` (IHI 0070 G.b §6.3.20).
-    pub GERRORN [
-        /// `DPT_ERR` (§6.3.20).
-        DPT_ERR OFFSET(10) NUMBITS(1) [],
-        /// `CMDQP_ERR` (§6.3.20).
-        CMDQP_ERR OFFSET(9) NUMBITS(1) [],
-        /// `SFM_ERR` (§6.3.20).
-        SFM_ERR OFFSET(8) NUMBITS(1) [],
-        /// `MSI_GERROR_ABT_ERR` (§6.3.20).
-        MSI_GERROR_ABT_ERR OFFSET(7) NUMBITS(1) [],
-        /// `MSI_PRIQ_ABT_ERR` (§6.3.20).
-        MSI_PRIQ_ABT_ERR OFFSET(6) NUMBITS(1) [],
-        /// `MSI_EVENTQ_ABT_ERR` (§6.3.20).
-        MSI_EVTQ_ABT_ERR OFFSET(5) NUMBITS(1) [],
-        /// `MSI_CMDQ_ABT_ERR` (§6.3.20).
-        MSI_CMDQ_ABT_ERR OFFSET(4) NUMBITS(1) [],
-        /// `PRIQ_ABT_ERR` (§6.3.20).
-        PRIQ_ABT_ERR OFFSET(3) NUMBITS(1) [],
-        /// `EVENTQ_ABT_ERR` (§6.3.20).
-        EVTQ_ABT_ERR OFFSET(2) NUMBITS(1) [],
-        /// `CMDQ_ERR` (§6.3.20).
         CMDQ_ERR OFFSET(0) NUMBITS(1) [],
     ],
     /// `SMMU_GERROR_IRQ_CFG1` (IHI 0070 G.b §6.3.22).
@@ -565,37 +516,6 @@ register_bitfields! {u32,
         OVACKFLG OFFSET(31) NUMBITS(1) [],
         /// `RD` (§6.3.96).
         RD OFFSET(0) NUMBITS(20) [],
-    ],
-    /// `SMMU_EVTQ_IRQ_CFG1` (IHI 0070 G.b §6.3.31).
-    pub EVTQ_IRQ_CFG1 [
-        /// `DATA` (§6.3.31).
-        DATA OFFSET(0) NUMBITS(32) [],
-    ],
-    /// `SMMU_EVTQ_IRQ_CFG2` (IHI 0070 G.b §6.3.32).
-    pub EVTQ_IRQ_CFG2 [
-        /// `SH` (§6.3.32).
-        SH OFFSET(4) NUMBITS(2) [],
-        /// `MemAttr` (§6.3.32).
-        MEMATTR OFFSET(0) NUMBITS(4) [],
-    ],
-    /// `SMMU_PRIQ_PROD` (IHI 0070 G.b §6.3.97).
-    pub PRIQ_PROD [
-        /// `OVFLG` (§6.3.97).
-        OVFLG OFFSET(31) NUMBITS(1) [],
-        /// `WR` (§6.3.97).
-        WR OFFSET(0) NUMBITS(20) [],
-    ],
-    /// `SMMU_PRIQ_CONS` (IHI 0070 G.b §6.3.98).
-    pub PRIQ_CONS [
-        /// `OVACKFLG` (§6.3.98).
-        OVACKFLG OFFSET(31) NUMBITS(1) [],
-        /// `RD` (§6.3.98).
-        RD OFFSET(0) NUMBITS(20) [],
-    ],
-    /// `SMMU_PRIQ_IRQ_CFG1` (IHI 0070 G.b §6.3.35).
-    pub PRIQ_IRQ_CFG1 [
-        /// `DATA` (§6.3.35).
-        DATA OFFSET(0) NUMBITS(32) [],
     ],
     /// `SMMU_PRIQ_IRQ_CFG2` (IHI 0070 G.b §6.3.36).
     pub PRIQ_IRQ_CFG2 [
@@ -646,26 +566,30 @@ register_bitfields! {u64,
         /// `LOG2SIZE` (§6.3.29).
         LOG2SIZE OFFSET(0) NUMBITS(5) [],
     ],
-    /// `SMMU_EVTQ_IRQ_CFG0` (IHI 0070 G.b §6.3.30).
-    pub EVTQ_IRQ_CFG0 [
-        /// `ADDR` (§6.3.30).
-        ADDR OFFSET(2) NUMBITS(54) [],
-    ],
-    /// `SMMU_PRIQ_BASE` (IHI 0070 G.b §6.3.33).
-    pub PRIQ_BASE [
-        /// `WA` (§6.3.33).
-        WA OFFSET(62) NUMBITS(1) [],
-        /// `ADDR` (§6.3.33).
-        ADDR OFFSET(5) NUMBITS(51) [],
-        /// `LOG2SIZE` (§6.3.33).
-        LOG2SIZE OFFSET(0) NUMBITS(5) [],
-    ],
-    /// `SMMU_PRIQ_IRQ_CFG0` (IHI 0070 G.b §6.3.34).
-    pub PRIQ_IRQ_CFG0 [
-        /// `ADDR` (§6.3.34).
-        ADDR OFFSET(2) NUMBITS(54) [],
-    ],
 }
+
+/// `SMMU_CR0ACK`: IHI 0070 G.b §6.3.10: the same fields as SMMU_CR0.
+pub use self::CR0 as CR0ACK;
+/// `SMMU_PRIQ_BASE`: IHI 0070 G.b §6.3.33: the same layout as SMMU_EVENTQ_BASE.
+pub use self::EVTQ_BASE as PRIQ_BASE;
+/// `SMMU_PRIQ_CONS`: IHI 0070 G.b §6.3.98: the same layout as SMMU_EVENTQ_CONS.
+pub use self::EVTQ_CONS as PRIQ_CONS;
+/// `SMMU_PRIQ_PROD`: IHI 0070 G.b §6.3.97: the same layout as SMMU_EVENTQ_PROD.
+pub use self::EVTQ_PROD as PRIQ_PROD;
+/// `SMMU_GERRORN`: IHI 0070 G.b §6.3.20: the same fields as SMMU_GERROR.
+pub use self::GERROR as GERRORN;
+/// `SMMU_EVTQ_IRQ_CFG0`: IHI 0070 G.b §6.3.30: the same layout as SMMU_GERROR_IRQ_CFG0.
+pub use self::GERROR_IRQ_CFG0 as EVTQ_IRQ_CFG0;
+/// `SMMU_PRIQ_IRQ_CFG0`: IHI 0070 G.b §6.3.34: the same layout as SMMU_GERROR_IRQ_CFG0.
+pub use self::GERROR_IRQ_CFG0 as PRIQ_IRQ_CFG0;
+/// `SMMU_EVTQ_IRQ_CFG1`: IHI 0070 G.b §6.3.31: the same layout as SMMU_GERROR_IRQ_CFG1.
+pub use self::GERROR_IRQ_CFG1 as EVTQ_IRQ_CFG1;
+/// `SMMU_PRIQ_IRQ_CFG1`: IHI 0070 G.b §6.3.35: the same layout as SMMU_GERROR_IRQ_CFG1.
+pub use self::GERROR_IRQ_CFG1 as PRIQ_IRQ_CFG1;
+/// `SMMU_EVTQ_IRQ_CFG2`: IHI 0070 G.b §6.3.32: the same layout as SMMU_GERROR_IRQ_CFG2.
+pub use self::GERROR_IRQ_CFG2 as EVTQ_IRQ_CFG2;
+/// `SMMU_IRQ_CTRLACK`: IHI 0070 G.b §6.3.18: the same fields as SMMU_IRQ_CTRL.
+pub use self::IRQ_CTRL as IRQ_CTRLACK;
 
 /// Every register of pages 0 and 1, in offset order within each page.
 pub const REGISTERS: &[RegisterInfo] = &[
