@@ -673,22 +673,41 @@ impl<A: TableAllocator> PageTable<A> {
         written: &mut bool,
     ) -> Result<(), Error> {
         let d = t.get(idx);
-        let child = if d & VALID == 0 {
+        if d & VALID == 0 {
             // Pass 1 counted every table this pass creates, so the pool cannot run dry.
             let mem = self.take(pool, level + 1).ok_or(Error::OutOfMemory)?;
+            // Fill the new table (and anything below it) before linking it, so that the walker
+            // never sees a half-built subtree; link it even on an (unreachable) error so that
+            // nothing leaks.
+            let r = self.map_write(
+                self.view(mem.va, level + 1),
+                level + 1,
+                iova,
+                pa,
+                len,
+                attrs,
+                pool,
+            );
             t.set(
                 idx,
                 desc::TYPE.encode(desc::TYPE_TABLE) | self.geo.oa_bits(mem.pa.0),
             );
             *written = true;
-            self.view(mem.va, level + 1)
+            r
         } else if Geometry::is_table(d, level) {
-            self.child(d, level + 1)
+            self.map_write(
+                self.child(d, level + 1),
+                level + 1,
+                iova,
+                pa,
+                len,
+                attrs,
+                pool,
+            )
         } else {
             // Pass 1 refused every valid leaf in the range.
-            return Err(Error::AlreadyMapped { iova: Iova(iova) });
-        };
-        self.map_write(child, level + 1, iova, pa, len, attrs, pool)
+            Err(Error::AlreadyMapped { iova: Iova(iova) })
+        }
     }
 
     // ---- unmap ----------------------------------------------------------------------------
