@@ -111,6 +111,7 @@ impl FreeList {
 /// pt.unmap(iova, size, &mut gather)?;          // descriptors cleared, nothing freed
 /// for r in gather.ranges() { /* driver queues TLBI (range or per page), then CMD_SYNC */ }
 /// // ... wait for CMD_SYNC completion ...
+/// // SAFETY: the CMD_SYNC above completed, so the SMMU no longer walks the retired tables.
 /// unsafe { pt.release(&mut gather) }?;         // only now are unlinked tables freed
 /// ```
 ///

@@ -29,11 +29,11 @@ struct Tbl {
 impl Tbl {
     #[inline(always)]
     fn get(self, i: usize) -> u64 {
+        // A plain read is exact: only this code writes descriptors (the SMMU only reads them,
+        // as the crate presets AF and never sets DBM, so hardware never updates them), and every
+        // write needs `&mut PageTable`, so no write races this read on the CPU side.
         // SAFETY: `i & mask` < entries of the allocation, which (type invariant, allocator
-        // contract 1-2) is valid, 8-aligned and ours for the duration of the borrow. A plain
-        // read is exact: only this code writes descriptors (the SMMU only reads them, as the
-        // crate presets AF and never sets DBM, so hardware never updates them), and every write
-        // needs `&mut PageTable`, so no write races this read on the CPU side.
+        // contract 1-2) is valid, 8-aligned and ours for the duration of the borrow.
         unsafe { self.va.as_ptr().add(i & self.mask).read() }
     }
 
