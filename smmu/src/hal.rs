@@ -132,6 +132,21 @@ pub unsafe trait Hal {
         &[]
     }
 
+    /// Stores one 64-bit word of a structure the SMMU may be reading right now (an STE, a CD,
+    /// an L1 descriptor). The store must be single-copy atomic (IHI 0070 G.b §3.21.3: the SMMU
+    /// reads these structures 64 bits at a time, in no defined order), which the default
+    /// volatile write is on AArch64. A platform overrides this to trace or check every step of
+    /// a live update (the model-based tests route it to the model's torn-fetch check); the
+    /// driver cleans the line itself afterwards when the SMMU is not coherent.
+    ///
+    /// # Safety
+    /// `va` is 8-byte aligned and lies inside a region this HAL handed out (`dma_alloc` or
+    /// `map_phys`) that is still live.
+    unsafe fn store_entry_qword(&self, va: NonNull<u64>, value: u64) {
+        // SAFETY: the caller guarantees `va` is aligned and valid for writes.
+        unsafe { va.as_ptr().write_volatile(value) }
+    }
+
     /// Called between polls of a register or memory location; a kernel may `cpu_relax()`,
     /// `wfe`, or sleep. Every poll in the driver is bounded by a count of these calls.
     fn relax(&self) {

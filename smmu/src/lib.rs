@@ -33,7 +33,9 @@ extern crate std;
 
 pub mod access;
 pub mod arch;
+pub mod dma;
 pub mod hal;
+pub mod poll;
 pub mod writer;
 
 pub use access::{Mmio, RegisterAccess};
