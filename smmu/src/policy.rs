@@ -1,0 +1,193 @@
+//! The protected-DMA policy (SPEC D9), apart from the encoders and the driver's mechanics.
+//!
+//! A *protected* master is a confidential-computing device (a GPU in a realm or a TDX-like
+//! guest) whose DMA must only reach memory the guest chose to share: bounce buffers in the
+//! platform's shared windows. The driver asks this module before every step that could widen
+//! what such a master reaches, and every "no" is a [`Refusal`]: there is no path around it.
+
+use core::fmt;
+
+use crate::hal::{PhysAddr, PhysRange};
+
+/// What a domain does with a master's transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DomainKind {
+    /// Every transaction aborts (STE `Config` = abort).
+    Blocked,
+    /// Transactions bypass translation (STE `Config` = bypass).
+    Identity,
+    /// Stage-1 translation through a CD and a page table.
+    Stage1,
+    /// Stage-2 translation through a page table.
+    Stage2,
+}
+
+impl DomainKind {
+    /// Whether the domain translates through a page table.
+    pub const fn is_paging(self) -> bool {
+        matches!(self, DomainKind::Stage1 | DomainKind::Stage2)
+    }
+}
+
+/// A request SPEC D9 forbids for a protected master or domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Attaching a protected master to an identity (bypass) domain.
+    Identity,
+    /// A protected master on a paging domain that is not itself protected (whose mappings
+    /// are not limited to the shared windows).
+    UnprotectedDomain,
+    /// ATS for a protected master on a platform that does not allow it: a translated request
+    /// would bypass the SMMU's checks.
+    Ats,
+    /// A mapping in a protected domain of physical memory outside every shared window.
+    OutsideSharedWindows {
+        /// First byte.
+        pa: PhysAddr,
+        /// Length.
+        size: u64,
+    },
+    /// A protected master was asked to take a bypass STE some other way (a reserved-memory
+    /// identity region, a global bypass default).
+    Bypass,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Identity => f.write_str("a protected master cannot use an identity domain"),
+            Self::UnprotectedDomain => {
+                f.write_str("a protected master can only use a protected paging domain")
+            }
+            Self::Ats => f.write_str("ATS is not allowed for protected masters on this platform"),
+            Self::OutsideSharedWindows { pa, size } => write!(
+                f,
+                "{:#x}+{:#x} is outside the platform's shared windows",
+                pa.0, size
+            ),
+            Self::Bypass => f.write_str("a protected master can never bypass translation"),
+        }
+    }
+}
+
+/// The platform's rules for protected masters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtectedPolicy {
+    /// ATS may be enabled for protected masters (the platform checks translated requests
+    /// itself, e.g. with a granule protection table). Default: no.
+    pub allow_ats: bool,
+}
+
+impl ProtectedPolicy {
+    /// May a master with these properties be added?
+    pub fn check_master(&self, protected: bool, ats: bool) -> Result<(), Refusal> {
+        if protected && ats && !self.allow_ats {
+            return Err(Refusal::Ats);
+        }
+        Ok(())
+    }
+
+    /// May a master be attached to a domain of `kind`? `domain_protected` says whether the
+    /// domain limits its mappings to the shared windows.
+    pub fn check_attach(
+        &self,
+        master_protected: bool,
+        kind: DomainKind,
+        domain_protected: bool,
+    ) -> Result<(), Refusal> {
+        if !master_protected {
+            return Ok(());
+        }
+        match kind {
+            DomainKind::Blocked => Ok(()),
+            DomainKind::Identity => Err(Refusal::Identity),
+            DomainKind::Stage1 | DomainKind::Stage2 if domain_protected => Ok(()),
+            DomainKind::Stage1 | DomainKind::Stage2 => Err(Refusal::UnprotectedDomain),
+        }
+    }
+
+    /// May `[pa, pa + size)` be mapped into a domain? Protected domains only map memory that
+    /// lies entirely inside one shared window.
+    pub fn check_map(
+        &self,
+        domain_protected: bool,
+        windows: &[PhysRange],
+        pa: PhysAddr,
+        size: u64,
+    ) -> Result<(), Refusal> {
+        if !domain_protected || windows.iter().any(|w| w.contains(pa, size)) {
+            Ok(())
+        } else {
+            Err(Refusal::OutsideSharedWindows { pa, size })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOWS: [PhysRange; 2] = [
+        PhysRange {
+            start: PhysAddr(0x8000_0000),
+            size: 0x10_0000,
+        },
+        PhysRange {
+            start: PhysAddr(0x9000_0000),
+            size: 0x1000,
+        },
+    ];
+
+    // spec: D9
+    #[test]
+    fn protected_masters_get_only_abort_or_protected_paging() {
+        let p = ProtectedPolicy::default();
+        assert_eq!(p.check_attach(true, DomainKind::Blocked, false), Ok(()));
+        assert_eq!(
+            p.check_attach(true, DomainKind::Identity, true),
+            Err(Refusal::Identity)
+        );
+        for kind in [DomainKind::Stage1, DomainKind::Stage2] {
+            assert_eq!(p.check_attach(true, kind, true), Ok(()));
+            assert_eq!(
+                p.check_attach(true, kind, false),
+                Err(Refusal::UnprotectedDomain)
+            );
+            assert_eq!(p.check_attach(false, kind, false), Ok(()));
+        }
+        assert_eq!(p.check_attach(false, DomainKind::Identity, false), Ok(()));
+    }
+
+    // spec: D9
+    #[test]
+    fn ats_only_where_the_platform_allows_it() {
+        assert_eq!(
+            ProtectedPolicy::default().check_master(true, true),
+            Err(Refusal::Ats)
+        );
+        assert_eq!(ProtectedPolicy::default().check_master(false, true), Ok(()));
+        let allow = ProtectedPolicy { allow_ats: true };
+        assert_eq!(allow.check_master(true, true), Ok(()));
+    }
+
+    // spec: D9
+    #[test]
+    fn protected_maps_stay_inside_one_window() {
+        let p = ProtectedPolicy::default();
+        let ok = |pa: u64, size: u64| p.check_map(true, &WINDOWS, PhysAddr(pa), size);
+        assert_eq!(ok(0x8000_0000, 0x10_0000), Ok(()));
+        assert_eq!(ok(0x9000_0000, 0x1000), Ok(()));
+        assert!(ok(0x8000_0000, 0x10_1000).is_err()); // runs past the end
+        assert!(ok(0x7fff_f000, 0x2000).is_err()); // starts before
+        assert!(ok(0x800f_f000, 0x9000_1000 - 0x800f_f000).is_err()); // spans the gap
+        assert!(ok(u64::MAX - 0xfff, 0x1000).is_err());
+        assert!(p
+            .check_map(true, &[], PhysAddr(0x8000_0000), 0x1000)
+            .is_err());
+        assert_eq!(
+            p.check_map(false, &[], PhysAddr(0x1234_5000), 0x1000),
+            Ok(())
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Stream tables (SPEC D3; IHI 0070 G.b §3.3, §5.1, §6.3.24–25).
+//!
+//! The driver reaches STEs only through the [`StreamTable`] trait, which has two
+//! implementations: [`OwnedStreamTable`] here (a table this driver allocated and programs into
+//! `STRTAB_BASE`), and the adopted table of the crash-kernel crate (a live table it found and
+//! must not move). Nothing else in the driver knows which one it has.
+
+use heapless::Vec;
+use tock_registers::LocalRegisterCopy;
+
+use crate::arch::l1std::{L1StdConfig, STRTAB_SPLIT};
+use crate::arch::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
+use crate::dma::DmaBuf;
+use crate::error::Error;
+use crate::hal::{Hal, PhysAddr};
+use crate::writer::ENTRY_QWORDS;
+
+/// Bytes per STE.
+pub const STE_BYTES: usize = 64;
+/// STEs per level-2 table with `SPLIT` = 8 (SPEC D3).
+pub const STES_PER_L2: u32 = 1 << STRTAB_SPLIT;
+/// The largest `LOG2SIZE` of a 2-level table: L1 at most 2^17 descriptors (1 MiB), the limit
+/// adoption enforces too (SPEC K2).
+pub const MAX_LOG2_TWO_LEVEL: u32 = STRTAB_SPLIT + 17;
+/// The largest `LOG2SIZE` of a linear table this driver allocates (2^16 STEs = 4 MiB); SMMUs
+/// with more StreamIDs and no 2-level support are limited to this many.
+pub const MAX_LOG2_LINEAR: u32 = 16;
+/// How many level-2 tables an [`OwnedStreamTable`] can hold (each covers 256 StreamIDs), a
+/// fixed bound because the driver has no heap: 1024 × 256 = 262144 StreamIDs in use.
+pub const MAX_L2_TABLES: usize = 1024;
+
+/// `STRTAB_BASE_CFG.FMT` values (§6.3.25).
+pub mod fmt {
+    /// Linear.
+    pub const LINEAR: u32 = 0b00;
+    /// 2-level.
+    pub const TWO_LEVEL: u32 = 0b01;
+}
+
+/// Where an STE lives: a buffer and the index of its first 64-bit word.
+#[derive(Clone, Copy, Debug)]
+pub struct SteLocation<'a> {
+    /// The table (linear) or level-2 table holding the STE.
+    pub buf: &'a DmaBuf,
+    /// Index of the STE's word 0 in `buf`.
+    pub first_word: usize,
+}
+
+impl SteLocation<'_> {
+    /// Reads the STE's 8 words.
+    pub fn read<H: Hal + ?Sized>(&self, hal: &H) -> Result<[u64; ENTRY_QWORDS], Error> {
+        let mut words = [0u64; ENTRY_QWORDS];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = self.buf.read(hal, self.first_word + i)?;
+        }
+        Ok(words)
+    }
+}
+
+/// What [`StreamTable::prepare`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// The STE was already addressable.
+    Present,
+    /// A level-1 descriptor was published: the SMMU may hold the old (invalid) descriptor
+    /// in its configuration cache, so the caller must issue `CMD_CFGI_STE` with `Leaf` = 0
+    /// and a `CMD_SYNC` before relying on it (§4.3.1).
+    NewLevel1Descriptor,
+}
+
+/// A stream table as the driver core uses it.
+pub trait StreamTable {
+    /// log2 of the number of StreamIDs the table covers.
+    fn log2_size(&self) -> u32;
+
+    /// The `(STRTAB_BASE, STRTAB_BASE_CFG)` a reset must program, or `None` when the table
+    /// is already live and those registers must not be written (adoption, SPEC K5).
+    fn base_registers(&self) -> Option<(u64, u32)>;
+
+    /// Makes `sid`'s STE addressable, allocating (or mapping and validating) its level-2
+    /// table when needed. A new level-2 table is filled with `fill` before it is published.
+    fn prepare<H: Hal + ?Sized>(
+        &mut self,
+        hal: &H,
+        sid: u32,
+        fill: &[u64; ENTRY_QWORDS],
+    ) -> Result<Prepared, Error>;
+
+    /// Where `sid`'s STE is; it must have been prepared.
+    fn locate(&self, sid: u32) -> Result<SteLocation<'_>, Error>;
+
+    /// Whether `sid`'s STE was inherited live and has not been replaced yet (SPEC K11): such
+    /// an STE may only be replaced by an explicit attach.
+    fn is_deferred(&self, sid: u32) -> bool {
+        let _ = sid;
+        false
+    }
+
+    /// Records that `sid`'s deferred STE has been replaced (its hitless write completed).
+    fn clear_deferred(&mut self, sid: u32) {
+        let _ = sid;
+    }
+
+    /// Gives every buffer back to the HAL.
+    ///
+    /// # Safety
+    /// The SMMU no longer uses the table (it was reset or pointed elsewhere).
+    unsafe fn release<H: Hal + ?Sized>(self, hal: &H)
+    where
+        Self: Sized;
+}
+
+/// Layout of an [`OwnedStreamTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One array of 2^log2 STEs.
+    Linear,
+    /// Level-1 descriptors, each covering 256 STEs in a lazily allocated level-2 table.
+    TwoLevel,
+}
+
+impl Layout {
+    /// The layout and size for an SMMU: 2-level when the SMMU supports it and there are more
+    /// StreamIDs than one level-2 table holds, as Linux chooses. Returns `(layout, log2)`.
+    pub fn choose(two_level_supported: bool, sid_bits: u8) -> (Layout, u32) {
+        let sid_bits = u32::from(sid_bits).min(32);
+        if two_level_supported && sid_bits > STRTAB_SPLIT {
+            (Layout::TwoLevel, sid_bits.min(MAX_LOG2_TWO_LEVEL))
+        } else {
+            (Layout::Linear, sid_bits.min(MAX_LOG2_LINEAR))
+        }
+    }
+}
+
+/// A stream table the driver allocated.
+pub struct OwnedStreamTable {
+    layout: Layout,
+    log2: u32,
+    /// The linear table, or the level-1 descriptor array.
+    base: DmaBuf,
+    /// Level-2 tables by level-1 index, sorted.
+    l2: Vec<(u32, DmaBuf), MAX_L2_TABLES>,
+    coherent: bool,
+}
+
+impl core::fmt::Debug for OwnedStreamTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OwnedStreamTable")
+            .field("layout", &self.layout)
+            .field("log2", &self.log2)
+            .field("base", &self.base.pa())
+            .field("l2_tables", &self.l2.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OwnedStreamTable {
+    /// Allocates a table of 2^`log2` StreamIDs. A linear table is filled with `fill` (every
+    /// StreamID gets that STE); a 2-level table starts with every descriptor invalid, so
+    /// unconfigured StreamIDs take the `C_BAD_STREAMID` path until their level-2 table exists.
+    pub fn new<H: Hal + ?Sized>(
+        hal: &H,
+        layout: Layout,
+        log2: u32,
+        coherent: bool,
+        fill: &[u64; ENTRY_QWORDS],
+    ) -> Result<Self, Error> {
+        let base = match layout {
+            Layout::Linear => {
+                let log2 = log2.min(MAX_LOG2_LINEAR);
+                let bytes = STE_BYTES << log2;
+                let buf = DmaBuf::alloc(hal, bytes, bytes, coherent)?;
+                for i in 0..(1usize << log2) {
+                    for (w, v) in fill.iter().enumerate() {
+                        buf.write(hal, i * ENTRY_QWORDS + w, *v)?;
+                    }
+                }
+                buf
+            }
+            Layout::TwoLevel => {
+                let l1_log2 = log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL) - STRTAB_SPLIT;
+                let bytes = 8usize << l1_log2;
+                DmaBuf::alloc(hal, bytes, bytes.max(64), coherent)?
+            }
+        };
+        let log2 = match layout {
+            Layout::Linear => log2.min(MAX_LOG2_LINEAR),
+            Layout::TwoLevel => log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL),
+        };
+        Ok(Self {
+            layout,
+            log2,
+            base,
+            l2: Vec::new(),
+            coherent,
+        })
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Number of level-2 tables allocated so far.
+    pub fn l2_tables(&self) -> usize {
+        self.l2.len()
+    }
+
+    /// Physical address of the linear table or the level-1 array.
+    pub fn base_pa(&self) -> PhysAddr {
+        self.base.pa()
+    }
+
+    fn check_sid(&self, sid: u32) -> Result<(), Error> {
+        if u64::from(sid) >> self.log2 != 0 {
+            Err(Error::StreamIdOutOfRange(sid))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StreamTable for OwnedStreamTable {
+    fn log2_size(&self) -> u32 {
+        self.log2
+    }
+
+    fn base_registers(&self) -> Option<(u64, u32)> {
+        let mut base = LocalRegisterCopy::<u64, STRTAB_BASE::Register>::new(0);
+        base.modify(STRTAB_BASE::RA::SET + STRTAB_BASE::ADDR.val(self.base.pa().0 >> 6));
+        let mut cfg = LocalRegisterCopy::<u32, STRTAB_BASE_CFG::Register>::new(0);
+        match self.layout {
+            Layout::Linear => cfg.modify(
+                STRTAB_BASE_CFG::FMT.val(fmt::LINEAR) + STRTAB_BASE_CFG::LOG2SIZE.val(self.log2),
+            ),
+            Layout::TwoLevel => cfg.modify(
+                STRTAB_BASE_CFG::FMT.val(fmt::TWO_LEVEL)
+                    + STRTAB_BASE_CFG::SPLIT.val(STRTAB_SPLIT)
+                    + STRTAB_BASE_CFG::LOG2SIZE.val(self.log2),
+            ),
+        }
+        Some((base.get(), cfg.get()))
+    }
+
+    fn prepare<H: Hal + ?Sized>(
+        &mut self,
+        hal: &H,
+        sid: u32,
+        fill: &[u64; ENTRY_QWORDS],
+    ) -> Result<Prepared, Error> {
+        self.check_sid(sid)?;
+        if self.layout == Layout::Linear {
+            return Ok(Prepared::Present);
+        }
+        let l1 = sid >> STRTAB_SPLIT;
+        let Err(pos) = self.l2.binary_search_by_key(&l1, |(i, _)| *i) else {
+            return Ok(Prepared::Present);
+        };
+        if self.l2.is_full() {
+            return Err(Error::CapacityExhausted);
+        }
+        let bytes = STE_BYTES << STRTAB_SPLIT;
+        let table = DmaBuf::alloc(hal, bytes, bytes, self.coherent)?;
+        // Fill the level-2 table completely before the descriptor makes it reachable.
+        let filled = (0..STES_PER_L2 as usize).try_for_each(|i| {
+            fill.iter()
+                .enumerate()
+                .try_for_each(|(w, v)| table.write(hal, i * ENTRY_QWORDS + w, *v))
+        });
+        let desc = L1StdConfig {
+            span: (STRTAB_SPLIT + 1) as u8,
+            l2_ptr: table.pa().0,
+        }
+        .encode()
+        .to_words()[0];
+        // One 64-bit single-copy-atomic store publishes the table (SPEC D3).
+        let published = filled.and_then(|()| self.base.store_live(hal, l1 as usize, desc));
+        if let Err(e) = published {
+            // SAFETY: the descriptor was not written (or the fill failed), so the SMMU never
+            // saw this table.
+            unsafe { table.release(hal) };
+            return Err(e.into());
+        }
+        // Cannot fail: capacity was checked above.
+        let _ = self.l2.insert(pos, (l1, table));
+        Ok(Prepared::NewLevel1Descriptor)
+    }
+
+    fn locate(&self, sid: u32) -> Result<SteLocation<'_>, Error> {
+        self.check_sid(sid)?;
+        match self.layout {
+            Layout::Linear => Ok(SteLocation {
+                buf: &self.base,
+                first_word: sid as usize * ENTRY_QWORDS,
+            }),
+            Layout::TwoLevel => {
+                let l1 = sid >> STRTAB_SPLIT;
+                let i = self
+                    .l2
+                    .binary_search_by_key(&l1, |(i, _)| *i)
+                    .map_err(|_| Error::StreamIdOutOfRange(sid))?;
+                let (_, buf) = self.l2.get(i).ok_or(Error::StreamIdOutOfRange(sid))?;
+                Ok(SteLocation {
+                    buf,
+                    first_word: (sid & (STES_PER_L2 - 1)) as usize * ENTRY_QWORDS,
+                })
+            }
+        }
+    }
+
+    unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
+        for (_, t) in self.l2 {
+            // SAFETY: the caller guarantees the SMMU no longer uses the table.
+            unsafe { t.release(hal) };
+        }
+        // SAFETY: as above.
+        unsafe { self.base.release(hal) };
+    }
+}
