@@ -34,8 +34,11 @@ extern crate std;
 pub mod access;
 pub mod arch;
 pub mod dma;
+pub mod evtq;
 pub mod hal;
 pub mod poll;
+#[cfg(test)]
+mod testutil;
 pub mod writer;
 
 pub use access::{Mmio, RegisterAccess};
