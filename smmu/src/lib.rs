@@ -33,13 +33,31 @@ extern crate std;
 
 pub mod access;
 pub mod arch;
+pub mod cdtab;
+pub mod cmdq;
 pub mod dma;
+pub mod domain;
+mod driver;
+mod error;
 pub mod evtq;
 pub mod hal;
+pub mod ids;
+pub mod inval;
+pub mod policy;
 pub mod poll;
+pub mod probe;
+pub mod reset;
+pub mod strtab;
 #[cfg(test)]
 mod testutil;
 pub mod writer;
 
 pub use access::{Mmio, RegisterAccess};
+pub use domain::{Domain, DomainStage};
+pub use driver::{
+    Attachment, MasterConfig, MasterId, Smmu, SmmuConfig, MAX_MASTERS, MAX_SIDS_PER_MASTER,
+};
+pub use error::{CommandFault, Error, ProbeError, WaitFor};
 pub use hal::{DmaRegion, Hal, HalError, Iova, MapAttr, PhysAddr, PhysRange};
+pub use reset::{OnFailure, ResetPlan, ResetStep};
+pub use strtab::{OwnedStreamTable, StreamTable};
