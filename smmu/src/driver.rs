@@ -351,7 +351,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             if let Err(e) = self.run_step(step) {
                 if plan.on_failure == OnFailure::AbortThenDisable {
                     // Best effort: the first error is the one to report.
-                    let _ = self.set_global_abort();
+                    let _ = self.update_gbpa(true);
                     self.cr0 = self.regs.read32(offset::CR0) & !CR0::SMMUEN.mask;
                     self.regs.write32(offset::CR0, self.cr0);
                     let _ = self.wait_cr0_ack();
@@ -364,7 +364,8 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     fn run_step(&mut self, step: ResetStep) -> Result<(), Error> {
         match step {
-            ResetStep::GlobalBypassAbort => self.set_global_abort(),
+            ResetStep::GlobalBypassAbort => self.update_gbpa(true),
+            ResetStep::GlobalBypassAllow => self.update_gbpa(false),
             ResetStep::DisableAll => self.write_cr0(0),
             ResetStep::AcknowledgeGlobalErrors => {
                 let report = evtq::acknowledge_global_errors(&self.regs);
@@ -514,9 +515,9 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         .ok_or(Error::Timeout(WaitFor::IrqCtrlAck))
     }
 
-    /// `GBPA.ABORT` = 1 through the `Update` handshake (§6.3.14): wait for a previous update
-    /// to finish, write with `Update` = 1, wait for `Update` to clear.
-    fn set_global_abort(&self) -> Result<(), Error> {
+    /// `GBPA.ABORT` = `abort` through the `Update` handshake (§6.3.14): wait for a previous
+    /// update to finish, write with `Update` = 1, wait for `Update` to clear.
+    fn update_gbpa(&self, abort: bool) -> Result<(), Error> {
         let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
         let idle = || {
             poll(&self.hal, self.config.budget, || {
@@ -526,8 +527,13 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             .ok_or(Error::Timeout(WaitFor::GbpaUpdate))
         };
         let current = idle()?;
-        let abort = GBPA::ABORT.mask << GBPA::ABORT.shift;
-        self.regs.write32(offset::GBPA, current | abort | update);
+        let abort_bit = GBPA::ABORT.mask << GBPA::ABORT.shift;
+        let value = if abort {
+            current | abort_bit
+        } else {
+            current & !abort_bit
+        };
+        self.regs.write32(offset::GBPA, value | update);
         idle().map(|_| ())
     }
 
@@ -680,12 +686,17 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     }
 
     /// Attaches `master` to the identity domain (bypass). Refused for protected masters
-    /// (SPEC D9).
+    /// (SPEC D9) and while any of its STEs is deferred (SPEC K12).
     pub fn attach_identity(&mut self, master: MasterId) -> Result<(), Error> {
         let m = self.master(master)?;
         self.config
             .policy
             .check_attach(m.protected, DomainKind::Identity, false)?;
+        // An inherited STE is only ever replaced by a translating attach or released to
+        // abort (SPEC K12): an identity default domain must not widen what it allows.
+        if let Some(&sid) = m.sids.iter().find(|&&s| self.strtab.is_deferred(s)) {
+            return Err(Error::Deferred(sid));
+        }
         let target = make::ste_image(&make::bypass_ste(self.entry_features));
         self.install_ste(master, &target)?;
         self.after_attach(master, Attachment::Identity)
@@ -1014,13 +1025,15 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         evtq::acknowledge_global_errors(&self.regs)
     }
 
-    /// Gives every buffer back, consuming the driver.
+    /// Gives every buffer back, consuming the driver, and returns the register interface
+    /// and the HAL (a crash kernel that abandons adoption resets with them).
     ///
     /// # Safety
     /// The SMMU no longer uses any of the driver's structures: it was disabled (`CR0` = 0
     /// acknowledged) or reset, and no domain is attached.
-    pub unsafe fn release(self) {
+    pub unsafe fn release(self) -> (R, H) {
         let Self {
+            regs,
             hal,
             cmdq,
             evtq,
@@ -1042,5 +1055,6 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             cmdq.release(&hal);
             strtab.release(&hal);
         }
+        (regs, hal)
     }
 }

@@ -120,6 +120,9 @@ pub enum Error {
     Queue(crate::evtq::QueueError),
     /// An event or PRI queue could not be drained (a hostile `PROD`).
     Drain(crate::evtq::DrainError),
+    /// An inherited (adopted) table descriptor covering this StreamID is invalid now: the
+    /// device under it is refused, the rest of the table stays adopted (SPEC K3).
+    InheritedDescriptorInvalid(u32),
     /// The STE is adopted and deferred: nothing may rewrite it before an explicit attach
     /// (SPEC K12).
     Deferred(u32),
@@ -184,6 +187,12 @@ impl fmt::Display for Error {
             Self::Protected(r) => write!(f, "protected DMA: {r}"),
             Self::Queue(e) => write!(f, "{e}"),
             Self::Drain(e) => write!(f, "{e:?}"),
+            Self::InheritedDescriptorInvalid(s) => {
+                write!(
+                    f,
+                    "the inherited descriptor covering StreamID {s:#x} is invalid"
+                )
+            }
             Self::Deferred(s) => write!(f, "StreamID {s:#x} is deferred (adopted, not attached)"),
         }
     }

@@ -153,3 +153,53 @@ pub unsafe trait Hal {
         core::hint::spin_loop();
     }
 }
+
+// SAFETY: every method forwards to `H`, whose implementation upholds the contract.
+unsafe impl<H: Hal + ?Sized> Hal for &H {
+    fn dma_alloc(&self, size: usize, align: usize) -> Result<DmaRegion, HalError> {
+        (**self).dma_alloc(size, align)
+    }
+
+    unsafe fn dma_free(&self, region: DmaRegion) {
+        // SAFETY: forwarded from the caller.
+        unsafe { (**self).dma_free(region) }
+    }
+
+    fn map_phys(&self, pa: PhysAddr, size: usize, attr: MapAttr) -> Result<NonNull<u8>, HalError> {
+        (**self).map_phys(pa, size, attr)
+    }
+
+    unsafe fn unmap_phys(&self, va: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { (**self).unmap_phys(va, size) }
+    }
+
+    fn is_ram(&self, pa: PhysAddr, size: u64) -> bool {
+        (**self).is_ram(pa, size)
+    }
+
+    fn clean_dcache(&self, va: NonNull<u8>, size: usize) {
+        (**self).clean_dcache(va, size);
+    }
+
+    fn invalidate_dcache(&self, va: NonNull<u8>, size: usize) {
+        (**self).invalidate_dcache(va, size);
+    }
+
+    fn has_cache_maintenance(&self) -> bool {
+        (**self).has_cache_maintenance()
+    }
+
+    fn shared_windows(&self) -> &[PhysRange] {
+        (**self).shared_windows()
+    }
+
+    unsafe fn store_entry_qword(&self, va: NonNull<u64>, value: u64) {
+        // SAFETY: forwarded from the caller.
+        unsafe { (**self).store_entry_qword(va, value) }
+    }
+
+    fn relax(&self) {
+        (**self).relax();
+    }
+}

@@ -15,6 +15,9 @@ pub enum ResetStep {
     /// `GBPA.ABORT` = 1 through the `Update` handshake (§6.3.14): while the SMMU is
     /// disabled, incoming transactions abort instead of bypassing.
     GlobalBypassAbort,
+    /// `GBPA.ABORT` = 0 through the handshake: while the SMMU is disabled, incoming
+    /// transactions bypass. Only for platforms (or simulations) that choose bypass.
+    GlobalBypassAllow,
     /// `CR0` = 0 (every queue and translation off), `CR0ACK` polled.
     DisableAll,
     /// Acknowledge every latched global error (toggle `GERRORN`), then fail with
