@@ -1,10 +1,11 @@
 //! Criterion benchmarks of the model's hot paths: a TLB hit, a full 4-level stage-1 walk, a full
-//! nested walk, and a batch of 64 TLBI_NH_VA + CMD_SYNC. Figures are recorded in BENCHMARKS.md.
+//! nested walk, and a batch of 64 TLBI_NH_VA + CMD_SYNC; the walks and the batch also with RAM
+//! backed by a `HostRam` arena (`*_host_ram`). Figures are recorded in BENCHMARKS.md.
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use smmu_model::fields::{cd, cmd, pte, reg, ste};
-use smmu_model::{CachePolicy, Model, ModelConfig, Profile, Transaction};
+use smmu_model::{CachePolicy, HostRam, Model, ModelConfig, Profile, Transaction};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -45,10 +46,20 @@ fn cmd_at(s: &mut Setup, w: [u64; 2]) {
 
 /// SID 1: stage 1 (ASID 5) mapping 0x1000..; SID 2: nested (VMID 3) with the same S1 tables.
 fn setup(cache: CachePolicy) -> Setup {
+    setup_in(cache, None)
+}
+
+/// As `setup`, with RAM backed by a 64 MiB host arena.
+fn setup_host(cache: CachePolicy) -> Setup {
+    setup_in(cache, Some(HostRam::new(64 << 20).unwrap()))
+}
+
+fn setup_in(cache: CachePolicy, host_ram: Option<HostRam>) -> Setup {
     let mut m = Model::new(ModelConfig {
         profile: Profile::grace(),
         ack_latency: 0,
         cache,
+        host_ram,
         ..ModelConfig::default()
     });
     let st = m.alloc_pages(4, 16384).unwrap();
@@ -137,23 +148,37 @@ fn benches(c: &mut Criterion) {
         walk_cache: false,
         ..CachePolicy::default()
     };
-    let mut s = setup(nocache.clone());
-    assert!(s.m.translate(&t).pa().is_some());
-    c.bench_function("translate_s1_4level_walk", |b| {
-        b.iter(|| black_box(s.m.translate(black_box(&t))));
-    });
-
-    // Full nested walk: every S1 descriptor fetch and the output go through a stage-2 walk.
-    let mut s = setup(nocache);
     let tn = Transaction::read(2, va);
-    assert!(s.m.translate(&tn).pa().is_some());
-    c.bench_function("translate_nested_walk", |b| {
-        b.iter(|| black_box(s.m.translate(black_box(&tn))));
-    });
+    for (suffix, mk) in [
+        ("", setup as fn(CachePolicy) -> Setup),
+        ("_host_ram", setup_host),
+    ] {
+        let mut s = mk(nocache.clone());
+        assert!(s.m.translate(&t).pa().is_some());
+        c.bench_function(&format!("translate_s1_4level_walk{suffix}"), |b| {
+            b.iter(|| black_box(s.m.translate(black_box(&t))));
+        });
+
+        // Full nested walk: every S1 descriptor fetch and the output go through a stage-2 walk.
+        let mut s = mk(nocache.clone());
+        assert!(s.m.translate(&tn).pa().is_some());
+        c.bench_function(&format!("translate_nested_walk{suffix}"), |b| {
+            b.iter(|| black_box(s.m.translate(black_box(&tn))));
+        });
+    }
 
     // 64 x TLBI_NH_VA (each hitting a TLB entry) + CMD_SYNC, consumed on the PROD write.
-    let mut s = setup(CachePolicy::default());
-    c.bench_function("cmdq_64_tlbi_nh_va_plus_sync", |b| {
+    for (suffix, mk) in [
+        ("", setup as fn(CachePolicy) -> Setup),
+        ("_host_ram", setup_host),
+    ] {
+        let mut s = mk(CachePolicy::default());
+        cmdq_batch(c, &mut s, suffix);
+    }
+}
+
+fn cmdq_batch(c: &mut Criterion, s: &mut Setup, suffix: &str) {
+    c.bench_function(&format!("cmdq_64_tlbi_nh_va_plus_sync{suffix}"), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -166,9 +191,9 @@ fn benches(c: &mut Criterion) {
                     cmd::ASID.set(&mut w, 5);
                     cmd::LEAF.set(&mut w, 1);
                     cmd::ADDR.set(&mut w, (0x7F00_0000_0000 + i * 4096) >> 12);
-                    cmd_at(&mut s, w);
+                    cmd_at(s, w);
                 }
-                cmd_at(&mut s, [u64::from(cmd::SYNC), 0]);
+                cmd_at(s, [u64::from(cmd::SYNC), 0]);
                 let prod = s.prod;
                 let start = Instant::now();
                 s.m.write32(reg::CMDQ_PROD, prod);

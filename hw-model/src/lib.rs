@@ -17,6 +17,10 @@
 //!   [`Model::mem_write`]; route every 64-bit store of an STE or CD through [`Model::write_u64`]:
 //!   that is where the torn-fetch hook fires (S8/S9). Mapping foreign physical memory (kdump) is
 //!   just using the same functions on any RAM address.
+//! * **Host memory**: a driver that writes its tables through raw pointers gives the model a
+//!   [`HostRam`] arena in [`ModelConfig::host_ram`]; RAM is then that arena, so the pointer for
+//!   physical address `pa` is `host.byte_ptr(pa - ram_base)`. STE/CD stores should still go
+//!   through [`Model::write_u64`] so the torn-fetch hook sees them.
 //! * **Time**: [`Model::step`] advances time without a register access (command consumption in
 //!   [`CmdMode::Step`], masters with `masters_per_step`).
 //! * **Devices**: [`Model::add_master`] + [`Model::run_masters`], or one-off [`Model::dma`];
@@ -47,6 +51,7 @@
 mod cache;
 mod cmdq;
 pub mod fields;
+mod host;
 mod master;
 mod mem;
 mod model;
@@ -55,6 +60,7 @@ mod shared;
 mod util;
 mod xlate;
 
+pub use host::{HostRam, HOST_ALIGN_MAX};
 pub use master::{MasterSpec, Outcome, Pattern, Transaction, TxnResult};
 pub use mem::{MemError, PAGE};
 pub use model::{

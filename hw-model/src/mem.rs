@@ -1,5 +1,7 @@
-//! Sparse, bounded physical memory (SPEC M5) with encrypted regions and fault injection.
+//! Sparse, bounded physical memory (SPEC M5) with encrypted regions and fault injection, or a
+//! window of it backed by a [`HostRam`] arena.
 
+use crate::host::HostRam;
 use crate::util::{splitmix64, FastMap};
 use core::fmt;
 
@@ -63,10 +65,14 @@ impl Region {
     }
 }
 
-/// Sparse physical memory: 4 KiB pages allocated on first write, zero until written.
+/// Sparse physical memory: 4 KiB pages allocated on first write, zero until written. With a
+/// host arena, the arena's window `[host_base, host_end)` is backed by it instead (no limit).
 #[derive(Clone)]
 pub(crate) struct Memory {
     pages: FastMap<u64, Box<[u8; PAGE as usize]>>,
+    host: Option<HostRam>,
+    host_base: u64,
+    host_end: u64,
     ram: Vec<Region>,
     limit: u64,
     pub(crate) encrypted: Vec<Region>,
@@ -78,6 +84,9 @@ impl core::fmt::Debug for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Memory")
             .field("pages_backed", &self.pages.len())
+            .field("host", &self.host)
+            .field("host_base", &self.host_base)
+            .field("host_end", &self.host_end)
             .field("ram", &self.ram)
             .field("limit", &self.limit)
             .field("encrypted", &self.encrypted)
@@ -91,6 +100,9 @@ impl Memory {
     pub(crate) fn new(ram: &[(u64, u64)], limit: u64) -> Self {
         Self {
             pages: FastMap::default(),
+            host: None,
+            host_base: 0,
+            host_end: 0,
             ram: ram
                 .iter()
                 .map(|&(s, len)| Region {
@@ -106,6 +118,31 @@ impl Memory {
         }
     }
 
+    /// RAM `[base, base + host.len_bytes())` backed by `host`; `mem_limit` does not apply.
+    pub(crate) fn with_host(base: u64, host: HostRam) -> Self {
+        let end = base.saturating_add(host.len_bytes());
+        let mut m = Self::new(&[(base, end - base)], 0);
+        m.host_base = base;
+        m.host_end = end;
+        m.host = Some(host);
+        m
+    }
+
+    /// The host arena and the arena offset of `[pa, pa + len)`, if the range lies inside it.
+    #[inline]
+    fn host_at(&self, pa: u64, len: u64) -> Option<(&HostRam, u64)> {
+        let h = self.host.as_ref()?;
+        let end = pa.checked_add(len)?;
+        (pa >= self.host_base && end <= self.host_end).then(|| (h, pa - self.host_base))
+    }
+
+    /// Zeroes `[pa, pa + len)` where it lies in the host arena (a fresh DMA allocation).
+    pub(crate) fn zero_host(&self, pa: u64, len: u64) {
+        if let Some((h, off)) = self.host_at(pa, len) {
+            let _ = h.zero(off, len);
+        }
+    }
+
     pub(crate) fn is_ram(&self, pa: u64, len: u64) -> bool {
         let Some(end) = pa.checked_add(len) else {
             return false;
@@ -113,14 +150,19 @@ impl Memory {
         self.ram.iter().any(|r| pa >= r.start && end <= r.end)
     }
 
+    /// Bytes of RAM backed: the sparse pages written so far plus the whole host arena.
     pub(crate) fn bytes_backed(&self) -> u64 {
-        self.pages.len() as u64 * PAGE
+        self.pages.len() as u64 * PAGE + self.host.as_ref().map_or(0, HostRam::len_bytes)
     }
 
     /// Plain read (CPU view): no fault injection, no decryption garbage.
     pub(crate) fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemError> {
         if !self.is_ram(pa, buf.len() as u64) {
             return Err(MemError::NotRam { pa });
+        }
+        if let Some((h, off)) = self.host_at(pa, buf.len() as u64) {
+            let _ = h.read_bytes(off, buf);
+            return Ok(());
         }
         let mut done = 0usize;
         while done < buf.len() {
@@ -141,6 +183,10 @@ impl Memory {
     pub(crate) fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
         if !self.is_ram(pa, data.len() as u64) {
             return Err(MemError::NotRam { pa });
+        }
+        if let Some((h, off)) = self.host_at(pa, data.len() as u64) {
+            let _ = h.write_bytes(off, data);
+            return Ok(());
         }
         // Check the limit before touching anything, so that a failed write changes nothing.
         let first = pa & !(PAGE - 1);
@@ -182,6 +228,9 @@ impl Memory {
             let mut b = [0u8; 8];
             self.read(pa, &mut b)?;
             return Ok(u64::from_le_bytes(b));
+        }
+        if let Some((h, off)) = self.host_at(pa, 8) {
+            return Ok(h.load_u64(off).unwrap_or(0));
         }
         let page = pa & !(PAGE - 1);
         let off = (pa - page) as usize;
@@ -254,6 +303,12 @@ impl Memory {
             && self.encrypted.is_empty()
             && self.is_ram(pa, 16)
         {
+            if let Some((h, off)) = self.host_at(pa, 16) {
+                return Ok([
+                    h.load_u64(off).unwrap_or(0),
+                    h.load_u64(off + 8).unwrap_or(0),
+                ]);
+            }
             let page = pa & !(PAGE - 1);
             let off = (pa - page) as usize;
             return Ok(match self.pages.get(&page) {

@@ -2,6 +2,7 @@
 
 use crate::cache::Caches;
 use crate::fields::{evt, reg, Field};
+use crate::host::HostRam;
 use crate::master::{Master, MasterSpec, Outcome};
 use crate::mem::{MemError, Memory, Region, PAGE};
 use crate::profile::Profile;
@@ -135,7 +136,13 @@ pub struct ModelConfig {
     /// Size of RAM (address space given to the model; backed lazily).
     pub ram_size: u64,
     /// Maximum bytes of RAM actually backed (writes beyond give [`MemError::LimitExceeded`]).
+    /// Does not apply to a [`host_ram`](Self::host_ram) arena.
     pub mem_limit: u64,
+    /// Back RAM with a host arena instead of the sparse page map: RAM is then
+    /// `[ram_base, ram_base + host_ram.len_bytes())` (`ram_size` is replaced by the arena's
+    /// length in [`Model::config`]), fully backed, and shared with whoever holds a clone of
+    /// the handle, so a driver can write DMA memory through raw pointers. Default `None`.
+    pub host_ram: Option<HostRam>,
     /// Region `alloc_pages` hands out, `(base, size)`; `None` = all of RAM.
     pub dma_pool: Option<(u64, u64)>,
     /// CU option applied after a logged violation.
@@ -202,6 +209,7 @@ impl Default for ModelConfig {
             ram_base: 0x4000_0000,
             ram_size: 1 << 30,
             mem_limit: 256 << 20,
+            host_ram: None,
             dma_pool: None,
             cu_policy: CuPolicy::Ignore,
             page0_alias: false,
@@ -536,9 +544,16 @@ const IDREGS: [u32; 12] = [
 
 impl Model {
     /// Builds a model in its reset state.
-    pub fn new(cfg: ModelConfig) -> Self {
+    pub fn new(mut cfg: ModelConfig) -> Self {
         let prof = cfg.profile.clone();
-        let mem = Memory::new(&[(cfg.ram_base, cfg.ram_size)], cfg.mem_limit);
+        let mem = match &cfg.host_ram {
+            Some(h) => {
+                let mem = Memory::with_host(cfg.ram_base, h.clone());
+                cfg.ram_size = h.len_bytes().min(u64::MAX - cfg.ram_base);
+                mem
+            }
+            None => Memory::new(&[(cfg.ram_base, cfg.ram_size)], cfg.mem_limit),
+        };
         let (pool_base, pool_size) = cfg.dma_pool.unwrap_or((cfg.ram_base, cfg.ram_size));
         let q = |log2: u64, entry: u64| Queue {
             max_log2: (log2 as u32).min(19),
@@ -1587,7 +1602,9 @@ impl Model {
 
     /// Allocates `n` zeroed 4 KiB pages from the DMA pool, aligned to `align` bytes (a power of
     /// two, at least 4096). Returns the physical address (the model's "virtual" address is the
-    /// same: use `mem_read`/`mem_write`/`write_u64` on it).
+    /// same: use `mem_read`/`mem_write`/`write_u64` on it). The pool never reuses memory; pages
+    /// in a [`ModelConfig::host_ram`] arena are zeroed when handed out, sparse pages read as
+    /// zero until something writes them.
     pub fn alloc_pages(&mut self, n: u64, align: u64) -> Result<u64, MemError> {
         let align = align.max(PAGE);
         if n == 0 || !align.is_power_of_two() {
@@ -1604,6 +1621,7 @@ impl Model {
             return Err(MemError::PoolExhausted { bytes });
         }
         self.pool_next = end;
+        self.mem.zero_host(start, bytes);
         Ok(start)
     }
 
@@ -1645,7 +1663,7 @@ impl Model {
         self.inject_atc_timeout = on;
     }
 
-    /// Bytes of RAM currently backed.
+    /// Bytes of RAM currently backed (a [`ModelConfig::host_ram`] arena counts whole).
     pub fn mem_backed(&self) -> u64 {
         self.mem.bytes_backed()
     }
