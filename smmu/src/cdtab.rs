@@ -21,8 +21,8 @@ pub const CD_BYTES: usize = 64;
 pub const LEAF_SPLIT: u32 = 10;
 /// The largest linear table (1024 CDs, 64 KiB); more SubstreamIDs need 2 levels.
 pub const MAX_LOG2_LINEAR: u32 = LEAF_SPLIT;
-/// Leaf tables a 2-level CD table can hold (a fixed bound: no heap): 16 × 1024 SubstreamIDs.
-pub const MAX_LEAVES: usize = 16;
+/// Leaf tables a 2-level CD table can hold (a fixed bound: no heap): 4 × 1024 SubstreamIDs.
+pub const MAX_LEAVES: usize = 4;
 
 /// What [`CdTable::prepare`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

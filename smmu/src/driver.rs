@@ -30,7 +30,7 @@ use crate::writer::make::{self, EntryFeatures, MasterCaps};
 use crate::writer::{write_entry, CdRules, EntrySlot, SteRules, WriteReport, ENTRY_QWORDS};
 
 /// Masters one SMMU instance tracks (a fixed bound: the driver has no heap).
-pub const MAX_MASTERS: usize = 64;
+pub const MAX_MASTERS: usize = 32;
 /// StreamIDs per master (a PCIe function behind aliasing bridges, a platform device with
 /// several IDs).
 pub const MAX_SIDS_PER_MASTER: usize = 8;

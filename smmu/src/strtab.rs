@@ -26,8 +26,8 @@ pub const MAX_LOG2_TWO_LEVEL: u32 = STRTAB_SPLIT + 17;
 /// with more StreamIDs and no 2-level support are limited to this many.
 pub const MAX_LOG2_LINEAR: u32 = 16;
 /// How many level-2 tables an [`OwnedStreamTable`] can hold (each covers 256 StreamIDs), a
-/// fixed bound because the driver has no heap: 1024 × 256 = 262144 StreamIDs in use.
-pub const MAX_L2_TABLES: usize = 1024;
+/// fixed bound because the driver has no heap: 256 × 256 = 65536 StreamIDs in use.
+pub const MAX_L2_TABLES: usize = 256;
 
 /// `STRTAB_BASE_CFG.FMT` values (§6.3.25).
 pub mod fmt {

@@ -1,0 +1,877 @@
+//! The entry point shared by the property test and the `adopt` fuzz target (SPEC B1, B2).
+//!
+//! [`validate_image`] turns arbitrary bytes into a register snapshot, a platform and a sparse
+//! memory image of the crashed kernel's tables, runs the whole validation, and checks it with a
+//! second, independent implementation of the rules:
+//! - every read lies inside a range the registers or an already-read descriptor describe (the
+//!   stream table, a level-2 table, a stage-1 STE's CD table or level-1 CD table, a leaf CD
+//!   table), is 8-byte aligned and at most [`READ_CHUNK_WORDS`] words long;
+//! - the K1/K13 decision and the K2 geometry verdict agree exactly with the harness's own;
+//! - a verdict of "adoptable" means K3 and K14 hold for every descriptor, STE and CD, and the
+//!   reports are exactly the ones the harness derives.
+//!
+//! The bytes are read as a small header (which registers, which faults to inject) followed by
+//! a generator's choices, so most inputs build structurally plausible tables at fixed
+//! addresses: a stream table, up to four level-2 tables, four CD-table slots and four leaf
+//! slots. Pointers are occasionally bent (null, misaligned, beyond the OAS, raw).
+//!
+//! This is the harness: a broken invariant panics here (that is what the fuzzer looks for);
+//! the library itself never panics.
+#![allow(
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use core::cell::RefCell;
+use std::collections::BTreeSet;
+use std::vec::Vec;
+
+use smmu::arch::idr::IdRegs;
+use smmu::ids::IdAllocator;
+
+use crate::scan::{scan, Found, MemFault, OldMemory, ScanStats, READ_CHUNK_WORDS};
+use crate::validate::{decide, validate_geometry, AdoptPlatform};
+use crate::{Refusal, RegisterSnapshot};
+
+const ST_BASE: u64 = 0x4000_0000;
+const L2_BASE: u64 = 0x5000_0000;
+const L2_BYTES: u64 = 16 << 10;
+const CD_BASE: u64 = 0x6000_0000;
+const LEAF_BASE: u64 = 0x7000_0000;
+const SLOT_STRIDE: u64 = 64 << 10;
+const SLOTS: usize = 4;
+/// Bytes populated in each CD-table and leaf slot: 64 CDs, or 512 level-1 CD descriptors.
+const SLOT_BYTES: usize = 4096;
+/// The largest stream-table region built (1024 STEs, or 8192 level-1 descriptors).
+const MAX_TABLE_BYTES: u64 = 64 << 10;
+
+/// Bits `[hi:lo]` of a word, as a mask in place.
+const fn mask(hi: u32, lo: u32) -> u64 {
+    (u64::MAX >> (63 - hi)) & !((1u64 << lo) - 1)
+}
+const PTR_55_6: u64 = mask(55, 6);
+const PTR_55_12: u64 = mask(55, 12);
+
+/// What one run established.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The validation's verdict: adoptable (with what the scan visited) or the refusal.
+    pub verdict: Result<ScanStats, Refusal>,
+    /// Reads of the old memory.
+    pub reads: usize,
+    /// Reports the sink received.
+    pub found: usize,
+}
+
+/// Runs decide → validate_geometry → scan on a snapshot, platform and memory image built from
+/// `data`, and checks the result independently (module documentation). Returns `None` when
+/// `data` is too short to describe registers; panics if an invariant is broken.
+pub fn validate_image(data: &[u8]) -> Option<Outcome> {
+    if data.len() < 12 {
+        return None;
+    }
+    let case = Case::build(data);
+    Some(case.run())
+}
+
+/// A sparse physical memory: regions of bytes, nothing in between.
+#[derive(Default)]
+struct Image {
+    regions: Vec<(u64, Vec<u8>)>,
+}
+
+impl Image {
+    fn find(&self, pa: u64, len: u64) -> Option<&[u8]> {
+        let end = pa.checked_add(len)?;
+        self.regions.iter().find_map(|(base, bytes)| {
+            let region_end = base.checked_add(bytes.len() as u64)?;
+            (*base <= pa && end <= region_end).then(|| {
+                let start = (pa - base) as usize;
+                &bytes[start..start + len as usize]
+            })
+        })
+    }
+
+    fn read_u64(&self, pa: u64) -> Option<u64> {
+        let b = self.find(pa, 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    fn add(&mut self, base: u64, len: u64) -> usize {
+        self.regions.push((base, std::vec![0; len as usize]));
+        self.regions.len() - 1
+    }
+
+    fn put(&mut self, region: usize, offset: u64, word: u64) {
+        let bytes = &mut self.regions[region].1;
+        let o = offset as usize;
+        if let Some(dst) = bytes.get_mut(o..o + 8) {
+            dst.copy_from_slice(&word.to_le_bytes());
+        }
+    }
+}
+
+/// Records every read, then serves it from the image.
+struct Recorder<'a> {
+    image: &'a Image,
+    reads: RefCell<Vec<(u64, u64)>>,
+}
+
+impl OldMemory for Recorder<'_> {
+    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
+        let len = out.len() as u64 * 8;
+        self.reads.borrow_mut().push((pa, len));
+        let bytes = self.image.find(pa, len).ok_or(MemFault)?;
+        for (w, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(b.try_into().map_err(|_| MemFault)?);
+        }
+        Ok(())
+    }
+}
+
+/// The generator's input: bytes, then zeros once they run out.
+struct Bytes<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos = self.pos.saturating_add(1);
+        b
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from(self.u32()) | (u64::from(self.u32()) << 32)
+    }
+}
+
+/// What the platform's RAM check says.
+#[derive(Clone, Copy)]
+enum Ram {
+    /// Everything is RAM (no check).
+    Any,
+    /// The image's regions are RAM.
+    Image,
+    /// Nothing is.
+    None,
+}
+
+/// One generated input: registers, platform, memory and the sink's behaviour.
+struct Case {
+    snap: RegisterSnapshot,
+    platform: AdoptPlatform,
+    ram: Ram,
+    sink_fails_at: Option<usize>,
+    image: Image,
+}
+
+struct Gen<'a> {
+    b: Bytes<'a>,
+    image: Image,
+    l2_used: [bool; SLOTS],
+    cd_used: [Option<(u64, u64)>; SLOTS],
+    leaf_used: [bool; SLOTS],
+}
+
+impl Gen<'_> {
+    /// A pointer to `good`, occasionally bent.
+    fn ptr(&mut self, good: u64) -> u64 {
+        match self.b.u8() % 32 {
+            0 => 0,
+            1 => good + 64,
+            2 => good + 4096,
+            3 => good | 1 << 40,
+            4 => self.b.u64(),
+            _ => good,
+        }
+    }
+
+    fn ste(&mut self) -> [u64; 8] {
+        let mut w = [0u64; 8];
+        match self.b.u8() % 12 {
+            0..=3 => {}
+            4 => w[0] = 1,
+            5 => w[0] = 1 | 0b100 << 1,
+            6 | 7 => w[0] = self.stage1(0b101),
+            8 => {
+                w[0] = 1 | 0b110 << 1;
+                w[2] = self.vmid();
+            }
+            9 => {
+                w[0] = self.stage1(0b111);
+                w[2] = self.vmid();
+            }
+            10 => w = core::array::from_fn(|_| self.b.u64()),
+            _ => w[0] = 1 | u64::from(1 + self.b.u8() % 3) << 1,
+        }
+        w
+    }
+
+    fn vmid(&mut self) -> u64 {
+        let sel = self.b.u8();
+        if sel < 200 {
+            1 + u64::from(self.b.u8() % 255)
+        } else {
+            u64::from(self.b.u16())
+        }
+    }
+
+    fn stage1(&mut self, config: u64) -> u64 {
+        let slot = usize::from(self.b.u8()) % SLOTS;
+        let fmt = match self.b.u8() % 8 {
+            0..=4 => 0,
+            5 => 1,
+            6 => 2,
+            _ => 3,
+        };
+        let sel = self.b.u8();
+        let cd_max = if sel < 224 {
+            u64::from(sel % 9)
+        } else {
+            u64::from(sel % 32)
+        };
+        let ptr = self.ptr(CD_BASE + slot as u64 * SLOT_STRIDE);
+        if config == 0b101 && self.cd_used[slot].is_none() {
+            self.cd_used[slot] = Some((fmt, cd_max));
+        }
+        1 | config << 1 | fmt << 4 | (ptr & PTR_55_6) | cd_max << 59
+    }
+
+    fn l1std(&mut self) -> u64 {
+        match self.b.u8() % 8 {
+            0..=3 => 0,
+            4..=6 => {
+                let slot = usize::from(self.b.u8()) % SLOTS;
+                self.l2_used[slot] = true;
+                9 | (self.ptr(L2_BASE + slot as u64 * L2_BYTES) & PTR_55_6)
+            }
+            _ => self.b.u64(),
+        }
+    }
+
+    fn cd(&mut self) -> [u64; 8] {
+        let mut w = [0u64; 8];
+        match self.b.u8() % 6 {
+            0 | 1 => {}
+            2..=4 => {
+                let sel = self.b.u8();
+                let asid = match sel {
+                    0..=219 => 1 + u64::from(self.b.u8() % 255),
+                    220..=227 => 0,
+                    _ => u64::from(self.b.u16()),
+                };
+                // V, EPD0 and EPD1 (so the granule fields are IGNORED), ASID.
+                w[0] = 1 << 31 | 1 << 30 | 1 << 14 | asid << 48;
+            }
+            _ => w = core::array::from_fn(|_| self.b.u64()),
+        }
+        w
+    }
+
+    fn l1cd(&mut self) -> u64 {
+        match self.b.u8() % 4 {
+            0 => 0,
+            1 | 2 => {
+                let slot = usize::from(self.b.u8()) % SLOTS;
+                self.leaf_used[slot] = true;
+                1 | (self.ptr(LEAF_BASE + slot as u64 * SLOT_STRIDE) & PTR_55_12)
+            }
+            _ => self.b.u64(),
+        }
+    }
+
+    fn stes(&mut self, region: usize, count: u64) {
+        for i in 0..count {
+            for (j, word) in self.ste().into_iter().enumerate() {
+                self.image.put(region, i * 64 + j as u64 * 8, word);
+            }
+        }
+    }
+
+    fn cds(&mut self, region: usize, count: u64) {
+        for i in 0..count {
+            for (j, word) in self.cd().into_iter().enumerate() {
+                self.image.put(region, i * 64 + j as u64 * 8, word);
+            }
+        }
+    }
+}
+
+impl Case {
+    fn build(data: &[u8]) -> Case {
+        let mut g = Gen {
+            b: Bytes { data, pos: 0 },
+            image: Image::default(),
+            l2_used: [false; SLOTS],
+            cd_used: [None; SLOTS],
+            leaf_used: [false; SLOTS],
+        };
+        let fault = g.b.u8() % 16;
+        let flags = g.b.u8();
+        let table = g.b.u8() % 8;
+        let size = g.b.u8();
+        let split_sel = g.b.u8();
+        let sid_sel = g.b.u8();
+        let ssid_bits = u32::from(g.b.u8() % 21);
+        let oas_sel = g.b.u8();
+        let base_sel = g.b.u8();
+        let ram_sel = g.b.u8();
+        let e2h_sel = g.b.u8();
+        let gerr_sel = g.b.u16();
+        let sink_sel = g.b.u8();
+
+        let two_level = (4..=6).contains(&table);
+        let fmt: u32 = match table {
+            0..=3 => 0,
+            4..=6 => 1,
+            _ => 2 + u32::from(flags >> 7),
+        };
+        let mut log2size = if two_level {
+            8 + u32::from(size % 10)
+        } else {
+            u32::from(size % 11)
+        };
+        if size >= 240 {
+            log2size = u32::from(size % 64);
+        }
+        let split = if split_sel % 16 == 0 {
+            u32::from(split_sel >> 3) & 0x1f
+        } else {
+            8
+        };
+        let sid_bits = if sid_sel % 16 == 0 {
+            u32::from(sid_sel) % 64
+        } else {
+            (log2size + u32::from(sid_sel % 4)).min(63)
+        };
+        let st_lvl = two_level != (flags & 7 == 0);
+        let oas = if oas_sel < 224 {
+            0b101
+        } else {
+            u32::from(oas_sel % 8)
+        };
+        let idr0 = 0b11 // S1P, S2P
+            | 0b10 << 2 // AArch64 tables
+            | 1 << 4 // COHACC
+            | u32::from(flags & 0x10 != 0) << 9 // Hyp
+            | u32::from(flags & 0x04 != 0) << 12 // ASID16
+            | u32::from(flags & 0x08 != 0) << 18 // VMID16
+            | u32::from(flags & 0x02 != 0) << 19 // CD2L
+            | u32::from(st_lvl) << 27;
+        let idr1 = sid_bits | ssid_bits << 6;
+        let base = if base_sel % 16 == 0 {
+            ST_BASE + u64::from(base_sel >> 4) * 64
+        } else {
+            ST_BASE
+        };
+        let e2h = e2h_sel & 1 != 0;
+        let mut gerror = u32::from(gerr_sel) & 0x6ff; // active errors other than SFM
+        if fault == 5 {
+            gerror |= 1 << 8;
+        }
+        let mut snap = RegisterSnapshot {
+            ids: IdRegs {
+                idr: [idr0, idr1, 0, 0, 0, oas],
+                iidr: 0,
+                aidr: 0,
+            },
+            cr0: if fault == 2 { 0b1000 } else { 0b1001 },
+            cr1: 0,
+            cr2: u32::from(e2h),
+            gbpa: 0,
+            gerror,
+            gerrorn: 0,
+            strtab_base: base | u64::from(e2h_sel >> 7) << 62,
+            strtab_base_cfg: log2size | split << 6 | fmt << 16,
+        };
+        let mut platform = AdoptPlatform {
+            crash_kernel: fault != 1,
+            coherent: fault != 3 && fault != 4,
+            cache_maintenance: fault == 4,
+            expect_e2h: match (e2h_sel >> 1) % 3 {
+                0 => None,
+                _ if fault == 6 => Some(!e2h),
+                _ => Some(e2h),
+            },
+        };
+        if fault == 7 {
+            // Raw registers: anything at all.
+            snap = RegisterSnapshot {
+                ids: IdRegs {
+                    idr: core::array::from_fn(|_| g.b.u32()),
+                    iidr: 0,
+                    aidr: 0,
+                },
+                cr0: g.b.u32(),
+                cr1: 0,
+                cr2: g.b.u32(),
+                gbpa: 0,
+                gerror: g.b.u32(),
+                gerrorn: g.b.u32(),
+                strtab_base: g.b.u64(),
+                strtab_base_cfg: g.b.u32(),
+            };
+            platform = AdoptPlatform {
+                crash_kernel: true,
+                coherent: true,
+                cache_maintenance: false,
+                expect_e2h: None,
+            };
+        }
+
+        // The stream table, as the registers describe it (as much of it as is worth building).
+        let table_pa = snap.strtab_addr();
+        let cfg = snap.strtab_base_cfg;
+        let (log2size, split) = (cfg & 0x3f, (cfg >> 6) & 0x1f);
+        if (cfg >> 16) & 3 == 1 && split <= log2size {
+            let entries = 1u64 << (log2size - split).min(13);
+            let bytes = (entries * 8).min(MAX_TABLE_BYTES);
+            let region = g.image.add(table_pa, bytes);
+            for i in 0..bytes / 8 {
+                let d = g.l1std();
+                g.image.put(region, i * 8, d);
+            }
+        } else {
+            let stes = 1u64 << log2size.min(10);
+            let region = g.image.add(table_pa, stes * 64);
+            g.stes(region, stes);
+        }
+        for slot in 0..SLOTS {
+            if g.l2_used[slot] {
+                let region = g.image.add(L2_BASE + slot as u64 * L2_BYTES, L2_BYTES);
+                g.stes(region, 256);
+            }
+        }
+        for slot in 0..SLOTS {
+            let Some((fmt, cd_max)) = g.cd_used[slot] else {
+                continue;
+            };
+            let region = g
+                .image
+                .add(CD_BASE + slot as u64 * SLOT_STRIDE, SLOT_BYTES as u64);
+            let leaf_log2 = match fmt {
+                1 => Some(6),
+                2 => Some(10),
+                _ => None,
+            };
+            match leaf_log2 {
+                Some(leaf_log2) if cd_max != 0 => {
+                    let entries = (1u64 << cd_max.saturating_sub(leaf_log2)).min(512);
+                    for i in 0..entries {
+                        let d = g.l1cd();
+                        g.image.put(region, i * 8, d);
+                    }
+                }
+                _ => g.cds(region, (1u64 << cd_max).min(64)),
+            }
+        }
+        for slot in 0..SLOTS {
+            if g.leaf_used[slot] {
+                let region = g
+                    .image
+                    .add(LEAF_BASE + slot as u64 * SLOT_STRIDE, SLOT_BYTES as u64);
+                g.cds(region, 64);
+            }
+        }
+        Case {
+            snap,
+            platform,
+            ram: match ram_sel % 16 {
+                0 => Ram::Image,
+                1 => Ram::None,
+                _ => Ram::Any,
+            },
+            sink_fails_at: (sink_sel % 8 == 0).then_some(usize::from(sink_sel / 8)),
+            image: g.image,
+        }
+    }
+
+    fn run(&self) -> Outcome {
+        let features = self.snap.features();
+        let image = &self.image;
+        let is_ram = |base: u64, bytes: u64| match self.ram {
+            Ram::Any => true,
+            Ram::Image => image.find(base, bytes).is_some(),
+            Ram::None => false,
+        };
+
+        let decided = decide(&self.snap, &self.platform);
+        assert_eq!(
+            decided.is_ok(),
+            k1_holds(&self.snap, &self.platform),
+            "K1/K13 decision {decided:?} disagrees with the harness"
+        );
+        if let Err(refusal) = decided {
+            return Outcome {
+                verdict: Err(refusal),
+                reads: 0,
+                found: 0,
+            };
+        }
+        let geometry = validate_geometry(&self.snap, &features, &is_ram);
+        let expected_table = k2_table(&self.snap, &is_ram);
+        assert_eq!(
+            geometry.map(|g| (g.base(), g.table_bytes())).ok(),
+            expected_table,
+            "K2 verdict {geometry:?} disagrees with the harness"
+        );
+        let geometry = match geometry {
+            Ok(g) => g,
+            Err(refusal) => {
+                return Outcome {
+                    verdict: Err(refusal),
+                    reads: 0,
+                    found: 0,
+                }
+            }
+        };
+
+        let recorder = Recorder {
+            image,
+            reads: RefCell::new(Vec::new()),
+        };
+        let mut asids = IdAllocator::new(features.asid_bits());
+        let mut vmids = IdAllocator::new(features.vmid_bits());
+        let mut found = Vec::new();
+        let mut injected = None;
+        let verdict = scan(&geometry, &features, &recorder, &mut |f| {
+            found.push(f);
+            let refusal = match f {
+                Found::Asid { sid, ssid, asid } => {
+                    let r = Refusal::AsidConflict { sid, ssid, asid };
+                    if asids.is_reserved(asid) {
+                        return Ok(());
+                    }
+                    asids.reserve(asid).map_err(|_| r)?;
+                    r
+                }
+                Found::Vmid { sid, vmid } => {
+                    let r = Refusal::VmidConflict { sid, vmid };
+                    if vmids.is_reserved(vmid) {
+                        return Ok(());
+                    }
+                    vmids.reserve(vmid).map_err(|_| r)?;
+                    r
+                }
+                Found::Deferred { sid } => Refusal::VmidConflict { sid, vmid: 0 },
+            };
+            if Some(found.len() - 1) == self.sink_fails_at {
+                injected = Some(refusal);
+                return Err(refusal);
+            }
+            Ok(())
+        });
+
+        let reads = recorder.reads.into_inner();
+        check_reads(&self.snap, image, &reads);
+        match verdict {
+            Ok(stats) => {
+                assert!(injected.is_none(), "the sink's refusal was dropped");
+                recheck(&self.snap, image, &found, &stats);
+            }
+            Err(refusal) => {
+                if let Some(i) = injected {
+                    assert_eq!(refusal, i, "the sink's refusal was not returned as is");
+                }
+            }
+        }
+        Outcome {
+            verdict,
+            reads: reads.len(),
+            found: found.len(),
+        }
+    }
+}
+
+// The harness's own reading of the rules: raw bit positions from the specification, nothing
+// shared with the validator but the register snapshot's fields.
+
+fn oas_bits(idr5: u32) -> u32 {
+    [32, 36, 40, 42, 44, 48, 52, 56][(idr5 & 7) as usize]
+}
+
+/// Whether `[base, base + bytes)` is entirely below 2^`oas`.
+fn below(base: u64, bytes: u64, oas: u32) -> bool {
+    u128::from(base) + u128::from(bytes) <= 1u128 << oas
+}
+
+fn k1_holds(s: &RegisterSnapshot, p: &AdoptPlatform) -> bool {
+    p.crash_kernel
+        && s.cr0 & 1 == 1
+        && (p.coherent || p.cache_maintenance)
+        && (s.gerror ^ s.gerrorn) & (1 << 8) == 0
+        && p.expect_e2h.is_none_or(|e| (s.cr2 & 1 == 1) == e)
+}
+
+/// K2 as the harness reads it: the table's `(base, bytes)` when the registers are adoptable.
+fn k2_table(s: &RegisterSnapshot, is_ram: &dyn Fn(u64, u64) -> bool) -> Option<(u64, u64)> {
+    let [idr0, idr1, _, _, _, idr5] = s.ids.idr;
+    let cfg = s.strtab_base_cfg;
+    let (fmt, split, log2) = ((cfg >> 16) & 3, (cfg >> 6) & 0x1f, cfg & 0x3f);
+    let st_lvl = (idr0 >> 27) & 3 == 1;
+    let base = s.strtab_base & PTR_55_6;
+    let oas = oas_bits(idr5);
+    if log2 > idr1 & 0x3f {
+        return None;
+    }
+    let (bytes, align) = match fmt {
+        0 if log2 <= if st_lvl { 25 } else { 31 } => (64u64 << log2, 64u64 << log2),
+        1 if st_lvl && split == 8 && log2 >= 8 && log2 - 8 <= 17 => {
+            let bytes = 8u64 << (log2 - 8);
+            (bytes, bytes.max(64))
+        }
+        _ => return None,
+    };
+    (base % align == 0 && below(base, bytes, oas) && is_ram(base, bytes)).then_some((base, bytes))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Ste,
+    L1Std,
+    L1Cd { leaf_cds: u64 },
+    Cd,
+}
+
+/// The CD table a stage-1 STE's word 0 describes (§5.2), as `(base, bytes, kind)`.
+fn cd_region(w0: u64) -> (u64, u64, Kind) {
+    let ptr = w0 & PTR_55_6;
+    let cd_max = w0 >> 59;
+    let leaf_log2 = match (w0 >> 4) & 3 {
+        _ if cd_max == 0 => return (ptr, 64, Kind::Cd),
+        1 => 6,
+        2 => 10,
+        _ => return (ptr, 64 << cd_max, Kind::Cd),
+    };
+    let l1 = 1u64 << cd_max.saturating_sub(leaf_log2);
+    (
+        ptr,
+        l1 * 8,
+        Kind::L1Cd {
+            leaf_cds: 1 << cd_max.min(leaf_log2),
+        },
+    )
+}
+
+/// Every read must lie inside a range the registers, or a descriptor read before it, describe.
+fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
+    let cfg = s.strtab_base_cfg;
+    let (fmt, split, log2) = ((cfg >> 16) & 3, (cfg >> 6) & 0x1f, cfg & 0x3f);
+    let base = s.strtab_base & PTR_55_6;
+    let mut allowed: Vec<(u64, u64, Kind)> = Vec::new();
+    if fmt == 1 {
+        if split <= log2 {
+            allowed.push((base, 8u64 << (log2 - split), Kind::L1Std));
+        }
+    } else if log2 <= 57 {
+        allowed.push((base, 64u64 << log2, Kind::Ste));
+    }
+    let mut seen: BTreeSet<(u64, u64, Kind)> = allowed.iter().copied().collect();
+    for &(pa, len) in reads {
+        assert!(
+            pa % 8 == 0 && len > 0 && len <= READ_CHUNK_WORDS as u64 * 8,
+            "read {pa:#x}+{len:#x} is not an aligned, bounded chunk"
+        );
+        let end = u128::from(pa) + u128::from(len);
+        let containing: Vec<(u64, u64, Kind)> = allowed
+            .iter()
+            .copied()
+            .filter(|&(b, l, _)| {
+                u128::from(b) <= u128::from(pa) && end <= u128::from(b) + u128::from(l)
+            })
+            .collect();
+        assert!(
+            !containing.is_empty(),
+            "read {pa:#x}+{len:#x} lies outside every range the registers and descriptors describe"
+        );
+        if image.find(pa, len).is_none() {
+            continue; // a failed read: nothing was learnt from it
+        }
+        for (region, _, kind) in containing {
+            for a in (pa..pa + len).step_by(8) {
+                let w = image.read_u64(a).unwrap();
+                let child = match kind {
+                    Kind::L1Std => {
+                        let span = w & 0x1f;
+                        (span != 0).then(|| (w & PTR_55_6, 64u64 << (span - 1), Kind::Ste))
+                    }
+                    Kind::Ste if (a - region) % 64 == 0 && w & 1 == 1 && (w >> 1) & 7 == 0b101 => {
+                        Some(cd_region(w))
+                    }
+                    Kind::L1Cd { leaf_cds } if w & 1 == 1 => {
+                        Some((w & PTR_55_12, leaf_cds * 64, Kind::Cd))
+                    }
+                    _ => None,
+                };
+                if let Some(c) = child {
+                    if seen.insert(c) {
+                        allowed.push(c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// After an "adoptable" verdict: K3 and K14 hold everywhere, and the reports are exactly
+/// these, in this order.
+fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanStats) {
+    let [idr0, idr1, _, _, _, idr5] = s.ids.idr;
+    let oas = oas_bits(idr5);
+    let cfg = s.strtab_base_cfg;
+    let log2 = cfg & 0x3f;
+    let base = s.strtab_base & PTR_55_6;
+    let rd = |pa: u64| {
+        image
+            .read_u64(pa)
+            .unwrap_or_else(|| panic!("adoptable, but {pa:#x} was never readable"))
+    };
+    let ctx = Rules {
+        asid_bits: if idr0 & 1 << 12 != 0 { 16 } else { 8 },
+        vmid_bits: if idr0 & 1 << 18 != 0 { 16 } else { 8 },
+        ssid_bits: u64::from((idr1 >> 6) & 0x1f),
+        cd2l: idr0 & 1 << 19 != 0,
+        oas,
+    };
+    let mut expected = Vec::new();
+    if (cfg >> 16) & 3 == 1 {
+        for i in 0..1u64 << (log2 - 8) {
+            let d = rd(base + i * 8);
+            let span = d & 0x1f;
+            if span == 0 {
+                continue;
+            }
+            let l2 = d & PTR_55_6;
+            assert!(span == 9, "K3: span {span} adopted");
+            assert!(
+                l2 != 0 && l2 % L2_BYTES == 0,
+                "K3: L2 table {l2:#x} adopted"
+            );
+            assert!(
+                below(l2, L2_BYTES, oas),
+                "K3: L2 table {l2:#x} beyond the OAS"
+            );
+            for j in 0..256 {
+                ctx.ste(&rd, ((i << 8) | j) as u32, l2 + j * 64, &mut expected);
+            }
+        }
+    } else {
+        for sid in 0..1u64 << log2 {
+            ctx.ste(&rd, sid as u32, base + sid * 64, &mut expected);
+        }
+    }
+    assert_eq!(found, expected.as_slice(), "the scan's reports differ");
+    let count = |p: fn(&Found) -> bool| found.iter().filter(|f| p(f)).count() as u64;
+    assert_eq!(
+        stats.deferred,
+        count(|f| matches!(f, Found::Deferred { .. }))
+    );
+    assert_eq!(stats.asids, count(|f| matches!(f, Found::Asid { .. })));
+    assert_eq!(stats.vmids, count(|f| matches!(f, Found::Vmid { .. })));
+}
+
+struct Rules {
+    asid_bits: u32,
+    vmid_bits: u32,
+    ssid_bits: u64,
+    cd2l: bool,
+    oas: u32,
+}
+
+impl Rules {
+    fn ste(&self, rd: &dyn Fn(u64) -> u64, sid: u32, pa: u64, out: &mut Vec<Found>) {
+        let w0 = rd(pa);
+        let w2 = rd(pa + 16);
+        if w0 & 1 == 0 {
+            return;
+        }
+        let config = (w0 >> 1) & 7;
+        assert!(
+            matches!(config, 0 | 4..=7),
+            "K14: Config {config:#b} adopted"
+        );
+        if config == 0 {
+            return;
+        }
+        if config & 0b110 == 0b110 {
+            let vmid = w2 & 0xffff;
+            assert!(
+                vmid != 0 && vmid >> self.vmid_bits == 0,
+                "K14: VMID {vmid:#x}"
+            );
+            out.push(Found::Vmid {
+                sid,
+                vmid: vmid as u16,
+            });
+        }
+        if config & 0b101 == 0b101 {
+            let cd_max = w0 >> 59;
+            let fmt = (w0 >> 4) & 3;
+            assert!(cd_max <= self.ssid_bits, "K14: S1CDMax {cd_max} adopted");
+            if cd_max != 0 {
+                assert!(
+                    fmt == 0 || (fmt != 3 && self.cd2l),
+                    "K14: S1Fmt {fmt} adopted"
+                );
+            }
+            let (ptr, bytes, kind) = cd_region(w0);
+            assert!(
+                ptr % bytes.max(64) == 0,
+                "K14: CD table {ptr:#x} misaligned"
+            );
+            if config == 0b101 {
+                assert!(ptr != 0, "K14: null CD table adopted");
+                assert!(below(ptr, bytes, self.oas), "K14: CD table beyond the OAS");
+                match kind {
+                    Kind::L1Cd { leaf_cds } => {
+                        let (capacity, align) = if fmt == 1 { (64, 4096) } else { (1024, 65536) };
+                        for i in 0..bytes / 8 {
+                            let d = rd(ptr + i * 8);
+                            if d & 1 == 0 {
+                                continue;
+                            }
+                            let leaf = d & PTR_55_12;
+                            assert!(leaf != 0 && leaf % align == 0, "K14: leaf {leaf:#x}");
+                            assert!(below(leaf, leaf_cds * 64, self.oas), "K14: leaf beyond OAS");
+                            for j in 0..leaf_cds {
+                                self.cd(rd, sid, (i * capacity + j) as u32, leaf + j * 64, out);
+                            }
+                        }
+                    }
+                    _ => {
+                        for j in 0..bytes / 64 {
+                            self.cd(rd, sid, j as u32, ptr + j * 64, out);
+                        }
+                    }
+                }
+            }
+        }
+        out.push(Found::Deferred { sid });
+    }
+
+    fn cd(&self, rd: &dyn Fn(u64) -> u64, sid: u32, ssid: u32, pa: u64, out: &mut Vec<Found>) {
+        let w0 = rd(pa);
+        if (w0 >> 31) & 1 == 0 {
+            return;
+        }
+        let asid = w0 >> 48;
+        assert!(
+            asid != 0 && asid >> self.asid_bits == 0,
+            "K14: ASID {asid:#x}"
+        );
+        out.push(Found::Asid {
+            sid,
+            ssid,
+            asid: asid as u16,
+        });
+    }
+}

@@ -1,0 +1,612 @@
+//! Why a live SMMU is not adopted: one variant per rule of SPEC K1, K2, K3, K13 and K14.
+//!
+//! Every [`Refusal`] has a stable kebab-case [`code`](Refusal::code) (for logs, the CLI and
+//! tests) and a [`Display`](core::fmt::Display) form for people that names the offending
+//! values. Any refusal means the same thing to the caller: discard the adoption, release what
+//! it reserved and do the full reset (SPEC K4).
+
+use core::fmt;
+
+use smmu::arch::{l1std, DecodeError};
+
+/// Why adoption is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    // K1 / K13 / K17: the decision.
+    /// K1: the caller did not say this is a crash kernel.
+    NotCrashKernel,
+    /// K1: `CR0.SMMUEN` = 0; a disabled SMMU has no translated DMA in flight.
+    SmmuDisabled {
+        /// `CR0` as read.
+        cr0: u32,
+    },
+    /// K1/K17: the SMMU is not coherent and the platform offers no cache maintenance.
+    NotCoherent,
+    /// K1: `SFM_ERR` is active (`GERROR` xor `GERRORN`): Service Failure Mode.
+    ServiceFailure {
+        /// `GERROR` as read.
+        gerror: u32,
+        /// `GERRORN` as read.
+        gerrorn: u32,
+    },
+    /// K13: `CR2.E2H` differs from what the platform expects.
+    E2hMismatch {
+        /// `CR2.E2H` as read back.
+        found: bool,
+        /// The platform's expectation.
+        expected: bool,
+    },
+
+    // K2: STRTAB_BASE / STRTAB_BASE_CFG.
+    /// K2: `STRTAB_BASE_CFG.FMT` is a reserved value (2 or 3).
+    ReservedFormat {
+        /// `FMT`.
+        fmt: u32,
+    },
+    /// K2: a 2-level table on an SMMU whose `IDR0.ST_LEVEL` says linear only.
+    TwoLevelUnsupported,
+    /// K2: `LOG2SIZE` > `IDR1.SIDSIZE`.
+    Log2SizeExceedsSidSize {
+        /// `LOG2SIZE`.
+        log2size: u32,
+        /// `IDR1.SIDSIZE`.
+        sid_bits: u32,
+    },
+    /// K2: a 2-level table with `SPLIT` ≠ 8.
+    BadSplit {
+        /// `SPLIT`.
+        split: u32,
+    },
+    /// K2: a 2-level table with `LOG2SIZE` < `SPLIT`.
+    Log2SizeBelowSplit {
+        /// `LOG2SIZE`.
+        log2size: u32,
+        /// `SPLIT`.
+        split: u32,
+    },
+    /// K2: a 2-level table with `LOG2SIZE` − `SPLIT` > 17 (more than 2^17 L1 descriptors).
+    L1TooLarge {
+        /// `LOG2SIZE`.
+        log2size: u32,
+        /// `SPLIT`.
+        split: u32,
+    },
+    /// K2: a linear table larger than allowed (2^25 STEs on 2-level hardware, 2^31 always).
+    LinearTooLarge {
+        /// `LOG2SIZE`.
+        log2size: u32,
+        /// The largest `LOG2SIZE` accepted on this SMMU.
+        max: u32,
+    },
+    /// K2: `STRTAB_BASE.ADDR` is not aligned to the (L1) table size (at least 64 bytes).
+    BaseMisaligned {
+        /// The table address.
+        base: u64,
+        /// The alignment the SMMU applies (§6.3.24).
+        align: u64,
+    },
+    /// K2: the table address is at or above 2^OAS.
+    BaseBeyondOas {
+        /// The table address.
+        base: u64,
+        /// `IDR5.OAS` in bits.
+        oas_bits: u32,
+    },
+    /// K2: the table's last byte is at or above 2^OAS.
+    TableEndBeyondOas {
+        /// The table address.
+        base: u64,
+        /// The table size in bytes.
+        bytes: u64,
+        /// `IDR5.OAS` in bits.
+        oas_bits: u32,
+    },
+    /// K2: the platform says the table is not in RAM.
+    NotRam {
+        /// The table address.
+        base: u64,
+        /// The table size in bytes.
+        bytes: u64,
+    },
+
+    // K3: level-1 stream table descriptors.
+    /// K3: an L1STD with `Span` ≠ 0 and ≠ 9 (`SPLIT` + 1).
+    L1BadSpan {
+        /// The descriptor's index in the L1 table, when known.
+        index: Option<u32>,
+        /// The descriptor.
+        desc: u64,
+    },
+    /// K3: a valid L1STD with `L2Ptr` = 0.
+    L1NullL2Ptr {
+        /// The descriptor's index in the L1 table, when known.
+        index: Option<u32>,
+        /// The descriptor.
+        desc: u64,
+    },
+    /// K3: a valid L1STD whose `L2Ptr` is not 16 KiB aligned.
+    L1Misaligned {
+        /// The descriptor's index in the L1 table, when known.
+        index: Option<u32>,
+        /// `L2Ptr`.
+        l2ptr: u64,
+    },
+    /// K3: a valid L1STD whose level-2 table reaches 2^OAS.
+    L1BeyondOas {
+        /// The descriptor's index in the L1 table, when known.
+        index: Option<u32>,
+        /// `L2Ptr`.
+        l2ptr: u64,
+        /// `IDR5.OAS` in bits.
+        oas_bits: u32,
+    },
+
+    // K14: STEs and CDs.
+    /// K14: a valid STE with a reserved `Config` or another reserved encoding.
+    SteReserved {
+        /// The StreamID.
+        sid: u32,
+        /// The field and value.
+        error: DecodeError,
+    },
+    /// K14: a stage-2 or nested STE with `S2VMID` = 0.
+    VmidZero {
+        /// The StreamID.
+        sid: u32,
+    },
+    /// K14: a stage-2 or nested STE whose `S2VMID` does not fit the SMMU's VMID width.
+    VmidOutOfRange {
+        /// The StreamID.
+        sid: u32,
+        /// `S2VMID`.
+        vmid: u16,
+        /// 8 or 16 (`IDR0.VMID16`).
+        bits: u32,
+    },
+    /// K14: a stage-1 STE with `S1ContextPtr` = 0.
+    CdTableNull {
+        /// The StreamID.
+        sid: u32,
+    },
+    /// K14: `S1CDMax` > `IDR1.SSIDSIZE`.
+    CdMaxExceedsSsidSize {
+        /// The StreamID.
+        sid: u32,
+        /// `S1CDMax`.
+        cd_max: u8,
+        /// `IDR1.SSIDSIZE`.
+        ssid_bits: u8,
+    },
+    /// K14: `S1Fmt` is reserved (0b11), or 2-level while `IDR0.CD2L` = 0.
+    CdFormatUnsupported {
+        /// The StreamID.
+        sid: u32,
+        /// `S1Fmt`.
+        fmt: u8,
+    },
+    /// K14: `S1ContextPtr` is not aligned as §5.2 requires for its table.
+    CdTableMisaligned {
+        /// The StreamID.
+        sid: u32,
+        /// `S1ContextPtr`.
+        ptr: u64,
+        /// The required alignment.
+        align: u64,
+    },
+    /// K14: the CD table (or level-1 CD table) reaches 2^OAS.
+    CdTableBeyondOas {
+        /// The StreamID.
+        sid: u32,
+        /// `S1ContextPtr`.
+        ptr: u64,
+        /// The table size in bytes.
+        bytes: u64,
+        /// `IDR5.OAS` in bits.
+        oas_bits: u32,
+    },
+    /// K14: a valid level-1 CD descriptor with `L2Ptr` = 0.
+    CdLeafNull {
+        /// The StreamID.
+        sid: u32,
+        /// The descriptor's index in the level-1 CD table.
+        l1_index: u32,
+    },
+    /// K14: a leaf CD table not aligned to its size (64 KiB leaves).
+    CdLeafMisaligned {
+        /// The StreamID.
+        sid: u32,
+        /// The descriptor's index in the level-1 CD table.
+        l1_index: u32,
+        /// `L2Ptr`.
+        ptr: u64,
+        /// The required alignment.
+        align: u64,
+    },
+    /// K14: a leaf CD table that reaches 2^OAS.
+    CdLeafBeyondOas {
+        /// The StreamID.
+        sid: u32,
+        /// The descriptor's index in the level-1 CD table.
+        l1_index: u32,
+        /// `L2Ptr`.
+        ptr: u64,
+        /// `IDR5.OAS` in bits.
+        oas_bits: u32,
+    },
+    /// K14: a valid CD with a reserved encoding.
+    CdReserved {
+        /// The StreamID.
+        sid: u32,
+        /// The SubstreamID (the CD's index).
+        ssid: u32,
+        /// The field and value.
+        error: DecodeError,
+    },
+    /// K14: a valid CD with `ASID` = 0.
+    AsidZero {
+        /// The StreamID.
+        sid: u32,
+        /// The SubstreamID.
+        ssid: u32,
+    },
+    /// K14: a valid CD whose `ASID` does not fit the SMMU's ASID width.
+    AsidOutOfRange {
+        /// The StreamID.
+        sid: u32,
+        /// The SubstreamID.
+        ssid: u32,
+        /// `ASID`.
+        asid: u16,
+        /// 8 or 16 (`IDR0.ASID16`).
+        bits: u32,
+    },
+    /// K14: the ASID could not be reserved (returned by the caller's reservation sink).
+    AsidConflict {
+        /// The StreamID.
+        sid: u32,
+        /// The SubstreamID.
+        ssid: u32,
+        /// `ASID`.
+        asid: u16,
+    },
+    /// K14: the VMID could not be reserved (returned by the caller's reservation sink).
+    VmidConflict {
+        /// The StreamID.
+        sid: u32,
+        /// `S2VMID`.
+        vmid: u16,
+    },
+    /// A range the registers or descriptors describe could not be read.
+    MemoryUnreadable {
+        /// First byte of the read.
+        pa: u64,
+        /// Bytes.
+        len: u64,
+    },
+}
+
+/// Every code [`Refusal::code`] can return, in declaration order.
+const ALL_CODES: &[&str] = &[
+    "not-crash-kernel",
+    "smmu-disabled",
+    "not-coherent",
+    "service-failure",
+    "e2h-mismatch",
+    "reserved-format",
+    "two-level-unsupported",
+    "log2size-exceeds-sidsize",
+    "bad-split",
+    "log2size-below-split",
+    "l1-too-large",
+    "linear-too-large",
+    "base-misaligned",
+    "base-beyond-oas",
+    "table-end-beyond-oas",
+    "not-ram",
+    "l1-bad-span",
+    "l1-null-l2ptr",
+    "l1-misaligned",
+    "l1-beyond-oas",
+    "ste-reserved",
+    "vmid-zero",
+    "vmid-out-of-range",
+    "cd-table-null",
+    "cd-max-exceeds-ssidsize",
+    "cd-format-unsupported",
+    "cd-table-misaligned",
+    "cd-table-beyond-oas",
+    "cd-leaf-null",
+    "cd-leaf-misaligned",
+    "cd-leaf-beyond-oas",
+    "cd-reserved",
+    "asid-zero",
+    "asid-out-of-range",
+    "asid-conflict",
+    "vmid-conflict",
+    "memory-unreadable",
+];
+
+/// Every refusal code, in declaration order (for `smmuctl` and documentation).
+pub fn all_codes() -> &'static [&'static str] {
+    ALL_CODES
+}
+
+impl Refusal {
+    /// The stable, kebab-case code of the refusal.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotCrashKernel => "not-crash-kernel",
+            Refusal::SmmuDisabled { .. } => "smmu-disabled",
+            Refusal::NotCoherent => "not-coherent",
+            Refusal::ServiceFailure { .. } => "service-failure",
+            Refusal::E2hMismatch { .. } => "e2h-mismatch",
+            Refusal::ReservedFormat { .. } => "reserved-format",
+            Refusal::TwoLevelUnsupported => "two-level-unsupported",
+            Refusal::Log2SizeExceedsSidSize { .. } => "log2size-exceeds-sidsize",
+            Refusal::BadSplit { .. } => "bad-split",
+            Refusal::Log2SizeBelowSplit { .. } => "log2size-below-split",
+            Refusal::L1TooLarge { .. } => "l1-too-large",
+            Refusal::LinearTooLarge { .. } => "linear-too-large",
+            Refusal::BaseMisaligned { .. } => "base-misaligned",
+            Refusal::BaseBeyondOas { .. } => "base-beyond-oas",
+            Refusal::TableEndBeyondOas { .. } => "table-end-beyond-oas",
+            Refusal::NotRam { .. } => "not-ram",
+            Refusal::L1BadSpan { .. } => "l1-bad-span",
+            Refusal::L1NullL2Ptr { .. } => "l1-null-l2ptr",
+            Refusal::L1Misaligned { .. } => "l1-misaligned",
+            Refusal::L1BeyondOas { .. } => "l1-beyond-oas",
+            Refusal::SteReserved { .. } => "ste-reserved",
+            Refusal::VmidZero { .. } => "vmid-zero",
+            Refusal::VmidOutOfRange { .. } => "vmid-out-of-range",
+            Refusal::CdTableNull { .. } => "cd-table-null",
+            Refusal::CdMaxExceedsSsidSize { .. } => "cd-max-exceeds-ssidsize",
+            Refusal::CdFormatUnsupported { .. } => "cd-format-unsupported",
+            Refusal::CdTableMisaligned { .. } => "cd-table-misaligned",
+            Refusal::CdTableBeyondOas { .. } => "cd-table-beyond-oas",
+            Refusal::CdLeafNull { .. } => "cd-leaf-null",
+            Refusal::CdLeafMisaligned { .. } => "cd-leaf-misaligned",
+            Refusal::CdLeafBeyondOas { .. } => "cd-leaf-beyond-oas",
+            Refusal::CdReserved { .. } => "cd-reserved",
+            Refusal::AsidZero { .. } => "asid-zero",
+            Refusal::AsidOutOfRange { .. } => "asid-out-of-range",
+            Refusal::AsidConflict { .. } => "asid-conflict",
+            Refusal::VmidConflict { .. } => "vmid-conflict",
+            Refusal::MemoryUnreadable { .. } => "memory-unreadable",
+        }
+    }
+
+    /// The same refusal with the level-1 descriptor index filled in (K3 refusals from
+    /// [`validate_l1`](crate::validate_l1) do not know it); other refusals are unchanged.
+    pub const fn with_l1_index(self, i: u32) -> Refusal {
+        match self {
+            Refusal::L1BadSpan { desc, .. } => Refusal::L1BadSpan {
+                index: Some(i),
+                desc,
+            },
+            Refusal::L1NullL2Ptr { desc, .. } => Refusal::L1NullL2Ptr {
+                index: Some(i),
+                desc,
+            },
+            Refusal::L1Misaligned { l2ptr, .. } => Refusal::L1Misaligned {
+                index: Some(i),
+                l2ptr,
+            },
+            Refusal::L1BeyondOas {
+                l2ptr, oas_bits, ..
+            } => Refusal::L1BeyondOas {
+                index: Some(i),
+                l2ptr,
+                oas_bits,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Writes "L1 descriptor 5" or "an L1 descriptor".
+struct L1Name(Option<u32>);
+
+impl fmt::Display for L1Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(i) => write!(f, "L1 stream table descriptor {i}"),
+            None => f.write_str("an L1 stream table descriptor"),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Refusal::NotCrashKernel => f.write_str("not a crash kernel (K1)"),
+            Refusal::SmmuDisabled { cr0 } => {
+                write!(f, "CR0.SMMUEN is 0 (CR0 = {cr0:#x}): nothing to adopt (K1)")
+            }
+            Refusal::NotCoherent => f.write_str(
+                "the SMMU is not coherent and the platform has no cache maintenance (K1, K17)",
+            ),
+            Refusal::ServiceFailure { gerror, gerrorn } => write!(
+                f,
+                "SFM_ERR is active (GERROR = {gerror:#x}, GERRORN = {gerrorn:#x}): \
+                 the SMMU is in Service Failure Mode (K1)"
+            ),
+            Refusal::E2hMismatch { found, expected } => write!(
+                f,
+                "CR2.E2H reads {} but the platform expects {} (K13)",
+                u8::from(found),
+                u8::from(expected)
+            ),
+            Refusal::ReservedFormat { fmt } => {
+                write!(f, "STRTAB_BASE_CFG.FMT = {fmt:#b} is reserved (K2)")
+            }
+            Refusal::TwoLevelUnsupported => f.write_str(
+                "a 2-level stream table on an SMMU without 2-level support (IDR0.ST_LEVEL) (K2)",
+            ),
+            Refusal::Log2SizeExceedsSidSize { log2size, sid_bits } => write!(
+                f,
+                "STRTAB_BASE_CFG.LOG2SIZE = {log2size} exceeds IDR1.SIDSIZE = {sid_bits} (K2)"
+            ),
+            Refusal::BadSplit { split } => {
+                write!(f, "STRTAB_BASE_CFG.SPLIT = {split}, only 8 is adopted (K2)")
+            }
+            Refusal::Log2SizeBelowSplit { log2size, split } => write!(
+                f,
+                "STRTAB_BASE_CFG.LOG2SIZE = {log2size} is below SPLIT = {split} (K2)"
+            ),
+            Refusal::L1TooLarge { log2size, split } => write!(
+                f,
+                "LOG2SIZE {log2size} - SPLIT {split} exceeds 17: more than 2^17 L1 descriptors (K2)"
+            ),
+            Refusal::LinearTooLarge { log2size, max } => write!(
+                f,
+                "linear STRTAB_BASE_CFG.LOG2SIZE = {log2size} exceeds {max} (K2)"
+            ),
+            Refusal::BaseMisaligned { base, align } => write!(
+                f,
+                "STRTAB_BASE {base:#x} is not aligned to the table size ({align:#x} bytes) (K2)"
+            ),
+            Refusal::BaseBeyondOas { base, oas_bits } => write!(
+                f,
+                "STRTAB_BASE {base:#x} is beyond the {oas_bits}-bit output address size (K2)"
+            ),
+            Refusal::TableEndBeyondOas {
+                base,
+                bytes,
+                oas_bits,
+            } => write!(
+                f,
+                "the stream table at {base:#x} ({bytes:#x} bytes) ends beyond the \
+                 {oas_bits}-bit output address size (K2)"
+            ),
+            Refusal::NotRam { base, bytes } => write!(
+                f,
+                "the stream table at {base:#x} ({bytes:#x} bytes) is not RAM (K2)"
+            ),
+            Refusal::L1BadSpan { index, desc } => write!(
+                f,
+                "{} ({desc:#x}) has Span {}, only 0 or 9 is adopted (K3)",
+                L1Name(index),
+                l1std::fields::SPAN.get(&[desc])
+            ),
+            Refusal::L1NullL2Ptr { index, desc } => write!(
+                f,
+                "{} ({desc:#x}) is valid with a null L2Ptr (K3)",
+                L1Name(index)
+            ),
+            Refusal::L1Misaligned { index, l2ptr } => write!(
+                f,
+                "{} points at {l2ptr:#x}, not 16 KiB aligned (K3)",
+                L1Name(index)
+            ),
+            Refusal::L1BeyondOas {
+                index,
+                l2ptr,
+                oas_bits,
+            } => write!(
+                f,
+                "{} points at {l2ptr:#x}, beyond the {oas_bits}-bit output address size (K3)",
+                L1Name(index)
+            ),
+            Refusal::SteReserved { sid, error } => {
+                write!(f, "STE of StreamID {sid:#x}: {error} (K14)")
+            }
+            Refusal::VmidZero { sid } => {
+                write!(
+                    f,
+                    "STE of StreamID {sid:#x} translates at stage 2 with VMID 0 (K14)"
+                )
+            }
+            Refusal::VmidOutOfRange { sid, vmid, bits } => write!(
+                f,
+                "STE of StreamID {sid:#x} has VMID {vmid:#x}, wider than {bits} bits (K14)"
+            ),
+            Refusal::CdTableNull { sid } => write!(
+                f,
+                "STE of StreamID {sid:#x} translates at stage 1 with a null S1ContextPtr (K14)"
+            ),
+            Refusal::CdMaxExceedsSsidSize {
+                sid,
+                cd_max,
+                ssid_bits,
+            } => write!(
+                f,
+                "STE of StreamID {sid:#x} has S1CDMax {cd_max} > IDR1.SSIDSIZE {ssid_bits} (K14)"
+            ),
+            Refusal::CdFormatUnsupported { sid, fmt } => write!(
+                f,
+                "STE of StreamID {sid:#x} has S1Fmt {fmt:#b}, not supported by this SMMU (K14)"
+            ),
+            Refusal::CdTableMisaligned { sid, ptr, align } => write!(
+                f,
+                "STE of StreamID {sid:#x}: CD table {ptr:#x} is not aligned to {align:#x} (K14)"
+            ),
+            Refusal::CdTableBeyondOas {
+                sid,
+                ptr,
+                bytes,
+                oas_bits,
+            } => write!(
+                f,
+                "STE of StreamID {sid:#x}: CD table {ptr:#x} ({bytes:#x} bytes) reaches beyond \
+                 the {oas_bits}-bit output address size (K14)"
+            ),
+            Refusal::CdLeafNull { sid, l1_index } => write!(
+                f,
+                "StreamID {sid:#x}: L1 CD descriptor {l1_index} is valid with a null L2Ptr (K14)"
+            ),
+            Refusal::CdLeafMisaligned {
+                sid,
+                l1_index,
+                ptr,
+                align,
+            } => write!(
+                f,
+                "StreamID {sid:#x}: L1 CD descriptor {l1_index} points at {ptr:#x}, not aligned \
+                 to {align:#x} (K14)"
+            ),
+            Refusal::CdLeafBeyondOas {
+                sid,
+                l1_index,
+                ptr,
+                oas_bits,
+            } => write!(
+                f,
+                "StreamID {sid:#x}: L1 CD descriptor {l1_index} points at {ptr:#x}, beyond the \
+                 {oas_bits}-bit output address size (K14)"
+            ),
+            Refusal::CdReserved { sid, ssid, error } => {
+                write!(f, "CD {ssid} of StreamID {sid:#x}: {error} (K14)")
+            }
+            Refusal::AsidZero { sid, ssid } => {
+                write!(
+                    f,
+                    "CD {ssid} of StreamID {sid:#x} is valid with ASID 0 (K14)"
+                )
+            }
+            Refusal::AsidOutOfRange {
+                sid,
+                ssid,
+                asid,
+                bits,
+            } => write!(
+                f,
+                "CD {ssid} of StreamID {sid:#x} has ASID {asid:#x}, wider than {bits} bits (K14)"
+            ),
+            Refusal::AsidConflict { sid, ssid, asid } => write!(
+                f,
+                "ASID {asid:#x} of CD {ssid} of StreamID {sid:#x} could not be reserved (K14)"
+            ),
+            Refusal::VmidConflict { sid, vmid } => write!(
+                f,
+                "VMID {vmid:#x} of StreamID {sid:#x} could not be reserved (K14)"
+            ),
+            Refusal::MemoryUnreadable { pa, len } => write!(
+                f,
+                "could not read {len:#x} bytes of the crashed kernel's tables at {pa:#x}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Refusal {}

@@ -1,0 +1,277 @@
+//! The adopted stream table: the crashed kernel's live table, as the driver's
+//! [`StreamTable`] (SPEC K3, K11, K15, K17).
+//!
+//! At adoption only the linear table or the level-1 table is mapped. A level-2 table is
+//! mapped the first time a device under it is added, after its descriptor is validated
+//! again (it may have changed since the scan: a descriptor that went bad rejects only the
+//! devices under it). A StreamID whose descriptor is unused gets a level-2 table of our own,
+//! filled before a single 64-bit store publishes it.
+//!
+//! Each chunk of 256 StreamIDs the driver touched has a bitmap of *deferred* STEs: valid and
+//! not aborting when the chunk was first touched, so still the crashed kernel's. Such an STE
+//! is only rewritten by an explicit attach, and its bit is cleared once that write completed.
+
+use heapless::Vec;
+use smmu::arch::ste::{Ste, SteKind};
+use smmu::dma::DmaBuf;
+use smmu::strtab::{Prepared, SteLocation, StreamTable, STES_PER_L2, STE_BYTES};
+use smmu::writer::ENTRY_QWORDS;
+use smmu::{Error, Hal, MapAttr, PhysAddr};
+
+use crate::validate::{Format, Geometry};
+
+/// Chunks of 256 StreamIDs an adopted table can have touched (a fixed bound, SPEC K15):
+/// 256 × 256 StreamIDs with devices added in the crash kernel.
+pub const MAX_CHUNKS: usize = 256;
+
+struct Chunk {
+    index: u32,
+    /// The level-2 table (mapped, or allocated by us); `None` for a linear table's chunk.
+    l2: Option<DmaBuf>,
+    deferred: [u64; 4],
+}
+
+/// The crashed kernel's stream table, adopted.
+pub struct AdoptedStreamTable {
+    geometry: Geometry,
+    attr: MapAttr,
+    coherent: bool,
+    base: DmaBuf,
+    chunks: Vec<Chunk, MAX_CHUNKS>,
+}
+
+impl core::fmt::Debug for AdoptedStreamTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AdoptedStreamTable")
+            .field("geometry", &self.geometry)
+            .field("attr", &self.attr)
+            .field("chunks", &self.chunks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an STE as found belongs to the crashed kernel's configuration: valid and not
+/// aborting (SPEC K11). An STE that does not decode is left alone too.
+pub(crate) fn inherited(words: &[u64; ENTRY_QWORDS]) -> bool {
+    let ste = Ste::from_words(*words);
+    match ste.decode() {
+        Ok(Some(cfg)) => cfg.translation.kind() != SteKind::Abort,
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+impl AdoptedStreamTable {
+    /// Maps the linear or level-1 table that `geometry` describes (nothing else), with the
+    /// platform's attribute (SPEC K17).
+    pub fn new<H: Hal + ?Sized>(
+        hal: &H,
+        geometry: Geometry,
+        attr: MapAttr,
+        coherent: bool,
+    ) -> Result<Self, Error> {
+        let bytes = usize::try_from(geometry.table_bytes().max(8))
+            .map_err(|_| Error::Hal(smmu::HalError::MapRefused))?;
+        let base = DmaBuf::map(hal, PhysAddr(geometry.base()), bytes, attr, coherent)?;
+        Ok(Self {
+            geometry,
+            attr,
+            coherent,
+            base,
+            chunks: Vec::new(),
+        })
+    }
+
+    /// The validated geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// Level-2 tables mapped (or allocated) so far.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn chunk(&self, sid: u32) -> Option<&Chunk> {
+        let i = self
+            .chunks
+            .binary_search_by_key(&(sid >> 8), |c| c.index)
+            .ok()?;
+        self.chunks.get(i)
+    }
+
+    fn deferred_bits<H: Hal + ?Sized>(
+        hal: &H,
+        buf: &DmaBuf,
+        first_ste: usize,
+        count: usize,
+    ) -> Result<[u64; 4], Error> {
+        let mut bits = [0u64; 4];
+        for i in 0..count.min(STES_PER_L2 as usize) {
+            let mut w = [0u64; ENTRY_QWORDS];
+            for (k, v) in w.iter_mut().enumerate() {
+                *v = buf.read(hal, (first_ste + i) * ENTRY_QWORDS + k)?;
+            }
+            if inherited(&w) {
+                if let Some(b) = bits.get_mut(i / 64) {
+                    *b |= 1 << (i % 64);
+                }
+            }
+        }
+        Ok(bits)
+    }
+}
+
+impl StreamTable for AdoptedStreamTable {
+    fn log2_size(&self) -> u32 {
+        self.geometry.log2size()
+    }
+
+    fn base_registers(&self) -> Option<(u64, u32)> {
+        // SMMUEN stays 1: STRTAB_BASE and STRTAB_BASE_CFG must not be written (SPEC K5).
+        None
+    }
+
+    fn prepare<H: Hal + ?Sized>(
+        &mut self,
+        hal: &H,
+        sid: u32,
+        fill: &[u64; ENTRY_QWORDS],
+    ) -> Result<Prepared, Error> {
+        if !self.geometry.contains_sid(sid) {
+            return Err(Error::StreamIdOutOfRange(sid));
+        }
+        let index = sid >> 8;
+        let Err(pos) = self.chunks.binary_search_by_key(&index, |c| c.index) else {
+            return Ok(Prepared::Present);
+        };
+        if self.chunks.is_full() {
+            return Err(Error::CapacityExhausted);
+        }
+        let (chunk, prepared) = match self.geometry.format() {
+            Format::Linear => {
+                let first = index as usize * STES_PER_L2 as usize;
+                let count = (self.geometry.num_sids() as usize).saturating_sub(first);
+                let deferred = Self::deferred_bits(hal, &self.base, first, count)?;
+                (
+                    Chunk {
+                        index,
+                        l2: None,
+                        deferred,
+                    },
+                    Prepared::Present,
+                )
+            }
+            Format::TwoLevel => {
+                let desc = self.base.read(hal, index as usize)?;
+                // SPEC K3: re-validate; a descriptor that went bad rejects this device only.
+                match self.geometry.validate_l1(index, desc) {
+                    Err(_) => return Err(Error::InheritedDescriptorInvalid(sid)),
+                    Ok(Some(l2)) => {
+                        let bytes = STE_BYTES * STES_PER_L2 as usize;
+                        let buf = DmaBuf::map(hal, PhysAddr(l2), bytes, self.attr, self.coherent)?;
+                        let deferred = match Self::deferred_bits(hal, &buf, 0, STES_PER_L2 as usize)
+                        {
+                            Ok(d) => d,
+                            Err(e) => {
+                                // SAFETY: a CPU mapping of memory the SMMU keeps using;
+                                // dropping it does not affect the SMMU.
+                                unsafe { buf.release(hal) };
+                                return Err(e);
+                            }
+                        };
+                        (
+                            Chunk {
+                                index,
+                                l2: Some(buf),
+                                deferred,
+                            },
+                            Prepared::Present,
+                        )
+                    }
+                    Ok(None) => {
+                        // Unused descriptor: a level-2 table of our own, filled, then
+                        // published with one 64-bit store (SPEC D3).
+                        let bytes = STE_BYTES * STES_PER_L2 as usize;
+                        let buf = DmaBuf::alloc(hal, bytes, bytes, self.coherent)?;
+                        let filled = (0..STES_PER_L2 as usize).try_for_each(|i| {
+                            fill.iter()
+                                .enumerate()
+                                .try_for_each(|(w, v)| buf.write(hal, i * ENTRY_QWORDS + w, *v))
+                        });
+                        let desc = smmu::arch::l1std::L1StdConfig {
+                            span: (smmu::arch::l1std::STRTAB_SPLIT + 1) as u8,
+                            l2_ptr: buf.pa().0,
+                        }
+                        .encode()
+                        .to_words()[0];
+                        if let Err(e) =
+                            filled.and_then(|()| self.base.store_live(hal, index as usize, desc))
+                        {
+                            // SAFETY: the descriptor was not published; the SMMU never saw it.
+                            unsafe { buf.release(hal) };
+                            return Err(e.into());
+                        }
+                        (
+                            Chunk {
+                                index,
+                                l2: Some(buf),
+                                deferred: [0; 4],
+                            },
+                            Prepared::NewLevel1Descriptor,
+                        )
+                    }
+                }
+            }
+        };
+        // Cannot fail: capacity was checked.
+        let _ = self.chunks.insert(pos, chunk);
+        Ok(prepared)
+    }
+
+    fn locate(&self, sid: u32) -> Result<SteLocation<'_>, Error> {
+        let chunk = self.chunk(sid).ok_or(Error::StreamIdOutOfRange(sid))?;
+        Ok(match &chunk.l2 {
+            Some(buf) => SteLocation {
+                buf,
+                first_word: (sid % STES_PER_L2) as usize * ENTRY_QWORDS,
+            },
+            None => SteLocation {
+                buf: &self.base,
+                first_word: sid as usize * ENTRY_QWORDS,
+            },
+        })
+    }
+
+    fn is_deferred(&self, sid: u32) -> bool {
+        let bit = (sid % STES_PER_L2) as usize;
+        self.chunk(sid)
+            .and_then(|c| c.deferred.get(bit / 64))
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+    }
+
+    fn clear_deferred(&mut self, sid: u32) {
+        let bit = (sid % STES_PER_L2) as usize;
+        if let Ok(i) = self.chunks.binary_search_by_key(&(sid >> 8), |c| c.index) {
+            if let Some(w) = self
+                .chunks
+                .get_mut(i)
+                .and_then(|c| c.deferred.get_mut(bit / 64))
+            {
+                *w &= !(1 << (bit % 64));
+            }
+        }
+    }
+
+    unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
+        for c in self.chunks {
+            if let Some(buf) = c.l2 {
+                // SAFETY: mappings are CPU-only; tables we allocated are no longer used by
+                // the SMMU (the caller's guarantee).
+                unsafe { buf.release(hal) };
+            }
+        }
+        // SAFETY: a CPU mapping of the crashed kernel's table.
+        unsafe { self.base.release(hal) };
+    }
+}

@@ -1,0 +1,1775 @@
+//! Tests of the adoption validator: one bad table per rule of K2, K3 and K14 (each with its own
+//! refusal code), positive tables with their exact reports, the K1/K13 decision, the bounds of
+//! K15, and the fuzz entry point as a property test (B1, B2).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::vec::Vec;
+
+use proptest::prelude::*;
+use smmu::arch::cd::{fields as cdf, CdConfig, Granule1, L1CdConfig, TableControls};
+use smmu::arch::idr::IdRegs;
+use smmu::arch::l1std::L1StdConfig;
+use smmu::arch::regs::{offset, IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
+use smmu::arch::ste::{self, S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
+use smmu::arch::{AddressSize, Cacheability, DecodeError, Granule, Shareability};
+use smmu::RegisterAccess;
+
+use crate::*;
+
+const CASES: u32 = if cfg!(miri) { 3 } else { 384 };
+
+fn cfg() -> ProptestConfig {
+    ProptestConfig {
+        cases: CASES,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures.
+
+/// Sparse old memory: declared readable regions (zero unless written), every read recorded.
+#[derive(Default)]
+struct Mem {
+    regions: Vec<(u64, u64)>,
+    words: BTreeMap<u64, u64>,
+    reads: RefCell<Vec<(u64, u64)>>,
+}
+
+impl Mem {
+    fn region(&mut self, base: u64, bytes: u64) {
+        self.regions.push((base, bytes));
+    }
+    fn write(&mut self, pa: u64, words: &[u64]) {
+        for (i, w) in words.iter().enumerate() {
+            self.words.insert(pa + i as u64 * 8, *w);
+        }
+    }
+    fn reads(&self) -> Vec<(u64, u64)> {
+        self.reads.borrow().clone()
+    }
+    fn touched(&self, base: u64, bytes: u64) -> bool {
+        self.reads()
+            .iter()
+            .any(|&(pa, len)| pa < base + bytes && base < pa + len)
+    }
+}
+
+impl OldMemory for Mem {
+    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
+        let len = out.len() as u64 * 8;
+        self.reads.borrow_mut().push((pa, len));
+        if !self
+            .regions
+            .iter()
+            .any(|&(b, l)| b <= pa && pa + len <= b + l)
+        {
+            return Err(MemFault);
+        }
+        out.fill(0);
+        for (&a, &w) in self.words.range(pa..pa + len) {
+            out[((a - pa) / 8) as usize] = w;
+        }
+        Ok(())
+    }
+}
+
+const ST: u64 = 0x8000_0000;
+const L2A: u64 = 0x8010_0000;
+const L2B: u64 = 0x8010_4000;
+const CDT: u64 = 0x8100_0000;
+const LEAF0: u64 = 0x8200_0000;
+const LEAF1: u64 = 0x8201_0000;
+
+/// IDR0 of a Grace-like SMMU: both stages, AArch64 tables, coherent, Hyp, 16-bit ASIDs and
+/// VMIDs, 2-level CD and stream tables.
+fn idr0_full() -> u32 {
+    (IDR0::S1P::SET
+        + IDR0::S2P::SET
+        + IDR0::TTF.val(0b10)
+        + IDR0::COHACC::SET
+        + IDR0::HYP::SET
+        + IDR0::ASID16::SET
+        + IDR0::VMID16::SET
+        + IDR0::CD2L::SET
+        + IDR0::ST_LVL.val(1))
+    .value
+}
+
+fn idr1(sid_bits: u32, ssid_bits: u32) -> u32 {
+    (IDR1::SIDSIZE.val(sid_bits) + IDR1::SSIDSIZE.val(ssid_bits)).value
+}
+
+/// `IDR5.OAS` encoding for a size in bits.
+fn idr5(oas_bits: u32) -> u32 {
+    IDR5::OAS
+        .val(AddressSize::from_bits(oas_bits).unwrap().encode() as u32)
+        .value
+}
+
+fn strtab_cfg(fmt: u32, split: u32, log2size: u32) -> u32 {
+    (STRTAB_BASE_CFG::FMT.val(fmt)
+        + STRTAB_BASE_CFG::SPLIT.val(split)
+        + STRTAB_BASE_CFG::LOG2SIZE.val(log2size))
+    .value
+}
+
+fn snap_with(idr0: u32, idr1: u32, oas_bits: u32, cfg: u32, base: u64) -> RegisterSnapshot {
+    RegisterSnapshot {
+        ids: IdRegs {
+            idr: [idr0, idr1, 0, 0, 0, idr5(oas_bits)],
+            iidr: 0,
+            aidr: 0,
+        },
+        cr0: 0b1001, // SMMUEN, CMDQEN
+        strtab_base: base,
+        strtab_base_cfg: cfg,
+        ..RegisterSnapshot::default()
+    }
+}
+
+fn linear(log2size: u32) -> RegisterSnapshot {
+    snap_with(
+        idr0_full(),
+        idr1(16, 20),
+        48,
+        strtab_cfg(0, 0, log2size),
+        ST,
+    )
+}
+
+fn two_level(log2size: u32) -> RegisterSnapshot {
+    snap_with(
+        idr0_full(),
+        idr1(24, 20),
+        48,
+        strtab_cfg(1, 8, log2size),
+        ST,
+    )
+}
+
+/// Clears (or sets) one IDR0 field of a snapshot.
+fn with_idr0(mut s: RegisterSnapshot, idr0: u32) -> RegisterSnapshot {
+    s.ids.idr[0] = idr0;
+    s
+}
+
+const PLATFORM: AdoptPlatform = AdoptPlatform {
+    crash_kernel: true,
+    coherent: true,
+    cache_maintenance: false,
+    expect_e2h: None,
+};
+
+fn stage1(ptr: u64, fmt: S1Fmt, cd_max: u8) -> Stage1Ste {
+    Stage1Ste {
+        context_ptr: ptr,
+        fmt,
+        cd_max,
+        dss: S1Dss::Substream0,
+        cir: Cacheability::WriteBackAllocate,
+        cor: Cacheability::WriteBackAllocate,
+        csh: Shareability::Inner,
+        stall_disable: false,
+    }
+}
+
+fn stage2() -> Stage2Ste {
+    Stage2Ste {
+        t0sz: 24,
+        sl0: 1,
+        ir0: Cacheability::WriteBackAllocate,
+        or0: Cacheability::WriteBackAllocate,
+        sh0: Shareability::Inner,
+        tg: Granule::Size4K,
+        ps: AddressSize::Bits48,
+        aa64: true,
+        endi: false,
+        affd: true,
+        ptw: false,
+        hd: false,
+        ha: false,
+        stall: false,
+        record: true,
+        fwb: false,
+        ttb: 0x9000_0000,
+    }
+}
+
+fn ste_words(translation: Translation, vmid: u16) -> [u64; 8] {
+    SteConfig {
+        translation,
+        s2vmid: vmid,
+        ..SteConfig::ABORT
+    }
+    .encode()
+    .to_words()
+}
+
+fn s1_ste(ptr: u64, fmt: S1Fmt, cd_max: u8) -> [u64; 8] {
+    ste_words(Translation::Stage1(stage1(ptr, fmt, cd_max)), 0)
+}
+
+fn s2_ste(vmid: u16) -> [u64; 8] {
+    ste_words(Translation::Stage2(stage2()), vmid)
+}
+
+fn nested_ste(ptr: u64, fmt: S1Fmt, cd_max: u8, vmid: u16) -> [u64; 8] {
+    ste_words(
+        Translation::Nested(stage1(ptr, fmt, cd_max), stage2()),
+        vmid,
+    )
+}
+
+fn cd(asid: u16) -> [u64; 8] {
+    let tt = TableControls {
+        tsz: 16,
+        ir: Cacheability::WriteBackAllocate,
+        or: Cacheability::WriteBackAllocate,
+        sh: Shareability::Inner,
+        epd: false,
+        ttb: 0xa000_0000,
+    };
+    CdConfig {
+        asid,
+        tt0: tt,
+        tg0: Granule::Size4K,
+        tt1: TableControls { epd: true, ..tt },
+        tg1: Granule1::Size4K,
+        ips: AddressSize::Bits48,
+        endi: false,
+        affd: true,
+        wxn: false,
+        uwxn: false,
+        tbi0: false,
+        tbi1: false,
+        pan: false,
+        aa64: true,
+        hd: false,
+        ha: false,
+        stall: false,
+        record: true,
+        abort: true,
+        aset: false,
+        mair: 0xff04,
+        amair: 0,
+        partid: 0,
+        pmg: 0,
+    }
+    .encode()
+    .to_words()
+}
+
+fn l1std(l2: u64) -> u64 {
+    L1StdConfig {
+        span: 9,
+        l2_ptr: l2,
+    }
+    .encode()
+    .to_words()[0]
+}
+
+fn l1cd(leaf: u64) -> u64 {
+    L1CdConfig { l2_ptr: leaf }.encode().to_words()[0]
+}
+
+/// Validates and scans, collecting every report.
+fn run(snap: &RegisterSnapshot, mem: &Mem) -> Result<(ScanStats, Vec<Found>), Refusal> {
+    let mut found = Vec::new();
+    let adoption = check_adoption(snap, &PLATFORM, &any_ram, mem, &mut |f| {
+        found.push(f);
+        Ok(())
+    })?;
+    Ok((adoption.stats, found))
+}
+
+fn code(snap: &RegisterSnapshot, mem: &Mem) -> &'static str {
+    run(snap, mem)
+        .expect_err("the table must be refused")
+        .code()
+}
+
+/// A linear table of 16 STEs at `ST` with `stes` at the given StreamIDs.
+fn linear_mem(stes: &[(u64, [u64; 8])]) -> Mem {
+    let mut m = Mem::default();
+    m.region(ST, 16 * 64);
+    for (sid, w) in stes {
+        m.write(ST + sid * 64, w);
+    }
+    m
+}
+
+/// `linear_mem` plus a CD table region at `CDT`.
+fn with_cds(mut m: Mem, cds: &[(u64, [u64; 8])]) -> Mem {
+    m.region(CDT, 64 << 10);
+    for (ssid, w) in cds {
+        m.write(CDT + ssid * 64, w);
+    }
+    m
+}
+
+fn err_of(snap: &RegisterSnapshot) -> Refusal {
+    validate_geometry(snap, &snap.features(), &any_ram).unwrap_err()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Register snapshot.
+
+struct Regs(BTreeMap<usize, u64>);
+
+impl RegisterAccess for Regs {
+    fn read32(&self, offset: usize) -> u32 {
+        self.0.get(&offset).copied().unwrap_or(0) as u32
+    }
+    fn write32(&self, _: usize, _: u32) {
+        panic!("a snapshot never writes");
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        self.0.get(&offset).copied().unwrap_or(0)
+    }
+    fn write64(&self, _: usize, _: u64) {
+        panic!("a snapshot never writes");
+    }
+}
+
+// spec: K1, K2, K13
+#[test]
+fn snapshot_reads_each_register_at_its_offset_and_writes_nothing() {
+    let regs = Regs(BTreeMap::from([
+        (offset::IDR0, 0x1),
+        (offset::IDR1, 0x2),
+        (offset::IDR2, 0x3),
+        (offset::IDR3, 0x4),
+        (offset::IDR4, 0x5),
+        (offset::IDR5, 0x6),
+        (offset::IIDR, 0x7),
+        (offset::AIDR, 0x8),
+        (offset::CR0, 0x9),
+        (offset::CR1, 0xa),
+        (offset::CR2, 0xb),
+        (offset::GBPA, 0xc),
+        (offset::GERROR, 0xd),
+        (offset::GERRORN, 0xe),
+        (offset::STRTAB_BASE, 0x4000_0000_1234_5640),
+        (offset::STRTAB_BASE_CFG, 0x1_0208),
+    ]));
+    let s = RegisterSnapshot::read(&regs);
+    assert_eq!(s.ids.idr, [1, 2, 3, 4, 5, 6]);
+    assert_eq!((s.ids.iidr, s.ids.aidr), (7, 8));
+    assert_eq!((s.cr0, s.cr1, s.cr2, s.gbpa), (9, 0xa, 0xb, 0xc));
+    assert_eq!((s.gerror, s.gerrorn), (0xd, 0xe));
+    assert_eq!(s.strtab_base, 0x4000_0000_1234_5640);
+    assert_eq!(s.strtab_base_cfg, 0x1_0208);
+    // Through a trait object too.
+    let dynamic: &dyn RegisterAccess = &regs;
+    assert_eq!(RegisterSnapshot::read(dynamic), s);
+}
+
+// spec: K1, K2, K5, K9, K13
+#[test]
+fn snapshot_helpers_read_the_architected_fields() {
+    let s = RegisterSnapshot {
+        cr0: 0b1_0111, // ATSCHK, EVENTQEN, PRIQEN, SMMUEN
+        cr2: 0b101,    // PTM, E2H
+        gbpa: 1 << 20,
+        gerror: 1 << 8 | 1 << 0 | 1 << 20, // SFM, CMDQ_ERR, and an undefined bit
+        gerrorn: 1 << 0,
+        strtab_base: 1 << 62 | 0x00ff_0000_1234_5678, // RA, ADDR, RES0 low bits
+        strtab_base_cfg: strtab_cfg(1, 8, 20),
+        ..RegisterSnapshot::default()
+    };
+    assert!(s.smmuen() && s.atschk() && s.queues_enabled() && s.e2h() && s.gbpa_abort());
+    assert_eq!(s.cr0_without_queues(), 0b1_0001);
+    assert_eq!(s.active_gerrors(), 1 << 8);
+    assert!(s.sfm_active());
+    assert_eq!(s.strtab_addr(), 0x00ff_0000_1234_5640);
+    assert!(s.strtab_ra());
+    assert_eq!(
+        (s.strtab_fmt(), s.strtab_split(), s.strtab_log2size()),
+        (1, 8, 20)
+    );
+    let quiet = RegisterSnapshot {
+        cr0: 0b1,
+        ..RegisterSnapshot::default()
+    };
+    assert!(!quiet.queues_enabled() && !quiet.sfm_active() && !quiet.e2h());
+}
+
+// ---------------------------------------------------------------------------------------------
+// K1, K13, K17: the decision.
+
+// spec: K1
+#[test]
+fn k1_adopts_an_enabled_coherent_smmu_in_a_crash_kernel() {
+    assert_eq!(decide(&linear(4), &PLATFORM), Ok(()));
+}
+
+// spec: K1
+#[test]
+fn k1_refuses_outside_a_crash_kernel() {
+    let p = AdoptPlatform {
+        crash_kernel: false,
+        ..PLATFORM
+    };
+    assert_eq!(
+        decide(&linear(4), &p).unwrap_err().code(),
+        "not-crash-kernel"
+    );
+    // The first rule in K1's order wins.
+    let off = RegisterSnapshot {
+        cr0: 0,
+        ..linear(4)
+    };
+    assert_eq!(decide(&off, &p), Err(Refusal::NotCrashKernel));
+}
+
+// spec: K1
+#[test]
+fn k1_refuses_a_disabled_smmu() {
+    let s = RegisterSnapshot {
+        cr0: 0b1000, // CMDQEN only
+        ..linear(4)
+    };
+    assert_eq!(
+        decide(&s, &PLATFORM),
+        Err(Refusal::SmmuDisabled { cr0: 0b1000 })
+    );
+    assert_eq!(decide(&s, &PLATFORM).unwrap_err().code(), "smmu-disabled");
+}
+
+// spec: K1, K17
+#[test]
+fn k1_refuses_a_non_coherent_smmu_unless_the_platform_maintains_caches() {
+    let nc = AdoptPlatform {
+        coherent: false,
+        ..PLATFORM
+    };
+    assert_eq!(decide(&linear(4), &nc).unwrap_err().code(), "not-coherent");
+    let maintained = AdoptPlatform {
+        cache_maintenance: true,
+        ..nc
+    };
+    assert_eq!(decide(&linear(4), &maintained), Ok(()));
+}
+
+// spec: K1
+#[test]
+fn k1_refuses_service_failure_mode_only() {
+    let sfm = RegisterSnapshot {
+        gerror: 1 << 8,
+        ..linear(4)
+    };
+    let r = decide(&sfm, &PLATFORM).unwrap_err();
+    assert_eq!(r.code(), "service-failure");
+    assert_eq!(
+        r,
+        Refusal::ServiceFailure {
+            gerror: 1 << 8,
+            gerrorn: 0
+        }
+    );
+    // Acknowledged SFM (GERRORN caught up) is not active.
+    let acked = RegisterSnapshot {
+        gerrorn: 1 << 8,
+        ..sfm
+    };
+    assert_eq!(decide(&acked, &PLATFORM), Ok(()));
+    // Other active errors are acknowledged by the adopt-mode reset (K6), not refused here.
+    let cmdq_err = RegisterSnapshot {
+        gerror: 0b1_1111_1101 & !(1 << 8) | 1 << 9 | 1 << 10,
+        ..linear(4)
+    };
+    assert_eq!(decide(&cmdq_err, &PLATFORM), Ok(()));
+}
+
+// spec: K13
+#[test]
+fn k13_e2h_read_back_must_match_the_platform() {
+    let e2h = RegisterSnapshot {
+        cr2: 1,
+        ..linear(4)
+    };
+    let expect = |v| AdoptPlatform {
+        expect_e2h: v,
+        ..PLATFORM
+    };
+    assert_eq!(decide(&e2h, &expect(Some(true))), Ok(()));
+    assert_eq!(decide(&e2h, &expect(None)), Ok(()));
+    assert_eq!(decide(&linear(4), &expect(Some(false))), Ok(()));
+    assert_eq!(
+        decide(&e2h, &expect(Some(false))),
+        Err(Refusal::E2hMismatch {
+            found: true,
+            expected: false
+        })
+    );
+    let r = decide(&linear(4), &expect(Some(true))).unwrap_err();
+    assert_eq!(r.code(), "e2h-mismatch");
+}
+
+// ---------------------------------------------------------------------------------------------
+// K2: one bad table per rule.
+
+// spec: K2
+#[test]
+fn k2_reserved_format_is_refused() {
+    for fmt in [2, 3] {
+        let s = snap_with(idr0_full(), idr1(16, 8), 48, strtab_cfg(fmt, 8, 10), ST);
+        assert_eq!(err_of(&s), Refusal::ReservedFormat { fmt });
+        assert_eq!(err_of(&s).code(), "reserved-format");
+    }
+}
+
+// spec: K2
+#[test]
+fn k2_two_level_table_needs_st_level() {
+    let no_2lvl = idr0_full() & !(IDR0::ST_LVL.mask << IDR0::ST_LVL.shift);
+    let s = with_idr0(two_level(16), no_2lvl);
+    assert_eq!(err_of(&s).code(), "two-level-unsupported");
+    // ST_LEVEL = 0b10 is reserved: not "2-level supported" either.
+    let reserved = no_2lvl | IDR0::ST_LVL.val(0b10).value;
+    assert_eq!(
+        err_of(&with_idr0(two_level(16), reserved)),
+        Refusal::TwoLevelUnsupported
+    );
+}
+
+// spec: K2
+#[test]
+fn k2_log2size_above_sidsize_is_refused() {
+    let s = snap_with(idr0_full(), idr1(12, 8), 48, strtab_cfg(0, 0, 13), ST);
+    assert_eq!(
+        err_of(&s),
+        Refusal::Log2SizeExceedsSidSize {
+            log2size: 13,
+            sid_bits: 12
+        }
+    );
+    let s = snap_with(idr0_full(), idr1(12, 8), 48, strtab_cfg(1, 8, 13), ST);
+    assert_eq!(err_of(&s).code(), "log2size-exceeds-sidsize");
+}
+
+// spec: K2
+#[test]
+fn k2_two_level_split_must_be_8() {
+    for split in [0, 6, 7, 9, 10, 31] {
+        let s = snap_with(idr0_full(), idr1(24, 8), 48, strtab_cfg(1, split, 16), ST);
+        assert_eq!(err_of(&s), Refusal::BadSplit { split });
+        assert_eq!(err_of(&s).code(), "bad-split");
+    }
+    // SPLIT is IGNORED for linear tables.
+    let s = snap_with(idr0_full(), idr1(24, 8), 48, strtab_cfg(0, 6, 4), ST);
+    assert!(validate_geometry(&s, &s.features(), &any_ram).is_ok());
+}
+
+// spec: K2
+#[test]
+fn k2_two_level_log2size_below_split_is_refused() {
+    let s = two_level(7);
+    assert_eq!(
+        err_of(&s),
+        Refusal::Log2SizeBelowSplit {
+            log2size: 7,
+            split: 8
+        }
+    );
+    assert_eq!(err_of(&s).code(), "log2size-below-split");
+}
+
+// spec: K2
+#[test]
+fn k2_more_than_2_17_l1_descriptors_is_refused_before_any_shift() {
+    let s = snap_with(idr0_full(), idr1(63, 8), 48, strtab_cfg(1, 8, 26), ST);
+    assert_eq!(err_of(&s).code(), "l1-too-large");
+    // LOG2SIZE 63 would shift 8 by 55: refused, not computed.
+    let s = snap_with(idr0_full(), idr1(63, 8), 48, strtab_cfg(1, 8, 63), 0);
+    assert_eq!(
+        err_of(&s),
+        Refusal::L1TooLarge {
+            log2size: 63,
+            split: 8
+        }
+    );
+    // The largest accepted: 2^17 descriptors (1 MiB, so a 1 MiB-aligned base).
+    let s = snap_with(idr0_full(), idr1(25, 8), 48, strtab_cfg(1, 8, 25), 1 << 20);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    assert_eq!((g.l1_entries(), g.table_bytes()), (Some(1 << 17), 1 << 20));
+}
+
+// spec: K2
+#[test]
+fn k2_linear_tables_are_capped() {
+    // 2-level-capable hardware: at most 2^25 STEs.
+    let s = snap_with(idr0_full(), idr1(32, 8), 48, strtab_cfg(0, 0, 26), 0);
+    assert_eq!(
+        err_of(&s),
+        Refusal::LinearTooLarge {
+            log2size: 26,
+            max: 25
+        }
+    );
+    assert_eq!(err_of(&s).code(), "linear-too-large");
+    let s = snap_with(idr0_full(), idr1(32, 8), 48, strtab_cfg(0, 0, 25), 0);
+    assert!(validate_geometry(&s, &s.features(), &any_ram).is_ok());
+    // Linear-only hardware: at most 2^31 whatever SIDSIZE says.
+    let linear_only = idr0_full() & !(IDR0::ST_LVL.mask << IDR0::ST_LVL.shift);
+    let s = snap_with(linear_only, idr1(40, 8), 48, strtab_cfg(0, 0, 32), 0);
+    assert_eq!(
+        err_of(&s),
+        Refusal::LinearTooLarge {
+            log2size: 32,
+            max: 31
+        }
+    );
+    let s = snap_with(linear_only, idr1(40, 8), 48, strtab_cfg(0, 0, 31), 0);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    assert_eq!((g.linear_stes(), g.table_bytes()), (Some(1 << 31), 1 << 37));
+}
+
+// spec: K2
+#[test]
+fn k2_base_must_be_aligned_to_the_table_at_least_64_bytes() {
+    // Linear, 16 STEs = 1 KiB: 512-byte alignment is not enough.
+    let s = snap_with(idr0_full(), idr1(16, 8), 48, strtab_cfg(0, 0, 4), ST + 512);
+    assert_eq!(
+        err_of(&s),
+        Refusal::BaseMisaligned {
+            base: ST + 512,
+            align: 1024
+        }
+    );
+    assert_eq!(err_of(&s).code(), "base-misaligned");
+    // 2-level with 2 descriptors (16 bytes): the SMMU aligns the base to 64 (§6.3.24), which
+    // `ADDR` (bits [55:6]) cannot break: bits 5:0 are RES0 and not part of the address.
+    let s = snap_with(idr0_full(), idr1(16, 8), 48, strtab_cfg(1, 8, 9), ST + 16);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    assert_eq!((g.base(), g.table_bytes()), (ST, 16));
+    let s = snap_with(idr0_full(), idr1(16, 8), 48, strtab_cfg(1, 8, 9), ST + 64);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    assert_eq!((g.base(), g.table_bytes()), (ST + 64, 16));
+    // 2-level with 16 descriptors (128 bytes): aligned to 128.
+    let s = snap_with(idr0_full(), idr1(16, 8), 48, strtab_cfg(1, 8, 12), ST + 64);
+    assert_eq!(
+        err_of(&s),
+        Refusal::BaseMisaligned {
+            base: ST + 64,
+            align: 128
+        }
+    );
+}
+
+// spec: K2
+#[test]
+fn k2_base_beyond_oas_is_refused() {
+    let s = snap_with(idr0_full(), idr1(16, 8), 32, strtab_cfg(0, 0, 4), 1 << 32);
+    assert_eq!(
+        err_of(&s),
+        Refusal::BaseBeyondOas {
+            base: 1 << 32,
+            oas_bits: 32
+        }
+    );
+    assert_eq!(err_of(&s).code(), "base-beyond-oas");
+    // The last table below 2^32 is fine.
+    let s = snap_with(
+        idr0_full(),
+        idr1(16, 8),
+        32,
+        strtab_cfg(0, 0, 4),
+        (1 << 32) - 1024,
+    );
+    assert!(validate_geometry(&s, &s.features(), &any_ram).is_ok());
+}
+
+// spec: K2
+#[test]
+fn k2_table_end_beyond_oas_is_refused() {
+    // An aligned table below 2^OAS can only cross it by being larger than 2^OAS: 2^31 STEs
+    // (128 GiB) at 0 with a 32-bit OAS.
+    let linear_only = idr0_full() & !(IDR0::ST_LVL.mask << IDR0::ST_LVL.shift);
+    let s = snap_with(linear_only, idr1(32, 8), 32, strtab_cfg(0, 0, 31), 0);
+    assert_eq!(
+        err_of(&s),
+        Refusal::TableEndBeyondOas {
+            base: 0,
+            bytes: 1 << 37,
+            oas_bits: 32
+        }
+    );
+    assert_eq!(err_of(&s).code(), "table-end-beyond-oas");
+}
+
+// spec: K2
+#[test]
+fn k2_platform_ram_check() {
+    let s = linear(4);
+    let asked = RefCell::new(Vec::new());
+    let not_ram = |base: u64, bytes: u64| {
+        asked.borrow_mut().push((base, bytes));
+        false
+    };
+    let r = validate_geometry(&s, &s.features(), &not_ram).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::NotRam {
+            base: ST,
+            bytes: 1024
+        }
+    );
+    assert_eq!(r.code(), "not-ram");
+    assert_eq!(asked.into_inner(), [(ST, 1024)]);
+}
+
+// spec: K2, K3
+#[test]
+fn k2_geometry_locates_stes_and_descriptors() {
+    let s = linear(4);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    assert_eq!(g.format(), Format::Linear);
+    assert_eq!(
+        (g.num_sids(), g.linear_stes(), g.l1_entries()),
+        (16, Some(16), None)
+    );
+    assert_eq!(g.ste_pa(3), Some(ST + 3 * 64));
+    assert_eq!((g.ste_pa(16), g.l1_index(3)), (None, None));
+    assert!(g.contains_sid(15) && !g.contains_sid(16));
+
+    let s = two_level(12);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    assert_eq!(g.format(), Format::TwoLevel);
+    assert_eq!(
+        (g.log2size(), g.l1_entries(), g.table_bytes()),
+        (12, Some(16), 128)
+    );
+    assert_eq!(g.l1_index(0x3ff), Some(3));
+    assert_eq!(g.l1_desc_pa(0x3ff), Some(ST + 3 * 8));
+    assert_eq!((g.ste_pa(1), g.l1_index(1 << 12)), (None, None));
+    assert_eq!(ste_pa_in_l2(L2A, 0x3ff), Some(L2A + 0xff * 64));
+    assert_eq!(g.oas_bits(), 48);
+    assert_eq!(g.validate_l1(7, l1std(L2A)), Ok(Some(L2A)));
+    assert_eq!(
+        g.validate_l1(7, 8 | L2A).unwrap_err(),
+        Refusal::L1BadSpan {
+            index: Some(7),
+            desc: 8 | L2A
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// K3: level-1 descriptors.
+
+// spec: K3
+#[test]
+fn k3_span_0_is_unused_whatever_the_pointer() {
+    assert_eq!(validate_l1(0, 48), Ok(None));
+    assert_eq!(validate_l1(0xffff_ffff_ffff_ffe0, 48), Ok(None));
+}
+
+// spec: K3
+#[test]
+fn k3_span_other_than_9_is_refused() {
+    for span in (1..32u64).filter(|&s| s != 9) {
+        let desc = span | L2A;
+        let r = validate_l1(desc, 48).unwrap_err();
+        assert_eq!(r, Refusal::L1BadSpan { index: None, desc });
+        assert_eq!(r.code(), "l1-bad-span");
+    }
+}
+
+// spec: K3
+#[test]
+fn k3_null_l2ptr_is_refused() {
+    let r = validate_l1(9, 48).unwrap_err();
+    assert_eq!(r.code(), "l1-null-l2ptr");
+    assert_eq!(
+        r.with_l1_index(4),
+        Refusal::L1NullL2Ptr {
+            index: Some(4),
+            desc: 9
+        }
+    );
+}
+
+// spec: K3
+#[test]
+fn k3_l2ptr_must_be_16k_aligned() {
+    let r = validate_l1(l1std(L2A + 0x1000), 48).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::L1Misaligned {
+            index: None,
+            l2ptr: L2A + 0x1000
+        }
+    );
+    assert_eq!(r.code(), "l1-misaligned");
+}
+
+// spec: K3
+#[test]
+fn k3_l2_table_must_be_below_oas() {
+    let r = validate_l1_at(2, l1std(1 << 32), 32).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::L1BeyondOas {
+            index: Some(2),
+            l2ptr: 1 << 32,
+            oas_bits: 32
+        }
+    );
+    assert_eq!(r.code(), "l1-beyond-oas");
+    let last = (1 << 32) - 0x4000;
+    assert_eq!(validate_l1(l1std(last), 32), Ok(Some(last)));
+    // Bits 63:56 are RES0 and not part of the pointer; bit 5 likewise.
+    assert_eq!(
+        validate_l1(l1std(L2A) | 1 << 63 | 1 << 5, 48),
+        Ok(Some(L2A))
+    );
+}
+
+// spec: K3, K4
+#[test]
+fn k3_one_bad_descriptor_fails_the_scan() {
+    let mut m = Mem::default();
+    m.region(ST, 128);
+    m.region(L2A, 0x4000);
+    m.write(ST, &[l1std(L2A), 0, 0, 0b1010 | L2B]);
+    m.write(L2A + 5 * 64, &SteConfig::BYPASS.encode().to_words());
+    assert_eq!(
+        run(&two_level(12), &m).unwrap_err(),
+        Refusal::L1BadSpan {
+            index: Some(3),
+            desc: 0b1010 | L2B
+        }
+    );
+    // The bad descriptor's table is never read.
+    assert!(!m.touched(L2B, 0x4000));
+}
+
+// ---------------------------------------------------------------------------------------------
+// K14: positive tables with their exact reports.
+
+// spec: K11, K14
+#[test]
+fn k14_linear_table_reports_exactly_what_is_in_use() {
+    let mut abort_invalid = SteConfig::ABORT.encode().to_words();
+    ste::fields::V.set(&mut abort_invalid, 0);
+    let m = linear_mem(&[
+        (0, SteConfig::ABORT.encode().to_words()),
+        (1, SteConfig::BYPASS.encode().to_words()),
+        (2, s1_ste(CDT, S1Fmt::Linear, 2)),
+        (3, s2_ste(7)),
+        (4, nested_ste(0x1_0000, S1Fmt::Linear, 0, 9)),
+        (5, abort_invalid),
+        (6, s2_ste(7)), // a VMID shared by two streams is reported twice
+    ]);
+    let m = with_cds(m, &[(0, cd(0x11)), (2, cd(0x12)), (3, cd(0x11))]);
+    let (stats, found) = run(&linear(4), &m).unwrap();
+    assert_eq!(
+        found,
+        [
+            Found::Deferred { sid: 1 },
+            Found::Asid {
+                sid: 2,
+                ssid: 0,
+                asid: 0x11
+            },
+            Found::Asid {
+                sid: 2,
+                ssid: 2,
+                asid: 0x12
+            },
+            Found::Asid {
+                sid: 2,
+                ssid: 3,
+                asid: 0x11
+            },
+            Found::Deferred { sid: 2 },
+            Found::Vmid { sid: 3, vmid: 7 },
+            Found::Deferred { sid: 3 },
+            Found::Vmid { sid: 4, vmid: 9 },
+            Found::Deferred { sid: 4 },
+            Found::Vmid { sid: 6, vmid: 7 },
+            Found::Deferred { sid: 6 },
+        ]
+    );
+    assert_eq!(
+        stats,
+        ScanStats {
+            l1_descriptors: 0,
+            l1_valid: 0,
+            stes_scanned: 16,
+            stes_valid: 6,
+            cd_tables: 1,
+            cds_scanned: 4,
+            cds_valid: 3,
+            vmids: 3,
+            asids: 3,
+            deferred: 5,
+            reads: 3,
+            bytes_read: 1024 + 256,
+        }
+    );
+    // The nested STE's CD table is an IPA: never read.
+    assert!(!m.touched(0x1_0000, 64));
+}
+
+// spec: K3, K11, K14
+#[test]
+fn k14_two_level_table_reports_exactly_what_is_in_use() {
+    let mut m = Mem::default();
+    m.region(ST, 128);
+    m.region(L2A, 0x4000);
+    m.region(L2B, 0x4000);
+    m.write(ST, &[l1std(L2A), 0, l1std(L2B)]);
+    m.write(L2A + 5 * 64, &SteConfig::BYPASS.encode().to_words());
+    m.write(L2A + 6 * 64, &SteConfig::ABORT.encode().to_words());
+    m.write(L2B + 7 * 64, &s2_ste(0x1234));
+    m.write(L2B + 255 * 64, &s1_ste(CDT, S1Fmt::Linear, 0));
+    let m = with_cds(m, &[(0, cd(0xabcd))]);
+    let (stats, found) = run(&two_level(12), &m).unwrap();
+    assert_eq!(
+        found,
+        [
+            Found::Deferred { sid: 5 },
+            Found::Vmid {
+                sid: 0x207,
+                vmid: 0x1234
+            },
+            Found::Deferred { sid: 0x207 },
+            Found::Asid {
+                sid: 0x2ff,
+                ssid: 0,
+                asid: 0xabcd
+            },
+            Found::Deferred { sid: 0x2ff },
+        ]
+    );
+    assert_eq!((stats.l1_descriptors, stats.l1_valid), (16, 2));
+    assert_eq!((stats.stes_scanned, stats.stes_valid), (512, 4));
+}
+
+// spec: K14
+#[test]
+fn k14_stage1_two_level_cd_table_with_4k_leaves() {
+    // S1CDMax 7: two L1CDs, each to a 4 KiB leaf of 64 CDs.
+    let mut m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::TwoLevel4K, 7))]);
+    m.region(CDT, 16);
+    m.write(CDT, &[l1cd(LEAF0), l1cd(LEAF0 + 0x1000)]);
+    m.region(LEAF0, 0x2000);
+    m.write(LEAF0 + 3 * 64, &cd(0x21));
+    m.write(LEAF0 + 0x1000 + 64, &cd(0x22));
+    let (stats, found) = run(&linear(4), &m).unwrap();
+    assert_eq!(
+        found,
+        [
+            Found::Asid {
+                sid: 1,
+                ssid: 3,
+                asid: 0x21
+            },
+            Found::Asid {
+                sid: 1,
+                ssid: 65,
+                asid: 0x22
+            },
+            Found::Deferred { sid: 1 },
+        ]
+    );
+    assert_eq!((stats.cds_scanned, stats.cds_valid), (128, 2));
+}
+
+// spec: K14
+#[test]
+fn k14_stage1_two_level_cd_table_with_64k_leaves() {
+    // S1CDMax 11: two L1CDs of 1024 CDs each; an invalid one is skipped.
+    let mut m = linear_mem(&[(0, s1_ste(CDT, S1Fmt::TwoLevel64K, 11))]);
+    m.region(CDT, 64);
+    m.write(CDT, &[0, l1cd(LEAF1)]);
+    m.region(LEAF1, 0x1_0000);
+    m.write(LEAF1 + 5 * 64, &cd(0x31));
+    let (stats, found) = run(&linear(4), &m).unwrap();
+    assert_eq!(
+        found,
+        [
+            Found::Asid {
+                sid: 0,
+                ssid: 1024 + 5,
+                asid: 0x31
+            },
+            Found::Deferred { sid: 0 },
+        ]
+    );
+    assert_eq!(stats.cds_scanned, 1024);
+    assert!(!m.touched(LEAF0, 0x1_0000));
+    // A small 2-level table (S1CDMax 3): one L1CD, a leaf of which only 8 CDs are used.
+    let mut m = linear_mem(&[(0, s1_ste(CDT, S1Fmt::TwoLevel64K, 3))]);
+    m.region(CDT, 64);
+    m.write(CDT, &[l1cd(LEAF1)]);
+    m.region(LEAF1, 8 * 64);
+    m.write(LEAF1 + 7 * 64, &cd(0x32));
+    let (_, found) = run(&linear(4), &m).unwrap();
+    assert_eq!(
+        found[0],
+        Found::Asid {
+            sid: 0,
+            ssid: 7,
+            asid: 0x32
+        }
+    );
+}
+
+// spec: K14
+#[test]
+fn k14_s1fmt_and_s1dss_are_ignored_for_a_single_cd() {
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S1FMT.set(&mut w, 0b11);
+    ste::fields::S1DSS.set(&mut w, 0b11);
+    let m = with_cds(linear_mem(&[(2, w)]), &[(0, cd(5))]);
+    let (_, found) = run(&linear(4), &m).unwrap();
+    assert_eq!(
+        found,
+        [
+            Found::Asid {
+                sid: 2,
+                ssid: 0,
+                asid: 5
+            },
+            Found::Deferred { sid: 2 }
+        ]
+    );
+}
+
+// spec: K14
+#[test]
+fn k14_nested_reserves_the_vmid_and_never_reads_the_ipa_cd_table() {
+    // IPA 0 is a legal CD table address for a guest; the pointer is not a PA.
+    let m = linear_mem(&[(3, nested_ste(0, S1Fmt::TwoLevel64K, 12, 0x44))]);
+    let (_, found) = run(&linear(4), &m).unwrap();
+    assert_eq!(
+        found,
+        [
+            Found::Vmid { sid: 3, vmid: 0x44 },
+            Found::Deferred { sid: 3 }
+        ]
+    );
+    assert_eq!(m.reads().len(), 2, "only the stream table is read");
+    // Its address-independent geometry is still checked.
+    let m = linear_mem(&[(3, nested_ste(0x40, S1Fmt::Linear, 2, 0x44))]);
+    assert_eq!(code(&linear(4), &m), "cd-table-misaligned");
+}
+
+// ---------------------------------------------------------------------------------------------
+// K14: one bad table per rule.
+
+// spec: K14
+#[test]
+fn k14_reserved_config_is_refused() {
+    for config in [0b001, 0b010, 0b011] {
+        let mut w = [0u64; 8];
+        ste::fields::V.set(&mut w, 1);
+        ste::fields::CONFIG.set(&mut w, config);
+        let r = run(&linear(4), &linear_mem(&[(9, w)])).unwrap_err();
+        assert_eq!(r.code(), "ste-reserved");
+        assert_eq!(
+            r,
+            Refusal::SteReserved {
+                sid: 9,
+                error: DecodeError::Reserved {
+                    structure: "STE",
+                    field: "Config",
+                    value: config
+                }
+            }
+        );
+    }
+    // Another reserved encoding of a valid STE (STRW = 0b11).
+    let mut w = SteConfig::BYPASS.encode().to_words();
+    ste::fields::STRW.set(&mut w, 0b11);
+    assert_eq!(code(&linear(4), &linear_mem(&[(0, w)])), "ste-reserved");
+    // An invalid STE is never decoded.
+    ste::fields::V.set(&mut w, 0);
+    assert!(run(&linear(4), &linear_mem(&[(0, w)])).is_ok());
+}
+
+// spec: K14
+#[test]
+fn k14_vmid_zero_is_refused() {
+    let r = run(&linear(4), &linear_mem(&[(4, s2_ste(0))])).unwrap_err();
+    assert_eq!(r, Refusal::VmidZero { sid: 4 });
+    assert_eq!(r.code(), "vmid-zero");
+    let nested = nested_ste(CDT, S1Fmt::Linear, 0, 0);
+    assert_eq!(code(&linear(4), &linear_mem(&[(4, nested)])), "vmid-zero");
+}
+
+// spec: K14
+#[test]
+fn k14_vmid_wider_than_the_smmu_is_refused() {
+    let vmid8 = idr0_full() & !(IDR0::VMID16.mask << IDR0::VMID16.shift);
+    let s = with_idr0(linear(4), vmid8);
+    assert!(run(&s, &linear_mem(&[(4, s2_ste(255))])).is_ok());
+    let r = run(&s, &linear_mem(&[(4, s2_ste(256))])).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::VmidOutOfRange {
+            sid: 4,
+            vmid: 256,
+            bits: 8
+        }
+    );
+    assert_eq!(r.code(), "vmid-out-of-range");
+}
+
+// spec: K14
+#[test]
+fn k14_null_cd_table_is_refused() {
+    let r = run(&linear(4), &linear_mem(&[(1, s1_ste(0, S1Fmt::Linear, 0))])).unwrap_err();
+    assert_eq!(r, Refusal::CdTableNull { sid: 1 });
+    assert_eq!(r.code(), "cd-table-null");
+}
+
+// spec: K14
+#[test]
+fn k14_s1cdmax_above_ssidsize_is_refused() {
+    let s = snap_with(idr0_full(), idr1(16, 4), 48, strtab_cfg(0, 0, 4), ST);
+    let m = with_cds(linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 5))]), &[]);
+    let r = run(&s, &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::CdMaxExceedsSsidSize {
+            sid: 1,
+            cd_max: 5,
+            ssid_bits: 4
+        }
+    );
+    assert_eq!(r.code(), "cd-max-exceeds-ssidsize");
+    let m = with_cds(linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 4))]), &[]);
+    assert!(run(&s, &m).is_ok());
+}
+
+// spec: K14
+#[test]
+fn k14_unsupported_cd_format_is_refused() {
+    // 2-level CD tables need IDR0.CD2L.
+    let no_cd2l = idr0_full() & !(IDR0::CD2L.mask << IDR0::CD2L.shift);
+    let s = with_idr0(linear(4), no_cd2l);
+    let m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::TwoLevel64K, 12))]);
+    let r = run(&s, &m).unwrap_err();
+    assert_eq!(r, Refusal::CdFormatUnsupported { sid: 1, fmt: 0b10 });
+    assert_eq!(r.code(), "cd-format-unsupported");
+    // 0b11 is reserved once there is more than one CD.
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 2);
+    ste::fields::S1FMT.set(&mut w, 0b11);
+    let r = run(&linear(4), &linear_mem(&[(1, w)])).unwrap_err();
+    assert_eq!(r, Refusal::CdFormatUnsupported { sid: 1, fmt: 0b11 });
+}
+
+// spec: K14
+#[test]
+fn k14_misaligned_cd_table_is_refused() {
+    // Linear, 16 CDs = 1 KiB: aligned to 1 KiB.
+    let m = with_cds(linear_mem(&[(1, s1_ste(CDT + 512, S1Fmt::Linear, 4))]), &[]);
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::CdTableMisaligned {
+            sid: 1,
+            ptr: CDT + 512,
+            align: 1024
+        }
+    );
+    assert_eq!(r.code(), "cd-table-misaligned");
+    // 2-level, 4 KiB leaves, S1CDMax 12: 64 L1CDs = 512 bytes.
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT + 64, S1Fmt::TwoLevel4K, 12))]),
+        &[],
+    );
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::CdTableMisaligned {
+            sid: 1,
+            ptr: CDT + 64,
+            align: 512
+        }
+    );
+    // 2-level with a single L1CD: 64-byte alignment suffices.
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT + 64, S1Fmt::TwoLevel4K, 5))]),
+        &[],
+    );
+    assert!(run(&linear(4), &m).is_ok());
+}
+
+// spec: K14
+#[test]
+fn k14_cd_table_beyond_oas_is_refused() {
+    let s = snap_with(idr0_full(), idr1(16, 8), 32, strtab_cfg(0, 0, 4), ST);
+    let m = linear_mem(&[(1, s1_ste(1 << 32, S1Fmt::Linear, 0))]);
+    let r = run(&s, &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::CdTableBeyondOas {
+            sid: 1,
+            ptr: 1 << 32,
+            bytes: 64,
+            oas_bits: 32
+        }
+    );
+    assert_eq!(r.code(), "cd-table-beyond-oas");
+    assert!(!m.touched(1 << 32, 64));
+}
+
+// spec: K14
+#[test]
+fn k14_null_leaf_is_refused() {
+    let mut m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::TwoLevel4K, 8))]);
+    m.region(CDT, 32);
+    m.write(CDT, &[l1cd(LEAF0), 0, 1]); // V = 1, L2Ptr = 0
+    m.region(LEAF0, 0x1000);
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::CdLeafNull {
+            sid: 1,
+            l1_index: 2
+        }
+    );
+    assert_eq!(r.code(), "cd-leaf-null");
+}
+
+// spec: K14
+#[test]
+fn k14_misaligned_leaf_is_refused() {
+    // 64 KiB leaves must be 64 KiB aligned (L2Ptr[15:12] RES0).
+    let mut m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::TwoLevel64K, 10))]);
+    m.region(CDT, 64);
+    m.write(CDT, &[l1cd(LEAF0 + 0x1000)]);
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::CdLeafMisaligned {
+            sid: 1,
+            l1_index: 0,
+            ptr: LEAF0 + 0x1000,
+            align: 0x1_0000
+        }
+    );
+    assert_eq!(r.code(), "cd-leaf-misaligned");
+}
+
+// spec: K14
+#[test]
+fn k14_leaf_beyond_oas_is_refused() {
+    let s = snap_with(idr0_full(), idr1(16, 8), 40, strtab_cfg(0, 0, 4), ST);
+    let mut m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::TwoLevel4K, 6))]);
+    m.region(CDT, 64);
+    m.write(CDT, &[l1cd(1 << 40)]);
+    let r = run(&s, &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::CdLeafBeyondOas {
+            sid: 1,
+            l1_index: 0,
+            ptr: 1 << 40,
+            oas_bits: 40
+        }
+    );
+    assert_eq!(r.code(), "cd-leaf-beyond-oas");
+}
+
+// spec: K14
+#[test]
+fn k14_reserved_cd_is_refused() {
+    let mut bad = cd(3);
+    cdf::TG0.set(&mut bad, 0b11); // reserved granule, walks enabled (EPD0 = 0)
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 1))]),
+        &[(1, bad)],
+    );
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(r.code(), "cd-reserved");
+    assert!(matches!(
+        r,
+        Refusal::CdReserved {
+            sid: 1,
+            ssid: 1,
+            ..
+        }
+    ));
+}
+
+// spec: K14
+#[test]
+fn k14_asid_zero_is_refused() {
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 1))]),
+        &[(0, cd(4)), (1, cd(0))],
+    );
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(r, Refusal::AsidZero { sid: 1, ssid: 1 });
+    assert_eq!(r.code(), "asid-zero");
+}
+
+// spec: K14
+#[test]
+fn k14_asid_wider_than_the_smmu_is_refused() {
+    let asid8 = idr0_full() & !(IDR0::ASID16.mask << IDR0::ASID16.shift);
+    let s = with_idr0(linear(4), asid8);
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0))]),
+        &[(0, cd(0x100))],
+    );
+    let r = run(&s, &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::AsidOutOfRange {
+            sid: 1,
+            ssid: 0,
+            asid: 0x100,
+            bits: 8
+        }
+    );
+    assert_eq!(r.code(), "asid-out-of-range");
+}
+
+// spec: K4, K14
+#[test]
+fn k14_a_failed_reservation_stops_the_scan_with_the_sinks_refusal() {
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0)), (9, s2_ste(3))]),
+        &[(0, cd(0x55))],
+    );
+    let s = linear(4);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    let mut calls = 0;
+    let r = scan(&g, &s.features(), &m, &mut |f| {
+        calls += 1;
+        match f {
+            Found::Asid { sid, ssid, asid } => Err(Refusal::AsidConflict { sid, ssid, asid }),
+            _ => Ok(()),
+        }
+    })
+    .unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::AsidConflict {
+            sid: 1,
+            ssid: 0,
+            asid: 0x55
+        }
+    );
+    assert_eq!((r.code(), calls), ("asid-conflict", 1));
+    let mut vmid_calls = 0;
+    let r = scan(&g, &s.features(), &m, &mut |f| {
+        vmid_calls += 1;
+        match f {
+            Found::Vmid { sid, vmid } => Err(Refusal::VmidConflict { sid, vmid }),
+            _ => Ok(()),
+        }
+    })
+    .unwrap_err();
+    assert_eq!(r, Refusal::VmidConflict { sid: 9, vmid: 3 });
+    assert_eq!((r.code(), vmid_calls), ("vmid-conflict", 3));
+}
+
+// spec: K4, K14
+#[test]
+fn k14_unreadable_memory_is_refused() {
+    // The stream table is 16 STEs but only the first 8 are readable.
+    let mut m = Mem::default();
+    m.region(ST, 512);
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::MemoryUnreadable {
+            pa: ST + 512,
+            len: 512
+        }
+    );
+    assert_eq!(r.code(), "memory-unreadable");
+    // A CD table that cannot be read.
+    let m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0))]);
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::MemoryUnreadable { pa: CDT, len: 64 }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// K15: bounds.
+
+// spec: K15
+#[test]
+fn k15_reads_are_proportional_to_valid_descriptors() {
+    // 2^24 StreamIDs: 2^16 L1 descriptors (512 KiB), one of them valid. (2^16 StreamIDs under
+    // Miri, where 2^16 descriptors take minutes; the count follows the same formula.)
+    let log2size = if cfg!(miri) { 16 } else { 24 };
+    let l1_bytes = 8u64 << (log2size - 8);
+    let chunk = READ_CHUNK_WORDS as u64 * 8;
+    let s = snap_with(
+        idr0_full(),
+        idr1(24, 8),
+        48,
+        strtab_cfg(1, 8, log2size),
+        0x1000_0000,
+    );
+    let mut m = Mem::default();
+    m.region(0x1000_0000, l1_bytes);
+    m.region(L2A, 0x4000);
+    m.write(0x1000_0000 + 0x34 * 8, &[l1std(L2A)]);
+    m.write(L2A + 17 * 64, &SteConfig::BYPASS.encode().to_words());
+    let (stats, found) = run(&s, &m).unwrap();
+    assert_eq!(found, [Found::Deferred { sid: 0x3411 }]);
+    let l1_reads = l1_bytes / chunk;
+    let l2_reads = 0x4000 / chunk;
+    assert_eq!(stats.reads, l1_reads + l2_reads);
+    assert_eq!(stats.bytes_read, l1_bytes + 0x4000);
+    assert_eq!(m.reads().len() as u64, stats.reads);
+    assert!(m.reads().iter().all(|&(_, len)| len <= chunk));
+    assert_eq!(
+        (stats.l1_descriptors, stats.l1_valid, stats.stes_scanned),
+        (l1_bytes / 8, 1, 256)
+    );
+    // With no valid descriptor, only the L1 table is read.
+    m.write(0x1000_0000 + 0x34 * 8, &[0]);
+    let (stats, _) = run(&s, &m).unwrap();
+    assert_eq!(stats.reads, l1_reads);
+}
+
+// spec: K15
+#[test]
+fn k15_every_read_lies_inside_a_described_range() {
+    let mut m = Mem::default();
+    m.region(ST, 128);
+    m.region(L2A, 0x4000);
+    m.write(ST, &[l1std(L2A)]);
+    m.write(L2A, &s1_ste(CDT, S1Fmt::TwoLevel4K, 7));
+    m.write(L2A + 64, &s1_ste(CDT + 0x1000, S1Fmt::Linear, 3));
+    m.write(L2A + 128, &s2_ste(1));
+    m.region(CDT, 0x2000);
+    m.write(CDT, &[l1cd(LEAF0), l1cd(LEAF1)]);
+    m.write(CDT + 0x1000 + 64, &cd(9));
+    m.region(LEAF0, 0x1000);
+    m.region(LEAF1, 0x1000);
+    m.write(LEAF1, &cd(8));
+    let (_, found) = run(&two_level(12), &m).unwrap();
+    assert_eq!(found.len(), 6);
+    let described = [
+        (ST, 128),
+        (L2A, 0x4000),
+        (CDT, 16),
+        (LEAF0, 0x1000),
+        (LEAF1, 0x1000),
+        (CDT + 0x1000, 8 * 64),
+    ];
+    for (pa, len) in m.reads() {
+        assert!(
+            described.iter().any(|&(b, l)| b <= pa && pa + len <= b + l),
+            "read {pa:#x}+{len:#x}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals.
+
+fn one_of_each() -> Vec<Refusal> {
+    let e = DecodeError::Reserved {
+        structure: "STE",
+        field: "Config",
+        value: 1,
+    };
+    std::vec![
+        Refusal::NotCrashKernel,
+        Refusal::SmmuDisabled { cr0: 0 },
+        Refusal::NotCoherent,
+        Refusal::ServiceFailure {
+            gerror: 0x100,
+            gerrorn: 0
+        },
+        Refusal::E2hMismatch {
+            found: false,
+            expected: true
+        },
+        Refusal::ReservedFormat { fmt: 2 },
+        Refusal::TwoLevelUnsupported,
+        Refusal::Log2SizeExceedsSidSize {
+            log2size: 9,
+            sid_bits: 8
+        },
+        Refusal::BadSplit { split: 6 },
+        Refusal::Log2SizeBelowSplit {
+            log2size: 7,
+            split: 8
+        },
+        Refusal::L1TooLarge {
+            log2size: 26,
+            split: 8
+        },
+        Refusal::LinearTooLarge {
+            log2size: 26,
+            max: 25
+        },
+        Refusal::BaseMisaligned {
+            base: 64,
+            align: 128
+        },
+        Refusal::BaseBeyondOas {
+            base: 1 << 40,
+            oas_bits: 40
+        },
+        Refusal::TableEndBeyondOas {
+            base: 0,
+            bytes: 1 << 37,
+            oas_bits: 32
+        },
+        Refusal::NotRam { base: 0, bytes: 64 },
+        Refusal::L1BadSpan {
+            index: Some(1),
+            desc: 8
+        },
+        Refusal::L1NullL2Ptr {
+            index: None,
+            desc: 9
+        },
+        Refusal::L1Misaligned {
+            index: Some(2),
+            l2ptr: 0x1000
+        },
+        Refusal::L1BeyondOas {
+            index: None,
+            l2ptr: 1 << 48,
+            oas_bits: 48
+        },
+        Refusal::SteReserved { sid: 1, error: e },
+        Refusal::VmidZero { sid: 1 },
+        Refusal::VmidOutOfRange {
+            sid: 1,
+            vmid: 256,
+            bits: 8
+        },
+        Refusal::CdTableNull { sid: 1 },
+        Refusal::CdMaxExceedsSsidSize {
+            sid: 1,
+            cd_max: 9,
+            ssid_bits: 8
+        },
+        Refusal::CdFormatUnsupported { sid: 1, fmt: 3 },
+        Refusal::CdTableMisaligned {
+            sid: 1,
+            ptr: 64,
+            align: 128
+        },
+        Refusal::CdTableBeyondOas {
+            sid: 1,
+            ptr: 0,
+            bytes: 64,
+            oas_bits: 32
+        },
+        Refusal::CdLeafNull {
+            sid: 1,
+            l1_index: 0
+        },
+        Refusal::CdLeafMisaligned {
+            sid: 1,
+            l1_index: 0,
+            ptr: 0x1000,
+            align: 0x10000
+        },
+        Refusal::CdLeafBeyondOas {
+            sid: 1,
+            l1_index: 0,
+            ptr: 1 << 40,
+            oas_bits: 40
+        },
+        Refusal::CdReserved {
+            sid: 1,
+            ssid: 2,
+            error: e
+        },
+        Refusal::AsidZero { sid: 1, ssid: 0 },
+        Refusal::AsidOutOfRange {
+            sid: 1,
+            ssid: 0,
+            asid: 256,
+            bits: 8
+        },
+        Refusal::AsidConflict {
+            sid: 1,
+            ssid: 0,
+            asid: 1
+        },
+        Refusal::VmidConflict { sid: 1, vmid: 1 },
+        Refusal::MemoryUnreadable { pa: 0, len: 8 },
+    ]
+}
+
+// spec: K1, K2, K3, K4, K13, K14
+#[test]
+fn every_refusal_has_its_own_listed_code_and_a_message() {
+    let all = one_of_each();
+    let codes: Vec<&str> = all.iter().map(Refusal::code).collect();
+    assert_eq!(
+        codes.as_slice(),
+        all_codes(),
+        "all_codes lists every code in order"
+    );
+    let unique: BTreeSet<&str> = codes.iter().copied().collect();
+    assert_eq!(unique.len(), codes.len(), "codes are distinct");
+    for (r, c) in all.iter().zip(&codes) {
+        assert!(c
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'));
+        let text = std::format!("{r}");
+        assert!(text.len() > 10, "{c}: {text}");
+    }
+    // The L1 index is filled in by with_l1_index and shown.
+    let r = Refusal::L1BadSpan {
+        index: None,
+        desc: 8,
+    }
+    .with_l1_index(5);
+    assert!(std::format!("{r}").contains("descriptor 5"));
+    assert_eq!(Refusal::NotCoherent.with_l1_index(5), Refusal::NotCoherent);
+}
+
+// ---------------------------------------------------------------------------------------------
+// B1, B2: arbitrary input.
+
+/// A fuzz input that builds an adoptable linear table: 4 STEs (bypass, stage 2 VMID 9,
+/// stage 1 with 4 CDs, invalid).
+const ADOPTABLE: &[u8] = &[
+    8,    // no fault injected
+    0x1e, // CD2L, ASID16, VMID16, Hyp; linear-only hardware
+    0,    // linear
+    2,    // LOG2SIZE 2
+    1,    // SPLIT 8
+    1,    // SIDSIZE 3
+    5,    // SSIDSIZE 5
+    0,    // OAS 48
+    1,    // base ST_BASE
+    2,    // no RAM check
+    0,    // no E2H expectation
+    0, 0, // no active global errors
+    1, // the sink accepts everything
+    5, // SID 0: bypass
+    8, 0, 8, // SID 1: stage 2, VMID 9
+    6, 0, 0, 2, 5, // SID 2: stage 1, CD slot 0, linear, S1CDMax 2, pointer as is
+    0, // SID 3: invalid
+    2, 0, 4, // CD 0: ASID 5
+    0, // CD 1: invalid
+    2, 0, 5, // CD 2: ASID 6
+    2, 0, 4, // CD 3: ASID 5 again
+];
+
+// spec: B1, B2, K14
+#[test]
+fn fuzz_entry_point_reaches_an_adoptable_verdict() {
+    let out = fuzzing::validate_image(ADOPTABLE).unwrap();
+    let stats = out.verdict.unwrap();
+    assert_eq!(
+        (stats.stes_valid, stats.vmids, stats.asids, stats.deferred),
+        (3, 1, 3, 3)
+    );
+    assert_eq!(out.found, 7);
+    assert!(fuzzing::validate_image(&ADOPTABLE[..11]).is_none());
+    // The same input with each fault injected is refused for that reason.
+    for (fault, code) in [
+        (1, "not-crash-kernel"),
+        (2, "smmu-disabled"),
+        (3, "not-coherent"),
+        (5, "service-failure"),
+    ] {
+        let mut input = ADOPTABLE.to_vec();
+        input[0] = fault;
+        let out = fuzzing::validate_image(&input).unwrap();
+        assert_eq!(out.verdict.unwrap_err().code(), code);
+        assert_eq!(out.reads, 0);
+    }
+    // Non-coherent with cache maintenance is adopted (K17).
+    let mut input = ADOPTABLE.to_vec();
+    input[0] = 4;
+    assert!(fuzzing::validate_image(&input).unwrap().verdict.is_ok());
+    // The sink refusing its 2nd report.
+    let mut input = ADOPTABLE.to_vec();
+    input[13] = 8;
+    let out = fuzzing::validate_image(&input).unwrap();
+    assert_eq!(out.verdict.unwrap_err().code(), "vmid-conflict");
+    assert_eq!(out.found, 2);
+}
+
+// spec: B1, B2, K15
+#[test]
+fn fuzz_entry_point_on_pseudo_random_inputs_covers_verdicts() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let runs = if cfg!(miri) { 3 } else { 1500 };
+    let mut codes = BTreeSet::new();
+    let mut adopted = 0;
+    for _ in 0..runs {
+        let len = 12 + (next() % 600) as usize;
+        let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Keep most inputs free of injected faults so that the scan is reached.
+        if data[0] % 16 < 8 && next() % 4 != 0 {
+            data[0] = 8;
+        }
+        match fuzzing::validate_image(&data).unwrap().verdict {
+            Ok(_) => adopted += 1,
+            Err(r) => {
+                codes.insert(r.code());
+            }
+        }
+    }
+    if !cfg!(miri) {
+        assert!(adopted > 0, "no adoptable input among {runs}");
+        assert!(codes.len() >= 15, "only {codes:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    // spec: B1, B2, K15
+    #[test]
+    fn validate_image_never_panics_nor_reads_outside_described_ranges(
+        data in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let _ = fuzzing::validate_image(&data);
+    }
+
+    // spec: B1, K2, K3
+    #[test]
+    fn register_and_descriptor_checks_never_panic(
+        idr in proptest::array::uniform6(any::<u32>()),
+        cfg_word in any::<u32>(),
+        base in any::<u64>(),
+        desc in any::<u64>(),
+        oas_bits in 0u32..80,
+    ) {
+        let s = RegisterSnapshot {
+            ids: IdRegs { idr, iidr: 0, aidr: 0 },
+            strtab_base: base,
+            strtab_base_cfg: cfg_word,
+            ..RegisterSnapshot::default()
+        };
+        let f = s.features();
+        if let Ok(g) = validate_geometry(&s, &f, &any_ram) {
+            prop_assert!(g.log2size() <= u32::from(f.sid_bits));
+            prop_assert_eq!(g.base() % g.table_bytes().max(64), 0);
+            prop_assert!(u128::from(g.base()) + u128::from(g.table_bytes())
+                <= 1u128 << f.oas_bits());
+            prop_assert!(g.num_sids() <= 1 << 31);
+        }
+        if let Ok(Some(l2)) = validate_l1(desc, oas_bits) {
+            prop_assert!(l2 != 0 && l2 % 0x4000 == 0);
+            prop_assert!(oas_bits >= 64 || u128::from(l2) + 0x4000 <= 1u128 << oas_bits);
+        }
+    }
+}
