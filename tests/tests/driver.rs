@@ -351,3 +351,38 @@ fn unmap_invalidates_so_dma_faults_at_once() {
         rig.assert_no_violations();
     }
 }
+
+// spec: D3, D8
+#[test]
+fn a_master_with_many_substreams_gets_a_two_level_cd_table() {
+    let mut rig = rig(Profile::mmu600()); // IDR0.CD2L, SSIDSIZE 20
+    let dev = rig
+        .smmu
+        .add_master(&MasterConfig {
+            sids: &[0x55],
+            protected: false,
+            ats: false,
+            stall: false,
+            ssid_bits: 12, // 4096 CDs: more than one 1024-CD leaf
+        })
+        .unwrap();
+    let tables = rig.tables();
+    let mut d = rig
+        .smmu
+        .new_domain(DomainStage::Stage1, false, tables)
+        .unwrap();
+    let pa = map_pages(&rig, &mut d, 0x7000_0000, 2);
+    rig.smmu.attach(dev, &d).unwrap();
+    // Traffic without a SubstreamID uses CD 0 (S1DSS = substream 0).
+    assert_eq!(
+        rig.dma(Transaction::read(0x55, 0x7000_1010)),
+        TxnResult::Translated { pa: pa + 0x1010 }
+    );
+    // SubstreamID 3000 lies in a leaf that was never allocated: its L1CD is invalid.
+    let r = rig.dma(Transaction::read(0x55, 0x7000_1010).with_ssid(3000));
+    assert!(r.pa().is_none(), "{r:?}");
+    // Beyond S1CDMax: C_BAD_SUBSTREAMID.
+    let r = rig.dma(Transaction::read(0x55, 0x7000_1010).with_ssid(1 << 12));
+    assert_eq!(abort_cause(r), Some(Cause::BadSubstreamId));
+    rig.assert_no_violations();
+}
