@@ -146,7 +146,13 @@ fn main() -> Result<(), smmu::Error> {
     let mut domain = smmu.new_domain(DomainStage::Stage1, true, Tables(&platform))?;
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     // Private memory is refused...
-    let private = smmu.map(&mut domain, Iova(0x1000_0000), PhysAddr(base + (4 << 20)), 0x1000, rw);
+    let private = smmu.map(
+        &mut domain,
+        Iova(0x1000_0000),
+        PhysAddr(base + (4 << 20)),
+        0x1000,
+        rw,
+    );
     println!("map private memory: {private:?}");
     // ...the bounce buffer in the shared window is not.
     smmu.map(&mut domain, Iova(0x1000_0000), shared.start, 0x10_0000, rw)?;
