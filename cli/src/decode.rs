@@ -112,19 +112,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
         .map(|a| parse_hex(a))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match what {
-        Structure::Ste => {
-            let w: [u64; 8] = words(&all);
-            let (kind, error) = match ste::Ste::from_words(w).decode() {
-                Ok(c) => (ste::kind_name(c.as_ref()).to_string(), None),
-                Err(e) => ("illegal".to_string(), Some(e.to_string())),
-            };
-            Decoded {
-                title: "STE".into(),
-                kind,
-                fields: from_fields(&w, ste::fields::FIELDS, ste::describe_field),
-                error,
-            }
-        }
+        Structure::Ste => decode_ste(words(&all)),
         Structure::Cd => {
             let w: [u64; 8] = words(&all);
             let (kind, error) = match cd::Cd::from_words(w).decode() {
@@ -229,6 +217,21 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
     })
 }
 
+/// Decodes one STE from its eight words: what `smmuctl decode ste` prints, also used by
+/// `smmuctl inspect` for every valid STE of a dumped table.
+pub(crate) fn decode_ste(w: [u64; 8]) -> Decoded {
+    let (kind, error) = match ste::Ste::from_words(w).decode() {
+        Ok(c) => (ste::kind_name(c.as_ref()).to_string(), None),
+        Err(e) => ("illegal".to_string(), Some(e.to_string())),
+    };
+    Decoded {
+        title: "STE".into(),
+        kind,
+        fields: from_fields(&w, ste::fields::FIELDS, ste::describe_field),
+        error,
+    }
+}
+
 fn decode_register(args: &[String]) -> Result<Decoded, UsageError> {
     let [name, value] = args else {
         return Err(UsageError(format!(
@@ -277,6 +280,11 @@ fn format_value(value: u64, width: u32) -> String {
 }
 
 impl Decoded {
+    /// What the entry is: `"bypass"`, `"s1-translate"`, `"illegal"`, `"CMD_SYNC"`, …
+    pub(crate) fn kind(&self) -> &str {
+        &self.kind
+    }
+
     /// The human-readable form: a title line, then one line per field.
     pub(crate) fn to_text(&self) -> String {
         let mut out = format!("{} ({})\n", self.title, self.kind);

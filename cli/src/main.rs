@@ -1,11 +1,14 @@
 //! smmuctl: decode SMMUv3 entries and registers, inspect dumped tables, simulate a kdump
 //! takeover.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod decode;
+mod inspect;
+mod simulate;
 
 /// Tools for people working with Arm SMMUv3 state.
 #[derive(Parser)]
@@ -31,24 +34,99 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a scenario on the SMMUv3 model.
+    Simulate {
+        #[command(subcommand)]
+        what: Simulation,
+    },
+    /// Run the kdump adoption validator offline on a dump: registers from a JSON file, the
+    /// crashed kernel's memory from raw files.
+    ///
+    /// Prints the verdict ("adopt" or "full-reset") and its reason, every valid STE of the
+    /// table with whether its master's attach would be deferred, and the ASIDs and VMIDs an
+    /// adoption reserves.
+    Inspect(inspect::InspectArgs),
+}
+
+#[derive(Subcommand)]
+enum Simulation {
+    /// The crash scenario: an old kernel with three devices doing DMA crashes, the crash
+    /// kernel brings the SMMU up with one strategy, each device's driver reattaches it.
+    ///
+    /// Prints what each device's in-flight DMA met, the crash kernel's verdict and the number
+    /// of violations the model logged.
+    Kdump {
+        /// How the crash kernel brings the SMMU up.
+        #[arg(long, value_enum, default_value_t = simulate::StrategyArg::Adopt)]
+        strategy: simulate::StrategyArg,
+        /// Seed of the model's randomness (DMA patterns, ack latencies).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Decode { what, args, json } => match decode::decode(what, &args) {
-            Ok(d) => {
-                if json {
-                    println!("{}", d.to_json());
-                } else {
-                    print!("{}", d.to_text());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(decode::UsageError(msg)) => {
-                eprintln!("smmuctl: {msg}");
-                ExitCode::from(2)
+            Ok(d) => output(if json {
+                format!("{}\n", d.to_json())
+            } else {
+                d.to_text()
+            }),
+            Err(decode::UsageError(msg)) => usage_error(&msg),
+        },
+        Command::Simulate {
+            what:
+                Simulation::Kdump {
+                    strategy,
+                    seed,
+                    json,
+                },
+        } => match simulate::kdump(strategy, seed) {
+            Ok(report) => output(if json {
+                format!("{}\n", simulate::to_json(&report))
+            } else {
+                simulate::to_text(&report)
+            }),
+            Err(e) => {
+                eprintln!("smmuctl: the kdump scenario failed: {e}");
+                ExitCode::from(1)
             }
         },
+        Command::Inspect(args) => match inspect::inspect(&args) {
+            Ok(found) => {
+                for note in found.notes() {
+                    eprintln!("smmuctl: note: {note}");
+                }
+                output(if args.json {
+                    format!("{}\n", found.to_json())
+                } else {
+                    found.to_text()
+                })
+            }
+            Err(decode::UsageError(msg)) => usage_error(&msg),
+        },
     }
+}
+
+/// Prints the result. A reader that went away (`smmuctl inspect … | head`) is not an error.
+fn output(text: String) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("smmuctl: cannot write the output: {e}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// A malformed call: one line on stderr, exit status 2.
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("smmuctl: {msg}");
+    ExitCode::from(2)
 }

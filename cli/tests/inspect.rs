@@ -1,0 +1,550 @@
+//! `smmuctl inspect` on dumps built with the crate's own encoders: the adoption validator run
+//! offline, the STE walk, the reserved IDs, and the usage errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use smmu::arch::cd::{CdConfig, Granule1, TableControls};
+use smmu::arch::l1std::L1StdConfig;
+use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
+use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
+use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
+
+fn smmuctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smmuctl"))
+        .args(args)
+        .output()
+        .expect("smmuctl runs")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dump fixtures.
+
+const ST: u64 = 0x8000_0000;
+const L2A: u64 = 0x8010_0000;
+const L2B: u64 = 0x8010_4000;
+const CDT: u64 = 0x8100_0000;
+
+/// A dump directory: a register file and memory files, each placed at a physical address.
+struct Dump {
+    dir: PathBuf,
+    regs: serde_json::Map<String, Value>,
+    mem: Vec<(u64, Vec<u8>)>,
+}
+
+impl Dump {
+    fn new(name: &str) -> Dump {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("inspect-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dump {
+            dir,
+            regs: serde_json::Map::new(),
+            mem: Vec::new(),
+        }
+    }
+
+    fn reg(&mut self, name: &str, value: impl Into<Value>) -> &mut Self {
+        self.regs.insert(name.into(), value.into());
+        self
+    }
+
+    /// A zeroed region of `bytes` at `base`.
+    fn region(&mut self, base: u64, bytes: usize) -> &mut Self {
+        self.mem.push((base, vec![0; bytes]));
+        self
+    }
+
+    /// Stores little-endian words at `pa` (inside a region).
+    fn write(&mut self, pa: u64, words: &[u64]) -> &mut Self {
+        let (base, bytes) = self
+            .mem
+            .iter_mut()
+            .find(|(b, m)| *b <= pa && pa < *b + m.len() as u64)
+            .expect("write inside a region");
+        let mut at = (pa - *base) as usize;
+        for w in words {
+            bytes[at..at + 8].copy_from_slice(&w.to_le_bytes());
+            at += 8;
+        }
+        self
+    }
+
+    /// Writes the files; returns the `inspect` arguments.
+    fn args(&self) -> Vec<String> {
+        let regs = self.dir.join("regs.json");
+        std::fs::write(&regs, Value::Object(self.regs.clone()).to_string()).unwrap();
+        let mut args = vec![
+            "inspect".to_string(),
+            "--regs".into(),
+            regs.display().to_string(),
+        ];
+        for (i, (base, bytes)) in self.mem.iter().enumerate() {
+            let file = self.dir.join(format!("mem{i}.bin"));
+            std::fs::write(&file, bytes).unwrap();
+            args.push("--mem".into());
+            // Bases alternate between the 0x and the bare form.
+            if i % 2 == 0 {
+                args.push(format!("{base:#x}:{}", file.display()));
+            } else {
+                args.push(format!("{base:x}:{}", file.display()));
+            }
+        }
+        args
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|s| (*s).to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        smmuctl(&args)
+    }
+
+    fn json(&self, extra: &[&str]) -> Value {
+        let mut extra = extra.to_vec();
+        extra.push("--json");
+        let out = self.run(&extra);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    }
+}
+
+/// IDR0 of a Grace-like SMMU: both stages, AArch64 tables, coherent, Hyp, 16-bit ASIDs and
+/// VMIDs, 2-level CD and stream tables.
+fn idr0() -> u32 {
+    (IDR0::S1P::SET
+        + IDR0::S2P::SET
+        + IDR0::TTF.val(0b10)
+        + IDR0::COHACC::SET
+        + IDR0::HYP::SET
+        + IDR0::ASID16::SET
+        + IDR0::VMID16::SET
+        + IDR0::CD2L::SET
+        + IDR0::ST_LVL.val(1))
+    .value
+}
+
+fn strtab_cfg(fmt: u32, split: u32, log2size: u32) -> u32 {
+    (STRTAB_BASE_CFG::FMT.val(fmt)
+        + STRTAB_BASE_CFG::SPLIT.val(split)
+        + STRTAB_BASE_CFG::LOG2SIZE.val(log2size))
+    .value
+}
+
+/// The registers of a live SMMU (SMMUEN, CMDQEN, EVENTQEN) with its stream table at `base`.
+fn registers(d: &mut Dump, cfg: u32, base: u64) {
+    d.reg("IDR0", idr0())
+        .reg(
+            "idr1",
+            (IDR1::SIDSIZE.val(24) + IDR1::SSIDSIZE.val(20)).value,
+        )
+        .reg("SMMU_IDR2", 0)
+        .reg("IDR3", 0)
+        .reg("IDR4", 0)
+        .reg("IDR5", IDR5::OAS.val(0b101).value) // 48 bits
+        .reg("IIDR", 0x43b)
+        .reg("CR0", 0b1101)
+        .reg("CR1", 0)
+        .reg("CR2", 0)
+        .reg("GBPA", 0)
+        .reg("GERROR", 0)
+        .reg("GERRORN", 0)
+        // A 64-bit value as people paste it.
+        .reg("STRTAB_BASE", format!("{base:#x}"))
+        .reg("strtab_base_cfg", cfg);
+}
+
+fn stage1(ptr: u64, cd_max: u8) -> Translation {
+    Translation::Stage1(Stage1Ste {
+        context_ptr: ptr,
+        fmt: S1Fmt::Linear,
+        cd_max,
+        dss: S1Dss::Substream0,
+        cir: Cacheability::WriteBackAllocate,
+        cor: Cacheability::WriteBackAllocate,
+        csh: Shareability::Inner,
+        stall_disable: false,
+    })
+}
+
+fn stage2() -> Translation {
+    Translation::Stage2(Stage2Ste {
+        t0sz: 24,
+        sl0: 1,
+        ir0: Cacheability::WriteBackAllocate,
+        or0: Cacheability::WriteBackAllocate,
+        sh0: Shareability::Inner,
+        tg: Granule::Size4K,
+        ps: AddressSize::Bits48,
+        aa64: true,
+        endi: false,
+        affd: true,
+        ptw: false,
+        hd: false,
+        ha: false,
+        stall: false,
+        record: true,
+        fwb: false,
+        ttb: 0x9000_0000,
+    })
+}
+
+fn ste(translation: Translation, vmid: u16) -> [u64; 8] {
+    SteConfig {
+        translation,
+        s2vmid: vmid,
+        ..SteConfig::ABORT
+    }
+    .encode()
+    .to_words()
+}
+
+fn bypass() -> [u64; 8] {
+    SteConfig::BYPASS.encode().to_words()
+}
+
+fn abort() -> [u64; 8] {
+    SteConfig::ABORT.encode().to_words()
+}
+
+fn cd(asid: u16) -> [u64; 8] {
+    let tt = TableControls {
+        tsz: 16,
+        ir: Cacheability::WriteBackAllocate,
+        or: Cacheability::WriteBackAllocate,
+        sh: Shareability::Inner,
+        epd: false,
+        ttb: 0xa000_0000,
+    };
+    CdConfig {
+        asid,
+        tt0: tt,
+        tg0: Granule::Size4K,
+        tt1: TableControls { epd: true, ..tt },
+        tg1: Granule1::Size4K,
+        ips: AddressSize::Bits48,
+        endi: false,
+        affd: true,
+        wxn: false,
+        uwxn: false,
+        tbi0: false,
+        tbi1: false,
+        pan: false,
+        aa64: true,
+        hd: false,
+        ha: false,
+        stall: false,
+        record: true,
+        abort: true,
+        aset: false,
+        mair: 0xff04,
+        amair: 0,
+        partid: 0,
+        pmg: 0,
+    }
+    .encode()
+    .to_words()
+}
+
+fn l1std(span: u8, l2: u64) -> u64 {
+    L1StdConfig { span, l2_ptr: l2 }.encode().to_words()[0]
+}
+
+/// A linear table of 16 STEs: SID 1 bypass, SID 2 stage 2 (VMID 5), SID 3 stage 1 with a
+/// one-CD table (ASID 7), SID 4 abort; the rest invalid.
+fn linear_dump(name: &str) -> Dump {
+    let mut d = Dump::new(name);
+    registers(&mut d, strtab_cfg(0, 0, 4), ST);
+    d.region(ST, 16 * 64)
+        .write(ST + 64, &bypass())
+        .write(ST + 2 * 64, &ste(stage2(), 5))
+        .write(ST + 3 * 64, &ste(stage1(CDT, 0), 0))
+        .write(ST + 4 * 64, &abort())
+        .region(CDT, 64)
+        .write(CDT, &cd(7));
+    d
+}
+
+/// A 2-level table for 2^16 StreamIDs (256 L1 descriptors): descriptor 1 → L2A with SID 0x100
+/// stage 2 (VMID 9) and SID 0x1ff bypass; descriptor 4 → L2B with SIDs 0x400 and 0x401 stage 1
+/// sharing a 2-CD table (ASIDs 3 and 12) and SID 0x402 stage 2 reusing VMID 9.
+fn two_level_dump(name: &str, span1: u8) -> Dump {
+    let mut d = Dump::new(name);
+    registers(&mut d, strtab_cfg(1, 8, 16), ST);
+    d.region(ST, 256 * 8)
+        .write(ST + 8, &[l1std(span1, L2A)])
+        .write(ST + 4 * 8, &[l1std(9, L2B)])
+        .region(L2A, 2 * (16 << 10))
+        .write(L2A, &ste(stage2(), 9))
+        .write(L2A + 0xff * 64, &bypass())
+        .write(L2B, &ste(stage1(CDT, 1), 0))
+        .write(L2B + 64, &ste(stage1(CDT, 1), 0))
+        .write(L2B + 2 * 64, &ste(stage2(), 9))
+        .region(CDT, 2 * 64)
+        .write(CDT, &cd(12))
+        .write(CDT + 64, &cd(3));
+    d
+}
+
+fn sids(v: &Value) -> Vec<u64> {
+    v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sid"].as_u64().unwrap())
+        .collect()
+}
+
+fn field(v: &Value, sid: u64, key: &str) -> Value {
+    v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sid"] == sid)
+        .unwrap_or_else(|| panic!("no stream {sid:#x} in {v}"))[key]
+        .clone()
+}
+
+fn ids(v: &Value, key: &str) -> Vec<u64> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adoptable dumps.
+
+// spec: K1, K2, K11, K14
+#[test]
+fn linear_table_is_adopted_with_its_streams_and_reservations() {
+    let v = linear_dump("linear").json(&[]);
+    assert_eq!(v["verdict"], "adopt");
+    assert_eq!(v["reason"], Value::Null);
+    assert_eq!(sids(&v), [1, 2, 3, 4]);
+    assert_eq!(field(&v, 1, "kind"), "bypass");
+    assert_eq!(field(&v, 2, "kind"), "s2-translate");
+    assert_eq!(field(&v, 3, "kind"), "s1-translate");
+    assert_eq!(field(&v, 4, "kind"), "abort");
+    // K11: V = 1 and Config ≠ abort defers; an abort STE does not.
+    for (sid, deferred) in [(1, true), (2, true), (3, true), (4, false)] {
+        assert_eq!(field(&v, sid, "deferred"), deferred, "SID {sid}");
+    }
+    // The decoded STE is `smmuctl decode ste --json`'s object.
+    let s2 = field(&v, 2, "ste");
+    assert_eq!(s2["kind"], "s2-translate");
+    assert_eq!(s2["V"], 1);
+    assert_eq!(s2["Config"], 0b110);
+    assert_eq!(s2["S2VMID"], 5);
+    assert_eq!(field(&v, 3, "ste")["S1ContextPtr"], CDT >> 6);
+    // K14: the stage-2 STE's VMID and the CD's ASID are reserved.
+    assert_eq!(ids(&v, "reserved_asids"), [7]);
+    assert_eq!(ids(&v, "reserved_vmids"), [5]);
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys.len(),
+        5,
+        "verdict, reason, streams, reserved_asids, reserved_vmids: {keys:?}"
+    );
+}
+
+// spec: K2, K3, K11, K14
+#[test]
+fn two_level_table_is_adopted_and_reservations_are_deduplicated() {
+    let v = two_level_dump("two-level", 9).json(&[]);
+    assert_eq!(v["verdict"], "adopt", "{v}");
+    assert_eq!(v["reason"], Value::Null);
+    assert_eq!(sids(&v), [0x100, 0x1ff, 0x400, 0x401, 0x402]);
+    assert_eq!(field(&v, 0x100, "kind"), "s2-translate");
+    assert_eq!(field(&v, 0x1ff, "kind"), "bypass");
+    assert_eq!(field(&v, 0x400, "kind"), "s1-translate");
+    for sid in [0x100, 0x1ff, 0x400, 0x401, 0x402] {
+        assert_eq!(field(&v, sid, "deferred"), true, "SID {sid:#x}");
+    }
+    // Two STEs share a CD table and two share a VMID: each ID once, sorted.
+    assert_eq!(ids(&v, "reserved_asids"), [3, 12]);
+    assert_eq!(ids(&v, "reserved_vmids"), [9]);
+}
+
+#[test]
+fn human_output_names_the_verdict_streams_and_fields() {
+    let out = linear_dump("text").run(&[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "verdict: adopt",
+        "reason: none",
+        "stream table: linear, 16 STEs at 0x80000000",
+        "SID 0x2 (2): s2-translate, attach deferred (K11)",
+        "SID 0x4 (4): abort\n",
+        "Config",
+        "= 0b100 (bypass)",
+        "reserved ASIDs: 7",
+        "reserved VMIDs: 5",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refused dumps: full reset with the exact reason.
+
+// spec: K3, K4
+#[test]
+fn l1_descriptor_with_span_5_refuses_adoption() {
+    let d = two_level_dump("span5", 5);
+    let v = d.json(&[]);
+    assert_eq!(v["verdict"], "full-reset");
+    assert_eq!(v["reason"], "l1-bad-span");
+    // K4: a refused adoption reserves nothing.
+    assert_eq!(ids(&v, "reserved_asids"), Vec::<u64>::new());
+    assert_eq!(ids(&v, "reserved_vmids"), Vec::<u64>::new());
+    // The geometry itself is valid: the good descriptor's STEs are still shown, the bad
+    // descriptor's are skipped with a note on stderr.
+    assert_eq!(sids(&v), [0x400, 0x401, 0x402]);
+    let out = d.run(&[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("reason: l1-bad-span: "), "{text}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("level-1 descriptor 1"), "{err}");
+}
+
+// spec: K2, K4
+#[test]
+fn misaligned_stream_table_base_refuses_adoption() {
+    let mut d = linear_dump("misaligned");
+    // A 1 KiB linear table must be 1 KiB aligned.
+    d.reg("STRTAB_BASE", ST + 0x40);
+    let v = d.json(&[]);
+    assert_eq!(v["verdict"], "full-reset");
+    assert_eq!(v["reason"], "base-misaligned");
+    assert_eq!(sids(&v), Vec::<u64>::new(), "no geometry, no walk");
+}
+
+// spec: K4, K14
+#[test]
+fn table_missing_from_the_dump_refuses_adoption() {
+    let mut d = linear_dump("no-cd");
+    d.mem.truncate(1); // the CD table is not in the dump
+    let v = d.json(&[]);
+    assert_eq!(v["verdict"], "full-reset");
+    assert_eq!(v["reason"], "memory-unreadable");
+    assert_eq!(sids(&v), [1, 2, 3, 4]);
+}
+
+// spec: K1, K17
+#[test]
+fn the_decision_follows_the_platform_flags_and_the_registers() {
+    let d = linear_dump("decision");
+    let v = d.json(&["--crash-kernel", "no"]);
+    assert_eq!(v["reason"], "not-crash-kernel");
+    assert_eq!(sids(&v), [1, 2, 3, 4], "the table is still shown");
+    let v = d.json(&["--coherent", "no"]);
+    assert_eq!(v["reason"], "not-coherent");
+    let v = d.json(&["--coherent", "yes", "--crash-kernel", "yes"]);
+    assert_eq!(v["verdict"], "adopt");
+
+    // Without IDR0.COHACC the default is non-coherent; --coherent yes overrides it.
+    let mut d = linear_dump("no-cohacc");
+    d.reg("IDR0", idr0() & !IDR0::COHACC::SET.value);
+    assert_eq!(d.json(&[])["reason"], "not-coherent");
+    assert_eq!(d.json(&["--coherent", "yes"])["verdict"], "adopt");
+
+    let mut d = linear_dump("disabled");
+    d.reg("CR0", "0xc");
+    assert_eq!(d.json(&[])["reason"], "smmu-disabled");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Malformed calls: one line on stderr, exit status 2.
+
+fn assert_usage_error(out: &Output, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+    assert!(err.starts_with("smmuctl: "), "{what}: {err}");
+    assert!(out.stdout.is_empty(), "{what}: printed to stdout");
+}
+
+#[test]
+fn missing_files_exit_2() {
+    let d = linear_dump("missing");
+    let mut args = d.args();
+    let missing = d.dir.join("nope.bin").display().to_string();
+    args.push("--mem".into());
+    args.push(format!("0x9000_0000:{missing}"));
+    let out = smmuctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_usage_error(&out, "missing memory file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.bin"));
+
+    let mut args = d.args();
+    args[2] = d.dir.join("nope.json").display().to_string();
+    let out = smmuctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_usage_error(&out, "missing register file");
+}
+
+#[test]
+fn malformed_register_files_exit_2() {
+    let d = linear_dump("malformed");
+    let args = d.args();
+    let regs = d.dir.join("regs.json");
+    let good = std::fs::read_to_string(&regs).unwrap();
+    for (what, text) in [
+        ("not JSON", "{\"IDR0\": ".to_string()),
+        ("not an object", "[1, 2]".to_string()),
+        ("unknown register", good.replace("\"IDR3\"", "\"IDR9\"")),
+        ("missing register", good.replace("\"GERRORN\"", "\"AIDR\"")),
+        ("negative value", good.replace("\"IDR3\":0", "\"IDR3\":-1")),
+        ("bad string", good.replace("\"0x80000000\"", "\"0xzz\"")),
+        (
+            "32-bit overflow",
+            good.replace("\"IDR3\":0", "\"IDR3\":4294967296"),
+        ),
+        ("duplicate", good.replacen('{', "{\"smmu_idr0\":1,", 1)),
+    ] {
+        assert_ne!(text, good, "{what}: the fixture did not change");
+        std::fs::write(&regs, &text).unwrap();
+        let out = smmuctl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_usage_error(&out, what);
+    }
+}
+
+#[test]
+fn bad_memory_arguments_exit_2() {
+    let d = linear_dump("bad-base");
+    let file = d.dir.join("mem0.bin").display().to_string();
+    let regs = d.dir.join("regs.json").display().to_string();
+    let _ = d.args();
+    for (what, mem) in [
+        ("not hex", format!("0xg000:{file}")),
+        ("no base", format!(":{file}")),
+        ("no colon", file.clone()),
+        ("unaligned", format!("0x8000_0004:{file}")),
+        ("no file", "0x8000_0000:".to_string()),
+    ] {
+        let out = smmuctl(&["inspect", "--regs", &regs, "--mem", &mem]);
+        assert_usage_error(&out, what);
+    }
+    let out = smmuctl(&[
+        "inspect",
+        "--regs",
+        &regs,
+        "--mem",
+        &format!("0x8000_0000:{file}"),
+        "--mem",
+        &format!("0x8000_0200:{file}"),
+    ]);
+    assert_usage_error(&out, "overlapping regions");
+}
