@@ -24,7 +24,9 @@
     clippy::expect_used
 )]
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
+use core::ptr::NonNull;
+use std::boxed::Box;
 use std::collections::BTreeSet;
 use std::vec::Vec;
 
@@ -577,6 +579,7 @@ impl Case {
             Ok(stats) => {
                 assert!(injected.is_none(), "the sink's refusal was dropped");
                 recheck(&self.snap, image, &found, &stats);
+                lazy_adoption(&geometry, image, &found);
             }
             Err(refusal) => {
                 if let Some(i) = injected {
@@ -590,6 +593,164 @@ impl Case {
             found: found.len(),
         }
     }
+}
+
+/// The crashed kernel's memory as a HAL: `map_phys` points into the image (each region
+/// copied once into 8-byte cells, so the pointers are aligned and writable), `dma_alloc`
+/// hands out fresh zeroed regions far above the image.
+/// A region of the image HAL: its physical base and its words.
+type Region = (u64, Box<[Cell<u64>]>);
+
+struct ImageHal {
+    regions: Vec<Region>,
+    allocated: RefCell<Vec<Region>>,
+    live_maps: Cell<i64>,
+    live_allocs: Cell<i64>,
+}
+
+impl ImageHal {
+    fn new(image: &Image) -> Self {
+        let regions = image
+            .regions
+            .iter()
+            .map(|(base, bytes)| {
+                let words: Box<[Cell<u64>]> = bytes
+                    .chunks(8)
+                    .map(|c| {
+                        let mut b = [0u8; 8];
+                        b[..c.len()].copy_from_slice(c);
+                        Cell::new(u64::from_le_bytes(b))
+                    })
+                    .collect();
+                (*base, words)
+            })
+            .collect();
+        Self {
+            regions,
+            allocated: RefCell::new(Vec::new()),
+            live_maps: Cell::new(0),
+            live_allocs: Cell::new(0),
+        }
+    }
+}
+
+// SAFETY: `map_phys` returns a pointer into a region's cells for a range checked to lie
+// inside it (valid for reads and writes through `Cell::as_ptr`, 8-byte aligned, alive as long
+// as the HAL); `dma_alloc` returns a fresh zeroed region, aligned as asked, kept alive by the
+// HAL and never handed out twice.
+unsafe impl smmu::Hal for ImageHal {
+    fn dma_alloc(&self, size: usize, align: usize) -> Result<smmu::DmaRegion, smmu::HalError> {
+        let mut allocated = self.allocated.borrow_mut();
+        let align = align.max(8) as u64;
+        let pa = (0x7f00_0000_0000u64 + allocated.len() as u64 * (1 << 24)).next_multiple_of(align);
+        let words: Box<[Cell<u64>]> = (0..size.div_ceil(8)).map(|_| Cell::new(0)).collect();
+        if words.is_empty() {
+            return Err(smmu::HalError::NoMemory);
+        }
+        // A pointer to the whole slice of cells (interior mutability: writes through it are
+        // allowed), not to one element.
+        let va =
+            NonNull::new(words.as_ptr().cast_mut().cast::<u8>()).ok_or(smmu::HalError::NoMemory)?;
+        allocated.push((pa, words));
+        self.live_allocs.set(self.live_allocs.get() + 1);
+        Ok(smmu::DmaRegion {
+            pa: smmu::PhysAddr(pa),
+            va,
+            size,
+        })
+    }
+
+    unsafe fn dma_free(&self, _region: smmu::DmaRegion) {
+        self.live_allocs.set(self.live_allocs.get() - 1);
+    }
+
+    fn map_phys(
+        &self,
+        pa: smmu::PhysAddr,
+        size: usize,
+        _attr: smmu::MapAttr,
+    ) -> Result<NonNull<u8>, smmu::HalError> {
+        let end =
+            pa.0.checked_add(size as u64)
+                .ok_or(smmu::HalError::MapRefused)?;
+        let (base, words) = self
+            .regions
+            .iter()
+            .find(|(b, w)| *b <= pa.0 && end <= b + w.len() as u64 * 8)
+            .ok_or(smmu::HalError::MapRefused)?;
+        let offset = pa.0 - base;
+        if offset % 8 != 0 {
+            return Err(smmu::HalError::MapRefused);
+        }
+        let index = (offset / 8) as usize;
+        if index >= words.len() {
+            return Err(smmu::HalError::MapRefused);
+        }
+        // SAFETY: `index` is inside the slice; the pointer keeps the whole slice's provenance.
+        let ptr = unsafe { words.as_ptr().add(index) };
+        self.live_maps.set(self.live_maps.get() + 1);
+        NonNull::new(ptr.cast_mut().cast::<u8>()).ok_or(smmu::HalError::MapRefused)
+    }
+
+    unsafe fn unmap_phys(&self, _va: NonNull<u8>, _size: usize) {
+        self.live_maps.set(self.live_maps.get() - 1);
+    }
+
+    fn is_ram(&self, _pa: smmu::PhysAddr, _size: u64) -> bool {
+        true
+    }
+}
+
+/// Lazy adoption of an adoptable image (SPEC K3, K11): the adopted table maps only what it
+/// must, every StreamID the scan found translating is addressable and deferred, a prepared
+/// StreamID's STE lies inside its buffer, clearing the deferred state sticks, and releasing
+/// the table gives back every mapping and allocation.
+fn lazy_adoption(geometry: &crate::validate::Geometry, image: &Image, found: &[Found]) {
+    use smmu::strtab::StreamTable;
+    let hal = ImageHal::new(image);
+    let Ok(mut table) =
+        crate::table::AdoptedStreamTable::new(&hal, *geometry, smmu::MapAttr::Cacheable, true)
+    else {
+        panic!("an adoptable table could not be mapped from the image it was read from");
+    };
+    let fill = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
+    let deferred: BTreeSet<u32> = found
+        .iter()
+        .filter_map(|f| match f {
+            Found::Deferred { sid } => Some(*sid),
+            _ => None,
+        })
+        .collect();
+    let last = (geometry.num_sids() - 1) as u32;
+    let probes: BTreeSet<u32> = deferred
+        .iter()
+        .copied()
+        .take(24)
+        .chain([0, 1, 255, 256, 257, last / 2, last])
+        .filter(|&sid| geometry.contains_sid(sid))
+        .collect();
+    for sid in probes {
+        if table.prepare(&hal, sid, &fill).is_err() {
+            assert!(
+                !deferred.contains(&sid),
+                "SID {sid:#x}: the scan found it translating but it cannot be adopted"
+            );
+            continue;
+        }
+        let loc = table.locate(sid).expect("a prepared StreamID locates");
+        assert!(loc.first_word + 8 <= loc.buf.words());
+        assert_eq!(
+            table.is_deferred(sid),
+            deferred.contains(&sid),
+            "SID {sid:#x}: deferred state disagrees with the scan"
+        );
+        table.clear_deferred(sid);
+        assert!(!table.is_deferred(sid));
+    }
+    // SAFETY: nothing points the (absent) SMMU at these buffers.
+    unsafe { table.release(&hal) };
+    assert_eq!(hal.live_maps.get(), 0, "a mapping leaked");
+    assert_eq!(hal.live_allocs.get(), 0, "an allocation leaked");
 }
 
 // The harness's own reading of the rules: raw bit positions from the specification, nothing

@@ -78,7 +78,7 @@ unsafe impl Hal for Platform {
 
     fn relax(&self) {
         // A kernel would cpu_relax() or wfe; the model needs time to pass.
-        self.model.with(|m| m.step());
+        self.model.with(smmu_model::Model::step);
     }
 }
 
