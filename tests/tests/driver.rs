@@ -386,3 +386,38 @@ fn a_master_with_many_substreams_gets_a_two_level_cd_table() {
     assert_eq!(abort_cause(r), Some(Cause::BadSubstreamId));
     rig.assert_no_violations();
 }
+
+// spec: D6, D8
+#[test]
+fn unmap_invalidates_the_atc_of_ats_masters_after_the_tlb() {
+    let mut rig = rig(Profile::mmu600()); // IDR0.ATS
+    let nic = rig
+        .smmu
+        .add_master(&MasterConfig {
+            sids: &[0x60, 0x61],
+            protected: false,
+            ats: true,
+            stall: false,
+            ssid_bits: 0,
+        })
+        .unwrap();
+    let tables = rig.tables();
+    let mut d = rig
+        .smmu
+        .new_domain(DomainStage::Stage1, false, tables)
+        .unwrap();
+    map_pages(&rig, &mut d, 0x40_0000, 4);
+    rig.smmu.attach(nic, &d).unwrap();
+    let before = rig.model().with(|m| m.signals().atc_inv.len());
+    rig.smmu.unmap(&mut d, Iova(0x40_1000), 0x2000).unwrap();
+    let atc = rig.model().with(|m| m.signals().atc_inv[before..].to_vec());
+    let mut sids: Vec<u32> = atc.iter().map(|&(sid, ..)| sid).collect();
+    sids.sort_unstable();
+    assert_eq!(sids, [0x60, 0x61], "one ATC_INV per StreamID: {atc:x?}");
+    // Detaching an ATS master invalidates its whole ATC.
+    let before = rig.model().with(|m| m.signals().atc_inv.len());
+    rig.smmu.detach(nic).unwrap();
+    let atc = rig.model().with(|m| m.signals().atc_inv[before..].to_vec());
+    assert_eq!(atc.len(), 2, "{atc:x?}");
+    rig.assert_no_violations();
+}

@@ -474,6 +474,15 @@ fn new_domains_never_get_a_reserved_id_and_reuse_would_serve_stale_translations(
     for d in fresh {
         smmu.free_domain(d).map_err(|(e, _)| e).unwrap();
     }
+    let nvme = devices.iter().find(|d| d.name == "nvme").unwrap();
+    assert!(smmu.vmids().is_reserved(nvme.old_id));
+    for _ in 0..20 {
+        let d = smmu
+            .new_domain(DomainStage::Stage2, false, ModelTables(platform.hal()))
+            .unwrap();
+        assert!(!smmu.vmids().is_reserved(d.id()) && d.id() != nvme.old_id);
+        smmu.free_domain(d).map_err(|(e, _)| e).unwrap();
+    }
     // Negative control: a driver without K14's reservations (a fresh allocator) hands the
     // GPU's old ASID to the NIC's new domain.
     *smmu.asids_mut() = smmu::ids::IdAllocator::new(16);
