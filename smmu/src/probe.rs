@@ -149,7 +149,12 @@ mod tests {
     #[test]
     fn every_register_value_gives_a_verdict() {
         use proptest::prelude::*;
-        proptest!(|(idr in proptest::array::uniform6(any::<u32>()), iidr: u32, aidr: u32)| {
+        let config = ProptestConfig {
+            cases: if cfg!(miri) { 8 } else { 2048 },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(idr in proptest::array::uniform6(any::<u32>()), iidr: u32, aidr: u32)| {
             let ids = IdRegs { idr, iidr, aidr };
             if let Ok(f) = check(&ids) {
                 prop_assert!(f.aarch64_tables);
