@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use smmu::arch::cd::{CdConfig, Granule1, TableControls};
+use smmu::arch::cd::TableControls;
 use smmu::arch::l1std::L1StdConfig;
 use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
 use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
 use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
+use smmu::writer::make;
 
 fn smmuctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_smmuctl"))
@@ -213,7 +214,7 @@ fn abort() -> [u64; 8] {
 }
 
 fn cd(asid: u16) -> [u64; 8] {
-    let tt = TableControls {
+    let tt0 = TableControls {
         tsz: 16,
         ir: Cacheability::WriteBackAllocate,
         or: Cacheability::WriteBackAllocate,
@@ -221,34 +222,9 @@ fn cd(asid: u16) -> [u64; 8] {
         epd: false,
         ttb: 0xa000_0000,
     };
-    CdConfig {
-        asid,
-        tt0: tt,
-        tg0: Granule::Size4K,
-        tt1: TableControls { epd: true, ..tt },
-        tg1: Granule1::Size4K,
-        ips: AddressSize::Bits48,
-        endi: false,
-        affd: true,
-        wxn: false,
-        uwxn: false,
-        tbi0: false,
-        tbi1: false,
-        pan: false,
-        aa64: true,
-        hd: false,
-        ha: false,
-        stall: false,
-        record: true,
-        abort: true,
-        aset: false,
-        mair: 0xff04,
-        amair: 0,
-        partid: 0,
-        pmg: 0,
-    }
-    .encode()
-    .to_words()
+    make::stage1_cd(asid, tt0, Granule::Size4K, AddressSize::Bits48, 0xff04)
+        .encode()
+        .to_words()
 }
 
 fn l1std(span: u8, l2: u64) -> u64 {

@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::vec::Vec;
 
 use proptest::prelude::*;
-use smmu::arch::cd::{fields as cdf, CdConfig, Granule1, L1CdConfig, TableControls};
+use smmu::arch::cd::{fields as cdf, L1CdConfig, TableControls};
 use smmu::arch::idr::IdRegs;
 use smmu::arch::l1std::L1StdConfig;
 use smmu::arch::regs::{offset, IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
 use smmu::arch::ste::{self, S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
 use smmu::arch::{AddressSize, Cacheability, DecodeError, Granule, Shareability};
+use smmu::writer::make;
 use smmu::RegisterAccess;
 
 use crate::*;
@@ -224,7 +225,7 @@ fn nested_ste(ptr: u64, fmt: S1Fmt, cd_max: u8, vmid: u16) -> [u64; 8] {
 }
 
 fn cd(asid: u16) -> [u64; 8] {
-    let tt = TableControls {
+    let tt0 = TableControls {
         tsz: 16,
         ir: Cacheability::WriteBackAllocate,
         or: Cacheability::WriteBackAllocate,
@@ -232,34 +233,9 @@ fn cd(asid: u16) -> [u64; 8] {
         epd: false,
         ttb: 0xa000_0000,
     };
-    CdConfig {
-        asid,
-        tt0: tt,
-        tg0: Granule::Size4K,
-        tt1: TableControls { epd: true, ..tt },
-        tg1: Granule1::Size4K,
-        ips: AddressSize::Bits48,
-        endi: false,
-        affd: true,
-        wxn: false,
-        uwxn: false,
-        tbi0: false,
-        tbi1: false,
-        pan: false,
-        aa64: true,
-        hd: false,
-        ha: false,
-        stall: false,
-        record: true,
-        abort: true,
-        aset: false,
-        mair: 0xff04,
-        amair: 0,
-        partid: 0,
-        pmg: 0,
-    }
-    .encode()
-    .to_words()
+    make::stage1_cd(asid, tt0, Granule::Size4K, AddressSize::Bits48, 0xff04)
+        .encode()
+        .to_words()
 }
 
 fn l1std(l2: u64) -> u64 {

@@ -8,11 +8,11 @@
 
 use smmu_pagetable::{Config, Granule as PtGranule, PageTable, Stage, TableAllocator};
 
-use crate::arch::cd::{CdConfig, Granule1, TableControls};
+use crate::arch::cd::{CdConfig, TableControls};
 use crate::arch::{AddressSize, Cacheability, Granule, Shareability};
 use crate::error::Error;
 use crate::policy::DomainKind;
-use crate::writer::make::S2Table;
+use crate::writer::make::{self, S2Table};
 
 /// The translation stage of a paging domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,46 +110,18 @@ pub(crate) fn stage1_cd<A: TableAllocator>(
     stall: bool,
 ) -> Result<CdConfig, Error> {
     let c = table.stage1_config()?;
-    let off = TableControls {
-        tsz: 0,
-        ir: Cacheability::NonCacheable,
-        or: Cacheability::NonCacheable,
-        sh: Shareability::NonShareable,
-        epd: true,
-        ttb: 0,
+    let tt0 = TableControls {
+        tsz: c.t0sz,
+        ir: cacheability(c.walk.irgn),
+        or: cacheability(c.walk.orgn),
+        sh: shareability(c.walk.sh),
+        epd: false,
+        ttb: c.ttb.0,
     };
+    let ips = AddressSize::from_bits(u32::from(c.oas)).ok_or(Error::Unsupported("output size"))?;
     Ok(CdConfig {
-        asid,
-        tt0: TableControls {
-            tsz: c.t0sz,
-            ir: cacheability(c.walk.irgn),
-            or: cacheability(c.walk.orgn),
-            sh: shareability(c.walk.sh),
-            epd: false,
-            ttb: c.ttb.0,
-        },
-        tg0: granule_of(c.granule),
-        tt1: off,
-        tg1: Granule1::Size4K,
-        ips: AddressSize::from_bits(u32::from(c.oas)).ok_or(Error::Unsupported("output size"))?,
-        endi: cfg!(target_endian = "big"),
-        affd: true,
-        wxn: false,
-        uwxn: false,
-        tbi0: false,
-        tbi1: false,
-        pan: false,
-        aa64: true,
-        hd: false,
-        ha: false,
         stall,
-        record: true,
-        abort: true,
-        aset: true,
-        mair: c.mair,
-        amair: 0,
-        partid: 0,
-        pmg: 0,
+        ..make::stage1_cd(asid, tt0, granule_of(c.granule), ips, c.mair)
     })
 }
 

@@ -14,6 +14,7 @@
 //! hal.write_u64(buf.pa_of(0), 0x1);           // the "SMMU" writes memory by PA
 //! // ... run the code under test ...
 //! assert_eq!(regs.writes_to(offset::EVTQ_CONS), [3]);
+//! // SAFETY: no register points at the buffer any more.
 //! unsafe { buf.release(&hal) };
 //! assert_eq!(hal.live_allocations(), 0);     // leak check
 //! ```

@@ -5,7 +5,7 @@
 //! not use cleared, so that an entry never carries state the SMMU ignores (which would cost
 //! syncs to clean up later, and which the Linux driver forbids with a warning).
 
-use crate::arch::cd::CdConfig;
+use crate::arch::cd::{CdConfig, Granule1, TableControls};
 use crate::arch::ste::{
     Eats, S1Dss, S1Fmt, ShCfg, Stage1Ste, Stage2Ste, SteConfig, StreamAttrs, Strw, Translation,
 };
@@ -91,6 +91,52 @@ fn eats(m: MasterCaps) -> Eats {
         Eats::Full
     } else {
         Eats::Abort
+    }
+}
+
+/// The CD of a stage-1 address space walked through `TTB0` (§5.4): `TTB1` walks disabled,
+/// VMSAv8-64 tables, faults recorded and aborting, the Access flag managed by software
+/// (`AFFD`), and an ASID private to the SMMU (`ASET` = 1: broadcast TLB maintenance from the
+/// CPUs must not hit it).
+pub fn stage1_cd(
+    asid: u16,
+    tt0: TableControls,
+    tg0: Granule,
+    ips: AddressSize,
+    mair: u64,
+) -> CdConfig {
+    CdConfig {
+        asid,
+        tt0,
+        tg0,
+        tt1: TableControls {
+            tsz: 0,
+            ir: Cacheability::NonCacheable,
+            or: Cacheability::NonCacheable,
+            sh: Shareability::NonShareable,
+            epd: true,
+            ttb: 0,
+        },
+        tg1: Granule1::Size4K,
+        ips,
+        endi: cfg!(target_endian = "big"),
+        affd: true,
+        wxn: false,
+        uwxn: false,
+        tbi0: false,
+        tbi1: false,
+        pan: false,
+        aa64: true,
+        hd: false,
+        ha: false,
+        stall: false,
+        record: true,
+        abort: true,
+        aset: true,
+        mair,
+        amair: 0,
+        partid: 0,
+        pmg: 0,
     }
 }
 
