@@ -1,5 +1,5 @@
 //! Adopt or reset: the crash kernel's way to bring up an SMMU that may still be translating
-//! (SPEC K1–K17). The decision and the table checks are [`check_adoption`]'s; this module
+//! (SPEC K1–K17). The decision and the table checks are [`check_adoption`](crate::check_adoption)'s; this module
 //! turns a positive verdict into a running driver — the adopted table, the ID reservations,
 //! the adopt-mode [`ResetPlan`] — and anything else into the full reset of SPEC D2, with the
 //! reason.
@@ -12,6 +12,7 @@ use smmu::writer::{make, ENTRY_QWORDS};
 use smmu::{Error, Hal, MapAttr, OwnedStreamTable, PhysAddr, RegisterAccess, Smmu, SmmuConfig};
 
 use crate::scan::{Found, MemFault, OldMemory, ScanStats};
+use smmu::__smmu_report as report;
 use crate::table::AdoptedStreamTable;
 use crate::validate::{decide, validate_geometry, AdoptPlatform};
 use crate::{scan, Refusal, RegisterSnapshot};
@@ -270,7 +271,47 @@ pub fn full_reset<R: RegisterAccess, H: Hal>(
 ///
 /// `regs` and `hal` are cloned so that a refused or abandoned adoption can hand them to the
 /// full reset; references (`&Mmio`, `&MyHal`) are the usual choice.
+///
+/// With the `log` feature the verdict is reported (target `smmu`): adopted with what was
+/// reserved, or the full reset with the reason in plain words and its stable code.
 pub fn boot<R: RegisterAccess + Clone, H: Hal + Clone>(
+    regs: R,
+    hal: H,
+    platform: &AdoptPlatform,
+    options: &AdoptOptions,
+) -> Result<Booted<R, H>, Error> {
+    let booted = adopt_or_reset(regs, hal, platform, options);
+    match &booted {
+        Ok(Booted {
+            verdict: Verdict::Adopted { stats, asids, vmids },
+            ..
+        }) => report!(
+            info,
+            "crash kernel: adopted the live SMMU ({} valid STEs, {asids} ASIDs and {vmids} VMIDs reserved)",
+            stats.stes_valid
+        ),
+        Ok(Booted {
+            verdict: Verdict::FullReset(reason),
+            ..
+        }) => report!(
+            warn,
+            "crash kernel: full SMMU reset, the live table was not adopted: {reason} ({})",
+            reason.code()
+        ),
+        Ok(Booted {
+            verdict: Verdict::Abandoned(e),
+            ..
+        }) => report!(
+            error,
+            "crash kernel: adoption failed part-way ({e}); the SMMU was reset"
+        ),
+        Err(e) => report!(error, "crash kernel: SMMU bring-up failed: {e}"),
+    }
+    booted
+}
+
+/// [`boot`] without its report.
+fn adopt_or_reset<R: RegisterAccess + Clone, H: Hal + Clone>(
     regs: R,
     hal: H,
     platform: &AdoptPlatform,

@@ -14,7 +14,7 @@
 //!    maintenance), no Service Failure Mode, `CR2.E2H` as the platform expects;
 //! 2. [`validate_geometry`] (K2): `STRTAB_BASE_CFG` / `STRTAB_BASE` describe a table this
 //!    driver can adopt: format, size, split, alignment, output address size, RAM;
-//! 3. [`scan`] (K3, K14, K15): every level-1 descriptor and every valid STE and CD, with the
+//! 3. [`scan()`] (K3, K14, K15): every level-1 descriptor and every valid STE and CD, with the
 //!    ASIDs and VMIDs to reserve and the StreamIDs whose attach is deferred reported to a sink.
 //!
 //! Any [`Refusal`] means "do the full reset" (SPEC K4); its [`code`](Refusal::code) is stable.
@@ -88,6 +88,57 @@
 //!     .unwrap_err();
 //! assert_eq!(refusal.code(), "smmu-disabled");
 //! ```
+//!
+//! # The crash kernel's bring-up: [`boot`]
+//!
+//! [`boot`] is what a crash kernel calls instead of the driver's full reset: it adopts the live
+//! SMMU when the checks above pass and otherwise falls back to the full reset, saying why in
+//! its [`Verdict`]. Both outcomes, on the SMMUv3 model (`smmu-model`, with the model platform
+//! of `smmu-scenarios`; on hardware the same call takes [`smmu::Mmio`] and the kernel's `Hal`):
+//!
+//! ```
+//! use smmu::{DomainStage, Hal, MasterConfig, SmmuConfig};
+//! use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Verdict};
+//! use smmu_model::{Model, ModelConfig, Profile, Transaction};
+//! use smmu_pagetable::{Iova, Prot};
+//! use smmu_scenarios::{rig::Rig, tables::ModelTables, ModelPlatform};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The old kernel: a NIC (StreamID 0x10) translated through a stage-1 domain.
+//! let Rig { platform, mut smmu } =
+//!     Rig::new(ModelConfig::hostile(Profile::grace(), 7), SmmuConfig::default())?;
+//! let hal = platform.hal();
+//! let nic = smmu.add_master(&MasterConfig {
+//!     sids: &[0x10],
+//!     protected: false,
+//!     ats: false,
+//!     stall: false,
+//!     ssid_bits: 0,
+//! })?;
+//! let mut domain = smmu.new_domain(DomainStage::Stage1, false, ModelTables(hal.clone()))?;
+//! let ring = hal.dma_alloc(4096, 4096)?;
+//! smmu.map(&mut domain, Iova(0x1000_0000), ring.pa, 4096, Prot::READ | Prot::WRITE)?;
+//! smmu.attach(nic, &domain)?;
+//!
+//! // It panics: nothing is torn down, the SMMU and the NIC's DMA carry on (a kexec).
+//! std::mem::forget((smmu, domain));
+//! platform.model().with(Model::warm_restart);
+//!
+//! // The crash kernel adopts the live table; the NIC's DMA still lands in its ring.
+//! let crash = AdoptPlatform { crash_kernel: true, coherent: true, ..Default::default() };
+//! let booted = boot(platform.regs(), hal, &crash, &AdoptOptions::default())?;
+//! assert!(matches!(booted.verdict, Verdict::Adopted { asids: 1, .. }));
+//! let dma = platform.model().with(|m| m.dma(Transaction::write(0x10, 0x1000_0040)));
+//! assert_eq!(dma.pa(), Some(ring.pa.0 + 0x40));
+//!
+//! // An SMMU that was never enabled has nothing to adopt: the full reset, with the reason.
+//! let fresh = ModelPlatform::new(ModelConfig::hostile(Profile::grace(), 7))?;
+//! let booted = boot(fresh.regs(), fresh.hal(), &crash, &AdoptOptions::default())?;
+//! let Verdict::FullReset(reason) = booted.verdict else { panic!("{:?}", booted.verdict) };
+//! assert_eq!(reason.code(), "smmu-disabled");
+//! # Ok(())
+//! # }
+//! ```
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -143,7 +194,7 @@ pub struct Adoption {
     pub stats: ScanStats,
 }
 
-/// The whole validation: [`decide`], then [`validate_geometry`] with `is_ram`, then [`scan`]
+/// The whole validation: [`decide`], then [`validate_geometry`] with `is_ram`, then [`scan()`]
 /// with `sink`. The first refusal is returned; on a refusal after the scan started the
 /// caller releases whatever the sink reserved (SPEC K4).
 pub fn check_adoption(

@@ -28,6 +28,8 @@ impl core::fmt::Display for OutOfBounds {
     }
 }
 
+impl core::error::Error for OutOfBounds {}
+
 /// Where a buffer's memory came from, and so how it is given back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {

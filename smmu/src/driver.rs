@@ -18,6 +18,7 @@ use crate::cmdq::{CommandBatch, CommandQueue, SyncMode};
 use crate::dma::DmaBuf;
 use crate::domain::{stage1_cd, stage2_table, table_config, Domain, DomainStage};
 use crate::error::{Error, WaitFor};
+use crate::report::report;
 use crate::evtq::{self, EventReport, GerrorReport, OutputQueue, PriReport, QueueKind};
 use crate::hal::Hal;
 use crate::ids::IdAllocator;
@@ -347,8 +348,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// Runs a reset plan (SPEC D2 for [`ResetPlan::FULL`]). On failure the plan's
     /// [`OnFailure`] action runs before the error is returned.
     pub fn reset(&mut self, plan: &ResetPlan) -> Result<(), Error> {
+        report!(debug, "SMMU reset: {:?}", plan.steps);
         for &step in plan.steps {
             if let Err(e) = self.run_step(step) {
+                report!(error, "SMMU reset failed at {step:?}: {e}");
                 if plan.on_failure == OnFailure::AbortThenDisable {
                     // Best effort: the first error is the one to report.
                     let _ = self.update_gbpa(true);
@@ -995,6 +998,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// Drains the event queue into `handler` (SPEC D7). Returns the records consumed.
     pub fn handle_events(&mut self, handler: &mut dyn FnMut(EventReport)) -> Result<u32, Error> {
+        let handler = &mut |event: EventReport| {
+            report!(warn, "SMMU event: {event:?}");
+            handler(event);
+        };
         match self.evtq.as_mut() {
             Some(q) => Ok(q
                 .drain_events(&self.hal, &self.regs, handler)
@@ -1022,7 +1029,13 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// failure mode is reported every time and never acknowledged away; `CMDQ_ERR` is left
     /// to the command queue's recovery.
     pub fn handle_gerror(&self) -> GerrorReport {
-        evtq::acknowledge_global_errors(&self.regs)
+        let report = evtq::acknowledge_global_errors(&self.regs);
+        if report.service_failure {
+            report!(error, "SMMU in service failure mode: {report:?}");
+        } else if !report.active.is_empty() {
+            report!(warn, "SMMU global error: {report:?}");
+        }
+        report
     }
 
     /// Gives every buffer back, consuming the driver, and returns the register interface

@@ -65,6 +65,8 @@ impl fmt::Display for ProbeError {
     }
 }
 
+impl core::error::Error for ProbeError {}
+
 /// A command the SMMU refused (`CMDQ_CONS.ERR`, §7.1); the queue was recovered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommandFault {

@@ -5,7 +5,95 @@
 //!   commands, event and PRI records — each with a typed builder and a validating decoder;
 //! - [`access`]: the register-access trait and its volatile-MMIO implementation;
 //! - [`hal`]: the platform services the driver needs (DMA memory, foreign mappings, cache
-//!   maintenance, shared windows for protected DMA).
+//!   maintenance, shared windows for protected DMA);
+//! - the driver core: [`Smmu`] with [`probe`], [`reset`] plans, stream tables ([`strtab`]), CD
+//!   tables ([`cdtab`]), the command queue ([`cmdq`]), event/PRI queues and GERROR ([`evtq`]),
+//!   invalidation ([`inval`]), domains and the protected-DMA [`policy`].
+//!
+//! # Bringing the driver up
+//!
+//! A platform gives the driver its registers (a [`RegisterAccess`]; [`Mmio`] on hardware) and
+//! a [`Hal`]; then: probe, a stream table, [`Smmu::new`], [`Smmu::reset`] with
+//! [`ResetPlan::FULL`], a master per device, a domain, attach, map. Here the "hardware" is the
+//! SMMUv3 model of the `smmu-model` crate and the platform is `smmu-scenarios`' model platform;
+//! on a board the same calls run over [`Mmio`] and the kernel's own `Hal`.
+//!
+//! ```
+//! use smmu::strtab::Layout;
+//! use smmu::{DomainStage, Hal, MasterConfig, OwnedStreamTable, ResetPlan, Smmu, SmmuConfig};
+//! use smmu_model::{ModelConfig, Profile, Transaction};
+//! use smmu_pagetable::{Iova, Prot};
+//! use smmu_scenarios::{tables::ModelTables, ModelPlatform};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A Grace-like SMMU that acknowledges late and powers on with stale caches.
+//! let platform = ModelPlatform::new(ModelConfig::hostile(Profile::grace(), 1))?;
+//! let (regs, hal) = (platform.regs(), platform.hal());
+//!
+//! // Probe, then a stream table of the shape the features call for, every STE abort.
+//! let features = smmu::probe::probe(&regs)?;
+//! let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
+//! let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
+//! let strtab = OwnedStreamTable::new(&hal, layout, log2, features.coherent, &abort)?;
+//! let mut smmu = Smmu::new(regs, hal.clone(), features, strtab, SmmuConfig::default())?;
+//! smmu.reset(&ResetPlan::FULL)?;
+//!
+//! // A NIC behind StreamID 0x10, a stage-1 domain, one page of its ring mapped at an IOVA.
+//! let nic = smmu.add_master(&MasterConfig {
+//!     sids: &[0x10],
+//!     protected: false,
+//!     ats: false,
+//!     stall: false,
+//!     ssid_bits: 0,
+//! })?;
+//! let mut domain = smmu.new_domain(DomainStage::Stage1, false, ModelTables(hal.clone()))?;
+//! let ring = hal.dma_alloc(4096, 4096)?;
+//! smmu.map(&mut domain, Iova(0x1000_0000), ring.pa, 4096, Prot::READ | Prot::WRITE)?;
+//! smmu.attach(nic, &domain)?;
+//!
+//! // The NIC's DMA to the IOVA lands in the ring; anything else is stopped.
+//! let model = platform.model();
+//! let hit = model.with(|m| m.dma(Transaction::write(0x10, 0x1000_0040)));
+//! let miss = model.with(|m| m.dma(Transaction::write(0x10, 0x2000_0000)));
+//! assert_eq!(hit.pa(), Some(ring.pa.0 + 0x40));
+//! assert_eq!(miss.pa(), None);
+//! // Nothing the driver did was CONSTRAINED UNPREDICTABLE or illegal.
+//! assert!(model.with(|m| m.violations().is_empty()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Porting
+//!
+//! **What a [`Hal`] must guarantee** (it is an `unsafe trait`; the full list is on the trait):
+//! DMA memory that is zeroed, aligned, visible to the SMMU at the physical address it reports
+//! and never handed out twice; foreign mappings ([`Hal::map_phys`], used by crash-kernel
+//! adoption) with the attribute asked for; cache maintenance that really reaches the point of
+//! coherency when the SMMU is not coherent; single-copy-atomic 64-bit stores in
+//! [`Hal::store_entry_qword`]; and a [`Hal::relax`] that lets time pass, because every poll in
+//! the driver is a bounded count of `relax` calls (so a `relax` that returns at once shortens
+//! every timeout).
+//!
+//! **Locking.** Every call that changes the driver's state takes `&mut Smmu`: the caller owns
+//! one lock around the `Smmu` (a spinlock in a kernel) and holds it for the call. The command
+//! queue additionally serialises its producers with an internal `spin::Mutex` that is held
+//! until the batch's `CMD_SYNC` completed; page-table updates of a domain are serialised by
+//! the `&mut Domain` the map and unmap calls take.
+//!
+//! **Interrupt context.** [`Smmu::handle_gerror`] takes `&self`, touches only registers and may
+//! run in the GERROR interrupt handler. [`Smmu::handle_events`] and
+//! [`Smmu::handle_page_requests`] take `&mut Smmu` and submit no command unless a page request
+//! is answered; call them from a threaded handler or with the caller's lock taken with
+//! interrupts masked, never from an interrupt that can preempt a holder of that lock on the
+//! same CPU. Nothing in the driver sleeps or allocates except through the `Hal`.
+//!
+//! **Where `Smmu` lives.** The driver has no heap: its bookkeeping is fixed capacity
+//! ([`MAX_MASTERS`] masters of up to [`MAX_SIDS_PER_MASTER`] StreamIDs, the stream table's
+//! level-2 bookkeeping, two ID allocators), so `Smmu` is a few tens of KiB (`size_of` tells
+//! for the platform's types). Put it in a `static`, in a page from the kernel's allocator or a
+//! `Hal` page — not on a small kernel or firmware stack.
+//!
+//! # Encodings
 //!
 //! ```
 //! use smmu::arch::ste::{SteConfig, Ste};
@@ -47,6 +135,8 @@ pub mod policy;
 pub mod poll;
 pub mod probe;
 pub mod reset;
+#[doc(hidden)]
+pub mod report;
 pub mod strtab;
 #[cfg(test)]
 mod testutil;

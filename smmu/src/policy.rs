@@ -71,6 +71,8 @@ impl fmt::Display for Refusal {
     }
 }
 
+impl core::error::Error for Refusal {}
+
 /// The platform's rules for protected masters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProtectedPolicy {

@@ -5,6 +5,7 @@ use crate::arch::idr::{Features, IdRegs, StallModel, TableEndianness};
 use crate::arch::regs::offset;
 use crate::cmdq::MIN_LOG2_ENTRIES;
 use crate::error::ProbeError;
+use crate::report::report;
 
 /// Reads `SMMU_IDR0`–`IDR5`, `SMMU_IIDR` and `SMMU_AIDR` (§6.3.1–§6.3.7).
 pub fn read_id_regs<R: RegisterAccess + ?Sized>(regs: &R) -> IdRegs {
@@ -31,7 +32,33 @@ pub fn read_id_regs<R: RegisterAccess + ?Sized>(regs: &R) -> IdRegs {
 /// - no translation granule at all.
 pub fn probe<R: RegisterAccess + ?Sized>(regs: &R) -> Result<Features, ProbeError> {
     let ids = read_id_regs(regs);
-    check(&ids)
+    let probed = check(&ids);
+    match &probed {
+        Ok(f) => report!(
+            info,
+            "SMMUv3 found: stage 1 {}, stage 2 {}, {} stream table, {}-bit StreamIDs, \
+             output addresses {:?}, range invalidation {}, coherent walks {}",
+            yes_no(f.stage1),
+            yes_no(f.stage2),
+            if f.two_level_stream_table { "two-level" } else { "linear" },
+            f.sid_bits,
+            f.oas,
+            yes_no(f.range_invalidation),
+            yes_no(f.coherent),
+        ),
+        Err(e) => report!(error, "SMMUv3 not usable: {e}"),
+    }
+    probed
+}
+
+/// "yes"/"no" for the probe report.
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 /// [`probe`] on already-read ID registers (a register dump, a test).
