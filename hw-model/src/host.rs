@@ -78,7 +78,7 @@ impl HostRam {
     /// [`MemError::BadArgument`] for a size that is zero, not a multiple of 4096 or too large
     /// for the host; [`MemError::PoolExhausted`] if the host cannot allocate it.
     pub fn new(bytes: u64) -> Result<Self, MemError> {
-        if bytes == 0 || bytes % PAGE != 0 {
+        if bytes == 0 || !bytes.is_multiple_of(PAGE) {
             return Err(MemError::BadArgument);
         }
         let align = if bytes >= HOST_ALIGN_MAX {
@@ -166,7 +166,7 @@ impl HostRam {
     /// the word is not inside the arena). See [`HostRam::as_ptr`] for validity.
     #[inline]
     pub fn word_ptr(&self, offset: u64) -> Option<*mut u64> {
-        if offset % 8 == 0 && self.contains(offset, 8) {
+        if offset.is_multiple_of(8) && self.contains(offset, 8) {
             Some(
                 self.words
                     .as_ptr()
@@ -190,7 +190,7 @@ impl HostRam {
     /// Atomic 64-bit load at an 8-byte aligned `offset` (`None` if misaligned or outside).
     #[inline]
     pub fn load_u64(&self, offset: u64) -> Option<u64> {
-        if offset % 8 != 0 {
+        if !offset.is_multiple_of(8) {
             return None;
         }
         self.word((offset / 8) as usize).map(|w| w.load(ORD))
@@ -201,7 +201,7 @@ impl HostRam {
     #[inline]
     #[must_use = "a store outside the arena is dropped"]
     pub fn store_u64(&self, offset: u64, value: u64) -> bool {
-        if offset % 8 != 0 {
+        if !offset.is_multiple_of(8) {
             return false;
         }
         match self.word((offset / 8) as usize) {

@@ -12,10 +12,10 @@ use smmu::writer::{make, ENTRY_QWORDS};
 use smmu::{Error, Hal, MapAttr, OwnedStreamTable, PhysAddr, RegisterAccess, Smmu, SmmuConfig};
 
 use crate::scan::{Found, MemFault, OldMemory, ScanStats};
-use smmu::__smmu_report as report;
 use crate::table::AdoptedStreamTable;
 use crate::validate::{decide, validate_geometry, AdoptPlatform};
 use crate::{scan, Refusal, RegisterSnapshot};
+use smmu::__smmu_report as report;
 
 /// The adopt-mode reset (SPEC K5–K10): no write to `GBPA`, `CR1`, `CR2`, `STRTAB_BASE` or
 /// `STRTAB_BASE_CFG`; one `CR0` write that keeps `SMMUEN`, `ATSCHK` and every other

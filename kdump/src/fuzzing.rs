@@ -345,12 +345,12 @@ impl Case {
         if size >= 240 {
             log2size = u32::from(size % 64);
         }
-        let split = if split_sel % 16 == 0 {
+        let split = if split_sel.is_multiple_of(16) {
             u32::from(split_sel >> 3) & 0x1f
         } else {
             8
         };
-        let sid_bits = if sid_sel % 16 == 0 {
+        let sid_bits = if sid_sel.is_multiple_of(16) {
             u32::from(sid_sel) % 64
         } else {
             (log2size + u32::from(sid_sel % 4)).min(63)
@@ -370,7 +370,7 @@ impl Case {
             | u32::from(flags & 0x02 != 0) << 19 // CD2L
             | u32::from(st_lvl) << 27;
         let idr1 = sid_bits | ssid_bits << 6;
-        let base = if base_sel % 16 == 0 {
+        let base = if base_sel.is_multiple_of(16) {
             ST_BASE + u64::from(base_sel >> 4) * 64
         } else {
             ST_BASE
@@ -492,7 +492,9 @@ impl Case {
                 1 => Ram::None,
                 _ => Ram::Any,
             },
-            sink_fails_at: (sink_sel % 8 == 0).then_some(usize::from(sink_sel / 8)),
+            sink_fails_at: sink_sel
+                .is_multiple_of(8)
+                .then_some(usize::from(sink_sel / 8)),
             image: g.image,
         }
     }
@@ -679,7 +681,7 @@ unsafe impl smmu::Hal for ImageHal {
             .find(|(b, w)| *b <= pa.0 && end <= b + w.len() as u64 * 8)
             .ok_or(smmu::HalError::MapRefused)?;
         let offset = pa.0 - base;
-        if offset % 8 != 0 {
+        if !offset.is_multiple_of(8) {
             return Err(smmu::HalError::MapRefused);
         }
         let index = (offset / 8) as usize;
@@ -792,7 +794,8 @@ fn k2_table(s: &RegisterSnapshot, is_ram: &dyn Fn(u64, u64) -> bool) -> Option<(
         }
         _ => return None,
     };
-    (base % align == 0 && below(base, bytes, oas) && is_ram(base, bytes)).then_some((base, bytes))
+    (base.is_multiple_of(align) && below(base, bytes, oas) && is_ram(base, bytes))
+        .then_some((base, bytes))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -914,7 +917,7 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
             let l2 = d & PTR_55_6;
             assert!(span == 9, "K3: span {span} adopted");
             assert!(
-                l2 != 0 && l2 % L2_BYTES == 0,
+                l2 != 0 && l2.is_multiple_of(L2_BYTES),
                 "K3: L2 table {l2:#x} adopted"
             );
             assert!(
@@ -1001,7 +1004,10 @@ impl Rules {
                                 continue;
                             }
                             let leaf = d & PTR_55_12;
-                            assert!(leaf != 0 && leaf % align == 0, "K14: leaf {leaf:#x}");
+                            assert!(
+                                leaf != 0 && leaf.is_multiple_of(align),
+                                "K14: leaf {leaf:#x}"
+                            );
                             assert!(below(leaf, leaf_cds * 64, self.oas), "K14: leaf beyond OAS");
                             for j in 0..leaf_cds {
                                 self.cd(rd, sid, (i * capacity + j) as u32, leaf + j * 64, out);

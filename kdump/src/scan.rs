@@ -353,7 +353,7 @@ fn cd_geometry(
             (layout, bytes, bytes.max(64))
         }
     };
-    if ptr % align != 0 {
+    if !ptr.is_multiple_of(align) {
         return Err(Refusal::CdTableMisaligned { sid, ptr, align });
     }
     if physical && !range_below_oas(ptr, bytes, s.oas_bits) {

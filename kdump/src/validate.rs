@@ -282,7 +282,7 @@ pub fn validate_geometry(
     };
     let base = snap.strtab_addr();
     let oas_bits = features.oas_bits();
-    if base % align != 0 {
+    if !base.is_multiple_of(align) {
         return Err(Refusal::BaseMisaligned { base, align });
     }
     if !below_oas(base, oas_bits) {

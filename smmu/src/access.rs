@@ -91,7 +91,7 @@ impl Mmio {
     pub const STANDARD_SIZE: usize = REGISTER_FRAME_SIZE;
 
     fn in_frame(&self, offset: usize, width: usize) -> bool {
-        offset % width == 0
+        offset.is_multiple_of(width)
             && offset
                 .checked_add(width)
                 .is_some_and(|end| end <= self.size)

@@ -79,7 +79,7 @@ impl DmaBuf {
         // unsound; refuse it here rather than trust it.
         if region.size < size
             || region.pa.0 % align as u64 != 0
-            || region.va.as_ptr() as usize % 8 != 0
+            || !(region.va.as_ptr() as usize).is_multiple_of(8)
         {
             // SAFETY: the region came from `dma_alloc` just now and nothing has used it.
             unsafe { hal.dma_free(region) };
@@ -101,11 +101,11 @@ impl DmaBuf {
         attr: MapAttr,
         coherent: bool,
     ) -> Result<Self, HalError> {
-        if pa.0 % 8 != 0 || size % 8 != 0 || size == 0 {
+        if !pa.0.is_multiple_of(8) || !size.is_multiple_of(8) || size == 0 {
             return Err(HalError::MapRefused);
         }
         let va = hal.map_phys(pa, size, attr)?;
-        if va.as_ptr() as usize % 8 != 0 {
+        if !(va.as_ptr() as usize).is_multiple_of(8) {
             // SAFETY: `va` and `size` are those of the `map_phys` call just made.
             unsafe { hal.unmap_phys(va, size) };
             return Err(HalError::MapRefused);

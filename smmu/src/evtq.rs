@@ -654,8 +654,8 @@ mod tests {
             privileged: false,
             exec: false,
             read: true,
-            write: sid % 2 == 0,
-            last: sid % 3 == 0,
+            write: sid.is_multiple_of(2),
+            last: sid.is_multiple_of(3),
             prg_index: (sid % 512) as u16,
             addr: u64::from(sid) << 12,
         }

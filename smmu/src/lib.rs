@@ -134,9 +134,9 @@ pub mod inval;
 pub mod policy;
 pub mod poll;
 pub mod probe;
-pub mod reset;
 #[doc(hidden)]
 pub mod report;
+pub mod reset;
 pub mod strtab;
 #[cfg(test)]
 mod testutil;

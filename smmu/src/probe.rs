@@ -40,7 +40,11 @@ pub fn probe<R: RegisterAccess + ?Sized>(regs: &R) -> Result<Features, ProbeErro
              output addresses {:?}, range invalidation {}, coherent walks {}",
             yes_no(f.stage1),
             yes_no(f.stage2),
-            if f.two_level_stream_table { "two-level" } else { "linear" },
+            if f.two_level_stream_table {
+                "two-level"
+            } else {
+                "linear"
+            },
             f.sid_bits,
             f.oas,
             yes_no(f.range_invalidation),

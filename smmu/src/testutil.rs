@@ -190,7 +190,7 @@ impl HeapHal {
     /// `MapRefused` if it overlaps a live region.
     pub fn alloc_at(&self, pa: PhysAddr, size: usize) -> Result<DmaRegion, HalError> {
         assert!(
-            pa.0 % 8 == 0,
+            pa.0.is_multiple_of(8),
             "alloc_at: pa {:#x} is not 8-byte aligned",
             pa.0
         );
@@ -281,7 +281,11 @@ impl HeapHal {
 
     /// A pointer to the 8-aligned word at `pa` inside a live allocation.
     fn word_ptr(&self, pa: PhysAddr) -> NonNull<u64> {
-        assert!(pa.0 % 8 == 0, "pa {:#x} is not 8-byte aligned", pa.0);
+        assert!(
+            pa.0.is_multiple_of(8),
+            "pa {:#x} is not 8-byte aligned",
+            pa.0
+        );
         let st = lock(&self.state);
         let a = st
             .allocs
@@ -613,7 +617,7 @@ impl FakeRegs {
     }
 
     fn in_frame(offset: usize, width: usize) -> bool {
-        offset % width == 0
+        offset.is_multiple_of(width)
             && offset
                 .checked_add(width)
                 .is_some_and(|end| end <= REGISTER_FRAME_SIZE)

@@ -22,7 +22,7 @@ fn r(offset: u64) -> usize {
 
 /// A pointer to the 64-bit word at `offset` of a region (asserted 8-aligned and inside).
 fn entry_ptr(region: &DmaRegion, offset: usize) -> NonNull<u64> {
-    assert!(offset % 8 == 0 && offset + 8 <= region.size);
+    assert!(offset.is_multiple_of(8) && offset + 8 <= region.size);
     assert_eq!(region.va.as_ptr().addr() % 8, 0);
     // SAFETY: `offset` is inside the region (asserted), so the result is in bounds and non-null.
     unsafe { region.va.add(offset).cast::<u64>() }

@@ -160,7 +160,7 @@ impl OldMemory for Image {
         self.reads.set(self.reads.get() + 1);
         self.max_read_bytes
             .set(self.max_read_bytes.get().max(bytes));
-        if pa % 8 != 0 {
+        if !pa.is_multiple_of(8) {
             return Err(MemFault);
         }
         let (&base, words) = self.regions.range(..=pa).next_back().ok_or(MemFault)?;
