@@ -59,14 +59,8 @@ pub(crate) struct Decoded {
 #[derive(Debug)]
 pub(crate) struct UsageError(pub(crate) String);
 
-fn parse_hex(text: &str) -> Result<u64, UsageError> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text)
-        .replace('_', "");
-    u64::from_str_radix(&digits, 16)
-        .map_err(|_| UsageError(format!("'{text}' is not a hexadecimal 64-bit word")))
+fn parse_word(text: &str) -> Result<u64, UsageError> {
+    crate::num::parse_u64(text).map_err(UsageError)
 }
 
 fn from_fields<const N: usize>(
@@ -109,7 +103,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
     }
     let all = args
         .iter()
-        .map(|a| parse_hex(a))
+        .map(|a| parse_word(a))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match what {
         Structure::Ste => decode_ste(words(&all)),
@@ -241,7 +235,7 @@ fn decode_register(args: &[String]) -> Result<Decoded, UsageError> {
     };
     let reg = RegisterInfo::by_name(name)
         .ok_or_else(|| UsageError(format!("unknown register '{name}'")))?;
-    let value = parse_hex(value)?;
+    let value = parse_word(value)?;
     if reg.width == RegWidth::W32 && value > u64::from(u32::MAX) {
         return Err(UsageError(format!(
             "SMMU_{} is a 32-bit register",

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod decode;
 mod inspect;
+mod num;
 mod simulate;
 
 /// Tools for people working with Arm SMMUv3 state.
@@ -27,7 +28,8 @@ enum Command {
         /// What to decode.
         #[arg(value_enum)]
         what: decode::Structure,
-        /// Hexadecimal words (`0x` optional); for `reg`, the register name then its value.
+        /// The words (`0x…` hexadecimal, `0b…` binary, `0o…` octal, else decimal; `_` may
+        /// separate digits); for `reg`, the register name then its value.
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
         /// Print one JSON object: field name → integer, plus "kind".
