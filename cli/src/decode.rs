@@ -107,20 +107,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
         .collect::<Result<Vec<_>, _>>()?;
     Ok(match what {
         Structure::Ste => decode_ste(words(&all)),
-        Structure::Cd => {
-            let w: [u64; 8] = words(&all);
-            let (kind, error) = match cd::Cd::from_words(w).decode() {
-                Ok(Some(_)) => ("valid".to_string(), None),
-                Ok(None) => ("invalid".to_string(), None),
-                Err(e) => ("illegal".to_string(), Some(e.to_string())),
-            };
-            Decoded {
-                title: "CD".into(),
-                kind,
-                fields: from_fields(&w, cd::fields::FIELDS, cd::describe_field),
-                error,
-            }
-        }
+        Structure::Cd => decode_cd(words(&all)),
         Structure::L1std => {
             let w: [u64; 1] = words(&all);
             let (kind, error) = match l1std::L1Std::from_words(w).decode() {
@@ -211,6 +198,22 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
     })
 }
 
+/// Decodes one CD from its eight words: what `smmuctl decode cd` prints, also used by
+/// `smmuctl inspect --sid` for a stream's first CD.
+pub(crate) fn decode_cd(w: [u64; 8]) -> Decoded {
+    let (kind, error) = match cd::Cd::from_words(w).decode() {
+        Ok(Some(_)) => ("valid".to_string(), None),
+        Ok(None) => ("invalid".to_string(), None),
+        Err(e) => ("illegal".to_string(), Some(e.to_string())),
+    };
+    Decoded {
+        title: "CD".into(),
+        kind,
+        fields: from_fields(&w, cd::fields::FIELDS, cd::describe_field),
+        error,
+    }
+}
+
 /// Decodes one STE from its eight words: what `smmuctl decode ste` prints, also used by
 /// `smmuctl inspect` for every valid STE of a dumped table.
 pub(crate) fn decode_ste(w: [u64; 8]) -> Decoded {
@@ -274,11 +277,6 @@ fn format_value(value: u64, width: u32) -> String {
 }
 
 impl Decoded {
-    /// What the entry is: `"bypass"`, `"s1-translate"`, `"illegal"`, `"CMD_SYNC"`, …
-    pub(crate) fn kind(&self) -> &str {
-        &self.kind
-    }
-
     /// The human-readable form: a title line, then one line per field.
     pub(crate) fn to_text(&self) -> String {
         let mut out = format!("{} ({})\n", self.title, self.kind);

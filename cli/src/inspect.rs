@@ -1,20 +1,26 @@
-//! `smmuctl inspect`: the adoption validator of `smmu-kdump` (SPEC K1–K3, K11, K13–K15) run
-//! offline on a dump: registers from a JSON file, the crashed kernel's memory from raw files.
+//! `smmuctl inspect`: the crash kernel's adoption check of `smmu-kdump`, run offline on a dump
+//! of a crashed machine: the SMMU's registers (`--regs`) and its memory (`--mem` raw files,
+//! `--vmcore` an ELF core).
+//!
+//! The report is streamed: the summary first (verdict, table geometry, counts by kind,
+//! reserved ASIDs and VMIDs), then one line per valid StreamID, so its memory does not grow
+//! with the table (2^24 StreamIDs print in constant memory, in text and JSON alike). The full
+//! decode of one STE (and of its first CD) is `--sid N`; `--dot` draws the table as a graph.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use serde_json::{json, Value};
-use smmu::arch::idr::IdRegs;
-use smmu::arch::regs::{RegWidth, RegisterInfo};
-use smmu::arch::ste;
+use smmu::arch::{cd, l1std, ste};
 use smmu_kdump::{
     any_ram, check_adoption, ste_pa_in_l2, validate_geometry, AdoptPlatform, Format, Found,
-    Geometry, MemFault, OldMemory, Refusal, RegisterSnapshot,
+    Geometry, OldMemory, Refusal, RegisterSnapshot,
 };
 
-use crate::decode::{decode_ste, Decoded, UsageError};
+use crate::decode::{decode_cd, decode_ste, UsageError};
+use crate::dump::Dump;
 
 /// `yes` or `no`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -29,24 +35,67 @@ impl YesNo {
     }
 }
 
+/// `--mem BASE:FILE`.
+#[derive(Clone, Debug)]
+pub(crate) struct MemArg {
+    base: u64,
+    file: PathBuf,
+}
+
+fn mem_arg(text: &str) -> Result<MemArg, String> {
+    let Some((base, file)) = text.split_once(':') else {
+        return Err(format!(
+            "expected BASE:FILE (the physical address, then the file), got '{text}'"
+        ));
+    };
+    let base = crate::num::parse_u64(base)?;
+    if base % 8 != 0 {
+        return Err(format!("base {base:#x} is not 8-byte aligned"));
+    }
+    if file.is_empty() {
+        return Err(format!("'{text}' names no file"));
+    }
+    Ok(MemArg {
+        base,
+        file: PathBuf::from(file),
+    })
+}
+
+fn sid_arg(text: &str) -> Result<u32, String> {
+    let v = crate::num::parse_u64(text)?;
+    u32::try_from(v).map_err(|_| format!("{v:#x} is not a StreamID (at most 32 bits)"))
+}
+
 /// The arguments of `smmuctl inspect`.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("memory").required(true).multiple(true).args(["mem", "vmcore"])))]
 pub(crate) struct InspectArgs {
-    /// JSON object of register name → value (IDR0–IDR5, CR0, CR2, GERROR, GERRORN,
-    /// STRTAB_BASE, STRTAB_BASE_CFG; optionally IIDR, AIDR, CR1, GBPA). Names are
-    /// case-insensitive, `SMMU_` optional; values are integers or "0x…" strings. Other SMMU
-    /// registers are accepted and ignored.
-    #[arg(long, value_name = "REGS.json")]
+    /// The SMMU's registers: a JSON object of name → value, or `NAME=VALUE` pairs (the line a
+    /// crash kernel prints from `smmu_kdump::RegisterSnapshot`, or `devmem` reads pasted as
+    /// `CR0=0x0000000d`). Needed: IDR0–IDR5, CR0, CR2, GERROR, GERRORN, STRTAB_BASE,
+    /// STRTAB_BASE_CFG.
+    #[arg(long, value_name = "FILE")]
     regs: PathBuf,
-    /// Raw little-endian memory FILE loaded at physical address BASE (hexadecimal, `0x`
-    /// optional), e.g. `0x80000000:strtab.bin`. Repeat for each region; regions must not
-    /// overlap, and each structure must lie inside one file.
-    #[arg(long, value_name = "BASE:FILE", required = true)]
+    /// Raw little-endian memory FILE holding the physical memory from BASE on, e.g.
+    /// `0x80000000:strtab.bin`. Repeat for each region; regions must not overlap, and
+    /// touching regions read as one.
+    #[arg(long, value_name = "BASE:FILE")]
     mem: Vec<String>,
-    /// Print one JSON object.
-    #[arg(long)]
+    /// An ELF crash dump (`/proc/vmcore`, QEMU's `dump-guest-memory`, `makedumpfile -E`),
+    /// read through its segments' physical addresses.
+    #[arg(long, value_name = "FILE")]
+    vmcore: Vec<PathBuf>,
+    /// Print JSON instead of text (streamed: one object, its `streams` array last).
+    #[arg(long, conflicts_with = "dot")]
     pub(crate) json: bool,
-    /// Whether the SMMU's table walks are coherent (default: `IDR0.COHACC`).
+    /// Print the table as a Graphviz graph (level-1 table → level-2 tables → STEs → CD tables
+    /// → translation tables); render it with `dot -Tsvg`.
+    #[arg(long)]
+    dot: bool,
+    /// Decode one StreamID's STE in full, with its first context descriptor.
+    #[arg(long, value_name = "N")]
+    sid: Option<String>,
+    /// Whether the SMMU's table walks are coherent (default: what `IDR0.COHACC` says).
     #[arg(long, value_enum)]
     coherent: Option<YesNo>,
     /// Whether to decide as a crash kernel would.
@@ -55,336 +104,288 @@ pub(crate) struct InspectArgs {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The dump.
+// Exit status.
 
-/// One file of the crashed kernel's memory.
-struct Region {
-    base: u64,
-    bytes: Vec<u8>,
-}
-
-/// The crashed kernel's memory as dumped: reads outside the loaded files fail.
-struct Dump {
-    /// Sorted by base, non-overlapping.
-    regions: Vec<Region>,
-}
-
-impl OldMemory for Dump {
-    /// Each read must lie inside one file.
-    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        let len = (out.len() as u64).checked_mul(8).ok_or(MemFault)?;
-        let region = self
-            .regions
-            .iter()
-            .find(|r| r.base <= pa && pa - r.base < r.bytes.len() as u64)
-            .ok_or(MemFault)?;
-        let start = usize::try_from(pa - region.base).map_err(|_| MemFault)?;
-        let end = start
-            .checked_add(usize::try_from(len).map_err(|_| MemFault)?)
-            .ok_or(MemFault)?;
-        let bytes = region.bytes.get(start..end).ok_or(MemFault)?;
-        for (w, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            *w = u64::from_le_bytes(b);
-        }
-        Ok(())
-    }
-}
-
-fn parse_base(text: &str) -> Result<u64, UsageError> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text)
-        .replace('_', "");
-    if digits.is_empty() {
-        return Err(UsageError(format!(
-            "--mem: '{text}' is not a hexadecimal physical address"
-        )));
-    }
-    let base = u64::from_str_radix(&digits, 16).map_err(|_| {
-        UsageError(format!(
-            "--mem: '{text}' is not a hexadecimal physical address"
-        ))
-    })?;
-    if base % 8 != 0 {
-        return Err(UsageError(format!(
-            "--mem: base {base:#x} is not 8-byte aligned"
-        )));
-    }
-    Ok(base)
-}
-
-fn load_dump(specs: &[String]) -> Result<Dump, UsageError> {
-    let mut regions: Vec<(Region, String)> = Vec::new();
-    for spec in specs {
-        let Some((base, file)) = spec.split_once(':') else {
-            return Err(UsageError(format!(
-                "--mem takes BASE:FILE (hexadecimal base, then the file), got '{spec}'"
-            )));
-        };
-        let base = parse_base(base)?;
-        if file.is_empty() {
-            return Err(UsageError(format!("--mem '{spec}': no file named")));
-        }
-        let bytes = std::fs::read(file)
-            .map_err(|e| UsageError(format!("cannot read memory file '{file}': {e}")))?;
-        if bytes.is_empty() {
-            return Err(UsageError(format!("memory file '{file}' is empty")));
-        }
-        if base.checked_add(bytes.len() as u64 - 1).is_none() {
-            return Err(UsageError(format!(
-                "memory file '{file}' ({} bytes) at {base:#x} runs past the 64-bit address space",
-                bytes.len()
-            )));
-        }
-        regions.push((Region { base, bytes }, file.to_string()));
-    }
-    regions.sort_by_key(|(r, _)| r.base);
-    for pair in regions.windows(2) {
-        let [(a, fa), (b, fb)] = pair else { continue };
-        if a.base + a.bytes.len() as u64 > b.base {
-            return Err(UsageError(format!(
-                "memory files '{fa}' (at {:#x}) and '{fb}' (at {:#x}) overlap",
-                a.base, b.base
-            )));
-        }
-    }
-    Ok(Dump {
-        regions: regions.into_iter().map(|(r, _)| r).collect(),
-    })
-}
+/// The crash kernel would adopt the table.
+const EXIT_ADOPT: u8 = 0;
+/// The crash kernel would reset the SMMU.
+const EXIT_FULL_RESET: u8 = 1;
+// 2: the arguments were wrong (`main`'s usage errors and clap's own).
+/// The dump lacks memory the check needs: no verdict can be given.
+const EXIT_INCOMPLETE: u8 = 3;
 
 // ---------------------------------------------------------------------------------------------
-// The registers.
+// One valid STE.
 
-/// Registers the snapshot needs; the others of `RegisterSnapshot` default to 0.
-const REQUIRED: &[&str] = &[
-    "IDR0",
-    "IDR1",
-    "IDR2",
-    "IDR3",
-    "IDR4",
-    "IDR5",
-    "CR0",
-    "CR2",
-    "GERROR",
-    "GERRORN",
-    "STRTAB_BASE",
-    "STRTAB_BASE_CFG",
-];
+/// What a valid STE does, in the words the report uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Abort,
+    Bypass,
+    Stage1,
+    Stage2,
+    Nested,
+    /// `Config` or another field holds a value the specification makes illegal.
+    Illegal,
+}
 
-fn register_value(path: &Path, name: &str, v: &Value) -> Result<u64, UsageError> {
-    let bad = || {
-        UsageError(format!(
-            "{}: SMMU_{name} must be a non-negative integer or a \"0x…\" string, got {v}",
-            path.display()
-        ))
-    };
-    match v {
-        Value::Number(n) => n.as_u64().ok_or_else(bad),
-        Value::String(s) => {
-            let s = s.trim().replace('_', "");
-            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                Some(hex) if !hex.is_empty() => u64::from_str_radix(hex, 16).map_err(|_| bad()),
-                Some(_) => Err(bad()),
-                None => s.parse::<u64>().map_err(|_| bad()),
-            }
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::Abort,
+        Kind::Bypass,
+        Kind::Stage1,
+        Kind::Stage2,
+        Kind::Nested,
+        Kind::Illegal,
+    ];
+
+    /// The stable code, for JSON.
+    fn code(self) -> &'static str {
+        match self {
+            Kind::Abort => "abort",
+            Kind::Bypass => "bypass",
+            Kind::Stage1 => "s1-translate",
+            Kind::Stage2 => "s2-translate",
+            Kind::Nested => "nested",
+            Kind::Illegal => "illegal",
         }
-        _ => Err(bad()),
+    }
+
+    /// The words, for people.
+    fn words(self) -> &'static str {
+        match self {
+            Kind::Abort => "abort",
+            Kind::Bypass => "bypass (no translation)",
+            Kind::Stage1 => "stage 1",
+            Kind::Stage2 => "stage 2",
+            Kind::Nested => "nested (stage 1 + stage 2)",
+            Kind::Illegal => "illegal entry",
+        }
     }
 }
 
-fn load_regs(path: &Path) -> Result<RegisterSnapshot, UsageError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        UsageError(format!(
-            "cannot read register file '{}': {e}",
-            path.display()
-        ))
-    })?;
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| UsageError(format!("{}: not valid JSON: {e}", path.display())))?;
-    let Value::Object(map) = value else {
-        return Err(UsageError(format!(
-            "{}: expected a JSON object of register name → value",
-            path.display()
-        )));
-    };
-    let mut regs: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for (key, v) in &map {
-        let info = RegisterInfo::by_name(key).ok_or_else(|| {
-            UsageError(format!(
-                "{}: '{key}' is not an SMMUv3 register",
-                path.display()
-            ))
-        })?;
-        let value = register_value(path, info.name, v)?;
-        if info.width == RegWidth::W32 && value > u64::from(u32::MAX) {
-            return Err(UsageError(format!(
-                "{}: SMMU_{} is a 32-bit register, got {value:#x}",
-                path.display(),
-                info.name
-            )));
-        }
-        if regs.insert(info.name, value).is_some() {
-            return Err(UsageError(format!(
-                "{}: SMMU_{} is given twice",
-                path.display(),
-                info.name
-            )));
-        }
-    }
-    let missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|r| !regs.contains_key(r))
-        .collect();
-    if !missing.is_empty() {
-        return Err(UsageError(format!(
-            "{}: missing register{} {}",
-            path.display(),
-            if missing.len() == 1 { "" } else { "s" },
-            missing.join(", ")
-        )));
-    }
-    // Every 32-bit register was range-checked above; STRTAB_BASE is the only 64-bit one used.
-    let r32 = |name: &str| regs.get(name).copied().unwrap_or(0) as u32;
-    Ok(RegisterSnapshot {
-        ids: IdRegs {
-            idr: [
-                r32("IDR0"),
-                r32("IDR1"),
-                r32("IDR2"),
-                r32("IDR3"),
-                r32("IDR4"),
-                r32("IDR5"),
-            ],
-            iidr: r32("IIDR"),
-            aidr: r32("AIDR"),
-        },
-        cr0: r32("CR0"),
-        cr1: r32("CR1"),
-        cr2: r32("CR2"),
-        gbpa: r32("GBPA"),
-        gerror: r32("GERROR"),
-        gerrorn: r32("GERRORN"),
-        strtab_base: regs.get("STRTAB_BASE").copied().unwrap_or(0),
-        strtab_base_cfg: r32("STRTAB_BASE_CFG"),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The analysis.
-
-/// One valid (`V` = 1) STE of the dumped table.
+/// One valid STE, summarised.
 struct Stream {
     sid: u32,
-    ste: Decoded,
-    /// `V` = 1 and `Config` ≠ abort: adoption defers the master's attach (SPEC K11).
-    deferred: bool,
+    words: [u64; 8],
+    kind: Kind,
 }
 
-/// What `smmuctl inspect` found.
-pub(crate) struct Inspection {
-    refusal: Option<Refusal>,
-    geometry: Option<Geometry>,
-    streams: Vec<Stream>,
-    asids: BTreeSet<u16>,
-    vmids: BTreeSet<u16>,
-    /// Why the STE walk stopped early or skipped part of the table.
-    notes: Vec<String>,
-}
-
-fn stream_of(sid: u32, words: [u64; 8]) -> Option<Stream> {
-    if ste::fields::V.get(&words) == 0 {
-        return None;
+impl Stream {
+    fn of(sid: u32, words: [u64; 8]) -> Option<Stream> {
+        if ste::fields::V.get(&words) == 0 {
+            return None;
+        }
+        let kind = match ste::Ste::from_words(words).decode() {
+            Ok(config) => match ste::kind_name(config.as_ref()) {
+                "abort" => Kind::Abort,
+                "bypass" => Kind::Bypass,
+                "s1-translate" => Kind::Stage1,
+                "s2-translate" => Kind::Stage2,
+                "nested" => Kind::Nested,
+                _ => Kind::Illegal,
+            },
+            Err(_) => Kind::Illegal,
+        };
+        Some(Stream { sid, words, kind })
     }
-    Some(Stream {
-        sid,
-        deferred: ste::fields::CONFIG.get(&words) != 0,
-        ste: decode_ste(words),
-    })
+
+    fn stage1(&self) -> bool {
+        matches!(self.kind, Kind::Stage1 | Kind::Nested)
+    }
+
+    fn stage2(&self) -> bool {
+        matches!(self.kind, Kind::Stage2 | Kind::Nested)
+    }
+
+    /// The CD table's address (`S1ContextPtr` is PA\[51:6\], IHI 0070 G.b §5.2).
+    fn cd_table(&self) -> u64 {
+        field_address(&ste::fields::S1_CONTEXT_PTR, &self.words)
+    }
+
+    /// `S1CDMax`: the table holds 2^S1CDMax CDs.
+    fn cd_max(&self) -> u64 {
+        ste::fields::S1_CD_MAX.get(&self.words)
+    }
+
+    /// `S1Fmt` 0 is a linear CD table.
+    fn cd_linear(&self) -> bool {
+        ste::fields::S1FMT.get(&self.words) == 0
+    }
+
+    fn vmid(&self) -> u64 {
+        ste::fields::S2VMID.get(&self.words)
+    }
+
+    /// The stage-2 translation table (`S2TTB` is PA\[51:4\]).
+    fn s2ttb(&self) -> u64 {
+        field_address(&ste::fields::S2TTB, &self.words)
+    }
+
+    /// The CD of substream 0, if the dump holds it: linear tables directly, 2-level ones
+    /// through their first L1CD descriptor (IHI 0070 G.b §5.3, §5.4).
+    fn cd0(&self, mem: &Dump) -> Option<[u64; 8]> {
+        if !self.stage1() {
+            return None;
+        }
+        let cd_pa = if self.cd_linear() || self.cd_max() == 0 {
+            self.cd_table()
+        } else {
+            let mut desc = [0u64; 1];
+            mem.read_words(self.cd_table(), &mut desc).ok()?;
+            if cd::l1_fields::V.get(&desc) == 0 {
+                return None;
+            }
+            field_address(&cd::l1_fields::L2PTR, &desc)
+        };
+        let mut words = [0u64; 8];
+        mem.read_words(cd_pa, &mut words).ok()?;
+        Some(words)
+    }
 }
 
-fn read_ste(mem: &Dump, pa: u64) -> Result<[u64; 8], MemFault> {
-    let mut w = [0u64; 8];
-    mem.read_words(pa, &mut w)?;
-    Ok(w)
+/// The address a pointer field means: the field holds the address's bits from its own low
+/// bit up (`S1ContextPtr` = PA\[51:6\] sits at bits \[55:6\] of word 0, so the field's value
+/// shifted back by 6 is the address).
+fn field_address<const N: usize>(field: &smmu::arch::Field, words: &[u64; N]) -> u64 {
+    field.get(words) << field.lo
 }
 
-/// Every valid STE of a validated table, through the same memory the validator read: each STE
-/// of a linear table, the 256 STEs of each valid level-1 descriptor of a 2-level table. The
-/// walk ends at the first part of the table missing from the dump, so it reads no more than
-/// the table holds and the files contain.
-fn walk(g: &Geometry, mem: &Dump, notes: &mut Vec<String>) -> Vec<Stream> {
-    let mut streams = Vec::new();
+// ---------------------------------------------------------------------------------------------
+// The walk.
+
+/// Why part of the table could not be read: the dump is incomplete there.
+struct Gap(String);
+
+/// Calls `visit` for every valid STE of a table whose registers passed the geometry check:
+/// each STE of a linear table, the 256 STEs under each valid level-1 descriptor of a 2-level
+/// one. Parts missing from the dump are reported to `gap` and skipped; the walk reads no more
+/// than the table holds.
+fn walk(g: &Geometry, mem: &Dump, gap: &mut dyn FnMut(Gap), visit: &mut dyn FnMut(&Stream)) {
     match g.format() {
         Format::Linear => {
-            let n = g.linear_stes().unwrap_or(0);
-            for sid in 0..n {
+            for sid in 0..g.linear_stes().unwrap_or(0) {
                 let Some(pa) = g.ste_pa(sid) else { break };
-                let Ok(w) = read_ste(mem, pa) else {
-                    notes.push(format!(
-                        "the STEs from SID {sid:#x} (at {pa:#x}) on are not in the dump"
-                    ));
+                let mut w = [0u64; 8];
+                if mem.read_words(pa, &mut w).is_err() {
+                    gap(Gap(format!(
+                        "the STEs from StreamID {sid:#x} on (at {pa:#x}) are not in the dump"
+                    )));
                     break;
-                };
-                streams.extend(stream_of(sid, w));
+                }
+                if let Some(s) = Stream::of(sid, w) {
+                    visit(&s);
+                }
             }
         }
         Format::TwoLevel => {
-            let n = g.l1_entries().unwrap_or(0);
-            for index in 0..n {
-                let first_sid = index << ste_split();
+            for index in 0..g.l1_entries().unwrap_or(0) {
+                let first_sid = index << l1std::STRTAB_SPLIT;
                 let Some(pa) = g.l1_desc_pa(first_sid) else {
                     break;
                 };
                 let mut desc = [0u64; 1];
                 if mem.read_words(pa, &mut desc).is_err() {
-                    notes.push(format!(
-                        "the level-1 descriptors from {index} (at {pa:#x}) on are not in the dump"
-                    ));
+                    gap(Gap(format!(
+                        "the level-1 descriptors from number {index} on (at {pa:#x}) are not in the dump"
+                    )));
                     break;
                 }
                 let l2 = match g.validate_l1(index, desc[0]) {
                     Ok(Some(l2)) => l2,
                     Ok(None) => continue,
                     Err(r) => {
-                        notes.push(format!(
-                            "level-1 descriptor {index} ({:#x}) skipped: {r}",
+                        gap(Gap(format!(
+                            "level-1 descriptor {index} ({:#x}) was skipped: {r}",
                             desc[0]
-                        ));
+                        )));
                         continue;
                     }
                 };
-                for sid in first_sid..first_sid + (1 << ste_split()) {
+                for sid in first_sid..first_sid + (1 << l1std::STRTAB_SPLIT) {
                     let Some(pa) = ste_pa_in_l2(l2, sid) else {
                         break;
                     };
-                    let Ok(w) = read_ste(mem, pa) else {
-                        notes.push(format!(
-                            "the level-2 table of level-1 descriptor {index} (at {l2:#x}) \
-                             is not in the dump from SID {sid:#x} on"
-                        ));
+                    let mut w = [0u64; 8];
+                    if mem.read_words(pa, &mut w).is_err() {
+                        gap(Gap(format!(
+                            "the level-2 table of level-1 descriptor {index} (at {l2:#x}) is not \
+                             in the dump from StreamID {sid:#x} on"
+                        )));
                         break;
-                    };
-                    streams.extend(stream_of(sid, w));
+                    }
+                    if let Some(s) = Stream::of(sid, w) {
+                        visit(&s);
+                    }
                 }
             }
         }
     }
-    streams
 }
 
-const fn ste_split() -> u32 {
-    smmu::arch::l1std::STRTAB_SPLIT
+// ---------------------------------------------------------------------------------------------
+// The check.
+
+/// The verdict a crash kernel would reach on this dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Adopt,
+    FullReset,
+    /// The check needed memory the dump does not hold.
+    Incomplete,
 }
 
-/// Loads the dump and runs the validator and the STE walk.
-pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspection, UsageError> {
-    let snap = load_regs(&args.regs)?;
-    let dump = load_dump(&args.mem)?;
+impl Verdict {
+    fn code(self) -> &'static str {
+        match self {
+            Verdict::Adopt => "adopt",
+            Verdict::FullReset => "full-reset",
+            Verdict::Incomplete => "dump-incomplete",
+        }
+    }
+
+    fn exit(self) -> u8 {
+        match self {
+            Verdict::Adopt => EXIT_ADOPT,
+            Verdict::FullReset => EXIT_FULL_RESET,
+            Verdict::Incomplete => EXIT_INCOMPLETE,
+        }
+    }
+}
+
+/// Everything the report says before the per-StreamID lines.
+struct Summary {
+    snap: RegisterSnapshot,
+    verdict: Verdict,
+    refusal: Option<Refusal>,
+    geometry: Option<Geometry>,
+    /// Physical ranges the dump holds.
+    ranges: Vec<(u64, u64)>,
+    counts: [u64; Kind::ALL.len()],
+    valid: u64,
+    asids: BTreeSet<u16>,
+    vmids: BTreeSet<u16>,
+    notes: Vec<String>,
+}
+
+/// Notes kept; past this the count of further ones is reported (a table full of bad level-1
+/// descriptors must not make the report grow without bound).
+const MAX_NOTES: usize = 32;
+
+fn open_dump(args: &InspectArgs) -> Result<Dump, UsageError> {
+    let mut dump = Dump::new();
+    for text in &args.mem {
+        let m = mem_arg(text).map_err(|e| UsageError(format!("--mem: {e}")))?;
+        dump.add_raw(m.base, &m.file).map_err(|e| UsageError(e.0))?;
+    }
+    for v in &args.vmcore {
+        dump.add_vmcore(v).map_err(|e| UsageError(e.0))?;
+    }
+    dump.seal().map_err(|e| UsageError(e.0))?;
+    Ok(dump)
+}
+
+fn check(args: &InspectArgs, snap: RegisterSnapshot, dump: &Dump) -> Summary {
     let features = snap.features();
     let platform = AdoptPlatform {
         crash_kernel: args.crash_kernel.get(),
@@ -394,7 +395,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspection, UsageError> {
     };
     let mut asids = BTreeSet::new();
     let mut vmids = BTreeSet::new();
-    let result = check_adoption(&snap, &platform, &any_ram, &dump, &mut |found| {
+    let result = check_adoption(&snap, &platform, &any_ram, dump, &mut |found| {
         match found {
             Found::Asid { asid, .. } => {
                 asids.insert(asid);
@@ -406,130 +407,574 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspection, UsageError> {
         }
         Ok(())
     });
-    let (refusal, geometry) = match result {
-        Ok(adoption) => (None, Some(adoption.geometry)),
+    let (verdict, refusal, geometry) = match result {
+        Ok(adoption) => (Verdict::Adopt, None, Some(adoption.geometry)),
         Err(refusal) => {
-            // A refused adoption releases what it reserved (SPEC K4). The table is still shown
-            // when its registers pass K2, whatever the refusal was.
+            // A refused adoption releases what it reserved (SPEC K4). The table is still
+            // shown when its registers describe one, whatever the refusal was.
             asids.clear();
             vmids.clear();
+            let verdict = if matches!(refusal, Refusal::MemoryUnreadable { .. }) {
+                Verdict::Incomplete
+            } else {
+                Verdict::FullReset
+            };
             (
+                verdict,
                 Some(refusal),
                 validate_geometry(&snap, &features, &any_ram).ok(),
             )
         }
     };
-    let mut notes = Vec::new();
-    let streams = geometry.map_or_else(Vec::new, |g| walk(&g, &dump, &mut notes));
-    Ok(Inspection {
+    let mut summary = Summary {
+        snap,
+        verdict,
         refusal,
         geometry,
-        streams,
+        ranges: dump.ranges(),
+        counts: [0; Kind::ALL.len()],
+        valid: 0,
         asids,
         vmids,
-        notes,
-    })
+        notes: Vec::new(),
+    };
+    if let Some(g) = geometry {
+        let mut notes = Vec::new();
+        let mut dropped = 0usize;
+        let mut counts = [0u64; Kind::ALL.len()];
+        let mut valid = 0u64;
+        walk(
+            &g,
+            dump,
+            &mut |Gap(note)| {
+                if notes.len() < MAX_NOTES {
+                    notes.push(note);
+                } else {
+                    dropped += 1;
+                }
+            },
+            &mut |s| {
+                valid += 1;
+                if let Some(c) = Kind::ALL
+                    .iter()
+                    .position(|k| *k == s.kind)
+                    .and_then(|i| counts.get_mut(i))
+                {
+                    *c += 1;
+                }
+            },
+        );
+        if dropped > 0 {
+            notes.push(format!("{dropped} more notes like these were left out"));
+        }
+        summary.counts = counts;
+        summary.valid = valid;
+        summary.notes = notes;
+    }
+    summary
 }
 
-fn verdict(i: &Inspection) -> &'static str {
-    if i.refusal.is_none() {
-        "adopt"
-    } else {
-        "full-reset"
+// ---------------------------------------------------------------------------------------------
+// Words.
+
+fn verdict_words(s: &Summary) -> String {
+    match (s.verdict, &s.refusal) {
+        (Verdict::Adopt, _) => {
+            "adopt: a crash kernel would keep this SMMU translating with the live stream table, \
+             and each device would keep its old translation until its driver attaches it again"
+                .into()
+        }
+        (Verdict::FullReset, Some(r)) => format!(
+            "full reset: a crash kernel would reset this SMMU, because {r} (reason code {})",
+            r.code()
+        ),
+        (Verdict::Incomplete, Some(r)) => format!(
+            "dump incomplete: {r} (reason code {}); give the dump that holds it (--mem or \
+             --vmcore) to get a verdict",
+            r.code()
+        ),
+        (_, None) => "full reset".into(),
+    }
+}
+
+fn geometry_words(g: &Geometry) -> String {
+    match g.format() {
+        Format::Linear => format!("linear, {} STEs at {:#x}", g.num_sids(), g.base()),
+        Format::TwoLevel => format!(
+            "two-level, {} level-1 descriptors at {:#x} ({} StreamIDs, 256 per level-2 table)",
+            g.l1_entries().unwrap_or(0),
+            g.base(),
+            g.num_sids()
+        ),
     }
 }
 
 fn id_list(set: &BTreeSet<u16>) -> String {
     if set.is_empty() {
-        "none".into()
-    } else {
-        set.iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        return "none".into();
+    }
+    // Runs print as ranges, so 60000 ASIDs stay one short line.
+    let mut out: Vec<String> = Vec::new();
+    let mut iter = set.iter().copied().peekable();
+    while let Some(first) = iter.next() {
+        let mut last = first;
+        while iter.peek() == Some(&(last.wrapping_add(1))) && last != u16::MAX {
+            last += 1;
+            iter.next();
+        }
+        out.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        });
+    }
+    out.join(", ")
+}
+
+/// What the line of one StreamID says after its kind.
+fn stream_details(s: &Stream, mem: &Dump) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if s.stage1() {
+        let cds = 1u64.checked_shl(s.cd_max() as u32).unwrap_or(0);
+        parts.push(format!(
+            "CD table at {:#x} ({}, {} CD{})",
+            s.cd_table(),
+            if s.cd_linear() || s.cd_max() == 0 {
+                "linear"
+            } else {
+                "two-level"
+            },
+            cds,
+            if cds == 1 { "" } else { "s" }
+        ));
+        match s.cd0(mem) {
+            Some(cd) if cd::fields::V.get(&cd) == 1 => parts.push(format!(
+                "substream 0: ASID {}, translation table at {:#x}",
+                cd::fields::ASID.get(&cd),
+                field_address(&cd::fields::TTB0, &cd)
+            )),
+            Some(_) => parts.push("substream 0: no valid CD".into()),
+            None => parts.push("substream 0: its CD is not in the dump".into()),
+        }
+    }
+    if s.stage2() {
+        parts.push(format!(
+            "VMID {}, stage-2 translation table at {:#x}",
+            s.vmid(),
+            s.s2ttb()
+        ));
+    }
+    parts.join("; ")
+}
+
+/// What happens to this StreamID's device under the verdict.
+fn fate(s: &Stream, verdict: Verdict) -> &'static str {
+    match (verdict, s.kind) {
+        (Verdict::Adopt, Kind::Abort) => "",
+        (Verdict::Adopt, _) => "deferred attach: kept as it is until its driver attaches it",
+        (Verdict::FullReset, Kind::Abort) => "",
+        (Verdict::FullReset, _) => "aborted after the full reset until its driver attaches it",
+        (Verdict::Incomplete, _) => "",
     }
 }
 
-impl Inspection {
-    /// Warnings about the walk, for stderr.
-    pub(crate) fn notes(&self) -> &[String] {
-        &self.notes
-    }
+// ---------------------------------------------------------------------------------------------
+// Output.
 
-    /// The human-readable report.
-    pub(crate) fn to_text(&self) -> String {
-        let mut out = format!("verdict: {}\n", verdict(self));
-        match &self.refusal {
-            Some(r) => {
-                let _ = writeln!(out, "reason: {}: {r}", r.code());
-            }
-            None => out.push_str("reason: none (the live stream table can be adopted)\n"),
+/// Runs `smmuctl inspect`; returns the exit status.
+pub(crate) fn run(args: &InspectArgs) -> Result<ExitCode, UsageError> {
+    let sid = args
+        .sid
+        .as_deref()
+        .map(sid_arg)
+        .transpose()
+        .map_err(|e| UsageError(format!("--sid: {e}")))?;
+    let snap = crate::regs::load(&args.regs)?;
+    let dump = open_dump(args)?;
+    let summary = check(args, snap, &dump);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let written = if args.dot {
+        write_dot(&mut out, &summary, &dump)
+    } else if let Some(sid) = sid {
+        write_sid(&mut out, &summary, &dump, sid, args.json)
+    } else if args.json {
+        write_json(&mut out, &summary, &dump)
+    } else {
+        write_text(&mut out, &summary, &dump)
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("smmuctl: cannot write the output: {e}");
+            return Ok(ExitCode::from(1));
         }
-        match &self.geometry {
-            Some(g) => {
-                let _ = match g.format() {
-                    Format::Linear => writeln!(
-                        out,
-                        "stream table: linear, {} STEs at {:#x}",
-                        g.num_sids(),
-                        g.base()
-                    ),
-                    Format::TwoLevel => writeln!(
-                        out,
-                        "stream table: 2-level, {} level-1 descriptors at {:#x} ({} StreamIDs)",
-                        g.l1_entries().unwrap_or(0),
-                        g.base(),
-                        g.num_sids()
-                    ),
-                };
-                let _ = writeln!(out, "valid STEs: {}", self.streams.len());
-                for s in &self.streams {
-                    let _ = writeln!(
-                        out,
-                        "\nSID {:#x} ({}): {}{}",
-                        s.sid,
-                        s.sid,
-                        s.ste.kind(),
-                        if s.deferred {
-                            ", attach deferred (K11)"
-                        } else {
-                            ""
-                        }
-                    );
-                    for line in s.ste.to_text().lines() {
-                        let _ = writeln!(out, "  {line}");
+        _ => {}
+    }
+    if !args.json {
+        for note in &summary.notes {
+            eprintln!("smmuctl: note: {note}");
+        }
+    }
+    let incomplete = summary.verdict == Verdict::Incomplete
+        || (summary.verdict == Verdict::Adopt && !summary.notes.is_empty());
+    Ok(ExitCode::from(if incomplete {
+        EXIT_INCOMPLETE
+    } else {
+        summary.verdict.exit()
+    }))
+}
+
+fn write_text(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
+    writeln!(out, "verdict: {}", verdict_words(s))?;
+    match &s.geometry {
+        Some(g) => writeln!(out, "stream table: {}", geometry_words(g))?,
+        None => writeln!(
+            out,
+            "stream table: the registers describe no table this driver can read \
+             (SMMU_STRTAB_BASE {:#x}, SMMU_STRTAB_BASE_CFG {:#x}); no STE was read",
+            s.snap.strtab_base, s.snap.strtab_base_cfg
+        )?,
+    }
+    write!(out, "valid STEs: {}", s.valid)?;
+    let counts: Vec<String> = Kind::ALL
+        .iter()
+        .zip(s.counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{} {n}", k.words()))
+        .collect();
+    if counts.is_empty() {
+        writeln!(out)?;
+    } else {
+        writeln!(out, " ({})", counts.join(", "))?;
+    }
+    writeln!(out, "reserved ASIDs: {}", id_list(&s.asids))?;
+    writeln!(out, "reserved VMIDs: {}", id_list(&s.vmids))?;
+    let ranges: Vec<String> = s
+        .ranges
+        .iter()
+        .map(|(a, b)| format!("{a:#x}..={b:#x}"))
+        .collect();
+    writeln!(out, "memory in the dump: {}", ranges.join(", "))?;
+    for note in &s.notes {
+        writeln!(out, "note: {note}")?;
+    }
+    if let Some(g) = &s.geometry {
+        if s.valid > 0 {
+            writeln!(out)?;
+        }
+        let mut result = Ok(());
+        walk(g, dump, &mut |_| {}, &mut |st| {
+            if result.is_err() {
+                return;
+            }
+            let details = stream_details(st, dump);
+            let fate = fate(st, s.verdict);
+            let mut line = format!("StreamID {:#x}: {}", st.sid, st.kind.words());
+            if !details.is_empty() {
+                line.push_str("; ");
+                line.push_str(&details);
+            }
+            if !fate.is_empty() {
+                line.push_str(" — ");
+                line.push_str(fate);
+            }
+            result = writeln!(out, "{line}");
+        });
+        result?;
+    }
+    Ok(())
+}
+
+fn summary_json(s: &Summary) -> Value {
+    let counts: serde_json::Map<String, Value> = Kind::ALL
+        .iter()
+        .zip(s.counts)
+        .map(|(k, n)| (k.code().to_string(), json!(n)))
+        .collect();
+    json!({
+        "verdict": s.verdict.code(),
+        "verdict_text": verdict_words(s),
+        "reason": s.refusal.as_ref().map(Refusal::code),
+        "reason_text": s.refusal.as_ref().map(ToString::to_string),
+        "geometry": s.geometry.map(|g| json!({
+            "format": match g.format() { Format::Linear => "linear", Format::TwoLevel => "2-level" },
+            "base": g.base(),
+            "stream_ids": g.num_sids(),
+            "l1_entries": g.l1_entries(),
+        })),
+        "registers": s.snap.to_string(),
+        "valid_stes": s.valid,
+        "counts": counts,
+        "reserved_asids": s.asids.iter().collect::<Vec<_>>(),
+        "reserved_vmids": s.vmids.iter().collect::<Vec<_>>(),
+        "memory": s.ranges.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
+        "notes": s.notes,
+    })
+}
+
+fn stream_json(st: &Stream, verdict: Verdict, dump: &Dump) -> Value {
+    let mut v = json!({
+        "sid": st.sid,
+        "kind": st.kind.code(),
+        "deferred": verdict == Verdict::Adopt && st.kind != Kind::Abort,
+    });
+    if st.stage1() {
+        v["cd_table"] = json!(st.cd_table());
+        v["cd_count"] = json!(1u64.checked_shl(st.cd_max() as u32));
+        if let Some(cd) = st.cd0(dump).filter(|cd| cd::fields::V.get(cd) == 1) {
+            v["asid"] = json!(cd::fields::ASID.get(&cd));
+            v["ttb0"] = json!(field_address(&cd::fields::TTB0, &cd));
+        }
+    }
+    if st.stage2() {
+        v["vmid"] = json!(st.vmid());
+        v["s2ttb"] = json!(st.s2ttb());
+    }
+    v
+}
+
+/// One JSON object whose last member, `streams`, is written one element at a time.
+fn write_json(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
+    let head = summary_json(s).to_string();
+    // `head` is an object: drop its closing brace and append the streams array.
+    let open = head.strip_suffix('}').unwrap_or(&head);
+    write!(out, "{open},\"streams\":[")?;
+    if let Some(g) = &s.geometry {
+        let mut first = true;
+        let mut result = Ok(());
+        walk(g, dump, &mut |_| {}, &mut |st| {
+            if result.is_err() {
+                return;
+            }
+            let sep = if first { "" } else { "," };
+            first = false;
+            result = write!(out, "{sep}{}", stream_json(st, s.verdict, dump));
+        });
+        result?;
+    }
+    writeln!(out, "]}}")
+}
+
+fn write_sid(
+    out: &mut dyn Write,
+    s: &Summary,
+    dump: &Dump,
+    sid: u32,
+    json_out: bool,
+) -> io::Result<()> {
+    let mut found = None;
+    if let Some(g) = &s.geometry {
+        if let Some(pa) = ste_address(g, dump, sid) {
+            let mut w = [0u64; 8];
+            if dump.read_words(pa, &mut w).is_ok() {
+                found = Some((pa, w));
+            }
+        }
+    }
+    let Some((pa, words)) = found else {
+        let why = format!(
+            "StreamID {sid:#x} has no STE in this dump (outside the table, under an unused \
+             level-1 descriptor, or not in the memory given)"
+        );
+        if json_out {
+            writeln!(out, "{}", json!({"sid": sid, "error": why}))?;
+        } else {
+            writeln!(out, "{why}")?;
+        }
+        return Ok(());
+    };
+    let ste = decode_ste(words);
+    let stream = Stream::of(sid, words);
+    let cd0 = stream.as_ref().and_then(|st| st.cd0(dump));
+    if json_out {
+        let mut v = json!({"sid": sid, "address": pa, "ste": ste.to_json()});
+        if let Some(st) = &stream {
+            v["summary"] = stream_json(st, s.verdict, dump);
+        }
+        if let Some(cd) = cd0 {
+            v["cd0"] = decode_cd(cd).to_json();
+        }
+        return writeln!(out, "{v}");
+    }
+    writeln!(out, "StreamID {sid:#x}: STE at {pa:#x}")?;
+    match &stream {
+        Some(st) => {
+            let details = stream_details(st, dump);
+            writeln!(
+                out,
+                "  {}{}{details}",
+                st.kind.words(),
+                if details.is_empty() { "" } else { "; " }
+            )?;
+            let fate = fate(st, s.verdict);
+            if !fate.is_empty() {
+                writeln!(out, "  {fate}")?;
+            }
+        }
+        None => writeln!(out, "  not valid (V = 0): the SMMU aborts this StreamID")?,
+    }
+    for line in ste.to_text().lines() {
+        writeln!(out, "  {line}")?;
+    }
+    if let Some(cd) = cd0 {
+        writeln!(out, "\nits CD for substream 0:")?;
+        for line in decode_cd(cd).to_text().lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the STE of `sid` is, if the table and the dump say.
+fn ste_address(g: &Geometry, dump: &Dump, sid: u32) -> Option<u64> {
+    match g.format() {
+        Format::Linear => g.ste_pa(sid),
+        Format::TwoLevel => {
+            if u64::from(sid) >= g.num_sids() {
+                return None;
+            }
+            let index = sid >> l1std::STRTAB_SPLIT;
+            let mut desc = [0u64; 1];
+            dump.read_words(g.l1_desc_pa(sid)?, &mut desc).ok()?;
+            let l2 = g.validate_l1(index, desc[0]).ok()??;
+            ste_pa_in_l2(l2, sid)
+        }
+    }
+}
+
+/// STE nodes drawn; a bigger table gets a "… more" node (a graph of 2^24 nodes helps nobody).
+const DOT_MAX_STREAMS: u64 = 512;
+
+fn write_dot(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
+    writeln!(out, "digraph smmu_stream_table {{")?;
+    writeln!(
+        out,
+        "  rankdir=LR; node [shape=box, fontname=\"monospace\"];"
+    )?;
+    let label = format!("verdict: {}", s.verdict.code());
+    writeln!(out, "  verdict [shape=note, label={}];", dot_str(&label))?;
+    let Some(g) = &s.geometry else {
+        return writeln!(out, "}}");
+    };
+    writeln!(
+        out,
+        "  strtab [label={}];",
+        dot_str(&format!("stream table\\n{}", geometry_words(g)))
+    )?;
+    writeln!(out, "  verdict -> strtab [style=invis];")?;
+    let mut drawn = 0u64;
+    let mut more = 0u64;
+    let mut l2_seen = BTreeSet::new();
+    let mut cd_seen = BTreeSet::new();
+    let mut tt_seen = BTreeSet::new();
+    let mut result = Ok(());
+    walk(g, dump, &mut |_| {}, &mut |st| {
+        if result.is_err() {
+            return;
+        }
+        if drawn >= DOT_MAX_STREAMS {
+            more += 1;
+            return;
+        }
+        drawn += 1;
+        result = (|| -> io::Result<()> {
+            let parent = match g.format() {
+                Format::Linear => "strtab".to_string(),
+                Format::TwoLevel => {
+                    let index = st.sid >> l1std::STRTAB_SPLIT;
+                    let name = format!("l2_{index}");
+                    if l2_seen.insert(index) {
+                        writeln!(
+                            out,
+                            "  {name} [label={}];\n  strtab -> {name} [label={}];",
+                            dot_str(&format!(
+                                "level-2 table\\nStreamIDs {:#x}-{:#x}",
+                                index << l1std::STRTAB_SPLIT,
+                                ((index + 1) << l1std::STRTAB_SPLIT) - 1
+                            )),
+                            dot_str(&format!("L1 {index}"))
+                        )?;
                     }
+                    name
                 }
-                out.push('\n');
+            };
+            let deferred = s.verdict == Verdict::Adopt && st.kind != Kind::Abort;
+            let style = match (st.kind, deferred) {
+                (Kind::Abort, _) => "style=filled, fillcolor=\"#dddddd\"",
+                (Kind::Bypass, _) => "style=\"filled,bold\", fillcolor=\"#ffb3b3\"",
+                (Kind::Illegal, _) => "style=filled, fillcolor=\"#ff6666\"",
+                (_, true) => "style=\"filled,dashed\", fillcolor=\"#cce5ff\"",
+                (_, false) => "style=filled, fillcolor=\"#e6f2ff\"",
+            };
+            let mut label = format!("StreamID {:#x}\\n{}", st.sid, st.kind.words());
+            if deferred {
+                label.push_str("\\ndeferred attach");
             }
-            None => out.push_str("stream table: registers not valid (SPEC K2); no STE read\n"),
-        }
-        let _ = writeln!(out, "reserved ASIDs: {}", id_list(&self.asids));
-        let _ = writeln!(out, "reserved VMIDs: {}", id_list(&self.vmids));
-        out
+            writeln!(
+                out,
+                "  sid_{} [label={}, {style}, class=\"{}\"];\n  {parent} -> sid_{};",
+                st.sid,
+                dot_str(&label),
+                st.kind.code(),
+                st.sid
+            )?;
+            if st.stage1() {
+                let cdt = st.cd_table();
+                if cd_seen.insert(cdt) {
+                    writeln!(
+                        out,
+                        "  cd_{cdt:x} [shape=folder, label={}];",
+                        dot_str(&format!("CD table\\n{cdt:#x}"))
+                    )?;
+                }
+                writeln!(out, "  sid_{} -> cd_{cdt:x};", st.sid)?;
+                if let Some(cd) = st.cd0(dump).filter(|cd| cd::fields::V.get(cd) == 1) {
+                    let tt = field_address(&cd::fields::TTB0, &cd);
+                    if tt_seen.insert(tt) {
+                        writeln!(
+                            out,
+                            "  tt_{tt:x} [shape=cylinder, label={}];",
+                            dot_str(&format!("translation table\\n{tt:#x}"))
+                        )?;
+                    }
+                    writeln!(
+                        out,
+                        "  cd_{cdt:x} -> tt_{tt:x} [label={}];",
+                        dot_str(&format!("ASID {}", cd::fields::ASID.get(&cd)))
+                    )?;
+                }
+            }
+            if st.stage2() {
+                let tt = st.s2ttb();
+                if tt_seen.insert(tt) {
+                    writeln!(
+                        out,
+                        "  tt_{tt:x} [shape=cylinder, label={}];",
+                        dot_str(&format!("translation table\\n{tt:#x}"))
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "  sid_{} -> tt_{tt:x} [label={}];",
+                    st.sid,
+                    dot_str(&format!("VMID {}", st.vmid()))
+                )?;
+            }
+            Ok(())
+        })();
+    });
+    result?;
+    if more > 0 {
+        writeln!(
+            out,
+            "  more [shape=plaintext, label={}];\n  strtab -> more [style=dotted];",
+            dot_str(&format!("… {more} more valid STEs"))
+        )?;
     }
+    writeln!(out, "}}")
+}
 
-    /// `{"verdict", "reason", "streams": [{"sid", "kind", "deferred", "ste"}],
-    /// "reserved_asids", "reserved_vmids"}`.
-    pub(crate) fn to_json(&self) -> Value {
-        let streams: Vec<Value> = self
-            .streams
-            .iter()
-            .map(|s| {
-                json!({
-                    "sid": s.sid,
-                    "kind": s.ste.kind(),
-                    "deferred": s.deferred,
-                    "ste": s.ste.to_json(),
-                })
-            })
-            .collect();
-        json!({
-            "verdict": verdict(self),
-            "reason": self.refusal.as_ref().map(Refusal::code),
-            "streams": streams,
-            "reserved_asids": self.asids.iter().collect::<Vec<_>>(),
-            "reserved_vmids": self.vmids.iter().collect::<Vec<_>>(),
-        })
-    }
+/// A DOT string literal (`\n` escapes in `text` are kept as line breaks).
+fn dot_str(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\\\""))
 }

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod decode;
+mod dump;
 mod inspect;
 mod num;
+mod regs;
 mod simulate;
 
 /// Tools for people working with Arm SMMUv3 state.
@@ -41,12 +43,13 @@ enum Command {
         #[command(subcommand)]
         what: Simulation,
     },
-    /// Run the kdump adoption validator offline on a dump: registers from a JSON file, the
-    /// crashed kernel's memory from raw files.
+    /// Would a crash kernel adopt this SMMU's live stream table? Runs the adoption check
+    /// offline on a dump: the SMMU's registers and the crashed kernel's memory.
     ///
-    /// Prints the verdict ("adopt" or "full-reset") and its reason, every valid STE of the
-    /// table with whether its master's attach would be deferred, and the ASIDs and VMIDs an
-    /// adoption reserves.
+    /// Prints the verdict (adopt, full reset, or dump incomplete) with its reason, the table's
+    /// shape, counts of the valid STEs by kind, the ASIDs and VMIDs an adoption reserves, and
+    /// one line per valid StreamID. Exit status: 0 adopt, 1 full reset, 2 wrong arguments,
+    /// 3 the dump lacks memory the check needs.
     Inspect(inspect::InspectArgs),
 }
 
@@ -99,17 +102,8 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Inspect(args) => match inspect::inspect(&args) {
-            Ok(found) => {
-                for note in found.notes() {
-                    eprintln!("smmuctl: note: {note}");
-                }
-                output(if args.json {
-                    format!("{}\n", found.to_json())
-                } else {
-                    found.to_text()
-                })
-            }
+        Command::Inspect(args) => match inspect::run(&args) {
+            Ok(code) => code,
             Err(decode::UsageError(msg)) => usage_error(&msg),
         },
     }

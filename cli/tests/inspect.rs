@@ -85,14 +85,21 @@ impl Dump {
             let file = self.dir.join(format!("mem{i}.bin"));
             std::fs::write(&file, bytes).unwrap();
             args.push("--mem".into());
-            // Bases alternate between the 0x and the bare form.
+            // Bases alternate between the 0x and the decimal form.
             if i % 2 == 0 {
                 args.push(format!("{base:#x}:{}", file.display()));
             } else {
-                args.push(format!("{base:x}:{}", file.display()));
+                args.push(format!("{base}:{}", file.display()));
             }
         }
         args
+    }
+
+    /// `--sid N --json`: one STE decoded in full.
+    fn json_sid(&self, sid: u32) -> Value {
+        let sid = sid.to_string();
+        let out = self.run(&["--sid", &sid, "--json"]);
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
     }
 
     fn run(&self, extra: &[&str]) -> Output {
@@ -102,16 +109,22 @@ impl Dump {
         smmuctl(&args)
     }
 
+    /// The JSON report; its exit status must be the verdict's (0 adopt, 1 full reset,
+    /// 3 dump incomplete).
     fn json(&self, extra: &[&str]) -> Value {
         let mut extra = extra.to_vec();
         extra.push("--json");
         let out = self.run(&extra);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("one JSON object")
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let want = match v["verdict"].as_str() {
+            Some("adopt") => 0,
+            Some("full-reset") => 1,
+            Some("dump-incomplete") => 3,
+            other => panic!("verdict {other:?}"),
+        };
+        assert_eq!(out.status.code(), Some(want), "{v}");
+        v
     }
 }
 
@@ -313,22 +326,32 @@ fn linear_table_is_adopted_with_its_streams_and_reservations() {
     for (sid, deferred) in [(1, true), (2, true), (3, true), (4, false)] {
         assert_eq!(field(&v, sid, "deferred"), deferred, "SID {sid}");
     }
-    // The decoded STE is `smmuctl decode ste --json`'s object.
-    let s2 = field(&v, 2, "ste");
-    assert_eq!(s2["kind"], "s2-translate");
-    assert_eq!(s2["V"], 1);
-    assert_eq!(s2["Config"], 0b110);
-    assert_eq!(s2["S2VMID"], 5);
-    assert_eq!(field(&v, 3, "ste")["S1ContextPtr"], CDT >> 6);
+    // Addresses as addresses, and the tags each STE puts in the TLB.
+    assert_eq!(field(&v, 2, "vmid"), 5);
+    assert_eq!(field(&v, 2, "s2ttb"), 0x9000_0000u64);
+    assert_eq!(field(&v, 3, "cd_table"), CDT);
+    assert_eq!(field(&v, 3, "cd_count"), 1);
+    assert_eq!(field(&v, 3, "asid"), 7);
+    assert_eq!(field(&v, 3, "ttb0"), 0xa000_0000u64);
     // K14: the stage-2 STE's VMID and the CD's ASID are reserved.
     assert_eq!(ids(&v, "reserved_asids"), [7]);
     assert_eq!(ids(&v, "reserved_vmids"), [5]);
-    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(
-        keys.len(),
-        5,
-        "verdict, reason, streams, reserved_asids, reserved_vmids: {keys:?}"
-    );
+    assert_eq!(v["geometry"]["format"], "linear");
+    assert_eq!(v["geometry"]["base"], ST);
+    assert_eq!(v["geometry"]["stream_ids"], 16);
+    assert_eq!(v["valid_stes"], 4);
+    assert_eq!(v["counts"]["bypass"], 1);
+    assert_eq!(v["counts"]["abort"], 1);
+    assert_eq!(v["notes"], serde_json::json!([]));
+    // The full decode is `--sid`'s: `smmuctl decode ste --json`'s object.
+    let one = linear_dump("linear-sid").json_sid(2);
+    assert_eq!(one["address"], ST + 2 * 64);
+    assert_eq!(one["ste"]["kind"], "s2-translate");
+    assert_eq!(one["ste"]["Config"], 0b110);
+    assert_eq!(one["ste"]["S2VMID"], 5);
+    let s1 = linear_dump("linear-sid3").json_sid(3);
+    assert_eq!(s1["ste"]["S1ContextPtr"], CDT >> 6);
+    assert_eq!(s1["cd0"]["ASID"], 7);
 }
 
 // spec: K2, K3, K11, K14
@@ -355,15 +378,30 @@ fn human_output_names_the_verdict_streams_and_fields() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for want in [
-        "verdict: adopt",
-        "reason: none",
+        "verdict: adopt: a crash kernel would keep this SMMU translating",
         "stream table: linear, 16 STEs at 0x80000000",
-        "SID 0x2 (2): s2-translate, attach deferred (K11)",
-        "SID 0x4 (4): abort\n",
-        "Config",
-        "= 0b100 (bypass)",
+        "valid STEs: 4 (abort 1, bypass (no translation) 1, stage 1 1, stage 2 1)",
+        "StreamID 0x2: stage 2; VMID 5, stage-2 translation table at 0x90000000 — deferred attach",
+        "StreamID 0x3: stage 1; CD table at 0x81000000 (linear, 1 CD); substream 0: ASID 7, \
+         translation table at 0xa0000000 — deferred attach",
+        "StreamID 0x4: abort\n",
         "reserved ASIDs: 7",
         "reserved VMIDs: 5",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    // Plain words: no rule codes in what a person reads.
+    assert!(!text.contains("K11") && !text.contains("SPEC"), "{text}");
+
+    // One StreamID in full.
+    let out = linear_dump("text-sid").run(&["--sid", "0b11"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "StreamID 0x3: STE at 0x800000c0",
+        "Config",
+        "= 0b101",
+        "its CD for substream 0:",
+        "ASID",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
@@ -385,9 +423,24 @@ fn l1_descriptor_with_span_5_refuses_adoption() {
     // The geometry itself is valid: the good descriptor's STEs are still shown, the bad
     // descriptor's are skipped with a note on stderr.
     assert_eq!(sids(&v), [0x400, 0x401, 0x402]);
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("level-1 descriptor 1"),
+        "{v}"
+    );
     let out = d.run(&[]);
+    assert_eq!(out.status.code(), Some(1), "full reset");
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("reason: l1-bad-span: "), "{text}");
+    assert!(
+        text.contains("verdict: full reset: a crash kernel would reset this SMMU, because ")
+            && text.contains("(reason code l1-bad-span)"),
+        "{text}"
+    );
+    // Under a full reset nothing is deferred: the devices are aborted until reattached.
+    assert!(!text.contains("deferred"), "{text}");
+    assert!(text.contains("aborted after the full reset"), "{text}");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("level-1 descriptor 1"), "{err}");
 }
@@ -410,8 +463,13 @@ fn table_missing_from_the_dump_refuses_adoption() {
     let mut d = linear_dump("no-cd");
     d.mem.truncate(1); // the CD table is not in the dump
     let v = d.json(&[]);
-    assert_eq!(v["verdict"], "full-reset");
+    // Not a verdict on the table but on the dump: exit status 3, the reason in the JSON.
+    assert_eq!(v["verdict"], "dump-incomplete");
     assert_eq!(v["reason"], "memory-unreadable");
+    assert!(
+        v["reason_text"].as_str().unwrap().contains("0x81000000"),
+        "{v}"
+    );
     assert_eq!(sids(&v), [1, 2, 3, 4]);
 }
 
@@ -504,7 +562,8 @@ fn bad_memory_arguments_exit_2() {
     let regs = d.dir.join("regs.json").display().to_string();
     let _ = d.args();
     for (what, mem) in [
-        ("not hex", format!("0xg000:{file}")),
+        ("not a number", format!("0xg000:{file}")),
+        ("decimal with hex digits", format!("8000000a:{file}")),
         ("no base", format!(":{file}")),
         ("no colon", file.clone()),
         ("unaligned", format!("0x8000_0004:{file}")),

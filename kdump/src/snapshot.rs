@@ -34,6 +34,47 @@ pub struct RegisterSnapshot {
     pub strtab_base_cfg: u32,
 }
 
+/// The stable one-line text form, for a crash kernel to print into its log so that the
+/// registers can be given to `smmuctl inspect --regs` with the memory dump:
+/// `SMMU_IDR0=0x… SMMU_IDR1=0x… … SMMU_STRTAB_BASE=0x… SMMU_STRTAB_BASE_CFG=0x…`, every
+/// register of the snapshot by its specification name, in this fixed order, in hexadecimal.
+///
+/// ```
+/// let snap = smmu_kdump::RegisterSnapshot { cr0: 0xd, ..Default::default() };
+/// let line = snap.to_string();
+/// assert!(line.starts_with("SMMU_IDR0=0x0 SMMU_IDR1=0x0 "));
+/// assert!(line.contains(" SMMU_CR0=0xd "));
+/// assert!(line.ends_with(" SMMU_STRTAB_BASE_CFG=0x0"));
+/// ```
+impl core::fmt::Display for RegisterSnapshot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [idr0, idr1, idr2, idr3, idr4, idr5] = self.ids.idr;
+        let regs: [(&str, u64); 16] = [
+            ("IDR0", idr0.into()),
+            ("IDR1", idr1.into()),
+            ("IDR2", idr2.into()),
+            ("IDR3", idr3.into()),
+            ("IDR4", idr4.into()),
+            ("IDR5", idr5.into()),
+            ("IIDR", self.ids.iidr.into()),
+            ("AIDR", self.ids.aidr.into()),
+            ("CR0", self.cr0.into()),
+            ("CR1", self.cr1.into()),
+            ("CR2", self.cr2.into()),
+            ("GBPA", self.gbpa.into()),
+            ("GERROR", self.gerror.into()),
+            ("GERRORN", self.gerrorn.into()),
+            ("STRTAB_BASE", self.strtab_base),
+            ("STRTAB_BASE_CFG", self.strtab_base_cfg.into()),
+        ];
+        for (i, (name, value)) in regs.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}SMMU_{name}={value:#x}")?;
+        }
+        Ok(())
+    }
+}
+
 impl RegisterSnapshot {
     /// Reads every register of the snapshot. Only reads: no register is written.
     pub fn read<R: RegisterAccess + ?Sized>(regs: &R) -> Self {
