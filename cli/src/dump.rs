@@ -316,9 +316,18 @@ impl Dump {
 
 impl OldMemory for Dump {
     fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
+        // STEs and CDs (64 bytes) are read without a heap buffer; the validator's larger
+        // chunks get one.
+        let mut small = [0u8; 64];
+        let mut large = Vec::new();
         let len = out.len().checked_mul(8).ok_or(MemFault)?;
-        let mut bytes = vec![0u8; len];
-        self.read_bytes(pa, &mut bytes)?;
+        let bytes = if len <= small.len() {
+            small.get_mut(..len).ok_or(MemFault)?
+        } else {
+            large.resize(len, 0);
+            &mut large[..]
+        };
+        self.read_bytes(pa, bytes)?;
         for (w, chunk) in out.iter_mut().zip(bytes.chunks_exact(8)) {
             let mut b = [0u8; 8];
             b.copy_from_slice(chunk);

@@ -262,7 +262,7 @@ fn linear_dump(name: &str) -> Dump {
 /// A 2-level table for 2^16 StreamIDs (256 L1 descriptors): descriptor 1 → L2A with SID 0x100
 /// stage 2 (VMID 9) and SID 0x1ff bypass; descriptor 4 → L2B with SIDs 0x400 and 0x401 stage 1
 /// sharing a 2-CD table (ASIDs 3 and 12) and SID 0x402 stage 2 reusing VMID 9.
-fn two_level_dump(name: &str, span1: u8) -> Dump {
+fn two_level_dump_with(name: &str, span1: u8) -> Dump {
     let mut d = Dump::new(name);
     registers(&mut d, strtab_cfg(1, 8, 16), ST);
     d.region(ST, 256 * 8)
@@ -357,7 +357,7 @@ fn linear_table_is_adopted_with_its_streams_and_reservations() {
 // spec: K2, K3, K11, K14
 #[test]
 fn two_level_table_is_adopted_and_reservations_are_deduplicated() {
-    let v = two_level_dump("two-level", 9).json(&[]);
+    let v = two_level_dump("two-level").json(&[]);
     assert_eq!(v["verdict"], "adopt", "{v}");
     assert_eq!(v["reason"], Value::Null);
     assert_eq!(sids(&v), [0x100, 0x1ff, 0x400, 0x401, 0x402]);
@@ -413,7 +413,7 @@ fn human_output_names_the_verdict_streams_and_fields() {
 // spec: K3, K4
 #[test]
 fn l1_descriptor_with_span_5_refuses_adoption() {
-    let d = two_level_dump("span5", 5);
+    let d = two_level_dump_span("span5", 5);
     let v = d.json(&[]);
     assert_eq!(v["verdict"], "full-reset");
     assert_eq!(v["reason"], "l1-bad-span");
@@ -582,4 +582,252 @@ fn bad_memory_arguments_exit_2() {
         &format!("0x8000_0200:{file}"),
     ]);
     assert_usage_error(&out, "overlapping regions");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real dumps: ELF cores, split files, register text, pictures.
+
+/// An ELF64 core (`ET_CORE`, AArch64) with an empty `PT_NOTE` and one `PT_LOAD` per region at
+/// its physical address; virtual addresses are a linear map's, so only `p_paddr` is right.
+fn elf_core(regions: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let phnum = regions.len() + 1;
+    let data_start = 64 + 56 * phnum as u64;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&4u16.to_le_bytes()); // e_type: ET_CORE
+    out.extend_from_slice(&183u16.to_le_bytes()); // e_machine: EM_AARCH64
+    out.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    out.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+    out.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for half in [64u16, 56, phnum as u16, 64, 0, 0] {
+        out.extend_from_slice(&half.to_le_bytes());
+    }
+    let mut phdr = |p_type: u32, offset: u64, paddr: u64, size: u64| {
+        out.extend_from_slice(&p_type.to_le_bytes());
+        out.extend_from_slice(&6u32.to_le_bytes()); // PF_R | PF_W
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&(0xffff_0000_0000_0000 | paddr).to_le_bytes());
+        out.extend_from_slice(&paddr.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&0x1000u64.to_le_bytes());
+    };
+    phdr(4, data_start, 0, 0); // PT_NOTE, empty
+    let mut offset = data_start;
+    for (base, bytes) in regions {
+        phdr(1, offset, *base, bytes.len() as u64);
+        offset += bytes.len() as u64;
+    }
+    for (_, bytes) in regions {
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+impl Dump {
+    /// The same dump as one ELF core; returns the `inspect` arguments.
+    fn vmcore_args(&self) -> Vec<String> {
+        let mut args = self.args();
+        args.truncate(3);
+        let core = self.dir.join("vmcore");
+        std::fs::write(&core, elf_core(&self.mem)).unwrap();
+        args.push("--vmcore".into());
+        args.push(core.display().to_string());
+        args
+    }
+}
+
+fn run_args(args: &[String], extra: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend_from_slice(extra);
+    smmuctl(&all)
+}
+
+#[test]
+fn an_elf_core_is_read_through_its_physical_addresses_like_raw_files() {
+    for (d, want) in [
+        (linear_dump("vmcore-linear"), "adopt"),
+        (two_level_dump("vmcore-2l"), "adopt"),
+        (two_level_dump_span("vmcore-span5", 5), "full-reset"),
+    ] {
+        let raw = d.json(&[]);
+        let out = run_args(&d.vmcore_args(), &["--json"]);
+        let core: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(core["verdict"], want, "{core}");
+        assert_eq!(
+            core, raw,
+            "the vmcore route must report what the raw route does"
+        );
+    }
+}
+
+fn two_level_dump_span(name: &str, span: u8) -> Dump {
+    two_level_dump_with(name, span)
+}
+
+fn two_level_dump(name: &str) -> Dump {
+    two_level_dump_with(name, 9)
+}
+
+#[test]
+fn dump_formats_that_are_not_raw_memory_are_refused_with_a_hint() {
+    let d = linear_dump("formats");
+    let args = d.vmcore_args();
+    let core = d.dir.join("vmcore").display().to_string();
+    let regs = d.dir.join("regs.json").display().to_string();
+    // An ELF core given as raw memory: it would be misread, so it is refused.
+    let out = smmuctl(&[
+        "inspect",
+        "--regs",
+        &regs,
+        "--mem",
+        &format!("0x8000_0000:{core}"),
+    ]);
+    assert_usage_error(&out, "ELF as raw");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vmcore"));
+    // makedumpfile's compressed format: named, with the command that writes an ELF dump.
+    let kdump = d.dir.join("dumpfile");
+    let mut bytes = b"KDUMP   ".to_vec();
+    bytes.resize(4096, 0);
+    std::fs::write(&kdump, &bytes).unwrap();
+    let kdump = kdump.display().to_string();
+    for flag in [
+        ["--vmcore", kdump.as_str()],
+        ["--mem", &format!("0:{kdump}")],
+    ] {
+        let out = smmuctl(&["inspect", "--regs", &regs, flag[0], flag[1]]);
+        assert_usage_error(&out, "compressed kdump");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("compressed") && err.contains("makedumpfile -E"),
+            "{err}"
+        );
+    }
+    // A raw file given as a vmcore.
+    let raw = d.dir.join("mem0.bin").display().to_string();
+    let out = smmuctl(&["inspect", "--regs", &regs, "--vmcore", &raw]);
+    assert_usage_error(&out, "raw as ELF");
+    // A truncated core: its segment runs past the end of the file.
+    let mut truncated = std::fs::read(&args[4]).unwrap();
+    truncated.truncate(truncated.len() - 8);
+    std::fs::write(&args[4], truncated).unwrap();
+    let out = run_args(&args, &[]);
+    assert_usage_error(&out, "truncated core");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
+}
+
+#[test]
+fn files_that_touch_read_as_one_memory() {
+    // The stream table split in two files in the middle of STE 2: bytes split across files
+    // are still one STE.
+    let whole = linear_dump("split-whole");
+    let mut d = linear_dump("split");
+    let (base, bytes) = d.mem.remove(0);
+    let cut = 2 * 64 + 24;
+    d.mem.insert(0, (base + cut as u64, bytes[cut..].to_vec()));
+    d.mem.insert(0, (base, bytes[..cut].to_vec()));
+    let v = d.json(&[]);
+    let want = whole.json(&[]);
+    assert_eq!(v["verdict"], "adopt", "{v}");
+    assert_eq!(v["streams"], want["streams"]);
+    assert_eq!(
+        v["memory"], want["memory"],
+        "touching regions are one range"
+    );
+    assert_eq!(v["memory"][0], serde_json::json!([ST, ST + 16 * 64 - 1]));
+}
+
+#[test]
+fn registers_as_the_crash_kernels_line_or_devmem_reads() {
+    use std::fmt::Write as _;
+    let d = linear_dump("regs-text");
+    let args = d.args();
+    let json_regs = std::fs::read_to_string(d.dir.join("regs.json")).unwrap();
+    let want = d.json(&[]);
+    // The crash kernel's one-line snapshot (the JSON output carries it too).
+    let line = want["registers"].as_str().unwrap().to_string();
+    assert!(line.starts_with("SMMU_IDR0=0x"), "{line}");
+    let text = d.dir.join("regs.txt");
+    std::fs::write(&text, format!("{line}\n")).unwrap();
+    let mut a = args.clone();
+    a[2] = text.display().to_string();
+    let v: Value = serde_json::from_slice(&run_args(&a, &["--json"]).stdout).unwrap();
+    assert_eq!(v, want);
+    // devmem reads pasted as NAME=VALUE lines, with comments, Linux's and the spec's names.
+    let regs: serde_json::Map<String, Value> = serde_json::from_str(&json_regs).unwrap();
+    let mut lines = String::from("# devmem reads of the SMMU at 0x09050000\n");
+    for (name, value) in &regs {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            other => format!("{:#010x}", other.as_u64().unwrap()),
+        };
+        writeln!(lines, "{name}={value}   # read with devmem").unwrap();
+    }
+    std::fs::write(&text, &lines).unwrap();
+    let v: Value = serde_json::from_slice(&run_args(&a, &["--json"]).stdout).unwrap();
+    assert_eq!(v, want, "{lines}");
+    // A token that is not NAME=VALUE is a usage error naming its line.
+    std::fs::write(&text, format!("{lines}CR0 0xd\n")).unwrap();
+    let out = run_args(&a, &[]);
+    assert_usage_error(&out, "not NAME=VALUE");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line"));
+}
+
+#[test]
+fn the_table_graph_renders_with_graphviz() {
+    let out = two_level_dump("dot").run(&["--dot"]);
+    assert!(out.status.success());
+    let dot = String::from_utf8(out.stdout).unwrap();
+    let render = Command::new("dot")
+        .arg("-Tplain")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut render) = render else {
+        panic!("Graphviz's `dot` is needed (apt-get install --no-install-recommends graphviz)");
+    };
+    use std::io::Write as _;
+    render
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
+    let plain = String::from_utf8(render.wait_with_output().unwrap().stdout).unwrap();
+    let nodes: Vec<&str> = plain
+        .lines()
+        .filter_map(|l| l.strip_prefix("node "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let edges: Vec<(&str, &str)> = plain
+        .lines()
+        .filter_map(|l| l.strip_prefix("edge "))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?, w.next()?))
+        })
+        .collect();
+    // Level-1 table → two level-2 tables → five STEs; the stage-1 STEs share one CD table,
+    // whose CD 0 points at one translation table; the stage-2 STEs share theirs.
+    for n in [
+        "strtab", "l2_1", "l2_4", "sid_256", "sid_511", "sid_1024", "sid_1025", "sid_1026",
+    ] {
+        assert!(nodes.contains(&n), "node {n} missing: {nodes:?}");
+    }
+    for e in [
+        ("strtab", "l2_1"),
+        ("strtab", "l2_4"),
+        ("l2_4", "sid_1024"),
+        ("sid_1024", "cd_81000000"),
+        ("sid_1025", "cd_81000000"),
+        ("cd_81000000", "tt_a0000000"),
+        ("sid_256", "tt_90000000"),
+        ("sid_1026", "tt_90000000"),
+    ] {
+        assert!(edges.contains(&e), "edge {e:?} missing: {edges:?}");
+    }
+    assert_eq!(nodes.iter().filter(|n| n.starts_with("cd_")).count(), 1);
 }
