@@ -390,6 +390,9 @@ fn human_output_names_the_verdict_streams_and_fields() {
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
+    // One line per valid StreamID after the summary (6 lines and a blank), nothing more:
+    // the output grows with the valid STEs, not with the fields of each.
+    assert_eq!(text.lines().count(), 7 + 4, "{text}");
     // Plain words: no rule codes in what a person reads.
     assert!(!text.contains("K11") && !text.contains("SPEC"), "{text}");
 
