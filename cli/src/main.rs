@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Decode a structure from its 64-bit words (lowest-addressed first), or a register.
     ///
+    /// Every field by its specification name, with what enumerated values mean; a field that
+    /// holds an address's upper bits (S1ContextPtr, L2Ptr, TTB0, queue bases, …) is printed as
+    /// the address. A register value with reserved (RES0) bits set gets a warning line.
+    ///
     /// Examples: `smmuctl decode ste 0x9 0 0 0 0 0 0 0`, `smmuctl decode reg CR0 0xd`.
     Decode {
         /// What to decode.
@@ -32,7 +36,8 @@ enum Command {
         /// separate digits); for `reg`, the register name then its value.
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
-        /// Print one JSON object: field name → integer, plus "kind".
+        /// Print one JSON object: field name → the field's raw integer, "<field>_address" →
+        /// the address for pointer fields, "kind", and "warnings" (strings) if any.
         #[arg(long)]
         json: bool,
     },
