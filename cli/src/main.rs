@@ -72,6 +72,10 @@ enum Simulation {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also draw the crash timeline per device (attach, DMA, crash, bring-up, probe,
+        /// quiesce, re-attach; each transaction coloured by what it met) into this SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
     },
 }
 
@@ -92,13 +96,22 @@ fn main() -> ExitCode {
                     strategy,
                     seed,
                     json,
+                    svg,
                 },
         } => match simulate::kdump(strategy, seed) {
-            Ok(report) => output(if json {
-                format!("{}\n", simulate::to_json(&report))
-            } else {
-                simulate::to_text(&report)
-            }),
+            Ok(report) => {
+                if let Some(path) = svg {
+                    if let Err(e) = std::fs::write(&path, simulate::to_svg(&report)) {
+                        eprintln!("smmuctl: cannot write '{}': {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                }
+                output(if json {
+                    format!("{}\n", simulate::to_json(&report))
+                } else {
+                    simulate::to_text(&report)
+                })
+            }
             Err(e) => {
                 eprintln!("smmuctl: the kdump scenario failed: {e}");
                 ExitCode::from(1)
