@@ -61,7 +61,8 @@ enum Simulation {
     /// kernel brings the SMMU up with one strategy, each device's driver reattaches it.
     ///
     /// Prints what each device's in-flight DMA met, the crash kernel's verdict and the number
-    /// of violations the model logged.
+    /// of violations the model logged, then what each column means ("misdirected": the DMA
+    /// reached memory the old kernel did not map it to, i.e. memory corruption).
     Kdump {
         /// How the crash kernel brings the SMMU up.
         #[arg(long, value_enum, default_value_t = simulate::StrategyArg::Adopt)]
