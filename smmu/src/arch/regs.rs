@@ -1507,3 +1507,145 @@ pub const REGISTERS: &[RegisterInfo] = &[
         ],
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::{FieldMeaning, RegFieldKind, RegWidth, RegisterInfo, REGISTERS};
+
+    fn reg(name: &str) -> &'static RegisterInfo {
+        RegisterInfo::by_name(name).expect("a register")
+    }
+
+    #[test]
+    fn fields_are_disjoint_and_inside_the_register() {
+        for r in REGISTERS {
+            let width = match r.width {
+                RegWidth::W32 => 32,
+                RegWidth::W64 => 64,
+            };
+            let mut seen = 0u64;
+            for f in r.fields {
+                assert!(f.hi() < width, "{}.{} beyond the register", r.name, f.name);
+                assert_eq!(
+                    seen & f.mask_in_place(),
+                    0,
+                    "{}.{} overlaps",
+                    r.name,
+                    f.name
+                );
+                seen |= f.mask_in_place();
+            }
+        }
+    }
+
+    #[test]
+    fn enumerated_values_fit_their_field_once_each() {
+        for r in REGISTERS {
+            for f in r.fields {
+                if let RegFieldKind::Enum(list) = f.kind {
+                    for (i, (v, _)) in list.iter().enumerate() {
+                        assert!(*v <= f.mask, "{}.{}: {v} does not fit", r.name, f.name);
+                        assert!(
+                            list.iter().skip(i + 1).all(|(w, _)| w != v),
+                            "{}.{}: {v} listed twice",
+                            r.name,
+                            f.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn meanings_of_values() {
+        let oas = reg("IDR5").fields.iter().find(|f| f.name == "OAS").unwrap();
+        assert_eq!(oas.meaning(0b101), Some(FieldMeaning::Text("48 bits")));
+        let ttendian = reg("IDR0")
+            .fields
+            .iter()
+            .find(|f| f.name == "TTENDIAN")
+            .unwrap();
+        assert_eq!(ttendian.meaning(0b01), Some(FieldMeaning::Reserved));
+        let cmdqs = reg("IDR1")
+            .fields
+            .iter()
+            .find(|f| f.name == "CMDQS")
+            .unwrap();
+        let m = cmdqs.meaning(19).unwrap();
+        assert_eq!(
+            m,
+            FieldMeaning::Pow2 {
+                log2: 19,
+                unit: "entries at most"
+            }
+        );
+        let mut text = heapless::String::<64>::new();
+        core::fmt::write(&mut text, format_args!("{m}")).unwrap();
+        assert_eq!(text.as_str(), "2^19 = 524288 entries at most");
+        // A plain number has no meaning to add.
+        let wr = reg("CMDQ_PROD").fields.first().unwrap();
+        assert_eq!(wr.meaning(5), None);
+    }
+
+    #[test]
+    fn address_fields_hold_their_bits_in_place() {
+        let base = reg("SMMU_STRTAB_BASE");
+        let addr = base.fields.iter().find(|f| f.name == "ADDR").unwrap();
+        let value = 0x4000_0000_8000_0000 | 0x3f;
+        assert_eq!(addr.address(value), Some(0x8000_0000));
+        assert_eq!(
+            addr.meaning(addr.get(value)),
+            Some(FieldMeaning::Address(0x8000_0000))
+        );
+        let ra = base.fields.iter().find(|f| f.name == "RA").unwrap();
+        assert_eq!(ra.address(value), None);
+        // Every queue base and MSI address register has exactly one address field.
+        for name in [
+            "CMDQ_BASE",
+            "EVENTQ_BASE",
+            "PRIQ_BASE",
+            "GERROR_IRQ_CFG0",
+            "EVENTQ_IRQ_CFG0",
+            "PRIQ_IRQ_CFG0",
+        ] {
+            let n = reg(name)
+                .fields
+                .iter()
+                .filter(|f| f.kind == RegFieldKind::Address)
+                .count();
+            assert_eq!(n, 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn res0_bits_are_the_bits_no_field_covers() {
+        // IDR0 bits 31 and 29 are RES0 (§6.3.1).
+        assert_eq!(
+            reg("IDR0").res0_bits_set(u64::from(u32::MAX)),
+            (1 << 31) | (1 << 29)
+        );
+        // CR0 bit 5 (§6.3.9); bits above a 32-bit register's width are not its bits.
+        assert_eq!(reg("CR0").res0_bits_set(0x1_0000_0021), 0x20);
+        assert_eq!(reg("CR0").res0_bits_set(0xd), 0);
+        // STRTAB_BASE bits [63], [61:56], [5:0] (§6.3.24).
+        assert_eq!(
+            reg("STRTAB_BASE").res0_bits_set(u64::MAX),
+            (1 << 63) | (0x3f << 56) | 0x3f
+        );
+    }
+
+    #[test]
+    fn the_specification_names_and_the_linux_alias() {
+        assert_eq!(reg("EVTQ_PROD").name, "EVENTQ_PROD");
+        assert_eq!(reg("smmu_eventq_prod").name, "EVENTQ_PROD");
+        assert_eq!(reg("EVENTQ_PROD").alias, Some("EVTQ_PROD"));
+        assert!(RegisterInfo::by_name("EVTQ").is_none());
+        // No two registers answer to the same name.
+        for r in REGISTERS {
+            for n in core::iter::once(r.name).chain(r.alias) {
+                assert_eq!(reg(n).absolute_offset(), r.absolute_offset(), "{n}");
+            }
+        }
+    }
+}
