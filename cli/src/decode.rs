@@ -262,17 +262,17 @@ fn decode_register(args: &[String]) -> Result<Decoded, UsageError> {
         .iter()
         .map(|f| {
             let v = f.get(value);
+            let address = f.address(value);
             FieldValue {
                 name: f.name,
                 value: v,
                 width: f.hi() - f.shift + 1,
                 // An address is printed as the address; other kinds say what the value means.
-                meaning: f
-                    .address(value)
-                    .is_none()
-                    .then(|| f.meaning(v).map(|m| m.to_string()))
-                    .flatten(),
-                address: f.address(value),
+                meaning: match address {
+                    Some(_) => None,
+                    None => f.meaning(v).map(|m| m.to_string()),
+                },
+                address,
             }
         })
         .collect();
