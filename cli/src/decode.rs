@@ -44,7 +44,9 @@ pub(crate) struct FieldValue {
     name: &'static str,
     value: u64,
     width: u32,
-    meaning: Option<&'static str>,
+    meaning: Option<String>,
+    /// For a field that holds an address's upper bits: the address it stands for.
+    address: Option<u64>,
 }
 
 /// A decoded structure or register, ready to print.
@@ -53,7 +55,12 @@ pub(crate) struct Decoded {
     kind: String,
     fields: Vec<FieldValue>,
     error: Option<String>,
+    /// Things a person should look at that do not stop the decode (set RES0 bits).
+    warnings: Vec<String>,
 }
+
+/// The JSON key that carries an address field's address, next to the raw field value.
+pub(crate) const ADDRESS_SUFFIX: &str = "_address";
 
 /// Why the arguments could not be decoded (exit status 2).
 #[derive(Debug)]
@@ -75,7 +82,8 @@ fn from_fields<const N: usize>(
                 name: f.name,
                 value,
                 width: f.width(),
-                meaning: describe(f, value),
+                meaning: describe(f, value).map(String::from),
+                address: f.address_of(value),
             }
         })
         .collect()
@@ -95,7 +103,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
     let want = what.words();
     if args.len() != want {
         return Err(UsageError(format!(
-            "{} takes {want} hexadecimal 64-bit word{} (lowest-addressed first), got {}",
+            "{} takes {want} 64-bit word{} (lowest-addressed first), got {}",
             format!("{what:?}").to_lowercase(),
             if want == 1 { "" } else { "s" },
             args.len()
@@ -120,6 +128,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
                 kind,
                 fields: from_fields(&w, l1std::fields::FIELDS, l1std::describe_field),
                 error,
+                warnings: Vec::new(),
             }
         }
         Structure::L1cd => {
@@ -140,6 +149,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
                     })
                 }),
                 error: None,
+                warnings: Vec::new(),
             }
         }
         Structure::Cmd => {
@@ -162,6 +172,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
                     cmd::describe_field(op, f, v)
                 }),
                 error,
+                warnings: Vec::new(),
             }
         }
         Structure::Event => {
@@ -177,6 +188,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
                 kind,
                 fields: from_fields(&w, event::fields_of(id), event::describe_field),
                 error,
+                warnings: Vec::new(),
             }
         }
         Structure::Pri => {
@@ -192,6 +204,7 @@ pub(crate) fn decode(what: Structure, args: &[String]) -> Result<Decoded, UsageE
                 kind: kind.into(),
                 fields: from_fields(&w, pri::fields::FIELDS, |_, _| None),
                 error: None,
+                warnings: Vec::new(),
             }
         }
         Structure::Reg => unreachable!("handled above"),
@@ -211,6 +224,7 @@ pub(crate) fn decode_cd(w: [u64; 8]) -> Decoded {
         kind,
         fields: from_fields(&w, cd::fields::FIELDS, cd::describe_field),
         error,
+        warnings: Vec::new(),
     }
 }
 
@@ -226,13 +240,14 @@ pub(crate) fn decode_ste(w: [u64; 8]) -> Decoded {
         kind,
         fields: from_fields(&w, ste::fields::FIELDS, ste::describe_field),
         error,
+        warnings: Vec::new(),
     }
 }
 
 fn decode_register(args: &[String]) -> Result<Decoded, UsageError> {
     let [name, value] = args else {
         return Err(UsageError(format!(
-            "reg takes a register name and a hexadecimal value, got {} argument(s)",
+            "reg takes a register name and its value, got {} argument(s)",
             args.len()
         )));
     };
@@ -248,13 +263,32 @@ fn decode_register(args: &[String]) -> Result<Decoded, UsageError> {
     let fields = reg
         .fields
         .iter()
-        .map(|f| FieldValue {
-            name: f.name,
-            value: f.get(value),
-            width: f.hi() - f.shift + 1,
-            meaning: None,
+        .map(|f| {
+            let v = f.get(value);
+            let address = f.address(value);
+            FieldValue {
+                name: f.name,
+                value: v,
+                width: f.hi() - f.shift + 1,
+                // An address is printed as the address; other kinds say what the value means.
+                meaning: match address {
+                    Some(_) => None,
+                    None => f.meaning(v).map(|m| m.to_string()),
+                },
+                address,
+            }
         })
         .collect();
+    let mut warnings = Vec::new();
+    let res0 = reg.res0_bits_set(value);
+    if res0 != 0 {
+        warnings.push(format!(
+            "reserved bit{} {} set ({res0:#x}): the specification reserves {} as zero (RES0)",
+            if res0.is_power_of_two() { "" } else { "s" },
+            bit_ranges(res0),
+            if res0.is_power_of_two() { "it" } else { "them" },
+        ));
+    }
     Ok(Decoded {
         title: format!(
             "SMMU_{} (offset {:#x}, IHI 0070 G.b §{})",
@@ -265,7 +299,30 @@ fn decode_register(args: &[String]) -> Result<Decoded, UsageError> {
         kind: reg.name.to_string(),
         fields,
         error: None,
+        warnings,
     })
+}
+
+/// The set bits of `mask` as bit ranges, highest first: `[31:28], [9]`.
+fn bit_ranges(mask: u64) -> String {
+    let mut ranges = Vec::new();
+    let mut bit = 64u32;
+    while bit > 0 {
+        bit -= 1;
+        if mask >> bit & 1 == 0 {
+            continue;
+        }
+        let hi = bit;
+        while bit > 0 && mask >> (bit - 1) & 1 == 1 {
+            bit -= 1;
+        }
+        ranges.push(if hi == bit {
+            format!("[{hi}]")
+        } else {
+            format!("[{hi}:{bit}]")
+        });
+    }
+    ranges.join(", ")
 }
 
 fn format_value(value: u64, width: u32) -> String {
@@ -283,15 +340,18 @@ impl Decoded {
         if let Some(e) = &self.error {
             let _ = writeln!(out, "  error: {e}");
         }
+        for w in &self.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
         let pad = self.fields.iter().map(|f| f.name.len()).max().unwrap_or(0);
         for f in &self.fields {
-            let _ = write!(
-                out,
-                "  {:pad$} = {}",
-                f.name,
-                format_value(f.value, f.width)
-            );
-            if let Some(m) = f.meaning {
+            // A pointer field reads as the address it holds, not as its shifted-down bits.
+            let shown = match f.address {
+                Some(a) => format!("{a:#x} (address)"),
+                None => format_value(f.value, f.width),
+            };
+            let _ = write!(out, "  {:pad$} = {shown}", f.name);
+            if let Some(m) = &f.meaning {
                 let _ = write!(out, " ({m})");
             }
             out.push('\n');
@@ -299,16 +359,24 @@ impl Decoded {
         out
     }
 
-    /// The JSON form: one object of field name → integer, plus `"kind"` (and `"error"` when
-    /// the decoder refused an encoding).
+    /// The JSON form: one object of field name → integer (the field's raw value), plus
+    /// `"<field>_address"` → the address for each field that holds an address's upper bits,
+    /// `"kind"`, `"error"` when the decoder refused an encoding and `"warnings"` (an array of
+    /// strings) when there is something to warn about.
     pub(crate) fn to_json(&self) -> Value {
         let mut map = Map::new();
         map.insert("kind".into(), Value::from(self.kind.clone()));
         for f in &self.fields {
             map.insert(f.name.into(), Value::from(f.value));
+            if let Some(a) = f.address {
+                map.insert(format!("{}{ADDRESS_SUFFIX}", f.name), Value::from(a));
+            }
         }
         if let Some(e) = &self.error {
             map.insert("error".into(), Value::from(e.clone()));
+        }
+        if !self.warnings.is_empty() {
+            map.insert("warnings".into(), Value::from(self.warnings.clone()));
         }
         Value::Object(map)
     }

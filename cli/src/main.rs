@@ -25,6 +25,10 @@ struct Cli {
 enum Command {
     /// Decode a structure from its 64-bit words (lowest-addressed first), or a register.
     ///
+    /// Every field by its specification name, with what enumerated values mean; a field that
+    /// holds an address's upper bits (S1ContextPtr, L2Ptr, TTB0, queue bases, …) is printed as
+    /// the address. A register value with reserved (RES0) bits set gets a warning line.
+    ///
     /// Examples: `smmuctl decode ste 0x9 0 0 0 0 0 0 0`, `smmuctl decode reg CR0 0xd`.
     Decode {
         /// What to decode.
@@ -34,7 +38,8 @@ enum Command {
         /// separate digits); for `reg`, the register name then its value.
         #[arg(required = true, num_args = 1..)]
         args: Vec<String>,
-        /// Print one JSON object: field name → integer, plus "kind".
+        /// Print one JSON object: field name → the field's raw integer, "<field>_address" →
+        /// the address for pointer fields, "kind", and "warnings" (strings) if any.
         #[arg(long)]
         json: bool,
     },
@@ -59,7 +64,8 @@ enum Simulation {
     /// kernel brings the SMMU up with one strategy, each device's driver reattaches it.
     ///
     /// Prints what each device's in-flight DMA met, the crash kernel's verdict and the number
-    /// of violations the model logged.
+    /// of violations the model logged, then what each column means ("misdirected": the DMA
+    /// reached memory the old kernel did not map it to, i.e. memory corruption).
     Kdump {
         /// How the crash kernel brings the SMMU up.
         #[arg(long, value_enum, default_value_t = simulate::StrategyArg::Adopt)]
@@ -70,6 +76,10 @@ enum Simulation {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also draw the crash timeline per device (attach, DMA, crash, bring-up, probe,
+        /// quiesce, re-attach; each transaction coloured by what it met) into this SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
     },
 }
 
@@ -90,13 +100,22 @@ fn main() -> ExitCode {
                     strategy,
                     seed,
                     json,
+                    svg,
                 },
         } => match simulate::kdump(strategy, seed) {
-            Ok(report) => output(if json {
-                format!("{}\n", simulate::to_json(&report))
-            } else {
-                simulate::to_text(&report)
-            }),
+            Ok(report) => {
+                if let Some(path) = svg {
+                    if let Err(e) = std::fs::write(&path, simulate::to_svg(&report)) {
+                        eprintln!("smmuctl: cannot write '{}': {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                }
+                output(if json {
+                    format!("{}\n", simulate::to_json(&report))
+                } else {
+                    simulate::to_text(&report)
+                })
+            }
             Err(e) => {
                 eprintln!("smmuctl: the kdump scenario failed: {e}");
                 ExitCode::from(1)

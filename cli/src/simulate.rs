@@ -3,17 +3,21 @@
 
 use std::fmt::Write as _;
 
+mod timeline;
+
 use serde_json::{json, Value};
 use smmu_scenarios::kdump_scenario::{self, Counts, Report, Strategy};
 
 /// How the crash kernel brings the SMMU up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum StrategyArg {
-    /// Full reset with `GBPA.ABORT` (today's upstream behaviour).
+    /// Full reset; streams without an attached domain abort (GBPA.ABORT, today's upstream
+    /// behaviour).
     Abort,
-    /// Full reset with `GBPA` bypass.
+    /// Full reset; streams without an attached domain bypass the SMMU untranslated.
     Bypass,
-    /// Adoption of the live stream table (SPEC K1–K17).
+    /// Adopt the crashed kernel's live stream table; each device's attach is deferred until
+    /// its driver has quiesced it (spec: K1–K17).
     Adopt,
 }
 
@@ -25,6 +29,11 @@ impl From<StrategyArg> for Strategy {
             StrategyArg::Adopt => Strategy::Adopt,
         }
     }
+}
+
+/// The crash timeline of a run as an SVG picture (`--svg FILE`).
+pub(crate) fn to_svg(r: &Report) -> String {
+    timeline::to_svg(r, &verdict_words(r))
 }
 
 /// Runs the scenario; `Err` is the scenario's own error text (exit status 1).
@@ -56,9 +65,76 @@ const HEADER: [&str; 10] = [
     "bypassed",
     "faulted",
     "misdirected",
-    "deferred at probe",
-    "reattached",
+    "deferred attach",
+    "re-attached",
 ];
+
+/// What each column means, printed under the table.
+const LEGEND: [(&str, &str); 9] = [
+    (
+        "transactions",
+        "DMA the device issued after the crash, until its new driver stopped it",
+    ),
+    (
+        "translated",
+        "translated by the old kernel's mapping to the physical address it meant",
+    ),
+    (
+        "aborted",
+        "refused by the SMMU's configuration (global abort, an abort STE, no valid STE); \
+         no memory touched",
+    ),
+    (
+        "bypassed",
+        "went through the SMMU untranslated: its I/O address used as a physical address",
+    ),
+    (
+        "faulted",
+        "stopped by a translation fault (no mapping, no permission, bad CD or table walk)",
+    ),
+    (
+        "misdirected",
+        "reached a physical address other than the one the old kernel mapped: memory \
+         corruption",
+    ),
+    (
+        "deferred attach",
+        "when its driver probed, the device still used the crashed kernel's STE (adopt keeps \
+         it until the driver has quiesced the device)",
+    ),
+    (
+        "re-attached",
+        "after its driver attached a new domain, the device's DMA translated through it",
+    ),
+    (
+        "violations",
+        "breaches of the SMMU architecture the model logged (0 means none)",
+    ),
+];
+
+/// The verdict in the words `smmuctl inspect` uses: "adopt" or "full reset", then why.
+fn verdict_words(r: &Report) -> String {
+    match (r.strategy, r.verdict.as_str()) {
+        (_, "adopted") => "adopt: the crash kernel kept the crashed kernel's stream table; \
+                           each device's attach was deferred until its driver quiesced it"
+            .to_string(),
+        (Strategy::Abort, _) => "full reset: the devices' DMA aborts while the SMMU is reset \
+                                 (global abort) and until each driver attaches a new domain"
+            .to_string(),
+        (Strategy::Bypass, _) => "full reset: while the SMMU is disabled for its reset the \
+                                  devices' DMA bypasses it untranslated (global bypass), then \
+                                  aborts until each driver attaches a new domain"
+            .to_string(),
+        // Adoption refused: the scenario's text ends with the reason code, a reference.
+        (Strategy::Adopt, v) => match v.split_once(": ") {
+            Some(("full-reset", code)) => format!(
+                "full reset: the crash kernel could not adopt the stream table (reason: {code})"
+            ),
+            Some(("abandoned", why)) => format!("abandoned: {why}"),
+            _ => v.to_string(),
+        },
+    }
+}
 
 fn count_cells(c: &Counts) -> [String; 6] {
     [
@@ -129,8 +205,13 @@ pub(crate) fn to_text(r: &Report) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    let _ = writeln!(out, "\nverdict: {}", r.verdict);
+    let _ = writeln!(out, "\nverdict: {}", verdict_words(r));
     let _ = writeln!(out, "violations: {}", r.violations);
+    let _ = writeln!(out, "\nWhat the columns mean:");
+    let pad = LEGEND.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (column, meaning) in LEGEND {
+        let _ = writeln!(out, "  {column:pad$}  {meaning}");
+    }
     out
 }
 

@@ -140,8 +140,8 @@ fn text_output_is_a_table_with_totals_verdict_and_violations() {
         "bypassed",
         "faulted",
         "misdirected",
-        "deferred at probe",
-        "reattached",
+        "deferred attach",
+        "re-attached",
     ] {
         assert!(header.contains(column), "{column} missing from {header:?}");
     }
@@ -152,7 +152,7 @@ fn text_output_is_a_table_with_totals_verdict_and_violations() {
         );
     }
     assert!(text.contains("0x3fe,0x3ff,0x400,0x401"), "{text}");
-    assert!(text.contains("\nverdict: full-reset"), "{text}");
+    assert!(text.contains("\nverdict: full reset"), "{text}");
     assert!(text.contains("\nviolations: "), "{text}");
 }
 

@@ -97,6 +97,67 @@ pub struct Report {
     pub totals: Counts,
     /// Entries in the model's violation log.
     pub violations: usize,
+    /// When each step and each transaction happened, for a timeline picture.
+    pub timeline: Timeline,
+}
+
+/// What one transaction of a scenario device met, as [`Counts`] classifies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TxnClass {
+    /// Translated to the physical address the old kernel's mapping gave.
+    Translated,
+    /// Translated, but to another physical address.
+    Misdirected,
+    /// Passed through untranslated, to the address the old kernel's mapping gave.
+    Bypassed,
+    /// Passed through untranslated to another physical address (counted as bypassed and as
+    /// misdirected).
+    BypassedMisdirected,
+    /// Aborted by configuration.
+    Aborted,
+    /// Terminated by a translation-time fault.
+    Faulted,
+}
+
+/// One transaction on the timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnMark {
+    /// Its position in the model's transaction log.
+    pub at: usize,
+    /// Index of its device in [`Report::devices`].
+    pub device: usize,
+    /// It ran after the crash (in the crash kernel's epoch).
+    pub after_crash: bool,
+    /// What it met.
+    pub class: TxnClass,
+}
+
+/// A device's steps in the crash kernel, as positions in the model's transaction log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceSteps {
+    /// Its driver probed (added the master).
+    pub probe: usize,
+    /// Its driver stopped its DMA.
+    pub quiesce: usize,
+    /// Its driver attached the new domain.
+    pub reattach: usize,
+}
+
+/// The scenario in time. The clock is the model's transaction log: every DMA transaction the
+/// SMMU saw, in order, so position N is "after N transactions". The old kernel attaches every
+/// device before its DMA starts, at position 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// The crash: the first transaction of the crash kernel's epoch.
+    pub crash: usize,
+    /// The crash kernel's SMMU bring-up (adoption or full reset) finished.
+    pub bring_up: usize,
+    /// Per device, in [`Report::devices`] order.
+    pub devices: Vec<DeviceSteps>,
+    /// Every transaction of the scenario's devices, old kernel's and crash kernel's.
+    pub transactions: Vec<TxnMark>,
+    /// Length of the log at the end of the run.
+    pub end: usize,
 }
 
 /// A device of the scenario and the mapping the old kernel gave it.
@@ -281,7 +342,16 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
     let model = platform.model().clone();
     let regs = platform.regs();
     let hal = platform.hal();
+    let log_len = || model.with(|m| m.outcomes().len());
+    let crash_at = model.with(|m| {
+        m.outcomes()
+            .iter()
+            .position(|o| o.epoch == epoch)
+            .unwrap_or(m.outcomes().len())
+    });
     let (mut smmu, verdict) = crash_kernel(strategy, regs, hal)?;
+    let bring_up = log_len();
+    let mut steps = Vec::new();
     model.with(|m| m.run_masters(200));
 
     // ---- each driver probes, quiesces its device, attaches a new domain
@@ -296,12 +366,19 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
                 ssid_bits: 0,
             })
             .map_err(|e| e.to_string())?;
+        let probe = log_len();
         let deferred_at_probe = smmu.is_deferred(id).map_err(|e| e.to_string())?;
         model.with(|m| m.run_masters(20));
         model
             .with(|m| m.set_master_running(d.master, false))
             .map_err(|e| format!("{e:?}"))?;
+        let quiesce = log_len();
         let reattached = reattach(&mut smmu, &platform, id, d)?;
+        steps.push(DeviceSteps {
+            probe,
+            quiesce,
+            reattach: log_len(),
+        });
         reports.push(DeviceReport {
             name: d.name,
             sids: d.sids.to_vec(),
@@ -312,8 +389,13 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
     }
 
     // ---- classification
-    for o in model.with(|m| m.outcomes().to_vec()) {
-        let (Some(master), true) = (o.master, o.epoch == epoch) else {
+    let mut marks = Vec::new();
+    for (at, o) in model
+        .with(|m| m.outcomes().to_vec())
+        .into_iter()
+        .enumerate()
+    {
+        let Some(master) = o.master else {
             continue;
         };
         let Some(i) = devices.iter().position(|d| d.master == master) else {
@@ -323,17 +405,11 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
             continue;
         };
         let expected = d.pa + (o.txn.iova - d.iova);
-        let c = &mut r.counts;
-        c.transactions += 1;
-        match o.result {
-            TxnResult::Translated { pa } if pa == expected => c.translated += 1,
-            TxnResult::Translated { .. } => c.misdirected += 1,
-            TxnResult::Bypass { pa } => {
-                c.bypassed += 1;
-                if pa != expected {
-                    c.misdirected += 1;
-                }
-            }
+        let class = match o.result {
+            TxnResult::Translated { pa } if pa == expected => TxnClass::Translated,
+            TxnResult::Translated { .. } => TxnClass::Misdirected,
+            TxnResult::Bypass { pa } if pa == expected => TxnClass::Bypassed,
+            TxnResult::Bypass { .. } => TxnClass::BypassedMisdirected,
             TxnResult::Abort { cause, .. } => match cause {
                 Cause::GbpaAbort
                 | Cause::SteAbort
@@ -341,9 +417,32 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
                 | Cause::BadStreamId
                 | Cause::SteFetch
                 | Cause::StreamDisabled
-                | Cause::BadSubstreamId => c.aborted += 1,
-                _ => c.faulted += 1,
+                | Cause::BadSubstreamId => TxnClass::Aborted,
+                _ => TxnClass::Faulted,
             },
+        };
+        marks.push(TxnMark {
+            at,
+            device: i,
+            after_crash: o.epoch == epoch,
+            class,
+        });
+        // The counts are of what met the DMA after the crash.
+        if o.epoch != epoch {
+            continue;
+        }
+        let c = &mut r.counts;
+        c.transactions += 1;
+        match class {
+            TxnClass::Translated => c.translated += 1,
+            TxnClass::Misdirected => c.misdirected += 1,
+            TxnClass::Bypassed => c.bypassed += 1,
+            TxnClass::BypassedMisdirected => {
+                c.bypassed += 1;
+                c.misdirected += 1;
+            }
+            TxnClass::Aborted => c.aborted += 1,
+            TxnClass::Faulted => c.faulted += 1,
         }
     }
     let mut totals = Counts::default();
@@ -358,6 +457,13 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
         devices: reports,
         totals,
         violations,
+        timeline: Timeline {
+            crash: crash_at,
+            bring_up,
+            devices: steps,
+            transactions: marks,
+            end: log_len(),
+        },
     })
 }
 

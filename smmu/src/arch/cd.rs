@@ -80,7 +80,7 @@ pub mod fields {
     /// `HAFT` (IHI 0070 G.b §5.4).
     pub const HAFT: Field = Field::new("HAFT", 1, 3, 3);
     /// `TTB0` (IHI 0070 G.b §5.4).
-    pub const TTB0: Field = Field::new("TTB0", 1, 55, 4);
+    pub const TTB0: Field = Field::address("TTB0", 1, 55, 4);
     /// `PnCH` (IHI 0070 G.b §5.4).
     pub const PNCH: Field = Field::new("PnCH", 1, 58, 58);
     /// `EPAN` (IHI 0070 G.b §5.4).
@@ -106,7 +106,7 @@ pub mod fields {
     /// `AIE` (IHI 0070 G.b §5.4).
     pub const AIE: Field = Field::new("AIE", 2, 3, 3);
     /// `TTB1` (IHI 0070 G.b §5.4).
-    pub const TTB1: Field = Field::new("TTB1", 2, 55, 4);
+    pub const TTB1: Field = Field::address("TTB1", 2, 55, 4);
     /// `DS` (IHI 0070 G.b §5.4).
     pub const DS: Field = Field::new("DS", 2, 58, 58);
     /// `PIE` (IHI 0070 G.b §5.4).
@@ -216,7 +216,7 @@ pub mod l1_fields {
     /// `V` (IHI 0070 G.b §5.3).
     pub const V: Field = Field::new("V", 0, 0, 0);
     /// `L2Ptr` (IHI 0070 G.b §5.3): the 4 KiB- or 64 KiB-aligned leaf CD table.
-    pub const L2PTR: Field = Field::new("L2Ptr", 0, 55, 12);
+    pub const L2PTR: Field = Field::address("L2Ptr", 0, 55, 12);
 
     /// Every field, lowest bit first.
     pub const FIELDS: &[Field] = &[V, L2PTR];

@@ -41,9 +41,9 @@ pub mod fields {
     /// `TG`: granule of a range invalidation, 0 = not a range (§4.4.1.1).
     pub const TG: Field = Field::new("TG", 1, 11, 10);
     /// `Address\[63:12\]` of a VA invalidation or prefetch (§4.1.6).
-    pub const ADDRESS: Field = Field::new("Address", 1, 63, 12);
+    pub const ADDRESS: Field = Field::address("Address", 1, 63, 12);
     /// `Address\[55:12\]` of an IPA invalidation (§4.1.6).
-    pub const IPA: Field = Field::new("Address", 1, 55, 12);
+    pub const IPA: Field = Field::address("Address", 1, 55, 12);
     /// `Range` of `CMD_CFGI_STE_RANGE`: 2^(Range+1) StreamIDs (§4.3.2; figure).
     pub const RANGE: Field = Field::new("Range", 1, 4, 0);
     /// `Size` of `CMD_PREFETCH_ADDR` (§4.2.2; figure).
@@ -67,7 +67,7 @@ pub mod fields {
     /// `MSIData` of `CMD_SYNC` (§4.7.3; figure).
     pub const MSI_DATA: Field = Field::new("MSIData", 0, 63, 32);
     /// `MSIAddress\[55:2\]` of `CMD_SYNC` (§4.7.3).
-    pub const MSI_ADDRESS: Field = Field::new("MSIAddress", 1, 55, 2);
+    pub const MSI_ADDRESS: Field = Field::address("MSIAddress", 1, 55, 2);
 }
 
 /// Opcodes (IHI 0070 G.b §4.1.1, Table 4.1).

@@ -58,13 +58,13 @@ pub mod fields {
     /// `SPAN` of a page request (§7.3.19).
     pub const SPAN: Field = Field::new("SPAN", 1, 51, 44);
     /// `InputAddr\[63:0\]` (§7.3.2).
-    pub const INPUT_ADDR: Field = Field::new("InputAddr", 2, 63, 0);
+    pub const INPUT_ADDR: Field = Field::address("InputAddr", 2, 63, 0);
     /// `Addr\[63:12\]` of a page request (§7.3.19).
-    pub const PAGE_ADDR: Field = Field::new("Addr", 2, 63, 12);
+    pub const PAGE_ADDR: Field = Field::address("Addr", 2, 63, 12);
     /// `FetchAddr\[55:3\]` (§7.3.4, §7.3.20).
-    pub const FETCH_ADDR: Field = Field::new("FetchAddr", 3, 55, 3);
+    pub const FETCH_ADDR: Field = Field::address("FetchAddr", 3, 55, 3);
     /// `IPA\[55:12\]` of a stage-2 fault (§7.3.13; low end from the figure).
-    pub const IPA: Field = Field::new("IPA", 3, 55, 12);
+    pub const IPA: Field = Field::address("IPA", 3, 55, 12);
 }
 
 /// Event numbers (§7.3, Table 7.3).

@@ -15,6 +15,10 @@ pub struct Field {
     pub hi: u32,
     /// Lowest bit within the word.
     pub lo: u32,
+    /// The field holds bits `[hi:lo]` of an address at their own bit positions
+    /// (`S1ContextPtr` is `PA[55:6]` in bits \[55:6\]): the address is the value shifted up by
+    /// `lo`. Built by [`Field::address`].
+    pub is_address: bool,
 }
 
 impl Field {
@@ -27,6 +31,25 @@ impl Field {
             qword,
             hi,
             lo,
+            is_address: false,
+        }
+    }
+
+    /// Defines a field that holds bits `[hi:lo]` of an address at their own positions (a
+    /// table pointer, a translation-table base, an MSI or fault address).
+    pub const fn address(name: &'static str, qword: usize, hi: u32, lo: u32) -> Self {
+        let mut f = Field::new(name, qword, hi, lo);
+        f.is_address = true;
+        f
+    }
+
+    /// For an address field, the address a field value (as [`Field::get`] returns it)
+    /// stands for: the value shifted up by `lo`; `None` for any other field.
+    pub const fn address_of(&self, value: u64) -> Option<u64> {
+        if self.is_address {
+            Some((value & self.max()) << self.lo)
+        } else {
+            None
         }
     }
 

@@ -11,7 +11,7 @@ pub mod fields {
     /// `Span` (IHI 0070 G.b §5.1): 0 = invalid; 1..=11 = the L2 table holds 2^(Span−1) STEs.
     pub const SPAN: Field = Field::new("Span", 0, 4, 0);
     /// `L2Ptr` (IHI 0070 G.b §5.1): the level-2 table, aligned to its size.
-    pub const L2PTR: Field = Field::new("L2Ptr", 0, 55, 6);
+    pub const L2PTR: Field = Field::address("L2Ptr", 0, 55, 6);
 
     /// Every field, lowest bit first.
     pub const FIELDS: &[Field] = &[SPAN, L2PTR];

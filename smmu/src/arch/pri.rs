@@ -29,7 +29,7 @@ pub mod fields {
     /// `PRGIndex`.
     pub const PRG_INDEX: Field = Field::new("PRGIndex", 1, 8, 0);
     /// `Page address\[63:12\]`.
-    pub const ADDRESS: Field = Field::new("Page address", 1, 63, 12);
+    pub const ADDRESS: Field = Field::address("Page address", 1, 63, 12);
 
     /// Every field, lowest bit first.
     pub const FIELDS: &[Field] = &[

@@ -119,6 +119,56 @@ pub struct RegFieldInfo {
     pub shift: u32,
     /// Mask of the field after shifting it down to bit 0.
     pub mask: u64,
+    /// What the field's value stands for, so that a decoder can say it in words.
+    pub kind: RegFieldKind,
+}
+
+/// What a register field's value stands for (IHI 0070 G.b §6.3, each field's description).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegFieldKind {
+    /// A number, an index or a flag: the value is its own meaning.
+    Value,
+    /// Bits `[hi:shift]` of an address, held at their own bit positions (`ADDR[55:6]` in bits
+    /// \[55:6\]): the address is the field's bits in place, the bits below `shift` zero.
+    Address,
+    /// An enumeration: each architected value with its meaning; any other value is reserved.
+    Enum(&'static [(u64, &'static str)]),
+    /// A count given as its log2: the value N stands for 2^N of the unit named here.
+    Log2(&'static str),
+}
+
+/// What one register field's value means, printable with `Display`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldMeaning {
+    /// The specification's words for an enumerated value.
+    Text(&'static str),
+    /// A value an enumeration does not list.
+    Reserved,
+    /// An address: the field's bits in place.
+    Address(u64),
+    /// 2^`log2` of `unit`.
+    Pow2 {
+        /// The field's value.
+        log2: u64,
+        /// What is counted (`entries`, `StreamIDs`, …).
+        unit: &'static str,
+    },
+}
+
+impl core::fmt::Display for FieldMeaning {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            FieldMeaning::Text(t) => f.write_str(t),
+            FieldMeaning::Reserved => f.write_str("reserved"),
+            FieldMeaning::Address(a) => write!(f, "address {a:#x}"),
+            FieldMeaning::Pow2 { log2, unit } => match 1u64.checked_shl(log2 as u32) {
+                Some(n) if log2 < 64 => write!(f, "2^{log2} = {n} {unit}"),
+                _ => write!(f, "2^{log2} {unit}"),
+            },
+        }
+    }
 }
 
 impl RegFieldInfo {
@@ -131,13 +181,51 @@ impl RegFieldInfo {
     pub const fn get(&self, value: u64) -> u64 {
         (value >> self.shift) & self.mask
     }
+
+    /// The field's mask in place within the register.
+    pub const fn mask_in_place(&self) -> u64 {
+        self.mask << self.shift
+    }
+
+    /// For an [`RegFieldKind::Address`] field, the address a register value holds in it.
+    pub const fn address(&self, value: u64) -> Option<u64> {
+        match self.kind {
+            RegFieldKind::Address => Some(value & self.mask_in_place()),
+            _ => None,
+        }
+    }
+
+    /// What the field's value `field_value` (already shifted down) means, if the field is an
+    /// address, an enumeration or a log2 count.
+    pub fn meaning(&self, field_value: u64) -> Option<FieldMeaning> {
+        match self.kind {
+            RegFieldKind::Value => None,
+            RegFieldKind::Address => Some(FieldMeaning::Address(
+                (field_value & self.mask)
+                    .checked_shl(self.shift)
+                    .unwrap_or(0),
+            )),
+            RegFieldKind::Enum(list) => Some(
+                list.iter()
+                    .find(|(v, _)| *v == field_value)
+                    .map_or(FieldMeaning::Reserved, |(_, t)| FieldMeaning::Text(t)),
+            ),
+            RegFieldKind::Log2(unit) => Some(FieldMeaning::Pow2 {
+                log2: field_value,
+                unit,
+            }),
+        }
+    }
 }
 
 /// One register: where it is and what its fields are.
 #[derive(Clone, Copy, Debug)]
 pub struct RegisterInfo {
-    /// Name without the `SMMU_` prefix, as in `smmuv3-fields.json` (e.g. `EVTQ_PROD`).
+    /// Name without the `SMMU_` prefix, as IHI 0070 G.b spells it (e.g. `EVENTQ_PROD`).
     pub name: &'static str,
+    /// The other spelling Linux and `smmuv3-fields.json` use, where it differs (`EVTQ_PROD`):
+    /// [`RegisterInfo::by_name`] accepts it, so register files written with it still load.
+    pub alias: Option<&'static str>,
     /// Offset within its page.
     pub offset: usize,
     /// 0 or 1 (§6.2.2).
@@ -156,14 +244,28 @@ impl RegisterInfo {
         self.offset + self.page as usize * PAGE1_OFFSET
     }
 
-    /// Looks a register up by name (`IDR0`, `SMMU_IDR0`, `EVENTQ_PROD` and `EVTQ_PROD` all work;
-    /// case-insensitive).
+    /// Looks a register up by name (`IDR0`, `SMMU_IDR0`, `EVENTQ_PROD` and its alias
+    /// `EVTQ_PROD` all work; case-insensitive).
     pub fn by_name(name: &str) -> Option<&'static RegisterInfo> {
         let bare = strip_prefix_ignore_case(name, "SMMU_");
         REGISTERS.iter().find(|r| {
             r.name.eq_ignore_ascii_case(bare)
-                || spec_register_name(r.name).is_some_and(|s| s.eq_ignore_ascii_case(bare))
+                || r.alias.is_some_and(|a| a.eq_ignore_ascii_case(bare))
         })
+    }
+
+    /// Bits set in `value` that no field of the register covers: RES0 bits (§6.3, "Reserved,
+    /// RES0" in each register's field list), which software must write as zero.
+    pub fn res0_bits_set(&self, value: u64) -> u64 {
+        let defined = self
+            .fields
+            .iter()
+            .fold(0u64, |acc, f| acc | f.mask_in_place());
+        let width_mask = match self.width {
+            RegWidth::W32 => u64::from(u32::MAX),
+            RegWidth::W64 => u64::MAX,
+        };
+        value & width_mask & !defined
     }
 }
 
@@ -174,25 +276,16 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> &'a str {
     }
 }
 
-/// The specification spells the event queue `EVENTQ`; the JSON and Linux use `EVTQ`.
-fn spec_register_name(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "EVTQ_BASE" => "EVENTQ_BASE",
-        "EVTQ_PROD" => "EVENTQ_PROD",
-        "EVTQ_CONS" => "EVENTQ_CONS",
-        "EVTQ_IRQ_CFG0" => "EVENTQ_IRQ_CFG0",
-        "EVTQ_IRQ_CFG1" => "EVENTQ_IRQ_CFG1",
-        "EVTQ_IRQ_CFG2" => "EVENTQ_IRQ_CFG2",
-        _ => return None,
-    })
-}
-
 macro_rules! rf {
     ($field:expr, $name:literal) => {
+        rf!($field, $name, RegFieldKind::Value)
+    };
+    ($field:expr, $name:literal, $kind:expr) => {
         RegFieldInfo {
             name: $name,
             shift: $field.shift as u32,
             mask: $field.mask as u64,
+            kind: $kind,
         }
     };
 }
@@ -591,21 +684,210 @@ pub use self::GERROR_IRQ_CFG2 as EVTQ_IRQ_CFG2;
 /// `SMMU_IRQ_CTRLACK`: IHI 0070 G.b §6.3.18: the same fields as SMMU_IRQ_CTRL.
 pub use self::IRQ_CTRL as IRQ_CTRLACK;
 
+/// The meanings of enumerated register values, in plain words after the field descriptions of
+/// IHI 0070 G.b §6.3 (the section of each list is the register's).
+mod meaning {
+    use crate::arch::entry::AddressSize;
+    use crate::arch::queue::cmdq_error;
+
+    type List = &'static [(u64, &'static str)];
+
+    /// `IDR0.ST_LEVEL` (§6.3.1).
+    pub(super) const ST_LEVEL: List = &[
+        (0b00, "linear Stream table only"),
+        (0b01, "2-level Stream table supported, and linear"),
+    ];
+    /// `IDR0.TERM_MODEL` (§6.3.1).
+    pub(super) const TERM_MODEL: List = &[
+        (
+            0,
+            "CD.A chooses abort or RAZ/WI for a terminated transaction",
+        ),
+        (1, "a terminated transaction always aborts (CD.A must be 1)"),
+    ];
+    /// `IDR0.STALL_MODEL` (§6.3.1).
+    pub(super) const STALL_MODEL: List = &[
+        (0b00, "stall and terminate models supported"),
+        (
+            0b01,
+            "stall not supported: every fault terminates the transaction",
+        ),
+        (0b10, "stall forced: every fault that can stall does"),
+    ];
+    /// `IDR0.TTENDIAN` (§6.3.1).
+    pub(super) const TTENDIAN: List = &[
+        (
+            0b00,
+            "mixed-endian: each CD and STE selects its table endianness",
+        ),
+        (0b10, "little-endian tables only"),
+        (0b11, "big-endian tables only"),
+    ];
+    /// `IDR0.HTTU` (§6.3.1).
+    pub(super) const HTTU: List = &[
+        (0b00, "no hardware Access flag or dirty state updates"),
+        (0b01, "hardware Access flag updates"),
+        (0b10, "hardware Access flag and dirty state updates"),
+        (
+            0b11,
+            "hardware Access flag, dirty state and table-descriptor Access flag updates",
+        ),
+    ];
+    /// `IDR0.TTF` (§6.3.1).
+    pub(super) const TTF: List = &[
+        (0b01, "VMSAv8-32 LPAE tables"),
+        (0b10, "VMSAv8-64 tables"),
+        (0b11, "VMSAv8-32 LPAE and VMSAv8-64 tables"),
+    ];
+    /// `IDR3.BBML` (§6.3.4).
+    pub(super) const BBML: List = &[
+        (0b00, "break-before-make level 0"),
+        (0b01, "break-before-make level 1"),
+        (0b10, "break-before-make level 2"),
+    ];
+    /// `IDR5.VAX` (§6.3.6).
+    pub(super) const VAX: List = &[
+        (0b00, "virtual addresses up to 48 bits"),
+        (0b01, "virtual addresses up to 52 bits"),
+        (0b10, "virtual addresses up to 56 bits"),
+    ];
+    const fn oas(size: AddressSize) -> (u64, &'static str) {
+        (size.encode(), size.describe())
+    }
+    /// `IDR5.OAS` (§6.3.6): the encoding the `AddressSize` of STEs and CDs shares.
+    pub(super) const OAS: List = &[
+        oas(AddressSize::Bits32),
+        oas(AddressSize::Bits36),
+        oas(AddressSize::Bits40),
+        oas(AddressSize::Bits42),
+        oas(AddressSize::Bits44),
+        oas(AddressSize::Bits48),
+        oas(AddressSize::Bits52),
+        oas(AddressSize::Bits56),
+    ];
+    /// `AIDR.ArchMajorRev` (§6.3.8).
+    pub(super) const ARCH_MAJOR: List = &[(0, "SMMUv3.x")];
+    /// `AIDR.ArchMinorRev` (§6.3.8).
+    pub(super) const ARCH_MINOR: List = &[
+        (0, "SMMUv3.0"),
+        (1, "SMMUv3.1"),
+        (2, "SMMUv3.2"),
+        (3, "SMMUv3.3"),
+        (4, "SMMUv3.4"),
+    ];
+    /// `CR0.SMMUEN` (§6.3.9).
+    pub(super) const SMMUEN: List = &[
+        (0, "off: every stream bypasses the SMMU as SMMU_GBPA says"),
+        (1, "on: every stream is checked against the Stream table"),
+    ];
+    /// `CR0.VMW` (§6.3.9).
+    pub(super) const VMW: List = &[
+        (0b000, "TLB invalidations match VMIDs exactly"),
+        (0b001, "TLB invalidations match VMID[N:1]"),
+        (0b010, "TLB invalidations match VMID[N:2]"),
+        (0b011, "TLB invalidations match VMID[N:3]"),
+        (0b100, "TLB invalidations match VMID[N:4]"),
+    ];
+    /// `CR1.*_SH`, `*_IRQ_CFG2.SH` (§6.3.11, §6.3.23).
+    pub(super) const SHAREABILITY: List = &[
+        (0b00, "non-shareable"),
+        (0b01, "reserved, treated as non-shareable"),
+        (0b10, "outer shareable"),
+        (0b11, "inner shareable"),
+    ];
+    /// `CR1.*_OC`, `CR1.*_IC` (§6.3.11).
+    pub(super) const CACHEABILITY: List = &[
+        (0b00, "non-cacheable"),
+        (0b01, "write-back cacheable"),
+        (0b10, "write-through cacheable"),
+        (0b11, "reserved, treated as non-cacheable"),
+    ];
+    /// `GBPA.ABORT` (§6.3.14).
+    pub(super) const ABORT: List = &[
+        (
+            0,
+            "incoming transactions bypass the SMMU (when SMMUEN is 0)",
+        ),
+        (1, "all incoming transactions abort (when SMMUEN is 0)"),
+    ];
+    /// `GBPA.INSTCFG` (§6.3.14).
+    pub(super) const INSTCFG: List = &[
+        (0b00, "use incoming"),
+        (0b01, "reserved, behaves as use incoming"),
+        (0b10, "data"),
+        (0b11, "instruction"),
+    ];
+    /// `GBPA.PRIVCFG` (§6.3.14).
+    pub(super) const PRIVCFG: List = &[
+        (0b00, "use incoming"),
+        (0b01, "reserved, behaves as use incoming"),
+        (0b10, "unprivileged"),
+        (0b11, "privileged"),
+    ];
+    /// `GBPA.SHCFG` (§6.3.14).
+    pub(super) const SHCFG: List = &[
+        (0b00, "non-shareable"),
+        (0b01, "use incoming"),
+        (0b10, "outer shareable"),
+        (0b11, "inner shareable"),
+    ];
+    /// `GBPA.MTCFG` (§6.3.14).
+    pub(super) const MTCFG: List = &[
+        (0, "use incoming memory type"),
+        (1, "memory type from MemAttr"),
+    ];
+    /// `STRTAB_BASE_CFG.FMT` (§6.3.25); other values behave as linear.
+    pub(super) const FMT: List = &[(0b00, "linear"), (0b01, "2-level")];
+    /// `STRTAB_BASE_CFG.SPLIT` (§6.3.25); other values behave as 6.
+    pub(super) const SPLIT: List = &[
+        (6, "6 bits: 4KB level-2 tables"),
+        (8, "8 bits: 16KB level-2 tables"),
+        (10, "10 bits: 64KB level-2 tables"),
+    ];
+    /// `CMDQ_CONS.ERR` (§6.3.28, the reason codes of §7.1).
+    pub(super) const CMDQ_ERR: List = &[
+        (cmdq_error::NONE as u64, "CERROR_NONE: no error"),
+        (cmdq_error::ILL as u64, "CERROR_ILL: illegal command"),
+        (cmdq_error::ABT as u64, "CERROR_ABT: abort on command fetch"),
+        (
+            cmdq_error::ATC_INV_SYNC as u64,
+            "CERROR_ATC_INV_SYNC: a CMD_SYNC after a timed-out ATC invalidation",
+        ),
+    ];
+}
+
 /// Every register of pages 0 and 1, in offset order within each page.
 pub const REGISTERS: &[RegisterInfo] = &[
     RegisterInfo {
         name: "IDR0",
+        alias: None,
         offset: 0x0,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.1",
         fields: &[
             rf!(IDR0::RME_IMPL, "RME_IMPL"),
-            rf!(IDR0::ST_LVL, "ST_LEVEL"),
-            rf!(IDR0::TERM_MODEL, "TERM_MODEL"),
-            rf!(IDR0::STALL_MODEL, "STALL_MODEL"),
+            rf!(
+                IDR0::ST_LVL,
+                "ST_LEVEL",
+                RegFieldKind::Enum(meaning::ST_LEVEL)
+            ),
+            rf!(
+                IDR0::TERM_MODEL,
+                "TERM_MODEL",
+                RegFieldKind::Enum(meaning::TERM_MODEL)
+            ),
+            rf!(
+                IDR0::STALL_MODEL,
+                "STALL_MODEL",
+                RegFieldKind::Enum(meaning::STALL_MODEL)
+            ),
             rf!(IDR0::ATSRECERR, "ATSRECERR"),
-            rf!(IDR0::TTENDIAN, "TTENDIAN"),
+            rf!(
+                IDR0::TTENDIAN,
+                "TTENDIAN",
+                RegFieldKind::Enum(meaning::TTENDIAN)
+            ),
             rf!(IDR0::VATOS, "VATOS"),
             rf!(IDR0::CD2L, "CD2L"),
             rf!(IDR0::VMID16, "VMID16"),
@@ -619,16 +901,17 @@ pub const REGISTERS: &[RegisterInfo] = &[
             rf!(IDR0::ATS, "ATS"),
             rf!(IDR0::HYP, "Hyp"),
             rf!(IDR0::DORMHINT, "DORMHINT"),
-            rf!(IDR0::HTTU, "HTTU"),
+            rf!(IDR0::HTTU, "HTTU", RegFieldKind::Enum(meaning::HTTU)),
             rf!(IDR0::BTM, "BTM"),
             rf!(IDR0::COHACC, "COHACC"),
-            rf!(IDR0::TTF, "TTF"),
+            rf!(IDR0::TTF, "TTF", RegFieldKind::Enum(meaning::TTF)),
             rf!(IDR0::S1P, "S1P"),
             rf!(IDR0::S2P, "S2P"),
         ],
     },
     RegisterInfo {
         name: "IDR1",
+        alias: None,
         offset: 0x4,
         page: 0,
         width: RegWidth::W32,
@@ -640,15 +923,24 @@ pub const REGISTERS: &[RegisterInfo] = &[
             rf!(IDR1::REL, "REL"),
             rf!(IDR1::ATTR_TYPES_OVR, "ATTR_TYPES_OVR"),
             rf!(IDR1::ATTR_PERMS_OVR, "ATTR_PERMS_OVR"),
-            rf!(IDR1::CMDQS, "CMDQS"),
-            rf!(IDR1::EVTQS, "EVENTQS"),
-            rf!(IDR1::PRIQS, "PRIQS"),
-            rf!(IDR1::SSIDSIZE, "SSIDSIZE"),
-            rf!(IDR1::SIDSIZE, "SIDSIZE"),
+            rf!(IDR1::CMDQS, "CMDQS", RegFieldKind::Log2("entries at most")),
+            rf!(
+                IDR1::EVTQS,
+                "EVENTQS",
+                RegFieldKind::Log2("entries at most")
+            ),
+            rf!(IDR1::PRIQS, "PRIQS", RegFieldKind::Log2("entries at most")),
+            rf!(
+                IDR1::SSIDSIZE,
+                "SSIDSIZE",
+                RegFieldKind::Log2("SubstreamIDs")
+            ),
+            rf!(IDR1::SIDSIZE, "SIDSIZE", RegFieldKind::Log2("StreamIDs")),
         ],
     },
     RegisterInfo {
         name: "IDR2",
+        alias: None,
         offset: 0x8,
         page: 0,
         width: RegWidth::W32,
@@ -657,6 +949,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "IDR3",
+        alias: None,
         offset: 0xc,
         page: 0,
         width: RegWidth::W32,
@@ -673,7 +966,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
             rf!(IDR3::DPT, "DPT"),
             rf!(IDR3::PTWNNC, "PTWNNC"),
             rf!(IDR3::E0PD, "E0PD"),
-            rf!(IDR3::BBM, "BBML"),
+            rf!(IDR3::BBM, "BBML", RegFieldKind::Enum(meaning::BBML)),
             rf!(IDR3::RIL, "RIL"),
             rf!(IDR3::STT, "STT"),
             rf!(IDR3::FWB, "FWB"),
@@ -686,6 +979,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "IDR4",
+        alias: None,
         offset: 0x10,
         page: 0,
         width: RegWidth::W32,
@@ -694,23 +988,25 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "IDR5",
+        alias: None,
         offset: 0x14,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.6",
         fields: &[
             rf!(IDR5::STALL_MAX, "STALL_MAX"),
-            rf!(IDR5::VAX, "VAX"),
+            rf!(IDR5::VAX, "VAX", RegFieldKind::Enum(meaning::VAX)),
             rf!(IDR5::D128, "D128"),
             rf!(IDR5::DS, "DS"),
             rf!(IDR5::GRAN64K, "GRAN64K"),
             rf!(IDR5::GRAN16K, "GRAN16K"),
             rf!(IDR5::GRAN4K, "GRAN4K"),
-            rf!(IDR5::OAS, "OAS"),
+            rf!(IDR5::OAS, "OAS", RegFieldKind::Enum(meaning::OAS)),
         ],
     },
     RegisterInfo {
         name: "IIDR",
+        alias: None,
         offset: 0x18,
         page: 0,
         width: RegWidth::W32,
@@ -724,64 +1020,105 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "AIDR",
+        alias: None,
         offset: 0x1c,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.8",
         fields: &[
-            rf!(AIDR::ARCHMAJORREV, "ArchMajorRev"),
-            rf!(AIDR::ARCHMINORREV, "ArchMinorRev"),
+            rf!(
+                AIDR::ARCHMAJORREV,
+                "ArchMajorRev",
+                RegFieldKind::Enum(meaning::ARCH_MAJOR)
+            ),
+            rf!(
+                AIDR::ARCHMINORREV,
+                "ArchMinorRev",
+                RegFieldKind::Enum(meaning::ARCH_MINOR)
+            ),
         ],
     },
     RegisterInfo {
         name: "CR0",
+        alias: None,
         offset: 0x20,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.9",
         fields: &[
             rf!(CR0::DPT_WALK_EN, "DPT_WALK_EN"),
-            rf!(CR0::VMW, "VMW"),
+            rf!(CR0::VMW, "VMW", RegFieldKind::Enum(meaning::VMW)),
             rf!(CR0::ATSCHK, "ATSCHK"),
             rf!(CR0::CMDQEN, "CMDQEN"),
             rf!(CR0::EVTQEN, "EVENTQEN"),
             rf!(CR0::PRIQEN, "PRIQEN"),
-            rf!(CR0::SMMUEN, "SMMUEN"),
+            rf!(CR0::SMMUEN, "SMMUEN", RegFieldKind::Enum(meaning::SMMUEN)),
         ],
     },
     RegisterInfo {
         name: "CR0ACK",
+        alias: None,
         offset: 0x24,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.10",
         fields: &[
             rf!(CR0ACK::DPT_WALK_EN, "DPT_WALK_EN"),
-            rf!(CR0ACK::VMW, "VMW"),
+            rf!(CR0ACK::VMW, "VMW", RegFieldKind::Enum(meaning::VMW)),
             rf!(CR0ACK::ATSCHK, "ATSCHK"),
             rf!(CR0ACK::CMDQEN, "CMDQEN"),
             rf!(CR0ACK::EVTQEN, "EVENTQEN"),
             rf!(CR0ACK::PRIQEN, "PRIQEN"),
-            rf!(CR0ACK::SMMUEN, "SMMUEN"),
+            rf!(
+                CR0ACK::SMMUEN,
+                "SMMUEN",
+                RegFieldKind::Enum(meaning::SMMUEN)
+            ),
         ],
     },
     RegisterInfo {
         name: "CR1",
+        alias: None,
         offset: 0x28,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.11",
         fields: &[
-            rf!(CR1::TABLE_SH, "TABLE_SH"),
-            rf!(CR1::TABLE_OC, "TABLE_OC"),
-            rf!(CR1::TABLE_IC, "TABLE_IC"),
-            rf!(CR1::QUEUE_SH, "QUEUE_SH"),
-            rf!(CR1::QUEUE_OC, "QUEUE_OC"),
-            rf!(CR1::QUEUE_IC, "QUEUE_IC"),
+            rf!(
+                CR1::TABLE_SH,
+                "TABLE_SH",
+                RegFieldKind::Enum(meaning::SHAREABILITY)
+            ),
+            rf!(
+                CR1::TABLE_OC,
+                "TABLE_OC",
+                RegFieldKind::Enum(meaning::CACHEABILITY)
+            ),
+            rf!(
+                CR1::TABLE_IC,
+                "TABLE_IC",
+                RegFieldKind::Enum(meaning::CACHEABILITY)
+            ),
+            rf!(
+                CR1::QUEUE_SH,
+                "QUEUE_SH",
+                RegFieldKind::Enum(meaning::SHAREABILITY)
+            ),
+            rf!(
+                CR1::QUEUE_OC,
+                "QUEUE_OC",
+                RegFieldKind::Enum(meaning::CACHEABILITY)
+            ),
+            rf!(
+                CR1::QUEUE_IC,
+                "QUEUE_IC",
+                RegFieldKind::Enum(meaning::CACHEABILITY)
+            ),
         ],
     },
     RegisterInfo {
         name: "CR2",
+        alias: None,
         offset: 0x2c,
         page: 0,
         width: RegWidth::W32,
@@ -795,6 +1132,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "STATUSR",
+        alias: None,
         offset: 0x40,
         page: 0,
         width: RegWidth::W32,
@@ -803,23 +1141,33 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "GBPA",
+        alias: None,
         offset: 0x44,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.14",
         fields: &[
             rf!(GBPA::UPDATE, "Update"),
-            rf!(GBPA::ABORT, "ABORT"),
-            rf!(GBPA::INSTCFG, "INSTCFG"),
-            rf!(GBPA::PRIVCFG, "PRIVCFG"),
-            rf!(GBPA::SHCFG, "SHCFG"),
+            rf!(GBPA::ABORT, "ABORT", RegFieldKind::Enum(meaning::ABORT)),
+            rf!(
+                GBPA::INSTCFG,
+                "INSTCFG",
+                RegFieldKind::Enum(meaning::INSTCFG)
+            ),
+            rf!(
+                GBPA::PRIVCFG,
+                "PRIVCFG",
+                RegFieldKind::Enum(meaning::PRIVCFG)
+            ),
+            rf!(GBPA::SHCFG, "SHCFG", RegFieldKind::Enum(meaning::SHCFG)),
             rf!(GBPA::ALLOCCFG, "ALLOCCFG"),
-            rf!(GBPA::MTCFG, "MTCFG"),
+            rf!(GBPA::MTCFG, "MTCFG", RegFieldKind::Enum(meaning::MTCFG)),
             rf!(GBPA::MEMATTR, "MemAttr"),
         ],
     },
     RegisterInfo {
         name: "AGBPA",
+        alias: None,
         offset: 0x48,
         page: 0,
         width: RegWidth::W32,
@@ -828,6 +1176,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "IRQ_CTRL",
+        alias: None,
         offset: 0x50,
         page: 0,
         width: RegWidth::W32,
@@ -840,6 +1189,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "IRQ_CTRLACK",
+        alias: None,
         offset: 0x54,
         page: 0,
         width: RegWidth::W32,
@@ -852,6 +1202,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "GERROR",
+        alias: None,
         offset: 0x60,
         page: 0,
         width: RegWidth::W32,
@@ -871,6 +1222,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "GERRORN",
+        alias: None,
         offset: 0x64,
         page: 0,
         width: RegWidth::W32,
@@ -890,14 +1242,16 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "GERROR_IRQ_CFG0",
+        alias: None,
         offset: 0x68,
         page: 0,
         width: RegWidth::W64,
         spec: "6.3.21",
-        fields: &[rf!(GERROR_IRQ_CFG0::ADDR, "ADDR")],
+        fields: &[rf!(GERROR_IRQ_CFG0::ADDR, "ADDR", RegFieldKind::Address)],
     },
     RegisterInfo {
         name: "GERROR_IRQ_CFG1",
+        alias: None,
         offset: 0x70,
         page: 0,
         width: RegWidth::W32,
@@ -906,49 +1260,77 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "GERROR_IRQ_CFG2",
+        alias: None,
         offset: 0x74,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.23",
         fields: &[
-            rf!(GERROR_IRQ_CFG2::SH, "SH"),
+            rf!(
+                GERROR_IRQ_CFG2::SH,
+                "SH",
+                RegFieldKind::Enum(meaning::SHAREABILITY)
+            ),
             rf!(GERROR_IRQ_CFG2::MEMATTR, "MemAttr"),
         ],
     },
     RegisterInfo {
         name: "STRTAB_BASE",
+        alias: None,
         offset: 0x80,
         page: 0,
         width: RegWidth::W64,
         spec: "6.3.24",
-        fields: &[rf!(STRTAB_BASE::RA, "RA"), rf!(STRTAB_BASE::ADDR, "ADDR")],
+        fields: &[
+            rf!(STRTAB_BASE::RA, "RA"),
+            rf!(STRTAB_BASE::ADDR, "ADDR", RegFieldKind::Address),
+        ],
     },
     RegisterInfo {
         name: "STRTAB_BASE_CFG",
+        alias: None,
         offset: 0x88,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.25",
         fields: &[
-            rf!(STRTAB_BASE_CFG::FMT, "FMT"),
-            rf!(STRTAB_BASE_CFG::SPLIT, "SPLIT"),
-            rf!(STRTAB_BASE_CFG::LOG2SIZE, "LOG2SIZE"),
+            rf!(
+                STRTAB_BASE_CFG::FMT,
+                "FMT",
+                RegFieldKind::Enum(meaning::FMT)
+            ),
+            rf!(
+                STRTAB_BASE_CFG::SPLIT,
+                "SPLIT",
+                RegFieldKind::Enum(meaning::SPLIT)
+            ),
+            rf!(
+                STRTAB_BASE_CFG::LOG2SIZE,
+                "LOG2SIZE",
+                RegFieldKind::Log2("StreamIDs")
+            ),
         ],
     },
     RegisterInfo {
         name: "CMDQ_BASE",
+        alias: None,
         offset: 0x90,
         page: 0,
         width: RegWidth::W64,
         spec: "6.3.26",
         fields: &[
             rf!(CMDQ_BASE::RA, "RA"),
-            rf!(CMDQ_BASE::ADDR, "ADDR"),
-            rf!(CMDQ_BASE::LOG2SIZE, "LOG2SIZE"),
+            rf!(CMDQ_BASE::ADDR, "ADDR", RegFieldKind::Address),
+            rf!(
+                CMDQ_BASE::LOG2SIZE,
+                "LOG2SIZE",
+                RegFieldKind::Log2("entries")
+            ),
         ],
     },
     RegisterInfo {
         name: "CMDQ_PROD",
+        alias: None,
         offset: 0x98,
         page: 0,
         width: RegWidth::W32,
@@ -957,26 +1339,36 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "CMDQ_CONS",
+        alias: None,
         offset: 0x9c,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.28",
-        fields: &[rf!(CMDQ_CONS::ERR, "ERR"), rf!(CMDQ_CONS::RD, "RD")],
+        fields: &[
+            rf!(CMDQ_CONS::ERR, "ERR", RegFieldKind::Enum(meaning::CMDQ_ERR)),
+            rf!(CMDQ_CONS::RD, "RD"),
+        ],
     },
     RegisterInfo {
-        name: "EVTQ_BASE",
+        name: "EVENTQ_BASE",
+        alias: Some("EVTQ_BASE"),
         offset: 0xa0,
         page: 0,
         width: RegWidth::W64,
         spec: "6.3.29",
         fields: &[
             rf!(EVTQ_BASE::WA, "WA"),
-            rf!(EVTQ_BASE::ADDR, "ADDR"),
-            rf!(EVTQ_BASE::LOG2SIZE, "LOG2SIZE"),
+            rf!(EVTQ_BASE::ADDR, "ADDR", RegFieldKind::Address),
+            rf!(
+                EVTQ_BASE::LOG2SIZE,
+                "LOG2SIZE",
+                RegFieldKind::Log2("entries")
+            ),
         ],
     },
     RegisterInfo {
-        name: "EVTQ_PROD",
+        name: "EVENTQ_PROD",
+        alias: Some("EVTQ_PROD"),
         offset: 0xa8,
         page: 1,
         width: RegWidth::W32,
@@ -984,7 +1376,8 @@ pub const REGISTERS: &[RegisterInfo] = &[
         fields: &[rf!(EVTQ_PROD::OVFLG, "OVFLG"), rf!(EVTQ_PROD::WR, "WR")],
     },
     RegisterInfo {
-        name: "EVTQ_CONS",
+        name: "EVENTQ_CONS",
+        alias: Some("EVTQ_CONS"),
         offset: 0xac,
         page: 1,
         width: RegWidth::W32,
@@ -995,15 +1388,17 @@ pub const REGISTERS: &[RegisterInfo] = &[
         ],
     },
     RegisterInfo {
-        name: "EVTQ_IRQ_CFG0",
+        name: "EVENTQ_IRQ_CFG0",
+        alias: Some("EVTQ_IRQ_CFG0"),
         offset: 0xb0,
         page: 0,
         width: RegWidth::W64,
         spec: "6.3.30",
-        fields: &[rf!(EVTQ_IRQ_CFG0::ADDR, "ADDR")],
+        fields: &[rf!(EVTQ_IRQ_CFG0::ADDR, "ADDR", RegFieldKind::Address)],
     },
     RegisterInfo {
-        name: "EVTQ_IRQ_CFG1",
+        name: "EVENTQ_IRQ_CFG1",
+        alias: Some("EVTQ_IRQ_CFG1"),
         offset: 0xb8,
         page: 0,
         width: RegWidth::W32,
@@ -1011,30 +1406,41 @@ pub const REGISTERS: &[RegisterInfo] = &[
         fields: &[rf!(EVTQ_IRQ_CFG1::DATA, "DATA")],
     },
     RegisterInfo {
-        name: "EVTQ_IRQ_CFG2",
+        name: "EVENTQ_IRQ_CFG2",
+        alias: Some("EVTQ_IRQ_CFG2"),
         offset: 0xbc,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.32",
         fields: &[
-            rf!(EVTQ_IRQ_CFG2::SH, "SH"),
+            rf!(
+                EVTQ_IRQ_CFG2::SH,
+                "SH",
+                RegFieldKind::Enum(meaning::SHAREABILITY)
+            ),
             rf!(EVTQ_IRQ_CFG2::MEMATTR, "MemAttr"),
         ],
     },
     RegisterInfo {
         name: "PRIQ_BASE",
+        alias: None,
         offset: 0xc0,
         page: 0,
         width: RegWidth::W64,
         spec: "6.3.33",
         fields: &[
             rf!(PRIQ_BASE::WA, "WA"),
-            rf!(PRIQ_BASE::ADDR, "ADDR"),
-            rf!(PRIQ_BASE::LOG2SIZE, "LOG2SIZE"),
+            rf!(PRIQ_BASE::ADDR, "ADDR", RegFieldKind::Address),
+            rf!(
+                PRIQ_BASE::LOG2SIZE,
+                "LOG2SIZE",
+                RegFieldKind::Log2("entries")
+            ),
         ],
     },
     RegisterInfo {
         name: "PRIQ_PROD",
+        alias: None,
         offset: 0xc8,
         page: 1,
         width: RegWidth::W32,
@@ -1043,6 +1449,7 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "PRIQ_CONS",
+        alias: None,
         offset: 0xcc,
         page: 1,
         width: RegWidth::W32,
@@ -1054,14 +1461,16 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "PRIQ_IRQ_CFG0",
+        alias: None,
         offset: 0xd0,
         page: 0,
         width: RegWidth::W64,
         spec: "6.3.34",
-        fields: &[rf!(PRIQ_IRQ_CFG0::ADDR, "ADDR")],
+        fields: &[rf!(PRIQ_IRQ_CFG0::ADDR, "ADDR", RegFieldKind::Address)],
     },
     RegisterInfo {
         name: "PRIQ_IRQ_CFG1",
+        alias: None,
         offset: 0xd8,
         page: 0,
         width: RegWidth::W32,
@@ -1070,18 +1479,24 @@ pub const REGISTERS: &[RegisterInfo] = &[
     },
     RegisterInfo {
         name: "PRIQ_IRQ_CFG2",
+        alias: None,
         offset: 0xdc,
         page: 0,
         width: RegWidth::W32,
         spec: "6.3.36",
         fields: &[
             rf!(PRIQ_IRQ_CFG2::LO, "LO"),
-            rf!(PRIQ_IRQ_CFG2::SH, "SH"),
+            rf!(
+                PRIQ_IRQ_CFG2::SH,
+                "SH",
+                RegFieldKind::Enum(meaning::SHAREABILITY)
+            ),
             rf!(PRIQ_IRQ_CFG2::MEMATTR, "MemAttr"),
         ],
     },
     RegisterInfo {
         name: "MPAMIDR",
+        alias: None,
         offset: 0x130,
         page: 0,
         width: RegWidth::W32,
@@ -1092,3 +1507,145 @@ pub const REGISTERS: &[RegisterInfo] = &[
         ],
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::{FieldMeaning, RegFieldKind, RegWidth, RegisterInfo, REGISTERS};
+
+    fn reg(name: &str) -> &'static RegisterInfo {
+        RegisterInfo::by_name(name).expect("a register")
+    }
+
+    #[test]
+    fn fields_are_disjoint_and_inside_the_register() {
+        for r in REGISTERS {
+            let width = match r.width {
+                RegWidth::W32 => 32,
+                RegWidth::W64 => 64,
+            };
+            let mut seen = 0u64;
+            for f in r.fields {
+                assert!(f.hi() < width, "{}.{} beyond the register", r.name, f.name);
+                assert_eq!(
+                    seen & f.mask_in_place(),
+                    0,
+                    "{}.{} overlaps",
+                    r.name,
+                    f.name
+                );
+                seen |= f.mask_in_place();
+            }
+        }
+    }
+
+    #[test]
+    fn enumerated_values_fit_their_field_once_each() {
+        for r in REGISTERS {
+            for f in r.fields {
+                if let RegFieldKind::Enum(list) = f.kind {
+                    for (i, (v, _)) in list.iter().enumerate() {
+                        assert!(*v <= f.mask, "{}.{}: {v} does not fit", r.name, f.name);
+                        assert!(
+                            list.iter().skip(i + 1).all(|(w, _)| w != v),
+                            "{}.{}: {v} listed twice",
+                            r.name,
+                            f.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn meanings_of_values() {
+        let oas = reg("IDR5").fields.iter().find(|f| f.name == "OAS").unwrap();
+        assert_eq!(oas.meaning(0b101), Some(FieldMeaning::Text("48 bits")));
+        let ttendian = reg("IDR0")
+            .fields
+            .iter()
+            .find(|f| f.name == "TTENDIAN")
+            .unwrap();
+        assert_eq!(ttendian.meaning(0b01), Some(FieldMeaning::Reserved));
+        let cmdqs = reg("IDR1")
+            .fields
+            .iter()
+            .find(|f| f.name == "CMDQS")
+            .unwrap();
+        let m = cmdqs.meaning(19).unwrap();
+        assert_eq!(
+            m,
+            FieldMeaning::Pow2 {
+                log2: 19,
+                unit: "entries at most"
+            }
+        );
+        let mut text = heapless::String::<64>::new();
+        core::fmt::write(&mut text, format_args!("{m}")).unwrap();
+        assert_eq!(text.as_str(), "2^19 = 524288 entries at most");
+        // A plain number has no meaning to add.
+        let wr = reg("CMDQ_PROD").fields.first().unwrap();
+        assert_eq!(wr.meaning(5), None);
+    }
+
+    #[test]
+    fn address_fields_hold_their_bits_in_place() {
+        let base = reg("SMMU_STRTAB_BASE");
+        let addr = base.fields.iter().find(|f| f.name == "ADDR").unwrap();
+        let value = 0x4000_0000_8000_0000 | 0x3f;
+        assert_eq!(addr.address(value), Some(0x8000_0000));
+        assert_eq!(
+            addr.meaning(addr.get(value)),
+            Some(FieldMeaning::Address(0x8000_0000))
+        );
+        let ra = base.fields.iter().find(|f| f.name == "RA").unwrap();
+        assert_eq!(ra.address(value), None);
+        // Every queue base and MSI address register has exactly one address field.
+        for name in [
+            "CMDQ_BASE",
+            "EVENTQ_BASE",
+            "PRIQ_BASE",
+            "GERROR_IRQ_CFG0",
+            "EVENTQ_IRQ_CFG0",
+            "PRIQ_IRQ_CFG0",
+        ] {
+            let n = reg(name)
+                .fields
+                .iter()
+                .filter(|f| f.kind == RegFieldKind::Address)
+                .count();
+            assert_eq!(n, 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn res0_bits_are_the_bits_no_field_covers() {
+        // IDR0 bits 31 and 29 are RES0 (§6.3.1).
+        assert_eq!(
+            reg("IDR0").res0_bits_set(u64::from(u32::MAX)),
+            (1 << 31) | (1 << 29)
+        );
+        // CR0 bit 5 (§6.3.9); bits above a 32-bit register's width are not its bits.
+        assert_eq!(reg("CR0").res0_bits_set(0x1_0000_0021), 0x20);
+        assert_eq!(reg("CR0").res0_bits_set(0xd), 0);
+        // STRTAB_BASE bits [63], [61:56], [5:0] (§6.3.24).
+        assert_eq!(
+            reg("STRTAB_BASE").res0_bits_set(u64::MAX),
+            (1 << 63) | (0x3f << 56) | 0x3f
+        );
+    }
+
+    #[test]
+    fn the_specification_names_and_the_linux_alias() {
+        assert_eq!(reg("EVTQ_PROD").name, "EVENTQ_PROD");
+        assert_eq!(reg("smmu_eventq_prod").name, "EVENTQ_PROD");
+        assert_eq!(reg("EVENTQ_PROD").alias, Some("EVTQ_PROD"));
+        assert!(RegisterInfo::by_name("EVTQ").is_none());
+        // No two registers answer to the same name.
+        for r in REGISTERS {
+            for n in core::iter::once(r.name).chain(r.alias) {
+                assert_eq!(reg(n).absolute_offset(), r.absolute_offset(), "{n}");
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub mod fields {
     /// `S1Fmt` (IHI 0070 G.b §5.2).
     pub const S1FMT: Field = Field::new("S1Fmt", 0, 5, 4);
     /// `S1ContextPtr` (IHI 0070 G.b §5.2).
-    pub const S1_CONTEXT_PTR: Field = Field::new("S1ContextPtr", 0, 55, 6);
+    pub const S1_CONTEXT_PTR: Field = Field::address("S1ContextPtr", 0, 55, 6);
     /// `S1CDMax` (IHI 0070 G.b §5.2).
     pub const S1_CD_MAX: Field = Field::new("S1CDMax", 0, 63, 59);
     /// `S1DSS` (IHI 0070 G.b §5.2).
@@ -131,7 +131,7 @@ pub mod fields {
     /// `S2DS` (IHI 0070 G.b §5.2).
     pub const S2DS: Field = Field::new("S2DS", 3, 3, 3);
     /// `S2TTB` (IHI 0070 G.b §5.2).
-    pub const S2TTB: Field = Field::new("S2TTB", 3, 55, 4);
+    pub const S2TTB: Field = Field::address("S2TTB", 3, 55, 4);
     /// `S2SKL` (IHI 0070 G.b §5.2).
     pub const S2SKL: Field = Field::new("S2SKL", 3, 62, 61);
     /// `IMPLEMENTATION_DEFINED_2` (IHI 0070 G.b §5.2).
@@ -157,7 +157,7 @@ pub mod fields {
     /// `TL1` (IHI 0070 G.b §5.2).
     pub const TL1: Field = Field::new("TL1", 5, 11, 11);
     /// `VMSPtr` (IHI 0070 G.b §5.2).
-    pub const VMSPTR: Field = Field::new("VMSPtr", 5, 55, 12);
+    pub const VMSPTR: Field = Field::address("VMSPtr", 5, 55, 12);
     /// `S2SW` (IHI 0070 G.b §5.2).
     pub const S2SW: Field = Field::new("S2SW", 6, 0, 0);
     /// `S2SA` (IHI 0070 G.b §5.2).
@@ -165,7 +165,7 @@ pub mod fields {
     /// `S_S2SL0_2` (IHI 0070 G.b §5.2).
     pub const S_S2SL0_2: Field = Field::new("S_S2SL0_2", 6, 2, 2);
     /// `S_S2TTB` (IHI 0070 G.b §5.2).
-    pub const S_S2TTB: Field = Field::new("S_S2TTB", 6, 55, 4);
+    pub const S_S2TTB: Field = Field::address("S_S2TTB", 6, 55, 4);
     /// `S_S2SKL` (IHI 0070 G.b §5.2).
     pub const S_S2SKL: Field = Field::new("S_S2SKL", 6, 62, 61);
     /// `S2POI` (IHI 0070 G.b §5.2).
