@@ -16,5 +16,7 @@ pub mod carveout;
 pub mod console;
 pub mod edu;
 pub mod pci;
+pub mod slot;
+pub mod stack;
 pub mod time;
 pub mod verdict;

@@ -16,15 +16,16 @@ use smmu::arch::event::Event;
 use smmu::evtq::EventReport;
 use smmu::strtab::Layout;
 use smmu::{
-    Attachment, Domain, DomainStage, Error, MasterConfig, Mmio, OwnedStreamTable, PhysAddr,
-    PhysRange, ResetPlan, Smmu, SmmuConfig,
+    Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
+    PhysAddr, PhysRange, RegisterAccess, ResetPlan, Smmu, SmmuConfig,
 };
 use smmu_firmware::board::{self, CARVEOUT_BASE, CARVEOUT_SIZE};
 use smmu_firmware::carveout::Carveout;
 use smmu_firmware::edu::{self, Edu};
 use smmu_firmware::pci::{Ecam, Function};
+use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
-use smmu_firmware::{console, println};
+use smmu_firmware::{console, println, stack};
 use smmu_pagetable::{Iova, Prot};
 
 /// Device memory: attribute index 0 (aarch64-rt's default MAIR: Device-nGnRE).
@@ -69,9 +70,20 @@ impl ExceptionHandlers for Exceptions {
 
 exception_handlers!(Exceptions);
 
-entry!(main, 64);
+// 16 pages: the 64 KiB stack that `Smmu` used to overflow; it now lives in a static.
+entry!(main, 16);
 
-const EVENTS: usize = 64;
+type Driver = Smmu<&'static Mmio, &'static Carveout, OwnedStreamTable>;
+
+static CARVEOUT: StaticSlot<Carveout> = StaticSlot::new();
+static REGS: StaticSlot<Mmio> = StaticSlot::new();
+/// The driver as the platform first builds it: strict about GBPA.
+static STRICT: StaticSlot<Driver> = StaticSlot::new();
+/// The driver after the platform accepted an SMMU that ignores GBPA.
+static ACCEPTING: StaticSlot<Driver> = StaticSlot::new();
+
+/// Events kept per drain (the rest are counted): the checks look at the first.
+const EVENTS: usize = 4;
 
 /// Events drained by one call, kept for inspection.
 struct Drained {
@@ -85,9 +97,32 @@ impl Drained {
     }
 }
 
-fn drain<R: smmu::RegisterAccess, H: smmu::Hal, S: smmu::StreamTable>(
-    smmu: &mut Smmu<R, H, S>,
-) -> Drained {
+/// One event in a line: its name, StreamID and the fields the checks look at.
+struct Show<'a>(Option<&'a EventReport>);
+
+impl core::fmt::Display for Show<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(EventReport::Event(Event::BadStreamId(s))) => {
+                write!(f, "C_BAD_STREAMID StreamID {:#x}", s.sid)
+            }
+            Some(EventReport::Event(Event::Translation(t))) => write!(
+                f,
+                "F_TRANSLATION StreamID {:#x} IOVA {:#x} {} stage {} CLASS {:?}",
+                t.fault.stream.sid,
+                t.fault.input_addr,
+                if t.fault.read { "read" } else { "write" },
+                if t.fault.stage2 { 2 } else { 1 },
+                t.fault.class,
+            ),
+            Some(other) => write!(f, "{other:?}"),
+        }
+    }
+}
+
+#[inline(never)]
+fn drain(smmu: &mut Driver) -> Drained {
     let mut d = Drained {
         events: [None; EVENTS],
         count: 0,
@@ -102,12 +137,23 @@ fn drain<R: smmu::RegisterAccess, H: smmu::Hal, S: smmu::StreamTable>(
 }
 
 fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    stack::paint();
     console::init();
     println!("smmu firmware: stage confine on QEMU virt");
     let mut v = Verdict::new();
     if let Err(e) = run(&mut v) {
         v.check("run", false, format_args!("stopped: {e}"));
     }
+    let (used, size) = stack::used();
+    v.check(
+        "stack",
+        used < size,
+        format_args!(
+            "{} KiB of the {} KiB boot stack used",
+            used.div_ceil(1024),
+            size / 1024
+        ),
+    );
     v.exit()
 }
 
@@ -117,10 +163,31 @@ fn bytes(pa: u64, len: usize) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(pa as usize as *mut u8, len) }
 }
 
+/// Builds a driver in `slot` (a separate frame, so that the stream table's ~10 KiB
+/// temporary is on the stack once, not once per call site).
+#[inline(never)]
+fn build(
+    slot: &'static StaticSlot<Driver>,
+    regs: &'static Mmio,
+    carve: &'static Carveout,
+    features: smmu::arch::idr::Features,
+    config: SmmuConfig,
+) -> Result<&'static mut Driver, Error> {
+    let slot = slot.take().ok_or(Error::CapacityExhausted)?;
+    let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
+    let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
+    let strtab = OwnedStreamTable::new(carve, layout, log2, features.coherent, &abort)?;
+    Smmu::new_in(slot, regs, carve, features, strtab, config)
+}
+
+#[inline(never)]
 fn run(v: &mut Verdict) -> Result<(), Error> {
+    let (Some(carve_slot), Some(regs_slot)) = (CARVEOUT.take(), REGS.take()) else {
+        return Err(Error::CapacityExhausted);
+    };
     // SAFETY: the carve-out is RAM above the image (memory.ld), identity-mapped and used by
     // nothing else; the shared window is its last MiB.
-    let carve = unsafe {
+    let carve: &'static Carveout = carve_slot.write(unsafe {
         Carveout::new(
             CARVEOUT_BASE,
             CARVEOUT_SIZE,
@@ -129,14 +196,11 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
                 size: board::SHARED_WINDOW_SIZE,
             },
         )
-    };
-    // SAFETY: the SMMU frame is mapped as Device memory by the initial page table, 8-aligned.
-    let regs = unsafe {
-        Mmio::new(
-            NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?,
-            Mmio::STANDARD_SIZE,
-        )
-    };
+    });
+    let base = NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?;
+    // SAFETY: the SMMU frame is mapped as Device memory by the initial page table, 8-aligned,
+    // and only the driver uses it.
+    let regs: &'static Mmio = regs_slot.write(unsafe { Mmio::new(base, Mmio::STANDARD_SIZE) });
 
     // PCI: both edu functions, StreamID = RID.
     // SAFETY: QEMU virt's high ECAM window is mapped as Device memory; nothing else
@@ -175,34 +239,80 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     );
 
     // Probe.
-    let features = smmu::probe::probe(&regs)?;
+    let features = smmu::probe::probe(regs)?;
     v.check(
         "probe",
         features.stage1,
         format_args!(
-            "stage1={} stage2={} ST_LEVEL={} RIL={} OAS={:?} SIDSIZE={} SSIDSIZE={} coherent={} IIDR={:#x}",
+            "stage1={} stage2={} ST_LEVEL={} RIL={} OAS={:?} SIDSIZE={} SSIDSIZE={} coherent={} \
+             IDR0={:#x} IDR1={:#x} IDR3={:#x} IDR5={:#x} IIDR={:#x}",
             features.stage1,
             features.stage2,
-            if features.two_level_stream_table { "2-level" } else { "linear" },
+            if features.two_level_stream_table {
+                "2-level"
+            } else {
+                "linear"
+            },
             features.range_invalidation,
             features.oas,
             features.sid_bits,
             features.ssid_bits,
             features.coherent,
-            regs_iidr(&regs),
+            idr(regs, 0),
+            idr(regs, 1),
+            idr(regs, 3),
+            idr(regs, 5),
+            regs.read32(smmu::arch::regs::offset::IIDR),
         ),
     );
 
-    // Full reset.
+    // Full reset, strict about GBPA first (SPEC D11): an SMMU that ignores the abort must
+    // be reported, not treated as success.
     let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
-    let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
-    let strtab = OwnedStreamTable::new(&carve, layout, log2, features.coherent, &abort)?;
-    let mut smmu = Smmu::new(&regs, &carve, features, strtab, SmmuConfig::default())?;
-    let reset = smmu.reset(&ResetPlan::FULL);
+    let strict = build(&STRICT, regs, carve, features, SmmuConfig::default())?;
+    let first = strict.reset(&ResetPlan::FULL);
+    let smmuen = regs.read32(smmu::arch::regs::offset::CR0) & 1 != 0;
+    let (smmu, reset): (&mut Driver, _) = match first {
+        Ok(()) => {
+            v.check("GBPA read-back", true, format_args!("GBPA took ABORT"));
+            (strict, Ok(()))
+        }
+        Err(Error::GbpaNotTaken { wrote, read }) if !smmuen => {
+            v.check(
+                "GBPA read-back",
+                true,
+                format_args!(
+                    "strict full reset refused: GBPA ignored (wrote {wrote:#x}, reads {read:#x}); \
+                     SMMU still disabled"
+                ),
+            );
+            // The platform's decision (QEMU 7.2 has no GBPA): accept it while the SMMU is
+            // disabled. The strict driver's queues stay allocated (a few KiB of carve-out):
+            // releasing it would move it onto the stack.
+            let config = SmmuConfig {
+                gbpa: GbpaPolicy::AcceptIgnoredWhileDisabled,
+                ..SmmuConfig::default()
+            };
+            let smmu = build(&ACCEPTING, regs, carve, features, config)?;
+            let reset = smmu.reset(&ResetPlan::FULL);
+            (smmu, reset)
+        }
+        Err(e) => {
+            v.check("GBPA read-back", false, format_args!("full reset: {e}"));
+            return Err(e);
+        }
+    };
     v.check(
         "full reset",
         reset.is_ok(),
-        format_args!("{layout:?} stream table of 2^{log2} StreamIDs: {reset:?}"),
+        format_args!(
+            "{layout:?} stream table of 2^{log2} StreamIDs: {reset:?}{}",
+            if smmu.gbpa_ignored() {
+                " (GBPA ignored: DMA bypassed until SMMUEN was set)"
+            } else {
+                ""
+            }
+        ),
     );
     reset?;
 
@@ -217,9 +327,9 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
 
     // Before any attach: the StreamID has no level-2 table, so the SMMU refuses the DMA and
     // records C_BAD_STREAMID.
-    let _ = drain(&mut smmu);
+    let _ = drain(smmu);
     dma_err(dev.read_from(0x10_0000, 0, 64));
-    let d = drain(&mut smmu);
+    let d = drain(smmu);
     let bad_sid = matches!(
         d.first(),
         Some(EventReport::Event(Event::BadStreamId(s))) if s.sid == sid
@@ -227,7 +337,11 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     v.check(
         "unattached DMA refused",
         bad_sid,
-        format_args!("{} event(s), first {:?}", d.count, d.first()),
+        format_args!(
+            "{} event(s) for 64 bytes, first {}",
+            d.count,
+            Show(d.first())
+        ),
     );
 
     // Stage-1 domain, attached.
@@ -238,7 +352,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         stall: false,
         ssid_bits: 0,
     })?;
-    let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, &carve)?;
+    let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     const LEN: u64 = edu::MAX_TRANSFER;
     const IOVA_SRC: u64 = 0x10_0000;
@@ -257,7 +371,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     let out = bytes(dst.pa.0, 3 * 4096);
     let landed = out[4096..4096 + LEN as usize] == *bytes(src.pa.0, LEN as usize);
     let neighbours_clean = out[..4096].iter().chain(&out[8192..]).all(|&b| b == 0);
-    let d = drain(&mut smmu);
+    let d = drain(smmu);
     v.check(
         "stage-1 DMA translated",
         landed && neighbours_clean && d.count == 0,
@@ -270,7 +384,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
 
     // An unmapped IOVA: F_TRANSLATION with the IOVA and StreamID.
     dma_err(dev.write_to(0, IOVA_UNMAPPED, 8));
-    let d = drain(&mut smmu);
+    let d = drain(smmu);
     let fault = match d.first() {
         Some(EventReport::Event(Event::Translation(t))) => Some(t.fault),
         _ => None,
@@ -279,20 +393,22 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         "unmapped IOVA faults",
         fault.is_some_and(|f| f.input_addr == IOVA_UNMAPPED && f.stream.sid == sid),
         format_args!(
-            "{} event(s) for an 8-byte write, first {:?}",
+            "{} event(s) for an 8-byte write, first {}",
             d.count,
-            d.first()
+            Show(d.first())
         ),
     );
 
     // Unmap (the driver issues the TLBI and its sync), then DMA to the old IOVA: it must
     // fault, not reach the old page through a stale TLB entry.
-    for b in out[4096..8192].iter_mut() {
-        *b = 0;
-    }
-    let unmapped = smmu.unmap(&mut domain, Iova(IOVA_DST), 4096)?;
+    out.fill(0);
+    let unmapped = if cfg!(feature = "broken-skip-tlbi") {
+        clear_leaf_without_tlbi(&domain, IOVA_DST)
+    } else {
+        smmu.unmap(&mut domain, Iova(IOVA_DST), 4096)?
+    };
     dma_err(dev.write_to(0, IOVA_DST, 64));
-    let d = drain(&mut smmu);
+    let d = drain(smmu);
     let untouched = out.iter().all(|&b| b == 0);
     let faulted = matches!(
         d.first(),
@@ -302,17 +418,19 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         "unmap invalidates",
         unmapped == 4096 && untouched && faulted,
         format_args!(
-            "unmapped {unmapped:#x} bytes; DMA to the old IOVA: memory untouched {untouched}, {} event(s), first {:?}",
+            "unmapped {unmapped:#x} bytes; DMA to the old IOVA: memory untouched {untouched}, \
+             {} event(s), first {}",
             d.count,
-            d.first()
+            Show(d.first())
         ),
     );
 
     // Detach: abort, silently (an abort STE records no event).
     smmu.map(&mut domain, Iova(IOVA_DST), PhysAddr(dst_pa), 4096, rw)?;
     smmu.detach(edu_master)?;
+    out.fill(0);
     dma_err(dev.write_to(0, IOVA_DST, 64));
-    let d = drain(&mut smmu);
+    let d = drain(smmu);
     let untouched = out.iter().all(|&b| b == 0);
     v.check(
         "detach leaves abort",
@@ -333,7 +451,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         ssid_bits: 0,
     })?;
     let identity = smmu.attach_identity(gpu_master);
-    let mut pdomain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, true, &carve)?;
+    let mut pdomain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, true, carve)?;
     let private = smmu.map(&mut pdomain, Iova(IOVA_SRC), src.pa, 4096, rw);
     let shared = PhysAddr(board::SHARED_WINDOW_BASE);
     smmu.map(&mut pdomain, Iova(IOVA_DST), shared, 4096, rw)?;
@@ -348,11 +466,11 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     let window = bytes(shared.0, 2 * LEN as usize);
     let (first, second) = window.split_at(LEN as usize);
     let in_window = first == second;
-    let d = drain(&mut smmu);
+    let d = drain(smmu);
     let in_window = in_window && d.count == 0;
     // Outside: buffer -> an IOVA mapped nowhere faults.
     dma_err(gpu.write_to(0, IOVA_SRC, 8));
-    let d = drain(&mut smmu);
+    let d = drain(smmu);
     let reach_fault = matches!(
         d.first(),
         Some(EventReport::Event(Event::Translation(t)))
@@ -364,9 +482,9 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         format_args!(
             "identity {identity:?}; private page map {private:?}; unprotected domain {unprotected_domain:?}; \
              DMA inside the window copied {in_window}; \
-             DMA outside the window: {} event(s), first {:?}",
+             DMA outside the window: {} event(s), first {}",
             d.count,
-            d.first()
+            Show(d.first())
         ),
     );
 
@@ -380,9 +498,37 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     println!(
         "carve-out in use: {} KiB; Smmu is {} bytes",
         carve.used_bytes() / 1024,
-        core::mem::size_of::<Smmu<&Mmio, &Carveout, OwnedStreamTable>>()
+        core::mem::size_of::<Driver>()
     );
     Ok(())
+}
+
+/// The `broken-skip-tlbi` variant's unmap: clears the leaf descriptor of `iova` behind the
+/// driver's back, with no TLB invalidation. The SMMU keeps using its cached translation.
+fn clear_leaf_without_tlbi(domain: &Domain<&Carveout>, iova: u64) -> u64 {
+    let mut leaf_table = None;
+    domain.table().walk(|e| {
+        if let smmu_pagetable::WalkEntry::Table {
+            iova: t,
+            span,
+            level: 3,
+            table,
+            ..
+        } = *e
+        {
+            if (t.0..t.0 + span).contains(&iova) {
+                leaf_table = Some((t.0, table.0));
+            }
+        }
+    });
+    let Some((base, table)) = leaf_table else {
+        return 0;
+    };
+    let pte = table + ((iova - base) >> 12) * 8;
+    // SAFETY: `pte` is the level-3 descriptor of `iova` in a table page of the carve-out
+    // (identity-mapped); a single aligned 64-bit store, as the driver's own unmap does.
+    unsafe { (pte as usize as *mut u64).write_volatile(0) };
+    4096
 }
 
 fn dma_err(r: Result<(), edu::EduError>) {
@@ -391,9 +537,8 @@ fn dma_err(r: Result<(), edu::EduError>) {
     }
 }
 
-fn regs_iidr(regs: &Mmio) -> u32 {
-    use smmu::RegisterAccess;
-    regs.read32(smmu::arch::regs::offset::IIDR)
+fn idr(regs: &Mmio, n: usize) -> u32 {
+    regs.read32(smmu::arch::regs::offset::IDR0 + 4 * n)
 }
 
 #[panic_handler]
