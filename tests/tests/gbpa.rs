@@ -18,11 +18,13 @@ const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const SID: u32 = 0x8;
 const IOVA: u64 = 0x10_0000;
 
+/// QEMU 7.2 as the firmware met it (stage 1 only, `GBPA` not implemented), or the same SMMU
+/// with a working `GBPA`.
 fn model(gbpa_ignored: bool) -> ModelConfig {
     ModelConfig {
         ram_size: 32 << 20,
         gbpa_ignored,
-        ..ModelConfig::hostile(Profile::qemu_virt(), 11)
+        ..ModelConfig::hostile(Profile::qemu_7_2(), 11)
     }
 }
 

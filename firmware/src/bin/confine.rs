@@ -245,7 +245,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         features.stage1,
         format_args!(
             "stage1={} stage2={} ST_LEVEL={} RIL={} OAS={:?} SIDSIZE={} SSIDSIZE={} coherent={} \
-             IDR0={:#x} IDR1={:#x} IDR3={:#x} IDR5={:#x} IIDR={:#x}",
+             IDR0..5={:#x},{:#x},{:#x},{:#x},{:#x},{:#x} IIDR={:#x} AIDR={:#x}",
             features.stage1,
             features.stage2,
             if features.two_level_stream_table {
@@ -260,9 +260,12 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
             features.coherent,
             idr(regs, 0),
             idr(regs, 1),
+            idr(regs, 2),
             idr(regs, 3),
+            idr(regs, 4),
             idr(regs, 5),
             regs.read32(smmu::arch::regs::offset::IIDR),
+            regs.read32(smmu::arch::regs::offset::AIDR),
         ),
     );
 
