@@ -48,8 +48,8 @@ impl Verdict {
 }
 
 /// Ends the run with `code` as QEMU's exit status (semihosting `SYS_EXIT`, which needs QEMU's
-/// `-semihosting`; without it the trap lands in the binary's exception handler, which powers
-/// off through PSCI).
+/// `-semihosting`; without it the trap lands in the binary's exception handler, which halts
+/// so that the runner's timeout reports a failure).
 pub fn exit(code: i32) -> ! {
     semihosting::process::exit(code)
 }
