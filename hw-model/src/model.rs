@@ -169,6 +169,10 @@ pub struct ModelConfig {
     pub masters_per_store: u32,
     /// Maximum violations kept (older ones are counted, not stored).
     pub max_violations: usize,
+    /// `GBPA` is not implemented, as in QEMU 7.2's SMMUv3: it reads as 0 and writes are
+    /// dropped (no handshake, no violation); while `SMMUEN` is 0 transactions bypass with the
+    /// reset attributes. Default false.
+    pub gbpa_ignored: bool,
 }
 
 impl ModelConfig {
@@ -221,6 +225,7 @@ impl Default for ModelConfig {
             masters_per_step: 0,
             masters_per_store: 0,
             max_violations: 4096,
+            gbpa_ignored: false,
         }
     }
 }
@@ -911,6 +916,7 @@ impl Model {
                     0
                 }
             }
+            reg::GBPA if self.cfg.gbpa_ignored => 0,
             reg::GBPA => {
                 let upd = self.pending.iter().any(|x| x.reg == AckReg::Gbpa);
                 self.gbpa | if upd { reg::GBPA_UPDATE } else { 0 }
@@ -1146,6 +1152,7 @@ impl Model {
                     self.cr2 = v & (reg::CR2_E2H | reg::CR2_RECINVSID | reg::CR2_PTM);
                 }
             }
+            reg::GBPA if self.cfg.gbpa_ignored => {}
             reg::GBPA => {
                 let busy = self.pending.iter().position(|p| p.reg == AckReg::Gbpa);
                 if let Some(i) = busy {

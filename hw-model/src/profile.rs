@@ -28,6 +28,18 @@ impl Profile {
         }
     }
 
+    /// QEMU 7.2's `virt` SMMUv3, ID registers as the bare-metal firmware (`firmware/`) read
+    /// them: as [`Profile::qemu_virt`] but stage 1 only (`IDR0` 0x0d40101a: no `S2P`). Its
+    /// `GBPA` is not implemented; pair it with `ModelConfig::gbpa_ignored`.
+    pub fn qemu_7_2() -> Self {
+        Self {
+            name: "qemu-7.2",
+            idr: [0x0D40_101A, 0x0273_0010, 0, 0x1404, 0, 0x74],
+            iidr: 0,
+            aidr: 1,
+        }
+    }
+
     /// Like an Arm MMU-600 r1p0: S1+S2, HYP, ATS, PRI, MSI, SEV, stall model 0 (stall and
     /// terminate), 2-level stream and CD tables, SIDSIZE 24, SSIDSIZE 20, OAS 48, 4K/16K/64K,
     /// IIDR of Arm product 0x483, AIDR v3.1 (no RIL).

@@ -1,6 +1,8 @@
 //! The driver core: [`Smmu`] owns the registers, the queues, the stream table, the ID
 //! allocators and the per-master state (SPEC D1–D10).
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use heapless::Vec;
@@ -60,6 +62,32 @@ pub struct SmmuConfig {
     pub cmdq_log2: u32,
     /// The SMMU snoops CPU caches for its structures. `None`: as `IDR0.COHACC` says.
     pub coherent: Option<bool>,
+    /// What a reset accepts from an SMMU whose `GBPA` does not take the value written (SPEC
+    /// D11). Default [`GbpaPolicy::Strict`].
+    pub gbpa: GbpaPolicy,
+}
+
+/// What [`Smmu::reset`] accepts when `SMMU_GBPA` does not read back as written (SPEC D11).
+///
+/// `GBPA.ABORT` decides what happens to incoming transactions while `CR0.SMMUEN` is 0
+/// (§6.3.14): a reset that cannot confirm it leaves a window in which DMA bypasses. Some
+/// SMMUs ignore the register: QEMU 7.2's SMMUv3 reads `GBPA` as 0 and drops every write,
+/// and bypasses whenever `SMMUEN` is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GbpaPolicy {
+    /// Every `GBPA` update must read back as written; otherwise the step fails with
+    /// [`Error::GbpaNotTaken`].
+    #[default]
+    Strict,
+    /// The platform knows its SMMU ignores `GBPA`. The reset's abort step
+    /// ([`ResetStep::GlobalBypassAbort`]) is accepted when the write was dropped (the
+    /// read-back equals the value before it) *and* `SMMUEN` reads 0 — the SMMU was
+    /// bypassing already, so the reset opens no new window — and
+    /// [`Smmu::gbpa_ignored`] then reports it. With `SMMUEN` set the step still fails (the
+    /// reset's next step would turn translated DMA into bypass), and the failure action of a
+    /// plan never clears `SMMUEN` on an unconfirmed abort (SPEC K16).
+    AcceptIgnoredWhileDisabled,
 }
 
 impl Default for SmmuConfig {
@@ -73,6 +101,7 @@ impl Default for SmmuConfig {
             priq_log2: None,
             cmdq_log2: 8,
             coherent: None,
+            gbpa: GbpaPolicy::Strict,
         }
     }
 }
@@ -141,11 +170,12 @@ pub struct Smmu<R: RegisterAccess, H: Hal, S: StreamTable> {
     strtab: S,
     asids: IdAllocator,
     vmids: IdAllocator,
-    masters: Vec<Option<Master>, MAX_MASTERS>,
+    masters: [Option<Master>; MAX_MASTERS],
     next_token: u32,
     cr0: u32,
     e2h: bool,
     entry_features: EntryFeatures,
+    gbpa_ignored: bool,
 }
 
 impl<R: RegisterAccess, H: Hal, S: StreamTable> core::fmt::Debug for Smmu<R, H, S> {
@@ -220,6 +250,11 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// configured, the event and PRI queues. Touches no register; [`Smmu::reset`] does.
     ///
     /// On failure everything allocated, `strtab` included, is given back.
+    ///
+    /// `Smmu` is large (about 52 KiB with an [`OwnedStreamTable`](crate::OwnedStreamTable):
+    /// two 16 KiB ASID/VMID bitmaps, the master table, the stream table's level-2
+    /// directory), and this returns it by value: a firmware or kernel with a small stack
+    /// uses [`Smmu::new_in`] instead.
     pub fn new(
         regs: R,
         hal: H,
@@ -227,6 +262,29 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         strtab: S,
         config: SmmuConfig,
     ) -> Result<Self, Error> {
+        let mut slot = MaybeUninit::uninit();
+        Self::new_in(&mut slot, regs, hal, features, strtab, config)?;
+        // SAFETY: `new_in` returned `Ok`, so it initialised every field of `slot`.
+        Ok(unsafe { slot.assume_init() })
+    }
+
+    /// As [`Smmu::new`], but builds the driver directly in caller-provided memory (a
+    /// `static`, a HAL page, a `Box<MaybeUninit<_>>`): nothing of the size of `Smmu` passes
+    /// through the stack. The largest temporaries are `strtab` (moved in once; about 10 KiB
+    /// for an [`OwnedStreamTable`](crate::OwnedStreamTable)) and one queue handle.
+    ///
+    /// On success the slot is initialised and the returned reference is the driver; the
+    /// slot is a `MaybeUninit`, so dropping it does not drop the driver (it owns no `Drop`
+    /// resource: buffers go back through [`Smmu::release`]). On failure the slot is left
+    /// uninitialised and everything allocated, `strtab` included, is given back.
+    pub fn new_in(
+        slot: &mut MaybeUninit<Self>,
+        regs: R,
+        hal: H,
+        features: Features,
+        strtab: S,
+        config: SmmuConfig,
+    ) -> Result<&mut Self, Error> {
         let coherent = config.coherent.unwrap_or(features.coherent);
         let mode = SyncMode::select(features.msi, features.sev, coherent);
         let cmdq_log2 = config.cmdq_log2.min(u32::from(features.cmdq_log2_max));
@@ -268,29 +326,64 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             stalls: features.stall_model == StallModel::Stall,
             e2h,
         };
-        let mut masters = Vec::new();
-        for _ in 0..MAX_MASTERS {
-            let _ = masters.push(None);
+        let asid_bits = if features.asid16 { 16 } else { 8 };
+        let vmid_bits = if features.vmid16 { 16 } else { 8 };
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` comes from `&mut MaybeUninit<Self>`, so it is valid for writes and
+        // aligned. Every field is written exactly once through a raw place (no reference to
+        // uninitialised memory is made), the large ones in place.
+        unsafe {
+            addr_of_mut!((*p).regs).write(regs);
+            addr_of_mut!((*p).hal).write(hal);
+            addr_of_mut!((*p).features).write(features);
+            addr_of_mut!((*p).config).write(config);
+            addr_of_mut!((*p).coherent).write(coherent);
+            addr_of_mut!((*p).instance).write(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed));
+            addr_of_mut!((*p).cmdq).write(cmdq);
+            addr_of_mut!((*p).evtq).write(evtq);
+            addr_of_mut!((*p).priq).write(priq);
+            addr_of_mut!((*p).strtab).write(strtab);
+            IdAllocator::init_at(addr_of_mut!((*p).asids), asid_bits);
+            IdAllocator::init_at(addr_of_mut!((*p).vmids), vmid_bits);
+            let masters = addr_of_mut!((*p).masters).cast::<Option<Master>>();
+            for i in 0..MAX_MASTERS {
+                masters.add(i).write(None);
+            }
+            addr_of_mut!((*p).next_token).write(1);
+            addr_of_mut!((*p).cr0).write(0);
+            addr_of_mut!((*p).e2h).write(e2h);
+            addr_of_mut!((*p).entry_features).write(entry_features);
+            addr_of_mut!((*p).gbpa_ignored).write(false);
         }
-        Ok(Self {
-            asids: IdAllocator::new(if features.asid16 { 16 } else { 8 }),
-            vmids: IdAllocator::new(if features.vmid16 { 16 } else { 8 }),
-            regs,
-            hal,
-            features,
-            config,
-            coherent,
-            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
-            cmdq,
-            evtq,
-            priq,
-            strtab,
-            masters,
-            next_token: 1,
-            cr0: 0,
-            e2h,
-            entry_features,
-        })
+        // SAFETY: every field was initialised above (`fields_initialised_by_new_in` fails to
+        // compile when a field is added and not listed there, and so here).
+        Ok(unsafe { slot.assume_init_mut() })
+    }
+
+    /// Never called: an exhaustive pattern over `Self`, so that adding a field without
+    /// initialising it in [`Smmu::new_in`] is a compile error here. Keep the two lists equal.
+    #[allow(dead_code)]
+    fn fields_initialised_by_new_in(self) {
+        let Self {
+            regs: _,
+            hal: _,
+            features: _,
+            config: _,
+            coherent: _,
+            instance: _,
+            cmdq: _,
+            evtq: _,
+            priq: _,
+            strtab: _,
+            asids: _,
+            vmids: _,
+            masters: _,
+            next_token: _,
+            cr0: _,
+            e2h: _,
+            entry_features: _,
+            gbpa_ignored: _,
+        } = self;
     }
 
     /// The probed features.
@@ -343,6 +436,12 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         self.e2h
     }
 
+    /// Whether a reset accepted, under [`GbpaPolicy::AcceptIgnoredWhileDisabled`], an SMMU
+    /// that ignored the `GBPA.ABORT` write: until `SMMUEN` was set, incoming DMA bypassed.
+    pub fn gbpa_ignored(&self) -> bool {
+        self.gbpa_ignored
+    }
+
     // ------------------------------------------------------------------ reset
 
     /// Runs a reset plan (SPEC D2 for [`ResetPlan::FULL`]). On failure the plan's
@@ -353,11 +452,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             if let Err(e) = self.run_step(step) {
                 report!(error, "SMMU reset failed at {step:?}: {e}");
                 if plan.on_failure == OnFailure::AbortThenDisable {
-                    // Best effort: the first error is the one to report.
-                    let _ = self.update_gbpa(true);
-                    self.cr0 = self.regs.read32(offset::CR0) & !CR0::SMMUEN.mask;
-                    self.regs.write32(offset::CR0, self.cr0);
-                    let _ = self.wait_cr0_ack();
+                    return Err(self.abort_then_disable(step, e));
                 }
                 return Err(e);
             }
@@ -365,9 +460,47 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         Ok(())
     }
 
+    /// The failure action [`OnFailure::AbortThenDisable`] after `step` failed with `cause`
+    /// (SPEC K16, D11): `GBPA.ABORT` through the handshake, read back; only when it is
+    /// confirmed is `SMMUEN` cleared. Otherwise clearing `SMMUEN` would turn translated DMA
+    /// into bypass, so `CR0` is left alone and, if `SMMUEN` is set, the error says so
+    /// ([`Error::AbortNotConfirmed`]); with `SMMUEN` already clear there is nothing to keep
+    /// and `cause` is reported. Returns the error to report.
+    fn abort_then_disable(&mut self, step: ResetStep, cause: Error) -> Error {
+        let smmuen = CR0::SMMUEN.mask << CR0::SMMUEN.shift;
+        match self.update_gbpa(true) {
+            Ok(()) => {
+                self.cr0 = self.regs.read32(offset::CR0) & !smmuen;
+                self.regs.write32(offset::CR0, self.cr0);
+                // Best effort: the step's error is the one to report.
+                let _ = self.wait_cr0_ack();
+                cause
+            }
+            Err(_) if self.regs.read32(offset::CR0) & smmuen != 0 => Error::AbortNotConfirmed {
+                step,
+                gbpa: self.regs.read32(offset::GBPA),
+            },
+            Err(_) => cause,
+        }
+    }
+
     fn run_step(&mut self, step: ResetStep) -> Result<(), Error> {
         match step {
-            ResetStep::GlobalBypassAbort => self.update_gbpa(true),
+            ResetStep::GlobalBypassAbort => match self.update_gbpa(true) {
+                Err(Error::GbpaNotTaken { wrote, read })
+                    if self.config.gbpa == GbpaPolicy::AcceptIgnoredWhileDisabled
+                        && read == wrote & !(GBPA::ABORT.mask << GBPA::ABORT.shift)
+                        && self.regs.read32(offset::CR0)
+                            & CR0::SMMUEN.mask << CR0::SMMUEN.shift
+                            == 0 =>
+                {
+                    // The write was dropped and the SMMU is disabled (bypassing already):
+                    // accepted by the platform's choice, and reported.
+                    self.gbpa_ignored = true;
+                    Ok(())
+                }
+                other => other,
+            },
             ResetStep::GlobalBypassAllow => self.update_gbpa(false),
             ResetStep::DisableAll => self.write_cr0(0),
             ResetStep::AcknowledgeGlobalErrors => {
@@ -519,7 +652,8 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     }
 
     /// `GBPA.ABORT` = `abort` through the `Update` handshake (§6.3.14): wait for a previous
-    /// update to finish, write with `Update` = 1, wait for `Update` to clear.
+    /// update to finish, write with `Update` = 1, wait for `Update` to clear, and read the
+    /// register back (SPEC D11): a value that did not take is [`Error::GbpaNotTaken`].
     fn update_gbpa(&self, abort: bool) -> Result<(), Error> {
         let update = GBPA::UPDATE.mask << GBPA::UPDATE.shift;
         let idle = || {
@@ -537,7 +671,12 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             current & !abort_bit
         };
         self.regs.write32(offset::GBPA, value | update);
-        idle().map(|_| ())
+        let read = idle()?;
+        if read == value {
+            Ok(())
+        } else {
+            Err(Error::GbpaNotTaken { wrote: value, read })
+        }
     }
 
     // ------------------------------------------------------------------ masters

@@ -128,6 +128,24 @@ pub enum Error {
     /// The STE is adopted and deferred: nothing may rewrite it before an explicit attach
     /// (SPEC K12).
     Deferred(u32),
+    /// `SMMU_GBPA` did not take the value written (`Update` cleared, but the register reads
+    /// `read`, not `wrote`; SPEC D11). QEMU 7.2's SMMU, which ignores `GBPA`, gives this.
+    GbpaNotTaken {
+        /// The value written (without `Update`).
+        wrote: u32,
+        /// The value read back.
+        read: u32,
+    },
+    /// A reset step failed while `SMMUEN` was set, and its failure action could not confirm
+    /// `GBPA.ABORT`, so it left `SMMUEN` set (SPEC K16): DMA is still translated by the
+    /// configuration in force rather than bypassing. The step's own error is superseded:
+    /// what the caller must act on is that the SMMU is still enabled.
+    AbortNotConfirmed {
+        /// The step that failed.
+        step: crate::reset::ResetStep,
+        /// `SMMU_GBPA` as read after the abort attempt.
+        gbpa: u32,
+    },
 }
 
 impl From<HalError> for Error {
@@ -196,6 +214,15 @@ impl fmt::Display for Error {
                 )
             }
             Self::Deferred(s) => write!(f, "StreamID {s:#x} is deferred (adopted, not attached)"),
+            Self::GbpaNotTaken { wrote, read } => write!(
+                f,
+                "the SMMU did not take the global bypass setting: wrote {wrote:#x}, reads {read:#x}"
+            ),
+            Self::AbortNotConfirmed { step, gbpa } => write!(
+                f,
+                "reset step {step:?} failed and global abort could not be confirmed (GBPA reads \
+                 {gbpa:#x}): translation was left enabled rather than fall back to bypass"
+            ),
         }
     }
 }

@@ -59,6 +59,25 @@ impl IdAllocator {
         }
     }
 
+    /// Initialises an allocator (as [`IdAllocator::new`]) directly at `dst`, without a
+    /// temporary: the allocator is 16 KiB, which [`Smmu::new_in`](crate::Smmu::new_in)
+    /// keeps off the stack.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of `Self` and suitably aligned.
+    pub(crate) unsafe fn init_at(dst: *mut Self, bits: u32) {
+        let bits = bits.clamp(1, 16);
+        // SAFETY: `dst` is valid and aligned (caller); each field is written once through a
+        // raw place, and an all-zero `[u64; WORDS]` is a valid bitmap.
+        unsafe {
+            core::ptr::addr_of_mut!((*dst).bits).write(bits);
+            core::ptr::addr_of_mut!((*dst).used).write_bytes(0, 1);
+            core::ptr::addr_of_mut!((*dst).reserved).write_bytes(0, 1);
+            core::ptr::addr_of_mut!((*dst).next).write(1);
+            core::ptr::addr_of_mut!((*dst).in_use).write(0);
+        }
+    }
+
     /// Number of IDs in the space, 0 included.
     pub const fn capacity(&self) -> u32 {
         1 << self.bits

@@ -123,6 +123,8 @@ pub mod access;
 pub mod arch;
 pub mod cdtab;
 pub mod cmdq;
+#[cfg(test)]
+mod construct_tests;
 pub mod dma;
 pub mod domain;
 mod driver;
@@ -145,7 +147,8 @@ pub mod writer;
 pub use access::{Mmio, RegisterAccess};
 pub use domain::{Domain, DomainStage};
 pub use driver::{
-    Attachment, MasterConfig, MasterId, Smmu, SmmuConfig, MAX_MASTERS, MAX_SIDS_PER_MASTER,
+    Attachment, GbpaPolicy, MasterConfig, MasterId, Smmu, SmmuConfig, MAX_MASTERS,
+    MAX_SIDS_PER_MASTER,
 };
 pub use error::{CommandFault, Error, ProbeError, WaitFor};
 pub use hal::{DmaRegion, Hal, HalError, Iova, MapAttr, PhysAddr, PhysRange};

@@ -1,0 +1,564 @@
+//! Stage `confine`: the driver on QEMU's SMMUv3 confines a PCI device's DMA (SPEC F1).
+//!
+//! One line per check, then the verdict as QEMU's exit status (0 = every check held).
+#![no_std]
+#![no_main]
+
+use core::panic::PanicInfo;
+use core::ptr::NonNull;
+
+use aarch64_paging::descriptor::El1Attributes;
+use aarch64_rt::RegisterStateRef;
+use aarch64_rt::{
+    entry, exception_handlers, initial_pagetable, ExceptionHandlers, InitialPagetable,
+};
+use smmu::arch::event::Event;
+use smmu::evtq::EventReport;
+use smmu::strtab::Layout;
+use smmu::{
+    Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
+    PhysAddr, PhysRange, RegisterAccess, ResetPlan, Smmu, SmmuConfig,
+};
+use smmu_firmware::board::{self, CARVEOUT_BASE, CARVEOUT_SIZE};
+use smmu_firmware::carveout::Carveout;
+use smmu_firmware::edu::{self, Edu};
+use smmu_firmware::pci::{Ecam, Function};
+use smmu_firmware::slot::StaticSlot;
+use smmu_firmware::verdict::{self, Verdict};
+use smmu_firmware::{console, println, stack};
+use smmu_pagetable::{Iova, Prot};
+
+/// Device memory: attribute index 0 (aarch64-rt's default MAIR: Device-nGnRE).
+const DEVICE: usize = El1Attributes::VALID
+    .union(El1Attributes::ATTRIBUTE_INDEX_0)
+    .union(El1Attributes::ACCESSED)
+    .union(El1Attributes::UXN)
+    .union(El1Attributes::PXN)
+    .bits();
+/// Normal memory: attribute index 1 (Normal write-back read/write-allocate), inner shareable.
+const NORMAL: usize = El1Attributes::VALID
+    .union(El1Attributes::ATTRIBUTE_INDEX_1)
+    .union(El1Attributes::INNER_SHAREABLE)
+    .union(El1Attributes::ACCESSED)
+    .bits();
+
+// The CPU's identity map, 1 GiB blocks at level 1: the first GiB (UART, SMMU, PCIe MMIO) is
+// Device memory, the second (RAM) Normal cacheable, so the driver's atomics run on Normal
+// memory as they do on real firmware; 256 GiB up is the high PCIe ECAM window.
+initial_pagetable!({
+    let mut idmap = [0; 512];
+    idmap[0] = DEVICE;
+    idmap[1] = NORMAL | 0x4000_0000;
+    idmap[256] = DEVICE | 0x40_0000_0000;
+    InitialPagetable(idmap)
+});
+
+struct Exceptions;
+
+impl ExceptionHandlers for Exceptions {
+    extern "C" fn sync_current(state: RegisterStateRef) {
+        let _ = state;
+        let esr: u64;
+        // SAFETY: reading ESR_EL1 in the exception handler has no side effect.
+        unsafe { core::arch::asm!("mrs {}, esr_el1", out(reg) esr, options(nomem, nostack)) };
+        // EC 0 (an undefined instruction) is the semihosting trap itself when QEMU runs
+        // without `-semihosting`: no exit status can be given, so stop here and let the
+        // runner's timeout report the failure (a PSCI power-off would exit QEMU with 0).
+        if esr >> 26 == 0 {
+            println!("FAIL exception: undefined instruction (no semihosting?); halting");
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        println!("FAIL exception: synchronous exception at EL1, ESR_EL1 {esr:#x}");
+        verdict::exit(2)
+    }
+}
+
+exception_handlers!(Exceptions);
+
+// 16 pages: the 64 KiB stack that `Smmu` used to overflow; it now lives in a static.
+entry!(main, 16);
+
+type Driver = Smmu<&'static Mmio, &'static Carveout, OwnedStreamTable>;
+
+static CARVEOUT: StaticSlot<Carveout> = StaticSlot::new();
+static REGS: StaticSlot<Mmio> = StaticSlot::new();
+/// The driver as the platform first builds it: strict about GBPA.
+static STRICT: StaticSlot<Driver> = StaticSlot::new();
+/// The driver after the platform accepted an SMMU that ignores GBPA.
+static ACCEPTING: StaticSlot<Driver> = StaticSlot::new();
+
+/// Events kept per drain (the rest are counted): the checks look at the first.
+const EVENTS: usize = 4;
+
+/// Events drained by one call, kept for inspection.
+struct Drained {
+    events: [Option<EventReport>; EVENTS],
+    count: usize,
+}
+
+impl Drained {
+    fn first(&self) -> Option<&EventReport> {
+        self.events.first().and_then(Option::as_ref)
+    }
+}
+
+/// One event in a line: its name, StreamID and the fields the checks look at.
+struct Show<'a>(Option<&'a EventReport>);
+
+impl core::fmt::Display for Show<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(EventReport::Event(Event::BadStreamId(s))) => {
+                write!(f, "C_BAD_STREAMID StreamID {:#x}", s.sid)
+            }
+            Some(EventReport::Event(Event::Translation(t))) => write!(
+                f,
+                "F_TRANSLATION StreamID {:#x} IOVA {:#x} {} stage {} CLASS {:?}",
+                t.fault.stream.sid,
+                t.fault.input_addr,
+                if t.fault.read { "read" } else { "write" },
+                if t.fault.stage2 { 2 } else { 1 },
+                t.fault.class,
+            ),
+            Some(other) => write!(f, "{other:?}"),
+        }
+    }
+}
+
+#[inline(never)]
+fn drain(smmu: &mut Driver) -> Drained {
+    let mut d = Drained {
+        events: [None; EVENTS],
+        count: 0,
+    };
+    let _ = smmu.handle_events(&mut |r| {
+        if let Some(slot) = d.events.get_mut(d.count) {
+            *slot = Some(r);
+        }
+        d.count += 1;
+    });
+    d
+}
+
+fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    stack::paint();
+    console::init();
+    println!("smmu firmware: stage confine on QEMU virt");
+    // PSCI through HVC (QEMU virt without EL2/EL3 firmware): the later crash-kernel stages
+    // stop and start CPUs with it.
+    match smccc::psci::version::<smccc::Hvc>() {
+        Ok(ver) => println!("PSCI {ver}"),
+        Err(e) => println!("PSCI: {e:?}"),
+    }
+    let mut v = Verdict::new();
+    if let Err(e) = run(&mut v) {
+        v.check("run", false, format_args!("stopped: {e}"));
+    }
+    let (used, size) = stack::used();
+    v.check(
+        "stack",
+        used < size,
+        format_args!(
+            "{} KiB of the {} KiB boot stack used",
+            used.div_ceil(1024),
+            size / 1024
+        ),
+    );
+    v.exit()
+}
+
+fn bytes(pa: u64, len: usize) -> &'static mut [u8] {
+    // SAFETY: every caller passes a page of a DMA buffer allocated from the carve-out for
+    // this check and not otherwise referenced; the identity map makes `pa` the CPU address.
+    unsafe { core::slice::from_raw_parts_mut(pa as usize as *mut u8, len) }
+}
+
+/// Builds a driver in `slot` (a separate frame, so that the stream table's ~10 KiB
+/// temporary is on the stack once, not once per call site).
+#[inline(never)]
+fn build(
+    slot: &'static StaticSlot<Driver>,
+    regs: &'static Mmio,
+    carve: &'static Carveout,
+    features: smmu::arch::idr::Features,
+    config: SmmuConfig,
+) -> Result<&'static mut Driver, Error> {
+    let slot = slot.take().ok_or(Error::CapacityExhausted)?;
+    let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
+    let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
+    let strtab = OwnedStreamTable::new(carve, layout, log2, features.coherent, &abort)?;
+    Smmu::new_in(slot, regs, carve, features, strtab, config)
+}
+
+#[inline(never)]
+fn run(v: &mut Verdict) -> Result<(), Error> {
+    let (Some(carve_slot), Some(regs_slot)) = (CARVEOUT.take(), REGS.take()) else {
+        return Err(Error::CapacityExhausted);
+    };
+    // SAFETY: the carve-out is RAM above the image (memory.ld), identity-mapped and used by
+    // nothing else; the shared window is its last MiB.
+    let carve: &'static Carveout = carve_slot.write(unsafe {
+        Carveout::new(
+            CARVEOUT_BASE,
+            CARVEOUT_SIZE,
+            PhysRange {
+                start: PhysAddr(board::SHARED_WINDOW_BASE),
+                size: board::SHARED_WINDOW_SIZE,
+            },
+        )
+    });
+    let base = NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?;
+    // SAFETY: the SMMU frame is mapped as Device memory by the initial page table, 8-aligned,
+    // and only the driver uses it.
+    let regs: &'static Mmio = regs_slot.write(unsafe { Mmio::new(base, Mmio::STANDARD_SIZE) });
+
+    // PCI: both edu functions, StreamID = RID.
+    // SAFETY: QEMU virt's high ECAM window is mapped as Device memory; nothing else
+    // configures the bus.
+    let mut ecam = unsafe { Ecam::new(board::ECAM_BASE) };
+    let mut found: [Option<Function>; 2] = [None, None];
+    for (slot, f) in found.iter_mut().zip(ecam.find(edu::VENDOR, edu::DEVICE)) {
+        *slot = Some(f);
+    }
+    let [Some(f0), Some(f1)] = found else {
+        v.check(
+            "pci",
+            false,
+            format_args!("two edu devices expected (-device edu -device edu)"),
+        );
+        return Ok(());
+    };
+    let (Some(bar0), Some(bar1)) = (ecam.enable(&f0), ecam.enable(&f1)) else {
+        v.check("pci", false, format_args!("could not assign the edu BARs"));
+        return Ok(());
+    };
+    // SAFETY: BARs just assigned and enabled, inside the Device-mapped first GiB.
+    let (dev, gpu) = unsafe { (Edu::new(bar0), Edu::new(bar1)) };
+    v.check(
+        "pci",
+        dev.identification() == 0x010000ed && gpu.identification() == 0x010000ed,
+        format_args!(
+            "edu at 00:{:02x}.{} (StreamID {:#x}, BAR0 {bar0:#x}) and 00:{:02x}.{} (StreamID {:#x}, BAR0 {bar1:#x})",
+            f0.device,
+            f0.function,
+            f0.rid(),
+            f1.device,
+            f1.function,
+            f1.rid()
+        ),
+    );
+
+    // Probe.
+    let features = smmu::probe::probe(regs)?;
+    v.check(
+        "probe",
+        features.stage1,
+        format_args!(
+            "stage1={} stage2={} ST_LEVEL={} RIL={} OAS={:?} SIDSIZE={} SSIDSIZE={} coherent={} \
+             IDR0..5={:#x},{:#x},{:#x},{:#x},{:#x},{:#x} IIDR={:#x} AIDR={:#x}",
+            features.stage1,
+            features.stage2,
+            if features.two_level_stream_table {
+                "2-level"
+            } else {
+                "linear"
+            },
+            features.range_invalidation,
+            features.oas,
+            features.sid_bits,
+            features.ssid_bits,
+            features.coherent,
+            idr(regs, 0),
+            idr(regs, 1),
+            idr(regs, 2),
+            idr(regs, 3),
+            idr(regs, 4),
+            idr(regs, 5),
+            regs.read32(smmu::arch::regs::offset::IIDR),
+            regs.read32(smmu::arch::regs::offset::AIDR),
+        ),
+    );
+
+    // Full reset, strict about GBPA first (SPEC D11): an SMMU that ignores the abort must
+    // be reported, not treated as success.
+    let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
+    let strict = build(&STRICT, regs, carve, features, SmmuConfig::default())?;
+    let first = strict.reset(&ResetPlan::FULL);
+    let smmuen = regs.read32(smmu::arch::regs::offset::CR0) & 1 != 0;
+    let (smmu, reset): (&mut Driver, _) = match first {
+        Ok(()) => {
+            v.check("GBPA read-back", true, format_args!("GBPA took ABORT"));
+            (strict, Ok(()))
+        }
+        Err(Error::GbpaNotTaken { wrote, read }) if !smmuen => {
+            v.check(
+                "GBPA read-back",
+                true,
+                format_args!(
+                    "strict full reset refused: GBPA ignored (wrote {wrote:#x}, reads {read:#x}); \
+                     SMMU still disabled"
+                ),
+            );
+            // The platform's decision (QEMU 7.2 has no GBPA): accept it while the SMMU is
+            // disabled. The strict driver's queues stay allocated (a few KiB of carve-out):
+            // releasing it would move it onto the stack.
+            let config = SmmuConfig {
+                gbpa: GbpaPolicy::AcceptIgnoredWhileDisabled,
+                ..SmmuConfig::default()
+            };
+            let smmu = build(&ACCEPTING, regs, carve, features, config)?;
+            let reset = smmu.reset(&ResetPlan::FULL);
+            (smmu, reset)
+        }
+        Err(e) => {
+            v.check("GBPA read-back", false, format_args!("full reset: {e}"));
+            return Err(e);
+        }
+    };
+    v.check(
+        "full reset",
+        reset.is_ok(),
+        format_args!(
+            "{layout:?} stream table of 2^{log2} StreamIDs: {reset:?}{}",
+            if smmu.gbpa_ignored() {
+                " (GBPA ignored: DMA bypassed until SMMUEN was set)"
+            } else {
+                ""
+            }
+        ),
+    );
+    reset?;
+
+    // Buffers: a source page, a destination page and its neighbours.
+    let src = carve.alloc(4096, 4096)?;
+    let dst = carve.alloc(3 * 4096, 4096)?;
+    let dst_pa = dst.pa.0 + 4096;
+    for (i, b) in bytes(src.pa.0, 4096).iter_mut().enumerate() {
+        *b = (i as u8) ^ 0x5a;
+    }
+    let sid = f0.rid();
+
+    // Before any attach: the StreamID has no level-2 table, so the SMMU refuses the DMA and
+    // records C_BAD_STREAMID.
+    let _ = drain(smmu);
+    dma_err(dev.read_from(0x10_0000, 0, 64));
+    let d = drain(smmu);
+    let bad_sid = matches!(
+        d.first(),
+        Some(EventReport::Event(Event::BadStreamId(s))) if s.sid == sid
+    );
+    v.check(
+        "unattached DMA refused",
+        bad_sid,
+        format_args!(
+            "{} event(s) for 64 bytes, first {}",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // Stage-1 domain, attached.
+    let edu_master = smmu.add_master(&MasterConfig {
+        sids: &[sid],
+        protected: false,
+        ats: false,
+        stall: false,
+        ssid_bits: 0,
+    })?;
+    let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+    let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
+    const LEN: u64 = edu::MAX_TRANSFER;
+    const IOVA_SRC: u64 = 0x10_0000;
+    const IOVA_DST: u64 = 0x20_0000;
+    const IOVA_UNMAPPED: u64 = 0x30_0000;
+    let mapped_dst = if cfg!(feature = "broken-wrong-page") {
+        dst_pa + 4096
+    } else {
+        dst_pa
+    };
+    smmu.map(&mut domain, Iova(IOVA_SRC), src.pa, 4096, rw)?;
+    smmu.map(&mut domain, Iova(IOVA_DST), PhysAddr(mapped_dst), 4096, rw)?;
+    smmu.attach(edu_master, &domain)?;
+    dma_err(dev.read_from(IOVA_SRC, 0, LEN));
+    dma_err(dev.write_to(0, IOVA_DST, LEN));
+    let out = bytes(dst.pa.0, 3 * 4096);
+    let landed = out[4096..4096 + LEN as usize] == *bytes(src.pa.0, LEN as usize);
+    let neighbours_clean = out[..4096].iter().chain(&out[8192..]).all(|&b| b == 0);
+    let d = drain(smmu);
+    v.check(
+        "stage-1 DMA translated",
+        landed && neighbours_clean && d.count == 0,
+        format_args!(
+            "IOVA {IOVA_SRC:#x} -> PA {:#x} copied to IOVA {IOVA_DST:#x} -> PA {dst_pa:#x}: \
+             bytes there {landed}, neighbours untouched {neighbours_clean}, {} event(s)",
+            src.pa.0, d.count
+        ),
+    );
+
+    // An unmapped IOVA: F_TRANSLATION with the IOVA and StreamID.
+    dma_err(dev.write_to(0, IOVA_UNMAPPED, 8));
+    let d = drain(smmu);
+    let fault = match d.first() {
+        Some(EventReport::Event(Event::Translation(t))) => Some(t.fault),
+        _ => None,
+    };
+    v.check(
+        "unmapped IOVA faults",
+        fault.is_some_and(|f| f.input_addr == IOVA_UNMAPPED && f.stream.sid == sid),
+        format_args!(
+            "{} event(s) for an 8-byte write, first {}",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // Unmap (the driver issues the TLBI and its sync), then DMA to the old IOVA: it must
+    // fault, not reach the old page through a stale TLB entry.
+    out.fill(0);
+    let unmapped = if cfg!(feature = "broken-skip-tlbi") {
+        clear_leaf_without_tlbi(&domain, IOVA_DST)
+    } else {
+        smmu.unmap(&mut domain, Iova(IOVA_DST), 4096)?
+    };
+    dma_err(dev.write_to(0, IOVA_DST, 64));
+    let d = drain(smmu);
+    let untouched = out.iter().all(|&b| b == 0);
+    let faulted = matches!(
+        d.first(),
+        Some(EventReport::Event(Event::Translation(t))) if t.fault.input_addr == IOVA_DST
+    );
+    v.check(
+        "unmap invalidates",
+        unmapped == 4096 && untouched && faulted,
+        format_args!(
+            "unmapped {unmapped:#x} bytes; DMA to the old IOVA: memory untouched {untouched}, \
+             {} event(s), first {}",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // Detach: abort, silently (an abort STE records no event).
+    smmu.map(&mut domain, Iova(IOVA_DST), PhysAddr(dst_pa), 4096, rw)?;
+    smmu.detach(edu_master)?;
+    out.fill(0);
+    dma_err(dev.write_to(0, IOVA_DST, 64));
+    let d = drain(smmu);
+    let untouched = out.iter().all(|&b| b == 0);
+    v.check(
+        "detach leaves abort",
+        smmu.attachment(edu_master)? == Attachment::Blocked && untouched && d.count == 0,
+        format_args!(
+            "attachment {:?}, memory untouched {untouched}, {} event(s)",
+            smmu.attachment(edu_master)?,
+            d.count
+        ),
+    );
+
+    // A protected master (SPEC D9): only its shared window.
+    let gpu_master = smmu.add_master(&MasterConfig {
+        sids: &[f1.rid()],
+        protected: true,
+        ats: false,
+        stall: false,
+        ssid_bits: 0,
+    })?;
+    let identity = smmu.attach_identity(gpu_master);
+    let mut pdomain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, true, carve)?;
+    let private = smmu.map(&mut pdomain, Iova(IOVA_SRC), src.pa, 4096, rw);
+    let shared = PhysAddr(board::SHARED_WINDOW_BASE);
+    smmu.map(&mut pdomain, Iova(IOVA_DST), shared, 4096, rw)?;
+    let unprotected_domain = smmu.attach(gpu_master, &domain);
+    smmu.attach(gpu_master, &pdomain)?;
+    for (i, b) in bytes(shared.0, 4096).iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(3);
+    }
+    // Inside the window: device buffer <- first half, then buffer -> second half.
+    dma_err(gpu.read_from(IOVA_DST, 0, LEN));
+    dma_err(gpu.write_to(0, IOVA_DST + LEN, LEN));
+    let window = bytes(shared.0, 2 * LEN as usize);
+    let (first, second) = window.split_at(LEN as usize);
+    let in_window = first == second;
+    let d = drain(smmu);
+    let in_window = in_window && d.count == 0;
+    // Outside: buffer -> an IOVA mapped nowhere faults.
+    dma_err(gpu.write_to(0, IOVA_SRC, 8));
+    let d = drain(smmu);
+    let reach_fault = matches!(
+        d.first(),
+        Some(EventReport::Event(Event::Translation(t)))
+            if t.fault.input_addr == IOVA_SRC && t.fault.stream.sid == f1.rid()
+    );
+    v.check(
+        "protected master confined",
+        identity.is_err() && private.is_err() && unprotected_domain.is_err() && in_window && reach_fault,
+        format_args!(
+            "identity {identity:?}; private page map {private:?}; unprotected domain {unprotected_domain:?}; \
+             DMA inside the window copied {in_window}; \
+             DMA outside the window: {} event(s), first {}",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // Global errors.
+    let g = smmu.handle_gerror();
+    v.check(
+        "GERROR clean",
+        g.active.is_empty() && g.reserved == 0,
+        format_args!("{g:?}"),
+    );
+    println!(
+        "carve-out in use: {} KiB; Smmu is {} bytes",
+        carve.used_bytes() / 1024,
+        core::mem::size_of::<Driver>()
+    );
+    Ok(())
+}
+
+/// The `broken-skip-tlbi` variant's unmap: clears the leaf descriptor of `iova` behind the
+/// driver's back, with no TLB invalidation. The SMMU keeps using its cached translation.
+fn clear_leaf_without_tlbi(domain: &Domain<&Carveout>, iova: u64) -> u64 {
+    let mut leaf_table = None;
+    domain.table().walk(|e| {
+        if let smmu_pagetable::WalkEntry::Table {
+            iova: t,
+            span,
+            level: 3,
+            table,
+            ..
+        } = *e
+        {
+            if (t.0..t.0 + span).contains(&iova) {
+                leaf_table = Some((t.0, table.0));
+            }
+        }
+    });
+    let Some((base, table)) = leaf_table else {
+        return 0;
+    };
+    let pte = table + ((iova - base) >> 12) * 8;
+    // SAFETY: `pte` is the level-3 descriptor of `iova` in a table page of the carve-out
+    // (identity-mapped); a single aligned 64-bit store, as the driver's own unmap does.
+    unsafe { (pte as usize as *mut u64).write_volatile(0) };
+    4096
+}
+
+fn dma_err(r: Result<(), edu::EduError>) {
+    if let Err(e) = r {
+        println!("edu DMA: {e:?}");
+    }
+}
+
+fn idr(regs: &Mmio, n: usize) -> u32 {
+    regs.read32(smmu::arch::regs::offset::IDR0 + 4 * n)
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    println!("FAIL panic: {info}");
+    verdict::exit(101)
+}
