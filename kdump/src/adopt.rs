@@ -117,6 +117,13 @@ impl StreamTable for CrashStreamTable {
         }
     }
 
+    fn is_inherited(&self, sid: u32) -> bool {
+        match self {
+            Self::Adopted(t) => t.is_inherited(sid),
+            Self::Owned(t) => t.is_inherited(sid),
+        }
+    }
+
     unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
         // SAFETY: forwarded from the caller.
         unsafe {

@@ -126,6 +126,9 @@ pub enum Error {
     /// The STE is adopted and deferred: nothing may rewrite it before an explicit attach
     /// (SPEC K12).
     Deferred(u32),
+    /// The STE lives in a table inherited from the crashed kernel: no RMR bypass is
+    /// installed over it (SPEC K10).
+    InheritedSte(u32),
 }
 
 impl From<HalError> for Error {
@@ -194,6 +197,10 @@ impl fmt::Display for Error {
                 )
             }
             Self::Deferred(s) => write!(f, "StreamID {s:#x} is deferred (adopted, not attached)"),
+            Self::InheritedSte(s) => write!(
+                f,
+                "StreamID {s:#x} uses a stream table inherited from the crashed kernel: no bypass is installed there"
+            ),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! assert!(model.with(|m| m.violations().is_empty()));
 //! ```
 
+pub mod faults;
 pub mod kdump_scenario;
 pub mod platform;
 pub mod rig;
