@@ -489,6 +489,13 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 }
                 None => Ok(()),
             },
+            ResetStep::ConfigureInterrupts => {
+                self.write_irq_ctrl(0)?;
+                if self.features.msi {
+                    self.program_msi_off()?;
+                }
+                Ok(())
+            }
             ResetStep::EnableInterrupts => {
                 let mut irq = LocalRegisterCopy::<u32, IRQ_CTRL::Register>::new(0);
                 irq.modify(IRQ_CTRL::GERROR_IRQEN::SET);
@@ -551,6 +558,44 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     fn set_cr0_bits(&mut self, bits: u32) -> Result<(), Error> {
         let current = self.regs.read32(offset::CR0);
         self.write_cr0(current | bits)
+    }
+
+    /// The `IRQ_CFG0–2` of every interrupt the SMMU has, with MSIs off: `ADDR` = 0 (no MSI
+    /// is sent, a wired interrupt is used, §6.3.21), `DATA` and the attributes 0. Each is
+    /// read back: a value that did not take would leave a previous kernel's MSI target live.
+    /// Only while `IRQ_CTRL` = 0 is acknowledged (the registers are guarded by it).
+    fn program_msi_off(&self) -> Result<(), Error> {
+        let sets = [
+            (
+                "GERROR_IRQ_CFG0",
+                offset::GERROR_IRQ_CFG0,
+                offset::GERROR_IRQ_CFG1,
+                offset::GERROR_IRQ_CFG2,
+            ),
+            (
+                "EVENTQ_IRQ_CFG0",
+                offset::EVTQ_IRQ_CFG0,
+                offset::EVTQ_IRQ_CFG1,
+                offset::EVTQ_IRQ_CFG2,
+            ),
+            (
+                "PRIQ_IRQ_CFG0",
+                offset::PRIQ_IRQ_CFG0,
+                offset::PRIQ_IRQ_CFG1,
+                offset::PRIQ_IRQ_CFG2,
+            ),
+        ];
+        // The PRI queue's registers exist only with IDR0.PRI (§6.3.34).
+        let count = if self.features.pri { 3 } else { 2 };
+        for &(name, cfg0, cfg1, cfg2) in sets.iter().take(count) {
+            self.regs.write64(cfg0, 0);
+            self.regs.write32(cfg1, 0);
+            self.regs.write32(cfg2, 0);
+            if self.regs.read64(cfg0) != 0 {
+                return Err(Error::WriteNotTaken(name));
+            }
+        }
+        Ok(())
     }
 
     fn write_irq_ctrl(&self, value: u32) -> Result<(), Error> {

@@ -21,4 +21,6 @@ pub mod platform;
 pub mod rig;
 pub mod tables;
 
-pub use platform::{HalStats, Mapping, ModelHal, ModelPlatform, ModelRegs, DEFAULT_RAM_BYTES};
+pub use platform::{
+    CacheEvent, HalStats, Mapping, ModelHal, ModelPlatform, ModelRegs, DEFAULT_RAM_BYTES,
+};

@@ -3,16 +3,18 @@
 //! kernel up, and shows one rule holding where the code before it broke it. Every test ends
 //! with an empty violation log.
 
+use smmu::arch::regs::offset;
 use smmu::poll::PollBudget;
-use smmu::{Attachment, DomainStage, Error, MasterConfig, SmmuConfig, StreamTable};
+use smmu::{Attachment, DomainStage, Error, MapAttr, MasterConfig, SmmuConfig, StreamTable};
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict};
+use smmu_model::fields::reg;
 use smmu_model::{Cause, Transaction, TxnResult};
 use smmu_pagetable::{Iova, PhysAddr, Prot};
 use smmu_scenarios::faults::{Stall, StallingRegs};
 use smmu_scenarios::kdump_scenario::{crash, Crashed, Device, OldKernel};
 use smmu_scenarios::platform::ModelHal;
 use smmu_scenarios::tables::ModelTables;
-use smmu_scenarios::ModelPlatform;
+use smmu_scenarios::{CacheEvent, ModelPlatform};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 
@@ -280,5 +282,268 @@ fn no_rmr_bypass_is_installed_over_any_adopted_ste() {
         dma(0x800, 0x1234_5000),
         TxnResult::Bypass { pa: 0x1234_5000 }
     );
+    assert_no_violations(&platform);
+}
+
+/// The registers after the crash kernel came up: (CR0, IRQ_CTRL).
+fn cr0_and_irqs(platform: &ModelPlatform) -> (u32, u32) {
+    let m = platform.model();
+    (m.read32(offset::CR0), m.read32(offset::IRQ_CTRL))
+}
+
+// spec: K8
+/// After every refusal the full reset the crash kernel falls back to is still the crash
+/// kernel's: translation and the command queue on, the event and PRI queues and their
+/// interrupts off, only the global-error interrupt enabled. Before the fix the fallback used
+/// the caller's configuration: CR0 ended 0x1d (EVENTQEN) and IRQ_CTRL 0x5.
+#[test]
+fn the_fallback_full_reset_keeps_the_event_queue_off() {
+    let refusals: [(&str, AdoptPlatform, Option<u64>); 3] = [
+        (
+            "not-coherent",
+            AdoptPlatform {
+                coherent: false,
+                ..platform_ok()
+            },
+            None,
+        ),
+        (
+            "e2h-mismatch",
+            AdoptPlatform {
+                expect_e2h: Some(true),
+                ..platform_ok()
+            },
+            None,
+        ),
+        // Descriptor 1 (the GPU's) gets SPAN 5.
+        ("l1-bad-span", platform_ok(), Some(1)),
+    ];
+    for (code, adopt_platform, corrupt) in refusals {
+        let Crashed { platform, .. } = crash(&OldKernel::grace(31)).unwrap();
+        if let Some(i) = corrupt {
+            let m = platform.model();
+            let base = m.read64(offset::STRTAB_BASE) & 0x00ff_ffff_ffff_ffc0;
+            let desc = m.read_u64(base + 8 * i).unwrap();
+            m.write_u64(base + 8 * i, (desc & !0x1f) | 5).unwrap();
+        }
+        let options = AdoptOptions {
+            config: SmmuConfig {
+                evtq_log2: Some(8),
+                priq_log2: Some(8),
+                ..quick().config
+            },
+            ..quick()
+        };
+        let booted = boot(platform.regs(), platform.hal(), &adopt_platform, &options).unwrap();
+        match booted.verdict {
+            Verdict::FullReset(r) => assert_eq!(r.code(), code),
+            v => panic!("{code}: {v:?}"),
+        }
+        let (cr0, irq) = cr0_and_irqs(&platform);
+        assert_ne!(cr0 & reg::CR0_SMMUEN, 0, "{code}: CR0 {cr0:#x}");
+        assert_ne!(cr0 & reg::CR0_CMDQEN, 0, "{code}: CR0 {cr0:#x}");
+        assert_eq!(
+            cr0 & (reg::CR0_EVTQEN | reg::CR0_PRIQEN),
+            0,
+            "{code}: CR0 {cr0:#x}"
+        );
+        assert_eq!(irq, reg::IRQ_GERROR, "{code}: IRQ_CTRL {irq:#x}");
+        assert_no_violations(&platform);
+    }
+    // A kernel that is not a crash kernel gets the configuration it asked for.
+    let Crashed { platform, .. } = crash(&OldKernel::grace(32)).unwrap();
+    let normal = AdoptPlatform {
+        crash_kernel: false,
+        ..platform_ok()
+    };
+    boot(platform.regs(), platform.hal(), &normal, &quick()).unwrap();
+    assert_ne!(cr0_and_irqs(&platform).0 & reg::CR0_EVTQEN, 0);
+    assert_no_violations(&platform);
+}
+
+/// Where the crashed kernel aimed its global-error MSI: a page of its own memory.
+const OLD_MSI_DATA: u32 = 0x0dea_d0ff;
+
+/// Sets the global-error MSI as a crashed kernel would have left it: IRQ_CTRL off while the
+/// IRQ_CFG registers change (as it must), then the global-error and event-queue interrupts
+/// enabled again. Returns the doorbell address.
+fn crashed_kernel_msi(platform: &ModelPlatform) -> u64 {
+    let m = platform.model();
+    let doorbell = m.alloc_pages(1, 0x1000).unwrap();
+    let irq_before = m.read32(offset::IRQ_CTRL);
+    let wait_ack = |v: u32| {
+        for _ in 0..1000 {
+            if m.read32(offset::IRQ_CTRLACK) == v {
+                return;
+            }
+            m.step();
+        }
+        panic!("IRQ_CTRLACK");
+    };
+    m.write32(offset::IRQ_CTRL, 0);
+    wait_ack(0);
+    m.write64(offset::GERROR_IRQ_CFG0, doorbell);
+    m.write32(offset::GERROR_IRQ_CFG1, OLD_MSI_DATA);
+    m.write32(offset::GERROR_IRQ_CFG2, 0x31);
+    let irq = irq_before | reg::IRQ_GERROR | reg::IRQ_EVTQ;
+    m.write32(offset::IRQ_CTRL, irq);
+    wait_ack(irq);
+    assert!(m.with(|m| m.violations().is_empty()));
+    doorbell
+}
+
+// spec: K8, D11
+/// The crash kernel, adopting or falling back to the full reset, disables every interrupt,
+/// replaces the crashed kernel's global-error MSI configuration by its own (MSI off: a wired
+/// interrupt) and only then enables the global-error interrupt: a global error after boot
+/// signals the interrupt and never writes the crashed kernel's doorbell. Before the fix the
+/// IRQ_CFG registers were never written and the error rang the old doorbell.
+#[test]
+fn the_global_error_interrupt_never_uses_the_crashed_kernels_msi() {
+    let cases = [
+        ("adopted", platform_ok()),
+        (
+            "full reset",
+            AdoptPlatform {
+                coherent: false,
+                ..platform_ok()
+            },
+        ),
+    ];
+    for (name, adopt_platform) in cases {
+        let Crashed { platform, .. } = crash(&OldKernel::grace(33)).unwrap();
+        let doorbell = crashed_kernel_msi(&platform);
+        let booted = boot(platform.regs(), platform.hal(), &adopt_platform, &quick()).unwrap();
+        assert_eq!(
+            matches!(booted.verdict, Verdict::Adopted { .. }),
+            name == "adopted",
+            "{name}: {:?}",
+            booted.verdict
+        );
+        let m = platform.model();
+        assert_eq!(m.read64(offset::GERROR_IRQ_CFG0), 0, "{name}");
+        assert_eq!(m.read32(offset::GERROR_IRQ_CFG1), 0, "{name}");
+        assert_eq!(m.read32(offset::GERROR_IRQ_CFG2), 0, "{name}");
+        assert_eq!(m.read64(offset::EVTQ_IRQ_CFG0), 0, "{name}");
+        assert_eq!(cr0_and_irqs(&platform).1, reg::IRQ_GERROR, "{name}");
+        let edges = m.with(|m| m.signals().gerror_irq);
+        m.with(|m| m.raise_gerror(reg::GERROR_EVTQ_ABT_ERR));
+        let signals = m.with(|m| m.signals().clone());
+        assert_eq!(signals.gerror_irq, edges + 1, "{name}: the interrupt is on");
+        assert!(
+            signals.msi_writes.iter().all(|&(a, _)| a != doorbell),
+            "{name}: the crashed kernel's doorbell was written: {:x?}",
+            signals.msi_writes
+        );
+        let mut word = [0u8; 4];
+        m.mem_read(doorbell, &mut word).unwrap();
+        assert_ne!(u32::from_le_bytes(word), OLD_MSI_DATA, "{name}");
+        booted.smmu.handle_gerror();
+        assert_no_violations(&platform);
+    }
+}
+
+// spec: K17
+/// On an SMMU whose IDR0.COHACC says coherent, a platform that says non-coherent (with cache
+/// maintenance) is believed: every store the crash kernel makes to a structure the SMMU reads
+/// (an adopted STE, an adopted level-1 descriptor, its own CD and level-2 table) is followed
+/// by the clean of that word. Before the fix adoption took COHACC and cleaned nothing.
+#[test]
+fn the_platforms_coherency_answer_wins_over_cohacc() {
+    let Crashed {
+        platform, devices, ..
+    } = crash(&OldKernel::grace(34)).unwrap();
+    assert_ne!(
+        u64::from(platform.model().read32(offset::IDR0)) & reg::IDR0_COHACC.mask(),
+        0,
+        "COHACC = 1 hardware"
+    );
+    let hal = platform.hal();
+    let with_cmo = AdoptPlatform {
+        coherent: false,
+        cache_maintenance: true,
+        ..platform_ok()
+    };
+    let options = AdoptOptions {
+        attr: MapAttr::NonCacheable,
+        ..quick()
+    };
+    let mut booted = boot(platform.regs(), hal.clone(), &with_cmo, &options).unwrap();
+    assert!(
+        matches!(booted.verdict, Verdict::Adopted { .. }),
+        "{:?}",
+        booted.verdict
+    );
+    let start = hal.cache_log().len();
+    let smmu = &mut booted.smmu;
+    let nvme = device(&devices, "nvme");
+    let id = smmu.add_master(&master(nvme.sids, false)).unwrap();
+    platform
+        .model()
+        .with(|m| m.set_master_running(nvme.master, false))
+        .unwrap();
+    let mut domain = smmu
+        .new_domain(DomainStage::Stage1, false, ModelTables(platform.hal()))
+        .unwrap();
+    smmu.map(
+        &mut domain,
+        Iova(nvme.iova),
+        PhysAddr(nvme.pa),
+        nvme.pages << 12,
+        RW,
+    )
+    .unwrap();
+    smmu.attach(id, &domain).unwrap();
+    // StreamID 0x800: its descriptor was unused, so this kernel publishes a level-2 table in
+    // the adopted level-1 table.
+    smmu.add_master(&master(&[0x800], false)).unwrap();
+    let strtab = platform.model().read64(offset::STRTAB_BASE) & 0x00ff_ffff_ffff_ffc0;
+    let nvme_ste = {
+        let loc = smmu.stream_table().locate(nvme.sids[0]).unwrap();
+        loc.buf.pa_of(loc.first_word).0
+    };
+    let log = hal.cache_log();
+    let log = &log[start..];
+    let mut stored = Vec::new();
+    for (i, e) in log.iter().enumerate() {
+        let CacheEvent::EntryStore(pa) = *e else {
+            continue;
+        };
+        stored.push(pa.0);
+        let cleaned = matches!(
+            log.get(i + 1),
+            Some(&CacheEvent::Clean { pa: Some(c), size })
+                if c.0 <= pa.0 && pa.0 + 8 <= c.0 + size as u64
+        );
+        assert!(
+            cleaned,
+            "store at {:#x} not cleaned: {:?}",
+            pa.0,
+            log.get(i + 1)
+        );
+    }
+    assert!(
+        stored
+            .iter()
+            .any(|&pa| (nvme_ste..nvme_ste + 64).contains(&pa)),
+        "the adopted STE was rewritten"
+    );
+    assert!(
+        stored.contains(&(strtab + 8 * 8)),
+        "the L1 descriptor was written"
+    );
+    assert!(
+        stored.len() > 2,
+        "the CD of the new domain was written too: {stored:x?}"
+    );
+    assert_eq!(
+        platform
+            .model()
+            .with(|m| m.dma(Transaction::read(nvme.sids[0], nvme.iova + 0x1008))),
+        TxnResult::Translated {
+            pa: nvme.pa + 0x1008
+        }
+    );
+    std::mem::forget(domain);
     assert_no_violations(&platform);
 }
