@@ -397,3 +397,61 @@ fn try_adopt<R: RegisterAccess, H: Hal>(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // spec: K8, K17
+    #[test]
+    fn the_crash_kernels_configuration_has_no_event_queue_and_the_platforms_coherency() {
+        let options = AdoptOptions {
+            config: SmmuConfig {
+                evtq_log2: Some(8),
+                priq_log2: Some(8),
+                coherent: Some(true),
+                ..SmmuConfig::default()
+            },
+            ..AdoptOptions::default()
+        };
+        let platform = AdoptPlatform {
+            crash_kernel: true,
+            coherent: false,
+            cache_maintenance: true,
+            expect_e2h: None,
+        };
+        let c = options.crash_config(&platform);
+        assert_eq!((c.evtq_log2, c.priq_log2), (None, None));
+        assert_eq!(c.coherent, Some(false), "the platform's answer wins");
+        assert_eq!(c.budget, options.config.budget);
+        // Not a crash kernel: the queues it asked for.
+        let normal = AdoptPlatform {
+            crash_kernel: false,
+            coherent: true,
+            ..platform
+        };
+        let c = options.crash_config(&normal);
+        assert_eq!((c.evtq_log2, c.priq_log2), (Some(8), Some(8)));
+        assert_eq!(c.coherent, Some(true));
+    }
+
+    // spec: K8
+    #[test]
+    fn every_plan_reprograms_the_interrupts_before_enabling_one() {
+        for plan in [ADOPT, RESET_ABORT, RESET_BYPASS] {
+            let at = |step| plan.steps.iter().position(|&s| s == step);
+            let configure = at(ResetStep::ConfigureInterrupts).expect("configures interrupts");
+            for enable in [
+                ResetStep::EnableInterrupts,
+                ResetStep::EnableGlobalErrorInterruptOnly,
+            ] {
+                if let Some(e) = at(enable) {
+                    assert!(configure < e, "{plan:?}");
+                }
+            }
+        }
+        // The adoption plan does it first, before the crashed kernel's interrupt can fire
+        // on anything this kernel does.
+        assert_eq!(ADOPT.steps.first(), Some(&ResetStep::ConfigureInterrupts));
+    }
+}

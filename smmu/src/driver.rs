@@ -1316,3 +1316,210 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         (regs, hal)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    use std::vec::Vec as StdVec;
+
+    use super::*;
+    use crate::strtab::{Layout, OwnedStreamTable};
+    use crate::testutil::{FakeRegs, HeapHal};
+
+    /// Drop no `CMDQ_PROD` write.
+    const NEVER: u64 = u64::MAX;
+
+    /// A fake SMMU whose command queue consumes everything at each `CMDQ_PROD` write, except
+    /// the writes from index `drop_from` (counted from 0, reset with it) up to
+    /// `drop_from + drop_len`: those the "SMMU" never sees, so their `CMD_SYNC` times out.
+    struct Stalls {
+        drop_from: Arc<AtomicU64>,
+        drop_len: Arc<AtomicU64>,
+        seen: Arc<AtomicU64>,
+    }
+
+    impl Stalls {
+        fn set(&self, from: u64, len: u64) {
+            self.seen.store(0, Ordering::SeqCst);
+            self.drop_len.store(len, Ordering::SeqCst);
+            self.drop_from.store(from, Ordering::SeqCst);
+        }
+    }
+
+    fn fake_smmu_regs() -> (FakeRegs, Stalls) {
+        let regs = FakeRegs::new();
+        let stalls = Stalls {
+            drop_from: Arc::new(AtomicU64::new(NEVER)),
+            drop_len: Arc::new(AtomicU64::new(0)),
+            seen: Arc::new(AtomicU64::new(0)),
+        };
+        let (from, len, seen) = (
+            stalls.drop_from.clone(),
+            stalls.drop_len.clone(),
+            stalls.seen.clone(),
+        );
+        regs.on_write(move |file, w| match w.offset {
+            offset::CR0 => file.set32(offset::CR0ACK, w.value as u32),
+            offset::IRQ_CTRL => file.set32(offset::IRQ_CTRLACK, w.value as u32),
+            offset::CMDQ_PROD => {
+                let i = seen.fetch_add(1, Ordering::SeqCst);
+                let start = from.load(Ordering::SeqCst);
+                let dropped = i >= start && i - start < len.load(Ordering::SeqCst);
+                if !dropped {
+                    file.set32(offset::CMDQ_CONS, w.value as u32);
+                }
+            }
+            _ => {}
+        });
+        (regs, stalls)
+    }
+
+    fn features(msi: bool) -> Features {
+        // IDR0: S2P, S1P, AArch64 tables, COHACC, MSI (optional), no stalls. IDR1: CMDQS 8,
+        // SIDSIZE 4. IDR5: 4K granule, 48-bit OAS.
+        let idr0 = 0b11 | 0b10 << 2 | 1 << 4 | u32::from(msi) << 13 | 0b01 << 24;
+        let ids = crate::arch::idr::IdRegs {
+            idr: [idr0, 8 << 21 | 4, 0, 0, 0, 1 << 4 | 0b101],
+            iidr: 0,
+            aidr: 0,
+        };
+        Features::decode(&ids)
+    }
+
+    fn config() -> SmmuConfig {
+        SmmuConfig {
+            budget: PollBudget(20),
+            evtq_log2: None,
+            ..SmmuConfig::default()
+        }
+    }
+
+    type TestSmmu<'a> = Smmu<&'a FakeRegs, &'a HeapHal, OwnedStreamTable>;
+
+    fn new_smmu<'a>(regs: &'a FakeRegs, hal: &'a HeapHal, msi: bool) -> TestSmmu<'a> {
+        let abort = make::ste_image(&make::abort_ste());
+        let table = OwnedStreamTable::new(hal, Layout::Linear, 4, true, &abort).unwrap();
+        Smmu::new(regs, hal, features(msi), table, config()).unwrap()
+    }
+
+    fn stes(smmu: &TestSmmu<'_>, sids: &[u32]) -> StdVec<[u64; ENTRY_QWORDS]> {
+        sids.iter()
+            .map(|&s| smmu.locate_ste(s).unwrap().read(smmu.hal()).unwrap())
+            .collect()
+    }
+
+    // spec: D12, K11
+    #[test]
+    fn an_attach_failing_at_any_submission_leaves_every_ste_as_it_was() {
+        let hal = HeapHal::new();
+        let (regs, stalls) = fake_smmu_regs();
+        let mut smmu = new_smmu(&regs, &hal, false);
+        let sids = [1, 2, 3];
+        let m = smmu
+            .add_master(&MasterConfig {
+                sids: &sids,
+                protected: false,
+                ats: false,
+                stall: false,
+                ssid_bits: 0,
+            })
+            .unwrap();
+        let before = stes(&smmu, &sids);
+        let mut failures = 0;
+        for n in 0..32 {
+            stalls.set(n, 1);
+            let result = smmu.attach_identity(m);
+            stalls.set(NEVER, 0);
+            if result.is_ok() {
+                break;
+            }
+            failures += 1;
+            assert_eq!(result, Err(Error::Timeout(WaitFor::CmdSync)), "n {n}");
+            assert_eq!(smmu.attachment(m).unwrap(), Attachment::Initial, "n {n}");
+            assert_eq!(stes(&smmu, &sids), before, "n {n}");
+        }
+        assert!(failures >= sids.len(), "{failures}");
+        assert_eq!(smmu.attachment(m).unwrap(), Attachment::Identity);
+        let bypass = make::ste_image(&make::bypass_ste(smmu.entry_features));
+        assert!(stes(&smmu, &sids).iter().all(|s| *s == bypass));
+
+        // The queue stops for good in the middle: undoing fails too, and the record says so.
+        stalls.set(1, u64::MAX);
+        assert!(smmu.attach_blocked(m).is_err());
+        assert_eq!(smmu.attachment(m).unwrap(), Attachment::Indeterminate);
+        stalls.set(NEVER, 0);
+        smmu.attach_blocked(m).unwrap();
+        assert_eq!(smmu.attachment(m).unwrap(), Attachment::Blocked);
+        assert_eq!(stes(&smmu, &sids), before);
+        // SAFETY: a fake SMMU; nothing uses the buffers any more.
+        unsafe { smmu.release() };
+        assert_eq!(hal.live_allocations(), 0);
+    }
+
+    const IRQ_PLAN: ResetPlan = ResetPlan {
+        steps: &[
+            ResetStep::ConfigureInterrupts,
+            ResetStep::EnableGlobalErrorInterruptOnly,
+        ],
+        on_failure: OnFailure::Report,
+    };
+
+    // spec: K8, D11
+    #[test]
+    fn interrupts_are_disabled_and_their_msis_turned_off_before_one_is_enabled() {
+        let hal = HeapHal::new();
+        let (regs, _stalls) = fake_smmu_regs();
+        // What a previous kernel left: its MSI doorbell, GERROR and EVTQ interrupts on.
+        regs.set64(offset::GERROR_IRQ_CFG0, 0x8000_1000);
+        regs.set32(offset::GERROR_IRQ_CFG1, 0xdead);
+        regs.set32(offset::IRQ_CTRL, 0b101);
+        regs.set32(offset::IRQ_CTRLACK, 0b101);
+        let mut smmu = new_smmu(&regs, &hal, true);
+        smmu.reset(&IRQ_PLAN).unwrap();
+        let order: StdVec<(usize, u64)> = regs
+            .writes()
+            .iter()
+            .map(|w| (w.offset, w.value))
+            .filter(|(o, _)| {
+                [
+                    offset::IRQ_CTRL,
+                    offset::GERROR_IRQ_CFG0,
+                    offset::GERROR_IRQ_CFG1,
+                    offset::GERROR_IRQ_CFG2,
+                ]
+                .contains(o)
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (offset::IRQ_CTRL, 0),
+                (offset::GERROR_IRQ_CFG0, 0),
+                (offset::GERROR_IRQ_CFG1, 0),
+                (offset::GERROR_IRQ_CFG2, 0),
+                (offset::IRQ_CTRL, 1),
+            ]
+        );
+        // SAFETY: a fake SMMU; nothing uses the buffers any more.
+        unsafe { smmu.release() };
+
+        // An SMMU that ignores the write: a typed error, the interrupt stays off.
+        let (regs, _stalls) = fake_smmu_regs();
+        regs.set64(offset::GERROR_IRQ_CFG0, 0x8000_1000);
+        regs.on_write(|file, w| match w.offset {
+            offset::IRQ_CTRL => file.set32(offset::IRQ_CTRLACK, w.value as u32),
+            offset::GERROR_IRQ_CFG0 => file.set64(offset::GERROR_IRQ_CFG0, 0x8000_1000),
+            _ => {}
+        });
+        let mut smmu = new_smmu(&regs, &hal, true);
+        assert_eq!(
+            smmu.reset(&IRQ_PLAN),
+            Err(Error::WriteNotTaken("GERROR_IRQ_CFG0"))
+        );
+        assert_eq!(regs.get32(offset::IRQ_CTRL), 0);
+        // SAFETY: as above.
+        unsafe { smmu.release() };
+        assert_eq!(hal.live_allocations(), 0);
+    }
+}
