@@ -243,7 +243,9 @@ impl<R: RegisterAccess, H: Hal> EntrySlot<ENTRY_QWORDS> for LiveEntry<'_, R, H> 
         }
         let mut batch = CommandBatch::new(self.cmdq, self.hal, self.regs);
         match self.invalidate {
-            Invalidate::Ste(sid) => batch.add(Command::CfgiSte { sid, leaf: true })?,
+            // Leaf = 0 also drops a cached level-1 descriptor (§4.3.1): a level-2 table
+            // published by an earlier call whose own CFGI failed is seen all the same.
+            Invalidate::Ste(sid) => batch.add(Command::CfgiSte { sid, leaf: false })?,
             Invalidate::Cd { sids, ssid } => {
                 for &sid in sids {
                     // Leaf = 0 also drops a cached level-1 CD descriptor (§4.3.3), so a
