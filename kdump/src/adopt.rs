@@ -22,9 +22,11 @@ use smmu::__smmu_report as report;
 /// non-queue bit while the queues go off; latched global errors acknowledged and service
 /// failure re-checked before the new command queue runs; `CR2.E2H` read back; a new command
 /// queue enabled next to `SMMUEN`; `CFGI_ALL` and the TLB invalidations; only the global-error
-/// interrupt. A failure sets `GBPA.ABORT` before clearing `SMMUEN` (SPEC K16).
+/// interrupt, after every interrupt was disabled and its MSI configuration replaced by this
+/// kernel's (first of all, so the crashed kernel's MSI target is never written again). A failure sets `GBPA.ABORT` before clearing `SMMUEN` (SPEC K16).
 pub const ADOPT: ResetPlan = ResetPlan {
     steps: &[
+        ResetStep::ConfigureInterrupts,
         ResetStep::QuiesceQueuesKeepingTranslation,
         ResetStep::AcknowledgeGlobalErrors,
         ResetStep::ReadBackE2h,
@@ -45,6 +47,7 @@ pub const RESET_BYPASS: ResetPlan = ResetPlan {
     steps: &[
         ResetStep::GlobalBypassAllow,
         ResetStep::DisableAll,
+        ResetStep::ConfigureInterrupts,
         ResetStep::ConfigureAttributes,
         ResetStep::ProgramStreamTable,
         ResetStep::ProgramCommandQueue,
@@ -118,6 +121,13 @@ impl StreamTable for CrashStreamTable {
         }
     }
 
+    fn is_inherited(&self, sid: u32) -> bool {
+        match self {
+            Self::Adopted(t) => t.is_inherited(sid),
+            Self::Owned(t) => t.is_inherited(sid),
+        }
+    }
+
     unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
         // SAFETY: forwarded from the caller.
         unsafe {
@@ -171,10 +181,33 @@ pub struct AdoptOptions {
     pub attr: MapAttr,
     /// Ask the platform whether the table ranges are RAM (SPEC K2's optional check).
     pub check_ram: bool,
-    /// Driver settings; the event and PRI queues are never enabled in adopt mode (SPEC K8).
+    /// Driver settings, as [`AdoptOptions::crash_config`] adjusts them: a crash kernel never
+    /// enables the event or PRI queue, adopted or not (SPEC K8), and the platform decides
+    /// coherency (SPEC K17).
     pub config: SmmuConfig,
     /// The full reset to fall back to ([`RESET_ABORT`] unless a simulation asks otherwise).
     pub fallback: ResetPlan,
+}
+
+impl AdoptOptions {
+    /// The driver settings of this kernel on `platform`, whichever way the SMMU comes up
+    /// (adopted, or the full reset after a refusal or an abandoned adoption):
+    /// - a crash kernel gets no event or PRI queue, so those queues and their interrupts
+    ///   stay off for its whole life (SPEC K8); a kernel that is not a crash kernel gets
+    ///   `config` as asked;
+    /// - whether the SMMU is coherent is the platform's answer, not `IDR0.COHACC` (SPEC K17):
+    ///   a platform that says non-coherent gets cache maintenance on every structure write.
+    pub fn crash_config(&self, platform: &AdoptPlatform) -> SmmuConfig {
+        let mut config = SmmuConfig {
+            coherent: Some(platform.coherent),
+            ..self.config
+        };
+        if platform.crash_kernel {
+            config.evtq_log2 = None;
+            config.priq_log2 = None;
+        }
+        config
+    }
 }
 
 impl Default for AdoptOptions {
@@ -317,15 +350,13 @@ fn adopt_or_reset<R: RegisterAccess + Clone, H: Hal + Clone>(
     platform: &AdoptPlatform,
     options: &AdoptOptions,
 ) -> Result<Booted<R, H>, Error> {
-    let crash_config = SmmuConfig {
-        evtq_log2: None,
-        priq_log2: None,
-        ..options.config
-    };
-    match try_adopt(regs.clone(), hal.clone(), platform, options, crash_config) {
+    // One configuration for both paths: the full reset after a refusal is still the crash
+    // kernel's (SPEC K8, K17).
+    let config = options.crash_config(platform);
+    match try_adopt(regs.clone(), hal.clone(), platform, options, config) {
         Ok(booted) => Ok(booted),
         Err((verdict, abandoned)) => {
-            let smmu = full_reset(regs, hal, &options.fallback, options.config);
+            let smmu = full_reset(regs, hal, &options.fallback, config);
             if let Some(old) = abandoned {
                 if smmu.is_ok() {
                     // SAFETY: the full reset wrote CR0 = 0 (acknowledged) before anything
@@ -362,7 +393,9 @@ fn try_adopt<R: RegisterAccess, H: Hal>(
         smmu::probe::check(&snap.ids).map_err(|e| (Verdict::Abandoned(e.into()), None))?;
     let is_ram = |pa: u64, size: u64| !options.check_ram || hal.is_ram(PhysAddr(pa), size);
     let geometry = validate_geometry(&snap, &features, &is_ram).map_err(refuse)?;
-    let coherent = features.coherent;
+    // SPEC K17: the platform's answer (in `config`), never IDR0.COHACC, decides whether
+    // writes to the adopted structures are cleaned.
+    let coherent = config.coherent.unwrap_or(features.coherent);
     // SPEC K14: every ASID and VMID the old tables use, reserved before any domain exists.
     let mut asids = IdAllocator::new(if features.asid16 { 16 } else { 8 });
     let mut vmids = IdAllocator::new(if features.vmid16 { 16 } else { 8 });
@@ -404,4 +437,62 @@ fn try_adopt<R: RegisterAccess, H: Hal>(
             vmids,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // spec: K8, K17
+    #[test]
+    fn the_crash_kernels_configuration_has_no_event_queue_and_the_platforms_coherency() {
+        let options = AdoptOptions {
+            config: SmmuConfig {
+                evtq_log2: Some(8),
+                priq_log2: Some(8),
+                coherent: Some(true),
+                ..SmmuConfig::default()
+            },
+            ..AdoptOptions::default()
+        };
+        let platform = AdoptPlatform {
+            crash_kernel: true,
+            coherent: false,
+            cache_maintenance: true,
+            expect_e2h: None,
+        };
+        let c = options.crash_config(&platform);
+        assert_eq!((c.evtq_log2, c.priq_log2), (None, None));
+        assert_eq!(c.coherent, Some(false), "the platform's answer wins");
+        assert_eq!(c.budget, options.config.budget);
+        // Not a crash kernel: the queues it asked for.
+        let normal = AdoptPlatform {
+            crash_kernel: false,
+            coherent: true,
+            ..platform
+        };
+        let c = options.crash_config(&normal);
+        assert_eq!((c.evtq_log2, c.priq_log2), (Some(8), Some(8)));
+        assert_eq!(c.coherent, Some(true));
+    }
+
+    // spec: K8
+    #[test]
+    fn every_plan_reprograms_the_interrupts_before_enabling_one() {
+        for plan in [ADOPT, RESET_ABORT, RESET_BYPASS] {
+            let at = |step| plan.steps.iter().position(|&s| s == step);
+            let configure = at(ResetStep::ConfigureInterrupts).expect("configures interrupts");
+            for enable in [
+                ResetStep::EnableInterrupts,
+                ResetStep::EnableGlobalErrorInterruptOnly,
+            ] {
+                if let Some(e) = at(enable) {
+                    assert!(configure < e, "{plan:?}");
+                }
+            }
+        }
+        // The adoption plan does it first, before the crashed kernel's interrupt can fire
+        // on anything this kernel does.
+        assert_eq!(ADOPT.steps.first(), Some(&ResetStep::ConfigureInterrupts));
+    }
 }

@@ -13,7 +13,7 @@
 
 use heapless::Vec;
 use smmu::arch::ste::{Ste, SteKind};
-use smmu::dma::DmaBuf;
+use smmu::dma::{DmaBuf, Origin};
 use smmu::strtab::{Prepared, SteLocation, StreamTable, STES_PER_L2, STE_BYTES};
 use smmu::writer::ENTRY_QWORDS;
 use smmu::{Error, Hal, MapAttr, PhysAddr};
@@ -261,6 +261,16 @@ impl StreamTable for AdoptedStreamTable {
                 *w &= !(1 << (bit % 64));
             }
         }
+    }
+
+    fn is_inherited(&self, sid: u32) -> bool {
+        // A linear table's chunk, and a level-2 table mapped from the crashed kernel's
+        // memory, are the old kernel's; only a level-2 table this kernel allocated (under a
+        // descriptor that was unused) is not. Unknown: inherited (SPEC K10).
+        self.chunk(sid).is_none_or(|c| {
+            c.l2.as_ref()
+                .is_none_or(|b| b.origin() != Origin::Allocated)
+        })
     }
 
     unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {

@@ -144,6 +144,38 @@ pub enum Attachment {
         /// Its ASID or VMID.
         id: u16,
     },
+    /// An attach failed part-way and putting the previous STEs (and CD) back failed too,
+    /// typically because the command queue stopped completing: each STE holds the previous
+    /// configuration or the new one, and which is not known. Every domain either may use
+    /// stays referenced (it cannot be freed) until an attach completes; a deferred STE stays
+    /// deferred (SPEC K11, D12).
+    Indeterminate,
+}
+
+impl Attachment {
+    /// The token of the paging domain, if this is one.
+    fn token(self) -> Option<u32> {
+        match self {
+            Attachment::Paging { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+}
+
+/// Domains a master's structures may still use besides the one it is attached to: a bound
+/// because the driver has no heap. Each attach that fails beyond repair adds at most two; an
+/// attach that would need more room is refused before it changes anything, and
+/// [`Smmu::attach_blocked`] (which adds none) always remains.
+const MAX_LINGERING: usize = 4;
+
+/// What an attach writes (see [`Smmu::commit`]).
+struct AttachTarget {
+    /// The STE every StreamID of the master gets.
+    ste: [u64; ENTRY_QWORDS],
+    /// CD 0 of the master's CD table, for an STE that points at the table (stage 1).
+    cd0: Option<[u64; ENTRY_QWORDS]>,
+    /// What the master is attached to once it completed.
+    now: Attachment,
 }
 
 struct Master {
@@ -154,6 +186,18 @@ struct Master {
     ssid_bits: u8,
     cd: Option<CdTable>,
     attached: Attachment,
+    /// Tokens of domains other than `attached`'s that an STE, CD 0 or the ATC of this master
+    /// may still use: left by an attach that could not be undone, or whose clean-up (CD 0,
+    /// ATC invalidation) failed after every STE had switched. Emptied by the next attach
+    /// that completes. [`Smmu::free_domain`] refuses all of them.
+    lingering: Vec<u32, MAX_LINGERING>,
+}
+
+impl Master {
+    /// Whether any of this master's STEs, its CD 0 or its ATC may still use domain `token`.
+    fn refers_to(&self, token: u32) -> bool {
+        self.attached.token() == Some(token) || self.lingering.contains(&token)
+    }
 }
 
 /// An Arm SMMUv3 and everything the driver keeps for it.
@@ -230,13 +274,17 @@ impl<R: RegisterAccess, H: Hal> EntrySlot<ENTRY_QWORDS> for LiveEntry<'_, R, H> 
         }
         let mut batch = CommandBatch::new(self.cmdq, self.hal, self.regs);
         match self.invalidate {
-            Invalidate::Ste(sid) => batch.add(Command::CfgiSte { sid, leaf: true })?,
+            // Leaf = 0 also drops a cached level-1 descriptor (§4.3.1): a level-2 table
+            // published by an earlier call whose own CFGI failed is seen all the same.
+            Invalidate::Ste(sid) => batch.add(Command::CfgiSte { sid, leaf: false })?,
             Invalidate::Cd { sids, ssid } => {
                 for &sid in sids {
+                    // Leaf = 0 also drops a cached level-1 CD descriptor (§4.3.3), so a
+                    // leaf published by an earlier attempt whose own CFGI failed is seen.
                     batch.add(Command::CfgiCd {
                         sid,
                         ssid,
-                        leaf: true,
+                        leaf: false,
                     })?;
                 }
             }
@@ -579,6 +627,13 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 }
                 None => Ok(()),
             },
+            ResetStep::ConfigureInterrupts => {
+                self.write_irq_ctrl(0)?;
+                if self.features.msi {
+                    self.program_msi_off()?;
+                }
+                Ok(())
+            }
             ResetStep::EnableInterrupts => {
                 let mut irq = LocalRegisterCopy::<u32, IRQ_CTRL::Register>::new(0);
                 irq.modify(IRQ_CTRL::GERROR_IRQEN::SET);
@@ -641,6 +696,44 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     fn set_cr0_bits(&mut self, bits: u32) -> Result<(), Error> {
         let current = self.regs.read32(offset::CR0);
         self.write_cr0(current | bits)
+    }
+
+    /// The `IRQ_CFG0–2` of every interrupt the SMMU has, with MSIs off: `ADDR` = 0 (no MSI
+    /// is sent, a wired interrupt is used, §6.3.21), `DATA` and the attributes 0. Each is
+    /// read back: a value that did not take would leave a previous kernel's MSI target live.
+    /// Only while `IRQ_CTRL` = 0 is acknowledged (the registers are guarded by it).
+    fn program_msi_off(&self) -> Result<(), Error> {
+        let sets = [
+            (
+                "GERROR_IRQ_CFG0",
+                offset::GERROR_IRQ_CFG0,
+                offset::GERROR_IRQ_CFG1,
+                offset::GERROR_IRQ_CFG2,
+            ),
+            (
+                "EVENTQ_IRQ_CFG0",
+                offset::EVTQ_IRQ_CFG0,
+                offset::EVTQ_IRQ_CFG1,
+                offset::EVTQ_IRQ_CFG2,
+            ),
+            (
+                "PRIQ_IRQ_CFG0",
+                offset::PRIQ_IRQ_CFG0,
+                offset::PRIQ_IRQ_CFG1,
+                offset::PRIQ_IRQ_CFG2,
+            ),
+        ];
+        // The PRI queue's registers exist only with IDR0.PRI (§6.3.34).
+        let count = if self.features.pri { 3 } else { 2 };
+        for &(name, cfg0, cfg1, cfg2) in sets.iter().take(count) {
+            self.regs.write64(cfg0, 0);
+            self.regs.write32(cfg1, 0);
+            self.regs.write32(cfg2, 0);
+            if self.regs.read64(cfg0) != 0 {
+                return Err(Error::WriteNotTaken(name));
+            }
+        }
+        Ok(())
     }
 
     fn write_irq_ctrl(&self, value: u32) -> Result<(), Error> {
@@ -756,6 +849,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 ssid_bits: config.ssid_bits,
                 cd: None,
                 attached: Attachment::Initial,
+                lingering: Vec::new(),
             });
         }
         Ok(MasterId(slot as u16))
@@ -784,24 +878,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         }
     }
 
-    /// Writes `target` into every STE of `master` with the hitless writer (SPEC D4), then
-    /// clears the deferred state of each STE whose write completed (SPEC K11).
-    fn install_ste(&mut self, master: MasterId, target: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
-        let sids = self.master(master)?.sids.clone();
-        for &sid in &sids {
-            self.write_ste(sid, target)?;
-            self.strtab.clear_deferred(sid);
-        }
-        Ok(())
-    }
-
-    /// One STE through the hitless writer.
-    fn write_ste(&self, sid: u32, target: &[u64; ENTRY_QWORDS]) -> Result<WriteReport, Error> {
-        let loc = self.strtab.locate(sid)?;
-        if loc.first_word + ENTRY_QWORDS > loc.buf.words() {
-            return Err(Error::StreamIdOutOfRange(sid));
-        }
-        let mut slot = LiveEntry {
+    /// `sid`'s STE as the entry writer sees it.
+    fn ste_slot(&self, sid: u32) -> Result<LiveEntry<'_, R, H>, Error> {
+        let loc = self.locate_ste(sid)?;
+        Ok(LiveEntry {
             buf: loc.buf,
             first: loc.first_word,
             hal: &self.hal,
@@ -809,16 +889,43 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             cmdq: &self.cmdq,
             invalidate: Invalidate::Ste(sid),
             failed: None,
-        };
-        write_entry(&SteRules, &mut slot, target).map_err(|e| e.error)
+        })
+    }
+
+    /// One STE through the hitless writer.
+    fn write_ste(&self, sid: u32, target: &[u64; ENTRY_QWORDS]) -> Result<WriteReport, Error> {
+        write_entry(&SteRules, &mut self.ste_slot(sid)?, target).map_err(|e| e.error)
+    }
+
+    /// Puts `sid`'s STE back to `image` after a failed write. The failed step's sync did not
+    /// complete, so the SMMU may hold any image the entry took since its last completed
+    /// sync; the writer plans from the entry as it is in memory, so that invalidation is
+    /// issued again first and the writer starts from what the SMMU can see (SPEC D4).
+    fn restore_ste(&self, sid: u32, image: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
+        let mut slot = self.ste_slot(sid)?;
+        slot.sync()?;
+        write_entry(&SteRules, &mut slot, image).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Where `sid`'s STE is, with its eight words checked to lie in the buffer.
+    fn locate_ste(&self, sid: u32) -> Result<crate::strtab::SteLocation<'_>, Error> {
+        let loc = self.strtab.locate(sid)?;
+        if loc.first_word + ENTRY_QWORDS > loc.buf.words() {
+            return Err(Error::StreamIdOutOfRange(sid));
+        }
+        Ok(loc)
     }
 
     /// Attaches `master` to the blocked domain: every STE aborts. Always allowed, also for
     /// protected and deferred masters (it is how a deferred master is released, SPEC K12).
     pub fn attach_blocked(&mut self, master: MasterId) -> Result<(), Error> {
-        let target = make::ste_image(&make::abort_ste());
-        self.install_ste(master, &target)?;
-        self.after_attach(master, Attachment::Blocked)
+        let target = AttachTarget {
+            ste: make::ste_image(&make::abort_ste()),
+            cd0: None,
+            now: Attachment::Blocked,
+        };
+        self.commit(master, &target)
     }
 
     /// Detaching is attaching to the blocked domain (SPEC D8, D9: a protected master is left
@@ -839,13 +946,18 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         if let Some(&sid) = m.sids.iter().find(|&&s| self.strtab.is_deferred(s)) {
             return Err(Error::Deferred(sid));
         }
-        let target = make::ste_image(&make::bypass_ste(self.entry_features));
-        self.install_ste(master, &target)?;
-        self.after_attach(master, Attachment::Identity)
+        let target = AttachTarget {
+            ste: make::ste_image(&make::bypass_ste(self.entry_features)),
+            cd0: None,
+            now: Attachment::Identity,
+        };
+        self.commit(master, &target)
     }
 
     /// Installs a bypass STE for a reserved-memory (RMR) region's StreamID. Refused for
-    /// protected masters (SPEC D9) and for deferred STEs (SPEC K10, K12).
+    /// protected masters (SPEC D9), for deferred STEs (SPEC K12) and for every STE that lives
+    /// in a structure inherited from the crashed kernel, whatever it holds now (SPEC K10):
+    /// the stream table knows which those are ([`StreamTable::is_inherited`]).
     pub fn install_rmr_bypass(&mut self, master: MasterId) -> Result<(), Error> {
         let m = self.master(master)?;
         if m.protected {
@@ -854,25 +966,138 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         if let Some(&sid) = m.sids.iter().find(|&&s| self.strtab.is_deferred(s)) {
             return Err(Error::Deferred(sid));
         }
+        if let Some(&sid) = m.sids.iter().find(|&&s| self.strtab.is_inherited(s)) {
+            return Err(Error::InheritedSte(sid));
+        }
         self.attach_identity(master)
     }
 
-    fn after_attach(&mut self, master: MasterId, now: Attachment) -> Result<(), Error> {
+    /// The one way STEs and CD 0 change (SPEC D4, D12, K11): an attach completes for every
+    /// StreamID of the master or leaves every STE (and CD 0) as it was.
+    ///
+    /// 1. Everything that can fail without a live write is done first: every STE located
+    ///    and its current image saved, the CD table allocated and CD 0 made addressable (a
+    ///    new leaf is all-invalid, so publishing it changes no translation), CD 0 saved, room
+    ///    checked for what a failure would have to record.
+    /// 2. The live writes, each through the hitless writer: CD 0 (stage 1: a master already
+    ///    on the CD table switches here), then every STE in order.
+    /// 3. A write that fails undoes, in reverse order, every write made so far, the failed
+    ///    one included, back to the saved image: its invalidation is issued again (the failed
+    ///    sync left the SMMU's view unknown), then the hitless writer takes it back. The
+    ///    deferred state of the STEs is untouched and the master's attachment is unchanged.
+    ///    If undoing fails too, the master is recorded as [`Attachment::Indeterminate`] and
+    ///    both domains stay referenced.
+    /// 4. Only once every STE holds the target is the deferred state cleared; then CD 0 is
+    ///    invalidated when the STEs no longer reach the CD table (so no CD names a domain the
+    ///    master left), and the ATC is invalidated when the master had translations.
+    fn commit(&mut self, master: MasterId, target: &AttachTarget) -> Result<(), Error> {
+        // ---- 1. preparation: nothing live changes
         let m = self.master(master)?;
-        let before = m.attached;
-        let ats = m.ats;
         let sids = m.sids.clone();
-        // A master leaving a paging domain with ATS: its ATC may hold translations of that
-        // domain (§3.9.1: invalidate the ATC after the STE change is visible).
-        if ats && matches!(before, Attachment::Paging { .. }) && before != now {
-            let mut batch = CommandBatch::new(&self.cmdq, &self.hal, &self.regs);
-            for sid in sids {
-                atc_commands(sid, None, 0, u64::MAX, &mut |c| batch.add(c))?;
-            }
-            batch.submit()?;
+        let before = m.attached;
+        let extra = [before.token(), target.now.token()]
+            .into_iter()
+            .flatten()
+            .filter(|t| !m.lingering.contains(t))
+            .count();
+        if m.lingering.len() + extra > MAX_LINGERING {
+            return Err(Error::CapacityExhausted);
         }
-        self.master_mut(master)?.attached = now;
-        Ok(())
+        let mut saved: Vec<[u64; ENTRY_QWORDS], MAX_SIDS_PER_MASTER> = Vec::new();
+        for &sid in &sids {
+            let image = self.locate_ste(sid)?.read(&self.hal)?;
+            saved.push(image).map_err(|_| Error::CapacityExhausted)?;
+        }
+        let saved_cd = match target.cd0 {
+            Some(_) => Some(self.prepare_cd0(master)?),
+            None => None,
+        };
+
+        // ---- 2. live writes
+        let mut failure = None;
+        if let Some(cd) = &target.cd0 {
+            if let Err(e) = self.write_cd0(master, cd) {
+                failure = Some((e, 0));
+            }
+        }
+        if failure.is_none() {
+            for (i, &sid) in sids.iter().enumerate() {
+                if let Err(e) = self.write_ste(sid, &target.ste) {
+                    failure = Some((e, i + 1));
+                    break;
+                }
+            }
+        }
+
+        // ---- 3. undo
+        if let Some((error, touched)) = failure {
+            let mut restored = true;
+            for (&sid, image) in sids.iter().zip(&saved).take(touched).rev() {
+                restored &= self.restore_ste(sid, image).is_ok();
+            }
+            if let Some(image) = &saved_cd {
+                restored &= self.restore_cd0(master, image).is_ok();
+            }
+            if !restored {
+                let m = self.master_mut(master)?;
+                for t in [before.token(), target.now.token()].into_iter().flatten() {
+                    if !m.lingering.contains(&t) {
+                        // Cannot fail: room was checked in step 1.
+                        let _ = m.lingering.push(t);
+                    }
+                }
+                m.attached = Attachment::Indeterminate;
+            }
+            return Err(error);
+        }
+
+        // ---- 4. completed for every StreamID
+        for &sid in &sids {
+            self.strtab.clear_deferred(sid);
+        }
+        let mut cleanup = Ok(());
+        if target.cd0.is_none() && self.master(master)?.cd.is_some() {
+            // The STEs no longer reach the CD table (their change was synced): CD 0 goes
+            // invalid, so it names no domain the master left.
+            let invalid = [0u64; ENTRY_QWORDS];
+            cleanup = self
+                .prepare_cd0(master)
+                .and_then(|_| self.write_cd0(master, &invalid));
+        }
+        let m = self.master(master)?;
+        let atc_dirty = m.ats
+            && (!m.lingering.is_empty()
+                || (before != target.now
+                    && matches!(
+                        before,
+                        Attachment::Paging { .. } | Attachment::Indeterminate
+                    )));
+        if cleanup.is_ok() && atc_dirty {
+            // §3.9.1: the ATC is invalidated after the STE change is visible.
+            let mut batch = CommandBatch::new(&self.cmdq, &self.hal, &self.regs);
+            cleanup = sids
+                .iter()
+                .try_for_each(|&sid| {
+                    atc_commands(sid, None, 0, u64::MAX, &mut |c| batch.add(c)).map(|_| ())
+                })
+                .and_then(|()| batch.submit());
+        }
+        let m = self.master_mut(master)?;
+        m.attached = target.now;
+        match cleanup {
+            Ok(()) => {
+                m.lingering.clear();
+                Ok(())
+            }
+            Err(e) => {
+                // Every STE switched, but CD 0 or the ATC may still use the previous domain.
+                if let Some(t) = before.token().filter(|t| !m.lingering.contains(t)) {
+                    // Cannot fail: room was checked in step 1.
+                    let _ = m.lingering.push(t);
+                }
+                Err(e)
+            }
+        }
     }
 
     // ------------------------------------------------------------------ domains
@@ -911,15 +1136,18 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         }
     }
 
-    fn attached_to(&self, token: u32) -> impl Iterator<Item = &Master> {
-        self.masters.iter().flatten().filter(
-            move |m| matches!(m.attached, Attachment::Paging { token: t, .. } if t == token),
-        )
+    /// Masters whose STEs, CD or ATC may use domain `token`.
+    fn referring_to(&self, token: u32) -> impl Iterator<Item = &Master> {
+        self.masters
+            .iter()
+            .flatten()
+            .filter(move |m| m.refers_to(token))
     }
 
-    /// Frees a domain: refused while a master is attached. Its TLB entries are invalidated
-    /// before the ID goes back to the allocator, so a later domain with the same ID cannot hit
-    /// them.
+    /// Frees a domain: refused ([`Error::DomainBusy`]) while any master's STE or CD may still
+    /// refer to it: attached, or left referenced by an attach that could not complete or be
+    /// undone. Its TLB entries are invalidated before the ID goes back to the allocator, so a
+    /// later domain with the same ID cannot hit them.
     pub fn free_domain<A: TableAllocator>(
         &mut self,
         domain: Domain<A>,
@@ -927,7 +1155,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         if self.check_domain(&domain).is_err() {
             return Err((Error::WrongDomainKind, domain));
         }
-        if self.attached_to(domain.token).next().is_some() {
+        if self.referring_to(domain.token).next().is_some() {
             return Err((Error::DomainBusy, domain));
         }
         let scope = self.scope(domain.stage, domain.id);
@@ -957,8 +1185,8 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// Attaches `master` to a paging domain. Stage 1: the domain's CD is written (hitlessly)
     /// at SubstreamID 0 of the master's CD table, then the STEs point at the table; stage 2:
     /// the STEs hold the domain's table and VMID. Every STE change goes through the hitless
-    /// writer (SPEC D4); a deferred STE is replaced here and only then stops being deferred
-    /// (SPEC K11).
+    /// writer (SPEC D4); the attach completes for every StreamID or leaves every STE as it
+    /// was, and a deferred STE stops being deferred only when it completed (SPEC D12, K11).
     pub fn attach<A: TableAllocator>(
         &mut self,
         master: MasterId,
@@ -970,39 +1198,48 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             .policy
             .check_attach(m.protected, domain.kind(), domain.protected)?;
         let caps = self.caps(m, true);
+        let now = Attachment::Paging {
+            token: domain.token,
+            stage: domain.stage,
+            id: domain.id,
+        };
         let target = match domain.stage {
             DomainStage::Stage1 => {
                 let cd = stage1_cd(&domain.table, domain.id, caps.stall)?;
-                self.write_cd0(master, &make::cd_image(&cd))?;
+                // The CD table must exist for the STE to point at it; creating it (empty)
+                // changes nothing the SMMU uses.
+                self.prepare_cd0(master)?;
                 let m = self.master(master)?;
                 let table = m.cd.as_ref().ok_or(Error::NoSuchMaster)?.pointer();
-                make::ste_image(&make::cd_table_ste(
+                AttachTarget {
+                    ste: make::ste_image(&make::cd_table_ste(
+                        self.entry_features,
+                        caps,
+                        table,
+                        S1Dss::Substream0,
+                    )),
+                    cd0: Some(make::cd_image(&cd)),
+                    now,
+                }
+            }
+            DomainStage::Stage2 => AttachTarget {
+                ste: make::ste_image(&make::s2_ste(
                     self.entry_features,
                     caps,
-                    table,
-                    S1Dss::Substream0,
-                ))
-            }
-            DomainStage::Stage2 => make::ste_image(&make::s2_ste(
-                self.entry_features,
-                caps,
-                stage2_table(&domain.table)?,
-                domain.id,
-            )),
-        };
-        self.install_ste(master, &target)?;
-        self.after_attach(
-            master,
-            Attachment::Paging {
-                token: domain.token,
-                stage: domain.stage,
-                id: domain.id,
+                    stage2_table(&domain.table)?,
+                    domain.id,
+                )),
+                cd0: None,
+                now,
             },
-        )
+        };
+        self.commit(master, &target)
     }
 
-    /// Writes CD 0 of the master's CD table, creating the table on first use.
-    fn write_cd0(&mut self, master: MasterId, cd: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
+    /// Makes CD 0 of the master's CD table addressable, creating the table on first use, and
+    /// returns what it holds now. Nothing the SMMU translates with changes: a new table or
+    /// leaf is all-invalid, and a new level-1 descriptor replaces an invalid one.
+    fn prepare_cd0(&mut self, master: MasterId) -> Result<[u64; ENTRY_QWORDS], Error> {
         let (ssid_bits, has_cd) = {
             let m = self.master(master)?;
             (m.ssid_bits, m.cd.is_some())
@@ -1023,12 +1260,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             .ok_or(Error::NoSuchMaster)?;
         let table = m.cd.as_mut().ok_or(Error::NoSuchMaster)?;
         let prepared = table.prepare(&self.hal, 0)?;
-        let sids = m.sids.clone();
         let m = self.master(master)?;
-        let table = m.cd.as_ref().ok_or(Error::NoSuchMaster)?;
         if prepared == CdPrepared::NewLevel1Descriptor {
             let mut batch = CommandBatch::new(&self.cmdq, &self.hal, &self.regs);
-            for &sid in &sids {
+            for &sid in &m.sids {
                 batch.add(Command::CfgiCd {
                     sid,
                     ssid: 0,
@@ -1037,25 +1272,50 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             }
             batch.submit()?;
         }
+        let table = m.cd.as_ref().ok_or(Error::NoSuchMaster)?;
+        let (buf, first) = table.locate(0)?;
+        let mut image = [0u64; ENTRY_QWORDS];
+        for (i, w) in image.iter_mut().enumerate() {
+            *w = buf.read(&self.hal, first + i)?;
+        }
+        Ok(image)
+    }
+
+    /// CD 0 of the master's CD table (prepared by [`Smmu::prepare_cd0`]) as the entry
+    /// writer sees it.
+    fn cd0_slot(&self, master: MasterId) -> Result<LiveEntry<'_, R, H>, Error> {
+        let m = self.master(master)?;
+        let table = m.cd.as_ref().ok_or(Error::NoSuchMaster)?;
         let (buf, first) = table.locate(0)?;
         if first + ENTRY_QWORDS > buf.words() {
             return Err(Error::SubstreamIdOutOfRange(0));
         }
-        let mut slot = LiveEntry {
+        Ok(LiveEntry {
             buf,
             first,
             hal: &self.hal,
             regs: &self.regs,
             cmdq: &self.cmdq,
             invalidate: Invalidate::Cd {
-                sids: &sids,
+                sids: &m.sids,
                 ssid: 0,
             },
             failed: None,
-        };
-        // EL1 and EL2-E2H StreamWorlds both honour EPDx (the only ones this driver uses).
-        let rules = CdRules::EL1;
-        write_entry(&rules, &mut slot, cd).map_err(|e| e.error)?;
+        })
+    }
+
+    /// Writes CD 0 hitlessly. EL1 and EL2-E2H StreamWorlds both honour `EPDx` (the only
+    /// ones this driver uses), hence [`CdRules::EL1`].
+    fn write_cd0(&self, master: MasterId, cd: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
+        write_entry(&CdRules::EL1, &mut self.cd0_slot(master)?, cd).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Puts CD 0 back to `image` after a failed write, as [`Smmu::restore_ste`] does.
+    fn restore_cd0(&self, master: MasterId, image: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
+        let mut slot = self.cd0_slot(master)?;
+        slot.sync()?;
+        write_entry(&CdRules::EL1, &mut slot, image).map_err(|e| e.error)?;
         Ok(())
     }
 
@@ -1122,7 +1382,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         batch.submit()?;
         // ATC invalidation only after the TLB invalidation completed (§3.9.1).
         let mut atc = CommandBatch::new(&self.cmdq, &self.hal, &self.regs);
-        for m in self.attached_to(domain.token).filter(|m| m.ats) {
+        for m in self.referring_to(domain.token).filter(|m| m.ats) {
             for &sid in &m.sids {
                 atc_commands(sid, None, iova.0, size, &mut |c| atc.add(c))?;
             }
@@ -1208,5 +1468,212 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             strtab.release(&hal);
         }
         (regs, hal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+    use std::vec::Vec as StdVec;
+
+    use super::*;
+    use crate::strtab::{Layout, OwnedStreamTable};
+    use crate::testutil::{FakeRegs, HeapHal};
+
+    /// Drop no `CMDQ_PROD` write.
+    const NEVER: u64 = u64::MAX;
+
+    /// A fake SMMU whose command queue consumes everything at each `CMDQ_PROD` write, except
+    /// the writes from index `drop_from` (counted from 0, reset with it) up to
+    /// `drop_from + drop_len`: those the "SMMU" never sees, so their `CMD_SYNC` times out.
+    struct Stalls {
+        drop_from: Arc<AtomicU64>,
+        drop_len: Arc<AtomicU64>,
+        seen: Arc<AtomicU64>,
+    }
+
+    impl Stalls {
+        fn set(&self, from: u64, len: u64) {
+            self.seen.store(0, Ordering::SeqCst);
+            self.drop_len.store(len, Ordering::SeqCst);
+            self.drop_from.store(from, Ordering::SeqCst);
+        }
+    }
+
+    fn fake_smmu_regs() -> (FakeRegs, Stalls) {
+        let regs = FakeRegs::new();
+        let stalls = Stalls {
+            drop_from: Arc::new(AtomicU64::new(NEVER)),
+            drop_len: Arc::new(AtomicU64::new(0)),
+            seen: Arc::new(AtomicU64::new(0)),
+        };
+        let (from, len, seen) = (
+            stalls.drop_from.clone(),
+            stalls.drop_len.clone(),
+            stalls.seen.clone(),
+        );
+        regs.on_write(move |file, w| match w.offset {
+            offset::CR0 => file.set32(offset::CR0ACK, w.value as u32),
+            offset::IRQ_CTRL => file.set32(offset::IRQ_CTRLACK, w.value as u32),
+            offset::CMDQ_PROD => {
+                let i = seen.fetch_add(1, Ordering::SeqCst);
+                let start = from.load(Ordering::SeqCst);
+                let dropped = i >= start && i - start < len.load(Ordering::SeqCst);
+                if !dropped {
+                    file.set32(offset::CMDQ_CONS, w.value as u32);
+                }
+            }
+            _ => {}
+        });
+        (regs, stalls)
+    }
+
+    fn features(msi: bool) -> Features {
+        // IDR0: S2P, S1P, AArch64 tables, COHACC, MSI (optional), no stalls. IDR1: CMDQS 8,
+        // SIDSIZE 4. IDR5: 4K granule, 48-bit OAS.
+        let idr0 = 0b11 | 0b10 << 2 | 1 << 4 | u32::from(msi) << 13 | 0b01 << 24;
+        let ids = crate::arch::idr::IdRegs {
+            idr: [idr0, 8 << 21 | 4, 0, 0, 0, 1 << 4 | 0b101],
+            iidr: 0,
+            aidr: 0,
+        };
+        Features::decode(&ids)
+    }
+
+    fn config() -> SmmuConfig {
+        SmmuConfig {
+            budget: PollBudget(20),
+            evtq_log2: None,
+            ..SmmuConfig::default()
+        }
+    }
+
+    type TestSmmu<'a> = Smmu<&'a FakeRegs, &'a HeapHal, OwnedStreamTable>;
+
+    fn new_smmu<'a>(regs: &'a FakeRegs, hal: &'a HeapHal, msi: bool) -> TestSmmu<'a> {
+        let abort = make::ste_image(&make::abort_ste());
+        let table = OwnedStreamTable::new(hal, Layout::Linear, 4, true, &abort).unwrap();
+        Smmu::new(regs, hal, features(msi), table, config()).unwrap()
+    }
+
+    fn stes(smmu: &TestSmmu<'_>, sids: &[u32]) -> StdVec<[u64; ENTRY_QWORDS]> {
+        sids.iter()
+            .map(|&s| smmu.locate_ste(s).unwrap().read(smmu.hal()).unwrap())
+            .collect()
+    }
+
+    // spec: D12, K11
+    #[test]
+    fn an_attach_failing_at_any_submission_leaves_every_ste_as_it_was() {
+        let hal = HeapHal::new();
+        let (regs, stalls) = fake_smmu_regs();
+        let mut smmu = new_smmu(&regs, &hal, false);
+        let sids = [1, 2, 3];
+        let m = smmu
+            .add_master(&MasterConfig {
+                sids: &sids,
+                protected: false,
+                ats: false,
+                stall: false,
+                ssid_bits: 0,
+            })
+            .unwrap();
+        let before = stes(&smmu, &sids);
+        let mut failures = 0;
+        for n in 0..32 {
+            stalls.set(n, 1);
+            let result = smmu.attach_identity(m);
+            stalls.set(NEVER, 0);
+            if result.is_ok() {
+                break;
+            }
+            failures += 1;
+            assert_eq!(result, Err(Error::Timeout(WaitFor::CmdSync)), "n {n}");
+            assert_eq!(smmu.attachment(m).unwrap(), Attachment::Initial, "n {n}");
+            assert_eq!(stes(&smmu, &sids), before, "n {n}");
+        }
+        assert!(failures >= sids.len(), "{failures}");
+        assert_eq!(smmu.attachment(m).unwrap(), Attachment::Identity);
+        let bypass = make::ste_image(&make::bypass_ste(smmu.entry_features));
+        assert!(stes(&smmu, &sids).iter().all(|s| *s == bypass));
+
+        // The queue stops for good in the middle: undoing fails too, and the record says so.
+        stalls.set(1, u64::MAX);
+        assert!(smmu.attach_blocked(m).is_err());
+        assert_eq!(smmu.attachment(m).unwrap(), Attachment::Indeterminate);
+        stalls.set(NEVER, 0);
+        smmu.attach_blocked(m).unwrap();
+        assert_eq!(smmu.attachment(m).unwrap(), Attachment::Blocked);
+        assert_eq!(stes(&smmu, &sids), before);
+        // SAFETY: a fake SMMU; nothing uses the buffers any more.
+        unsafe { smmu.release() };
+        assert_eq!(hal.live_allocations(), 0);
+    }
+
+    const IRQ_PLAN: ResetPlan = ResetPlan {
+        steps: &[
+            ResetStep::ConfigureInterrupts,
+            ResetStep::EnableGlobalErrorInterruptOnly,
+        ],
+        on_failure: OnFailure::Report,
+    };
+
+    // spec: K8, D11
+    #[test]
+    fn interrupts_are_disabled_and_their_msis_turned_off_before_one_is_enabled() {
+        let hal = HeapHal::new();
+        let (regs, _stalls) = fake_smmu_regs();
+        // What a previous kernel left: its MSI doorbell, GERROR and EVTQ interrupts on.
+        regs.set64(offset::GERROR_IRQ_CFG0, 0x8000_1000);
+        regs.set32(offset::GERROR_IRQ_CFG1, 0xdead);
+        regs.set32(offset::IRQ_CTRL, 0b101);
+        regs.set32(offset::IRQ_CTRLACK, 0b101);
+        let mut smmu = new_smmu(&regs, &hal, true);
+        smmu.reset(&IRQ_PLAN).unwrap();
+        let order: StdVec<(usize, u64)> = regs
+            .writes()
+            .iter()
+            .map(|w| (w.offset, w.value))
+            .filter(|(o, _)| {
+                [
+                    offset::IRQ_CTRL,
+                    offset::GERROR_IRQ_CFG0,
+                    offset::GERROR_IRQ_CFG1,
+                    offset::GERROR_IRQ_CFG2,
+                ]
+                .contains(o)
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (offset::IRQ_CTRL, 0),
+                (offset::GERROR_IRQ_CFG0, 0),
+                (offset::GERROR_IRQ_CFG1, 0),
+                (offset::GERROR_IRQ_CFG2, 0),
+                (offset::IRQ_CTRL, 1),
+            ]
+        );
+        // SAFETY: a fake SMMU; nothing uses the buffers any more.
+        unsafe { smmu.release() };
+
+        // An SMMU that ignores the write: a typed error, the interrupt stays off.
+        let (regs, _stalls) = fake_smmu_regs();
+        regs.set64(offset::GERROR_IRQ_CFG0, 0x8000_1000);
+        regs.on_write(|file, w| match w.offset {
+            offset::IRQ_CTRL => file.set32(offset::IRQ_CTRLACK, w.value as u32),
+            offset::GERROR_IRQ_CFG0 => file.set64(offset::GERROR_IRQ_CFG0, 0x8000_1000),
+            _ => {}
+        });
+        let mut smmu = new_smmu(&regs, &hal, true);
+        assert_eq!(
+            smmu.reset(&IRQ_PLAN),
+            Err(Error::WriteNotTaken("GERROR_IRQ_CFG0"))
+        );
+        assert_eq!(regs.get32(offset::IRQ_CTRL), 0);
+        // SAFETY: as above.
+        unsafe { smmu.release() };
+        assert_eq!(hal.live_allocations(), 0);
     }
 }

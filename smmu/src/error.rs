@@ -146,6 +146,11 @@ pub enum Error {
         /// `SMMU_GBPA` as read after the abort attempt.
         gbpa: u32,
     },
+    /// The STE lives in a table inherited from the crashed kernel: no RMR bypass is
+    /// installed over it (SPEC K10).
+    InheritedSte(u32),
+    /// A register read back differently from what was written (SPEC D11): the register.
+    WriteNotTaken(&'static str),
 }
 
 impl From<HalError> for Error {
@@ -214,6 +219,11 @@ impl fmt::Display for Error {
                 )
             }
             Self::Deferred(s) => write!(f, "StreamID {s:#x} is deferred (adopted, not attached)"),
+            Self::WriteNotTaken(r) => write!(f, "the SMMU did not take the write to {r}"),
+            Self::InheritedSte(s) => write!(
+                f,
+                "StreamID {s:#x} uses a stream table inherited from the crashed kernel: no bypass is installed there"
+            ),
             Self::GbpaNotTaken { wrote, read } => write!(
                 f,
                 "the SMMU did not take the global bypass setting: wrote {wrote:#x}, reads {read:#x}"

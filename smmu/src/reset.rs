@@ -46,6 +46,13 @@ pub enum ResetStep {
     EnableEventQueue,
     /// PRI queue registers and `CR0.PRIQEN` (skipped without a PRI queue).
     EnablePriQueue,
+    /// `IRQ_CTRL` = 0 with `IRQ_CTRLACK` polled, then, when the SMMU has MSIs, the
+    /// `*_IRQ_CFG0–2` registers of the global-error, event-queue and PRI-queue interrupts
+    /// with this driver's own values, each read back: MSIs off (`ADDR` = 0, §6.3.21), so an
+    /// enabled interrupt is the wired one. Whatever a previous kernel programmed there (an
+    /// MSI doorbell it owned) is never used again. Runs before any step that enables an
+    /// interrupt (the `IRQ_CFG` registers may only change while their enable is 0).
+    ConfigureInterrupts,
     /// `IRQ_CTRL` with the interrupts of the queues that are on, `IRQ_CTRLACK` polled.
     EnableInterrupts,
     /// `IRQ_CTRL` with only `GERROR_IRQEN` (SPEC K8), `IRQ_CTRLACK` polled.
@@ -82,6 +89,7 @@ impl ResetPlan {
         steps: &[
             ResetStep::GlobalBypassAbort,
             ResetStep::DisableAll,
+            ResetStep::ConfigureInterrupts,
             ResetStep::ConfigureAttributes,
             ResetStep::ProgramStreamTable,
             ResetStep::ProgramCommandQueue,

@@ -101,6 +101,15 @@ pub trait StreamTable {
         let _ = sid;
     }
 
+    /// Whether `sid`'s STE lives in a structure inherited live from a previous kernel (an
+    /// adopted linear or level-2 table), whatever it holds now: such an STE never gets an
+    /// RMR bypass (SPEC K10). A table that cannot tell (a StreamID not prepared yet) says
+    /// `true`. A table the driver built says `false`.
+    fn is_inherited(&self, sid: u32) -> bool {
+        let _ = sid;
+        false
+    }
+
     /// Gives every buffer back to the HAL.
     ///
     /// # Safety

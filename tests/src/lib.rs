@@ -15,9 +15,12 @@
 //! assert!(model.with(|m| m.violations().is_empty()));
 //! ```
 
+pub mod faults;
 pub mod kdump_scenario;
 pub mod platform;
 pub mod rig;
 pub mod tables;
 
-pub use platform::{HalStats, Mapping, ModelHal, ModelPlatform, ModelRegs, DEFAULT_RAM_BYTES};
+pub use platform::{
+    CacheEvent, HalStats, Mapping, ModelHal, ModelPlatform, ModelRegs, DEFAULT_RAM_BYTES,
+};

@@ -155,6 +155,21 @@ pub struct Mapping {
     pub attr: MapAttr,
 }
 
+/// A structure store or a cache clean, in the order the driver made them (for SPEC K17:
+/// every store to a structure a non-coherent SMMU reads is followed by its clean).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheEvent {
+    /// `store_entry_qword` at this physical address.
+    EntryStore(PhysAddr),
+    /// `clean_dcache` of `[pa, pa + size)` (`pa` is `None` outside the arena).
+    Clean {
+        /// First byte cleaned.
+        pa: Option<PhysAddr>,
+        /// Bytes cleaned.
+        size: usize,
+    },
+}
+
 /// Counters of what the driver asked of the HAL, for leak and usage checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HalStats {
@@ -184,6 +199,8 @@ struct HalState {
     maps: Mutex<Vec<(usize, usize, Mapping)>>,
     /// Every `map_phys` call that succeeded, in order.
     map_log: Mutex<Vec<Mapping>>,
+    /// Every entry store and clean, in order.
+    cache_log: Mutex<Vec<CacheEvent>>,
     entry_stores: AtomicUsize,
     foreign_entry_stores: AtomicUsize,
     cleans: AtomicUsize,
@@ -245,6 +262,11 @@ impl ModelHal {
     /// Every successful `map_phys` call so far, in order (with its attribute).
     pub fn mapping_log(&self) -> Vec<Mapping> {
         lock(&self.state.map_log).clone()
+    }
+
+    /// Every entry store and cache clean so far, in order.
+    pub fn cache_log(&self) -> Vec<CacheEvent> {
+        lock(&self.state.cache_log).clone()
     }
 
     /// All counters.
@@ -340,7 +362,8 @@ unsafe impl Hal for ModelHal {
     }
 
     fn clean_dcache(&self, va: NonNull<u8>, size: usize) {
-        let _ = (va, size);
+        let pa = self.pa(va.as_ptr());
+        lock(&self.state.cache_log).push(CacheEvent::Clean { pa, size });
         self.state.cleans.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -359,6 +382,7 @@ unsafe impl Hal for ModelHal {
 
     unsafe fn store_entry_qword(&self, va: NonNull<u64>, value: u64) {
         if let Some(pa) = self.pa(va.as_ptr().cast::<u8>()) {
+            lock(&self.state.cache_log).push(CacheEvent::EntryStore(pa));
             if self.model.write_u64(pa.0, value).is_ok() {
                 self.state.entry_stores.fetch_add(1, Ordering::Relaxed);
                 return;
