@@ -1293,7 +1293,10 @@ impl Model {
         let g = self.irq_enabled(bit);
         let old = self.irq_cfg[i][j];
         if self.guard(names[i][j], off, old, u64::from(v), g) {
-            self.irq_cfg[i][j] = u64::from(if j == 2 { v & 0x8000_003F } else { v });
+            // IRQ_CFG2: MEMATTR [3:0] and SH [5:4]; only PRIQ_IRQ_CFG2 has LO at bit 31
+            // (§6.3.23, §6.3.32 vs §6.3.36), elsewhere it is RES0.
+            let cfg2 = if i == 2 { 0x8000_003F } else { 0x3F };
+            self.irq_cfg[i][j] = u64::from(if j == 2 { v & cfg2 } else { v });
         }
     }
 

@@ -135,6 +135,8 @@ pub(crate) struct TtCfg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CdCfg {
     pub(crate) asid: u16,
+    /// Entries are not ASID-tagged (StreamWorld NS-EL2 without E2H): cached as global.
+    pub(crate) global_only: bool,
     pub(crate) tt: [Option<TtCfg>; 2],
     pub(crate) tbi: [bool; 2],
     pub(crate) ips_bits: u32,
@@ -255,6 +257,16 @@ fn ias(p: &Profile) -> u32 {
     }
 }
 
+/// The largest legal TxSZ for a granule (§5.2 S2T0SZ, §5.4 T0SZ): 39 without small translation
+/// tables; with IDR3.STT, 48 for 4 KiB and 16 KiB granules and 47 for 64 KiB.
+fn txsz_max(p: &Profile, gran: u32) -> u32 {
+    match (p.idr3(reg::IDR3_STT) != 0, gran) {
+        (false, _) => 39,
+        (true, 16) => 47,
+        (true, _) => 48,
+    }
+}
+
 /// Decodes an STE against the profile: the model's own reading of `SteIllegal` (§5.2).
 pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
     if ste::V.get(w) == 0 {
@@ -330,8 +342,10 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
         if stall_bad {
             return SteDec::Illegal;
         }
-        // Only VMSAv8-64 stage 2 is modelled; TTF without AArch32 makes S2AA64 = 0 ILLEGAL.
-        if ste::S2AA64.get(w) == 0 {
+        // §5.2 S2AA64: selecting a format IDR0.TTF does not implement is ILLEGAL. Only
+        // VMSAv8-64 stage 2 is modelled, so S2AA64 = 0 (VMSAv8-32 LPAE) is refused too (a
+        // documented limit when TTF[0] = 1).
+        if ste::S2AA64.get(w) == 0 || p.idr0(reg::IDR0_TTF) & 0b10 == 0 {
             return SteDec::Illegal;
         }
         let httu = p.idr0(reg::IDR0_HTTU);
@@ -352,7 +366,7 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
         }
         let t0sz = ste::S2T0SZ.get(w) as u32;
         let txsz_min = 16u32.max(64 - ias(p));
-        let txsz_max = if p.idr3(reg::IDR3_STT) != 0 { 48 } else { 39 };
+        let txsz_max = txsz_max(p, gran);
         if t0sz < txsz_min || t0sz > txsz_max {
             return SteDec::Illegal;
         }
@@ -373,9 +387,6 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
             return SteDec::Illegal;
         }
         let vmid = ste::S2VMID.get(w) as u16;
-        if p.idr0(reg::IDR0_VMID16) == 0 && vmid >> 8 != 0 {
-            return SteDec::Illegal;
-        }
         let bits = ia_bits - sh;
         let bytes = 8u64 << bits;
         s2cfg = Some(S2Cfg {
@@ -389,12 +400,17 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
             vmid,
         });
     }
-    // S2VMID tags stage-1 entries too when stage 2 exists and the StreamWorld is EL1.
-    let vmid = if p.s2p() && !el2 {
+    // S2VMID tags stage-1 entries too when stage 2 exists and the StreamWorld is EL1 (§5.2
+    // S2VMID); wherever it is used, bits [15:8] must be 0 without VMID16.
+    let vmid_used = s2 || (s1 && p.s2p() && !el2);
+    let vmid = if vmid_used {
         ste::S2VMID.get(w) as u16
     } else {
         0
     };
+    if vmid_used && p.idr0(reg::IDR0_VMID16) == 0 && vmid >> 8 != 0 {
+        return SteDec::Illegal;
+    }
     SteDec::Xlate(StePlan {
         s1,
         s2: s2cfg,
@@ -409,7 +425,15 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
 }
 
 /// Decodes a CD: the model's own reading of `CdIllegal` (§5.4). `None` = ILLEGAL.
-pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdCfg> {
+/// `el2_plain` is the StreamWorld NS-EL2 (STRW = EL2 with CR2.E2H = 0): there EPD0 and EPD1
+/// are IGNORED with an effective value of 0, the TTB1 fields are RES0 (one VA range, through
+/// TTB0) and the ASID is IGNORED (§5.4 EPD0, TTB1, ASID).
+pub(crate) fn decode_cd(
+    p: &Profile,
+    s1stalld: bool,
+    el2_plain: bool,
+    w: &[u64; 8],
+) -> Option<CdCfg> {
     if cd::V.get(w) == 0 {
         return None;
     }
@@ -426,7 +450,8 @@ pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdC
     if p.idr0(reg::IDR0_TERM_MODEL) != 0 && cd::A.get(w) == 0 {
         return None;
     }
-    if cd::AA64.get(w) == 0 {
+    // §5.4 AA64: VMSAv8-64 needs IDR0.TTF[1]; VMSAv8-32 LPAE is not modelled (a limit).
+    if cd::AA64.get(w) == 0 || p.idr0(reg::IDR0_TTF) & 0b10 == 0 {
         return None;
     }
     let httu = p.idr0(reg::IDR0_HTTU);
@@ -434,7 +459,12 @@ pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdC
     if ((ha || hd) && httu == 0) || (hd && httu == 1) {
         return None;
     }
-    let epd = [cd::EPD0.get(w) != 0, cd::EPD1.get(w) != 0];
+    // Which TTBx regions exist: under NS-EL2 only TTB0, whatever EPD0/EPD1 say.
+    let epd = if el2_plain {
+        [false, true]
+    } else {
+        [cd::EPD0.get(w) != 0, cd::EPD1.get(w) != 0]
+    };
     let endi = cd::ENDI.get(w) != 0;
     let te = p.idr0(reg::IDR0_TTENDIAN);
     if (!epd[0] || !epd[1]) && ((te == 0b10 && endi) || (te == 0b11 && !endi)) {
@@ -442,7 +472,7 @@ pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdC
     }
     // IPS 6 and 7 are legal and behave as the implemented OAS (S4).
     let ips = ps_bits(cd::IPS.get(w)).min(p.oas_bits());
-    let asid = cd::ASID.get(w) as u16;
+    let asid = if el2_plain { 0 } else { cd::ASID.get(w) as u16 };
     if p.idr0(reg::IDR0_ASID16) == 0 && asid >> 8 != 0 {
         return None;
     }
@@ -468,8 +498,7 @@ pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdC
             )
         };
         let gran = gran.filter(|g| p.gran_ok(*g))?;
-        let txsz_max = if p.idr3(reg::IDR3_STT) != 0 { 48 } else { 39 };
-        if !(16..=txsz_max).contains(&tsz) {
+        if !(16..=txsz_max(p, gran)).contains(&tsz) {
             return None;
         }
         if ttb >> ips != 0 {
@@ -489,8 +518,9 @@ pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdC
     }
     Some(CdCfg {
         asid,
+        global_only: el2_plain,
         tt,
-        tbi: [cd::TBI0.get(w) != 0, cd::TBI1.get(w) != 0],
+        tbi: [cd::TBI0.get(w) != 0, cd::TBI1.get(w) != 0 && !el2_plain],
         ips_bits: ips,
         affd: cd::AFFD.get(w) != 0,
         wxn: cd::WXN.get(w) != 0,
@@ -596,6 +626,12 @@ fn is_invalid(w: &[u64; 8], is_cd: bool) -> bool {
     }
 }
 
+/// The mask of the low `bits` bits (`bits` ≤ 64).
+#[inline]
+pub(crate) fn low_mask(bits: u32) -> u64 {
+    u64::MAX.checked_shr(64 - bits.min(64)).unwrap_or(0)
+}
+
 /// Canonical form of a VA: bits \[63:56\] replaced by the sign extension of bit 55.
 #[inline]
 pub(crate) fn canon(va: u64) -> u64 {
@@ -632,6 +668,10 @@ pub(crate) struct WalkReq {
     pub(crate) affd: bool,
     pub(crate) had: bool,
     pub(crate) tag: u64,
+    /// The walk-cache key address: the canonical VA (stage 1) or the IPA (stage 2). Keying by
+    /// the canonical VA keeps the TTB0 and TTB1 regions apart (their table-indexed `ia` bits
+    /// are the same) and lets a TLBI range, which is canonical, match the entry.
+    pub(crate) key: u64,
 }
 
 pub(crate) struct WalkOk {
@@ -688,6 +728,11 @@ impl Model {
         self.cr0ack & reg::CR0_SMMUEN != 0
     }
 
+    /// StreamWorld NS-EL2 (not NS-EL2-E2H): STRW selects EL2 and CR2.E2H is 0 (§5.2 STRW).
+    pub(crate) fn el2_plain(&self, plan: &StePlan) -> bool {
+        plan.world == W_EL2 && self.cr2 & reg::CR2_E2H == 0
+    }
+
     pub(crate) fn fetch64(&self, pa: u64) -> Result<u64, u64> {
         self.mem
             .dev_read_u64(pa, self.cfg.smmu_encrypted_attr)
@@ -713,7 +758,8 @@ impl Model {
         }
         evt::RNW.set(&mut raw, u64::from(!t.write));
         evt::PNU.set(&mut raw, u64::from(t.privileged));
-        evt::IND.set(&mut raw, u64::from(t.instruction));
+        // §7.3.13-16: InD == 0 when RnW == 0 (a write is never an instruction fetch).
+        evt::IND.set(&mut raw, u64::from(t.instruction && !t.write));
         evt::INPUT_ADDR.set(&mut raw, t.iova);
         Event { raw }
     }
@@ -764,6 +810,11 @@ impl Model {
             evt::FETCH_ADDR.set(&mut e.raw, f.fetch >> 3);
         } else if f.s2 {
             evt::IPA.set(&mut e.raw, f.ipa >> 12);
+        }
+        if f.cause == Cause::Permission && f.s2 && f.class == evt::CLASS_TT {
+            // §7.3.16 TTRnW: the stage-1 descriptor access that faulted at stage 2 was a read
+            // (the model does not update descriptors, so it is always a read).
+            evt::TTRNW.set(&mut e.raw, 1);
         }
         if !f.record {
             return TxnResult::Abort {
@@ -825,10 +876,17 @@ impl Model {
     }
 
     fn translate_full(&mut self, t: &Transaction) -> TxnResult {
+        let above_oas = t.iova >> self.prof.oas_bits() != 0;
         if !self.smmu_on() {
             return if self.gbpa & reg::GBPA_ABORT != 0 {
                 TxnResult::Abort {
                     cause: Cause::GbpaAbort,
+                    event: None,
+                }
+            } else if above_oas {
+                // §3.4: with the SMMU disabled, an input above the OAS aborts, no event.
+                TxnResult::Abort {
+                    cause: Cause::AddrSize,
                     event: None,
                 }
             } else {
@@ -845,6 +903,22 @@ impl Model {
                 cause: Cause::SteAbort,
                 event: None,
             },
+            // §5.2 S1ContextPtr: no SubstreamID through a bypass STE; §3.4: an input above the
+            // OAS is a stage-1 Address Size fault (S2 = 0, CLASS = IN).
+            SteDec::Bypass if t.ssid.is_some() => {
+                self.abort_event(Cause::BadSubstreamId, evt::C_BAD_SUBSTREAMID, t, None)
+            }
+            SteDec::Bypass if above_oas => self.fault_result(
+                Fault {
+                    cause: Cause::AddrSize,
+                    s2: false,
+                    class: evt::CLASS_IN,
+                    ipa: 0,
+                    fetch: 0,
+                    record: true,
+                },
+                t,
+            ),
             SteDec::Bypass => TxnResult::Bypass { pa: t.iova },
             SteDec::Xlate(plan) => match self.xlate(t, &plan) {
                 Ok(pa) => TxnResult::Translated { pa },
@@ -977,8 +1051,14 @@ impl Model {
         if self.cfg.torn_fetch == TornFetch::CheckAndCache && self.smmu_on() {
             if is_cd {
                 if self.caches.cd.get(&(sid, ssid)).is_none() {
-                    let s1stalld = false;
-                    let dec = decode_cd(&self.prof, s1stalld, &img);
+                    // The fetch is through the STE the SMMU holds for this stream, if any.
+                    let plan = match self.caches.ste.get(&sid).map(|e| e.dec) {
+                        Some(SteDec::Xlate(p)) => Some(p),
+                        _ => None,
+                    };
+                    let s1stalld = plan.is_some_and(|p| p.s1stalld);
+                    let el2 = plan.is_some_and(|p| self.el2_plain(&p));
+                    let dec = decode_cd(&self.prof, s1stalld, el2, &img);
                     let ev = self.caches.ev;
                     self.caches.cd.insert(
                         (sid, ssid),
@@ -1135,7 +1215,7 @@ impl Model {
         };
         let pa = self.cd_ipa_to_pa(plan, ipa)?;
         let raw = self.fetch_struct(pa).map_err(fetch_fault)?;
-        let dec = decode_cd(&self.prof, plan.s1stalld, &raw);
+        let dec = decode_cd(&self.prof, plan.s1stalld, self.el2_plain(plan), &raw);
         if self.smmu_on() {
             let ev = self.caches.ev;
             self.caches
@@ -1215,6 +1295,7 @@ impl Model {
             affd: s2.affd,
             had: true,
             tag: tg,
+            key: ipa,
         };
         let w = self.walk(&req, None).map_err(|e| match e {
             WalkErr::Translation => f(Cause::Translation),
@@ -1268,7 +1349,7 @@ impl Model {
                     tag: r.tag,
                     stage2: r.stage2,
                     level: l,
-                    prefix: r.ia >> span,
+                    prefix: r.key >> span,
                 };
                 if let Some(e) = self.caches.walk.get(&k) {
                     table = e.table;
@@ -1315,7 +1396,7 @@ impl Model {
                         tag: r.tag,
                         stage2: r.stage2,
                         level: level + 1,
-                        prefix: r.ia >> sh,
+                        prefix: r.key >> sh,
                     };
                     let ev = self.caches.ev;
                     self.caches.walk.insert(
@@ -1360,42 +1441,58 @@ impl Model {
     fn xlate(&mut self, t: &Transaction, plan: &StePlan) -> Result<u64, Fault> {
         let mut s1_on = plan.s1;
         let mut ssid = 0u32;
+        let term = |cause| Fault {
+            cause,
+            s2: false,
+            class: 0,
+            ipa: 0,
+            fetch: 0,
+            record: true,
+        };
+        if !plan.s1 && t.ssid.is_some() {
+            // §5.2 S1ContextPtr: a SubstreamID on a Config = 0b1x0 STE is terminated.
+            return Err(term(Cause::BadSubstreamId));
+        }
         if plan.s1 {
             let ssidsize = self.prof.idr1(reg::IDR1_SSIDSIZE);
-            let bad = Fault {
-                cause: Cause::BadSubstreamId,
-                s2: false,
-                class: 0,
-                ipa: 0,
-                fetch: 0,
-                record: true,
-            };
             match t.ssid {
                 Some(s) => {
                     if plan.s1cdmax == 0 || ssidsize == 0 || u64::from(s) >> plan.s1cdmax != 0 {
-                        return Err(bad);
+                        return Err(term(Cause::BadSubstreamId));
+                    }
+                    // §5.2 S1DSS = 0b10: CD 0 serves non-substream traffic only; SSID 0 with
+                    // SSV = 1 is F_STREAM_DISABLED (§7.3.7).
+                    if s == 0 && plan.s1dss == 0b10 {
+                        return Err(term(Cause::StreamDisabled));
                     }
                     ssid = s;
                 }
                 None if plan.s1cdmax != 0 => match plan.s1dss {
                     0b01 => s1_on = false,
                     0b10 => ssid = 0,
-                    _ => {
-                        return Err(Fault {
-                            cause: Cause::StreamDisabled,
-                            s2: false,
-                            class: 0,
-                            ipa: 0,
-                            fetch: 0,
-                            record: true,
-                        })
-                    }
+                    _ => return Err(term(Cause::StreamDisabled)),
                 },
                 None => {}
             }
         }
         if !s1_on {
-            let Some(s2) = plan.s2 else { return Ok(t.iova) };
+            // §3.4: a stage-1-bypassed input above the IAS is a stage-1 Address Size fault
+            // (S2 = 0, CLASS = IN); only then may stage 2 reject it with a Translation fault.
+            let ias = ias(&self.prof);
+            if t.iova >> ias != 0 {
+                return Err(Fault {
+                    cause: Cause::AddrSize,
+                    s2: false,
+                    class: evt::CLASS_IN,
+                    ipa: 0,
+                    fetch: 0,
+                    record: true,
+                });
+            }
+            // Stage 2 bypassed too: the IPA is truncated to the OAS (§3.4).
+            let Some(s2) = plan.s2 else {
+                return Ok(t.iova & low_mask(self.prof.oas_bits()));
+            };
             if t.iova >> s2.ia_bits != 0 {
                 return Err(Fault {
                     cause: Cause::Translation,
@@ -1485,6 +1582,7 @@ impl Model {
             affd: cdc.affd,
             had: tt.had,
             tag: tg,
+            key: cva,
         };
         // In nested mode the TTB itself is an IPA, translated per descriptor fetch.
         let nest = plan.s2;
@@ -1519,7 +1617,11 @@ impl Model {
         }
         if self.smmu_on() {
             let mask = (1u64 << shift) - 1;
-            let asid = if global { GLOBAL } else { u32::from(cdc.asid) };
+            let asid = if global || cdc.global_only {
+                GLOBAL
+            } else {
+                u32::from(cdc.asid)
+            };
             let key = TlbKey {
                 tag: tag(plan.world, plan.vmid, asid),
                 page: cva >> shift,
@@ -1610,13 +1712,13 @@ impl Model {
 
     /// Decodes a CD image (with STE.S1STALLD = 0): `true` if `CdIllegal` is false (S4).
     pub fn cd_is_legal(&self, raw: &[u64; 8]) -> bool {
-        decode_cd(&self.prof, false, raw).is_some()
+        decode_cd(&self.prof, false, false, raw).is_some()
     }
 
     /// The input-address size in bits a legal CD's TTB0 region decodes to, and its IPS in bits
     /// after capping to the OAS (S4).
     pub fn cd_geometry(&self, raw: &[u64; 8]) -> Option<(u32, u32)> {
-        let c = decode_cd(&self.prof, false, raw)?;
+        let c = decode_cd(&self.prof, false, false, raw)?;
         Some((c.tt[0].map_or(0, |t| t.ia_bits), c.ips_bits))
     }
 
