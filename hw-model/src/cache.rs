@@ -166,6 +166,9 @@ pub(crate) struct Caches {
     pub(crate) ste: Bounded<u32, SteEntry>,
     pub(crate) l1: Bounded<u32, u64>,
     pub(crate) cd: Bounded<(u32, u32), CdEntry>,
+    /// L1CD descriptors (§5.3): key (StreamID, first SubstreamID the descriptor covers), value
+    /// (log2 of the SubstreamIDs it covers, descriptor).
+    pub(crate) l1cd: Bounded<(u32, u32), (u8, u64)>,
     pub(crate) tlb: Bounded<TlbKey, TlbEntry>,
     pub(crate) walk: Bounded<WcKey, WcEntry>,
     /// Bit i set: some TLB entry of shift i may exist.
@@ -181,6 +184,7 @@ impl Caches {
             ste: Bounded::new(p.config_capacity),
             l1: Bounded::new(p.config_capacity),
             cd: Bounded::new(p.config_capacity),
+            l1cd: Bounded::new(p.config_capacity),
             tlb: Bounded::new(p.tlb_capacity),
             walk: Bounded::new(if p.walk_cache { p.walk_capacity } else { 0 }),
             shifts: 0,

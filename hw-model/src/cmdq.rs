@@ -250,10 +250,12 @@ impl Model {
         if self.cfg.cache.over_invalidate {
             self.caches.ste.retain(|_, _| false);
             self.caches.cd.retain(|_, _| false);
+            self.caches.l1cd.retain(|_, _| false);
             self.caches.l1.retain(|_, _| false);
         } else {
             self.caches.ste.retain(|s, _| *s < lo || *s > hi);
             self.caches.cd.retain(|(s, _), _| *s < lo || *s > hi);
+            self.caches.l1cd.retain(|(s, _), _| *s < lo || *s > hi);
             if !leaf {
                 let (_, _, split) = self.strtab_geometry();
                 let (l1lo, l1hi) = (lo >> split, hi >> split);
@@ -306,13 +308,21 @@ impl Model {
                 let ssid = cmd::SSID.get(&w) as u32;
                 if self.cfg.cache.over_invalidate {
                     self.caches.cd.retain(|_, _| false);
+                    self.caches.l1cd.retain(|_, _| false);
                 } else {
                     self.caches.cd.remove(&(sid, ssid));
+                    if !leaf {
+                        // §4.3.3: Leaf = 0 also invalidates the L1CD covering the SubstreamID.
+                        self.caches.l1cd.retain(|(s, base), (split, _)| {
+                            *s != sid || ssid >> *split != base >> *split
+                        });
+                    }
                 }
                 self.resolve_tracked(|t| t.is_cd && t.sid == sid && t.ssid == ssid);
             }
             cmd::CFGI_CD_ALL => {
                 self.caches.cd.retain(|(s, _), _| *s != sid);
+                self.caches.l1cd.retain(|(s, _), _| *s != sid);
                 self.resolve_tracked(|t| t.is_cd && t.sid == sid);
             }
             cmd::TLBI_NH_ALL => self.tlbi_match(|t| tag_world(t) == W_EL1 && tag_vmid(t) == vmid),

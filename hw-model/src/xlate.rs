@@ -1197,10 +1197,24 @@ impl Model {
         let ipa = if plan.s1cdmax == 0 || plan.s1fmt == 0 || plan.s1fmt == 3 {
             plan.s1ctx + 64 * u64::from(ssid)
         } else {
-            let split = if plan.s1fmt == 1 { 6 } else { 10 };
-            let l1 = plan.s1ctx + 8 * u64::from(ssid >> split);
-            let l1pa = self.cd_ipa_to_pa(plan, l1)?;
-            let d = self.fetch64(l1pa).map_err(fetch_fault)?;
+            let split: u8 = if plan.s1fmt == 1 { 6 } else { 10 };
+            // L1CDs are configuration the SMMU may cache (§5.3, §4.3.3 CFGI_CD Leaf = 0).
+            let l1key = (t.sid, ssid & !((1u32 << split) - 1));
+            let d = match self.caches.l1cd.get(&l1key) {
+                Some(&(sp, d)) if sp == split => d,
+                _ => {
+                    let l1 = plan.s1ctx + 8 * u64::from(ssid >> split);
+                    let l1pa = self.cd_ipa_to_pa(plan, l1)?;
+                    let d = self.fetch64(l1pa).map_err(fetch_fault)?;
+                    if self.smmu_on() {
+                        let ev = self.caches.ev;
+                        self.caches
+                            .l1cd
+                            .insert(l1key, (split, d), ev, &mut self.rng);
+                    }
+                    d
+                }
+            };
             if cd::L1CD_V.of(d) == 0 {
                 return Err(Fault {
                     cause: Cause::BadSubstreamId,
@@ -1664,6 +1678,15 @@ impl Model {
     /// The L1STD the config cache holds for L1 index `index`, if any.
     pub fn cached_l1std(&self, index: u32) -> Option<u64> {
         self.caches.l1.get(&index).copied()
+    }
+
+    /// The L1CD the config cache holds for `sid` covering `ssid`, if any.
+    pub fn cached_l1cd(&self, sid: u32, ssid: u32) -> Option<u64> {
+        self.caches
+            .l1cd
+            .iter()
+            .find(|((s, base), (split, _))| *s == sid && ssid >> split == base >> split)
+            .map(|(_, (_, d))| *d)
     }
 
     /// Number of TLB entries.

@@ -479,3 +479,106 @@ fn only_priq_irq_cfg2_has_lo() {
     }
     assert!(m.violations().is_empty());
 }
+
+// ------------------------------------------------------------------ 7. caches and the EVTQ MSI
+
+#[test]
+fn l1cd_descriptors_are_cached_until_cfgi_cd_leaf0() {
+    // spec: S10 (§4.3.3 CFGI_CD: Leaf = 0 also invalidates the L1CD; §5.3)
+    let mut r = rig(Profile::mmu600());
+    let (root_a, root_b) = (r.new_root(), r.new_root());
+    let (a, b) = (
+        r.m.alloc_pages(1, 4096).unwrap(),
+        r.m.alloc_pages(1, 4096).unwrap(),
+    );
+    r.map(root_a, 0x1000, a, PT_FLAGS);
+    r.map(root_b, 0x1000, b, PT_FLAGS);
+    // 2-level CD table, 64 CDs per leaf (S1FMT = 1): SSID 70 is L1CD[1], CD 6 of its leaf.
+    let l1 = r.m.alloc_pages(1, 4096).unwrap();
+    let (leaf_a, leaf_b) = (
+        r.m.alloc_pages(1, 4096).unwrap(),
+        r.m.alloc_pages(1, 4096).unwrap(),
+    );
+    r.write_struct(leaf_a + 64 * 6, cd_s1(11, root_a));
+    r.write_struct(leaf_b + 64 * 6, cd_s1(12, root_b));
+    r.m.write_u64(l1 + 8, leaf_a | 1).unwrap();
+    let mut w = ste_s1(l1);
+    ste::S1FMT.set(&mut w, 1);
+    ste::S1CDMAX.set(&mut w, 8);
+    r.write_ste(1, w);
+    let t = Transaction::read(1, 0x1000).with_ssid(70);
+    assert_eq!(translated(r.m.dma(t)), a);
+    assert_eq!(r.m.cached_l1cd(1, 70), Some(leaf_a | 1));
+    // Repoint the L1CD; a leaf-only CFGI_CD refetches the CD through the cached L1CD.
+    r.m.write_u64(l1 + 8, leaf_b | 1).unwrap();
+    r.cmd(cfgi_cd(1, 70));
+    r.sync();
+    r.cmd(tlbi_nh_asid(11));
+    r.sync();
+    assert_eq!(translated(r.m.dma(t)), a, "stale L1CD still in use");
+    let mut c = cfgi_cd(1, 70);
+    cmd::LEAF.set(&mut c, 0);
+    r.cmd(c);
+    r.sync();
+    assert_eq!(translated(r.m.dma(t)), b);
+    assert_eq!(r.m.cached_l1cd(1, 70), Some(leaf_b | 1));
+    // CFGI_STE drops the stream's L1CDs too (§4.3.1).
+    r.cfgi_ste(1);
+    assert_eq!(r.m.cached_l1cd(1, 70), None);
+}
+
+#[test]
+fn reserved_split_behaves_as_6() {
+    // spec: R13 (§6.3.25 SPLIT: other values are reserved and behave as 6)
+    let mut r = Rig::new(ModelConfig {
+        profile: Profile::mmu600(),
+        ..ModelConfig::default()
+    });
+    r.init();
+    let l1 = r.m.alloc_pages(1, 4096).unwrap();
+    let l2 = r.m.alloc_pages(1, 4096).unwrap();
+    // SID 64 is L1STD[1], STE 0 of its leaf when SPLIT is 6 (it would be L1STD[0] with 7).
+    r.m.write_u64(l1 + 8, l2 | 7).unwrap();
+    r.write_struct(l2, ste_bypass());
+    r.m.write32(reg::STRTAB_BASE_CFG, (1 << 16) | (7 << 6) | 0xC); // FMT 2-level, SPLIT 7, LOG2SIZE 12
+    r.m.write64(reg::STRTAB_BASE, l1);
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_SMMUEN);
+    assert_eq!(
+        r.m.dma(Transaction::read(64, 0x1000)),
+        TxnResult::Bypass { pa: 0x1000 }
+    );
+    assert_eq!(r.m.cached_l1std(1), Some(l2 | 7));
+    assert_eq!(
+        r.m.read32(reg::STRTAB_BASE_CFG) >> 6 & 0x1F,
+        7,
+        "reads back as written"
+    );
+}
+
+#[test]
+fn event_queue_msi_is_written_and_its_abort_is_reported() {
+    // spec: Q15, R17 (§3.18: EVENTQ_IRQ_CFG0/1 MSI on empty → non-empty; §7.2 MSI_EVTQ_ABT_ERR)
+    let mut r = rig(Profile::mmu600());
+    let msi = r.m.alloc_pages(1, 4096).unwrap();
+    r.m.write64(reg::EVTQ_IRQ_CFG0, msi + 0x40);
+    r.m.write32(reg::EVTQ_IRQ_CFG1, 0xC0DE);
+    r.m.write32(reg::IRQ_CTRL, reg::IRQ_EVTQ);
+    r.poll(reg::IRQ_CTRLACK, reg::IRQ_EVTQ, reg::IRQ_EVTQ);
+    r.s1_stream(1, 5);
+    r.m.dma(Transaction::read(1, 0x5000)); // F_TRANSLATION
+    r.m.dma(Transaction::read(1, 0x6000)); // queue not empty: no second MSI
+    assert_eq!(r.m.signals().msi_writes, vec![(msi + 0x40, 0xC0DE)]);
+    assert_eq!(r.m.read_u64(msi + 0x40).unwrap() & 0xFFFF_FFFF, 0xC0DE);
+    // Drain, then make the MSI target abort: the next edge raises MSI_EVTQ_ABT_ERR.
+    let prod = r.m.read32(reg::EVTQ_PROD);
+    r.m.write32(reg::EVTQ_CONS, prod);
+    r.m.inject_write_fault(msi, 4096);
+    r.m.dma(Transaction::read(1, 0x7000));
+    assert_ne!(
+        r.m.read32(reg::GERROR) & reg::GERROR_MSI_EVTQ_ABT_ERR,
+        0,
+        "MSI write abort reported"
+    );
+    assert_eq!(r.m.signals().msi_writes.len(), 1);
+    assert!(r.m.violations().is_empty(), "{:?}", r.m.violations());
+}
