@@ -370,6 +370,10 @@ impl Model {
                 let ssid = (cmd::SSV.get(&w) != 0).then(|| cmd::SSID.get(&w) as u32);
                 let size = (w[1] & 0x3F) as u8;
                 self.signals.atc_inv.push((sid, ssid, w[1] & !0xFFF, size));
+                // §4.5.1: IGNORED while SMMUEN = 0; completes at the next CMD_SYNC.
+                if self.cr0ack & reg::CR0_SMMUEN != 0 {
+                    self.atc_inv(sid, ssid, w[1] & !0xFFF, size);
+                }
                 if self.inject_atc_timeout {
                     self.atc_timeout_pending = true;
                 }
@@ -413,8 +417,9 @@ impl Model {
             self.inject_atc_timeout = false;
             return Err(cmd::CERROR_ATC_INV_SYNC);
         }
-        // Completion: every earlier invalidation is now guaranteed (Q5).
+        // Completion: every earlier invalidation is now guaranteed (Q5), ATC_INV included.
         self.unsynced.clear();
+        self.atc_complete();
         self.signals.syncs += 1;
         match cs {
             0b01 => {

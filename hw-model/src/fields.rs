@@ -602,6 +602,10 @@ pub mod evt {
     pub const F_STE_FETCH: u8 = 0x03;
     /// C_BAD_STE (§7.3.5).
     pub const C_BAD_STE: u8 = 0x04;
+    /// F_BAD_ATS_TREQ (§7.3.6).
+    pub const F_BAD_ATS_TREQ: u8 = 0x05;
+    /// F_TRANSL_FORBIDDEN (§7.3.8).
+    pub const F_TRANSL_FORBIDDEN: u8 = 0x07;
     /// F_STREAM_DISABLED (§7.3.7).
     pub const F_STREAM_DISABLED: u8 = 0x06;
     /// C_BAD_SUBSTREAMID (§7.3.9).

@@ -48,6 +48,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod ats;
 mod cache;
 mod cmdq;
 pub mod fields;
@@ -60,6 +61,7 @@ mod shared;
 mod util;
 mod xlate;
 
+pub use ats::{AtcEntry, AtsCompletion};
 pub use host::{HostRam, HOST_ALIGN_MAX};
 pub use master::{MasterSpec, Outcome, Pattern, Transaction, TxnResult};
 pub use mem::{MemError, PAGE};

@@ -144,6 +144,8 @@ impl MasterSpec {
 pub(crate) struct Master {
     pub(crate) spec: MasterSpec,
     pub(crate) running: bool,
+    /// An ATS endpoint: its accesses go through its ATC ([`Model::set_master_ats`]).
+    pub(crate) ats: bool,
     cursor: usize,
     rng: Rng,
     seq: u64,
@@ -154,6 +156,7 @@ impl Master {
         Self {
             spec,
             running: true,
+            ats: false,
             cursor: 0,
             rng: Rng::new(seed),
             seq: 0,
@@ -202,6 +205,12 @@ impl Master {
 impl Model {
     pub(crate) fn dma_access(&mut self, t: &Transaction, data: bool) -> TxnResult {
         let r = self.translate(t);
+        self.move_data(t, r, data);
+        r
+    }
+
+    /// Moves the data of a transaction that reached memory (when the master moves data).
+    pub(crate) fn move_data(&mut self, t: &Transaction, r: TxnResult, data: bool) {
         if data {
             if let Some(pa) = r.pa() {
                 let n = u64::from(t.size).min(4096 - (pa & 0xFFF)).min(64) as usize;
@@ -216,7 +225,6 @@ impl Model {
                 }
             }
         }
-        r
     }
 
     /// Runs one device transaction now (no data movement) and records its outcome.

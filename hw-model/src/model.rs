@@ -509,6 +509,11 @@ pub struct Model {
     /// The current translation used only cached state (eligible for the micro-TLB).
     pub(crate) pure: bool,
     pub(crate) last_perm: u16,
+    /// The ATCs of the ATS endpoints (outside the SMMU: a reset does not clear them).
+    pub(crate) atc: crate::ats::Atc,
+    /// Event records are not generated (ATS Translation Requests, §7.3.6; Translated
+    /// transactions' configuration errors without REC_CFG_ATS, §3.9.1.3).
+    pub(crate) quiet: bool,
 }
 
 const RO_REGS: &[(u64, &str)] = &[
@@ -604,6 +609,8 @@ impl Model {
             micro: vec![crate::xlate::Micro::default(); 64],
             pure: false,
             last_perm: 0,
+            atc: crate::ats::Atc::default(),
+            quiet: false,
             cfg,
         };
         m.seed_power_on();
@@ -1413,6 +1420,9 @@ impl Model {
     // ---------------------------------------------------------------- events
 
     pub(crate) fn emit_event(&mut self, e: Event) -> Delivery {
+        if self.quiet {
+            return Delivery::DroppedDisabled;
+        }
         let d = self.write_evtq(e);
         if self.events.len() < 1 << 16 {
             self.events.push((e, d));
@@ -1690,6 +1700,18 @@ impl Model {
         Ok(())
     }
 
+    /// Makes a master an ATS endpoint (or an ordinary one again): its transactions then go
+    /// through its ATC, Translation Requests and Translated transactions
+    /// ([`Model::ats_dma`]).
+    pub fn set_master_ats(&mut self, id: usize, ats: bool) -> Result<(), ModelError> {
+        let m = self
+            .masters
+            .get_mut(id)
+            .ok_or(ModelError::NoSuchMaster(id))?;
+        m.ats = ats;
+        Ok(())
+    }
+
     /// Runs `n` transactions, round-robin over the running masters. Each outcome is recorded.
     pub fn run_masters(&mut self, n: u32) {
         let running: Vec<usize> = (0..self.masters.len())
@@ -1703,7 +1725,13 @@ impl Model {
             self.next_master = self.next_master.wrapping_add(1);
             let txn = self.masters[id].next_txn();
             let data = self.masters[id].spec.data;
-            let result = self.dma_access(&txn, data);
+            let result = if self.masters[id].ats {
+                let r = self.ats_access(&txn);
+                self.move_data(&txn, r, data);
+                r
+            } else {
+                self.dma_access(&txn, data)
+            };
             if self.outcomes.len() < 1 << 20 {
                 self.outcomes.push(Outcome {
                     master: Some(id),

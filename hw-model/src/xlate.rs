@@ -39,6 +39,12 @@ pub enum Cause {
     Permission,
     /// External abort on a table walk (F_WALK_EABT).
     WalkEabt,
+    /// An ATS Translated transaction the SMMU does not let through (F_TRANSL_FORBIDDEN, or
+    /// silently for ATS not implemented; §3.9.1.3).
+    TranslForbidden,
+    /// An ATS endpoint did not issue the access: its Translation Request was refused (UR or
+    /// CA) or granted no permission for it (§3.9.1.2).
+    AtsDenied,
 }
 
 /// One TLB entry as seen from outside.
@@ -105,6 +111,8 @@ pub(crate) struct StePlan {
     pub(crate) s1stalld: bool,
     pub(crate) world: u64,
     pub(crate) vmid: u16,
+    /// STE.EATS as written (0 when IDR0.ATS = 0, where it is IGNORED).
+    pub(crate) eats: u8,
 }
 
 /// Outcome of STE decoding.
@@ -421,6 +429,7 @@ pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
         s1stalld,
         world: if el2 { W_EL2 } else { W_EL1 },
         vmid,
+        eats: if p.ats() { eats as u8 } else { 0 },
     })
 }
 
@@ -724,7 +733,7 @@ fn s2_perm(desc: u64) -> u16 {
 }
 
 impl Model {
-    fn smmu_on(&self) -> bool {
+    pub(crate) fn smmu_on(&self) -> bool {
         self.cr0ack & reg::CR0_SMMUEN != 0
     }
 
@@ -748,7 +757,7 @@ impl Model {
         Ok(w)
     }
 
-    fn event(id: u8, t: &Transaction) -> Event {
+    pub(crate) fn event(id: u8, t: &Transaction) -> Event {
         let mut raw = [0u64; 4];
         evt::ID.set(&mut raw, u64::from(id));
         evt::SID.set(&mut raw, u64::from(t.sid));
@@ -782,7 +791,7 @@ impl Model {
         }
     }
 
-    fn fault_result(&mut self, f: Fault, t: &Transaction) -> TxnResult {
+    pub(crate) fn fault_result(&mut self, f: Fault, t: &Transaction) -> TxnResult {
         let id = match f.cause {
             Cause::Translation => evt::F_TRANSLATION,
             Cause::AddrSize => evt::F_ADDR_SIZE,
@@ -796,7 +805,8 @@ impl Model {
             Cause::BadSubstreamId => evt::C_BAD_SUBSTREAMID,
             Cause::StreamDisabled => evt::F_STREAM_DISABLED,
             Cause::BadStreamId => evt::C_BAD_STREAMID,
-            Cause::GbpaAbort | Cause::SteAbort => {
+            Cause::TranslForbidden => evt::F_TRANSL_FORBIDDEN,
+            Cause::GbpaAbort | Cause::SteAbort | Cause::AtsDenied => {
                 return TxnResult::Abort {
                     cause: f.cause,
                     event: None,
@@ -928,7 +938,7 @@ impl Model {
     }
 
     /// Finds the STE of `t.sid`: config cache, else a fresh walk of the stream table.
-    fn get_ste(&mut self, t: &Transaction) -> Result<SteDec, TxnResult> {
+    pub(crate) fn get_ste(&mut self, t: &Transaction) -> Result<SteDec, TxnResult> {
         let sid = t.sid;
         if let Some(e) = self.caches.ste.get(&sid) {
             return Ok(e.dec);
@@ -1452,7 +1462,7 @@ impl Model {
     }
 
     /// Full translation for a translating STE.
-    fn xlate(&mut self, t: &Transaction, plan: &StePlan) -> Result<u64, Fault> {
+    pub(crate) fn xlate(&mut self, t: &Transaction, plan: &StePlan) -> Result<u64, Fault> {
         let mut s1_on = plan.s1;
         let mut ssid = 0u32;
         let term = |cause| Fault {

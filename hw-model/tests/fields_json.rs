@@ -408,6 +408,8 @@ fn model_constants_match_fields_json() {
         ("F_STE_FETCH", evt::F_STE_FETCH),
         ("C_BAD_STE", evt::C_BAD_STE),
         ("F_STREAM_DISABLED", evt::F_STREAM_DISABLED),
+        ("F_BAD_ATS_TREQ", evt::F_BAD_ATS_TREQ),
+        ("F_TRANSL_FORBIDDEN", evt::F_TRANSL_FORBIDDEN),
         ("C_BAD_SUBSTREAMID", evt::C_BAD_SUBSTREAMID),
         ("F_CD_FETCH", evt::F_CD_FETCH),
         ("C_BAD_CD", evt::C_BAD_CD),
