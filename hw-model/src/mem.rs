@@ -78,6 +78,9 @@ pub(crate) struct Memory {
     pub(crate) encrypted: Vec<Region>,
     pub(crate) fetch_faults: Vec<Region>,
     pub(crate) write_faults: Vec<Region>,
+    /// A non-coherent SMMU's view (SPEC K17): DMA-pool pages as the point of coherency holds
+    /// them, which CPU stores reach only when cleaned. `None`: the SMMU snoops the CPU's view.
+    pub(crate) poc: Option<FastMap<u64, Box<[u8; PAGE as usize]>>>,
 }
 
 impl core::fmt::Debug for Memory {
@@ -92,6 +95,7 @@ impl core::fmt::Debug for Memory {
             .field("encrypted", &self.encrypted)
             .field("fetch_faults", &self.fetch_faults)
             .field("write_faults", &self.write_faults)
+            .field("poc_pages", &self.poc.as_ref().map(FastMap::len))
             .finish()
     }
 }
@@ -115,6 +119,88 @@ impl Memory {
             encrypted: Vec::new(),
             fetch_faults: Vec::new(),
             write_faults: Vec::new(),
+            poc: None,
+        }
+    }
+
+    /// Puts `[pa, pa + len)` under the point-of-coherency view with its current (CPU) contents
+    /// (a fresh, zeroed DMA allocation). No effect on a coherent memory.
+    pub(crate) fn poc_track(&mut self, pa: u64, len: u64) {
+        if self.poc.is_none() || len == 0 {
+            return;
+        }
+        let mut page = pa & !(PAGE - 1);
+        let end = pa.saturating_add(len);
+        while page < end {
+            let mut b = Box::new([0u8; PAGE as usize]);
+            let _ = self.read(page, &mut b[..]);
+            if let Some(poc) = self.poc.as_mut() {
+                poc.insert(page, b);
+            }
+            page = match page.checked_add(PAGE) {
+                Some(p) => p,
+                None => break,
+            };
+        }
+    }
+
+    /// Clean to the point of coherency: the 64-byte lines covering `[pa, pa + len)` take the
+    /// CPU's contents where they are under the PoC view.
+    pub(crate) fn poc_clean(&mut self, pa: u64, len: u64) {
+        if self.poc.is_none() || len == 0 {
+            return;
+        }
+        let lo = pa & !63;
+        let hi = pa.saturating_add(len).saturating_add(63) & !63;
+        let mut a = lo;
+        while a < hi {
+            let page = a & !(PAGE - 1);
+            let n = (page + PAGE).min(hi) - a;
+            let mut buf = vec![0u8; n as usize];
+            if self.read(a, &mut buf).is_ok() {
+                if let Some(p) = self.poc.as_mut().and_then(|m| m.get_mut(&page)) {
+                    let off = (a - page) as usize;
+                    p[off..off + buf.len()].copy_from_slice(&buf);
+                }
+            }
+            a += n;
+        }
+    }
+
+    /// Replaces the bytes of `buf` (read from `pa` in the CPU view) that lie in pages under the
+    /// PoC view with what the point of coherency holds.
+    fn poc_overlay(&self, pa: u64, buf: &mut [u8]) {
+        let Some(poc) = self.poc.as_ref() else {
+            return;
+        };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = pa + done as u64;
+            let page = a & !(PAGE - 1);
+            let off = (a - page) as usize;
+            let n = (PAGE as usize - off).min(buf.len() - done);
+            if let Some(p) = poc.get(&page) {
+                buf[done..done + n].copy_from_slice(&p[off..off + n]);
+            }
+            done += n;
+        }
+    }
+
+    /// A device write reaches the point of coherency as well as the CPU's view.
+    fn poc_write(&mut self, pa: u64, data: &[u8]) {
+        let Some(poc) = self.poc.as_mut() else {
+            return;
+        };
+        let mut done = 0usize;
+        while done < data.len() {
+            let a = pa + done as u64;
+            let page = a & !(PAGE - 1);
+            let off = (a - page) as usize;
+            let n = (PAGE as usize - off).min(data.len() - done);
+            if let Some(p) = poc.get_mut(&page) {
+                p[off..off + n].copy_from_slice(&data[done..done + n]);
+            }
+            done += n;
         }
     }
 
@@ -258,6 +344,7 @@ impl Memory {
             });
         }
         self.read(pa, buf)?;
+        self.poc_overlay(pa, buf);
         self.apply_garbage(pa, buf, encrypted_attr);
         Ok(())
     }
@@ -283,7 +370,7 @@ impl Memory {
 
     #[inline]
     pub(crate) fn dev_read_u64(&self, pa: u64, encrypted_attr: bool) -> Result<u64, MemError> {
-        if self.fetch_faults.is_empty() && self.encrypted.is_empty() {
+        if self.fetch_faults.is_empty() && self.encrypted.is_empty() && self.poc.is_none() {
             return self.read_u64(pa);
         }
         let mut b = [0u8; 8];
@@ -301,6 +388,7 @@ impl Memory {
         if pa & 15 == 0
             && self.fetch_faults.is_empty()
             && self.encrypted.is_empty()
+            && self.poc.is_none()
             && self.is_ram(pa, 16)
         {
             if let Some((h, off)) = self.host_at(pa, 16) {
@@ -336,6 +424,8 @@ impl Memory {
                 pa: pa.max(f.start),
             });
         }
-        self.write(pa, data)
+        self.write(pa, data)?;
+        self.poc_write(pa, data);
+        Ok(())
     }
 }

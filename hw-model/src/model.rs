@@ -169,6 +169,12 @@ pub struct ModelConfig {
     pub masters_per_store: u32,
     /// Maximum violations kept (older ones are counted, not stored).
     pub max_violations: usize,
+    /// Keep the CPU's view of memory apart from the point of coherency for a non-coherent
+    /// SMMU (SPEC K17): when set and the profile's IDR0.COHACC is 0, the SMMU's reads of
+    /// memory [`Model::alloc_pages`] handed out (structures, queues, tables, DMA) see it as the
+    /// last [`Model::clean_dcache`] of each 64-byte line left it, so a CPU store the driver
+    /// did not clean is invisible. SMMU and device writes reach both views. Default false.
+    pub cpu_cache: bool,
 }
 
 impl ModelConfig {
@@ -221,6 +227,7 @@ impl Default for ModelConfig {
             masters_per_step: 0,
             masters_per_store: 0,
             max_violations: 4096,
+            cpu_cache: false,
         }
     }
 }
@@ -559,6 +566,10 @@ impl Model {
             }
             None => Memory::new(&[(cfg.ram_base, cfg.ram_size)], cfg.mem_limit),
         };
+        let mut mem = mem;
+        if cfg.cpu_cache && prof.idr0(reg::IDR0_COHACC) == 0 {
+            mem.poc = Some(crate::util::FastMap::default());
+        }
         let (pool_base, pool_size) = cfg.dma_pool.unwrap_or((cfg.ram_base, cfg.ram_size));
         let q = |log2: u64, entry: u64| Queue {
             max_log2: (log2 as u32).min(19),
@@ -1635,7 +1646,39 @@ impl Model {
         }
         self.pool_next = end;
         self.mem.zero_host(start, bytes);
+        self.mem.poc_track(start, bytes);
         Ok(start)
+    }
+
+    /// Where the DMA pool's next allocation starts at the earliest.
+    pub fn dma_pool_next(&self) -> u64 {
+        self.pool_next
+    }
+
+    /// Whether the SMMU reads memory as the point of coherency holds it (non-coherent SMMU
+    /// with [`ModelConfig::cpu_cache`]).
+    pub fn noncoherent(&self) -> bool {
+        self.mem.poc.is_some()
+    }
+
+    /// The CPU cleans `[pa, pa + len)` to the point of coherency (DC CVAC over the range):
+    /// a non-coherent SMMU now sees the CPU's stores there. The torn-fetch check looks at
+    /// the live structures the clean touched. No effect on a coherent SMMU.
+    pub fn clean_dcache(&mut self, pa: u64, len: u64) {
+        if self.mem.poc.is_none() {
+            return;
+        }
+        self.mem.poc_clean(pa, len);
+        if self.cfg.torn_fetch != TornFetch::Off && !self.in_hook {
+            self.in_hook = true;
+            let lo = pa & !63;
+            let hi = pa.saturating_add(len);
+            let bases: Vec<u64> = self.tracked.range(lo..hi).map(|(k, _)| *k).collect();
+            for b in bases {
+                self.torn_hook(b);
+            }
+            self.in_hook = false;
+        }
     }
 
     /// Marks `[pa, pa+len)` encrypted with `key` (M5).
