@@ -191,7 +191,9 @@ pub mod fuzzing {
             let _ = m.write_u64(RAM + 0x2000 + 8 * i as u64, le(data, 18 + i));
         }
         m.write32(reg::CR2, reg::CR2_RECINVSID);
-        m.write32(reg::CR0, reg::CR0_SMMUEN);
+        // ATSCHK from the selector (kept only by profiles with ATS).
+        let atschk = if sel & 32 != 0 { reg::CR0_ATSCHK } else { 0 };
+        m.write32(reg::CR0, reg::CR0_SMMUEN | atschk);
         for k in 0..4u64 {
             let iova = le(data, 26 + k as usize);
             let mut t = Transaction::read(0, iova);
@@ -204,6 +206,19 @@ pub mod fuzzing {
             let _ = m.dma(t);
         }
         m.check_structures();
-        m.outcomes().iter().map(|o| o.result).collect()
+        let results = m.outcomes().iter().map(|o| o.result).collect();
+        // The same inputs as ATS traffic: a Translation Request, a Translated transaction and
+        // an endpoint access through its ATC (not part of the returned results).
+        for k in 0..2u64 {
+            let t = Transaction {
+                write: k == 1,
+                ssid: (sel & 64 != 0).then_some(le(data, 31) as u32 & 0xF_FFFF),
+                ..Transaction::read(0, le(data, 26 + k as usize))
+            };
+            let _ = m.ats_translate(&t);
+            let _ = m.dma_translated(t);
+            let _ = m.ats_dma(t);
+        }
+        results
     }
 }

@@ -147,23 +147,44 @@ impl Memory {
     /// Clean to the point of coherency: the 64-byte lines covering `[pa, pa + len)` take the
     /// CPU's contents where they are under the PoC view.
     pub(crate) fn poc_clean(&mut self, pa: u64, len: u64) {
-        if self.poc.is_none() || len == 0 {
+        let Some(poc) = self.poc.as_ref() else {
+            return;
+        };
+        if len == 0 {
             return;
         }
         let lo = pa & !63;
         let hi = pa.saturating_add(len).saturating_add(63) & !63;
-        let mut a = lo;
-        while a < hi {
-            let page = a & !(PAGE - 1);
-            let n = (page + PAGE).min(hi) - a;
-            let mut buf = vec![0u8; n as usize];
+        // Only pages under the view matter: step through the range or through the view,
+        // whichever is shorter, so a huge range costs no more than the view's size.
+        let span_pages = (hi - lo) / PAGE + 1;
+        let pages: Vec<u64> = if span_pages > poc.len() as u64 {
+            let mut v: Vec<u64> = poc
+                .keys()
+                .copied()
+                .filter(|&p| p.saturating_add(PAGE) > lo && p < hi)
+                .collect();
+            v.sort_unstable();
+            v
+        } else {
+            (0..span_pages)
+                .map(|i| (lo & !(PAGE - 1)) + i * PAGE)
+                .filter(|p| poc.contains_key(p))
+                .collect()
+        };
+        for page in pages {
+            let a = lo.max(page);
+            let b = hi.min(page + PAGE);
+            if a >= b {
+                continue;
+            }
+            let mut buf = vec![0u8; (b - a) as usize];
             if self.read(a, &mut buf).is_ok() {
                 if let Some(p) = self.poc.as_mut().and_then(|m| m.get_mut(&page)) {
                     let off = (a - page) as usize;
                     p[off..off + buf.len()].copy_from_slice(&buf);
                 }
             }
-            a += n;
         }
     }
 

@@ -115,3 +115,25 @@ fn smmu_writes_reach_the_cpu_view_and_coherent_smmus_are_unchanged() {
         );
     }
 }
+
+#[test]
+fn cleans_of_any_range_are_bounded_and_never_panic() {
+    // spec: B1
+    let mut r = rig(true);
+    let pa = r.ste_pa(3);
+    r.m.write_u64(pa, ste_bypass()[0]).unwrap();
+    for (a, len) in [
+        (u64::MAX - 8, 100),
+        (0, 0),
+        (0x1234, u64::MAX),
+        (u64::MAX, u64::MAX),
+    ] {
+        r.m.clean_dcache(a, len);
+    }
+    // The whole-memory clean above covered the STE.
+    r.cfgi_ste(3);
+    assert_eq!(
+        r.m.dma(Transaction::read(3, 0x1000)),
+        TxnResult::Bypass { pa: 0x1000 }
+    );
+}
