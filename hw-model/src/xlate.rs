@@ -31,7 +31,8 @@ pub enum Cause {
     BadCd,
     /// Translation fault (F_TRANSLATION).
     Translation,
-    /// Address size fault (F_ADDR_SIZE).
+    /// Address size fault (F_ADDR_SIZE); without an event, an input above the OAS while the
+    /// SMMU is disabled (§3.4) or a Translated transaction's PA above it (§3.9.1.1).
     AddrSize,
     /// Access flag fault (F_ACCESS).
     Access,
