@@ -8,13 +8,13 @@
 //! (CR0.ATSCHK = 1), or translates at stage 2 (split-stage ATS). CMD_ATC_INV marks the
 //! entries it covers; they stay usable until the next CMD_SYNC completes.
 
-use std::collections::BTreeMap;
-
+use crate::cache::{AtcEntry, ATC_CAPACITY};
+use crate::decode::{SteDec, StePlan};
 use crate::fields::{evt, reg};
-use crate::master::{Outcome, Transaction, TxnResult};
+use crate::master::Outcome;
 use crate::mem::PAGE;
 use crate::model::Model;
-use crate::xlate::{Cause, SteDec, StePlan};
+use crate::txn::{Cause, Event, Transaction, TxnResult};
 
 /// The completion of an ATS Translation Request (§3.9.1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,36 +38,6 @@ pub enum AtsCompletion {
     /// Completer Abort: a configuration error (bad StreamID, STE, CD, substream, walk abort).
     CompleterAbort,
 }
-
-/// One translation an endpoint's ATC holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AtcEntry {
-    /// StreamID of the endpoint.
-    pub sid: u32,
-    /// The PASID the translation was requested with.
-    pub ssid: Option<u32>,
-    /// Untranslated address of the 4 KiB page.
-    pub iova: u64,
-    /// Translated address of the page.
-    pub pa: u64,
-    /// Read granted.
-    pub read: bool,
-    /// Write granted.
-    pub write: bool,
-    /// Execute granted.
-    pub exec: bool,
-    /// A CMD_ATC_INV covering the entry was consumed; it goes at the next CMD_SYNC.
-    pub invalidating: bool,
-}
-
-/// Every endpoint's ATC, keyed by (StreamID, PASID or `u32::MAX`, page number).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Atc {
-    entries: BTreeMap<(u32, u32, u64), AtcEntry>,
-}
-
-/// Bound on the entries all ATCs hold together (the oldest key goes first beyond it).
-const ATC_CAPACITY: usize = 1 << 14;
 
 fn key(sid: u32, ssid: Option<u32>, iova: u64) -> (u32, u32, u64) {
     (sid, ssid.unwrap_or(u32::MAX), iova >> 12)
@@ -116,7 +86,7 @@ impl Model {
             evt::SSID.set(&mut raw, u64::from(s));
         }
         evt::INPUT_ADDR.set(&mut raw, t.iova);
-        self.emit_event(crate::model::Event { raw });
+        self.emit_event(Event { raw });
         AtsCompletion::UnsupportedRequest
     }
 

@@ -1,10 +1,10 @@
 //! Command-queue consumption and every command's effect (§4, §7.1).
 
 use crate::cache::{tag_asid, tag_vmid, tag_world, TlbKey, GLOBAL, W_EL1, W_EL2, W_S2};
+use crate::decode::{canon, decode_ste};
 use crate::fields::{cmd, reg};
 use crate::mem::PAGE;
 use crate::model::Model;
-use crate::xlate::{canon, decode_ste};
 
 /// An invalidation range: [lo, hi] inclusive in canonical address space, optional TTL level.
 #[derive(Clone, Copy, Debug)]

@@ -51,27 +51,35 @@
 mod ats;
 mod cache;
 mod cmdq;
+mod decode;
+mod dma;
 pub mod fields;
 mod host;
 mod master;
 mod mem;
 mod model;
+mod phys;
 mod profile;
+mod regs;
 mod shared;
+mod txn;
 mod util;
 mod xlate;
 
-pub use ats::{AtcEntry, AtsCompletion};
+pub use ats::AtsCompletion;
+pub use cache::{AtcEntry, CachePolicy, Eviction, PowerOn};
+pub use decode::ste_used_bits;
 pub use host::{HostRam, HOST_ALIGN_MAX};
-pub use master::{MasterSpec, Outcome, Pattern, Transaction, TxnResult};
-pub use mem::{MemError, PAGE};
+pub use master::{MasterSpec, Outcome, Pattern};
 pub use model::{
-    CachePolicy, CmdMode, CuPolicy, Delivery, Event, Eviction, Model, ModelConfig, ModelError,
-    PowerOn, Signals, TornFetch, Violation, ViolationKind,
+    CmdMode, CuPolicy, Delivery, Model, ModelConfig, ModelError, Signals, TornFetch, Violation,
+    ViolationKind,
 };
+pub use phys::{MemError, PAGE};
 pub use profile::Profile;
 pub use shared::SharedModel;
-pub use xlate::{ste_used_bits, Cause, TlbView};
+pub use txn::{Cause, Event, Transaction, TxnResult};
+pub use xlate::TlbView;
 
 /// Entry points shared by the property tests and the fuzz targets (SPEC B1/B2).
 pub mod fuzzing {
