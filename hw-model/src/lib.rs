@@ -27,6 +27,11 @@
 //!   results in [`Model::outcomes`].
 //! * **Checking**: [`Model::violations`] must be empty in a driver test; [`Model::events`] and
 //!   [`Model::signals`] show what the SMMU reported.
+//! * **ATS**: [`Model::ats_translate`] (Translation Requests), [`Model::dma_translated`]
+//!   (Translated transactions), [`Model::ats_dma`] and [`Model::set_master_ats`] (endpoints
+//!   with an ATC that CMD_ATC_INV reaches at the next CMD_SYNC).
+//! * **Non-coherent SMMU**: [`ModelConfig::cpu_cache`] with IDR0.COHACC = 0 makes the SMMU read
+//!   memory as the point of coherency holds it; the HAL's cleans call [`Model::clean_dcache`].
 //! * **kexec**: [`Model::warm_restart`] keeps everything, masters keep running.
 //! * **`&self` traits**: [`SharedModel`] is a cloneable `Arc<Mutex<Model>>` handle whose methods
 //!   take `&self` and `usize` offsets, so a driver's register and HAL traits forward to it in one
