@@ -1,10 +1,80 @@
-//! Config cache, TLB and walk cache with deterministic eviction (T4–T9, S6, S10).
+//! What the SMMU and its endpoints cache: the cache policy, config cache (STEs, L1STDs, CDs,
+//! L1CDs), TLB and walk cache with deterministic eviction (T4–T9, S6, S10), the micro-TLB, the
+//! torn-fetch tracking of fetched structures, and the endpoints' ATCs (§3.9.1).
 
-use crate::model::{CachePolicy, Eviction};
+use crate::decode::{CdEntry, SteEntry};
 use crate::util::{FastMap, Rng};
-use crate::xlate::{CdEntry, SteEntry};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hash;
+
+/// Cache eviction when a cache is full (T9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    /// Oldest entry first (deterministic).
+    Fifo,
+    /// Seeded random victim (deterministic for a given seed).
+    Random,
+}
+
+/// Power-on cache contents (T8).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum PowerOn {
+    /// Caches start empty.
+    #[default]
+    Empty,
+    /// Caches start with stale entries: a bypass STE for each SID, and a bogus TLB entry for each
+    /// (ASID, IOVA) pair (VMID 0, EL1), so a driver that enables without CFGI_ALL/TLBI shows.
+    Stale {
+        /// StreamIDs given a cached bypass STE.
+        sids: Vec<u32>,
+        /// ASIDs given bogus TLB entries.
+        asids: Vec<u16>,
+        /// IOVAs (4 KiB pages) given bogus TLB entries.
+        iovas: Vec<u64>,
+    },
+}
+
+/// Cache geometry and invalidation behaviour (T4–T9, S6, S10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Config-cache capacity (STEs, CDs and L1STDs each); 0 disables caching.
+    pub config_capacity: usize,
+    /// TLB capacity; 0 disables the TLB.
+    pub tlb_capacity: usize,
+    /// Keep a walk cache of non-leaf table descriptors (T4).
+    pub walk_cache: bool,
+    /// Walk-cache capacity.
+    pub walk_capacity: usize,
+    /// Victim choice.
+    pub eviction: Eviction,
+    /// Combined S1+S2 TLB entries survive TLBI_S2_IPA (T6; allowed by §16.2.1). Default true.
+    pub combined_tlb: bool,
+    /// Power-on contents.
+    pub power_on: PowerOn,
+    /// Invalidate more than asked (CFGI_* flushes the whole config cache). Default false, so that
+    /// missing invalidations show.
+    pub over_invalidate: bool,
+    /// A 64-entry direct-mapped front cache of complete translations. It only memoizes results
+    /// that came entirely from the config cache and TLB, and is dropped on any removal or
+    /// replacement in those caches, so it never changes what the model answers. Default true.
+    pub micro_tlb: bool,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            config_capacity: 4096,
+            tlb_capacity: 4096,
+            walk_cache: true,
+            walk_capacity: 1024,
+            eviction: Eviction::Fifo,
+            combined_tlb: true,
+            power_on: PowerOn::Empty,
+            over_invalidate: false,
+            micro_tlb: true,
+        }
+    }
+}
 
 /// A bounded map with FIFO or seeded-random eviction. Each insertion gets a sequence number;
 /// the eviction order holds (key, sequence) so stale order entries (of removed or re-inserted
@@ -141,9 +211,7 @@ pub(crate) struct WcEntry {
     pub(crate) span: u8,
 }
 
-pub(crate) const W_EL1: u64 = 0;
-pub(crate) const W_EL2: u64 = 1;
-pub(crate) const W_S2: u64 = 2;
+pub(crate) use crate::decode::{W_EL1, W_EL2, W_S2};
 /// ASID slot used for global (nG = 0) entries.
 pub(crate) const GLOBAL: u32 = 0x1_0000;
 
@@ -166,6 +234,9 @@ pub(crate) struct Caches {
     pub(crate) ste: Bounded<u32, SteEntry>,
     pub(crate) l1: Bounded<u32, u64>,
     pub(crate) cd: Bounded<(u32, u32), CdEntry>,
+    /// L1CD descriptors (§5.3): key (StreamID, first SubstreamID the descriptor covers), value
+    /// (log2 of the SubstreamIDs it covers, descriptor).
+    pub(crate) l1cd: Bounded<(u32, u32), (u8, u64)>,
     pub(crate) tlb: Bounded<TlbKey, TlbEntry>,
     pub(crate) walk: Bounded<WcKey, WcEntry>,
     /// Bit i set: some TLB entry of shift i may exist.
@@ -181,6 +252,7 @@ impl Caches {
             ste: Bounded::new(p.config_capacity),
             l1: Bounded::new(p.config_capacity),
             cd: Bounded::new(p.config_capacity),
+            l1cd: Bounded::new(p.config_capacity),
             tlb: Bounded::new(p.tlb_capacity),
             walk: Bounded::new(if p.walk_cache { p.walk_capacity } else { 0 }),
             shifts: 0,
@@ -235,3 +307,65 @@ impl Caches {
         None
     }
 }
+
+// ------------------------------------------------------------------ micro-TLB, torn-fetch tracking
+
+/// A micro-TLB entry: one 4 KiB page of a complete translation.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Micro {
+    pub(crate) valid: bool,
+    pub(crate) bypass: bool,
+    pub(crate) sid: u32,
+    pub(crate) ssid: u32,
+    pub(crate) page: u64,
+    pub(crate) out: u64,
+    pub(crate) perm: u16,
+    pub(crate) stamp: u64,
+}
+
+/// A structure the SMMU has fetched and may be using (torn-fetch tracking, S9).
+#[derive(Clone, Debug)]
+pub(crate) struct Tracked {
+    pub(crate) is_cd: bool,
+    pub(crate) sid: u32,
+    pub(crate) ssid: u32,
+    pub(crate) baseline: [u64; 8],
+    /// Images seen between stores since the baseline (snapshot check).
+    pub(crate) candidates: Vec<[u64; 8]>,
+    /// Every image seen between stores since the baseline (any-order mixture check).
+    pub(crate) history: Vec<[u64; 8]>,
+    /// Stored to since the baseline.
+    pub(crate) dirty: bool,
+}
+
+// ------------------------------------------------------------------ the endpoints' ATCs (§3.9.1)
+
+/// One translation an endpoint's ATC holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AtcEntry {
+    /// StreamID of the endpoint.
+    pub sid: u32,
+    /// The PASID the translation was requested with.
+    pub ssid: Option<u32>,
+    /// Untranslated address of the 4 KiB page.
+    pub iova: u64,
+    /// Translated address of the page.
+    pub pa: u64,
+    /// Read granted.
+    pub read: bool,
+    /// Write granted.
+    pub write: bool,
+    /// Execute granted.
+    pub exec: bool,
+    /// A CMD_ATC_INV covering the entry was consumed; it goes at the next CMD_SYNC.
+    pub invalidating: bool,
+}
+
+/// Every endpoint's ATC, keyed by (StreamID, PASID or `u32::MAX`, page number).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Atc {
+    pub(crate) entries: BTreeMap<(u32, u32, u64), AtcEntry>,
+}
+
+/// Bound on the entries all ATCs hold together (the oldest key goes first beyond it).
+pub(crate) const ATC_CAPACITY: usize = 1 << 14;

@@ -1,10 +1,10 @@
 //! Command-queue consumption and every command's effect (§4, §7.1).
 
 use crate::cache::{tag_asid, tag_vmid, tag_world, TlbKey, GLOBAL, W_EL1, W_EL2, W_S2};
+use crate::decode::{canon, decode_ste};
 use crate::fields::{cmd, reg};
 use crate::mem::PAGE;
 use crate::model::Model;
-use crate::xlate::{canon, decode_ste};
 
 /// An invalidation range: [lo, hi] inclusive in canonical address space, optional TTL level.
 #[derive(Clone, Copy, Debug)]
@@ -75,22 +75,50 @@ impl Model {
     fn legal(&self, op: u8, w: [u64; 2]) -> bool {
         let p = &self.prof;
         let ssec = cmd::SSEC.get(&w) != 0;
+        // §4.1.6: SSec = 1 on the Non-secure queue is ILLEGAL on every command that has it.
         match op {
-            cmd::PREFETCH_CFG | cmd::PREFETCH_ADDR => true,
+            cmd::PREFETCH_CFG | cmd::PREFETCH_ADDR => !ssec,
             cmd::CFGI_STE | cmd::CFGI_STE_RANGE => !ssec,
             cmd::CFGI_CD | cmd::CFGI_CD_ALL => !ssec && p.s1p(),
             cmd::CFGI_VMS_PIDM => false,
-            cmd::TLBI_NH_ALL | cmd::TLBI_NH_ASID | cmd::TLBI_NH_VA | cmd::TLBI_NH_VAA => p.s1p(),
-            cmd::TLBI_EL2_ALL | cmd::TLBI_EL2_ASID | cmd::TLBI_EL2_VA | cmd::TLBI_EL2_VAA => {
-                p.hyp() && p.s1p()
-            }
-            cmd::TLBI_S12_VMALL | cmd::TLBI_S2_IPA => p.s2p(),
+            cmd::TLBI_NH_ALL | cmd::TLBI_NH_ASID => p.s1p(),
+            cmd::TLBI_NH_VA | cmd::TLBI_NH_VAA => p.s1p() && self.range_legal(w),
+            cmd::TLBI_EL2_ALL | cmd::TLBI_EL2_ASID => p.hyp() && p.s1p(),
+            cmd::TLBI_EL2_VA | cmd::TLBI_EL2_VAA => p.hyp() && p.s1p() && self.range_legal(w),
+            cmd::TLBI_S12_VMALL => p.s2p(),
+            cmd::TLBI_S2_IPA => p.s2p() && self.range_legal(w),
             cmd::TLBI_NSNH_ALL | cmd::SYNC => true,
             cmd::ATC_INV => p.ats(),
             cmd::PRI_RESP => p.pri(),
-            cmd::RESUME | cmd::STALL_TERM => p.stall_model() != 0b01,
+            cmd::RESUME | cmd::STALL_TERM => p.stall_model() != 0b01 && !ssec,
             // EL3 and Secure TLBIs, DPT and everything else: ILL on the Non-secure queue.
             _ => false,
+        }
+    }
+
+    /// §4.4.1.1: with RIL, a TG ≠ 0 command must describe a range or a TTL hint:
+    /// NUM = SCALE = TTL = 0 is Reserved, and TG = 16K with TTL = 0b01 is Reserved without
+    /// IDR5.DS; both raise CERROR_ILL. Without RIL the fields are RES0 (not checked, §4.1.3).
+    fn range_legal(&self, w: [u64; 2]) -> bool {
+        let tg = cmd::TG.get(&w);
+        if tg == 0 || !self.prof.ril() {
+            return true;
+        }
+        let (num, ttl) = (cmd::NUM.get(&w), cmd::TTL.get(&w));
+        if num == 0 && self.scale(w) == 0 && ttl == 0 {
+            return false;
+        }
+        !(tg == 0b10 && ttl == 0b01 && self.prof.idr5(reg::IDR5_DS) == 0)
+    }
+
+    /// The effective SCALE (§4.4.1.1): 5 bits ([24:20], bit 25 RES0) without IDR5.DS; 6 bits
+    /// with values above 39 treated as 39 with it.
+    fn scale(&self, w: [u64; 2]) -> u64 {
+        let raw = cmd::SCALE.get(&w);
+        if self.prof.idr5(reg::IDR5_DS) == 0 {
+            raw & 0x1F
+        } else {
+            raw.min(39)
         }
     }
 
@@ -110,12 +138,12 @@ impl Model {
             2 => 14,
             _ => 16,
         };
+        // Range = (NUM + 1) * 2^SCALE granules: at most 32 * 2^39 * 64 KiB = 2^60 bytes, so the
+        // arithmetic cannot overflow; the top is clamped (the address does not wrap, §4.4.1.1).
         let num = cmd::NUM.get(&w);
-        let scale = cmd::SCALE.get(&w).min(63);
-        let pages = (num + 1).checked_shl(scale as u32).unwrap_or(u64::MAX);
-        let len = pages.checked_shl(gshift).unwrap_or(u64::MAX);
+        let len = (num + 1) << self.scale(w) << gshift;
         let lo = addr & !((1u64 << gshift) - 1);
-        let hi = lo.saturating_add(len.saturating_sub(1));
+        let hi = lo.saturating_add(len - 1);
         let ttl = match cmd::TTL.get(&w) {
             0 => None,
             l => Some(l as u8),
@@ -222,10 +250,12 @@ impl Model {
         if self.cfg.cache.over_invalidate {
             self.caches.ste.retain(|_, _| false);
             self.caches.cd.retain(|_, _| false);
+            self.caches.l1cd.retain(|_, _| false);
             self.caches.l1.retain(|_, _| false);
         } else {
             self.caches.ste.retain(|s, _| *s < lo || *s > hi);
             self.caches.cd.retain(|(s, _), _| *s < lo || *s > hi);
+            self.caches.l1cd.retain(|(s, _), _| *s < lo || *s > hi);
             if !leaf {
                 let (_, _, split) = self.strtab_geometry();
                 let (l1lo, l1hi) = (lo >> split, hi >> split);
@@ -278,13 +308,21 @@ impl Model {
                 let ssid = cmd::SSID.get(&w) as u32;
                 if self.cfg.cache.over_invalidate {
                     self.caches.cd.retain(|_, _| false);
+                    self.caches.l1cd.retain(|_, _| false);
                 } else {
                     self.caches.cd.remove(&(sid, ssid));
+                    if !leaf {
+                        // §4.3.3: Leaf = 0 also invalidates the L1CD covering the SubstreamID.
+                        self.caches.l1cd.retain(|(s, base), (split, _)| {
+                            *s != sid || ssid >> *split != base >> *split
+                        });
+                    }
                 }
                 self.resolve_tracked(|t| t.is_cd && t.sid == sid && t.ssid == ssid);
             }
             cmd::CFGI_CD_ALL => {
                 self.caches.cd.retain(|(s, _), _| *s != sid);
+                self.caches.l1cd.retain(|(s, _), _| *s != sid);
                 self.resolve_tracked(|t| t.is_cd && t.sid == sid);
             }
             cmd::TLBI_NH_ALL => self.tlbi_match(|t| tag_world(t) == W_EL1 && tag_vmid(t) == vmid),
@@ -332,6 +370,10 @@ impl Model {
                 let ssid = (cmd::SSV.get(&w) != 0).then(|| cmd::SSID.get(&w) as u32);
                 let size = (w[1] & 0x3F) as u8;
                 self.signals.atc_inv.push((sid, ssid, w[1] & !0xFFF, size));
+                // §4.5.1: IGNORED while SMMUEN = 0; completes at the next CMD_SYNC.
+                if self.cr0ack & reg::CR0_SMMUEN != 0 {
+                    self.atc_inv(sid, ssid, w[1] & !0xFFF, size);
+                }
                 if self.inject_atc_timeout {
                     self.atc_timeout_pending = true;
                 }
@@ -375,8 +417,9 @@ impl Model {
             self.inject_atc_timeout = false;
             return Err(cmd::CERROR_ATC_INV_SYNC);
         }
-        // Completion: every earlier invalidation is now guaranteed (Q5).
+        // Completion: every earlier invalidation is now guaranteed (Q5), ATC_INV included.
         self.unsynced.clear();
+        self.atc_complete();
         self.signals.syncs += 1;
         match cs {
             0b01 => {

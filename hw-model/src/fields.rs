@@ -216,6 +216,8 @@ pub mod reg {
     pub const IDR5_OAS: Field = r(2, 0);
     /// IDR5.GRAN4K (§6.3.6).
     pub const IDR5_GRAN4K: Field = r(4, 4);
+    /// IDR5.DS (§6.3.6): 52-bit addressing with 4K/16K granules; widens TLBI SCALE to 6 bits.
+    pub const IDR5_DS: Field = r(7, 7);
     /// IDR5.GRAN16K (§6.3.6).
     pub const IDR5_GRAN16K: Field = r(5, 5);
     /// IDR5.GRAN64K (§6.3.6).
@@ -582,6 +584,9 @@ pub mod evt {
     pub const S2: Field = Field::new(1, 39, 39);
     /// CLASS (§7.3, position from the figures).
     pub const CLASS: Field = Field::new(1, 41, 40);
+    /// TTRnW (§7.3.16 F_PERMISSION; position from the figure, JSON `TT_READ`): 1 = the stage-1
+    /// table descriptor read faulted at stage 2.
+    pub const TTRNW: Field = Field::new(1, 44, 44);
     /// InputAddr (§7.3.2).
     pub const INPUT_ADDR: Field = Field::new(2, 63, 0);
     /// FetchAddr\[55:3\] (§7.3.4).
@@ -597,6 +602,10 @@ pub mod evt {
     pub const F_STE_FETCH: u8 = 0x03;
     /// C_BAD_STE (§7.3.5).
     pub const C_BAD_STE: u8 = 0x04;
+    /// F_BAD_ATS_TREQ (§7.3.6).
+    pub const F_BAD_ATS_TREQ: u8 = 0x05;
+    /// F_TRANSL_FORBIDDEN (§7.3.8).
+    pub const F_TRANSL_FORBIDDEN: u8 = 0x07;
     /// F_STREAM_DISABLED (§7.3.7).
     pub const F_STREAM_DISABLED: u8 = 0x06;
     /// C_BAD_SUBSTREAMID (§7.3.9).

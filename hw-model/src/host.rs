@@ -1,7 +1,7 @@
 //! Host-RAM backing (SPEC M5): an arena of host memory that both a driver (through raw
 //! pointers) and the model (through atomics) read and write.
 
-use crate::mem::{MemError, PAGE};
+use crate::phys::{MemError, PAGE};
 use core::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -27,6 +27,11 @@
 //!   results in [`Model::outcomes`].
 //! * **Checking**: [`Model::violations`] must be empty in a driver test; [`Model::events`] and
 //!   [`Model::signals`] show what the SMMU reported.
+//! * **ATS**: [`Model::ats_translate`] (Translation Requests), [`Model::dma_translated`]
+//!   (Translated transactions), [`Model::ats_dma`] and [`Model::set_master_ats`] (endpoints
+//!   with an ATC that CMD_ATC_INV reaches at the next CMD_SYNC).
+//! * **Non-coherent SMMU**: [`ModelConfig::cpu_cache`] with IDR0.COHACC = 0 makes the SMMU read
+//!   memory as the point of coherency holds it; the HAL's cleans call [`Model::clean_dcache`].
 //! * **kexec**: [`Model::warm_restart`] keeps everything, masters keep running.
 //! * **`&self` traits**: [`SharedModel`] is a cloneable `Arc<Mutex<Model>>` handle whose methods
 //!   take `&self` and `usize` offsets, so a driver's register and HAL traits forward to it in one
@@ -48,28 +53,38 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod ats;
 mod cache;
 mod cmdq;
+mod decode;
+mod dma;
 pub mod fields;
 mod host;
 mod master;
 mod mem;
 mod model;
+mod phys;
 mod profile;
+mod regs;
 mod shared;
+mod txn;
 mod util;
 mod xlate;
 
+pub use ats::AtsCompletion;
+pub use cache::{AtcEntry, CachePolicy, Eviction, PowerOn};
+pub use decode::ste_used_bits;
 pub use host::{HostRam, HOST_ALIGN_MAX};
-pub use master::{MasterSpec, Outcome, Pattern, Transaction, TxnResult};
-pub use mem::{MemError, PAGE};
+pub use master::{MasterSpec, Outcome, Pattern};
 pub use model::{
-    CachePolicy, CmdMode, CuPolicy, Delivery, Event, Eviction, Model, ModelConfig, ModelError,
-    PowerOn, Signals, TornFetch, Violation, ViolationKind,
+    CmdMode, CuPolicy, Delivery, Model, ModelConfig, ModelError, Signals, TornFetch, Violation,
+    ViolationKind,
 };
+pub use phys::{MemError, PAGE};
 pub use profile::Profile;
 pub use shared::SharedModel;
-pub use xlate::{ste_used_bits, Cause, TlbView};
+pub use txn::{Cause, Event, Transaction, TxnResult};
+pub use xlate::TlbView;
 
 /// Entry points shared by the property tests and the fuzz targets (SPEC B1/B2).
 pub mod fuzzing {
@@ -189,7 +204,9 @@ pub mod fuzzing {
             let _ = m.write_u64(RAM + 0x2000 + 8 * i as u64, le(data, 18 + i));
         }
         m.write32(reg::CR2, reg::CR2_RECINVSID);
-        m.write32(reg::CR0, reg::CR0_SMMUEN);
+        // ATSCHK from the selector (kept only by profiles with ATS).
+        let atschk = if sel & 32 != 0 { reg::CR0_ATSCHK } else { 0 };
+        m.write32(reg::CR0, reg::CR0_SMMUEN | atschk);
         for k in 0..4u64 {
             let iova = le(data, 26 + k as usize);
             let mut t = Transaction::read(0, iova);
@@ -202,6 +219,19 @@ pub mod fuzzing {
             let _ = m.dma(t);
         }
         m.check_structures();
-        m.outcomes().iter().map(|o| o.result).collect()
+        let results = m.outcomes().iter().map(|o| o.result).collect();
+        // The same inputs as ATS traffic: a Translation Request, a Translated transaction and
+        // an endpoint access through its ATC (not part of the returned results).
+        for k in 0..2u64 {
+            let t = Transaction {
+                write: k == 1,
+                ssid: (sel & 64 != 0).then_some(le(data, 31) as u32 & 0xF_FFFF),
+                ..Transaction::read(0, le(data, 26 + k as usize))
+            };
+            let _ = m.ats_translate(&t);
+            let _ = m.dma_translated(t);
+            let _ = m.ats_dma(t);
+        }
+        results
     }
 }

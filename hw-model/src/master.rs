@@ -1,96 +1,12 @@
 //! DMA masters (SPEC M4): scripted or seeded-random transaction streams and their outcomes.
 
-use crate::model::{Event, Model};
+use crate::txn::{Transaction, TxnResult};
 use crate::util::Rng;
-use crate::xlate::Cause;
-
-/// One DMA transaction presented to the SMMU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transaction {
-    /// StreamID.
-    pub sid: u32,
-    /// SubstreamID (PASID), if any.
-    pub ssid: Option<u32>,
-    /// Input address.
-    pub iova: u64,
-    /// Write (true) or read.
-    pub write: bool,
-    /// Size in bytes (the data access is clamped to the 4 KiB page).
-    pub size: u32,
-    /// Privileged (PnU = 1) access.
-    pub privileged: bool,
-    /// Instruction (InD = 1) access.
-    pub instruction: bool,
-}
-
-impl Transaction {
-    /// A privileged data read of 8 bytes.
-    pub fn read(sid: u32, iova: u64) -> Self {
-        Self {
-            sid,
-            ssid: None,
-            iova,
-            write: false,
-            size: 8,
-            privileged: true,
-            instruction: false,
-        }
-    }
-    /// A privileged data write of 8 bytes.
-    pub fn write(sid: u32, iova: u64) -> Self {
-        Self {
-            write: true,
-            ..Self::read(sid, iova)
-        }
-    }
-    /// The same transaction with a SubstreamID.
-    pub fn with_ssid(mut self, ssid: u32) -> Self {
-        self.ssid = Some(ssid);
-        self
-    }
-    /// The same transaction, unprivileged.
-    pub fn unprivileged(mut self) -> Self {
-        self.privileged = false;
-        self
-    }
-}
-
-/// What happened to a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxnResult {
-    /// Translated to this physical address.
-    Translated {
-        /// Output PA.
-        pa: u64,
-    },
-    /// Passed through untranslated (GBPA bypass or STE bypass).
-    Bypass {
-        /// Output PA (= input address).
-        pa: u64,
-    },
-    /// Terminated, with the event record if one was generated.
-    Abort {
-        /// Why.
-        cause: Cause,
-        /// The event generated (whether or not the queue accepted it).
-        event: Option<Event>,
-    },
-}
-
-impl TxnResult {
-    /// The output PA if the transaction went through.
-    pub fn pa(&self) -> Option<u64> {
-        match self {
-            Self::Translated { pa } | Self::Bypass { pa } => Some(*pa),
-            Self::Abort { .. } => None,
-        }
-    }
-}
 
 /// A recorded transaction outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// The master that issued it (`None` for [`Model::dma`]).
+    /// The master that issued it (`None` for [`Model::dma`](crate::Model::dma)).
     pub master: Option<usize>,
     /// Warm-restart epoch when it ran.
     pub epoch: u32,
@@ -144,6 +60,8 @@ impl MasterSpec {
 pub(crate) struct Master {
     pub(crate) spec: MasterSpec,
     pub(crate) running: bool,
+    /// An ATS endpoint: its accesses go through its ATC ([`Model::set_master_ats`]).
+    pub(crate) ats: bool,
     cursor: usize,
     rng: Rng,
     seq: u64,
@@ -154,6 +72,7 @@ impl Master {
         Self {
             spec,
             running: true,
+            ats: false,
             cursor: 0,
             rng: Rng::new(seed),
             seq: 0,
@@ -196,40 +115,5 @@ impl Master {
                 }
             }
         }
-    }
-}
-
-impl Model {
-    pub(crate) fn dma_access(&mut self, t: &Transaction, data: bool) -> TxnResult {
-        let r = self.translate(t);
-        if data {
-            if let Some(pa) = r.pa() {
-                let n = u64::from(t.size).min(4096 - (pa & 0xFFF)).min(64) as usize;
-                if t.write {
-                    let bytes: Vec<u8> = (0..n)
-                        .map(|i| (t.iova as u8).wrapping_add(i as u8))
-                        .collect();
-                    let _ = self.mem.dev_write(pa, &bytes);
-                } else {
-                    let mut b = vec![0u8; n];
-                    let _ = self.mem.dev_read(pa, &mut b, self.cfg.smmu_encrypted_attr);
-                }
-            }
-        }
-        r
-    }
-
-    /// Runs one device transaction now (no data movement) and records its outcome.
-    pub fn dma(&mut self, t: Transaction) -> TxnResult {
-        let result = self.translate(&t);
-        if self.outcomes.len() < 1 << 20 {
-            self.outcomes.push(Outcome {
-                master: None,
-                epoch: self.epoch,
-                txn: t,
-                result,
-            });
-        }
-        result
     }
 }

@@ -2,55 +2,9 @@
 //! window of it backed by a [`HostRam`] arena.
 
 use crate::host::HostRam;
+pub(crate) use crate::phys::{MemError, PAGE};
 use crate::util::{splitmix64, FastMap};
 use core::fmt;
-
-/// Size of a backing page.
-pub const PAGE: u64 = 4096;
-
-/// A physical-memory error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MemError {
-    /// The access touches an address that is not RAM given to the model.
-    NotRam {
-        /// First faulting physical address.
-        pa: u64,
-    },
-    /// Backing the access would exceed the configured byte limit.
-    LimitExceeded {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// A fault injected by the test (`inject_fetch_fault` / `inject_write_fault`).
-    Injected {
-        /// First faulting physical address.
-        pa: u64,
-    },
-    /// The DMA pool cannot satisfy an allocation.
-    PoolExhausted {
-        /// Bytes requested.
-        bytes: u64,
-    },
-    /// An argument is malformed (zero pages, non-power-of-two alignment, address overflow).
-    BadArgument,
-}
-
-impl fmt::Display for MemError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotRam { pa } => {
-                write!(f, "physical address {pa:#x} is not RAM given to the model")
-            }
-            Self::LimitExceeded { limit } => write!(f, "memory limit of {limit} bytes exceeded"),
-            Self::Injected { pa } => write!(f, "injected external abort at {pa:#x}"),
-            Self::PoolExhausted { bytes } => write!(f, "DMA pool cannot allocate {bytes} bytes"),
-            Self::BadArgument => write!(f, "bad argument"),
-        }
-    }
-}
-
-impl std::error::Error for MemError {}
 
 #[derive(Clone, Debug)]
 pub(crate) struct Region {
@@ -78,6 +32,9 @@ pub(crate) struct Memory {
     pub(crate) encrypted: Vec<Region>,
     pub(crate) fetch_faults: Vec<Region>,
     pub(crate) write_faults: Vec<Region>,
+    /// A non-coherent SMMU's view (SPEC K17): DMA-pool pages as the point of coherency holds
+    /// them, which CPU stores reach only when cleaned. `None`: the SMMU snoops the CPU's view.
+    pub(crate) poc: Option<FastMap<u64, Box<[u8; PAGE as usize]>>>,
 }
 
 impl core::fmt::Debug for Memory {
@@ -92,6 +49,7 @@ impl core::fmt::Debug for Memory {
             .field("encrypted", &self.encrypted)
             .field("fetch_faults", &self.fetch_faults)
             .field("write_faults", &self.write_faults)
+            .field("poc_pages", &self.poc.as_ref().map(FastMap::len))
             .finish()
     }
 }
@@ -115,6 +73,109 @@ impl Memory {
             encrypted: Vec::new(),
             fetch_faults: Vec::new(),
             write_faults: Vec::new(),
+            poc: None,
+        }
+    }
+
+    /// Puts `[pa, pa + len)` under the point-of-coherency view with its current (CPU) contents
+    /// (a fresh, zeroed DMA allocation). No effect on a coherent memory.
+    pub(crate) fn poc_track(&mut self, pa: u64, len: u64) {
+        if self.poc.is_none() || len == 0 {
+            return;
+        }
+        let mut page = pa & !(PAGE - 1);
+        let end = pa.saturating_add(len);
+        while page < end {
+            let mut b = Box::new([0u8; PAGE as usize]);
+            let _ = self.read(page, &mut b[..]);
+            if let Some(poc) = self.poc.as_mut() {
+                poc.insert(page, b);
+            }
+            page = match page.checked_add(PAGE) {
+                Some(p) => p,
+                None => break,
+            };
+        }
+    }
+
+    /// Clean to the point of coherency: the 64-byte lines covering `[pa, pa + len)` take the
+    /// CPU's contents where they are under the PoC view.
+    pub(crate) fn poc_clean(&mut self, pa: u64, len: u64) {
+        let Some(poc) = self.poc.as_ref() else {
+            return;
+        };
+        if len == 0 {
+            return;
+        }
+        let lo = pa & !63;
+        let hi = pa.saturating_add(len).saturating_add(63) & !63;
+        // Only pages under the view matter: step through the range or through the view,
+        // whichever is shorter, so a huge range costs no more than the view's size.
+        let span_pages = (hi - lo) / PAGE + 1;
+        let pages: Vec<u64> = if span_pages > poc.len() as u64 {
+            let mut v: Vec<u64> = poc
+                .keys()
+                .copied()
+                .filter(|&p| p.saturating_add(PAGE) > lo && p < hi)
+                .collect();
+            v.sort_unstable();
+            v
+        } else {
+            (0..span_pages)
+                .map(|i| (lo & !(PAGE - 1)) + i * PAGE)
+                .filter(|p| poc.contains_key(p))
+                .collect()
+        };
+        for page in pages {
+            let a = lo.max(page);
+            let b = hi.min(page + PAGE);
+            if a >= b {
+                continue;
+            }
+            let mut buf = vec![0u8; (b - a) as usize];
+            if self.read(a, &mut buf).is_ok() {
+                if let Some(p) = self.poc.as_mut().and_then(|m| m.get_mut(&page)) {
+                    let off = (a - page) as usize;
+                    p[off..off + buf.len()].copy_from_slice(&buf);
+                }
+            }
+        }
+    }
+
+    /// Replaces the bytes of `buf` (read from `pa` in the CPU view) that lie in pages under the
+    /// PoC view with what the point of coherency holds.
+    fn poc_overlay(&self, pa: u64, buf: &mut [u8]) {
+        let Some(poc) = self.poc.as_ref() else {
+            return;
+        };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = pa + done as u64;
+            let page = a & !(PAGE - 1);
+            let off = (a - page) as usize;
+            let n = (PAGE as usize - off).min(buf.len() - done);
+            if let Some(p) = poc.get(&page) {
+                buf[done..done + n].copy_from_slice(&p[off..off + n]);
+            }
+            done += n;
+        }
+    }
+
+    /// A device write reaches the point of coherency as well as the CPU's view.
+    fn poc_write(&mut self, pa: u64, data: &[u8]) {
+        let Some(poc) = self.poc.as_mut() else {
+            return;
+        };
+        let mut done = 0usize;
+        while done < data.len() {
+            let a = pa + done as u64;
+            let page = a & !(PAGE - 1);
+            let off = (a - page) as usize;
+            let n = (PAGE as usize - off).min(data.len() - done);
+            if let Some(p) = poc.get_mut(&page) {
+                p[off..off + n].copy_from_slice(&data[done..done + n]);
+            }
+            done += n;
         }
     }
 
@@ -258,6 +319,7 @@ impl Memory {
             });
         }
         self.read(pa, buf)?;
+        self.poc_overlay(pa, buf);
         self.apply_garbage(pa, buf, encrypted_attr);
         Ok(())
     }
@@ -283,7 +345,7 @@ impl Memory {
 
     #[inline]
     pub(crate) fn dev_read_u64(&self, pa: u64, encrypted_attr: bool) -> Result<u64, MemError> {
-        if self.fetch_faults.is_empty() && self.encrypted.is_empty() {
+        if self.fetch_faults.is_empty() && self.encrypted.is_empty() && self.poc.is_none() {
             return self.read_u64(pa);
         }
         let mut b = [0u8; 8];
@@ -301,6 +363,7 @@ impl Memory {
         if pa & 15 == 0
             && self.fetch_faults.is_empty()
             && self.encrypted.is_empty()
+            && self.poc.is_none()
             && self.is_ram(pa, 16)
         {
             if let Some((h, off)) = self.host_at(pa, 16) {
@@ -336,6 +399,8 @@ impl Memory {
                 pa: pa.max(f.start),
             });
         }
-        self.write(pa, data)
+        self.write(pa, data)?;
+        self.poc_write(pa, data);
+        Ok(())
     }
 }

@@ -1,13 +1,17 @@
-//! The model: configuration, register file, queues, events, violations and the public API.
+//! The model's state and its top-level API: configuration, time and acknowledgements, the
+//! violation log, event and PRI queue writes, CPU memory access, masters and restart. The
+//! register file is in `regs`, command execution in `cmdq`, translation in `xlate`.
 
 use crate::cache::Caches;
-use crate::fields::{evt, reg, Field};
+use crate::cache::{Atc, Micro, Tracked};
+use crate::cache::{CachePolicy, PowerOn};
+use crate::fields::{reg, Field};
 use crate::host::HostRam;
 use crate::master::{Master, MasterSpec, Outcome};
 use crate::mem::{MemError, Memory, Region, PAGE};
 use crate::profile::Profile;
+use crate::txn::Event;
 use crate::util::Rng;
-use crate::xlate::Tracked;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -30,75 +34,6 @@ pub enum CuPolicy {
     Ignore,
     /// The permissive choice QEMU makes: the register takes the value.
     Accept,
-}
-
-/// Cache eviction when a cache is full (T9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Eviction {
-    /// Oldest entry first (deterministic).
-    Fifo,
-    /// Seeded random victim (deterministic for a given seed).
-    Random,
-}
-
-/// Power-on cache contents (T8).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub enum PowerOn {
-    /// Caches start empty.
-    #[default]
-    Empty,
-    /// Caches start with stale entries: a bypass STE for each SID, and a bogus TLB entry for each
-    /// (ASID, IOVA) pair (VMID 0, EL1), so a driver that enables without CFGI_ALL/TLBI shows.
-    Stale {
-        /// StreamIDs given a cached bypass STE.
-        sids: Vec<u32>,
-        /// ASIDs given bogus TLB entries.
-        asids: Vec<u16>,
-        /// IOVAs (4 KiB pages) given bogus TLB entries.
-        iovas: Vec<u64>,
-    },
-}
-
-/// Cache geometry and invalidation behaviour (T4–T9, S6, S10).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CachePolicy {
-    /// Config-cache capacity (STEs, CDs and L1STDs each); 0 disables caching.
-    pub config_capacity: usize,
-    /// TLB capacity; 0 disables the TLB.
-    pub tlb_capacity: usize,
-    /// Keep a walk cache of non-leaf table descriptors (T4).
-    pub walk_cache: bool,
-    /// Walk-cache capacity.
-    pub walk_capacity: usize,
-    /// Victim choice.
-    pub eviction: Eviction,
-    /// Combined S1+S2 TLB entries survive TLBI_S2_IPA (T6; allowed by §16.2.1). Default true.
-    pub combined_tlb: bool,
-    /// Power-on contents.
-    pub power_on: PowerOn,
-    /// Invalidate more than asked (CFGI_* flushes the whole config cache). Default false, so that
-    /// missing invalidations show.
-    pub over_invalidate: bool,
-    /// A 64-entry direct-mapped front cache of complete translations. It only memoizes results
-    /// that came entirely from the config cache and TLB, and is dropped on any removal or
-    /// replacement in those caches, so it never changes what the model answers. Default true.
-    pub micro_tlb: bool,
-}
-
-impl Default for CachePolicy {
-    fn default() -> Self {
-        Self {
-            config_capacity: 4096,
-            tlb_capacity: 4096,
-            walk_cache: true,
-            walk_capacity: 1024,
-            eviction: Eviction::Fifo,
-            combined_tlb: true,
-            power_on: PowerOn::Empty,
-            over_invalidate: false,
-            micro_tlb: true,
-        }
-    }
 }
 
 /// The fetch-between-stores hook (S8, S9).
@@ -173,6 +108,12 @@ pub struct ModelConfig {
     /// dropped (no handshake, no violation); while `SMMUEN` is 0 transactions bypass with the
     /// reset attributes. Default false.
     pub gbpa_ignored: bool,
+    /// Keep the CPU's view of memory apart from the point of coherency for a non-coherent
+    /// SMMU (SPEC K17): when set and the profile's IDR0.COHACC is 0, the SMMU's reads of
+    /// memory [`Model::alloc_pages`] handed out (structures, queues, tables, DMA) see it as the
+    /// last [`Model::clean_dcache`] of each 64-byte line left it, so a CPU store the driver
+    /// did not clean is invisible. SMMU and device writes reach both views. Default false.
+    pub cpu_cache: bool,
 }
 
 impl ModelConfig {
@@ -226,6 +167,7 @@ impl Default for ModelConfig {
             masters_per_store: 0,
             max_violations: 4096,
             gbpa_ignored: false,
+            cpu_cache: false,
         }
     }
 }
@@ -285,56 +227,6 @@ pub struct Violation {
     pub cr0ack: u32,
     /// Model time (register accesses plus steps).
     pub time: u64,
-}
-
-/// A 32-byte event record as the model wrote (or tried to write) it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event {
-    /// The four 64-bit words.
-    pub raw: [u64; 4],
-}
-
-impl Event {
-    /// Event number (e.g. 0x10 F_TRANSLATION).
-    pub fn id(&self) -> u8 {
-        evt::ID.get(&self.raw) as u8
-    }
-    /// StreamID.
-    pub fn sid(&self) -> u32 {
-        evt::SID.get(&self.raw) as u32
-    }
-    /// SubstreamID if SSV.
-    pub fn ssid(&self) -> Option<u32> {
-        (evt::SSV.get(&self.raw) != 0).then(|| evt::SSID.get(&self.raw) as u32)
-    }
-    /// InputAddr.
-    pub fn input_addr(&self) -> u64 {
-        evt::INPUT_ADDR.get(&self.raw)
-    }
-    /// IPA\[55:12\] (stage-2 faults), as an address.
-    pub fn ipa(&self) -> u64 {
-        evt::IPA.get(&self.raw) << 12
-    }
-    /// FetchAddr\[55:3\], as an address.
-    pub fn fetch_addr(&self) -> u64 {
-        evt::FETCH_ADDR.get(&self.raw) << 3
-    }
-    /// S2 bit.
-    pub fn s2(&self) -> bool {
-        evt::S2.get(&self.raw) != 0
-    }
-    /// CLASS (0 CD, 1 TT, 2 IN).
-    pub fn class(&self) -> u8 {
-        evt::CLASS.get(&self.raw) as u8
-    }
-    /// RnW (true = read).
-    pub fn rnw(&self) -> bool {
-        evt::RNW.get(&self.raw) != 0
-    }
-    /// PnU (true = privileged).
-    pub fn pnu(&self) -> bool {
-        evt::PNU.get(&self.raw) != 0
-    }
 }
 
 /// What happened to a generated event record.
@@ -510,42 +402,16 @@ pub struct Model {
     pub(crate) pool_next: u64,
     pub(crate) pool_end: u64,
     pub(crate) in_hook: bool,
-    pub(crate) micro: Vec<crate::xlate::Micro>,
+    pub(crate) micro: Vec<Micro>,
     /// The current translation used only cached state (eligible for the micro-TLB).
     pub(crate) pure: bool,
     pub(crate) last_perm: u16,
+    /// The ATCs of the ATS endpoints (outside the SMMU: a reset does not clear them).
+    pub(crate) atc: Atc,
+    /// Event records are not generated (ATS Translation Requests, §7.3.6; Translated
+    /// transactions' configuration errors without REC_CFG_ATS, §3.9.1.3).
+    pub(crate) quiet: bool,
 }
-
-const RO_REGS: &[(u64, &str)] = &[
-    (reg::IDR0, "IDR0"),
-    (reg::IDR1, "IDR1"),
-    (reg::IDR2, "IDR2"),
-    (reg::IDR3, "IDR3"),
-    (reg::IDR4, "IDR4"),
-    (reg::IDR5, "IDR5"),
-    (reg::IIDR, "IIDR"),
-    (reg::AIDR, "AIDR"),
-    (reg::CR0ACK, "CR0ACK"),
-    (reg::STATUSR, "STATUSR"),
-    (reg::AGBPA, "AGBPA"),
-    (reg::IRQ_CTRLACK, "IRQ_CTRLACK"),
-    (reg::GERROR, "GERROR"),
-];
-
-const REG64: &[u64] = &[
-    reg::GERROR_IRQ_CFG0,
-    reg::STRTAB_BASE,
-    reg::CMDQ_BASE,
-    reg::EVTQ_BASE,
-    reg::EVTQ_IRQ_CFG0,
-    reg::PRIQ_BASE,
-    reg::PRIQ_IRQ_CFG0,
-];
-
-/// Arm MMU-600 style PIDR/CIDR bytes at 0xFD0..0xFFC (IMPLEMENTATION DEFINED).
-const IDREGS: [u32; 12] = [
-    0x04, 0, 0, 0, 0x83, 0xB4, 0x0B, 0x00, 0x0D, 0xF0, 0x05, 0xB1,
-];
 
 impl Model {
     /// Builds a model in its reset state.
@@ -559,6 +425,10 @@ impl Model {
             }
             None => Memory::new(&[(cfg.ram_base, cfg.ram_size)], cfg.mem_limit),
         };
+        let mut mem = mem;
+        if cfg.cpu_cache && prof.idr0(reg::IDR0_COHACC) == 0 {
+            mem.poc = Some(crate::util::FastMap::default());
+        }
         let (pool_base, pool_size) = cfg.dma_pool.unwrap_or((cfg.ram_base, cfg.ram_size));
         let q = |log2: u64, entry: u64| Queue {
             max_log2: (log2 as u32).min(19),
@@ -606,9 +476,11 @@ impl Model {
             pool_next: pool_base,
             pool_end: pool_base.saturating_add(pool_size),
             in_hook: false,
-            micro: vec![crate::xlate::Micro::default(); 64],
+            micro: vec![Micro::default(); 64],
             pure: false,
             last_perm: 0,
+            atc: Atc::default(),
+            quiet: false,
             cfg,
         };
         m.seed_power_on();
@@ -639,11 +511,11 @@ impl Model {
         }
     }
 
-    fn latency(&mut self) -> u64 {
+    pub(crate) fn latency(&mut self) -> u64 {
         u64::from(self.cfg.ack_latency) + self.rng.below(u64::from(self.cfg.ack_jitter) + 1)
     }
 
-    fn apply_due(&mut self) {
+    pub(crate) fn apply_due(&mut self) {
         let now = self.time;
         let mut i = 0;
         while i < self.pending.len() {
@@ -762,661 +634,12 @@ impl Model {
         self.violations.iter().any(|v| v.kind == kind)
     }
 
-    // ---------------------------------------------------------------- register access
-
-    /// 32-bit register read at `offset` (page 0 at 0, page 1 at 0x10000).
-    pub fn read32(&mut self, offset: u64) -> u32 {
-        self.read(offset, 4) as u32
-    }
-
-    /// 32-bit register write.
-    pub fn write32(&mut self, offset: u64, value: u32) {
-        self.write(offset, 4, u64::from(value));
-    }
-
-    /// 64-bit register read (only the 64-bit registers are guaranteed, R1).
-    pub fn read64(&mut self, offset: u64) -> u64 {
-        self.read(offset, 8)
-    }
-
-    /// 64-bit register write.
-    pub fn write64(&mut self, offset: u64, value: u64) {
-        self.write(offset, 8, value);
-    }
-
-    fn access_ok(&mut self, offset: u64, size: u8, value: u64) -> bool {
-        let ok = match size {
-            4 => offset & 3 == 0,
-            8 => offset & 7 == 0 && REG64.contains(&offset),
-            _ => false,
-        };
-        if !ok {
-            self.violate(
-                ViolationKind::BadAccess,
-                "register access size/alignment",
-                offset,
-                u64::from(size),
-                value,
-            );
-        }
-        ok
-    }
-
-    fn alias(&mut self, offset: u64, value: u64) -> Option<u64> {
-        const P0: [u64; 4] = [0xA8, 0xAC, 0xC8, 0xCC];
-        if P0.contains(&(offset & !4)) || P0.contains(&offset) {
-            if self.cfg.page0_alias {
-                return Some(offset + reg::PAGE1);
-            }
-            self.violate(
-                ViolationKind::Page0Alias,
-                "page-0 alias of a page-1 register",
-                offset,
-                0,
-                value,
-            );
-            return None;
-        }
-        Some(offset)
-    }
-
-    /// Register read of `size` bytes (1, 2, 4 or 8). Other sizes and misaligned accesses are
-    /// CONSTRAINED UNPREDICTABLE: logged (R1) and read as zero.
-    pub fn read(&mut self, offset: u64, size: u8) -> u64 {
-        self.tick();
-        if !self.access_ok(offset, size, 0) {
-            return 0;
-        }
-        let Some(offset) = self.alias(offset, 0) else {
-            return 0;
-        };
-        if size == 8 {
-            let lo = self.read_reg32(offset);
-            let hi = self.read_reg32(offset + 4);
-            return u64::from(lo) | (u64::from(hi) << 32);
-        }
-        u64::from(self.read_reg32(offset))
-    }
-
-    /// Register write of `size` bytes; see [`Model::read`].
-    pub fn write(&mut self, offset: u64, size: u8, value: u64) {
-        self.tick();
-        if !self.access_ok(offset, size, value) {
-            return;
-        }
-        let Some(offset) = self.alias(offset, value) else {
-            return;
-        };
-        if size == 8 {
-            self.write_reg64(offset, value);
-        } else {
-            self.write_reg32(offset, value as u32);
-        }
-    }
-
-    fn cr0_impl(&self) -> u32 {
-        let mut m = reg::CR0_SMMUEN | reg::CR0_EVTQEN | reg::CR0_CMDQEN;
-        if self.prof.pri() {
-            m |= reg::CR0_PRIQEN;
-        }
-        if self.prof.ats() {
-            m |= reg::CR0_ATSCHK;
-        }
-        if self.prof.vmw() {
-            m |= reg::CR0_VMW;
-        }
-        m
-    }
-
-    fn irq_impl(&self) -> u32 {
-        let mut m = reg::IRQ_GERROR | reg::IRQ_EVTQ;
-        if self.prof.pri() {
-            m |= reg::IRQ_PRIQ;
-        }
-        m
-    }
-
-    fn reg64_value(&self, off: u64) -> Option<u64> {
-        Some(match off {
-            reg::GERROR_IRQ_CFG0 => self.irq_cfg[0][0],
-            reg::EVTQ_IRQ_CFG0 => self.irq_cfg[1][0],
-            reg::PRIQ_IRQ_CFG0 => self.irq_cfg[2][0],
-            reg::STRTAB_BASE => self.strtab_base,
-            reg::CMDQ_BASE => self.cmdq.base,
-            reg::EVTQ_BASE => self.evtq.base,
-            reg::PRIQ_BASE => self.priq.base,
-            _ => return None,
-        })
-    }
-
-    fn read_reg32(&mut self, off: u64) -> u32 {
-        if let Some(v) = self.reg64_value(off & !7) {
-            return if off & 4 == 0 {
-                v as u32
-            } else {
-                (v >> 32) as u32
-            };
-        }
-        let p = &self.prof;
-        match off {
-            reg::IDR0..=reg::IDR5 => p.idr[(off / 4) as usize],
-            reg::IIDR => p.iidr,
-            reg::AIDR => p.aidr,
-            reg::CR0 => self.cr0,
-            reg::CR0ACK => self.cr0ack,
-            reg::CR1 => self.cr1,
-            reg::CR2 => self.cr2,
-            reg::STATUSR => {
-                let dormant = p.idr0(reg::IDR0_DORMHINT) != 0
-                    && self.cr0ack & reg::CR0_SMMUEN == 0
-                    && self.pending.is_empty();
-                if dormant {
-                    reg::STATUSR_DORMANT
-                } else {
-                    0
-                }
-            }
-            reg::GBPA if self.cfg.gbpa_ignored => 0,
-            reg::GBPA => {
-                let upd = self.pending.iter().any(|x| x.reg == AckReg::Gbpa);
-                self.gbpa | if upd { reg::GBPA_UPDATE } else { 0 }
-            }
-            reg::AGBPA => 0,
-            reg::IRQ_CTRL => self.irq_ctrl,
-            reg::IRQ_CTRLACK => self.irq_ctrlack,
-            reg::GERROR => self.gerror,
-            reg::GERRORN => self.gerrorn,
-            reg::GERROR_IRQ_CFG1 => self.irq_cfg[0][1] as u32,
-            reg::GERROR_IRQ_CFG2 => self.irq_cfg[0][2] as u32,
-            reg::EVTQ_IRQ_CFG1 => self.irq_cfg[1][1] as u32,
-            reg::EVTQ_IRQ_CFG2 => self.irq_cfg[1][2] as u32,
-            reg::PRIQ_IRQ_CFG1 if p.pri() => self.irq_cfg[2][1] as u32,
-            reg::PRIQ_IRQ_CFG2 if p.pri() => self.irq_cfg[2][2] as u32,
-            reg::STRTAB_BASE_CFG => self.strtab_cfg,
-            reg::CMDQ_PROD => self.cmdq.prod,
-            reg::CMDQ_CONS => self.cmdq.cons,
-            reg::EVTQ_PROD => self.evtq.prod,
-            reg::EVTQ_CONS => self.evtq.cons,
-            reg::PRIQ_PROD if p.pri() => self.priq.prod,
-            reg::PRIQ_CONS if p.pri() => self.priq.cons,
-            0xFD0..=0xFFC => IDREGS[((off - 0xFD0) / 4) as usize],
-            _ => 0,
-        }
-    }
-
-    fn write_reg64(&mut self, off: u64, v: u64) {
-        self.write_reg64_masked(off, v, u64::MAX);
-    }
-
-    fn guard(&mut self, what: &'static str, off: u64, old: u64, new: u64, guarded: bool) -> bool {
-        if guarded {
-            self.violate(ViolationKind::GuardedWrite, what, off, old, new);
-            return self.cfg.cu_policy == CuPolicy::Accept;
-        }
-        true
-    }
-
-    fn enabled(&self, bit: u32) -> bool {
-        (self.cr0 | self.cr0ack) & bit != 0
-    }
-
-    fn irq_enabled(&self, bit: u32) -> bool {
-        (self.irq_ctrl | self.irq_ctrlack) & bit != 0
-    }
-
-    fn write_reg64_masked(&mut self, off: u64, v: u64, mask: u64) {
-        let Some(old) = self.reg64_value(off) else {
-            return;
-        };
-        let new = (old & !mask) | (v & mask);
-        match off {
-            reg::GERROR_IRQ_CFG0 | reg::EVTQ_IRQ_CFG0 | reg::PRIQ_IRQ_CFG0 => {
-                let (i, bit, name) = match off {
-                    reg::GERROR_IRQ_CFG0 => (0, reg::IRQ_GERROR, "GERROR_IRQ_CFG0"),
-                    reg::EVTQ_IRQ_CFG0 => (1, reg::IRQ_EVTQ, "EVENTQ_IRQ_CFG0"),
-                    _ => (2, reg::IRQ_PRIQ, "PRIQ_IRQ_CFG0"),
-                };
-                if i == 2 && !self.prof.pri() {
-                    return;
-                }
-                let g = self.irq_enabled(bit);
-                if self.guard(name, off, old, new, g) {
-                    self.irq_cfg[i][0] = new & reg::IRQ_CFG0_ADDR.mask();
-                }
-            }
-            reg::STRTAB_BASE => {
-                let g = self.enabled(reg::CR0_SMMUEN);
-                if self.guard("STRTAB_BASE", off, old, new, g) {
-                    self.strtab_base =
-                        new & (reg::STRTAB_BASE_ADDR.mask() | reg::STRTAB_BASE_RA.mask());
-                    self.lint_strtab();
-                }
-            }
-            reg::CMDQ_BASE | reg::EVTQ_BASE | reg::PRIQ_BASE => {
-                let (bit, name) = match off {
-                    reg::CMDQ_BASE => (reg::CR0_CMDQEN, "CMDQ_BASE"),
-                    reg::EVTQ_BASE => (reg::CR0_EVTQEN, "EVENTQ_BASE"),
-                    _ => (reg::CR0_PRIQEN, "PRIQ_BASE"),
-                };
-                if off == reg::PRIQ_BASE && !self.prof.pri() {
-                    return;
-                }
-                let g = self.enabled(bit);
-                if !self.guard(name, off, old, new, g) {
-                    return;
-                }
-                let stored = new
-                    & (reg::Q_BASE_ADDR.mask()
-                        | reg::Q_BASE_RA.mask()
-                        | reg::Q_BASE_LOG2SIZE.mask());
-                let q = match off {
-                    reg::CMDQ_BASE => &mut self.cmdq,
-                    reg::EVTQ_BASE => &mut self.evtq,
-                    _ => &mut self.priq,
-                };
-                let order_bad = q.idx_written;
-                q.base = stored;
-                q.idx_written = false;
-                let addr = reg::Q_BASE_ADDR.of(stored) << 5;
-                let aligned = q.base_addr();
-                if order_bad {
-                    self.violate(ViolationKind::QueueInitOrder, name, off, old, new);
-                }
-                if addr != aligned {
-                    self.violate(ViolationKind::MisalignedBase, name, off, addr, aligned);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn lint_strtab(&mut self) {
-        let addr = reg::STRTAB_BASE_ADDR.of(self.strtab_base) << 6;
-        let eff = self.strtab_addr();
-        if addr != eff {
-            self.violate(
-                ViolationKind::MisalignedBase,
-                "STRTAB_BASE",
-                reg::STRTAB_BASE,
-                addr,
-                eff,
-            );
-        }
-    }
-
-    fn write_ack_fields(&mut self, which: AckReg, fields: &[u32], new: u32) {
-        let (cur, name, off) = match which {
-            AckReg::Cr0 => (self.cr0, "CR0", reg::CR0),
-            _ => (self.irq_ctrl, "IRQ_CTRL", reg::IRQ_CTRL),
-        };
-        let mut result = cur;
-        for &f in fields {
-            if (new ^ cur) & f == 0 {
-                continue;
-            }
-            let busy = self
-                .pending
-                .iter()
-                .position(|p| p.reg == which && p.mask == f);
-            if let Some(i) = busy {
-                self.violate(
-                    ViolationKind::ChangeBeforeAck,
-                    name,
-                    off,
-                    u64::from(cur),
-                    u64::from(new),
-                );
-                if self.cfg.cu_policy == CuPolicy::Ignore {
-                    continue;
-                }
-                self.pending.remove(i);
-            }
-            result = (result & !f) | (new & f);
-            let due = self.time + self.latency();
-            self.pending.push(Pending {
-                reg: which,
-                mask: f,
-                value: new & f,
-                due,
-            });
-        }
-        match which {
-            AckReg::Cr0 => self.cr0 = result,
-            _ => self.irq_ctrl = result,
-        }
-        self.apply_due();
-    }
-
-    #[allow(clippy::too_many_lines)]
-    fn write_reg32(&mut self, off: u64, v: u32) {
-        if self.reg64_value(off & !7).is_some() {
-            let shift = (off & 4) * 8;
-            self.write_reg64_masked(off & !7, u64::from(v) << shift, 0xFFFF_FFFFu64 << shift);
-            return;
-        }
-        if let Some(&(_, name)) = RO_REGS.iter().find(|(o, _)| *o == off) {
-            let old = u64::from(self.read_reg32(off));
-            self.violate(ViolationKind::ReadOnlyWrite, name, off, old, u64::from(v));
-            return;
-        }
-        if (0xFD0..=0xFFC).contains(&off) {
-            self.violate(
-                ViolationKind::ReadOnlyWrite,
-                "ID registers",
-                off,
-                0,
-                u64::from(v),
-            );
-            return;
-        }
-        match off {
-            reg::CR0 => {
-                let new = v & self.cr0_impl();
-                let fields = [
-                    reg::CR0_SMMUEN,
-                    reg::CR0_PRIQEN,
-                    reg::CR0_EVTQEN,
-                    reg::CR0_CMDQEN,
-                    reg::CR0_ATSCHK,
-                    reg::CR0_VMW,
-                ];
-                self.write_ack_fields(AckReg::Cr0, &fields, new);
-                // A CR0 write restarts consumption if the queue was already enabled.
-                self.kick_cmdq();
-            }
-            reg::IRQ_CTRL => {
-                let new = v & self.irq_impl();
-                self.write_ack_fields(
-                    AckReg::IrqCtrl,
-                    &[reg::IRQ_GERROR, reg::IRQ_PRIQ, reg::IRQ_EVTQ],
-                    new,
-                );
-            }
-            reg::CR1 => {
-                let old = self.cr1;
-                let new = v & (reg::CR1_QUEUE_MASK | reg::CR1_TABLE_MASK);
-                let mut result = new;
-                let tg = self.enabled(reg::CR0_SMMUEN);
-                let qg = self.enabled(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_PRIQEN);
-                if tg && !self.guard("CR1.TABLE_*", off, u64::from(old), u64::from(new), true) {
-                    result = (result & !reg::CR1_TABLE_MASK) | (old & reg::CR1_TABLE_MASK);
-                }
-                if qg && !self.guard("CR1.QUEUE_*", off, u64::from(old), u64::from(new), true) {
-                    result = (result & !reg::CR1_QUEUE_MASK) | (old & reg::CR1_QUEUE_MASK);
-                }
-                self.cr1 = result;
-            }
-            reg::CR2 => {
-                let g = self.enabled(reg::CR0_SMMUEN);
-                if self.guard("CR2", off, u64::from(self.cr2), u64::from(v), g) {
-                    self.cr2 = v & (reg::CR2_E2H | reg::CR2_RECINVSID | reg::CR2_PTM);
-                }
-            }
-            reg::GBPA if self.cfg.gbpa_ignored => {}
-            reg::GBPA => {
-                let busy = self.pending.iter().position(|p| p.reg == AckReg::Gbpa);
-                if let Some(i) = busy {
-                    self.violate(
-                        ViolationKind::GbpaWhileUpdate,
-                        "GBPA",
-                        off,
-                        u64::from(self.gbpa),
-                        u64::from(v),
-                    );
-                    if self.cfg.cu_policy == CuPolicy::Ignore {
-                        return;
-                    }
-                    self.pending.remove(i);
-                }
-                if v & reg::GBPA_UPDATE == 0 {
-                    self.violate(
-                        ViolationKind::GbpaWithoutUpdate,
-                        "GBPA",
-                        off,
-                        u64::from(self.gbpa),
-                        u64::from(v),
-                    );
-                    if self.cfg.cu_policy == CuPolicy::Accept {
-                        self.gbpa = v & reg::GBPA_FIELDS;
-                    }
-                    return;
-                }
-                let due = self.time + self.latency();
-                self.pending.push(Pending {
-                    reg: AckReg::Gbpa,
-                    mask: u32::MAX,
-                    value: v & reg::GBPA_FIELDS,
-                    due,
-                });
-                self.apply_due();
-            }
-            reg::GERRORN => self.write_gerrorn(v),
-            reg::GERROR_IRQ_CFG1
-            | reg::GERROR_IRQ_CFG2
-            | reg::EVTQ_IRQ_CFG1
-            | reg::EVTQ_IRQ_CFG2 => {
-                let (i, bit) = if off < reg::STRTAB_BASE {
-                    (0, reg::IRQ_GERROR)
-                } else {
-                    (1, reg::IRQ_EVTQ)
-                };
-                self.irq_cfg_write(i, bit, off, v);
-            }
-            reg::PRIQ_IRQ_CFG1 | reg::PRIQ_IRQ_CFG2 if self.prof.pri() => {
-                self.irq_cfg_write(2, reg::IRQ_PRIQ, off, v);
-            }
-            reg::STRTAB_BASE_CFG => {
-                let g = self.enabled(reg::CR0_SMMUEN);
-                if self.guard(
-                    "STRTAB_BASE_CFG",
-                    off,
-                    u64::from(self.strtab_cfg),
-                    u64::from(v),
-                    g,
-                ) {
-                    self.strtab_cfg = v
-                        & (reg::STRTAB_CFG_FMT.mask()
-                            | reg::STRTAB_CFG_SPLIT.mask()
-                            | reg::STRTAB_CFG_LOG2SIZE.mask()) as u32;
-                    self.lint_strtab();
-                }
-            }
-            reg::CMDQ_PROD => self.write_cmdq_prod(v),
-            reg::CMDQ_CONS => {
-                let g = self.enabled(reg::CR0_CMDQEN);
-                if !self.guard("CMDQ_CONS", off, u64::from(self.cmdq.cons), u64::from(v), g) {
-                    return;
-                }
-                let wm = self.cmdq.wm();
-                let err = if self.cfg.cons_err_write || g {
-                    v & reg::CMDQ_CONS_ERR.mask() as u32
-                } else {
-                    self.cmdq.cons & reg::CMDQ_CONS_ERR.mask() as u32
-                };
-                self.cmdq.cons = (v & wm) | err;
-                self.cmdq.idx_written = !g;
-                self.check_consistent(0);
-            }
-            reg::EVTQ_PROD | reg::PRIQ_PROD => {
-                let (bit, name, pri) = if off == reg::EVTQ_PROD {
-                    (reg::CR0_EVTQEN, "EVENTQ_PROD", false)
-                } else {
-                    (reg::CR0_PRIQEN, "PRIQ_PROD", true)
-                };
-                if pri && !self.prof.pri() {
-                    return;
-                }
-                let g = self.enabled(bit);
-                let q = if pri { self.priq } else { self.evtq };
-                if !self.guard(name, off, u64::from(q.prod), u64::from(v), g) {
-                    return;
-                }
-                let q = if pri { &mut self.priq } else { &mut self.evtq };
-                q.prod = v & (q.wm() | reg::Q_OVF);
-                q.idx_written = !g;
-            }
-            reg::EVTQ_CONS | reg::PRIQ_CONS => {
-                let pri = off == reg::PRIQ_CONS;
-                if pri && !self.prof.pri() {
-                    return;
-                }
-                let q = if pri { self.priq } else { self.evtq };
-                let new = v & (q.wm() | reg::Q_OVF);
-                let enabled = self.enabled(if pri {
-                    reg::CR0_PRIQEN
-                } else {
-                    reg::CR0_EVTQEN
-                });
-                // Q17: the new CONS must lie between the old CONS and PROD.
-                let moved = q.count(new, q.cons);
-                if enabled && moved > q.count(q.prod, q.cons) {
-                    let name = if pri { "PRIQ_CONS" } else { "EVENTQ_CONS" };
-                    self.violate(
-                        ViolationKind::QueueConsBad,
-                        name,
-                        off,
-                        u64::from(q.cons),
-                        u64::from(v),
-                    );
-                }
-                let q = if pri { &mut self.priq } else { &mut self.evtq };
-                q.cons = new;
-                q.idx_written = !enabled;
-            }
-            _ => {}
-        }
-    }
-
-    fn irq_cfg_write(&mut self, i: usize, bit: u32, off: u64, v: u32) {
-        let j = match off {
-            reg::GERROR_IRQ_CFG1 | reg::EVTQ_IRQ_CFG1 | reg::PRIQ_IRQ_CFG1 => 1,
-            _ => 2,
-        };
-        let names = [
-            ["", "GERROR_IRQ_CFG1", "GERROR_IRQ_CFG2"],
-            ["", "EVENTQ_IRQ_CFG1", "EVENTQ_IRQ_CFG2"],
-            ["", "PRIQ_IRQ_CFG1", "PRIQ_IRQ_CFG2"],
-        ];
-        let g = self.irq_enabled(bit);
-        let old = self.irq_cfg[i][j];
-        if self.guard(names[i][j], off, old, u64::from(v), g) {
-            self.irq_cfg[i][j] = u64::from(if j == 2 { v & 0x8000_003F } else { v });
-        }
-    }
-
-    fn write_gerrorn(&mut self, v: u32) {
-        let v = v & reg::GERROR_MASK;
-        let toggled = v ^ self.gerrorn;
-        let active = self.gerror ^ self.gerrorn;
-        let bad = toggled & !active;
-        let mut apply = toggled;
-        if bad != 0 {
-            self.violate(
-                ViolationKind::GerrornInactiveToggle,
-                "GERRORN",
-                reg::GERRORN,
-                u64::from(self.gerrorn),
-                u64::from(v),
-            );
-            if self.cfg.cu_policy == CuPolicy::Ignore {
-                apply &= !bad;
-            }
-        }
-        self.gerrorn ^= apply;
-        if apply & reg::GERROR_CMDQ_ERR != 0 {
-            // §7.1: acknowledging CMDQ_ERR restarts consumption at CONS.
-            self.kick_cmdq();
-        }
-    }
-
-    /// Q2: an inconsistent PROD/CONS pair is logged when it matters: when written while the
-    /// queue is enabled, or when the queue is enabled with one (transient states during a
-    /// disabled re-initialisation are fine).
-    fn check_consistent(&mut self, which: u8) {
-        let q = if which == 0 { self.cmdq } else { self.evtq };
-        let ok = q.consistent(q.prod, q.cons);
-        let enabled = self.enabled(reg::CR0_CMDQEN);
-        if !ok && enabled && !q.inconsistent {
-            self.violate(
-                ViolationKind::QueueInconsistent,
-                "CMDQ_PROD/CONS",
-                reg::CMDQ_PROD,
-                u64::from(q.prod),
-                u64::from(q.cons),
-            );
-        }
-        if which == 0 {
-            self.cmdq.inconsistent = !ok && enabled;
-        }
-    }
-
-    fn write_cmdq_prod(&mut self, v: u32) {
-        let q = self.cmdq;
-        let new = v & q.wm();
-        let err_active = self.gerror_active(reg::GERROR_CMDQ_ERR);
-        let enabled = self.cr0ack & reg::CR0_CMDQEN != 0;
-        // Q3: PROD only increments or wraps (it may move back while CMDQ_ERR is active).
-        if enabled
-            && !err_active
-            && q.consistent(q.prod, q.cons)
-            && q.count(new, q.prod) > (1u32 << q.log2()) - q.count(q.prod, q.cons)
-        {
-            self.violate(
-                ViolationKind::CmdqProdBackwards,
-                "CMDQ_PROD",
-                reg::CMDQ_PROD,
-                u64::from(q.prod),
-                u64::from(v),
-            );
-            if self.cfg.cu_policy == CuPolicy::Ignore {
-                return;
-            }
-        }
-        self.cmdq.prod = new;
-        self.cmdq.idx_written |= !self.enabled(reg::CR0_CMDQEN);
-        self.check_consistent(0);
-        self.kick_cmdq();
-    }
-
-    pub(crate) fn gerror_active(&self, bit: u32) -> bool {
-        (self.gerror ^ self.gerrorn) & bit != 0
-    }
-
-    pub(crate) fn activate_gerror(&mut self, bit: u32) {
-        if self.gerror_active(bit) {
-            return;
-        }
-        self.gerror ^= bit;
-        if self.irq_ctrlack & reg::IRQ_GERROR != 0 {
-            self.signals.gerror_irq += 1;
-            let addr = self.irq_cfg[0][0] & reg::IRQ_CFG0_ADDR.mask();
-            if self.prof.msi() && addr != 0 {
-                let data = self.irq_cfg[0][1] as u32;
-                if self.mem.dev_write(addr, &data.to_le_bytes()).is_ok() {
-                    self.signals.msi_writes.push((addr, data));
-                } else {
-                    let b = reg::GERROR_MSI_GERROR_ABT_ERR;
-                    if !self.gerror_active(b) {
-                        self.gerror ^= b;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Test hook: activates GERROR bits as the hardware would (e.g. SFM_ERR for a kdump scenario).
-    pub fn raise_gerror(&mut self, bits: u32) {
-        for i in 0..32 {
-            let b = 1u32 << i;
-            if bits & b & reg::GERROR_MASK != 0 {
-                self.activate_gerror(b);
-            }
-        }
-    }
-
     // ---------------------------------------------------------------- events
 
     pub(crate) fn emit_event(&mut self, e: Event) -> Delivery {
+        if self.quiet {
+            return Delivery::DroppedDisabled;
+        }
         let d = self.write_evtq(e);
         if self.events.len() < 1 << 16 {
             self.events.push((e, d));
@@ -1629,7 +852,39 @@ impl Model {
         }
         self.pool_next = end;
         self.mem.zero_host(start, bytes);
+        self.mem.poc_track(start, bytes);
         Ok(start)
+    }
+
+    /// Where the DMA pool's next allocation starts at the earliest.
+    pub fn dma_pool_next(&self) -> u64 {
+        self.pool_next
+    }
+
+    /// Whether the SMMU reads memory as the point of coherency holds it (non-coherent SMMU
+    /// with [`ModelConfig::cpu_cache`]).
+    pub fn noncoherent(&self) -> bool {
+        self.mem.poc.is_some()
+    }
+
+    /// The CPU cleans `[pa, pa + len)` to the point of coherency (DC CVAC over the range):
+    /// a non-coherent SMMU now sees the CPU's stores there. The torn-fetch check looks at
+    /// the live structures the clean touched. No effect on a coherent SMMU.
+    pub fn clean_dcache(&mut self, pa: u64, len: u64) {
+        if self.mem.poc.is_none() {
+            return;
+        }
+        self.mem.poc_clean(pa, len);
+        if self.cfg.torn_fetch != TornFetch::Off && !self.in_hook {
+            self.in_hook = true;
+            let lo = pa & !63;
+            let hi = pa.saturating_add(len);
+            let bases: Vec<u64> = self.tracked.range(lo..hi).map(|(k, _)| *k).collect();
+            for b in bases {
+                self.torn_hook(b);
+            }
+            self.in_hook = false;
+        }
     }
 
     /// Marks `[pa, pa+len)` encrypted with `key` (M5).
@@ -1694,6 +949,18 @@ impl Model {
         Ok(())
     }
 
+    /// Makes a master an ATS endpoint (or an ordinary one again): its transactions then go
+    /// through its ATC, Translation Requests and Translated transactions
+    /// ([`Model::ats_dma`]).
+    pub fn set_master_ats(&mut self, id: usize, ats: bool) -> Result<(), ModelError> {
+        let m = self
+            .masters
+            .get_mut(id)
+            .ok_or(ModelError::NoSuchMaster(id))?;
+        m.ats = ats;
+        Ok(())
+    }
+
     /// Runs `n` transactions, round-robin over the running masters. Each outcome is recorded.
     pub fn run_masters(&mut self, n: u32) {
         let running: Vec<usize> = (0..self.masters.len())
@@ -1707,7 +974,13 @@ impl Model {
             self.next_master = self.next_master.wrapping_add(1);
             let txn = self.masters[id].next_txn();
             let data = self.masters[id].spec.data;
-            let result = self.dma_access(&txn, data);
+            let result = if self.masters[id].ats {
+                let r = self.ats_access(&txn);
+                self.move_data(&txn, r, data);
+                r
+            } else {
+                self.dma_access(&txn, data)
+            };
             if self.outcomes.len() < 1 << 20 {
                 self.outcomes.push(Outcome {
                     master: Some(id),

@@ -83,6 +83,11 @@ impl SharedModel {
         self.lock().write_u64(pa, value)
     }
 
+    /// CPU clean to the point of coherency (see [`Model::clean_dcache`]).
+    pub fn clean_dcache(&self, pa: u64, len: u64) {
+        self.lock().clean_dcache(pa, len);
+    }
+
     /// Advances model time by one step.
     pub fn step(&self) {
         self.lock().step();

@@ -1,45 +1,16 @@
-//! Stream-table and CD fetch, STE/CD legality (the model's own reading of §5.2 `SteIllegal` and
-//! §5.4 `CdIllegal`), stage-1/stage-2/nested walks (VMSAv8-64), TLB use, and the torn-fetch check.
+//! The walker: stream-table and CD fetch (decoded by `decode`), stage-1/stage-2/nested walks
+//! (VMSAv8-64), terminations and fault records, TLB and walk-cache use, and the torn-fetch check.
 
-use crate::cache::{tag, TlbEntry, TlbKey, WcEntry, WcKey, GLOBAL, W_EL1, W_EL2, W_S2};
+use crate::cache::{
+    tag, Micro, TlbEntry, TlbKey, Tracked, WcEntry, WcKey, GLOBAL, W_EL1, W_EL2, W_S2,
+};
+use crate::decode::{
+    alike, block_ok, canon, decode_cd, decode_ste, ias, is_invalid, level_shift, low_mask, CdCfg,
+    CdEntry, S2Cfg, SteDec, SteEntry, StePlan,
+};
 use crate::fields::{cd, evt, l1std, pte, reg, ste};
-use crate::master::{Transaction, TxnResult};
-use crate::model::{Event, Model, TornFetch, ViolationKind};
-use crate::profile::{ps_bits, Profile};
-
-/// Why a transaction was aborted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Cause {
-    /// SMMUEN = 0 and GBPA.ABORT = 1 (no event, R15).
-    GbpaAbort,
-    /// StreamID out of range (C_BAD_STREAMID if CR2.RECINVSID, S1/S2).
-    BadStreamId,
-    /// L1STD or STE fetch aborted (F_STE_FETCH, S5).
-    SteFetch,
-    /// STE invalid or ILLEGAL (C_BAD_STE, S3).
-    BadSte,
-    /// STE.Config = 0b0xx: abort without an event.
-    SteAbort,
-    /// SubstreamID not valid for the STE (C_BAD_SUBSTREAMID).
-    BadSubstreamId,
-    /// No SubstreamID and S1DSS = terminate (F_STREAM_DISABLED).
-    StreamDisabled,
-    /// L1CD or CD fetch aborted (F_CD_FETCH).
-    CdFetch,
-    /// CD invalid or ILLEGAL (C_BAD_CD, S4).
-    BadCd,
-    /// Translation fault (F_TRANSLATION).
-    Translation,
-    /// Address size fault (F_ADDR_SIZE).
-    AddrSize,
-    /// Access flag fault (F_ACCESS).
-    Access,
-    /// Permission fault (F_PERMISSION).
-    Permission,
-    /// External abort on a table walk (F_WALK_EABT).
-    WalkEabt,
-}
+use crate::model::{Model, TornFetch, ViolationKind};
+use crate::txn::{Cause, Event, Transaction, TxnResult};
 
 /// One TLB entry as seen from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,106 +33,9 @@ pub struct TlbView {
     pub level: u8,
 }
 
-/// A micro-TLB entry: one 4 KiB page of a complete translation.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Micro {
-    pub(crate) valid: bool,
-    pub(crate) bypass: bool,
-    pub(crate) sid: u32,
-    pub(crate) ssid: u32,
-    pub(crate) page: u64,
-    pub(crate) out: u64,
-    pub(crate) perm: u16,
-    pub(crate) stamp: u64,
-}
-
 #[inline]
 fn micro_idx(sid: u32, iova: u64) -> usize {
     ((u64::from(sid) ^ (iova >> 12)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
-}
-
-/// Decoded stage-2 configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct S2Cfg {
-    pub(crate) ttb: u64,
-    pub(crate) ia_bits: u32,
-    pub(crate) gran: u32,
-    pub(crate) start: u8,
-    pub(crate) ps_bits: u32,
-    pub(crate) affd: bool,
-    pub(crate) record: bool,
-    pub(crate) vmid: u16,
-}
-
-/// Decoded translating STE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct StePlan {
-    pub(crate) s1: bool,
-    pub(crate) s2: Option<S2Cfg>,
-    pub(crate) s1ctx: u64,
-    pub(crate) s1fmt: u8,
-    pub(crate) s1cdmax: u8,
-    pub(crate) s1dss: u8,
-    pub(crate) s1stalld: bool,
-    pub(crate) world: u64,
-    pub(crate) vmid: u16,
-}
-
-/// Outcome of STE decoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SteDec {
-    Illegal,
-    Abort,
-    Bypass,
-    Xlate(StePlan),
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SteEntry {
-    pub(crate) raw: [u64; 8],
-    pub(crate) dec: SteDec,
-}
-
-/// One translation-table region of a CD.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TtCfg {
-    pub(crate) ttb: u64,
-    pub(crate) ia_bits: u32,
-    pub(crate) gran: u32,
-    pub(crate) start: u8,
-    pub(crate) had: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CdCfg {
-    pub(crate) asid: u16,
-    pub(crate) tt: [Option<TtCfg>; 2],
-    pub(crate) tbi: [bool; 2],
-    pub(crate) ips_bits: u32,
-    pub(crate) affd: bool,
-    pub(crate) wxn: bool,
-    pub(crate) record: bool,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CdEntry {
-    pub(crate) raw: [u64; 8],
-    pub(crate) dec: Option<CdCfg>,
-}
-
-/// A structure the SMMU has fetched and may be using (torn-fetch tracking, S9).
-#[derive(Clone, Debug)]
-pub(crate) struct Tracked {
-    pub(crate) is_cd: bool,
-    pub(crate) sid: u32,
-    pub(crate) ssid: u32,
-    pub(crate) baseline: [u64; 8],
-    /// Images seen between stores since the baseline (snapshot check).
-    pub(crate) candidates: Vec<[u64; 8]>,
-    /// Every image seen between stores since the baseline (any-order mixture check).
-    pub(crate) history: Vec<[u64; 8]>,
-    /// Stored to since the baseline.
-    pub(crate) dirty: bool,
 }
 
 // -------------------------------------------------------------------- permissions
@@ -203,405 +77,6 @@ fn perm_check(perm: u16, t: &Transaction) -> Result<(), bool> {
     Ok(())
 }
 
-/// Granule size shift of a TG0 / S2TG encoding (0 4K, 1 64K, 2 16K).
-fn tg0_shift(tg: u64) -> Option<u32> {
-    match tg {
-        0 => Some(12),
-        1 => Some(16),
-        2 => Some(14),
-        _ => None,
-    }
-}
-
-/// Granule size shift of a TG1 encoding (1 16K, 2 4K, 3 64K).
-fn tg1_shift(tg: u64) -> Option<u32> {
-    match tg {
-        1 => Some(14),
-        2 => Some(12),
-        3 => Some(16),
-        _ => None,
-    }
-}
-
-/// Shift of the input address resolved by one entry at `level` (VMSAv8-64).
-#[inline]
-pub(crate) fn level_shift(gran: u32, level: u8) -> u32 {
-    gran + (gran - 3) * (3 - u32::from(level))
-}
-
-/// Stage-1 start level for an input size.
-fn s1_start(gran: u32, ia_bits: u32) -> u8 {
-    let mut l = 3u8;
-    while l > 0 && level_shift(gran, l) + (gran - 3) < ia_bits {
-        l -= 1;
-    }
-    l
-}
-
-/// Levels at which a block descriptor is permitted without 52-bit support.
-fn block_ok(gran: u32, level: u8) -> bool {
-    match gran {
-        12 => level == 1 || level == 2,
-        _ => level == 2,
-    }
-}
-
-fn ias(p: &Profile) -> u32 {
-    let oas = p.oas_bits();
-    if p.idr0(reg::IDR0_TTF) & 1 != 0 {
-        oas.max(40)
-    } else {
-        oas
-    }
-}
-
-/// Decodes an STE against the profile: the model's own reading of `SteIllegal` (§5.2).
-pub(crate) fn decode_ste(p: &Profile, w: &[u64; 8]) -> SteDec {
-    if ste::V.get(w) == 0 {
-        return SteDec::Illegal;
-    }
-    let config = ste::CONFIG.get(w);
-    if config & 0b100 == 0 {
-        return SteDec::Abort;
-    }
-    if config == ste::CONFIG_BYPASS {
-        return SteDec::Bypass;
-    }
-    let s1 = config & 1 != 0;
-    let s2 = config & 2 != 0;
-    if (s1 && !p.s1p()) || (s2 && !p.s2p()) {
-        return SteDec::Illegal;
-    }
-    let stall = p.stall_model();
-    // ATS configuration (§5.2 EATS).
-    let eats = ste::EATS.get(w);
-    if p.ats() {
-        let s2s = ste::S2S.get(w) != 0;
-        if eats == 0b10 && (config != ste::CONFIG_NESTED || s2s || p.idr0(reg::IDR0_NS1ATS) != 0) {
-            return SteDec::Illegal;
-        }
-        if eats == 0b01 && s2s && s2 {
-            return SteDec::Illegal;
-        }
-    }
-    // STRW (§5.2, IgnoreSTESTRW): used only for stage-1-only STEs on an SMMU with S1P and HYP;
-    // otherwise IGNORED and the StreamWorld is NS-EL1. When used, 0b01 and 0b11 are reserved
-    // (ILLEGAL) and 0b10 selects NS-EL2 (or NS-EL2-E2H with CR2.E2H).
-    let strw = ste::STRW.get(w);
-    let strw_used = p.s1p() && p.hyp() && config == ste::CONFIG_S1;
-    if strw_used && strw & 1 != 0 {
-        return SteDec::Illegal;
-    }
-    let el2 = strw_used && strw == 0b10;
-    let raw_cdmax = ste::S1CDMAX.get(w) as u8;
-    let s1fmt = ste::S1FMT.get(w) as u8;
-    let ssidsize = p.idr1(reg::IDR1_SSIDSIZE) as u8;
-    // S1CDMax is IGNORED (behaves as 0) without substream support (§5.2).
-    let s1cdmax = if ssidsize == 0 { 0 } else { raw_cdmax };
-    let s1ctx = ste::S1CTXPTR.get(w) << 6;
-    let s1stalld = ste::S1STALLD.get(w) != 0;
-    if s1 {
-        if s1stalld && stall != 0b00 {
-            return SteDec::Illegal;
-        }
-        if ssidsize != 0 && s1cdmax > ssidsize {
-            return SteDec::Illegal;
-        }
-        if ssidsize != 0
-            && s1cdmax != 0
-            && p.idr0(reg::IDR0_CD2L) == 0
-            && (s1fmt == 1 || s1fmt == 2)
-        {
-            return SteDec::Illegal;
-        }
-        let range = if s2 { ias(p) } else { p.oas_bits() };
-        if s1ctx >> range != 0 {
-            return SteDec::Illegal;
-        }
-    }
-    let mut s2cfg = None;
-    if s2 {
-        let s2s = ste::S2S.get(w) != 0;
-        let stall_bad = match stall {
-            0b01 => s2s,
-            0b10 => !s2s,
-            _ => false,
-        };
-        if stall_bad {
-            return SteDec::Illegal;
-        }
-        // Only VMSAv8-64 stage 2 is modelled; TTF without AArch32 makes S2AA64 = 0 ILLEGAL.
-        if ste::S2AA64.get(w) == 0 {
-            return SteDec::Illegal;
-        }
-        let httu = p.idr0(reg::IDR0_HTTU);
-        let (ha, hd) = (ste::S2HA.get(w) != 0, ste::S2HD.get(w) != 0);
-        if ((ha || hd) && httu == 0) || (hd && httu == 1) {
-            return SteDec::Illegal;
-        }
-        let Some(gran) = tg0_shift(ste::S2TG.get(w)) else {
-            return SteDec::Illegal;
-        };
-        if !p.gran_ok(gran) {
-            return SteDec::Illegal;
-        }
-        let ps = ps_bits(ste::S2PS.get(w)).min(p.oas_bits());
-        let ttb = ste::S2TTB.get(w) << 4;
-        if ttb >> ps != 0 {
-            return SteDec::Illegal;
-        }
-        let t0sz = ste::S2T0SZ.get(w) as u32;
-        let txsz_min = 16u32.max(64 - ias(p));
-        let txsz_max = if p.idr3(reg::IDR3_STT) != 0 { 48 } else { 39 };
-        if t0sz < txsz_min || t0sz > txsz_max {
-            return SteDec::Illegal;
-        }
-        let ia_bits = 64 - t0sz;
-        let sl0 = ste::S2SL0.get(w);
-        let start = match (gran, sl0) {
-            (_, 3) => return SteDec::Illegal,
-            (12, s) => 2 - s as u8,
-            (_, s) => 3 - s as u8,
-        };
-        let sh = level_shift(gran, start);
-        if ia_bits <= sh || ia_bits - sh > (gran - 3) + 4 {
-            return SteDec::Illegal;
-        }
-        let endi = ste::S2ENDI.get(w) != 0;
-        let te = p.idr0(reg::IDR0_TTENDIAN);
-        if (te == 0b10 && endi) || (te == 0b11 && !endi) {
-            return SteDec::Illegal;
-        }
-        let vmid = ste::S2VMID.get(w) as u16;
-        if p.idr0(reg::IDR0_VMID16) == 0 && vmid >> 8 != 0 {
-            return SteDec::Illegal;
-        }
-        let bits = ia_bits - sh;
-        let bytes = 8u64 << bits;
-        s2cfg = Some(S2Cfg {
-            ttb: ttb & !(bytes.max(64) - 1),
-            ia_bits,
-            gran,
-            start,
-            ps_bits: ps,
-            affd: ste::S2AFFD.get(w) != 0,
-            record: ste::S2R.get(w) != 0,
-            vmid,
-        });
-    }
-    // S2VMID tags stage-1 entries too when stage 2 exists and the StreamWorld is EL1.
-    let vmid = if p.s2p() && !el2 {
-        ste::S2VMID.get(w) as u16
-    } else {
-        0
-    };
-    SteDec::Xlate(StePlan {
-        s1,
-        s2: s2cfg,
-        s1ctx,
-        s1fmt,
-        s1cdmax,
-        s1dss: ste::S1DSS.get(w) as u8,
-        s1stalld,
-        world: if el2 { W_EL2 } else { W_EL1 },
-        vmid,
-    })
-}
-
-/// Decodes a CD: the model's own reading of `CdIllegal` (§5.4). `None` = ILLEGAL.
-pub(crate) fn decode_cd(p: &Profile, s1stalld: bool, w: &[u64; 8]) -> Option<CdCfg> {
-    if cd::V.get(w) == 0 {
-        return None;
-    }
-    let s = cd::S.get(w) != 0;
-    let stall = p.stall_model();
-    let stall_bad = match stall {
-        0b01 => s,
-        0b10 => !s,
-        _ => false,
-    };
-    if (s1stalld && s) || stall_bad {
-        return None;
-    }
-    if p.idr0(reg::IDR0_TERM_MODEL) != 0 && cd::A.get(w) == 0 {
-        return None;
-    }
-    if cd::AA64.get(w) == 0 {
-        return None;
-    }
-    let httu = p.idr0(reg::IDR0_HTTU);
-    let (ha, hd) = (cd::HA.get(w) != 0, cd::HD.get(w) != 0);
-    if ((ha || hd) && httu == 0) || (hd && httu == 1) {
-        return None;
-    }
-    let epd = [cd::EPD0.get(w) != 0, cd::EPD1.get(w) != 0];
-    let endi = cd::ENDI.get(w) != 0;
-    let te = p.idr0(reg::IDR0_TTENDIAN);
-    if (!epd[0] || !epd[1]) && ((te == 0b10 && endi) || (te == 0b11 && !endi)) {
-        return None;
-    }
-    // IPS 6 and 7 are legal and behave as the implemented OAS (S4).
-    let ips = ps_bits(cd::IPS.get(w)).min(p.oas_bits());
-    let asid = cd::ASID.get(w) as u16;
-    if p.idr0(reg::IDR0_ASID16) == 0 && asid >> 8 != 0 {
-        return None;
-    }
-    let had_ok = p.idr3(reg::IDR3_HAD) != 0;
-    let mut tt = [None, None];
-    for r in 0..2 {
-        if epd[r] {
-            continue;
-        }
-        let (tsz, gran, ttb, had) = if r == 0 {
-            (
-                cd::T0SZ.get(w) as u32,
-                tg0_shift(cd::TG0.get(w)),
-                cd::TTB0.get(w) << 4,
-                cd::HAD0.get(w) != 0,
-            )
-        } else {
-            (
-                cd::T1SZ.get(w) as u32,
-                tg1_shift(cd::TG1.get(w)),
-                cd::TTB1.get(w) << 4,
-                cd::HAD1.get(w) != 0,
-            )
-        };
-        let gran = gran.filter(|g| p.gran_ok(*g))?;
-        let txsz_max = if p.idr3(reg::IDR3_STT) != 0 { 48 } else { 39 };
-        if !(16..=txsz_max).contains(&tsz) {
-            return None;
-        }
-        if ttb >> ips != 0 {
-            return None;
-        }
-        let ia_bits = 64 - tsz;
-        let start = s1_start(gran, ia_bits);
-        let bits = ia_bits - level_shift(gran, start);
-        let bytes = 8u64 << bits;
-        tt[r] = Some(TtCfg {
-            ttb: ttb & !(bytes.max(64) - 1),
-            ia_bits,
-            gran,
-            start,
-            had: had && had_ok,
-        });
-    }
-    Some(CdCfg {
-        asid,
-        tt,
-        tbi: [cd::TBI0.get(w) != 0, cd::TBI1.get(w) != 0],
-        ips_bits: ips,
-        affd: cd::AFFD.get(w) != 0,
-        wxn: cd::WXN.get(w) != 0,
-        record: cd::R.get(w) != 0,
-    })
-}
-
-/// Bits of an STE image that its configuration uses (the torn-fetch check's rule; the same
-/// shape as Linux's used-bits rule). Public so tests can drive a hitless writer against it.
-pub fn ste_used_bits(w: &[u64; 8]) -> [u64; 8] {
-    ste_used(w)
-}
-
-/// Bits of an STE image that its configuration uses (for the torn-fetch check).
-pub(crate) fn ste_used(w: &[u64; 8]) -> [u64; 8] {
-    let mut u = [0u64; 8];
-    u[0] = ste::V.mask() | ste::CONFIG.mask();
-    if ste::V.get(w) == 0 {
-        return u;
-    }
-    let config = ste::CONFIG.get(w);
-    if config & 0b100 == 0 {
-        return u;
-    }
-    // Attribute overrides, STRW and EATS apply to bypass and translating configurations.
-    u[1] |= ste::EATS.mask() | ste::STRW.mask() | Field51_32;
-    if config & 1 != 0 {
-        u[0] |= ste::S1FMT.mask() | ste::S1CTXPTR.mask() | ste::S1CDMAX.mask();
-        u[1] |= ste::S1DSS.mask()
-            | ste::S1CIR.mask()
-            | ste::S1COR.mask()
-            | ste::S1CSH.mask()
-            | ste::S1STALLD.mask();
-    }
-    if config & 2 != 0 {
-        u[2] |= ste::S2VMID.mask() | 0x07FF_FFFF_0000_0000;
-        u[3] |= ste::S2TTB.mask();
-    } else if config & 1 != 0 {
-        u[2] |= ste::S2VMID.mask();
-    }
-    u
-}
-
-#[allow(non_upper_case_globals)]
-const Field51_32: u64 = 0x000F_FFFF_0000_0000;
-
-/// Bits of a CD image that its configuration uses.
-pub(crate) fn cd_used(w: &[u64; 8]) -> [u64; 8] {
-    let mut u = [0u64; 8];
-    u[0] = cd::V.mask();
-    if cd::V.get(w) == 0 {
-        return u;
-    }
-    u[0] = u64::MAX;
-    if cd::EPD0.get(w) == 0 {
-        u[1] = u64::MAX;
-    }
-    if cd::EPD1.get(w) == 0 {
-        u[2] = u64::MAX;
-    }
-    // Like Linux's used-bits rule: every other word counts (MAIR, AMAIR, IMPDEF, PARTID, ...).
-    for w in u.iter_mut().skip(3) {
-        *w = u64::MAX;
-    }
-    u
-}
-
-fn alike(a: &[u64; 8], b: &[u64; 8], is_cd: bool) -> bool {
-    let (ua, ub) = if is_cd {
-        (cd_used(a), cd_used(b))
-    } else {
-        (ste_used(a), ste_used(b))
-    };
-    // Both non-translating aborts behave alike.
-    let dead = |w: &[u64; 8]| {
-        if is_cd {
-            cd::V.get(w) == 0
-        } else {
-            ste::V.get(w) == 0 || ste::CONFIG.get(w) & 0b100 == 0
-        }
-    };
-    if dead(a) && dead(b) {
-        return true;
-    }
-    let (mut ua, mut ub) = (ua, ub);
-    if !is_cd {
-        // EATS moving between 0b00 and 0b01 with S2S = 0 on both sides may change in any order
-        // (the device's ATS is disabled around such a change), as Linux's writer assumes.
-        let safe = |w: &[u64; 8]| ste::EATS.get(w) <= 1 && ste::S2S.get(w) == 0;
-        if safe(a) && safe(b) {
-            ua[1] &= !ste::EATS.mask();
-            ub[1] &= !ste::EATS.mask();
-        }
-    }
-    ua == ub && (0..8).all(|i| (a[i] ^ b[i]) & ub[i] == 0)
-}
-
-fn is_invalid(w: &[u64; 8], is_cd: bool) -> bool {
-    if is_cd {
-        cd::V.get(w) == 0
-    } else {
-        ste::V.get(w) == 0
-    }
-}
-
-/// Canonical form of a VA: bits \[63:56\] replaced by the sign extension of bit 55.
-#[inline]
-pub(crate) fn canon(va: u64) -> u64 {
-    (((va << 8) as i64) >> 8) as u64
-}
-
 /// A fault found during translation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fault {
@@ -632,6 +107,10 @@ pub(crate) struct WalkReq {
     pub(crate) affd: bool,
     pub(crate) had: bool,
     pub(crate) tag: u64,
+    /// The walk-cache key address: the canonical VA (stage 1) or the IPA (stage 2). Keying by
+    /// the canonical VA keeps the TTB0 and TTB1 regions apart (their table-indexed `ia` bits
+    /// are the same) and lets a TLBI range, which is canonical, match the entry.
+    pub(crate) key: u64,
 }
 
 pub(crate) struct WalkOk {
@@ -684,8 +163,13 @@ fn s2_perm(desc: u64) -> u16 {
 }
 
 impl Model {
-    fn smmu_on(&self) -> bool {
+    pub(crate) fn smmu_on(&self) -> bool {
         self.cr0ack & reg::CR0_SMMUEN != 0
+    }
+
+    /// StreamWorld NS-EL2 (not NS-EL2-E2H): STRW selects EL2 and CR2.E2H is 0 (§5.2 STRW).
+    pub(crate) fn el2_plain(&self, plan: &StePlan) -> bool {
+        plan.world == W_EL2 && self.cr2 & reg::CR2_E2H == 0
     }
 
     pub(crate) fn fetch64(&self, pa: u64) -> Result<u64, u64> {
@@ -703,7 +187,7 @@ impl Model {
         Ok(w)
     }
 
-    fn event(id: u8, t: &Transaction) -> Event {
+    pub(crate) fn event(id: u8, t: &Transaction) -> Event {
         let mut raw = [0u64; 4];
         evt::ID.set(&mut raw, u64::from(id));
         evt::SID.set(&mut raw, u64::from(t.sid));
@@ -713,7 +197,8 @@ impl Model {
         }
         evt::RNW.set(&mut raw, u64::from(!t.write));
         evt::PNU.set(&mut raw, u64::from(t.privileged));
-        evt::IND.set(&mut raw, u64::from(t.instruction));
+        // §7.3.13-16: InD == 0 when RnW == 0 (a write is never an instruction fetch).
+        evt::IND.set(&mut raw, u64::from(t.instruction && !t.write));
         evt::INPUT_ADDR.set(&mut raw, t.iova);
         Event { raw }
     }
@@ -736,7 +221,7 @@ impl Model {
         }
     }
 
-    fn fault_result(&mut self, f: Fault, t: &Transaction) -> TxnResult {
+    pub(crate) fn fault_result(&mut self, f: Fault, t: &Transaction) -> TxnResult {
         let id = match f.cause {
             Cause::Translation => evt::F_TRANSLATION,
             Cause::AddrSize => evt::F_ADDR_SIZE,
@@ -750,7 +235,8 @@ impl Model {
             Cause::BadSubstreamId => evt::C_BAD_SUBSTREAMID,
             Cause::StreamDisabled => evt::F_STREAM_DISABLED,
             Cause::BadStreamId => evt::C_BAD_STREAMID,
-            Cause::GbpaAbort | Cause::SteAbort => {
+            Cause::TranslForbidden => evt::F_TRANSL_FORBIDDEN,
+            Cause::GbpaAbort | Cause::SteAbort | Cause::AtsDenied => {
                 return TxnResult::Abort {
                     cause: f.cause,
                     event: None,
@@ -764,6 +250,11 @@ impl Model {
             evt::FETCH_ADDR.set(&mut e.raw, f.fetch >> 3);
         } else if f.s2 {
             evt::IPA.set(&mut e.raw, f.ipa >> 12);
+        }
+        if f.cause == Cause::Permission && f.s2 && f.class == evt::CLASS_TT {
+            // §7.3.16 TTRnW: the stage-1 descriptor access that faulted at stage 2 was a read
+            // (the model does not update descriptors, so it is always a read).
+            evt::TTRNW.set(&mut e.raw, 1);
         }
         if !f.record {
             return TxnResult::Abort {
@@ -825,10 +316,17 @@ impl Model {
     }
 
     fn translate_full(&mut self, t: &Transaction) -> TxnResult {
+        let above_oas = t.iova >> self.prof.oas_bits() != 0;
         if !self.smmu_on() {
             return if self.gbpa & reg::GBPA_ABORT != 0 {
                 TxnResult::Abort {
                     cause: Cause::GbpaAbort,
+                    event: None,
+                }
+            } else if above_oas {
+                // §3.4: with the SMMU disabled, an input above the OAS aborts, no event.
+                TxnResult::Abort {
+                    cause: Cause::AddrSize,
                     event: None,
                 }
             } else {
@@ -845,6 +343,22 @@ impl Model {
                 cause: Cause::SteAbort,
                 event: None,
             },
+            // §5.2 S1ContextPtr: no SubstreamID through a bypass STE; §3.4: an input above the
+            // OAS is a stage-1 Address Size fault (S2 = 0, CLASS = IN).
+            SteDec::Bypass if t.ssid.is_some() => {
+                self.abort_event(Cause::BadSubstreamId, evt::C_BAD_SUBSTREAMID, t, None)
+            }
+            SteDec::Bypass if above_oas => self.fault_result(
+                Fault {
+                    cause: Cause::AddrSize,
+                    s2: false,
+                    class: evt::CLASS_IN,
+                    ipa: 0,
+                    fetch: 0,
+                    record: true,
+                },
+                t,
+            ),
             SteDec::Bypass => TxnResult::Bypass { pa: t.iova },
             SteDec::Xlate(plan) => match self.xlate(t, &plan) {
                 Ok(pa) => TxnResult::Translated { pa },
@@ -854,7 +368,7 @@ impl Model {
     }
 
     /// Finds the STE of `t.sid`: config cache, else a fresh walk of the stream table.
-    fn get_ste(&mut self, t: &Transaction) -> Result<SteDec, TxnResult> {
+    pub(crate) fn get_ste(&mut self, t: &Transaction) -> Result<SteDec, TxnResult> {
         let sid = t.sid;
         if let Some(e) = self.caches.ste.get(&sid) {
             return Ok(e.dec);
@@ -977,8 +491,14 @@ impl Model {
         if self.cfg.torn_fetch == TornFetch::CheckAndCache && self.smmu_on() {
             if is_cd {
                 if self.caches.cd.get(&(sid, ssid)).is_none() {
-                    let s1stalld = false;
-                    let dec = decode_cd(&self.prof, s1stalld, &img);
+                    // The fetch is through the STE the SMMU holds for this stream, if any.
+                    let plan = match self.caches.ste.get(&sid).map(|e| e.dec) {
+                        Some(SteDec::Xlate(p)) => Some(p),
+                        _ => None,
+                    };
+                    let s1stalld = plan.is_some_and(|p| p.s1stalld);
+                    let el2 = plan.is_some_and(|p| self.el2_plain(&p));
+                    let dec = decode_cd(&self.prof, s1stalld, el2, &img);
                     let ev = self.caches.ev;
                     self.caches.cd.insert(
                         (sid, ssid),
@@ -1117,10 +637,24 @@ impl Model {
         let ipa = if plan.s1cdmax == 0 || plan.s1fmt == 0 || plan.s1fmt == 3 {
             plan.s1ctx + 64 * u64::from(ssid)
         } else {
-            let split = if plan.s1fmt == 1 { 6 } else { 10 };
-            let l1 = plan.s1ctx + 8 * u64::from(ssid >> split);
-            let l1pa = self.cd_ipa_to_pa(plan, l1)?;
-            let d = self.fetch64(l1pa).map_err(fetch_fault)?;
+            let split: u8 = if plan.s1fmt == 1 { 6 } else { 10 };
+            // L1CDs are configuration the SMMU may cache (§5.3, §4.3.3 CFGI_CD Leaf = 0).
+            let l1key = (t.sid, ssid & !((1u32 << split) - 1));
+            let d = match self.caches.l1cd.get(&l1key) {
+                Some(&(sp, d)) if sp == split => d,
+                _ => {
+                    let l1 = plan.s1ctx + 8 * u64::from(ssid >> split);
+                    let l1pa = self.cd_ipa_to_pa(plan, l1)?;
+                    let d = self.fetch64(l1pa).map_err(fetch_fault)?;
+                    if self.smmu_on() {
+                        let ev = self.caches.ev;
+                        self.caches
+                            .l1cd
+                            .insert(l1key, (split, d), ev, &mut self.rng);
+                    }
+                    d
+                }
+            };
             if cd::L1CD_V.of(d) == 0 {
                 return Err(Fault {
                     cause: Cause::BadSubstreamId,
@@ -1135,7 +669,7 @@ impl Model {
         };
         let pa = self.cd_ipa_to_pa(plan, ipa)?;
         let raw = self.fetch_struct(pa).map_err(fetch_fault)?;
-        let dec = decode_cd(&self.prof, plan.s1stalld, &raw);
+        let dec = decode_cd(&self.prof, plan.s1stalld, self.el2_plain(plan), &raw);
         if self.smmu_on() {
             let ev = self.caches.ev;
             self.caches
@@ -1215,6 +749,7 @@ impl Model {
             affd: s2.affd,
             had: true,
             tag: tg,
+            key: ipa,
         };
         let w = self.walk(&req, None).map_err(|e| match e {
             WalkErr::Translation => f(Cause::Translation),
@@ -1268,7 +803,7 @@ impl Model {
                     tag: r.tag,
                     stage2: r.stage2,
                     level: l,
-                    prefix: r.ia >> span,
+                    prefix: r.key >> span,
                 };
                 if let Some(e) = self.caches.walk.get(&k) {
                     table = e.table;
@@ -1315,7 +850,7 @@ impl Model {
                         tag: r.tag,
                         stage2: r.stage2,
                         level: level + 1,
-                        prefix: r.ia >> sh,
+                        prefix: r.key >> sh,
                     };
                     let ev = self.caches.ev;
                     self.caches.walk.insert(
@@ -1357,45 +892,61 @@ impl Model {
     }
 
     /// Full translation for a translating STE.
-    fn xlate(&mut self, t: &Transaction, plan: &StePlan) -> Result<u64, Fault> {
+    pub(crate) fn xlate(&mut self, t: &Transaction, plan: &StePlan) -> Result<u64, Fault> {
         let mut s1_on = plan.s1;
         let mut ssid = 0u32;
+        let term = |cause| Fault {
+            cause,
+            s2: false,
+            class: 0,
+            ipa: 0,
+            fetch: 0,
+            record: true,
+        };
+        if !plan.s1 && t.ssid.is_some() {
+            // §5.2 S1ContextPtr: a SubstreamID on a Config = 0b1x0 STE is terminated.
+            return Err(term(Cause::BadSubstreamId));
+        }
         if plan.s1 {
             let ssidsize = self.prof.idr1(reg::IDR1_SSIDSIZE);
-            let bad = Fault {
-                cause: Cause::BadSubstreamId,
-                s2: false,
-                class: 0,
-                ipa: 0,
-                fetch: 0,
-                record: true,
-            };
             match t.ssid {
                 Some(s) => {
                     if plan.s1cdmax == 0 || ssidsize == 0 || u64::from(s) >> plan.s1cdmax != 0 {
-                        return Err(bad);
+                        return Err(term(Cause::BadSubstreamId));
+                    }
+                    // §5.2 S1DSS = 0b10: CD 0 serves non-substream traffic only; SSID 0 with
+                    // SSV = 1 is F_STREAM_DISABLED (§7.3.7).
+                    if s == 0 && plan.s1dss == 0b10 {
+                        return Err(term(Cause::StreamDisabled));
                     }
                     ssid = s;
                 }
                 None if plan.s1cdmax != 0 => match plan.s1dss {
                     0b01 => s1_on = false,
                     0b10 => ssid = 0,
-                    _ => {
-                        return Err(Fault {
-                            cause: Cause::StreamDisabled,
-                            s2: false,
-                            class: 0,
-                            ipa: 0,
-                            fetch: 0,
-                            record: true,
-                        })
-                    }
+                    _ => return Err(term(Cause::StreamDisabled)),
                 },
                 None => {}
             }
         }
         if !s1_on {
-            let Some(s2) = plan.s2 else { return Ok(t.iova) };
+            // §3.4: a stage-1-bypassed input above the IAS is a stage-1 Address Size fault
+            // (S2 = 0, CLASS = IN); only then may stage 2 reject it with a Translation fault.
+            let ias = ias(&self.prof);
+            if t.iova >> ias != 0 {
+                return Err(Fault {
+                    cause: Cause::AddrSize,
+                    s2: false,
+                    class: evt::CLASS_IN,
+                    ipa: 0,
+                    fetch: 0,
+                    record: true,
+                });
+            }
+            // Stage 2 bypassed too: the IPA is truncated to the OAS (§3.4).
+            let Some(s2) = plan.s2 else {
+                return Ok(t.iova & low_mask(self.prof.oas_bits()));
+            };
             if t.iova >> s2.ia_bits != 0 {
                 return Err(Fault {
                     cause: Cause::Translation,
@@ -1485,6 +1036,7 @@ impl Model {
             affd: cdc.affd,
             had: tt.had,
             tag: tg,
+            key: cva,
         };
         // In nested mode the TTB itself is an IPA, translated per descriptor fetch.
         let nest = plan.s2;
@@ -1519,7 +1071,11 @@ impl Model {
         }
         if self.smmu_on() {
             let mask = (1u64 << shift) - 1;
-            let asid = if global { GLOBAL } else { u32::from(cdc.asid) };
+            let asid = if global || cdc.global_only {
+                GLOBAL
+            } else {
+                u32::from(cdc.asid)
+            };
             let key = TlbKey {
                 tag: tag(plan.world, plan.vmid, asid),
                 page: cva >> shift,
@@ -1562,6 +1118,15 @@ impl Model {
     /// The L1STD the config cache holds for L1 index `index`, if any.
     pub fn cached_l1std(&self, index: u32) -> Option<u64> {
         self.caches.l1.get(&index).copied()
+    }
+
+    /// The L1CD the config cache holds for `sid` covering `ssid`, if any.
+    pub fn cached_l1cd(&self, sid: u32, ssid: u32) -> Option<u64> {
+        self.caches
+            .l1cd
+            .iter()
+            .find(|((s, base), (split, _))| *s == sid && ssid >> split == base >> split)
+            .map(|(_, (_, d))| *d)
     }
 
     /// Number of TLB entries.
@@ -1610,18 +1175,18 @@ impl Model {
 
     /// Decodes a CD image (with STE.S1STALLD = 0): `true` if `CdIllegal` is false (S4).
     pub fn cd_is_legal(&self, raw: &[u64; 8]) -> bool {
-        decode_cd(&self.prof, false, raw).is_some()
+        decode_cd(&self.prof, false, false, raw).is_some()
     }
 
     /// The input-address size in bits a legal CD's TTB0 region decodes to, and its IPS in bits
     /// after capping to the OAS (S4).
     pub fn cd_geometry(&self, raw: &[u64; 8]) -> Option<(u32, u32)> {
-        let c = decode_cd(&self.prof, false, raw)?;
+        let c = decode_cd(&self.prof, false, false, raw)?;
         Some((c.tt[0].map_or(0, |t| t.ia_bits), c.ips_bits))
     }
 
     pub(crate) fn seed_power_on(&mut self) {
-        let crate::model::PowerOn::Stale { sids, asids, iovas } = self.cfg.cache.power_on.clone()
+        let crate::cache::PowerOn::Stale { sids, asids, iovas } = self.cfg.cache.power_on.clone()
         else {
             return;
         };

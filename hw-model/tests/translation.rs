@@ -1,7 +1,7 @@
 //! Translation and TLB rows T1–T9 of model-conformance.md §2.4.
 mod common;
 use common::*;
-use smmu_model::fields::{cd, cmd, evt, pte, ste};
+use smmu_model::fields::{cd, cmd, evt, pte, reg, ste};
 use smmu_model::{
     CachePolicy, Cause, Event, Eviction, ModelConfig, PowerOn, Profile, Transaction, TxnResult,
 };
@@ -352,6 +352,9 @@ fn t5_range_tlbi_removes_exactly_the_overlap() {
     ] {
         let (mut r, _) = ranged_rig();
         assert_eq!(r.m.tlb_len(), 16);
+        // A one-granule range needs a TTL hint: NUM = SCALE = TTL = 0 with TG != 0 is
+        // Reserved (§4.4.1.1, see spec_review::range_tlbi_reserved_encodings_are_illegal).
+        let ttl = if num == 0 && scale == 0 { 3 } else { 0 };
         r.cmd(tlbi_range(
             cmd::TLBI_NH_VA,
             5,
@@ -359,7 +362,7 @@ fn t5_range_tlbi_removes_exactly_the_overlap() {
             1,
             num,
             scale,
-            0,
+            ttl,
         ));
         r.sync();
         let n = (num + 1) << scale;
@@ -582,7 +585,11 @@ fn t4_el2_streamworld_tagging_and_asid_scopes() {
         profile: Profile::grace(),
         ..ModelConfig::default()
     });
-    r.enable();
+    // NS-EL2-E2H (CR2.E2H = 1): entries are ASID-tagged (§5.4 ASID). Without E2H they are
+    // not (spec_review::e2h_decides_the_el2_streamworld).
+    r.init();
+    r.m.write32(reg::CR2, reg::CR2_RECINVSID | reg::CR2_E2H);
+    r.set_cr0(reg::CR0_CMDQEN | reg::CR0_EVTQEN | reg::CR0_SMMUEN);
     let (cdpa, root) = r.s1_stream(1, 5);
     let page = r.m.alloc_pages(1, 4096).unwrap();
     r.map(root, 0x1000, page, PT_FLAGS);

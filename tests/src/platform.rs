@@ -89,8 +89,9 @@ impl ModelPlatform {
         self
     }
 
-    /// Sets what [`Hal::has_cache_maintenance`] answers. False by default. The arena is
-    /// coherent either way; the clean and invalidate calls are only counted.
+    /// Sets what [`Hal::has_cache_maintenance`] answers. False by default. Cleans are counted
+    /// and forwarded to [`Model::clean_dcache`], which matters only for a non-coherent model
+    /// ([`ModelConfig::cpu_cache`] with IDR0.COHACC = 0); invalidates are only counted.
     pub fn with_cache_maintenance(mut self, available: bool) -> Self {
         self.hal.cache_maintenance = available;
         self
@@ -187,6 +188,8 @@ pub struct HalStats {
     pub cleans: usize,
     /// `invalidate_dcache` calls.
     pub invalidates: usize,
+    /// `clean_dcache` calls dropped by [`ModelHal::drop_cleans`] (a broken-driver variant).
+    pub dropped_cleans: usize,
     /// `dma_free` / `unmap_phys` calls for something this HAL did not hand out (or twice).
     pub bad_releases: usize,
 }
@@ -206,6 +209,9 @@ struct HalState {
     cleans: AtomicUsize,
     invalidates: AtomicUsize,
     bad_releases: AtomicUsize,
+    /// Physical ranges `[start, end)` whose cleans are dropped.
+    drop_cleans: Mutex<Vec<(u64, u64)>>,
+    dropped_cleans: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -281,7 +287,26 @@ impl ModelHal {
             cleans: self.state.cleans.load(Ordering::Relaxed),
             invalidates: self.state.invalidates.load(Ordering::Relaxed),
             bad_releases: self.state.bad_releases.load(Ordering::Relaxed),
+            dropped_cleans: self.state.dropped_cleans.load(Ordering::Relaxed),
         }
+    }
+
+    /// A broken-driver variant for non-coherent tests (SPEC K17): from now on, cache cleans
+    /// that touch `[start, end)` are counted but not performed, as if the driver had forgotten
+    /// them. Every handle of this HAL shares the filter.
+    pub fn drop_cleans(&self, start: u64, end: u64) {
+        lock(&self.state.drop_cleans).push((start, end));
+    }
+
+    /// Performs every clean again.
+    pub fn keep_cleans(&self) {
+        lock(&self.state.drop_cleans).clear();
+    }
+
+    /// Where the DMA pool's next allocation starts at the earliest (for
+    /// [`ModelHal::drop_cleans`] of memory allocated from now on).
+    pub fn next_dma_pa(&self) -> u64 {
+        self.model.with(|m| m.dma_pool_next())
     }
 }
 
@@ -289,8 +314,8 @@ impl ModelHal {
 // out twice; the pointer is derived from the whole arena (`HostRam::byte_ptr`), is valid for
 // the region's size for as long as this HAL (which holds the arena's `Arc`) lives, is zeroed
 // by `alloc_pages`, and is checked to be aligned to `align` (pa alignment comes from the
-// pool). `map_phys` returns pointers into the arena for ranges checked to lie inside it. The
-// arena is coherent with the model, so no cache maintenance is needed.
+// pool). `map_phys` returns pointers into the arena for ranges checked to lie inside it. Cache
+// cleans are forwarded to the model, whose non-coherent view is the only place they matter.
 unsafe impl Hal for ModelHal {
     fn dma_alloc(&self, size: usize, align: usize) -> Result<DmaRegion, HalError> {
         if !align.is_power_of_two() {
@@ -365,6 +390,18 @@ unsafe impl Hal for ModelHal {
         let pa = self.pa(va.as_ptr());
         lock(&self.state.cache_log).push(CacheEvent::Clean { pa, size });
         self.state.cleans.fetch_add(1, Ordering::Relaxed);
+        let Some(pa) = self.pa(va.as_ptr()) else {
+            return;
+        };
+        let end = pa.0.saturating_add(size as u64);
+        let dropped = lock(&self.state.drop_cleans)
+            .iter()
+            .any(|&(s, e)| pa.0 < e && end > s);
+        if dropped {
+            self.state.dropped_cleans.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.model.clean_dcache(pa.0, size as u64);
     }
 
     fn invalidate_dcache(&self, va: NonNull<u8>, size: usize) {

@@ -87,6 +87,8 @@ impl Rig {
         let pa = self.cmdq + 16 * u64::from(idx);
         self.m.write_u64(pa, w[0]).unwrap();
         self.m.write_u64(pa + 8, w[1]).unwrap();
+        // A careful driver: cleaned for a non-coherent SMMU (no effect on a coherent one).
+        self.m.clean_dcache(pa, 16);
         self.prod = (self.prod + 1) & (2 * size - 1);
         self.m.write32(reg::CMDQ_PROD, self.prod);
     }
@@ -116,12 +118,14 @@ impl Rig {
         for (i, x) in w.iter().enumerate() {
             self.m.write_u64(pa + 8 * i as u64, *x).unwrap();
         }
+        self.m.clean_dcache(pa, 64);
     }
 
     pub fn write_struct(&mut self, pa: u64, w: [u64; 8]) {
         for (i, x) in w.iter().enumerate() {
             self.m.write_u64(pa + 8 * i as u64, *x).unwrap();
         }
+        self.m.clean_dcache(pa, 64);
     }
 
     pub fn cfgi_ste(&mut self, sid: u32) {
@@ -140,6 +144,7 @@ impl Rig {
             table = if d & 1 == 0 {
                 let t = self.m.alloc_pages(1, 4096).unwrap();
                 self.m.write_u64(dpa, t | 3).unwrap();
+                self.m.clean_dcache(dpa, 8);
                 t
             } else {
                 d & pte::OA_MASK
@@ -147,6 +152,7 @@ impl Rig {
         }
         let idx = (va >> 12) & 511;
         self.m.write_u64(table + 8 * idx, pa | leaf_flags).unwrap();
+        self.m.clean_dcache(table + 8 * idx, 8);
     }
 
     /// Maps one leaf of `1 << leaf_shift` bytes with granule `gran` (12/14/16), input size
