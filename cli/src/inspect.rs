@@ -663,7 +663,36 @@ fn write_text(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
             writeln!(out)?;
         }
         let mut result = Ok(());
+        // Consecutive abort STEs print as one line: Linux fills every level-2 table it
+        // allocates with them, and 255 lines of "abort" would hide the one device that matters.
+        let mut aborts: Option<(u32, u32)> = None;
+        let flush = |out: &mut dyn Write, run: &mut Option<(u32, u32)>| -> io::Result<()> {
+            match run.take() {
+                Some((first, last)) if first == last => {
+                    writeln!(out, "StreamID {first:#x}: abort")
+                }
+                Some((first, last)) => writeln!(out, "StreamIDs {first:#x}-{last:#x}: abort"),
+                None => Ok(()),
+            }
+        };
         walk(g, dump, &mut |_| {}, &mut |st| {
+            if result.is_err() {
+                return;
+            }
+            if st.kind == Kind::Abort {
+                aborts = match aborts {
+                    Some((first, last)) if last.checked_add(1) == Some(st.sid) => {
+                        Some((first, st.sid))
+                    }
+                    run => {
+                        let mut run = run;
+                        result = flush(out, &mut run);
+                        Some((st.sid, st.sid))
+                    }
+                };
+                return;
+            }
+            result = flush(out, &mut aborts);
             if result.is_err() {
                 return;
             }
@@ -681,6 +710,7 @@ fn write_text(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
             result = writeln!(out, "{line}");
         });
         result?;
+        flush(out, &mut aborts)?;
     }
     Ok(())
 }
