@@ -960,13 +960,7 @@ fn write_dot(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
                 writeln!(out, "  sid_{} -> cd_{cdt:x};", st.sid)?;
                 if let Some(cd) = st.cd0(dump).filter(|cd| cd::fields::V.get(cd) == 1) {
                     let tt = field_address(&cd::fields::TTB0, &cd);
-                    if tt_seen.insert(tt) {
-                        writeln!(
-                            out,
-                            "  tt_{tt:x} [shape=cylinder, label={}];",
-                            dot_str(&format!("translation table\\n{tt:#x}"))
-                        )?;
-                    }
+                    translation_table_node(out, &mut tt_seen, tt)?;
                     writeln!(
                         out,
                         "  cd_{cdt:x} -> tt_{tt:x} [label={}];",
@@ -976,13 +970,7 @@ fn write_dot(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
             }
             if st.stage2() {
                 let tt = st.s2ttb();
-                if tt_seen.insert(tt) {
-                    writeln!(
-                        out,
-                        "  tt_{tt:x} [shape=cylinder, label={}];",
-                        dot_str(&format!("translation table\\n{tt:#x}"))
-                    )?;
-                }
+                translation_table_node(out, &mut tt_seen, tt)?;
                 writeln!(
                     out,
                     "  sid_{} -> tt_{tt:x} [label={}];",
@@ -1002,6 +990,22 @@ fn write_dot(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
         )?;
     }
     writeln!(out, "}}")
+}
+
+/// The node of a translation table, drawn once however many STEs or CDs point at it.
+fn translation_table_node(
+    out: &mut dyn Write,
+    seen: &mut BTreeSet<u64>,
+    tt: u64,
+) -> io::Result<()> {
+    if seen.insert(tt) {
+        writeln!(
+            out,
+            "  tt_{tt:x} [shape=cylinder, label={}];",
+            dot_str(&format!("translation table\\n{tt:#x}"))
+        )?;
+    }
+    Ok(())
 }
 
 /// A DOT string literal (`\n` escapes in `text` are kept as line breaks).
