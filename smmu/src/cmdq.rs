@@ -1,19 +1,39 @@
-//! The command queue (SPEC D5; IHI 0070 G.b §3.5, §4).
+//! The command queue (SPEC D5, D12; IHI 0070 G.b §3.5, §4).
 //!
-//! One producer at a time owns the queue: a [`spin::Mutex`] is held from the first slot
-//! written until the batch's `CMD_SYNC` has completed. That is simpler than Linux's lock-free
-//! owner/valid-map scheme (linux-kunit-and-hitless.md §3.1) and keeps its two guarantees:
-//! command lists from different callers never interleave, and a caller that returns from a
-//! synced submission knows the SMMU has consumed everything before it. It also makes error
-//! recovery local: the waiter that sees `GERROR.CMDQ_ERR` is the only one touching the queue.
+//! Any number of CPUs submit at once and no lock is held while a `CMD_SYNC` is awaited. The
+//! protocol is the one Linux's arm-smmu-v3 driver uses:
 //!
-//! Commands are published in batches of at most [`BATCH`] with one `PROD` write each; a
-//! [`CommandBatch`] buffers commands and ends with exactly one `CMD_SYNC`.
+//! 1. **Reserve.** A producer claims `n` slots with one compare-and-swap on a shadow of
+//!    `PROD` and `CONS` kept in memory (`llq`). The shadow `PROD` carries an *owned* flag:
+//!    the producer that finds it clear becomes the **owner** and sets it; every producer that
+//!    reserves while it is set is *gathered* behind that owner.
+//! 2. **Write.** The producer writes its commands (and its `CMD_SYNC`) into its own slots,
+//!    which no other CPU touches and the SMMU cannot see yet (they are beyond `CMDQ_PROD`).
+//! 3. **Mark valid.** It toggles its slots' bits in a valid bitmap (release); the bit's
+//!    expected value flips on every pass over the queue, so the map never needs clearing.
+//! 4. **Publish (owner only).** The owner waits until the previous owner has published, clears
+//!    the owned flag (which ends the gathering and fixes the end of the batch), waits for the
+//!    valid bits of every gathered slot, writes `CMDQ_PROD` once for all of them and hands over
+//!    to the next owner.
+//! 5. **Wait.** A producer with a `CMD_SYNC` waits for its own sync: the MSI write-back into
+//!    the sync's own slot, or `CMDQ_CONS` past the sync's index, wrap handled.
+//!
+//! The shadow `CONS` only moves forward under a shared/exclusive lock: a producer holds it
+//! *shared* from before its sync becomes visible until it has seen the sync complete, and the
+//! shadow is refreshed from `CMDQ_CONS` only *exclusively*, or by the last shared holder on its
+//! way out. So the queue cannot wrap past a sync whose waiter has not looked yet (its MSI slot
+//! is not overwritten and "CONS past my index" is never ambiguous). The lock is never held while
+//! waiting for the SMMU: shared holders wait, but they do not exclude one another.
+//!
+//! Errors (`GERROR.CMDQ_ERR`) are recovered by whichever waiting CPU sees them first, one CPU at
+//! a time: `CERROR_ILL` replaces the entry at `CONS` with a `CMD_SYNC` and marks that slot
+//! rejected; the submission that owns the slot reports it once its own sync completed.
+//!
+//! A [`CommandBatch`] buffers up to [`BATCH`] commands and ends with exactly one `CMD_SYNC`.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64 as StatCounter;
 
 use heapless::Vec;
-use spin::Mutex;
 use tock_registers::LocalRegisterCopy;
 
 use crate::access::RegisterAccess;
@@ -24,6 +44,7 @@ use crate::dma::DmaBuf;
 use crate::error::{CommandFault, Error, WaitFor};
 use crate::hal::Hal;
 use crate::poll::{poll, PollBudget};
+use crate::sync::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// Commands per batch: a [`CommandBatch`] publishes at most this many before its `CMD_SYNC`.
 pub const BATCH: usize = 64;
@@ -36,6 +57,12 @@ pub const MIN_LOG2_ENTRIES: u32 = 7;
 /// allows more: batches are 65 entries, so more space only buys memory.
 pub const MAX_LOG2_ENTRIES: u32 = 10;
 
+/// The model checks run on a 4-entry queue so that they wrap within a few commands.
+#[cfg(all(loom, test))]
+const LOWEST_LOG2_ENTRIES: u32 = 2;
+#[cfg(not(all(loom, test)))]
+const LOWEST_LOG2_ENTRIES: u32 = MIN_LOG2_ENTRIES;
+
 /// How often an aborted command fetch or a timed-out ATC invalidation is retried before the
 /// submission fails (SPEC D5).
 pub const MAX_RETRIES: u32 = 8;
@@ -44,6 +71,16 @@ pub const MAX_RETRIES: u32 = 8;
 const MSI_SH_INNER: u8 = 0b11;
 /// `MSIAttr` = Normal, Inner/Outer Write-Back cacheable (the STE `MemAttr` encoding, §4.7.3).
 const MSI_ATTR_WB: u8 = 0xf;
+
+/// The shadow `PROD`'s owned flag: set while an owner gathers producers. Bit 31 is free:
+/// `PROD` values are at most 2^(`MAX_LOG2_ENTRIES` + 1) − 1.
+const OWNED: u32 = 1 << 31;
+
+/// 64-bit words of the valid (and rejected) bitmaps: one bit per entry of the largest queue.
+const MAP_WORDS: usize = (1 << MAX_LOG2_ENTRIES) / 64;
+
+/// The shared/exclusive lock's value while held exclusively (shared holders count up from 0).
+const EXCLUSIVE: i32 = i32::MIN;
 
 /// How a `CMD_SYNC`'s completion is observed (SPEC D5; §4.7.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,29 +124,68 @@ pub struct CmdqStats {
     pub retries: u64,
 }
 
+/// Statistics only: relaxed `core` atomics even under loom (they order nothing).
 #[derive(Default)]
 struct Counters {
-    commands: AtomicU64,
-    syncs: AtomicU64,
-    publishes: AtomicU64,
-    illegal: AtomicU64,
-    retries: AtomicU64,
+    commands: StatCounter,
+    syncs: StatCounter,
+    publishes: StatCounter,
+    illegal: StatCounter,
+    retries: StatCounter,
 }
 
-struct Producer {
-    /// The driver's PROD: the next slot to write (index + wrap).
-    prod: QueuePtr,
-    /// The last `CMDQ_CONS` read.
-    cons: QueuePtr,
+impl Counters {
+    fn add(c: &StatCounter, n: u64) {
+        c.fetch_add(n, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(c: &StatCounter) -> u64 {
+        c.load(core::sync::atomic::Ordering::Relaxed)
+    }
 }
 
-/// A command queue in DMA memory and the driver's producer state.
+/// The shadow `PROD` (with [`OWNED`]) in the low half, the shadow `CONS` in the high half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shadow {
+    prod: u32,
+    cons: u32,
+}
+
+impl Shadow {
+    fn unpack(v: u64) -> Self {
+        Shadow {
+            prod: v as u32,
+            cons: (v >> 32) as u32,
+        }
+    }
+
+    fn pack(self) -> u64 {
+        u64::from(self.prod) | (u64::from(self.cons) << 32)
+    }
+}
+
+/// A command queue in DMA memory and the lock-free producer state (module docs).
+///
+/// `CommandQueue` is `Send + Sync`: every method takes `&self`, and any number of CPUs may
+/// call [`CommandQueue::issue`] at once.
 pub struct CommandQueue {
     buf: DmaBuf,
     log2: u32,
     mode: SyncMode,
     budget: PollBudget,
-    producer: Mutex<Producer>,
+    /// Shadow `PROD`/`CONS` ([`Shadow`]); reservations are CAS on it.
+    llq: AtomicU64,
+    /// The `PROD` value up to which the last owner published: the next owner starts there.
+    owner_prod: AtomicU32,
+    /// Shared (≥ 0, the number of sync waiters) / exclusive ([`EXCLUSIVE`]) lock on moving
+    /// the shadow `CONS`.
+    lock: AtomicI32,
+    /// One bit per entry, toggled when its command is written (module docs, step 3).
+    valid: [AtomicU64; MAP_WORDS],
+    /// One bit per entry, set when the SMMU rejected the command there (`CERROR_ILL`).
+    rejected: [AtomicU64; MAP_WORDS],
+    /// Held by the one CPU recovering from `GERROR.CMDQ_ERR`.
+    recovering: AtomicBool,
     counters: Counters,
 }
 
@@ -133,7 +209,7 @@ impl CommandQueue {
         coherent: bool,
         budget: PollBudget,
     ) -> Result<Self, Error> {
-        let log2 = log2_entries.clamp(MIN_LOG2_ENTRIES, MAX_LOG2_ENTRIES);
+        let log2 = log2_entries.clamp(LOWEST_LOG2_ENTRIES, MAX_LOG2_ENTRIES);
         let bytes = 16usize << log2;
         let buf = DmaBuf::alloc(hal, bytes, bytes, coherent)?;
         Ok(Self {
@@ -141,10 +217,12 @@ impl CommandQueue {
             log2,
             mode,
             budget,
-            producer: Mutex::new(Producer {
-                prod: QueuePtr::new(0, log2),
-                cons: QueuePtr::new(0, log2),
-            }),
+            llq: AtomicU64::new(0),
+            owner_prod: AtomicU32::new(0),
+            lock: AtomicI32::new(0),
+            valid: core::array::from_fn(|_| AtomicU64::new(0)),
+            rejected: core::array::from_fn(|_| AtomicU64::new(0)),
+            recovering: AtomicBool::new(false),
             counters: Counters::default(),
         })
     }
@@ -172,24 +250,29 @@ impl CommandQueue {
     }
 
     /// Points the SMMU at this queue and empties it: `CMDQ_BASE`, `CMDQ_PROD` = `CMDQ_CONS`
-    /// = 0. Only legal while `CR0.CMDQEN` is 0 (§6.3.26); the reset plans call it there.
+    /// = 0. Only legal while `CR0.CMDQEN` is 0 (§6.3.26) and no submission is in flight; the
+    /// reset plans call it there.
     pub fn program<R: RegisterAccess + ?Sized>(&self, regs: &R) {
         regs.write64(offset::CMDQ_BASE, self.base_register());
         regs.write32(offset::CMDQ_PROD, 0);
         regs.write32(offset::CMDQ_CONS, 0);
-        let mut p = self.producer.lock();
-        p.prod = QueuePtr::new(0, self.log2);
-        p.cons = QueuePtr::new(0, self.log2);
+        self.llq.store(0, Ordering::Release);
+        self.owner_prod.store(0, Ordering::Release);
+        // Index 0 with wrap 0 expects valid bits that read 1 once written: start from 0.
+        for w in self.valid.iter().chain(self.rejected.iter()) {
+            w.store(0, Ordering::Release);
+        }
     }
 
     /// What the queue did so far.
     pub fn stats(&self) -> CmdqStats {
+        let c = &self.counters;
         CmdqStats {
-            commands: self.counters.commands.load(Ordering::Relaxed),
-            syncs: self.counters.syncs.load(Ordering::Relaxed),
-            publishes: self.counters.publishes.load(Ordering::Relaxed),
-            illegal: self.counters.illegal.load(Ordering::Relaxed),
-            retries: self.counters.retries.load(Ordering::Relaxed),
+            commands: Counters::get(&c.commands),
+            syncs: Counters::get(&c.syncs),
+            publishes: Counters::get(&c.publishes),
+            illegal: Counters::get(&c.illegal),
+            retries: Counters::get(&c.retries),
         }
     }
 
@@ -204,9 +287,12 @@ impl CommandQueue {
 
     /// Issues `cmds` in batches of at most [`BATCH`], and a `CMD_SYNC` after the last one
     /// when `sync` is set; returns once that sync completed (or at once without one).
+    /// Several CPUs may call it at once; each batch occupies contiguous slots.
     ///
     /// On `Err(CommandRejected)` the queue has been recovered and the rest of the
-    /// submission ran; only the rejected command had no effect.
+    /// submission ran; only the rejected command had no effect. A rejection is reported to
+    /// the submission whose synced batch held the command; a rejected command of an unsynced
+    /// batch is counted in [`CmdqStats::illegal`] only.
     pub fn issue<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
         &self,
         hal: &H,
@@ -214,30 +300,13 @@ impl CommandQueue {
         cmds: &[Command],
         sync: bool,
     ) -> Result<(), Error> {
-        let mut p = self.producer.lock();
         let mut outcome = Outcome::default();
         for chunk in cmds.chunks(BATCH) {
             let last = chunk.as_ptr_range().end == cmds.as_ptr_range().end;
-            let with_sync = sync && last;
-            self.reserve(
-                hal,
-                regs,
-                &mut p,
-                &mut outcome,
-                chunk.len() + usize::from(with_sync),
-            )?;
-            for cmd in chunk {
-                self.write_slot(hal, &mut p, cmd.encode().to_words())?;
-            }
-            if with_sync {
-                self.issue_sync(hal, regs, &mut p, &mut outcome)?;
-            } else {
-                self.publish(regs, &p);
-            }
+            self.submit_batch(hal, regs, chunk, sync && last, &mut outcome)?;
         }
         if cmds.is_empty() && sync {
-            self.reserve(hal, regs, &mut p, &mut outcome, 1)?;
-            self.issue_sync(hal, regs, &mut p, &mut outcome)?;
+            self.submit_batch(hal, regs, &[], true, &mut outcome)?;
         }
         outcome.into_result()
     }
@@ -251,98 +320,326 @@ impl CommandQueue {
         self.issue(hal, regs, &[], true)
     }
 
-    fn slot_words(p: &QueuePtr) -> usize {
+    fn ptr(&self, raw: u32) -> QueuePtr {
+        QueuePtr::new(raw & !OWNED, self.log2)
+    }
+
+    fn slot_words(p: QueuePtr) -> usize {
         p.index() as usize * 2
+    }
+
+    /// Steps 1–5 of the module docs for at most [`BATCH`] commands.
+    fn submit_batch<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
+        &self,
+        hal: &H,
+        regs: &R,
+        cmds: &[Command],
+        sync: bool,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
+        let n = cmds.len() as u32 + u32::from(sync);
+        // 1. Reserve.
+        let (start, owner) = self.reserve(hal, regs, n, outcome)?;
+        let end = start.advance(n);
+        self.clear_rejected(start, end);
+        // 2. Write. The slots are ours alone and beyond CMDQ_PROD; an error here (it cannot
+        // happen: every index is below the queue size) must not stop the protocol, or every
+        // later producer would wait for these slots forever.
+        let mut written = Ok(());
+        let mut slot = start;
+        for cmd in cmds {
+            written = written.and(self.write_slot(hal, slot, cmd.encode().to_words()));
+            slot = slot.advance(1);
+        }
+        let sync_slot = slot;
+        if sync {
+            let words = self.sync_command(sync_slot).encode().to_words();
+            written = written.and(self.write_slot(hal, sync_slot, words));
+            // Before the sync can become visible: from here the shadow CONS cannot move past
+            // it until this CPU has seen it complete (module docs).
+            self.shared_lock(hal);
+        }
+        Counters::add(&self.counters.commands, u64::from(n));
+        Counters::add(&self.counters.syncs, u64::from(sync));
+        // 3. Mark valid (release: the slot stores above happen before the owner's publish).
+        self.toggle_valid(start, end);
+        // 4. Publish.
+        let published = if owner {
+            self.publish_gathered(hal, regs, start)
+        } else {
+            Ok(())
+        };
+        // 5. Wait.
+        if sync {
+            let waited = published.and_then(|()| self.wait_sync(hal, regs, sync_slot, outcome));
+            if let Ok(seen) = waited {
+                self.take_rejected(start, sync_slot, cmds, outcome);
+                self.shared_unlock(Some(seen));
+            } else {
+                self.shared_unlock(None);
+            }
+            waited?;
+        } else {
+            published?;
+        }
+        written.map_err(Error::from)
     }
 
     fn write_slot<H: Hal + ?Sized>(
         &self,
         hal: &H,
-        p: &mut Producer,
+        slot: QueuePtr,
         words: [u64; 2],
-    ) -> Result<(), Error> {
-        let w = Self::slot_words(&p.prod);
+    ) -> Result<(), crate::dma::OutOfBounds> {
+        let w = Self::slot_words(slot);
         self.buf.write(hal, w, words[0])?;
-        self.buf.write(hal, w + 1, words[1])?;
-        p.prod = p.prod.advance(1);
-        self.counters.commands.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn publish<R: RegisterAccess + ?Sized>(&self, regs: &R, p: &Producer) {
-        // The register write orders the slot stores before it (RegisterAccess contract).
-        regs.write32(offset::CMDQ_PROD, p.prod.value());
-        self.counters.publishes.fetch_add(1, Ordering::Relaxed);
+        self.buf.write(hal, w + 1, words[1])
     }
 
     fn read_cons<R: RegisterAccess + ?Sized>(&self, regs: &R) -> QueuePtr {
         QueuePtr::new(regs.read32(offset::CMDQ_CONS), self.log2)
     }
 
-    /// Waits until `n` slots are free, recovering from command errors on the way.
+    /// Free entries for a shadow (0 if the shadow is inconsistent, which it never is).
+    fn space(&self, s: Shadow) -> u32 {
+        let size = 1u32 << self.log2;
+        size.saturating_sub(QueuePtr::used(self.ptr(s.prod), self.ptr(s.cons)))
+    }
+
+    /// Claims `n` contiguous slots; returns the first and whether this CPU is the owner.
     fn reserve<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
         &self,
         hal: &H,
         regs: &R,
-        p: &mut Producer,
+        n: u32,
         outcome: &mut Outcome,
-        n: usize,
-    ) -> Result<(), Error> {
-        let size = 1u32 << self.log2;
-        let fits = |p: &Producer| (size - QueuePtr::used(p.prod, p.cons)) as usize >= n;
-        if fits(p) {
-            return Ok(());
+    ) -> Result<(QueuePtr, bool), Error> {
+        let mut cur = self.llq.load(Ordering::Relaxed);
+        loop {
+            let s = Shadow::unpack(cur);
+            if self.space(s) < n {
+                self.wait_for_space(hal, regs, n, outcome)?;
+                cur = self.llq.load(Ordering::Relaxed);
+                continue;
+            }
+            let start = self.ptr(s.prod);
+            let next = Shadow {
+                prod: start.advance(n).value() | OWNED,
+                cons: s.cons,
+            };
+            // Acquire: the slots were freed by the CONS this shadow came from; nothing of
+            // ours is written to them before that.
+            match self.llq.compare_exchange_weak(
+                cur,
+                next.pack(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok((start, s.prod & OWNED == 0)),
+                Err(v) => cur = v,
+            }
         }
+    }
+
+    /// Waits until the shadow shows `n` free slots, refreshing it from `CMDQ_CONS` when this
+    /// CPU can take the lock exclusively, and recovering from command errors meanwhile.
+    fn wait_for_space<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
+        &self,
+        hal: &H,
+        regs: &R,
+        n: u32,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
         let done = poll(hal, self.budget, || {
-            if let Err(e) = self.check_errors(hal, regs, p, outcome) {
+            if let Err(e) = self.check_errors(hal, regs, outcome) {
                 return Some(Err(e));
             }
-            p.cons = self.read_cons(regs);
-            fits(p).then_some(Ok(()))
+            if self
+                .lock
+                .compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                let cons = self.read_cons(regs);
+                self.advance_shadow_cons(cons);
+                self.lock.store(0, Ordering::Release);
+            }
+            let s = Shadow::unpack(self.llq.load(Ordering::Acquire));
+            (self.space(s) >= n).then_some(Ok(()))
         });
         done.unwrap_or(Err(Error::Timeout(WaitFor::CmdqSpace)))
     }
 
-    fn issue_sync<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
+    /// Moves the shadow `CONS` to `cons` if that is forward (a later observer may have moved
+    /// it further already).
+    fn advance_shadow_cons(&self, cons: QueuePtr) {
+        let mut cur = self.llq.load(Ordering::Relaxed);
+        loop {
+            let s = Shadow::unpack(cur);
+            let prod = self.ptr(s.prod);
+            let forward = QueuePtr::used(prod, cons) <= QueuePtr::used(prod, self.ptr(s.cons));
+            if !forward {
+                return;
+            }
+            let next = Shadow {
+                prod: s.prod,
+                cons: cons.value(),
+            };
+            match self.llq.compare_exchange_weak(
+                cur,
+                next.pack(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
+    /// Takes the lock shared. Exclusive holders only read one register, so this waits for
+    /// at most that long.
+    fn shared_lock<H: Hal + ?Sized>(&self, hal: &H) {
+        if self.lock.fetch_add(1, Ordering::Acquire) >= 0 {
+            return;
+        }
+        // An exclusive holder: our increment is lost when it stores 0; count in afresh.
+        loop {
+            let v = self.lock.load(Ordering::Relaxed);
+            if v >= 0
+                && self
+                    .lock
+                    .compare_exchange_weak(v, v + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            hal.relax();
+        }
+    }
+
+    /// Drops the shared lock; the last holder out publishes the `CONS` it saw (which is
+    /// past its sync, and no sync of a current holder is behind it).
+    fn shared_unlock(&self, seen: Option<QueuePtr>) {
+        if let Some(cons) = seen {
+            if self.lock.load(Ordering::Relaxed) == 1 {
+                self.advance_shadow_cons(cons);
+            }
+        }
+        self.lock.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Bit `index` of a bitmap: the word and the mask.
+    fn bit(map: &[AtomicU64; MAP_WORDS], index: u32) -> Option<(&AtomicU64, u64)> {
+        map.get(index as usize / 64)
+            .map(|w| (w, 1u64 << (index % 64)))
+    }
+
+    fn toggle_valid(&self, start: QueuePtr, end: QueuePtr) {
+        let mut p = start;
+        while p != end {
+            if let Some((w, m)) = Self::bit(&self.valid, p.index()) {
+                w.fetch_xor(m, Ordering::Release);
+            }
+            p = p.advance(1);
+        }
+    }
+
+    /// A slot is valid when its bit reads 1 on an even pass (wrap clear) and 0 on an odd one.
+    fn is_valid(&self, p: QueuePtr) -> bool {
+        Self::bit(&self.valid, p.index())
+            .is_none_or(|(w, m)| (w.load(Ordering::Acquire) & m != 0) != p.wrap())
+    }
+
+    /// Step 4: waits for the previous owner, stops gathering, waits for every gathered slot
+    /// to be valid and publishes them with one `CMDQ_PROD` write.
+    fn publish_gathered<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
         &self,
         hal: &H,
         regs: &R,
-        p: &mut Producer,
-        outcome: &mut Outcome,
+        start: QueuePtr,
     ) -> Result<(), Error> {
-        let slot = p.prod;
-        let cmd = self.sync_command(slot);
-        self.write_slot(hal, p, cmd.encode().to_words())?;
-        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        self.publish(regs, p);
-        let target = p.prod;
-        let slot_word = Self::slot_words(&slot);
+        poll(hal, self.budget, || {
+            (self.owner_prod.load(Ordering::Acquire) == start.value()).then_some(())
+        })
+        .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
+        let end = self.ptr(Shadow::unpack(self.llq.fetch_and(!u64::from(OWNED), Ordering::Relaxed)).prod);
+        let mut p = start;
+        while p != end {
+            poll(hal, self.budget, || self.is_valid(p).then_some(()))
+                .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
+            p = p.advance(1);
+        }
+        // The register write orders the slot stores before it (RegisterAccess contract).
+        regs.write32(offset::CMDQ_PROD, end.value());
+        Counters::add(&self.counters.publishes, 1);
+        self.owner_prod.store(end.value(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Step 5: waits for the sync in `slot`; returns a `CONS` the SMMU has reached.
+    fn wait_sync<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
+        &self,
+        hal: &H,
+        regs: &R,
+        slot: QueuePtr,
+        outcome: &mut Outcome,
+    ) -> Result<QueuePtr, Error> {
+        let slot_word = Self::slot_words(slot);
         let done = poll(hal, self.budget, || {
-            if let Err(e) = self.check_errors(hal, regs, p, outcome) {
+            if let Err(e) = self.check_errors(hal, regs, outcome) {
                 return Some(Err(e));
             }
-            let complete = match self.mode {
+            match self.mode {
                 // The SMMU's completion write zeroes the entry's first 32 bits, which hold the
                 // non-zero CMD_SYNC opcode until then (§4.7.3).
                 SyncMode::Msi => match self.buf.read_low32(hal, slot_word) {
-                    Ok(v) => v == 0,
-                    Err(e) => return Some(Err(e.into())),
+                    Ok(0) => Some(Ok(slot.advance(1))),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e.into())),
                 },
                 SyncMode::Sev | SyncMode::Poll => {
-                    p.cons = self.read_cons(regs);
-                    // CONS moves past a CMD_SYNC only once it completed (§4.7.3); the lock
-                    // means nothing was queued after it, so "past" is "CONS == PROD".
-                    QueuePtr::is_empty(target, p.cons)
+                    let cons = self.read_cons(regs);
+                    // CONS moves past a CMD_SYNC only once it completed (§4.7.3).
+                    consumed(cons, slot).then_some(Ok(cons))
                 }
-            };
-            complete.then_some(Ok(()))
+            }
         });
-        done.unwrap_or(Err(Error::Timeout(WaitFor::CmdSync)))?;
-        if self.mode == SyncMode::Msi {
-            // The CMD_SYNC completed, so the SMMU consumed everything up to it.
-            p.cons = target;
+        done.unwrap_or(Err(Error::Timeout(WaitFor::CmdSync)))
+    }
+
+    fn clear_rejected(&self, start: QueuePtr, end: QueuePtr) {
+        let mut p = start;
+        while p != end {
+            if let Some((w, m)) = Self::bit(&self.rejected, p.index()) {
+                w.fetch_and(!m, Ordering::Relaxed);
+            }
+            p = p.advance(1);
         }
-        Ok(())
+    }
+
+    /// After our sync completed: reports the first of our commands the SMMU rejected.
+    fn take_rejected(
+        &self,
+        start: QueuePtr,
+        sync_slot: QueuePtr,
+        cmds: &[Command],
+        outcome: &mut Outcome,
+    ) {
+        let mut p = start;
+        for cmd in cmds {
+            if p == sync_slot {
+                break;
+            }
+            if let Some((w, m)) = Self::bit(&self.rejected, p.index()) {
+                if w.fetch_and(!m, Ordering::Acquire) & m != 0 {
+                    outcome.rejected.get_or_insert(CommandFault {
+                        error: cmdq_error::ILL,
+                        words: cmd.encode().to_words(),
+                    });
+                }
+            }
+            p = p.advance(1);
+        }
     }
 
     fn sync_command(&self, slot: QueuePtr) -> Command {
@@ -352,7 +649,7 @@ impl CommandQueue {
                 msh: MSI_SH_INNER,
                 msi_attr: MSI_ATTR_WB,
                 msi_data: 0,
-                msi_addr: self.buf.pa_of(Self::slot_words(&slot)).0,
+                msi_addr: self.buf.pa_of(Self::slot_words(slot)).0,
             },
             SyncMode::Sev => Command::Sync {
                 cs: SyncSignal::Sev,
@@ -373,29 +670,52 @@ impl CommandQueue {
 
     /// Looks at `GERROR.CMDQ_ERR` and recovers the queue when it is set (§7.1, SPEC D5):
     /// - `CERROR_ILL`: the entry at `CONS` is overwritten with a `CMD_SYNC` (which cannot be
-    ///   illegal), the error is acknowledged, the fault is kept for the caller;
+    ///   illegal), the slot is marked rejected for its submitter, the error is acknowledged;
     /// - `CERROR_ABT`, `CERROR_ATC_INV_SYNC`: acknowledged, so the SMMU retries the entry;
-    ///   bounded by [`MAX_RETRIES`].
+    ///   bounded by [`MAX_RETRIES`] per submission.
     ///
-    /// Also fails fast on service failure mode, which no command can fix.
+    /// One CPU recovers at a time; the others go on waiting. Also fails fast on service
+    /// failure mode, which no command can fix.
     fn check_errors<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
         &self,
         hal: &H,
         regs: &R,
-        p: &mut Producer,
         outcome: &mut Outcome,
     ) -> Result<(), Error> {
-        let gerror = regs.read32(offset::GERROR);
-        let gerrorn = regs.read32(offset::GERRORN);
-        let active = GlobalErrors::active(gerror, gerrorn);
-        if active.contains(GlobalErrors::SFM_ERR) {
+        let active = |regs: &R| {
+            let gerrorn = regs.read32(offset::GERRORN);
+            (GlobalErrors::active(regs.read32(offset::GERROR), gerrorn), gerrorn)
+        };
+        let (errors, _) = active(regs);
+        if errors.contains(GlobalErrors::SFM_ERR) {
             return Err(Error::ServiceFailure);
         }
-        if !active.contains(GlobalErrors::CMDQ_ERR) {
+        if !errors.contains(GlobalErrors::CMDQ_ERR) {
+            return Ok(());
+        }
+        if self.recovering.swap(true, Ordering::Acquire) {
+            return Ok(());
+        }
+        let r = self.recover(hal, regs, outcome, active);
+        self.recovering.store(false, Ordering::Release);
+        r
+    }
+
+    /// [`Self::check_errors`] with the recovery flag held.
+    fn recover<H: Hal + ?Sized, R: RegisterAccess + ?Sized>(
+        &self,
+        hal: &H,
+        regs: &R,
+        outcome: &mut Outcome,
+        active: impl Fn(&R) -> (GlobalErrors, u32),
+    ) -> Result<(), Error> {
+        // Another CPU may have recovered between our first look and taking the flag.
+        let (errors, gerrorn) = active(regs);
+        if !errors.contains(GlobalErrors::CMDQ_ERR) {
             return Ok(());
         }
         let cons = self.read_cons(regs);
-        let w = Self::slot_words(&cons);
+        let w = Self::slot_words(cons);
         let words = [self.buf.read(hal, w)?, self.buf.read(hal, w + 1)?];
         let fault = CommandFault {
             error: cons.cmdq_error(),
@@ -406,11 +726,13 @@ impl CommandQueue {
                 let replacement = self.sync_command(cons).encode().to_words();
                 self.buf.write(hal, w, replacement[0])?;
                 self.buf.write(hal, w + 1, replacement[1])?;
-                self.counters.illegal.fetch_add(1, Ordering::Relaxed);
-                outcome.rejected.get_or_insert(fault);
+                if let Some((b, m)) = Self::bit(&self.rejected, cons.index()) {
+                    b.fetch_or(m, Ordering::Release);
+                }
+                Counters::add(&self.counters.illegal, 1);
             }
             cmdq_error::ABT | cmdq_error::ATC_INV_SYNC => {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                Counters::add(&self.counters.retries, 1);
                 outcome.retries += 1;
                 if outcome.retries > MAX_RETRIES {
                     return Err(Error::CommandRetriesExhausted(fault));
@@ -419,10 +741,19 @@ impl CommandQueue {
             // CERROR_NONE or a reserved value: nothing to fix, acknowledging resumes.
             _ => {}
         }
-        p.cons = cons;
         // Toggling GERRORN.CMDQ_ERR acknowledges the error and restarts consumption (§6.3.20).
         regs.write32(offset::GERRORN, gerrorn ^ GlobalErrors::CMDQ_ERR.bits());
         Ok(())
+    }
+}
+
+/// Whether `cons` is past `slot`. Exact while the queue cannot wrap twice behind the waiter,
+/// which the shared lock guarantees (module docs).
+fn consumed(cons: QueuePtr, slot: QueuePtr) -> bool {
+    if cons.wrap() == slot.wrap() {
+        cons.index() > slot.index()
+    } else {
+        cons.index() <= slot.index()
     }
 }
 
