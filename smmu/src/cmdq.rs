@@ -533,20 +533,50 @@ impl CommandQueue {
             .map(|w| (w, 1u64 << (index % 64)))
     }
 
-    fn toggle_valid(&self, start: QueuePtr, end: QueuePtr) {
+    /// `[start, end)` cut into pieces that each lie in one bitmap word and one pass over the
+    /// queue: `(first slot, slots, word, mask)`. One atomic per piece instead of per slot.
+    fn spans<'m>(
+        &self,
+        map: &'m [AtomicU64; MAP_WORDS],
+        start: QueuePtr,
+        end: QueuePtr,
+    ) -> impl Iterator<Item = (QueuePtr, u32, Option<&'m AtomicU64>, u64)> + 'm {
+        let size = 1u32 << self.log2;
         let mut p = start;
-        while p != end {
-            if let Some((w, m)) = Self::bit(&self.valid, p.index()) {
+        let mut left = QueuePtr::used(end, start);
+        core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let idx = p.index();
+            let n = left.min(64 - idx % 64).min(size - idx);
+            let mask = (u64::MAX >> (64 - n)) << (idx % 64);
+            let first = p;
+            p = p.advance(n);
+            left -= n;
+            Some((first, n, map.get(idx as usize / 64), mask))
+        })
+    }
+
+    fn toggle_valid(&self, start: QueuePtr, end: QueuePtr) {
+        for (_, _, w, m) in self.spans(&self.valid, start, end) {
+            if let Some(w) = w {
                 w.fetch_xor(m, Ordering::Release);
             }
-            p = p.advance(1);
         }
     }
 
-    /// A slot is valid when its bit reads 1 on an even pass (wrap clear) and 0 on an odd one.
-    fn is_valid(&self, p: QueuePtr) -> bool {
-        Self::bit(&self.valid, p.index())
-            .is_none_or(|(w, m)| (w.load(Ordering::Acquire) & m != 0) != p.wrap())
+    /// Whether every slot of a span is valid: its bits read 1 on an even pass (wrap clear)
+    /// and 0 on an odd one.
+    fn span_valid(first: QueuePtr, w: Option<&AtomicU64>, m: u64) -> bool {
+        w.is_none_or(|w| {
+            let bits = w.load(Ordering::Acquire) & m;
+            if first.wrap() {
+                bits == 0
+            } else {
+                bits == m
+            }
+        })
     }
 
     /// Step 4: waits for the previous owner, stops gathering, waits for every gathered slot
@@ -563,11 +593,11 @@ impl CommandQueue {
         .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
         let end =
             self.ptr(Shadow::unpack(self.llq.fetch_and(!u64::from(OWNED), Ordering::Relaxed)).prod);
-        let mut p = start;
-        while p != end {
-            poll(hal, self.budget, || self.is_valid(p).then_some(()))
-                .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
-            p = p.advance(1);
+        for (first, _, w, m) in self.spans(&self.valid, start, end) {
+            poll(hal, self.budget, || {
+                Self::span_valid(first, w, m).then_some(())
+            })
+            .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
         }
         // The register write orders the slot stores before it (RegisterAccess contract).
         regs.write32(offset::CMDQ_PROD, end.value());
@@ -608,12 +638,11 @@ impl CommandQueue {
     }
 
     fn clear_rejected(&self, start: QueuePtr, end: QueuePtr) {
-        let mut p = start;
-        while p != end {
-            if let Some((w, m)) = Self::bit(&self.rejected, p.index()) {
+        for (_, _, w, m) in self.spans(&self.rejected, start, end) {
+            // Read first: rejections are rare, and a plain load keeps the line shared.
+            if let Some(w) = w.filter(|w| w.load(Ordering::Relaxed) & m != 0) {
                 w.fetch_and(!m, Ordering::Relaxed);
             }
-            p = p.advance(1);
         }
     }
 
@@ -625,20 +654,22 @@ impl CommandQueue {
         cmds: &[Command],
         outcome: &mut Outcome,
     ) {
-        let mut p = start;
-        for cmd in cmds {
-            if p == sync_slot {
-                break;
+        for (first, n, w, m) in self.spans(&self.rejected, start, sync_slot) {
+            let Some(w) = w else { continue };
+            let hit = w.load(Ordering::Acquire) & m;
+            if hit == 0 {
+                continue;
             }
-            if let Some((w, m)) = Self::bit(&self.rejected, p.index()) {
-                if w.fetch_and(!m, Ordering::Acquire) & m != 0 {
-                    outcome.rejected.get_or_insert(CommandFault {
-                        error: cmdq_error::ILL,
-                        words: cmd.encode().to_words(),
-                    });
-                }
+            w.fetch_and(!hit, Ordering::Relaxed);
+            // The lowest rejected slot of the span, as an offset into our commands.
+            let slot = hit.trailing_zeros() - first.index() % 64;
+            let offset = QueuePtr::used(first, start) + slot;
+            if let Some(cmd) = cmds.get(offset as usize).filter(|_| slot < n) {
+                outcome.rejected.get_or_insert(CommandFault {
+                    error: cmdq_error::ILL,
+                    words: cmd.encode().to_words(),
+                });
             }
-            p = p.advance(1);
         }
     }
 
@@ -918,9 +949,15 @@ mod fake {
                 } else {
                     s.consumed.push(w0);
                 }
-                // Poison the slot; for a CMD_SYNC with CS = SIG_IRQ this is also the MSI
-                // write-back of 32 zero bits into its own slot (the driver aims it there).
-                self.hal.write_u64(pa, w0 & !0xffff_ffff);
+                if op == opcode::CMD_SYNC && (w0 >> 12) & 0b11 == 0b01 {
+                    // CS = SIG_IRQ: the MSI write-back, 32 zero bits into the sync's own slot
+                    // (where the driver aims it), atomic since its waiter polls it right now.
+                    // It also poisons the slot.
+                    self.hal.write_u32_atomic(pa, 0);
+                } else {
+                    // Poison the slot: opcode 0 is no command.
+                    self.hal.write_u64(pa, w0 & !0xffff_ffff);
+                }
                 s.cons = q(s.cons).advance(1).value();
             }
         }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, Criterion, Throughput};
 use smmu::arch::cmd::{opcode, Command, TlbiAddr, TlbiRange};
 use smmu::arch::regs::offset;
-use smmu::cmdq::{CommandBatch, CommandQueue, SyncMode};
+use smmu::cmdq::{CommandQueue, SyncMode};
 use smmu::poll::PollBudget;
 use smmu::{DmaRegion, Hal, HalError, MapAttr, PhysAddr, RegisterAccess};
 use smmu_pagetable::{
@@ -82,8 +82,11 @@ unsafe impl Hal for HostHal {
         true
     }
 
+    /// A hosted waiter gives its core away: on an oversubscribed machine the CPU it waits
+    /// for may be descheduled, and a pause-only spin would burn the budget (`PollBudget`
+    /// assumes a relax of about a microsecond, as in a kernel).
     fn relax(&self) {
-        std::hint::spin_loop();
+        std::thread::yield_now();
     }
 }
 
@@ -302,9 +305,9 @@ impl Design for LockFree {
     }
 
     fn cmdq_once(&self, t: usize, i: u64) {
-        let mut b = CommandBatch::new(&self.q, &self.hal, &self.regs);
-        b.add(tlbi(iova_of(t, i))).unwrap();
-        b.submit().unwrap();
+        self.q
+            .issue(&self.hal, &self.regs, &[tlbi(iova_of(t, i))], true)
+            .unwrap();
     }
 
     fn dma_once(&self, t: usize, i: u64) {
@@ -312,9 +315,7 @@ impl Design for LockFree {
         let mut mine = self.tables[t].lock().unwrap();
         let (pt, gather) = &mut *mine;
         dma_once(pt, gather, iova_of(t, i), |cmd| {
-            let mut b = CommandBatch::new(&self.q, &self.hal, &self.regs);
-            b.add(cmd).unwrap();
-            b.submit().unwrap();
+            self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
         });
     }
 }
@@ -334,28 +335,33 @@ impl Work {
     }
 }
 
-/// `iters` operations on each of `threads` threads started together; wall time.
+/// `iters` operations on each of `threads` threads started together: from the first
+/// thread's start to the last one's end (each thread reads the clock itself, so a descheduled
+/// main thread does not shorten the window).
 fn run<D: Design>(d: &D, work: Work, threads: usize, iters: u64) -> Duration {
-    let barrier = Barrier::new(threads + 1);
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let barrier = &barrier;
-            s.spawn(move || {
-                barrier.wait();
-                for i in 0..iters {
-                    match work {
-                        Work::Cmdq => d.cmdq_once(t, black_box(i)),
-                        Work::Dma => d.dma_once(t, black_box(i)),
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        match work {
+                            Work::Cmdq => d.cmdq_once(t, black_box(i)),
+                            Work::Dma => d.dma_once(t, black_box(i)),
+                        }
                     }
-                }
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        // Leaving the scope joins the workers.
-        start
-    })
-    .elapsed()
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    last - first
 }
 
 fn thread_counts() -> Vec<usize> {
