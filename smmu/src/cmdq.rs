@@ -4,7 +4,8 @@
 //! protocol is the one Linux's arm-smmu-v3 driver uses:
 //!
 //! 1. **Reserve.** A producer claims `n` slots with one compare-and-swap on a shadow of
-//!    `PROD` and `CONS` kept in memory (`llq`). The shadow `PROD` carries an *owned* flag:
+//!    `PROD` kept in memory (the shadow `CONS` beside it only bounds the free space; a stale
+//!    one understates it). The shadow `PROD` carries an *owned* flag:
 //!    the producer that finds it clear becomes the **owner** and sets it; every producer that
 //!    reserves while it is set is *gathered* behind that owner.
 //! 2. **Write.** The producer writes its commands (and its `CMD_SYNC`) into its own slots,
@@ -144,26 +145,6 @@ impl Counters {
     }
 }
 
-/// The shadow `PROD` (with [`OWNED`]) in the low half, the shadow `CONS` in the high half.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Shadow {
-    prod: u32,
-    cons: u32,
-}
-
-impl Shadow {
-    fn unpack(v: u64) -> Self {
-        Shadow {
-            prod: v as u32,
-            cons: (v >> 32) as u32,
-        }
-    }
-
-    fn pack(self) -> u64 {
-        u64::from(self.prod) | (u64::from(self.cons) << 32)
-    }
-}
-
 /// A command queue in DMA memory and the lock-free producer state (module docs).
 ///
 /// `CommandQueue` is `Send + Sync`: every method takes `&self`, and any number of CPUs may
@@ -173,8 +154,12 @@ pub struct CommandQueue {
     log2: u32,
     mode: SyncMode,
     budget: PollBudget,
-    /// Shadow `PROD`/`CONS` ([`Shadow`]); reservations are CAS on it.
-    llq: AtomicU64,
+    /// Shadow `PROD` with the [`OWNED`] flag; reservations are CAS on it.
+    prod: AtomicU32,
+    /// Shadow `CONS`: a position the SMMU has reached. Written only by the exclusive lock
+    /// holder or the last shared holder, and only forward (module docs), in its own word so
+    /// that the common path updates it with a plain store.
+    cons: AtomicU32,
     /// The `PROD` value up to which the last owner published: the next owner starts there.
     owner_prod: AtomicU32,
     /// Shared (≥ 0, the number of sync waiters) / exclusive ([`EXCLUSIVE`]) lock on moving
@@ -217,7 +202,8 @@ impl CommandQueue {
             log2,
             mode,
             budget,
-            llq: AtomicU64::new(0),
+            prod: AtomicU32::new(0),
+            cons: AtomicU32::new(0),
             owner_prod: AtomicU32::new(0),
             lock: AtomicI32::new(0),
             valid: core::array::from_fn(|_| AtomicU64::new(0)),
@@ -256,7 +242,8 @@ impl CommandQueue {
         regs.write64(offset::CMDQ_BASE, self.base_register());
         regs.write32(offset::CMDQ_PROD, 0);
         regs.write32(offset::CMDQ_CONS, 0);
-        self.llq.store(0, Ordering::Release);
+        self.prod.store(0, Ordering::Release);
+        self.cons.store(0, Ordering::Release);
         self.owner_prod.store(0, Ordering::Release);
         // Index 0 with wrap 0 expects valid bits that read 1 once written: start from 0.
         for w in self.valid.iter().chain(self.rejected.iter()) {
@@ -400,10 +387,11 @@ impl CommandQueue {
         QueuePtr::new(regs.read32(offset::CMDQ_CONS), self.log2)
     }
 
-    /// Free entries for a shadow (0 if the shadow is inconsistent, which it never is).
-    fn space(&self, s: Shadow) -> u32 {
+    /// Free entries between a shadow `PROD` and `CONS` (0 if they are inconsistent, which
+    /// they never are: a stale `CONS` only makes the queue look fuller).
+    fn space(&self, prod: u32, cons: u32) -> u32 {
         let size = 1u32 << self.log2;
-        size.saturating_sub(QueuePtr::used(self.ptr(s.prod), self.ptr(s.cons)))
+        size.saturating_sub(QueuePtr::used(self.ptr(prod), self.ptr(cons)))
     }
 
     /// Claims `n` contiguous slots; returns the first and whether this CPU is the owner.
@@ -414,28 +402,24 @@ impl CommandQueue {
         n: u32,
         outcome: &mut Outcome,
     ) -> Result<(QueuePtr, bool), Error> {
-        let mut cur = self.llq.load(Ordering::Relaxed);
+        let mut cur = self.prod.load(Ordering::Relaxed);
         loop {
-            let s = Shadow::unpack(cur);
-            if self.space(s) < n {
+            // Acquire: the slots were freed by the SMMU reaching this CONS; nothing of ours is
+            // written to them before that. Loaded before the CAS, so it can only be older
+            // than the truth, which understates the space.
+            let cons = self.cons.load(Ordering::Acquire);
+            if self.space(cur, cons) < n {
                 self.wait_for_space(hal, regs, n, outcome)?;
-                cur = self.llq.load(Ordering::Relaxed);
+                cur = self.prod.load(Ordering::Relaxed);
                 continue;
             }
-            let start = self.ptr(s.prod);
-            let next = Shadow {
-                prod: start.advance(n).value() | OWNED,
-                cons: s.cons,
-            };
-            // Acquire: the slots were freed by the CONS this shadow came from; nothing of
-            // ours is written to them before that.
-            match self.llq.compare_exchange_weak(
-                cur,
-                next.pack(),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok((start, s.prod & OWNED == 0)),
+            let start = self.ptr(cur);
+            let next = start.advance(n).value() | OWNED;
+            match self
+                .prod
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok((start, cur & OWNED == 0)),
                 Err(v) => cur = v,
             }
         }
@@ -459,37 +443,17 @@ impl CommandQueue {
                 self.advance_shadow_cons(cons);
                 self.exclusive_unlock();
             }
-            let s = Shadow::unpack(self.llq.load(Ordering::Acquire));
-            (self.space(s) >= n).then_some(Ok(()))
+            let prod = self.prod.load(Ordering::Relaxed);
+            (self.space(prod, self.cons.load(Ordering::Acquire)) >= n).then_some(Ok(()))
         });
         done.unwrap_or(Err(Error::Timeout(WaitFor::CmdqSpace)))
     }
 
-    /// Moves the shadow `CONS` to `cons` if that is forward (a later observer may have moved
-    /// it further already).
+    /// Sets the shadow `CONS`. Callers hold the lock exclusively, or are the last shared
+    /// holder: then no one else writes it, and every value written is a position the SMMU
+    /// reached after the previous one was written, so it only moves forward.
     fn advance_shadow_cons(&self, cons: QueuePtr) {
-        let mut cur = self.llq.load(Ordering::Relaxed);
-        loop {
-            let s = Shadow::unpack(cur);
-            let prod = self.ptr(s.prod);
-            let forward = QueuePtr::used(prod, cons) <= QueuePtr::used(prod, self.ptr(s.cons));
-            if !forward {
-                return;
-            }
-            let next = Shadow {
-                prod: s.prod,
-                cons: cons.value(),
-            };
-            match self.llq.compare_exchange_weak(
-                cur,
-                next.pack(),
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(v) => cur = v,
-            }
-        }
+        self.cons.store(cons.value(), Ordering::Release);
     }
 
     /// Takes the lock shared. Exclusive holders only read one register, so this waits for
@@ -591,8 +555,7 @@ impl CommandQueue {
             (self.owner_prod.load(Ordering::Acquire) == start.value()).then_some(())
         })
         .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
-        let end =
-            self.ptr(Shadow::unpack(self.llq.fetch_and(!u64::from(OWNED), Ordering::Relaxed)).prod);
+        let end = self.ptr(self.prod.fetch_and(!OWNED, Ordering::Relaxed));
         for (first, _, w, m) in self.spans(&self.valid, start, end) {
             poll(hal, self.budget, || {
                 Self::span_valid(first, w, m).then_some(())
