@@ -3,7 +3,7 @@
 //! threads (`THREADS` in the environment adds more, e.g. `THREADS=1,2,4`).
 //!
 //! Workloads, each per thread and per iteration:
-//! - `cmdq`: one `CMD_TLBI_NH_VA` + `CMD_SYNC` through the queue (two commands);
+//! - `cmdq`: one `CMD_TLBI_S2_IPA` + `CMD_SYNC` through the queue (two commands);
 //! - `dma`: map one 4 KiB page, unmap it, one TLBI for the gathered range, `CMD_SYNC` — the
 //!   life of a streaming DMA buffer. The baseline holds one lock around all of it (what a
 //!   kernel had to do while the page table and queue took `&mut`); the new design shares
