@@ -195,8 +195,9 @@ impl DmaBuf {
         Ok(unsafe { p.as_ptr().read_volatile() })
     }
 
-    /// Reads the low 32 bits of word `index` with a 32-bit load (how a CMD_SYNC's MSI
-    /// write-back, which stores 32 bits, is observed).
+    /// Reads the low 32 bits of word `index` with a 32-bit atomic load (acquire): how a
+    /// CMD_SYNC's MSI write-back, which stores 32 bits while this CPU polls, is observed. The
+    /// SMMU writes concurrently with the poll, so the load is atomic, not merely volatile.
     pub fn read_low32<H: Hal + ?Sized>(&self, hal: &H, index: usize) -> Result<u32, OutOfBounds> {
         let p = self.word_ptr(index)?;
         if !self.coherent {
@@ -204,7 +205,10 @@ impl DmaBuf {
         }
         // SAFETY: `p` is aligned and inside the live region; the low half of a little-endian
         // word is its first four bytes, so the 32-bit pointer is aligned and in bounds too.
-        Ok(unsafe { p.cast::<u32>().as_ptr().read_volatile() })
+        // Every access racing with this one is a 32-bit atomic store (the SMMU's MSI write, or
+        // a test double's); the CPU's own earlier stores to the word happen before it.
+        let word = unsafe { core::sync::atomic::AtomicU32::from_ptr(p.cast::<u32>().as_ptr()) };
+        Ok(word.load(core::sync::atomic::Ordering::Acquire))
     }
 
     /// Writes word `index` of memory the SMMU is not reading yet (a queue slot beyond PROD, a

@@ -201,6 +201,16 @@ impl Master {
 }
 
 /// An Arm SMMUv3 and everything the driver keeps for it.
+///
+/// # Many CPUs (SPEC D12)
+///
+/// `Smmu` has no `unsafe impl Send`/`Sync`: it is `Send` when `R`, `H` and `S` are `Send`, and
+/// `Sync` when they are `Sync` (the command queue is both, see [`CommandQueue`]). Shared
+/// through `&Smmu`, these run on any number of CPUs at once and hold no lock while a
+/// `CMD_SYNC` completes: [`Smmu::map`], [`Smmu::unmap`] (each on its own `&mut Domain`: two
+/// CPUs map into two domains concurrently, one domain is one CPU's at a time) and command
+/// submission through [`Smmu::cmdq`]. Methods taking `&mut self` (attach, detach, event
+/// handling, reset) still need the caller's exclusion.
 pub struct Smmu<R: RegisterAccess, H: Hal, S: StreamTable> {
     regs: R,
     hal: H,

@@ -18,6 +18,9 @@ pub enum WaitFor {
     CmdqSpace,
     /// Completion of a `CMD_SYNC`.
     CmdSync,
+    /// Another CPU to finish writing or publishing commands it reserved queue space for
+    /// (the lock-free command queue's hand-over; a CPU stalled inside a submission).
+    CmdqOwner,
 }
 
 /// Why probe refused an SMMU (SPEC D1).

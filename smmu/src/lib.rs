@@ -140,6 +140,7 @@ pub mod probe;
 pub mod report;
 pub mod reset;
 pub mod strtab;
+mod sync;
 #[cfg(test)]
 mod testutil;
 pub mod writer;

@@ -307,6 +307,16 @@ impl HeapHal {
         unsafe { p.as_ptr().read_volatile() }
     }
 
+    /// Stores 32 bits at the 8-aligned `pa` with an atomic release store, as an SMMU's MSI
+    /// write-back lands while a CPU polls the location. Panics outside live memory.
+    pub fn write_u32_atomic(&self, pa: PhysAddr, value: u32) {
+        let p = self.word_ptr(pa);
+        // SAFETY: `p` is aligned and inside a live allocation (`word_ptr`); the low half of
+        // the little-endian word is aligned for a `u32`; racing accesses are atomic too.
+        let w = unsafe { core::sync::atomic::AtomicU32::from_ptr(p.cast::<u32>().as_ptr()) };
+        w.store(value, Ordering::Release);
+    }
+
     /// Writes the word at `pa` as the SMMU would (volatile). Panics outside live memory.
     pub fn write_u64(&self, pa: PhysAddr, value: u64) {
         let p = self.word_ptr(pa);

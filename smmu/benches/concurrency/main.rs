@@ -1,0 +1,444 @@
+//! Many CPUs on one SMMU (issue 14): the global-lock design the driver had (kept in
+//! `baseline.rs`) against the lock-free command queue, side by side in one run, on 1 and 2
+//! threads (`THREADS` in the environment adds more, e.g. `THREADS=1,2,4`).
+//!
+//! Workloads, each per thread and per iteration:
+//! - `cmdq`: one `CMD_TLBI_S2_IPA` + `CMD_SYNC` through the queue (two commands);
+//! - `dma`: map one 4 KiB page, unmap it, one TLBI for the gathered range, `CMD_SYNC` — the
+//!   life of a streaming DMA buffer. The baseline holds one lock around all of it (what a
+//!   kernel had to do while the page table and queue took `&mut`); the new design shares
+//!   nothing but the queue (each thread maps in its own IOVA window of its own table).
+//!
+//! The "SMMU" is a register backend that consumes every command the moment `CMDQ_PROD` moves
+//! and writes the MSI completion at once, so what is measured is the CPU side alone.
+//!
+//! Run: `cargo bench -p smmu --bench concurrency -- --warm-up-time 1 --measurement-time 2`.
+//! Criterion groups run first; the ratio table (median of several timed rounds) follows.
+#![allow(missing_docs, clippy::missing_panics_doc, unreachable_pub)]
+
+mod baseline;
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, Criterion, Throughput};
+use smmu::arch::cmd::{opcode, Command, TlbiAddr, TlbiRange};
+use smmu::arch::regs::offset;
+use smmu::cmdq::{CommandQueue, SyncMode};
+use smmu::poll::PollBudget;
+use smmu::{DmaRegion, Hal, HalError, MapAttr, PhysAddr, RegisterAccess};
+use smmu_pagetable::{
+    Config, Gather, Granule, Iova, PageTable, Prot, Stage, TableAllocator, TableMem,
+};
+
+/// DMA memory from the global allocator, identity "physical" addresses.
+#[derive(Default)]
+struct HostHal {
+    layouts: Mutex<HashMap<usize, Layout>>,
+}
+
+// SAFETY: zeroed allocations aligned as asked, valid until `dma_free`; PA = VA.
+unsafe impl Hal for HostHal {
+    fn dma_alloc(&self, size: usize, align: usize) -> Result<DmaRegion, HalError> {
+        let layout =
+            Layout::from_size_align(size, align.max(64)).map_err(|_| HalError::NoMemory)?;
+        // SAFETY: non-zero size (the driver never asks for 0 bytes).
+        let va = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(HalError::NoMemory)?;
+        self.layouts
+            .lock()
+            .unwrap()
+            .insert(va.as_ptr() as usize, layout);
+        Ok(DmaRegion {
+            pa: PhysAddr(va.as_ptr().expose_provenance() as u64),
+            va,
+            size,
+        })
+    }
+
+    unsafe fn dma_free(&self, region: DmaRegion) {
+        if let Some(l) = self
+            .layouts
+            .lock()
+            .unwrap()
+            .remove(&(region.va.as_ptr() as usize))
+        {
+            // SAFETY: allocated in `dma_alloc` with this layout.
+            unsafe { dealloc(region.va.as_ptr(), l) };
+        }
+    }
+
+    fn map_phys(&self, _: PhysAddr, _: usize, _: MapAttr) -> Result<NonNull<u8>, HalError> {
+        Err(HalError::NoMemory)
+    }
+
+    unsafe fn unmap_phys(&self, _: NonNull<u8>, _: usize) {}
+
+    fn is_ram(&self, _: PhysAddr, _: u64) -> bool {
+        true
+    }
+
+    /// A hosted waiter gives its core away: on an oversubscribed machine the CPU it waits
+    /// for may be descheduled, and a pause-only spin would burn the budget (`PollBudget`
+    /// assumes a relax of about a microsecond, as in a kernel).
+    fn relax(&self) {
+        std::thread::yield_now();
+    }
+}
+
+/// An SMMU that consumes commands at once: a `CMDQ_PROD` write runs every new entry (MSI
+/// completion for `CMD_SYNC`s) and moves `CMDQ_CONS` to it.
+struct InstantSmmu {
+    cons: AtomicU32,
+    queue: Mutex<(u64, u32, u32)>,
+}
+
+impl InstantSmmu {
+    fn new() -> Self {
+        Self {
+            cons: AtomicU32::new(0),
+            queue: Mutex::new((0, 0, 0)),
+        }
+    }
+}
+
+impl RegisterAccess for InstantSmmu {
+    fn read32(&self, off: usize) -> u32 {
+        if off == offset::CMDQ_CONS {
+            self.cons.load(Ordering::Acquire)
+        } else {
+            0
+        }
+    }
+
+    fn write32(&self, off: usize, value: u32) {
+        if off != offset::CMDQ_PROD {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap();
+        let (base, log2, ref mut cons) = *q;
+        let span = 2u32 << log2;
+        while *cons != value {
+            let idx = u64::from(*cons & ((1 << log2) - 1));
+            let entry = std::ptr::with_exposed_provenance_mut::<u64>((base + idx * 16) as usize);
+            // SAFETY: the entry is inside the live queue (index below its size).
+            let w0 = unsafe { entry.read_volatile() };
+            if (w0 & 0xff) as u8 == opcode::CMD_SYNC && (w0 >> 12) & 3 == 1 {
+                // SAFETY: as above; the MSI address is the entry itself.
+                unsafe { entry.cast::<u32>().write_volatile(0) };
+            }
+            *cons = (*cons + 1) & (span - 1);
+        }
+        self.cons.store(*cons, Ordering::Release);
+    }
+
+    fn read64(&self, _: usize) -> u64 {
+        0
+    }
+
+    fn write64(&self, off: usize, value: u64) {
+        if off == offset::CMDQ_BASE {
+            *self.queue.lock().unwrap() = (value & 0x00ff_ffff_ffff_ffe0, (value & 0x1f) as u32, 0);
+        }
+    }
+}
+
+/// Identity-mapped page-table memory from the global allocator.
+struct HostAlloc;
+
+// SAFETY: zeroed, size-aligned allocations; each freed once with its layout; `phys_to_virt`
+// inverts the identity PA.
+unsafe impl TableAllocator for HostAlloc {
+    fn alloc_table(&self, size: usize) -> Option<TableMem> {
+        let layout = Layout::from_size_align(size, size).ok()?;
+        // SAFETY: non-zero size; the layout's alignment is `size` >= 4096.
+        #[allow(clippy::cast_ptr_alignment)]
+        let va = NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<u64>())?;
+        Some(TableMem {
+            pa: PhysAddr(va.as_ptr().expose_provenance() as u64),
+            va,
+        })
+    }
+
+    unsafe fn free_table(&self, table: TableMem, size: usize) {
+        // SAFETY: allocated in `alloc_table` with this layout.
+        unsafe {
+            dealloc(
+                table.va.as_ptr().cast(),
+                Layout::from_size_align_unchecked(size, size),
+            );
+        };
+    }
+
+    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
+        // SAFETY: only called with PAs of live tables, non-null exposed addresses.
+        unsafe { NonNull::new_unchecked(std::ptr::with_exposed_provenance_mut(pa.0 as usize)) }
+    }
+}
+
+fn table() -> PageTable<HostAlloc> {
+    let cfg = Config {
+        stage: Stage::Stage2,
+        granule: Granule::Size4K,
+        ias: 48,
+        oas: 48,
+    };
+    PageTable::new(cfg, HostAlloc).unwrap()
+}
+
+fn tlbi(iova: u64) -> Command {
+    Command::TlbiS2Ipa {
+        vmid: 1,
+        ipa: TlbiAddr {
+            addr: iova,
+            leaf: true,
+            range: TlbiRange::SINGLE,
+        },
+    }
+}
+
+/// One DMA buffer's life in one table: map, unmap, TLBI + sync through `submit`.
+fn dma_once(
+    pt: &mut PageTable<HostAlloc>,
+    gather: &mut Gather,
+    iova: u64,
+    submit: impl FnOnce(Command),
+) {
+    let prot = Prot::READ | Prot::WRITE | Prot::CACHE;
+    pt.map(Iova(iova), PhysAddr(iova), 4096, prot).unwrap();
+    let n = pt.unmap(Iova(iova), 4096, gather).unwrap();
+    debug_assert_eq!(n, 4096);
+    let r = gather.ranges()[0];
+    submit(tlbi(r.iova.0));
+    // SAFETY: the TLBI and its sync completed; no SMMU walks this table.
+    unsafe { pt.release(gather) }.unwrap();
+}
+
+/// The old design: one lock around the SMMU, the locked queue inside.
+struct Locked {
+    hal: HostHal,
+    regs: InstantSmmu,
+    q: baseline::CommandQueue,
+    /// What a kernel had to wrap the whole SMMU in: every domain's tables and the queue.
+    tables: spin::Mutex<Vec<(PageTable<HostAlloc>, Gather)>>,
+}
+
+/// The new design: the lock-free queue, each thread in its own table.
+struct LockFree {
+    hal: HostHal,
+    regs: InstantSmmu,
+    q: CommandQueue,
+    tables: Vec<Mutex<(PageTable<HostAlloc>, Gather)>>,
+}
+
+trait Design: Sync {
+    const NAME: &'static str;
+    fn new(threads: usize) -> Self;
+    fn cmdq_once(&self, t: usize, i: u64);
+    fn dma_once(&self, t: usize, i: u64);
+}
+
+fn iova_of(t: usize, i: u64) -> u64 {
+    ((t as u64 + 1) << 32) | ((i % 512) << 12)
+}
+
+impl Design for Locked {
+    const NAME: &'static str = "global lock";
+
+    fn new(threads: usize) -> Self {
+        let hal = HostHal::default();
+        let regs = InstantSmmu::new();
+        let q = baseline::CommandQueue::new(
+            &hal,
+            8,
+            baseline::SyncMode::Msi,
+            true,
+            PollBudget::DEFAULT,
+        )
+        .unwrap();
+        q.program(&regs);
+        let tables = spin::Mutex::new((0..threads).map(|_| (table(), Gather::new())).collect());
+        Self {
+            hal,
+            regs,
+            q,
+            tables,
+        }
+    }
+
+    fn cmdq_once(&self, t: usize, i: u64) {
+        self.q
+            .issue(&self.hal, &self.regs, &[tlbi(iova_of(t, i))], true)
+            .unwrap();
+    }
+
+    fn dma_once(&self, t: usize, i: u64) {
+        let mut all = self.tables.lock();
+        let (pt, gather) = &mut all[t];
+        dma_once(pt, gather, iova_of(t, i), |cmd| {
+            self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
+        });
+    }
+}
+
+impl Design for LockFree {
+    const NAME: &'static str = "lock-free";
+
+    fn new(threads: usize) -> Self {
+        let hal = HostHal::default();
+        let regs = InstantSmmu::new();
+        let q = CommandQueue::new(&hal, 8, SyncMode::Msi, true, PollBudget::DEFAULT).unwrap();
+        q.program(&regs);
+        let tables = (0..threads)
+            .map(|_| Mutex::new((table(), Gather::new())))
+            .collect();
+        Self {
+            hal,
+            regs,
+            q,
+            tables,
+        }
+    }
+
+    fn cmdq_once(&self, t: usize, i: u64) {
+        self.q
+            .issue(&self.hal, &self.regs, &[tlbi(iova_of(t, i))], true)
+            .unwrap();
+    }
+
+    fn dma_once(&self, t: usize, i: u64) {
+        // Uncontended: thread `t` alone uses table `t` (a per-domain or per-range lock).
+        let mut mine = self.tables[t].lock().unwrap();
+        let (pt, gather) = &mut *mine;
+        dma_once(pt, gather, iova_of(t, i), |cmd| {
+            self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Work {
+    Cmdq,
+    Dma,
+}
+
+impl Work {
+    fn name(self) -> &'static str {
+        match self {
+            Work::Cmdq => "cmdq (TLBI+sync)",
+            Work::Dma => "dma (map+unmap+TLBI+sync)",
+        }
+    }
+}
+
+/// `iters` operations on each of `threads` threads started together: from the first
+/// thread's start to the last one's end (each thread reads the clock itself, so a descheduled
+/// main thread does not shorten the window).
+fn run<D: Design>(d: &D, work: Work, threads: usize, iters: u64) -> Duration {
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        match work {
+                            Work::Cmdq => d.cmdq_once(t, black_box(i)),
+                            Work::Dma => d.dma_once(t, black_box(i)),
+                        }
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().unwrap();
+    let last = spans.iter().map(|s| s.1).max().unwrap();
+    last - first
+}
+
+fn thread_counts() -> Vec<usize> {
+    std::env::var("THREADS").ok().map_or_else(
+        || vec![1, 2],
+        |v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+    )
+}
+
+fn bench_design<D: Design>(c: &mut Criterion, work: Work) {
+    let mut g = c.benchmark_group(format!("{} / {}", work.name(), D::NAME));
+    for threads in thread_counts() {
+        let d = D::new(threads);
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(format!("{threads} threads"), |b| {
+            b.iter_custom(|iters| run(&d, work, threads, iters));
+        });
+    }
+    g.finish();
+}
+
+fn groups(c: &mut Criterion) {
+    for work in [Work::Cmdq, Work::Dma] {
+        bench_design::<Locked>(c, work);
+        bench_design::<LockFree>(c, work);
+    }
+}
+
+criterion_group!(benches, groups);
+
+/// Operations per second over all threads: median of `rounds` timed runs.
+fn ops_per_sec<D: Design>(work: Work, threads: usize) -> f64 {
+    let d = D::new(threads);
+    let iters = 20_000;
+    run(&d, work, threads, iters / 10);
+    let mut rates: Vec<f64> = (0..9)
+        .map(|_| (threads as u64 * iters) as f64 / run(&d, work, threads, iters).as_secs_f64())
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+fn summary() {
+    println!("\nThroughput, all threads together (median of 9 rounds of 20000 ops per thread):");
+    println!(
+        "{:<27} {:>7} {:>14} {:>14} {:>8}",
+        "workload", "threads", "lock Mops/s", "lock-free", "ratio"
+    );
+    for work in [Work::Cmdq, Work::Dma] {
+        let mut one = None;
+        for threads in thread_counts() {
+            let lock = ops_per_sec::<Locked>(work, threads);
+            let free = ops_per_sec::<LockFree>(work, threads);
+            println!(
+                "{:<27} {:>7} {:>14.3} {:>14.3} {:>7.2}x",
+                work.name(),
+                threads,
+                lock / 1e6,
+                free / 1e6,
+                free / lock
+            );
+            if threads == 1 {
+                one = Some(free);
+            } else if let Some(one) = one {
+                println!(
+                    "{:<27} {:>7} lock-free scaling vs 1 thread: {:.2}x",
+                    "",
+                    threads,
+                    free / one
+                );
+            }
+        }
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}
