@@ -44,7 +44,7 @@ use smmu_firmware::edu::{self, Edu};
 use smmu_firmware::pci::{Ecam, Function};
 use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
-use smmu_firmware::{console, println, stack};
+use smmu_firmware::{console, println, stack, time};
 use smmu_kdump::{AdoptOptions, AdoptPlatform, Booted, Refusal};
 use smmu_pagetable::{Iova, Prot};
 
@@ -529,6 +529,7 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         },
         ..AdoptOptions::default()
     };
+    let started = time::now();
     let booted = match mode {
         Mode::Adopt | Mode::AdoptCorruptL1 => smmu_kdump::boot(regs, carve, &platform, &options),
         Mode::Abort => smmu_kdump::full_reset(
@@ -543,6 +544,7 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         }),
     };
     let in_flight_after_boot = devices.each_ref().map(|(_, d)| d.busy());
+    let micros = (time::now() - started) * 1_000_000 / time::frequency();
     let booted = match booted {
         Ok(b) => b,
         Err(e) => {
@@ -586,9 +588,14 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         "bring-up",
         verdict_ok,
         format_args!(
-            "{verdict_line}; SMMUEN {}; GBPA ignored {}; transfers still running after it {in_flight_after_boot:?}",
+            "{verdict_line}, in {micros} µs; SMMUEN {}{}; transfers still running after it \
+             {in_flight_after_boot:?}",
             regs.read32(offset::CR0) & 1,
-            smmu.gbpa_ignored()
+            if smmu.gbpa_ignored() {
+                "; GBPA write dropped (accepted: the SMMU was disabled)"
+            } else {
+                ""
+            }
         ),
     );
 
