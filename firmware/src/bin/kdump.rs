@@ -127,6 +127,9 @@ enum Mode {
     Abort,
     /// `--strategy adopt --corrupt-l1`.
     AdoptCorruptL1,
+    /// `--strategy abort --dma-during-reset`: the full reset waits, with the SMMU disabled,
+    /// until the transfers have run, so they meet the bypass window a slow reset opens.
+    AbortDmaDuringReset,
 }
 
 impl Mode {
@@ -135,6 +138,7 @@ impl Mode {
         let line = verdict::command_line(&mut buf).unwrap_or("");
         let mut strategy = None;
         let mut corrupt = false;
+        let mut during = false;
         // QEMU's semihosting command line is the image's path, then `-append`'s text.
         let mut words = line
             .split_ascii_whitespace()
@@ -143,16 +147,23 @@ impl Mode {
             match w {
                 "--strategy" => strategy = words.next(),
                 "--corrupt-l1" => corrupt = true,
+                "--dma-during-reset" => during = true,
                 _ => {
-                    return Err("unknown argument (expected --strategy adopt|abort [--corrupt-l1])")
+                    return Err(
+                        "unknown argument (expected --strategy adopt [--corrupt-l1] \
+                                or --strategy abort [--dma-during-reset])",
+                    )
                 }
             }
         }
-        match (strategy, corrupt) {
-            (Some("adopt"), false) => Ok(Self::Adopt),
-            (Some("adopt"), true) => Ok(Self::AdoptCorruptL1),
-            (Some("abort"), false) => Ok(Self::Abort),
-            (Some("abort"), true) => Err("--corrupt-l1 goes with --strategy adopt"),
+        match (strategy, corrupt, during) {
+            (Some("adopt"), false, false) => Ok(Self::Adopt),
+            (Some("adopt"), true, false) => Ok(Self::AdoptCorruptL1),
+            (Some("abort"), false, false) => Ok(Self::Abort),
+            (Some("abort"), false, true) => Ok(Self::AbortDmaDuringReset),
+            (Some("adopt" | "abort"), _, _) => {
+                Err("--corrupt-l1 goes with --strategy adopt, --dma-during-reset with abort")
+            }
             _ => Err("expected --strategy adopt|abort"),
         }
     }
@@ -162,6 +173,7 @@ impl Mode {
             Self::Adopt => "adopt",
             Self::Abort => "abort",
             Self::AdoptCorruptL1 => "adopt, level-1 descriptor corrupted",
+            Self::AbortDmaDuringReset => "abort, DMA during the reset",
         }
     }
 
@@ -171,7 +183,7 @@ impl Mode {
     fn expect(self) -> &'static str {
         match self {
             Self::Adopt => "translated to the page the old kernel mapped",
-            Self::Abort | Self::AdoptCorruptL1 => "lost or misdirected",
+            Self::Abort | Self::AdoptCorruptL1 | Self::AbortDmaDuringReset => "lost or misdirected",
         }
     }
 }
@@ -431,6 +443,14 @@ const QEMU_FULL_RESET: ResetPlan = ResetPlan {
     on_failure: OnFailure::AbortThenDisable,
 };
 
+/// The first step of the reset that lets the DMA in flight run in its bypass window
+/// (`--dma-during-reset`): `SMMUEN` cleared; [`QEMU_FULL_RESET`] follows once the transfers
+/// have run.
+const DISABLE_ONLY: ResetPlan = ResetPlan {
+    steps: &[ResetStep::DisableAll],
+    on_failure: OnFailure::Report,
+};
+
 /// Where a transfer in flight landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Landing {
@@ -529,6 +549,34 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         },
         ..AdoptOptions::default()
     };
+    if matches!(mode, Mode::Abort | Mode::AbortDmaDuringReset) {
+        // The driver's own full reset first: on QEMU 7.2 its abort step cannot be confirmed on
+        // the live SMMU, so it must stop there, translation still on (SPEC K16). Nothing was
+        // written but the dropped GBPA update.
+        let refused = smmu_kdump::full_reset(
+            regs,
+            carve,
+            &ResetPlan::FULL,
+            options.crash_config(&platform),
+        );
+        let smmuen = regs.read32(offset::CR0) & 1;
+        let (ok, e) = match &refused {
+            Err(e @ Error::AbortNotConfirmed { .. }) => (smmuen == 1, Some(*e)),
+            Err(e) => (false, Some(*e)),
+            Ok(_) => (false, None),
+        };
+        v.check(
+            "full reset refused",
+            ok,
+            format_args!(
+                "the driver's full reset (abort first) on the live SMMU: {}; SMMUEN still {smmuen}",
+                Refused(e)
+            ),
+        );
+        // The refused driver never programmed the SMMU with its queues or table: leaking it
+        // is harmless, and freeing it would move it through this stack again.
+        core::mem::forget(refused);
+    }
     let started = time::now();
     let booted = match mode {
         Mode::Adopt | Mode::AdoptCorruptL1 => smmu_kdump::boot(regs, carve, &platform, &options),
@@ -542,6 +590,21 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             smmu,
             verdict: smmu_kdump::Verdict::FullReset(Refusal::NotCrashKernel),
         }),
+        Mode::AbortDmaDuringReset => {
+            smmu_kdump::full_reset(regs, carve, &DISABLE_ONLY, options.crash_config(&platform))
+                .and_then(|mut smmu| {
+                    // The SMMU is disabled, and with GBPA ignored it bypasses: let the transfers run
+                    // now, then finish the reset.
+                    for (_, d) in &devices {
+                        let _ = d.wait(2000);
+                    }
+                    smmu.reset(&QEMU_FULL_RESET)?;
+                    Ok(Booted {
+                        smmu,
+                        verdict: smmu_kdump::Verdict::FullReset(Refusal::NotCrashKernel),
+                    })
+                })
+        }
     };
     let in_flight_after_boot = devices.each_ref().map(|(_, d)| d.busy());
     let micros = (time::now() - started) * 1_000_000 / time::frequency();
@@ -568,7 +631,9 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
                 vmids,
             },
         ) => (true, Line::Adopted(stats.stes_valid, *asids, *vmids)),
-        (Mode::Abort, smmu_kdump::Verdict::FullReset(_)) => (true, Line::Reset),
+        (Mode::Abort | Mode::AbortDmaDuringReset, smmu_kdump::Verdict::FullReset(_)) => {
+            (true, Line::Reset)
+        }
         (Mode::AdoptCorruptL1, smmu_kdump::Verdict::FullReset(r)) => {
             (matches!(r, Refusal::L1BadSpan { .. }), Line::Refused(*r))
         }
@@ -627,7 +692,9 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         let landing = landing(t);
         let expected = match mode {
             Mode::Adopt => landing == Landing::Translated,
-            Mode::Abort | Mode::AdoptCorruptL1 => landing != Landing::Translated,
+            Mode::Abort | Mode::AdoptCorruptL1 | Mode::AbortDmaDuringReset => {
+                landing != Landing::Translated
+            }
         };
         all_expected &= expected;
         // A transfer still running when the bring-up ended met the new configuration; one
@@ -637,6 +704,10 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             Landing::Elsewhere(_) => "landed elsewhere in RAM (misdirected)",
             Landing::Lost if after => {
                 "lost: aborted (it ran after the bring-up, on this kernel's abort STE)"
+            }
+            Landing::Lost if mode == Mode::AbortDmaDuringReset => {
+                "lost: bypassed while the SMMU was disabled for its reset, to the untranslated \
+                 bus address, which is not RAM"
             }
             Landing::Lost => {
                 "lost (it ran during the bring-up: aborted, or bypassed to a bus address that is not RAM)"
@@ -731,6 +802,18 @@ impl core::fmt::Display for Where {
         match self.0 {
             Some(pa) => write!(f, " at PA {pa:#x}"),
             None => Ok(()),
+        }
+    }
+}
+
+/// A reset's refusal in words.
+struct Refused(Option<Error>);
+
+impl core::fmt::Display for Refused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(e) => write!(f, "refused ({e})"),
+            None => f.write_str("it went ahead"),
         }
     }
 }
