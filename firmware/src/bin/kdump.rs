@@ -17,6 +17,13 @@
 //!   bytes landed against the crash note, quiesces the device (bus mastering off), attaches a
 //!   domain of its own over the adopted or reset STE and runs one more DMA through it.
 //!
+//! What the crash stage inherits from the CPU is what the old stage left: EL1 with the MMU on
+//! over the image's identity map and its exception vectors (a kexec purgatory would turn the
+//! MMU off and the crash kernel build its own tables; here both stages run from one image, so
+//! the map is the same either way). It takes nothing else: no register carries data across,
+//! and no Rust static is used by both stages except the console, which the crash stage takes
+//! over ([`console::take_over`]).
+//!
 //! `--corrupt-l1` makes the old stage overwrite its level-1 stream-table descriptor with
 //! garbage before the crash: adoption must refuse with `l1-bad-span` and fall back to the full
 //! reset, and the crash stage must still come up.
@@ -45,7 +52,7 @@ use smmu_firmware::pci::{Ecam, Function};
 use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
 use smmu_firmware::{console, println, stack, time};
-use smmu_kdump::{AdoptOptions, AdoptPlatform, Booted, Refusal};
+use smmu_kdump::{AdoptOptions, AdoptPlatform, Booted, CrashStreamTable, Refusal};
 use smmu_pagetable::{Iova, Prot};
 
 initial_pagetable!(board::idmap());
@@ -406,13 +413,13 @@ core::arch::global_asm!(
     main = sym crash_main,
 );
 
-type CrashDriver = Booted<&'static Mmio, &'static Carveout>;
+type CrashDriver = Smmu<&'static Mmio, &'static Carveout, CrashStreamTable>;
 
 /// The crash stage's state, at [`board::CRASH_STATE`], written by the crash stage itself.
 struct CrashState {
     carve: Carveout,
     regs: Mmio,
-    booted: MaybeUninit<CrashDriver>,
+    driver: MaybeUninit<CrashDriver>,
 }
 
 const _: () = assert!(core::mem::size_of::<CrashState>() as u64 <= board::CRASH_STATE_SIZE);
@@ -581,17 +588,16 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
     }
     let started = time::now();
     let booted = match mode {
-        Mode::Adopt | Mode::AdoptCorruptL1 => smmu_kdump::boot(regs, carve, &platform, &options),
+        // `boot`'s verdict; `None` for the chosen full reset, which asks nothing.
+        Mode::Adopt | Mode::AdoptCorruptL1 => smmu_kdump::boot(regs, carve, &platform, &options)
+            .map(|Booted { smmu, verdict }| (smmu, Some(verdict))),
         Mode::Abort => smmu_kdump::full_reset(
             regs,
             carve,
             &QEMU_FULL_RESET,
             options.crash_config(&platform),
         )
-        .map(|smmu| Booted {
-            smmu,
-            verdict: smmu_kdump::Verdict::FullReset(Refusal::NotCrashKernel),
-        }),
+        .map(|smmu| (smmu, None)),
         Mode::AbortDmaDuringReset => {
             smmu_kdump::full_reset(regs, carve, &DISABLE_ONLY, options.crash_config(&platform))
                 .and_then(|mut smmu| {
@@ -601,16 +607,13 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
                         let _ = d.wait(2000);
                     }
                     smmu.reset(&QEMU_FULL_RESET)?;
-                    Ok(Booted {
-                        smmu,
-                        verdict: smmu_kdump::Verdict::FullReset(Refusal::NotCrashKernel),
-                    })
+                    Ok((smmu, None))
                 })
         }
     };
     let in_flight_after_boot = devices.each_ref().map(|(_, d)| d.busy());
     let micros = (time::now() - started) * 1_000_000 / time::frequency();
-    let booted = match booted {
+    let (driver, verdict) = match booted {
         Ok(b) => b,
         Err(e) => {
             v.check(
@@ -621,36 +624,33 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             return Ok(());
         }
     };
-    // SAFETY: `booted` is a field of the crash state (above), written once here.
-    let booted: &'static mut CrashDriver =
-        unsafe { (*addr_of_mut!((*state).booted)).write(booted) };
-    let (verdict_ok, verdict_line) = match (mode, &booted.verdict) {
+    // SAFETY: `driver` is a field of the crash state (above), written once here.
+    let smmu: &'static mut CrashDriver = unsafe { (*addr_of_mut!((*state).driver)).write(driver) };
+    let (verdict_ok, verdict_line) = match (mode, verdict) {
+        (Mode::Abort | Mode::AbortDmaDuringReset, None) => (true, Line::Reset),
+        (_, None) => (false, Line::Reset),
         (
             Mode::Adopt,
-            smmu_kdump::Verdict::Adopted {
+            Some(smmu_kdump::Verdict::Adopted {
                 stats,
                 asids,
                 vmids,
-            },
-        ) => (true, Line::Adopted(stats.stes_valid, *asids, *vmids)),
-        (Mode::Abort | Mode::AbortDmaDuringReset, smmu_kdump::Verdict::FullReset(_)) => {
-            (true, Line::Reset)
+            }),
+        ) => (true, Line::Adopted(stats.stes_valid, asids, vmids)),
+        (Mode::AdoptCorruptL1, Some(smmu_kdump::Verdict::FullReset(r))) => {
+            (matches!(r, Refusal::L1BadSpan { .. }), Line::Refused(r))
         }
-        (Mode::AdoptCorruptL1, smmu_kdump::Verdict::FullReset(r)) => {
-            (matches!(r, Refusal::L1BadSpan { .. }), Line::Refused(*r))
-        }
-        (_, smmu_kdump::Verdict::FullReset(r)) => (false, Line::Refused(*r)),
+        (_, Some(smmu_kdump::Verdict::FullReset(r))) => (false, Line::Refused(r)),
         (
             _,
-            smmu_kdump::Verdict::Adopted {
+            Some(smmu_kdump::Verdict::Adopted {
                 stats,
                 asids,
                 vmids,
-            },
-        ) => (false, Line::Adopted(stats.stes_valid, *asids, *vmids)),
-        (_, smmu_kdump::Verdict::Abandoned(e)) => (false, Line::Abandoned(*e)),
+            }),
+        ) => (false, Line::Adopted(stats.stes_valid, asids, vmids)),
+        (_, Some(smmu_kdump::Verdict::Abandoned(e))) => (false, Line::Abandoned(e)),
     };
-    let smmu = &mut booted.smmu;
     v.check(
         "bring-up",
         verdict_ok,
