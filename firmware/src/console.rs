@@ -23,6 +23,24 @@ pub fn init() {
     }
 }
 
+/// The crash stage's console: takes the UART anew whatever state the crashed stage left it
+/// in (its lock held mid-line, its handle live), as a crash kernel probes its own console.
+///
+/// # Safety
+/// No other code runs that uses the console (the crashed stage is gone: interrupts masked,
+/// one CPU).
+pub unsafe fn take_over() {
+    // SAFETY: nothing else runs (caller contract), so no guard of the lock is live.
+    unsafe { CONSOLE.force_unlock() };
+    let mut console = CONSOLE.lock();
+    let Some(base) = NonNull::new(UART_BASE as *mut PL011Registers) else {
+        return;
+    };
+    // The crashed stage's handle is dropped without use: the UART is plain MMIO.
+    // SAFETY: as in `init`; the previous handle is replaced here and never used again.
+    *console = Some(Uart::new(unsafe { UniqueMmioPointer::new(base) }));
+}
+
 /// Writes formatted text to the console (dropped before [`init`]).
 pub fn write_fmt(args: fmt::Arguments<'_>) {
     if let Some(uart) = CONSOLE.lock().as_mut() {

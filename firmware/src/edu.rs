@@ -36,6 +36,8 @@ pub enum EduError {
     OutOfBuffer,
     /// The engine did not finish in time.
     Timeout,
+    /// A transfer is still running (the device runs one at a time).
+    Busy,
 }
 
 /// One `edu` device with its BAR0 mapped.
@@ -78,6 +80,32 @@ impl Edu {
         // The device finishes a transfer on a 100 ms timer.
         poll_for(2000, || (self.read(DMA_CMD) & CMD_RUN == 0).then_some(()))
             .ok_or(EduError::Timeout)
+    }
+
+    /// Whether a transfer is running (`DMA_CMD` bit 0 still set: the device clears it when
+    /// its timer has moved the bytes).
+    pub fn busy(&self) -> bool {
+        self.read(DMA_CMD) & CMD_RUN != 0
+    }
+
+    /// Waits up to `millis` ms for the running transfer, if any, to finish.
+    pub fn wait(&self, millis: u64) -> Result<(), EduError> {
+        poll_for(millis, || (!self.busy()).then_some(())).ok_or(EduError::Timeout)
+    }
+
+    /// Starts a DMA of `len` bytes from the device buffer at `offset` to bus address `iova`
+    /// and returns at once: the device moves the bytes ~100 ms later, from a timer. The device
+    /// ignores a second start while one runs, so a running transfer is refused.
+    pub fn start_write_to(&self, offset: u64, iova: u64, len: u64) -> Result<(), EduError> {
+        let src = Self::check(offset, len)?;
+        if self.busy() {
+            return Err(EduError::Busy);
+        }
+        self.write(DMA_SRC, src);
+        self.write(DMA_DST, iova);
+        self.write(DMA_COUNT, len);
+        self.write(DMA_CMD, CMD_TO_RAM | CMD_RUN);
+        Ok(())
     }
 
     fn check(offset: u64, len: u64) -> Result<u64, EduError> {

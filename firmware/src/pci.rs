@@ -28,6 +28,33 @@ impl Function {
         u32::from(self.device) << 3 | u32::from(self.function)
     }
 
+    /// The address BAR0 holds (a 32-bit memory BAR), as configuration space says: what a
+    /// crash kernel finds when it enumerates devices the crashed kernel set up. `None` when
+    /// memory decoding is off or BAR0 is not an assigned 32-bit memory BAR.
+    pub fn bar0(&self) -> Option<u64> {
+        let bar = self.read(BAR0);
+        let decoding = self.read(COMMAND) & COMMAND_MEMORY != 0;
+        (decoding && bar & 0b111 == 0 && bar & !0xf != 0).then_some(u64::from(bar & !0xf))
+    }
+
+    /// Turns bus mastering on or off (`Command.Bus Master Enable`, PCIe §7.5.1.1.3): with it
+    /// off the function issues no DMA, which is how a driver quiesces a device it cannot
+    /// reset.
+    pub fn set_bus_master(&self, on: bool) {
+        let cmd = self.read(COMMAND) & 0xffff;
+        let cmd = if on {
+            cmd | COMMAND_BUS_MASTER
+        } else {
+            cmd & !COMMAND_BUS_MASTER
+        };
+        self.write(COMMAND, cmd);
+    }
+
+    /// Whether bus mastering is on.
+    pub fn bus_master(&self) -> bool {
+        self.read(COMMAND) & COMMAND_BUS_MASTER != 0
+    }
+
     fn read(&self, offset: usize) -> u32 {
         // SAFETY: `config` is the function's 4 KiB ECAM page, mapped as Device memory by the
         // initial page table; `offset` is a 4-aligned offset below 0x40 (callers in this file).

@@ -7,11 +7,8 @@
 use core::panic::PanicInfo;
 use core::ptr::NonNull;
 
-use aarch64_paging::descriptor::El1Attributes;
 use aarch64_rt::RegisterStateRef;
-use aarch64_rt::{
-    entry, exception_handlers, initial_pagetable, ExceptionHandlers, InitialPagetable,
-};
+use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers};
 use smmu::arch::event::Event;
 use smmu::evtq::EventReport;
 use smmu::strtab::Layout;
@@ -28,50 +25,13 @@ use smmu_firmware::verdict::{self, Verdict};
 use smmu_firmware::{console, println, stack};
 use smmu_pagetable::{Iova, Prot};
 
-/// Device memory: attribute index 0 (aarch64-rt's default MAIR: Device-nGnRE).
-const DEVICE: usize = El1Attributes::VALID
-    .union(El1Attributes::ATTRIBUTE_INDEX_0)
-    .union(El1Attributes::ACCESSED)
-    .union(El1Attributes::UXN)
-    .union(El1Attributes::PXN)
-    .bits();
-/// Normal memory: attribute index 1 (Normal write-back read/write-allocate), inner shareable.
-const NORMAL: usize = El1Attributes::VALID
-    .union(El1Attributes::ATTRIBUTE_INDEX_1)
-    .union(El1Attributes::INNER_SHAREABLE)
-    .union(El1Attributes::ACCESSED)
-    .bits();
-
-// The CPU's identity map, 1 GiB blocks at level 1: the first GiB (UART, SMMU, PCIe MMIO) is
-// Device memory, the second (RAM) Normal cacheable, so the driver's atomics run on Normal
-// memory as they do on real firmware; 256 GiB up is the high PCIe ECAM window.
-initial_pagetable!({
-    let mut idmap = [0; 512];
-    idmap[0] = DEVICE;
-    idmap[1] = NORMAL | 0x4000_0000;
-    idmap[256] = DEVICE | 0x40_0000_0000;
-    InitialPagetable(idmap)
-});
+initial_pagetable!(board::idmap());
 
 struct Exceptions;
 
 impl ExceptionHandlers for Exceptions {
-    extern "C" fn sync_current(state: RegisterStateRef) {
-        let _ = state;
-        let esr: u64;
-        // SAFETY: reading ESR_EL1 in the exception handler has no side effect.
-        unsafe { core::arch::asm!("mrs {}, esr_el1", out(reg) esr, options(nomem, nostack)) };
-        // EC 0 (an undefined instruction) is the semihosting trap itself when QEMU runs
-        // without `-semihosting`: no exit status can be given, so stop here and let the
-        // runner's timeout report the failure (a PSCI power-off would exit QEMU with 0).
-        if esr >> 26 == 0 {
-            println!("FAIL exception: undefined instruction (no semihosting?); halting");
-            loop {
-                core::hint::spin_loop();
-            }
-        }
-        println!("FAIL exception: synchronous exception at EL1, ESR_EL1 {esr:#x}");
-        verdict::exit(2)
+    extern "C" fn sync_current(_state: RegisterStateRef) {
+        verdict::sync_exception()
     }
 }
 

@@ -1,0 +1,850 @@
+//! Stage pair `kdump`: a crash kernel adopts QEMU's live SMMU while DMA is in flight (SPEC F2).
+//!
+//! One image, two stages that share nothing but RAM, the SMMU and the devices, like a kernel
+//! and the crash kernel `kexec -p` loaded beside it:
+//!
+//! - The **old stage** (aarch64-rt's entry, its statics, the carve-out at
+//!   [`board::CARVEOUT_BASE`]) brings the driver up with a full reset and a 2-level stream
+//!   table, gives each `edu` a stage-1 domain, fills each device's buffer through it, starts
+//!   one device-to-RAM transfer per device (the device moves the bytes ~100 ms later, from a
+//!   timer), writes a crash note saying what it left in flight, and "crashes": masks
+//!   interrupts and branches to `crash_entry`.
+//! - The **crash stage** sets its own stack inside the crash reservation
+//!   ([`board::CRASH_BASE`], which the old stage never touches), keeps its state there, reads
+//!   its strategy from the machine's command line and brings the SMMU up from the registers
+//!   alone: `smmu_kdump::boot` (`--strategy adopt`) or a full reset (`--strategy abort`).
+//!   Then each device's driver probes: it waits for the transfer in flight, checks where the
+//!   bytes landed against the crash note, quiesces the device (bus mastering off), attaches a
+//!   domain of its own over the adopted or reset STE and runs one more DMA through it.
+//!
+//! What the crash stage inherits from the CPU is what the old stage left: EL1 with the MMU on
+//! over the image's identity map and its exception vectors (a kexec purgatory would turn the
+//! MMU off and the crash kernel build its own tables; here both stages run from one image, so
+//! the map is the same either way). It takes nothing else: no register carries data across,
+//! and no Rust static is used by both stages except the console, which the crash stage takes
+//! over ([`console::take_over`]).
+//!
+//! `--corrupt-l1` makes the old stage overwrite its level-1 stream-table descriptor with
+//! garbage before the crash: adoption must refuse with `l1-bad-span` and fall back to the full
+//! reset, and the crash stage must still come up.
+//!
+//! Exit status 0 when the strategy's expectation held (see [`Mode::expect`]).
+#![no_std]
+#![no_main]
+
+use core::mem::MaybeUninit;
+use core::panic::PanicInfo;
+use core::ptr::{addr_of, addr_of_mut, NonNull};
+
+use aarch64_rt::RegisterStateRef;
+use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers};
+use smmu::arch::regs::offset;
+use smmu::reset::{OnFailure, ResetPlan, ResetStep};
+use smmu::strtab::Layout;
+use smmu::{
+    Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
+    PhysAddr, PhysRange, RegisterAccess, Smmu, SmmuConfig,
+};
+use smmu_firmware::board::{self, CARVEOUT_BASE, CARVEOUT_SIZE};
+use smmu_firmware::carveout::{Carveout, PAGE};
+use smmu_firmware::edu::{self, Edu};
+use smmu_firmware::pci::{Ecam, Function};
+use smmu_firmware::slot::StaticSlot;
+use smmu_firmware::verdict::{self, Verdict};
+use smmu_firmware::{console, println, stack, time};
+use smmu_kdump::{AdoptOptions, AdoptPlatform, Booted, CrashStreamTable, Refusal};
+use smmu_pagetable::{Iova, Prot};
+
+initial_pagetable!(board::idmap());
+
+struct Exceptions;
+
+impl ExceptionHandlers for Exceptions {
+    extern "C" fn sync_current(_state: RegisterStateRef) {
+        verdict::sync_exception()
+    }
+}
+
+exception_handlers!(Exceptions);
+
+// The old stage's boot stack (aarch64-rt's); the crash stage has its own.
+entry!(old_main, 16);
+
+/// Bytes per transfer in flight.
+const LEN: u64 = edu::MAX_TRANSFER;
+/// The old stage's source IOVA (fills the device buffer before the crash).
+const IOVA_SRC: u64 = 0x10_0000;
+/// The old stage's destination IOVA of device `i` is this plus `i` × 64 KiB. `edu` masks its
+/// addresses to 28 bits: untranslated, they miss RAM at 0x4000_0000.
+const IOVA_DST: u64 = 0x20_0000;
+/// The crash stage's own IOVA for the DMA after the re-attach.
+const IOVA_NEW: u64 = 0x30_0000;
+/// The devices (both `edu` functions).
+const DEVICES: usize = 2;
+
+// ---------------------------------------------------------------------------------------
+// What crosses the crash: memory only.
+
+/// The crash note's magic ("SMMUNOTE").
+const NOTE_MAGIC: u64 = u64::from_be_bytes(*b"SMMUNOTE");
+
+/// One transfer the old stage left in flight.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct NoteTransfer {
+    sid: u64,
+    iova: u64,
+    /// The physical page the old stage's domain maps `iova` to.
+    pa: u64,
+    len: u64,
+    /// Selects the byte pattern the device's buffer holds.
+    seed: u64,
+}
+
+/// The crash note at [`board::CRASH_NOTE`]: what the crash stage's checks compare against.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct Note {
+    magic: u64,
+    count: u64,
+    transfers: [NoteTransfer; DEVICES],
+}
+
+/// Byte `i` of the pattern `seed` selects.
+fn pattern(seed: u64, i: usize) -> u8 {
+    (i as u8).wrapping_mul(7) ^ (seed as u8)
+}
+
+/// Whether the page at `pa` starts with `len` bytes of pattern `seed`.
+fn holds_pattern(pa: u64, seed: u64, len: usize) -> bool {
+    (0..len).all(|i| {
+        // SAFETY: `pa + i` is RAM (callers pass pages inside RAM), identity-mapped; a
+        // volatile byte read, which a concurrent DMA write cannot make undefined.
+        let b = unsafe { ((pa as usize + i) as *const u8).read_volatile() };
+        b == pattern(seed, i)
+    })
+}
+
+/// The machine's command line: the strategy and the corruption switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `--strategy adopt`.
+    Adopt,
+    /// `--strategy abort`.
+    Abort,
+    /// `--strategy adopt --corrupt-l1`.
+    AdoptCorruptL1,
+    /// `--strategy abort --dma-during-reset`: the full reset waits, with the SMMU disabled,
+    /// until the transfers have run, so they meet the bypass window a slow reset opens.
+    AbortDmaDuringReset,
+}
+
+impl Mode {
+    fn read() -> Result<Self, &'static str> {
+        let mut buf = [0u8; 256];
+        let line = verdict::command_line(&mut buf).unwrap_or("");
+        let mut strategy = None;
+        let mut corrupt = false;
+        let mut during = false;
+        // QEMU's semihosting command line is the image's path, then `-append`'s text.
+        let mut words = line
+            .split_ascii_whitespace()
+            .skip_while(|w| !w.starts_with("--"));
+        while let Some(w) = words.next() {
+            match w {
+                "--strategy" => strategy = words.next(),
+                "--corrupt-l1" => corrupt = true,
+                "--dma-during-reset" => during = true,
+                _ => {
+                    return Err(
+                        "unknown argument (expected --strategy adopt [--corrupt-l1] \
+                                or --strategy abort [--dma-during-reset])",
+                    )
+                }
+            }
+        }
+        match (strategy, corrupt, during) {
+            (Some("adopt"), false, false) => Ok(Self::Adopt),
+            (Some("adopt"), true, false) => Ok(Self::AdoptCorruptL1),
+            (Some("abort"), false, false) => Ok(Self::Abort),
+            (Some("abort"), false, true) => Ok(Self::AbortDmaDuringReset),
+            (Some("adopt" | "abort"), _, _) => {
+                Err("--corrupt-l1 goes with --strategy adopt, --dma-during-reset with abort")
+            }
+            _ => Err("expected --strategy adopt|abort"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Adopt => "adopt",
+            Self::Abort => "abort",
+            Self::AdoptCorruptL1 => "adopt, level-1 descriptor corrupted",
+            Self::AbortDmaDuringReset => "abort, DMA during the reset",
+        }
+    }
+
+    /// What the transfers in flight must meet for the run to pass: `adopt` keeps them
+    /// translating to the old stage's pages; a full reset (chosen, or the fallback from the
+    /// corrupted table) loses them.
+    fn expect(self) -> &'static str {
+        match self {
+            Self::Adopt => "translated to the page the old kernel mapped",
+            Self::Abort | Self::AdoptCorruptL1 | Self::AbortDmaDuringReset => "lost or misdirected",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The old stage.
+
+type OldDriver = Smmu<&'static Mmio, &'static Carveout, OwnedStreamTable>;
+
+static CARVEOUT: StaticSlot<Carveout> = StaticSlot::new();
+static REGS: StaticSlot<Mmio> = StaticSlot::new();
+static DRIVER: StaticSlot<OldDriver> = StaticSlot::new();
+
+fn old_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    stack::paint();
+    console::init();
+    let mode = match Mode::read() {
+        Ok(m) => m,
+        Err(e) => {
+            println!("FAIL arguments: {e}");
+            verdict::exit(2)
+        }
+    };
+    println!("smmu firmware: stage kdump on QEMU virt ({})", mode.name());
+    match old_stage(mode) {
+        Ok(()) => crash(),
+        Err(e) => {
+            println!("FAIL old stage: {e}");
+            verdict::exit(1)
+        }
+    }
+}
+
+#[inline(never)]
+fn build_old(
+    regs: &'static Mmio,
+    carve: &'static Carveout,
+) -> Result<&'static mut OldDriver, Error> {
+    let features = smmu::probe::probe(regs)?;
+    let slot = DRIVER.take().ok_or(Error::CapacityExhausted)?;
+    let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
+    let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
+    let strtab = OwnedStreamTable::new(carve, layout, log2, features.coherent, &abort)?;
+    // QEMU 7.2 ignores GBPA (the `confine` stage shows the strict refusal); the old kernel
+    // boots with the SMMU disabled, so it accepts that.
+    let config = SmmuConfig {
+        gbpa: GbpaPolicy::AcceptIgnoredWhileDisabled,
+        ..SmmuConfig::default()
+    };
+    Smmu::new_in(slot, regs, carve, features, strtab, config)
+}
+
+#[inline(never)]
+fn old_stage(mode: Mode) -> Result<(), Error> {
+    let (Some(carve_slot), Some(regs_slot)) = (CARVEOUT.take(), REGS.take()) else {
+        return Err(Error::CapacityExhausted);
+    };
+    // SAFETY: the carve-out is RAM above the image (memory.ld), identity-mapped and used by
+    // nothing else; the shared window is its last MiB.
+    let carve: &'static Carveout = carve_slot.write(unsafe {
+        Carveout::new(
+            CARVEOUT_BASE,
+            CARVEOUT_SIZE,
+            PhysRange {
+                start: PhysAddr(board::SHARED_WINDOW_BASE),
+                size: board::SHARED_WINDOW_SIZE,
+            },
+        )
+    });
+    let base = NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?;
+    // SAFETY: the SMMU frame is mapped as Device memory by the initial page table, 8-aligned,
+    // and only the driver uses it.
+    let regs: &'static Mmio = regs_slot.write(unsafe { Mmio::new(base, Mmio::STANDARD_SIZE) });
+
+    // SAFETY: QEMU virt's high ECAM window is mapped as Device memory; nothing else
+    // configures the bus.
+    let mut ecam = unsafe { Ecam::new(board::ECAM_BASE) };
+    let mut found: [Option<Function>; DEVICES] = [None, None];
+    for (slot, f) in found.iter_mut().zip(ecam.find(edu::VENDOR, edu::DEVICE)) {
+        *slot = Some(f);
+    }
+    let mut funcs: [Option<(Function, Edu)>; DEVICES] = [None, None];
+    for (slot, f) in funcs.iter_mut().zip(found.into_iter().flatten()) {
+        let bar = ecam.enable(&f).ok_or(Error::NoSuchMaster)?;
+        // SAFETY: BAR just assigned and enabled, inside the Device-mapped first GiB.
+        *slot = Some((f, unsafe { Edu::new(bar) }));
+    }
+    let [Some(d0), Some(d1)] = funcs else {
+        println!("old stage: two edu devices expected (-device edu -device edu)");
+        return Err(Error::NoSuchMaster);
+    };
+    let devices = [d0, d1];
+
+    let smmu = build_old(regs, carve)?;
+    smmu.reset(&ResetPlan::FULL)?;
+    println!(
+        "old stage: full reset, 2-level stream table; GBPA ignored {}",
+        smmu.gbpa_ignored()
+    );
+
+    let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
+    let mut note = Note {
+        magic: NOTE_MAGIC,
+        count: DEVICES as u64,
+        transfers: [NoteTransfer::default(); DEVICES],
+    };
+    for (i, (f, dev)) in devices.iter().enumerate() {
+        let master = smmu.add_master(&MasterConfig {
+            sids: &[f.rid()],
+            protected: false,
+            ats: false,
+            stall: false,
+            ssid_bits: 0,
+        })?;
+        let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+        let src = carve.alloc(PAGE, PAGE)?;
+        let dst = carve.alloc(PAGE, PAGE)?;
+        let iova = IOVA_DST + (i as u64) * 0x1_0000;
+        smmu.map(&mut domain, Iova(IOVA_SRC), src.pa, PAGE as u64, rw)?;
+        smmu.map(&mut domain, Iova(iova), dst.pa, PAGE as u64, rw)?;
+        smmu.attach(master, &domain)?;
+        let seed = 0x5a + 0x33 * i as u64;
+        // SAFETY: `src` is a page of the carve-out allocated above, referenced nowhere else.
+        let src_bytes = unsafe { core::slice::from_raw_parts_mut(src.va.as_ptr(), PAGE) };
+        for (j, b) in src_bytes.iter_mut().enumerate() {
+            *b = pattern(seed, j);
+        }
+        // RAM -> device buffer through the domain, then the source is wiped: from here on the
+        // pattern exists only in the device, and wherever its DMA writes it.
+        if let Err(e) = dev.read_from(IOVA_SRC, 0, LEN) {
+            println!("old stage: edu DMA {e:?}");
+            return Err(Error::NoSuchMaster);
+        }
+        src_bytes.fill(0);
+        note.transfers[i] = NoteTransfer {
+            sid: u64::from(f.rid()),
+            iova,
+            pa: dst.pa.0,
+            len: LEN,
+            seed,
+        };
+        println!(
+            "old stage: edu StreamID {:#x} on a stage-1 domain, IOVA {iova:#x} -> PA {:#x}",
+            f.rid(),
+            dst.pa.0
+        );
+        // The domain stays in use by the hardware after the crash: never freed.
+        core::mem::forget(domain);
+    }
+    let mut events = 0usize;
+    let _ = smmu.handle_events(&mut |_| events += 1);
+    let g = smmu.handle_gerror();
+    println!("old stage: {events} event(s), global errors {:?}", g.active);
+
+    // SAFETY: the note page lies between the carve-outs (board.rs), RAM that nothing else
+    // uses; an aligned write of a plain `repr(C)` value.
+    unsafe { (board::CRASH_NOTE as usize as *mut Note).write_volatile(note) };
+
+    if mode == Mode::AdoptCorruptL1 {
+        corrupt_l1(regs, note.transfers[0].sid);
+    }
+
+    println!(
+        "old stage: starting {DEVICES} transfers of {LEN} bytes (device -> RAM), then crashing"
+    );
+    for ((_, dev), t) in devices.iter().zip(&note.transfers) {
+        if let Err(e) = dev.start_write_to(0, t.iova, LEN) {
+            println!("old stage: edu DMA {e:?}");
+            return Err(Error::NoSuchMaster);
+        }
+    }
+    Ok(())
+}
+
+/// Overwrites the level-1 descriptor of `sid` with garbage (a `Span` of 3, which SPEC K3
+/// refuses): found from the registers, as the crash stage will find it.
+fn corrupt_l1(regs: &Mmio, sid: u64) {
+    let base = regs.read64(offset::STRTAB_BASE) & 0x000f_ffff_ffff_ffc0;
+    let split = (regs.read32(offset::STRTAB_BASE_CFG) >> 6) & 0x1f;
+    let desc = base + (sid >> split) * 8;
+    // SAFETY: `desc` is a descriptor of the level-1 table this stage's driver allocated in its
+    // carve-out (identity-mapped RAM); an aligned 64-bit store, as the driver makes.
+    unsafe { (desc as usize as *mut u64).write_volatile(0xdead_beef_cafe_0003) };
+    println!("old stage: level-1 descriptor at PA {desc:#x} overwritten with 0xdeadbeefcafe0003");
+}
+
+/// The crash: interrupts masked, then a branch to the crash stage's entry. Nothing is passed.
+fn crash() -> ! {
+    // SAFETY: `crash_entry` sets its own stack and never returns; nothing of this stage's
+    // state is used again.
+    unsafe {
+        core::arch::asm!(
+            "msr daifset, #0xf",
+            "isb",
+            "b crash_entry",
+            options(noreturn),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The crash stage.
+
+const CRASH_STACK_TOP: u64 = board::CRASH_BASE + board::CRASH_STACK_SIZE;
+const _: () = assert!(CRASH_STACK_TOP & 0xffff == 0 && CRASH_STACK_TOP >> 32 == 0);
+
+// The crash stage's entry: its own stack (the top of its reservation's stack area), then
+// `crash_main`. Like a crash kernel's entry, it assumes nothing about the stage that jumped
+// here except that interrupts are masked.
+core::arch::global_asm!(
+    ".global crash_entry",
+    "crash_entry:",
+    "msr daifset, #0xf",
+    "movz x9, #{hi}, lsl #16",
+    "mov sp, x9",
+    "mov x29, xzr",
+    "mov x30, xzr",
+    "b {main}",
+    hi = const CRASH_STACK_TOP >> 16,
+    main = sym crash_main,
+);
+
+type CrashDriver = Smmu<&'static Mmio, &'static Carveout, CrashStreamTable>;
+
+/// The crash stage's state, at [`board::CRASH_STATE`], written by the crash stage itself.
+struct CrashState {
+    carve: Carveout,
+    regs: Mmio,
+    driver: MaybeUninit<CrashDriver>,
+}
+
+const _: () = assert!(core::mem::size_of::<CrashState>() as u64 <= board::CRASH_STATE_SIZE);
+
+/// The adopted table's fallback on QEMU 7.2, and the `abort` strategy: the full reset with
+/// `SMMUEN` cleared *before* the abort step. On an SMMU whose `GBPA` works, the driver's own
+/// full reset (`ResetPlan::FULL`) aborts first; QEMU 7.2 drops the `GBPA` write, so on a live
+/// SMMU that order fails (`Error::AbortNotConfirmed`: the driver never turns translation into
+/// bypass, SPEC K16) and the crash kernel would not come up. Disabling first is what a kernel
+/// without adoption does there (Linux writes `GBPA`, which QEMU ignores, and clears `CR0`):
+/// DMA bypasses until the table is back, which is the loss this run measures.
+const QEMU_FULL_RESET: ResetPlan = ResetPlan {
+    steps: &[
+        ResetStep::DisableAll,
+        ResetStep::GlobalBypassAbort,
+        ResetStep::ConfigureInterrupts,
+        ResetStep::ConfigureAttributes,
+        ResetStep::ProgramStreamTable,
+        ResetStep::ProgramCommandQueue,
+        ResetStep::EnableCommandQueue,
+        ResetStep::InvalidateAll,
+        ResetStep::EnableEventQueue,
+        ResetStep::EnablePriQueue,
+        ResetStep::EnableInterrupts,
+        ResetStep::EnableAtsCheck,
+        ResetStep::EnableTranslation,
+    ],
+    on_failure: OnFailure::AbortThenDisable,
+};
+
+/// The first step of the reset that lets the DMA in flight run in its bypass window
+/// (`--dma-during-reset`): `SMMUEN` cleared; [`QEMU_FULL_RESET`] follows once the transfers
+/// have run.
+const DISABLE_ONLY: ResetPlan = ResetPlan {
+    steps: &[ResetStep::DisableAll],
+    on_failure: OnFailure::Report,
+};
+
+/// Where a transfer in flight landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Landing {
+    /// On the page the old stage mapped.
+    Translated,
+    /// On another page of RAM: memory corruption.
+    Elsewhere(u64),
+    /// Nowhere in RAM: aborted, or bypassed to a bus address that is not RAM.
+    Lost,
+}
+
+extern "C" fn crash_main() -> ! {
+    // SAFETY: one CPU, interrupts masked, the old stage gone: nothing else uses the console.
+    unsafe { console::take_over() };
+    println!("crash stage: entered, stack at {CRASH_STACK_TOP:#x}");
+    let mode = match Mode::read() {
+        Ok(m) => m,
+        Err(e) => {
+            println!("FAIL arguments: {e}");
+            verdict::exit(2)
+        }
+    };
+    let mut v = Verdict::new();
+    if let Err(e) = crash_stage(mode, &mut v) {
+        v.check("crash stage", false, format_args!("stopped: {e}"));
+    }
+    v.exit()
+}
+
+#[inline(never)]
+fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
+    let state = board::CRASH_STATE as usize as *mut CrashState;
+    // SAFETY: the crash reservation is RAM nobody else uses (board.rs), identity-mapped;
+    // `state` is aligned (page aligned) and the state fits (asserted above). The fields are
+    // written before any reference to them is made.
+    let (carve, regs) = unsafe {
+        addr_of_mut!((*state).carve).write(Carveout::new(
+            board::CRASH_CARVEOUT_BASE,
+            board::CRASH_CARVEOUT_SIZE,
+            PhysRange {
+                start: PhysAddr(board::CRASH_CARVEOUT_BASE),
+                size: 0,
+            },
+        ));
+        let base = NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?;
+        addr_of_mut!((*state).regs).write(Mmio::new(base, Mmio::STANDARD_SIZE));
+        let carve: &'static Carveout = &*addr_of!((*state).carve);
+        let regs: &'static Mmio = &*addr_of!((*state).regs);
+        (carve, regs)
+    };
+
+    // What a crash kernel sees first: the registers, and the devices' own registers.
+    let cr0 = regs.read32(offset::CR0);
+    let (prod, cons) = (
+        regs.read32(offset::EVTQ_PROD) & 0x000f_ffff,
+        regs.read32(offset::EVTQ_CONS) & 0x000f_ffff,
+    );
+    // SAFETY: QEMU virt's high ECAM window is mapped as Device memory; the old stage is gone.
+    let ecam = unsafe { Ecam::new(board::ECAM_BASE) };
+    let mut found: [Option<(Function, Edu)>; DEVICES] = [None, None];
+    for (slot, f) in found.iter_mut().zip(ecam.find(edu::VENDOR, edu::DEVICE)) {
+        // The BAR the crashed kernel assigned, as configuration space holds it.
+        let Some(bar) = f.bar0() else { continue };
+        // SAFETY: an assigned, decoding BAR0 of an edu function, in the Device-mapped first
+        // GiB.
+        *slot = Some((f, unsafe { Edu::new(bar) }));
+    }
+    let [Some(d0), Some(d1)] = found else {
+        v.check(
+            "pci",
+            false,
+            format_args!("two edu devices with assigned BARs expected"),
+        );
+        return Ok(());
+    };
+    let devices = [d0, d1];
+    let in_flight_at_entry = devices.each_ref().map(|(_, d)| d.busy());
+    println!(
+        "crash stage: CR0 {cr0:#x} (SMMUEN {}), old event queue PROD {prod:#x} CONS {cons:#x}, \
+         edu transfers running {in_flight_at_entry:?}",
+        cr0 & 1
+    );
+
+    // Bring-up.
+    let platform = AdoptPlatform {
+        // The broken variant forgets to say it is a crash kernel: adoption is refused
+        // (SPEC K1), the SMMU is reset under the DMA, and the adopt run must fail.
+        crash_kernel: !cfg!(feature = "broken-not-crash-kernel"),
+        coherent: true,
+        cache_maintenance: false,
+        expect_e2h: None,
+    };
+    let options = AdoptOptions {
+        fallback: QEMU_FULL_RESET,
+        config: SmmuConfig {
+            gbpa: GbpaPolicy::AcceptIgnoredWhileDisabled,
+            ..SmmuConfig::default()
+        },
+        ..AdoptOptions::default()
+    };
+    if matches!(mode, Mode::Abort | Mode::AbortDmaDuringReset) {
+        // The driver's own full reset first: on QEMU 7.2 its abort step cannot be confirmed on
+        // the live SMMU, so it must stop there, translation still on (SPEC K16). Nothing was
+        // written but the dropped GBPA update.
+        let refused = smmu_kdump::full_reset(
+            regs,
+            carve,
+            &ResetPlan::FULL,
+            options.crash_config(&platform),
+        );
+        let smmuen = regs.read32(offset::CR0) & 1;
+        let (ok, e) = match &refused {
+            Err(e @ Error::AbortNotConfirmed { .. }) => (smmuen == 1, Some(*e)),
+            Err(e) => (false, Some(*e)),
+            Ok(_) => (false, None),
+        };
+        v.check(
+            "full reset refused",
+            ok,
+            format_args!(
+                "the driver's full reset (abort first) on the live SMMU: {}; SMMUEN still {smmuen}",
+                Refused(e)
+            ),
+        );
+        // The refused driver never programmed the SMMU with its queues or table: leaking it
+        // is harmless, and freeing it would move it through this stack again.
+        core::mem::forget(refused);
+    }
+    let started = time::now();
+    let booted = match mode {
+        // `boot`'s verdict; `None` for the chosen full reset, which asks nothing.
+        Mode::Adopt | Mode::AdoptCorruptL1 => smmu_kdump::boot(regs, carve, &platform, &options)
+            .map(|Booted { smmu, verdict }| (smmu, Some(verdict))),
+        Mode::Abort => smmu_kdump::full_reset(
+            regs,
+            carve,
+            &QEMU_FULL_RESET,
+            options.crash_config(&platform),
+        )
+        .map(|smmu| (smmu, None)),
+        Mode::AbortDmaDuringReset => {
+            smmu_kdump::full_reset(regs, carve, &DISABLE_ONLY, options.crash_config(&platform))
+                .and_then(|mut smmu| {
+                    // The SMMU is disabled, and with GBPA ignored it bypasses: let the transfers run
+                    // now, then finish the reset.
+                    for (_, d) in &devices {
+                        let _ = d.wait(2000);
+                    }
+                    smmu.reset(&QEMU_FULL_RESET)?;
+                    Ok((smmu, None))
+                })
+        }
+    };
+    let in_flight_after_boot = devices.each_ref().map(|(_, d)| d.busy());
+    let micros = (time::now() - started) * 1_000_000 / time::frequency();
+    let (driver, verdict) = match booted {
+        Ok(b) => b,
+        Err(e) => {
+            v.check(
+                "bring-up",
+                false,
+                format_args!("the SMMU did not come up: {e}"),
+            );
+            return Ok(());
+        }
+    };
+    // SAFETY: `driver` is a field of the crash state (above), written once here.
+    let smmu: &'static mut CrashDriver = unsafe { (*addr_of_mut!((*state).driver)).write(driver) };
+    let (verdict_ok, verdict_line) = match (mode, verdict) {
+        (Mode::Abort | Mode::AbortDmaDuringReset, None) => (true, Line::Reset),
+        (_, None) => (false, Line::Reset),
+        (
+            Mode::Adopt,
+            Some(smmu_kdump::Verdict::Adopted {
+                stats,
+                asids,
+                vmids,
+            }),
+        ) => (true, Line::Adopted(stats.stes_valid, asids, vmids)),
+        (Mode::AdoptCorruptL1, Some(smmu_kdump::Verdict::FullReset(r))) => {
+            (matches!(r, Refusal::L1BadSpan { .. }), Line::Refused(r))
+        }
+        (_, Some(smmu_kdump::Verdict::FullReset(r))) => (false, Line::Refused(r)),
+        (
+            _,
+            Some(smmu_kdump::Verdict::Adopted {
+                stats,
+                asids,
+                vmids,
+            }),
+        ) => (false, Line::Adopted(stats.stes_valid, asids, vmids)),
+        (_, Some(smmu_kdump::Verdict::Abandoned(e))) => (false, Line::Abandoned(e)),
+    };
+    v.check(
+        "bring-up",
+        verdict_ok,
+        format_args!(
+            "{verdict_line}, in {micros} µs; SMMUEN {}{}; transfers still running after it \
+             {in_flight_after_boot:?}",
+            regs.read32(offset::CR0) & 1,
+            if smmu.gbpa_ignored() {
+                "; GBPA write dropped (accepted: the SMMU was disabled)"
+            } else {
+                ""
+            }
+        ),
+    );
+
+    // Each device's driver probes.
+    // SAFETY: the note page was written by the old stage (or holds whatever RAM held); a
+    // volatile read of a plain `repr(C)` value of integers, valid for any bits.
+    let note = unsafe { (board::CRASH_NOTE as usize as *const Note).read_volatile() };
+    if note.magic != NOTE_MAGIC || note.count != DEVICES as u64 {
+        v.check(
+            "crash note",
+            false,
+            format_args!("no crash note at {:#x}", board::CRASH_NOTE),
+        );
+        return Ok(());
+    }
+    let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
+    let mut all_expected = true;
+    for ((f, dev), after) in devices.iter().zip(in_flight_after_boot) {
+        let sid = u64::from(f.rid());
+        let Some(t) = note.transfers.iter().find(|t| t.sid == sid) else {
+            v.check(
+                "crash note",
+                false,
+                format_args!("no transfer for StreamID {sid:#x}"),
+            );
+            continue;
+        };
+        let done = dev.wait(2000);
+        let landing = landing(t);
+        let expected = match mode {
+            Mode::Adopt => landing == Landing::Translated,
+            Mode::Abort | Mode::AdoptCorruptL1 => landing != Landing::Translated,
+            // It must also have run inside the window, not after the reset.
+            Mode::AbortDmaDuringReset => landing != Landing::Translated && !after,
+        };
+        all_expected &= expected;
+        // A transfer still running when the bring-up ended met the new configuration; one
+        // that finished during it may have met the disabled (bypassing) SMMU.
+        let what = match landing {
+            Landing::Translated => "translated to the page the old kernel mapped",
+            Landing::Elsewhere(_) => "landed elsewhere in RAM (misdirected)",
+            Landing::Lost if after => {
+                "lost: aborted (it ran after the bring-up, on this kernel's stream table, \
+                 where its StreamID has no level-2 table yet)"
+            }
+            Landing::Lost if mode == Mode::AbortDmaDuringReset => {
+                "lost: bypassed while the SMMU was disabled for its reset, to the untranslated \
+                 bus address, which is not RAM"
+            }
+            Landing::Lost => {
+                "lost (it ran during the bring-up: aborted, or bypassed to a bus address that is not RAM)"
+            }
+        };
+        v.check(
+            "transfer in flight",
+            expected && done.is_ok(),
+            format_args!(
+                "StreamID {sid:#x}, {} bytes to IOVA {:#x} (old kernel's PA {:#x}): {what}{}; \
+                 device finished {}",
+                t.len,
+                t.iova,
+                t.pa,
+                match landing {
+                    Landing::Elsewhere(pa) => Where(Some(pa)),
+                    _ => Where(None),
+                },
+                done.is_ok()
+            ),
+        );
+
+        // Quiesce (bus mastering off), attach a domain of this kernel's own, DMA again.
+        f.set_bus_master(false);
+        let master = smmu.add_master(&MasterConfig {
+            sids: &[f.rid()],
+            protected: false,
+            ats: false,
+            stall: false,
+            ssid_bits: 0,
+        })?;
+        let deferred = smmu.is_deferred(master)?;
+        let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+        let page = carve.alloc(PAGE, PAGE)?;
+        smmu.map(&mut domain, Iova(IOVA_NEW), page.pa, PAGE as u64, rw)?;
+        let attach = smmu.attach(master, &domain);
+        let attached = matches!(smmu.attachment(master)?, Attachment::Paging { .. });
+        f.set_bus_master(true);
+        let dma = dev.write_to(0, IOVA_NEW, t.len);
+        let copied = holds_pattern(page.pa.0, t.seed, t.len as usize);
+        v.check(
+            "re-attach",
+            attach.is_ok() && attached && dma.is_ok() && copied,
+            format_args!(
+                "StreamID {sid:#x}: quiesced, {} STE replaced by a new stage-1 domain ({attach:?}); \
+                 DMA to IOVA {IOVA_NEW:#x} -> PA {:#x}: bytes there {copied}",
+                if deferred { "the crashed kernel's (deferred)" } else { "this kernel's" },
+                page.pa.0
+            ),
+        );
+        core::mem::forget(domain);
+    }
+    let g = smmu.handle_gerror();
+    v.check(
+        "no unexpected event",
+        g.active.is_empty() && g.reserved == 0 && regs.read32(offset::CR0) & (1 << 2) == 0,
+        format_args!(
+            "global errors {:?}; the crash kernel has no event queue (SPEC K8), so no event \
+             can be logged, and none is expected",
+            g.active
+        ),
+    );
+    println!(
+        "crash stage: {} in flight: {}",
+        mode.expect(),
+        if all_expected { "yes" } else { "no" }
+    );
+    Ok(())
+}
+
+/// Where transfer `t` landed: its page, another page of RAM holding its pattern, or nowhere.
+fn landing(t: &NoteTransfer) -> Landing {
+    let len = t.len.min(PAGE as u64) as usize;
+    if holds_pattern(t.pa, t.seed, len) {
+        return Landing::Translated;
+    }
+    let mut pa = board::RAM_BASE;
+    while pa < board::RAM_BASE + board::RAM_SIZE {
+        // The transfers are page aligned; the first 64 bytes pick the candidates.
+        if pa != t.pa && holds_pattern(pa, t.seed, 64) && holds_pattern(pa, t.seed, len) {
+            return Landing::Elsewhere(pa);
+        }
+        pa += PAGE as u64;
+    }
+    Landing::Lost
+}
+
+struct Where(Option<u64>);
+
+impl core::fmt::Display for Where {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(pa) => write!(f, " at PA {pa:#x}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A reset's refusal in words.
+struct Refused(Option<Error>);
+
+impl core::fmt::Display for Refused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(e) => write!(f, "refused ({e})"),
+            None => f.write_str("it went ahead"),
+        }
+    }
+}
+
+/// The bring-up's verdict in words.
+enum Line {
+    Adopted(u64, u32, u32),
+    Reset,
+    Refused(Refusal),
+    Abandoned(Error),
+}
+
+impl core::fmt::Display for Line {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Adopted(stes, asids, vmids) => write!(
+                f,
+                "adopted the live SMMU ({stes} valid STEs, {asids} ASIDs and {vmids} VMIDs reserved)"
+            ),
+            Self::Reset => f.write_str("full reset (abort strategy), SMMU disabled first"),
+            Self::Refused(r) => write!(f, "full reset: {r} ({})", r.code()),
+            Self::Abandoned(e) => write!(f, "adoption failed part-way ({e}); the SMMU was reset"),
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    println!("FAIL panic: {info}");
+    verdict::exit(101)
+}
