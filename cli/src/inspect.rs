@@ -11,7 +11,7 @@ use smmu::arch::regs::{RegWidth, RegisterInfo};
 use smmu::arch::ste;
 use smmu_kdump::{
     any_ram, check_adoption, ste_pa_in_l2, validate_geometry, AdoptPlatform, Format, Found,
-    Geometry, MemFault, OldMemory, Refusal, RegisterSnapshot,
+    Geometry, MemFault, OldMemory, Refusal, RegisterSnapshot, ScratchSlot, MAX_SCRATCH_SLOTS,
 };
 
 use crate::decode::{decode_ste, Decoded, UsageError};
@@ -394,18 +394,26 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<Inspection, UsageError> {
     };
     let mut asids = BTreeSet::new();
     let mut vmids = BTreeSet::new();
-    let result = check_adoption(&snap, &platform, &any_ram, &dump, &mut |found| {
-        match found {
-            Found::Asid { asid, .. } => {
-                asids.insert(asid);
+    let mut scratch = vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS];
+    let result = check_adoption(
+        &snap,
+        &platform,
+        &any_ram,
+        &dump,
+        &mut scratch,
+        &mut |found| {
+            match found {
+                Found::Asid { asid, .. } => {
+                    asids.insert(asid);
+                }
+                Found::Vmid { vmid, .. } => {
+                    vmids.insert(vmid);
+                }
+                Found::Deferred { .. } => {}
             }
-            Found::Vmid { vmid, .. } => {
-                vmids.insert(vmid);
-            }
-            Found::Deferred { .. } => {}
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     let (refusal, geometry) = match result {
         Ok(adoption) => (None, Some(adoption.geometry)),
         Err(refusal) => {

@@ -14,8 +14,9 @@
 //!    maintenance), no Service Failure Mode, `CR2.E2H` as the platform expects;
 //! 2. [`validate_geometry`] (K2): `STRTAB_BASE_CFG` / `STRTAB_BASE` describe a table this
 //!    driver can adopt: format, size, split, alignment, output address size, RAM;
-//! 3. [`scan`] (K3, K14, K15): every level-1 descriptor and every valid STE and CD, with the
-//!    ASIDs and VMIDs to reserve and the StreamIDs whose attach is deferred reported to a sink.
+//! 3. [`scan`] (K3, K14, K15, K18–K21): every level-1 descriptor and every valid STE and CD,
+//!    with the ASIDs and VMIDs to reserve and the StreamIDs whose attach is deferred reported
+//!    to a sink; the structures disjoint, one configuration per tag, the work within budget.
 //!
 //! Any [`Refusal`] means "do the full reset" (SPEC K4); its [`code`](Refusal::code) is stable.
 //! [`check_adoption`] runs the three steps in order. Nothing here writes a register or memory,
@@ -68,7 +69,9 @@
 //! let platform = AdoptPlatform { crash_kernel: true, coherent: true, ..Default::default() };
 //!
 //! let mut found = heapless::Vec::<Found, 8>::new();
-//! let adoption = check_adoption(&snap, &platform, &smmu_kdump::any_ram, &image, &mut |f| {
+//! // Scratch for the scan's bookkeeping (SPEC K15): a kernel takes it from zeroed pages.
+//! let mut scratch = vec![smmu_kdump::ScratchSlot::default(); smmu_kdump::MAX_SCRATCH_SLOTS];
+//! let adoption = check_adoption(&snap, &platform, &smmu_kdump::any_ram, &image, &mut scratch, &mut |f| {
 //!     found.push(f).map_err(|_| smmu_kdump::Refusal::VmidConflict { sid: 0, vmid: 0 })
 //! })
 //! .expect("adoptable");
@@ -84,7 +87,7 @@
 //!
 //! // The same SMMU with SMMUEN clear is not adopted: full reset.
 //! let off = RegisterSnapshot { cr0: 0, ..snap };
-//! let refusal = check_adoption(&off, &platform, &smmu_kdump::any_ram, &image, &mut |_| Ok(()))
+//! let refusal = check_adoption(&off, &platform, &smmu_kdump::any_ram, &image, &mut scratch, &mut |_| Ok(()))
 //!     .unwrap_err();
 //! assert_eq!(refusal.code(), "smmu-disabled");
 //! ```
@@ -121,8 +124,11 @@ pub use adopt::{
     boot, full_reset, AdoptOptions, Booted, CrashStreamTable, HalMemory, Verdict, ADOPT,
     RESET_ABORT, RESET_BYPASS,
 };
-pub use reason::{all_codes, Refusal};
-pub use scan::{scan, Found, MemFault, OldMemory, ScanStats, READ_CHUNK_WORDS};
+pub use reason::{all_codes, Refusal, Structure, StructureKind};
+pub use scan::{
+    scan, scratch_slots, Found, MemFault, OldMemory, ScanStats, ScratchSlot, CD_SCAN_BUDGET,
+    MAX_CD_STRUCTURES, MAX_SCRATCH_SLOTS, READ_CHUNK_WORDS,
+};
 pub use snapshot::RegisterSnapshot;
 pub use table::AdoptedStreamTable;
 pub use validate::{
@@ -144,19 +150,21 @@ pub struct Adoption {
 }
 
 /// The whole validation: [`decide`], then [`validate_geometry`] with `is_ram`, then [`scan`]
-/// with `sink`. The first refusal is returned; on a refusal after the scan started the
-/// caller releases whatever the sink reserved (SPEC K4).
+/// with `scratch` (at least [`scratch_slots`] for this table; [`MAX_SCRATCH_SLOTS`] always
+/// suffices) and `sink`. The first refusal is returned; on a refusal after the scan started
+/// the caller releases whatever the sink reserved (SPEC K4).
 pub fn check_adoption(
     snap: &RegisterSnapshot,
     platform: &AdoptPlatform,
     is_ram: &dyn Fn(u64, u64) -> bool,
     mem: &dyn OldMemory,
+    scratch: &mut [ScratchSlot],
     sink: &mut dyn FnMut(Found) -> Result<(), Refusal>,
 ) -> Result<Adoption, Refusal> {
     decide(snap, platform)?;
     let features = snap.features();
     let geometry = validate_geometry(snap, &features, is_ram)?;
-    let stats = scan(&geometry, &features, mem, sink)?;
+    let stats = scan(&geometry, &features, mem, scratch, sink)?;
     Ok(Adoption {
         features,
         geometry,

@@ -59,6 +59,8 @@ fn check(log2size: u32, valid: u64) {
             vmids: valid * vmids,
             asids: valid * s1 * asids,
             deferred: valid * deferred,
+            structures: 0,
+            tag_compares: 0,
             reads: got.reads,
             bytes_read: got.bytes,
         },

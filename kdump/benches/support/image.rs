@@ -20,7 +20,7 @@ use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
 use smmu::writer::make;
 use smmu_kdump::{
     any_ram, check_adoption, AdoptPlatform, Adoption, Found, MemFault, OldMemory, Refusal,
-    RegisterSnapshot,
+    RegisterSnapshot, ScratchSlot, MAX_SCRATCH_SLOTS,
 };
 
 /// Physical address of the level-1 table (aligned to the largest one, 1 MiB).
@@ -348,10 +348,18 @@ pub(crate) fn adopt(
     image: &Image,
     sink: &mut Reservations,
 ) -> Result<Adoption, Refusal> {
-    check_adoption(snap, &PLATFORM, &any_ram, image, &mut |found| {
-        sink.accept(found);
-        Ok(())
-    })
+    let mut scratch = vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS];
+    check_adoption(
+        snap,
+        &PLATFORM,
+        &any_ram,
+        image,
+        &mut scratch,
+        &mut |found| {
+            sink.accept(found);
+            Ok(())
+        },
+    )
 }
 
 /// The bytes SPEC K15 says the scan reads: the whole level-1 table, each valid level-2 table
