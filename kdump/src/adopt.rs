@@ -255,7 +255,10 @@ fn with_scratch<H: Hal + ?Sized>(
     let region = hal
         .dma_alloc(bytes.max(4096), 4096)
         .map_err(|_| no_memory)?;
-    if region.size < bytes {
+    // The HAL aligns to 4096; a HAL that did not is refused rather than trusted.
+    #[allow(clippy::cast_ptr_alignment)]
+    let ptr = region.va.as_ptr().cast::<ScratchSlot>();
+    if region.size < bytes || !ptr.is_aligned() {
         // SAFETY: just allocated, never used.
         unsafe { hal.dma_free(region) };
         return Err(no_memory);
@@ -263,8 +266,7 @@ fn with_scratch<H: Hal + ?Sized>(
     // SAFETY: the HAL guarantees `va` is valid for reads and writes of `size` ≥ `bytes`
     // bytes, aligned to 4096 (≥ the slot's 8), zeroed (a valid `ScratchSlot`: two integers)
     // and ours alone until `dma_free`; the slice does not outlive this function.
-    let scratch =
-        unsafe { core::slice::from_raw_parts_mut(region.va.as_ptr().cast::<ScratchSlot>(), slots) };
+    let scratch = unsafe { core::slice::from_raw_parts_mut(ptr, slots) };
     let result = f(scratch);
     // SAFETY: allocated above; the CPU is done with it and the SMMU never saw it.
     unsafe { hal.dma_free(region) };

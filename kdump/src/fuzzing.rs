@@ -869,7 +869,9 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
                         (span != 0).then(|| (w & PTR_55_6, 64u64 << (span - 1), Kind::Ste))
                     }
                     Kind::Ste if (a - region) % 64 == 0 && w & 1 == 1 && (w >> 1) & 7 == 0b101 => {
-                        Some(cd_region(w))
+                        // S1CDMax is IGNORED on an SMMU without substreams (§5.2).
+                        let no_ssids = (s.ids.idr[1] >> 6) & 0x1f == 0;
+                        Some(cd_region(if no_ssids { w & !(0x1f << 59) } else { w }))
                     }
                     Kind::L1Cd { leaf_cds } if w & 1 == 1 => {
                         Some((w & PTR_55_12, leaf_cds * 64, Kind::Cd))
@@ -967,6 +969,9 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
     assert_eq!(stats.vmids, count(|f| matches!(f, Found::Vmid { .. })));
 }
 
+/// One use of a tag: the entry's address and its cacheable bits.
+type TagUse = (u64, [u64; 8]);
+
 /// What the harness derived from the tables.
 #[derive(Default)]
 struct Oracle {
@@ -976,7 +981,7 @@ struct Oracle {
     /// Distinct CD tables (pointer, S1Fmt, effective S1CDMax) → lowest StreamID.
     cd_tables: BTreeMap<(u64, u64, u64), u32>,
     /// Each use of a tag: (is VMID, tag) → the address of the entry and its cacheable bits.
-    uses: BTreeMap<(bool, u16), Vec<(u64, [u64; 8])>>,
+    uses: BTreeMap<(bool, u16), Vec<TagUse>>,
 }
 
 impl Oracle {
@@ -1047,7 +1052,16 @@ const NO_STAGE2: [u64; 8] = [0, 0, 0, 0, 0, 0, 0, 1];
 /// S2HA (not S2S, S2R), S2TTB.
 fn s2_identity(w1: u64, w2: u64, w3: u64) -> [u64; 8] {
     let bits = |hi: u32, lo: u32| (u64::MAX >> (63 - hi)) & !((1u64 << lo) - 1);
-    [0, w1 & 1 << 25, w2 & bits(56, 32), w3 & bits(55, 4), 0, 0, 0, 0]
+    [
+        0,
+        w1 & 1 << 25,
+        w2 & bits(56, 32),
+        w3 & bits(55, 4),
+        0,
+        0,
+        0,
+        0,
+    ]
 }
 
 /// The bits of a CD a TLB entry may cache (§5.4), with what EPDx and HA make IGNORED

@@ -104,7 +104,7 @@
 )]
 
 // The fuzzing harness (host only) collects reads and reports with `std`.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, feature = "fuzzing", feature = "image"))]
 extern crate std;
 
 pub mod adopt;
@@ -116,6 +116,9 @@ pub mod validate;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+
+#[cfg(any(test, feature = "image"))]
+pub mod image;
 
 #[cfg(test)]
 mod tests;

@@ -433,17 +433,18 @@ impl fmt::Display for Structure {
 /// The code of an overlap between structures of kinds `a` and `b` (in either order).
 const fn overlap_code(a: StructureKind, b: StructureKind) -> &'static str {
     let (lo, hi) = if a.rank() <= b.rank() { (a, b) } else { (b, a) };
-    use StructureKind::*;
     match (lo, hi) {
         // One stream table: two of them never overlap each other; named for completeness.
-        (StreamTable, StreamTable) | (StreamTable, L2Table) => "l2-table-overlaps-stream-table",
-        (StreamTable, CdTable) => "cd-table-overlaps-stream-table",
-        (StreamTable, CdLeaf) => "cd-leaf-overlaps-stream-table",
-        (L2Table, L2Table) => "l2-tables-overlap",
-        (L2Table, CdTable) => "cd-table-overlaps-l2-table",
-        (L2Table, CdLeaf) => "cd-leaf-overlaps-l2-table",
-        (CdTable, CdTable) => "cd-tables-overlap",
-        (CdTable, CdLeaf) => "cd-leaf-overlaps-cd-table",
+        (StructureKind::StreamTable, StructureKind::StreamTable | StructureKind::L2Table) => {
+            "l2-table-overlaps-stream-table"
+        }
+        (StructureKind::StreamTable, StructureKind::CdTable) => "cd-table-overlaps-stream-table",
+        (StructureKind::StreamTable, StructureKind::CdLeaf) => "cd-leaf-overlaps-stream-table",
+        (StructureKind::L2Table, StructureKind::L2Table) => "l2-tables-overlap",
+        (StructureKind::L2Table, StructureKind::CdTable) => "cd-table-overlaps-l2-table",
+        (StructureKind::L2Table, StructureKind::CdLeaf) => "cd-leaf-overlaps-l2-table",
+        (StructureKind::CdTable, StructureKind::CdTable) => "cd-tables-overlap",
+        (StructureKind::CdTable, StructureKind::CdLeaf) => "cd-leaf-overlaps-cd-table",
         _ => "cd-leaves-overlap",
     }
 }

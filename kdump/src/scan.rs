@@ -127,7 +127,7 @@ pub const MAX_SCRATCH_SLOTS: usize = (1 << 16) + 2 + (1 << 17) + MAX_CD_STRUCTUR
 
 fn tag_slots(features: &Features) -> usize {
     // Two 8-byte first-user entries per slot.
-    ((1usize << features.asid_bits()) + (1usize << features.vmid_bits())) / 2
+    (1usize << features.asid_bits()) / 2 + (1usize << features.vmid_bits()) / 2
 }
 
 fn extent_slots(geometry: &Geometry) -> usize {
@@ -371,7 +371,13 @@ impl Scan<'_> {
     }
 
     /// SPEC K19: `vmid`, used by the STE at `pa`, names one stage-2 configuration.
-    fn vmid_tag(&mut self, sid: u32, vmid: u16, pa: u64, config: &SteConfig) -> Result<(), Refusal> {
+    fn vmid_tag(
+        &mut self,
+        sid: u32,
+        vmid: u16,
+        pa: u64,
+        config: &SteConfig,
+    ) -> Result<(), Refusal> {
         let id = vmid_identity(config);
         let index = (1usize << self.features.asid_bits()) + usize::from(vmid);
         let first = self.tag(index);
@@ -456,14 +462,14 @@ impl Scan<'_> {
     fn push(&mut self, e: ScratchSlot) -> Result<(), Refusal> {
         if self.len >= self.list.len() {
             if self.frozen {
-                return Err(self.too_many());
+                return Err(Self::TOO_MANY);
             }
             self.compact();
             // Merging must free an eighth of the list, or the next pushes would sort it
             // again and again: stop here instead (the cost stays O(n log n) per push of
             // an eighth).
             if self.list.len() - self.len < self.list.len() / 8 {
-                return Err(self.too_many());
+                return Err(Self::TOO_MANY);
             }
         }
         let slot = self
@@ -477,11 +483,9 @@ impl Scan<'_> {
         Ok(())
     }
 
-    fn too_many(&self) -> Refusal {
-        Refusal::TooManyStructures {
-            max: MAX_CD_STRUCTURES as u32,
-        }
-    }
+    const TOO_MANY: Refusal = Refusal::TooManyStructures {
+        max: MAX_CD_STRUCTURES as u32,
+    };
 
     /// Records a stage-1 STE's CD table, unless it is the table recorded last or one already
     /// merged into the sorted part of the list.
