@@ -369,12 +369,15 @@ fn try_adopt<R: RegisterAccess, H: Hal>(
         })
     })
     .map_err(refuse)?;
-    let table = AdoptedStreamTable::new(&hal, geometry, options.attr, coherent).map_err(|_| {
-        refuse(Refusal::MemoryUnreadable {
-            pa: geometry.base(),
-            len: geometry.table_bytes(),
-        })
-    })?;
+    let mut table =
+        AdoptedStreamTable::new(&hal, geometry, options.attr, coherent).map_err(|_| {
+            refuse(Refusal::MemoryUnreadable {
+                pa: geometry.base(),
+                len: geometry.table_bytes(),
+            })
+        })?;
+    // SPEC K21: what is mapped later is checked against what the scan reserved.
+    table.revalidate_against(features, &asids, &vmids);
     let mut smmu = Smmu::new(
         regs,
         hal,

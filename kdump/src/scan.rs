@@ -321,6 +321,9 @@ struct Scan<'a> {
     sorted: usize,
     /// Pass 2 walks `list[..sorted]`: nothing may reorder it.
     frozen: bool,
+    /// Re-validation of one STE ([`revalidate_ste`]): no structure list, each CD table
+    /// walked at once.
+    inline: bool,
     last_cd_table: Option<ScratchSlot>,
     budget: u64,
     /// Tags whose first user's configuration was read back, by tag modulo
@@ -460,6 +463,9 @@ impl Scan<'_> {
 
     /// Records a structure (SPEC K18).
     fn push(&mut self, e: ScratchSlot) -> Result<(), Refusal> {
+        if self.inline {
+            return Ok(());
+        }
         if self.len >= self.list.len() {
             if self.frozen {
                 return Err(Self::TOO_MANY);
@@ -628,6 +634,7 @@ pub fn scan(
         len: 0,
         sorted: 0,
         frozen: false,
+        inline: false,
         last_cd_table: None,
         budget: CD_SCAN_BUDGET,
         asid_cache: [None; TAG_CACHE],
@@ -677,6 +684,44 @@ pub fn scan(
     s.frozen = false;
     s.check_disjoint()?;
     Ok(s.stats)
+}
+
+/// SPEC K21: re-validates the STE `words` of `sid` when the crash kernel maps its table after
+/// adoption (the crashed kernel's DMA may have rewritten memory since the scan): the same
+/// decode and rules as [`scan`], its CD table walked through `mem`, each ASID and VMID
+/// reported to `sink` (which refuses one not reserved at scan time). `budget` (start it at
+/// [`CD_SCAN_BUDGET`] per mapped table) bounds the CDs read across calls. Overlaps and
+/// aliases are not re-checked: the structures were placed at adoption. Any refusal rejects
+/// this StreamID's device only.
+pub fn revalidate_ste(
+    sid: u32,
+    words: [u64; 8],
+    geometry: &Geometry,
+    features: &Features,
+    mem: &dyn OldMemory,
+    budget: &mut u64,
+    sink: &mut dyn FnMut(Found) -> Result<(), Refusal>,
+) -> Result<(), Refusal> {
+    let mut s = Scan {
+        features,
+        oas_bits: geometry.oas_bits(),
+        mem,
+        sink,
+        stats: ScanStats::default(),
+        tags: &mut [],
+        list: &mut [],
+        len: 0,
+        sorted: 0,
+        frozen: false,
+        inline: true,
+        last_cd_table: None,
+        budget: *budget,
+        asid_cache: [None; TAG_CACHE],
+        vmid_cache: [None; TAG_CACHE],
+    };
+    let result = ste(&mut s, sid, 0, words);
+    *budget = s.budget;
+    result
 }
 
 /// Visits `count` STEs from `base`; the first has StreamID `first_sid`.
@@ -781,13 +826,18 @@ fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refus
                 vmid(s, sid, pa, &config)?;
             }
             let layout = cd_geometry(s, sid, s1, AddressSpace::Physical)?;
-            s.push_cd_table(extent(
+            let table = extent(
                 StructureKind::CdTable,
                 s1.context_ptr,
                 layout.bytes(),
                 layout.shape(),
                 sid,
-            ))?;
+            );
+            if s.inline {
+                cd_table(s, &table)?;
+            } else {
+                s.push_cd_table(table)?;
+            }
         }
         Translation::Stage2(_) => vmid(s, sid, pa, &config)?,
         Translation::Nested(s1, _) => {
