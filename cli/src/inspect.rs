@@ -144,7 +144,10 @@ fn load_dump(specs: &[String]) -> Result<Dump, UsageError> {
     regions.sort_by_key(|(r, _)| r.base);
     for pair in regions.windows(2) {
         let [(a, fa), (b, fb)] = pair else { continue };
-        if a.base + a.bytes.len() as u64 > b.base {
+        // Compare last bytes: a region may end at 2^64 exactly (its last byte was checked to
+        // fit), where "base + len" would overflow.
+        let a_last = a.base.saturating_add(a.bytes.len() as u64 - 1);
+        if a_last >= b.base {
             return Err(UsageError(format!(
                 "memory files '{fa}' (at {:#x}) and '{fb}' (at {:#x}) overlap",
                 a.base, b.base

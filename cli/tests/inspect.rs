@@ -524,3 +524,46 @@ fn bad_memory_arguments_exit_2() {
     ]);
     assert_usage_error(&out, "overlapping regions");
 }
+
+// spec: B1 — a region that ends exactly at 2^64 is checked with the others without an
+// overflow: overlapping it is one line and exit 2 (a debug build used to panic), and a region
+// below it that does not touch it is accepted.
+#[test]
+fn regions_ending_at_the_top_of_the_address_space_are_compared_without_overflow() {
+    let d = linear_dump("top");
+    let regs = d.dir.join("regs.json").display().to_string();
+    let _ = d.args();
+    let top16 = d.dir.join("top16.bin");
+    let top8 = d.dir.join("top8.bin");
+    std::fs::write(&top16, [0u8; 16]).unwrap();
+    std::fs::write(&top8, [0u8; 8]).unwrap();
+    let (top16, top8) = (top16.display().to_string(), top8.display().to_string());
+    let out = smmuctl(&[
+        "inspect",
+        "--regs",
+        &regs,
+        "--mem",
+        &format!("0xffff_ffff_ffff_fff0:{top16}"),
+        "--mem",
+        &format!("0xffff_ffff_ffff_fff8:{top8}"),
+    ]);
+    assert_usage_error(&out, "overlap at the top of the address space");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlap"));
+    // Adjacent, not overlapping: accepted (the verdict is then the table's, not a usage error).
+    let out = smmuctl(&[
+        "inspect",
+        "--regs",
+        &regs,
+        "--mem",
+        &format!("0xffff_ffff_ffff_ffe8:{top8}"),
+        "--mem",
+        &format!("0xffff_ffff_ffff_fff0:{top16}"),
+    ]);
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(101), "panicked");
+}
