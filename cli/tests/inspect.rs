@@ -11,6 +11,7 @@ use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
 use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
 use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
 use smmu::writer::make;
+use smmu_kdump::image::Image;
 
 fn smmuctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_smmuctl"))
@@ -28,10 +29,11 @@ const L2B: u64 = 0x8010_4000;
 const CDT: u64 = 0x8100_0000;
 
 /// A dump directory: a register file and memory files, each placed at a physical address.
+/// The memory is built with the crate's one image builder ([`smmu_kdump::image::Image`]).
 struct Dump {
     dir: PathBuf,
     regs: serde_json::Map<String, Value>,
-    mem: Vec<(u64, Vec<u8>)>,
+    mem: Image,
 }
 
 impl Dump {
@@ -42,7 +44,7 @@ impl Dump {
         Dump {
             dir,
             regs: serde_json::Map::new(),
-            mem: Vec::new(),
+            mem: Image::new(),
         }
     }
 
@@ -53,22 +55,13 @@ impl Dump {
 
     /// A zeroed region of `bytes` at `base`.
     fn region(&mut self, base: u64, bytes: usize) -> &mut Self {
-        self.mem.push((base, vec![0; bytes]));
+        self.mem.region(base, bytes as u64);
         self
     }
 
     /// Stores little-endian words at `pa` (inside a region).
     fn write(&mut self, pa: u64, words: &[u64]) -> &mut Self {
-        let (base, bytes) = self
-            .mem
-            .iter_mut()
-            .find(|(b, m)| *b <= pa && pa < *b + m.len() as u64)
-            .expect("write inside a region");
-        let mut at = (pa - *base) as usize;
-        for w in words {
-            bytes[at..at + 8].copy_from_slice(&w.to_le_bytes());
-            at += 8;
-        }
+        self.mem.write(pa, words);
         self
     }
 
@@ -81,7 +74,7 @@ impl Dump {
             "--regs".into(),
             regs.display().to_string(),
         ];
-        for (i, (base, bytes)) in self.mem.iter().enumerate() {
+        for (i, (base, bytes)) in self.mem.regions_bytes().iter().enumerate() {
             let file = self.dir.join(format!("mem{i}.bin"));
             std::fs::write(&file, bytes).unwrap();
             args.push("--mem".into());
@@ -408,7 +401,7 @@ fn misaligned_stream_table_base_refuses_adoption() {
 #[test]
 fn table_missing_from_the_dump_refuses_adoption() {
     let mut d = linear_dump("no-cd");
-    d.mem.truncate(1); // the CD table is not in the dump
+    d.mem.remove(CDT); // the CD table is not in the dump
     let v = d.json(&[]);
     assert_eq!(v["verdict"], "full-reset");
     assert_eq!(v["reason"], "memory-unreadable");

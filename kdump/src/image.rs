@@ -122,6 +122,12 @@ impl Image {
         self
     }
 
+    /// Removes the region that starts at `base` (nothing if none does).
+    pub fn remove(&mut self, base: u64) -> &mut Self {
+        self.regions.remove(&base);
+        self
+    }
+
     /// Stores `words` at `pa`, inside a plain region (panics otherwise: a test's mistake).
     pub fn write(&mut self, pa: u64, words: &[u64]) -> &mut Self {
         let (&base, region) = self

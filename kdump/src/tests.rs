@@ -31,51 +31,8 @@ fn cfg() -> ProptestConfig {
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
 
-/// Sparse old memory: declared readable regions (zero unless written), every read recorded.
-#[derive(Default)]
-struct Mem {
-    regions: Vec<(u64, u64)>,
-    words: BTreeMap<u64, u64>,
-    reads: RefCell<Vec<(u64, u64)>>,
-}
-
-impl Mem {
-    fn region(&mut self, base: u64, bytes: u64) {
-        self.regions.push((base, bytes));
-    }
-    fn write(&mut self, pa: u64, words: &[u64]) {
-        for (i, w) in words.iter().enumerate() {
-            self.words.insert(pa + i as u64 * 8, *w);
-        }
-    }
-    fn reads(&self) -> Vec<(u64, u64)> {
-        self.reads.borrow().clone()
-    }
-    fn touched(&self, base: u64, bytes: u64) -> bool {
-        self.reads()
-            .iter()
-            .any(|&(pa, len)| pa < base + bytes && base < pa + len)
-    }
-}
-
-impl OldMemory for Mem {
-    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        let len = out.len() as u64 * 8;
-        self.reads.borrow_mut().push((pa, len));
-        if !self
-            .regions
-            .iter()
-            .any(|&(b, l)| b <= pa && pa + len <= b + l)
-        {
-            return Err(MemFault);
-        }
-        out.fill(0);
-        for (&a, &w) in self.words.range(pa..pa + len) {
-            out[((a - pa) / 8) as usize] = w;
-        }
-        Ok(())
-    }
-}
+/// Sparse old memory from the crate's one image builder, every read recorded.
+type Mem = crate::image::Image;
 
 const ST: u64 = 0x8000_0000;
 const L2A: u64 = 0x8010_0000;
@@ -270,7 +227,7 @@ fn code(snap: &RegisterSnapshot, mem: &Mem) -> &'static str {
 
 /// A linear table of 16 STEs at `ST` with `stes` at the given StreamIDs.
 fn linear_mem(stes: &[(u64, [u64; 8])]) -> Mem {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 16 * 64);
     for (sid, w) in stes {
         m.write(ST + sid * 64, w);
@@ -809,7 +766,7 @@ fn k3_l2_table_must_be_below_oas() {
 // spec: K3, K4
 #[test]
 fn k3_one_bad_descriptor_fails_the_scan() {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 128);
     m.region(L2A, 0x4000);
     m.write(ST, &[l1std(L2A), 0, 0, 0b1010 | L2B]);
@@ -902,7 +859,7 @@ fn k14_linear_table_reports_exactly_what_is_in_use() {
 // spec: K3, K11, K14
 #[test]
 fn k14_two_level_table_reports_exactly_what_is_in_use() {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 128);
     m.region(L2A, 0x4000);
     m.region(L2B, 0x4000);
@@ -1374,7 +1331,7 @@ fn k14_a_failed_reservation_stops_the_scan_with_the_sinks_refusal() {
 #[test]
 fn k14_unreadable_memory_is_refused() {
     // The stream table is 16 STEs but only the first 8 are readable.
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 512);
     let r = run(&linear(4), &m).unwrap_err();
     assert_eq!(
@@ -1411,7 +1368,7 @@ fn k15_reads_are_proportional_to_valid_descriptors() {
         strtab_cfg(1, 8, log2size),
         0x1000_0000,
     );
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(0x1000_0000, l1_bytes);
     m.region(L2A, 0x4000);
     m.write(0x1000_0000 + 0x34 * 8, &[l1std(L2A)]);
@@ -1437,7 +1394,7 @@ fn k15_reads_are_proportional_to_valid_descriptors() {
 // spec: K15
 #[test]
 fn k15_every_read_lies_inside_a_described_range() {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 128);
     m.region(L2A, 0x4000);
     m.write(ST, &[l1std(L2A)]);
