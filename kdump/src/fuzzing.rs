@@ -33,6 +33,7 @@ use std::vec::Vec;
 use smmu::arch::idr::IdRegs;
 use smmu::ids::IdAllocator;
 
+use crate::image::Image;
 use crate::scan::{scan, Found, MemFault, OldMemory, ScanStats, READ_CHUNK_WORDS};
 use crate::validate::{decide, validate_geometry, AdoptPlatform};
 use crate::{Refusal, RegisterSnapshot};
@@ -78,40 +79,33 @@ pub fn validate_image(data: &[u8]) -> Option<Outcome> {
     Some(case.run())
 }
 
-/// A sparse physical memory: regions of bytes, nothing in between.
-#[derive(Default)]
-struct Image {
-    regions: Vec<(u64, Vec<u8>)>,
+/// The crate's one image builder, with the generator's way of filling it: a region is named
+/// by its base, and a word outside every region is dropped.
+trait Fill {
+    fn add(&mut self, base: u64, len: u64) -> u64;
+    fn put(&mut self, region: u64, offset: u64, word: u64);
+    fn find(&self, pa: u64, len: u64) -> Option<()>;
+    fn read_u64(&self, pa: u64) -> Option<u64>;
 }
 
-impl Image {
-    fn find(&self, pa: u64, len: u64) -> Option<&[u8]> {
-        let end = pa.checked_add(len)?;
-        self.regions.iter().find_map(|(base, bytes)| {
-            let region_end = base.checked_add(bytes.len() as u64)?;
-            (*base <= pa && end <= region_end).then(|| {
-                let start = (pa - base) as usize;
-                &bytes[start..start + len as usize]
-            })
-        })
+impl Fill for Image {
+    fn add(&mut self, base: u64, len: u64) -> u64 {
+        self.region(base, len);
+        base
+    }
+
+    fn put(&mut self, region: u64, offset: u64, word: u64) {
+        if let Some(pa) = region.checked_add(offset) {
+            self.store(pa, word);
+        }
+    }
+
+    fn find(&self, pa: u64, len: u64) -> Option<()> {
+        self.contains(pa, len).then_some(())
     }
 
     fn read_u64(&self, pa: u64) -> Option<u64> {
-        let b = self.find(pa, 8)?;
-        Some(u64::from_le_bytes(b.try_into().ok()?))
-    }
-
-    fn add(&mut self, base: u64, len: u64) -> usize {
-        self.regions.push((base, std::vec![0; len as usize]));
-        self.regions.len() - 1
-    }
-
-    fn put(&mut self, region: usize, offset: u64, word: u64) {
-        let bytes = &mut self.regions[region].1;
-        let o = offset as usize;
-        if let Some(dst) = bytes.get_mut(o..o + 8) {
-            dst.copy_from_slice(&word.to_le_bytes());
-        }
+        self.word(pa)
     }
 }
 
@@ -125,11 +119,7 @@ impl OldMemory for Recorder<'_> {
     fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
         let len = out.len() as u64 * 8;
         self.reads.borrow_mut().push((pa, len));
-        let bytes = self.image.find(pa, len).ok_or(MemFault)?;
-        for (w, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-            *w = u64::from_le_bytes(b.try_into().map_err(|_| MemFault)?);
-        }
-        Ok(())
+        self.image.read_words(pa, out)
     }
 }
 
@@ -292,7 +282,7 @@ impl Gen<'_> {
         }
     }
 
-    fn stes(&mut self, region: usize, count: u64) {
+    fn stes(&mut self, region: u64, count: u64) {
         for i in 0..count {
             for (j, word) in self.ste().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
@@ -300,7 +290,7 @@ impl Gen<'_> {
         }
     }
 
-    fn cds(&mut self, region: usize, count: u64) {
+    fn cds(&mut self, region: u64, count: u64) {
         for i in 0..count {
             for (j, word) in self.cd().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
@@ -614,7 +604,7 @@ struct ImageHal {
 impl ImageHal {
     fn new(image: &Image) -> Self {
         let regions = image
-            .regions
+            .regions_bytes()
             .iter()
             .map(|(base, bytes)| {
                 let words: Box<[Cell<u64>]> = bytes

@@ -143,6 +143,27 @@ impl Image {
         self
     }
 
+    /// Stores one word at `pa` if it lies in a plain region; `false` (nothing stored)
+    /// otherwise. For generators that place words without checking first.
+    pub fn store(&mut self, pa: u64, word: u64) -> bool {
+        let Some((&base, Region::Words(w))) = self.regions.range_mut(..=pa).next_back() else {
+            return false;
+        };
+        if pa % 8 != 0 {
+            return false;
+        }
+        match usize::try_from((pa - base) / 8)
+            .ok()
+            .and_then(|i| w.get_mut(i))
+        {
+            Some(slot) => {
+                *slot = word;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The word at `pa`, if readable.
     pub fn word(&self, pa: u64) -> Option<u64> {
         let (&base, region) = self.regions.range(..=pa).next_back()?;
