@@ -551,6 +551,29 @@ impl Scan<'_> {
         Ok(())
     }
 
+    /// SPEC K18: refuses `e` if it overlaps a structure of the sorted, disjoint part of the
+    /// list — before a leaf's contents are interpreted, so the refusal names the overlap,
+    /// not what the other structure's words look like as CDs. O(log n).
+    fn check_against_sorted(&self, e: &ScratchSlot) -> Result<(), Refusal> {
+        if self.inline {
+            return Ok(());
+        }
+        let sorted = self.list.get(..self.sorted).unwrap_or(&[]);
+        let last = last_byte(e);
+        let pos = sorted.partition_point(|x| x.a < e.a);
+        let before = pos.checked_sub(1).and_then(|i| sorted.get(i));
+        let hit = before
+            .filter(|p| last_byte(p) >= e.a)
+            .or_else(|| sorted.get(pos).filter(|n| n.a <= last));
+        match hit {
+            Some(other) => Err(Refusal::StructuresOverlap {
+                first: structure(other),
+                second: structure(e),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// SPEC K20: takes `entries` CDs or descriptors from the budget before they are read.
     fn charge(&mut self, sid: u32, entries: u64) -> Result<(), Refusal> {
         if entries > self.budget {
@@ -1036,7 +1059,9 @@ fn cd_table(s: &mut Scan<'_>, table: &ScratchSlot) -> Result<(), Refusal> {
                         oas_bits: s.oas_bits,
                     });
                 }
-                s.push(extent(StructureKind::CdLeaf, leaf, bytes, 0, sid))?;
+                let e = extent(StructureKind::CdLeaf, leaf, bytes, 0, sid);
+                s.check_against_sorted(&e)?;
+                s.push(e)?;
                 s.charge(sid, leaf_cds)?;
                 scan_cds(s, sid, leaf, u64::from(l1_index) * leaf_capacity, leaf_cds)
             })

@@ -1780,3 +1780,290 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: overlapping structures (K18), tags (K19), the CD budget (K20), fields by
+// configuration (K21).
+
+/// A 2-level table of 2^19 StreamIDs: its level-1 table (2^11 descriptors) is 16 KiB, so a
+/// descriptor can point at it.
+fn two_level_16k() -> RegisterSnapshot {
+    two_level(19)
+}
+
+// spec: K18
+#[test]
+fn k18_each_kind_of_overlap_is_refused_with_its_own_code() {
+    let l1 = |descs: &[(u64, u64)]| {
+        let mut m = Mem::recording();
+        m.region(ST, 16 << 10);
+        for &(i, d) in descs {
+            m.write(ST + i * 8, &[d]);
+        }
+        m.region(L2A, 0x8000);
+        m
+    };
+    // An L1 descriptor whose level-2 table is the L1 table itself.
+    assert_eq!(
+        code(&two_level_16k(), &l1(&[(0, l1std(ST))])),
+        "l2-table-overlaps-stream-table"
+    );
+    // Two descriptors sharing one level-2 table.
+    assert_eq!(
+        code(&two_level_16k(), &l1(&[(0, l1std(L2A)), (1, l1std(L2A))])),
+        "l2-tables-overlap"
+    );
+    // A CD table inside a level-2 table.
+    let mut m = l1(&[(0, l1std(L2A)), (1, l1std(L2B))]);
+    m.write(L2A + 3 * 64, &s1_ste(L2B + 0x100, S1Fmt::Linear, 0));
+    assert_eq!(code(&two_level_16k(), &m), "cd-table-overlaps-l2-table");
+    let r = run(&two_level_16k(), &m).unwrap_err();
+    let Refusal::StructuresOverlap { first, second } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (first.kind, first.base, first.owner),
+        (StructureKind::L2Table, L2B, 1)
+    );
+    assert_eq!(
+        (second.kind, second.base, second.owner),
+        (StructureKind::CdTable, L2B + 0x100, 3)
+    );
+    // A CD table inside the (linear) stream table.
+    let m = linear_mem(&[(1, s1_ste(ST + 0x200, S1Fmt::Linear, 0))]);
+    assert_eq!(code(&linear(4), &m), "cd-table-overlaps-stream-table");
+    // Two CD tables that overlap without being one (same base, other S1CDMax).
+    let m = with_cds(
+        linear_mem(&[
+            (1, s1_ste(CDT, S1Fmt::Linear, 2)),
+            (2, s1_ste(CDT, S1Fmt::Linear, 3)),
+        ]),
+        &[],
+    );
+    assert_eq!(code(&linear(4), &m), "cd-tables-overlap");
+    // A leaf CD table on its own level-1 CD table, and two L1CDs sharing one leaf. (At an
+    // address with bit 31 clear, the descriptors read as CDs are invalid ones.)
+    const LOW: u64 = 0x7000_0000;
+    let leafy = |l1cds: &[u64]| {
+        let mut m = linear_mem(&[(1, s1_ste(LOW, S1Fmt::TwoLevel4K, 7))]);
+        m.region(LOW, 0x3000);
+        m.write(LOW, l1cds);
+        m
+    };
+    assert_eq!(
+        code(&linear(4), &leafy(&[l1cd(LOW)])),
+        "cd-leaf-overlaps-cd-table"
+    );
+    assert_eq!(
+        code(
+            &linear(4),
+            &leafy(&[l1cd(LOW + 0x1000), l1cd(LOW + 0x1000)])
+        ),
+        "cd-leaves-overlap"
+    );
+    // A leaf inside the stream table.
+    let mut m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::TwoLevel4K, 7))]);
+    m.region(CDT, 16);
+    m.write(CDT, &[l1cd(ST)]);
+    assert_eq!(code(&linear(4), &m), "cd-leaf-overlaps-stream-table");
+    // A leaf inside a level-2 table.
+    let mut m = l1(&[(0, l1std(L2A))]);
+    m.write(L2A, &s1_ste(CDT, S1Fmt::TwoLevel4K, 7));
+    m.region(CDT, 16);
+    m.write(CDT, &[l1cd(L2A + 0x1000)]);
+    assert_eq!(code(&two_level_16k(), &m), "cd-leaf-overlaps-l2-table");
+    // Disjoint structures, and one CD table shared by two STEs, are adopted.
+    let m = with_cds(
+        linear_mem(&[
+            (1, s1_ste(CDT, S1Fmt::Linear, 2)),
+            (2, s1_ste(CDT, S1Fmt::Linear, 2)),
+        ]),
+        &[(0, cd(7))],
+    );
+    let (stats, _) = run(&linear(4), &m).unwrap();
+    assert_eq!((stats.cd_tables, stats.structures), (1, 2));
+}
+
+// spec: K18, K15
+#[test]
+fn k18_the_structure_list_is_bounded_and_sized_before_the_walk() {
+    let s = linear(4);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    let needed = scratch_slots(&g, &s.features());
+    assert!(needed <= MAX_SCRATCH_SLOTS);
+    let m = linear_mem(&[]);
+    let mut small = std::vec![ScratchSlot::default(); needed - 1];
+    assert_eq!(
+        scan(&g, &s.features(), &m, &mut small, &mut |_| Ok(())),
+        Err(Refusal::ScratchTooSmall {
+            needed: needed as u64,
+            given: needed as u64 - 1
+        })
+    );
+    // Garbage in the scratch area does not matter: the scan initialises what it uses.
+    let mut dirty = std::vec![ScratchSlot::default(); needed];
+    let mut junk = Mem::recording();
+    junk.region(ST, 16 * 64);
+    assert!(scan(&g, &s.features(), &junk, &mut dirty, &mut |_| Ok(())).is_ok());
+}
+
+// spec: K19
+#[test]
+fn k19_stage1_s2vmid_is_checked_and_reserved_when_stage2_exists() {
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S2VMID.set(&mut w, 0x42);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let (_, found) = run(&linear(4), &m).unwrap();
+    assert!(found.contains(&Found::Vmid { sid: 1, vmid: 0x42 }));
+    // Without stage 2 (S2P = 0) the field is IGNORED: not reported.
+    let no_s2 = with_idr0(linear(4), idr0_full() & !IDR0::S2P::SET.value);
+    let (_, found) = run(&no_s2, &m).unwrap();
+    assert!(!found.iter().any(|f| matches!(f, Found::Vmid { .. })));
+    // 8-bit VMIDs: 0x142 does not fit.
+    ste::fields::S2VMID.set(&mut w, 0x142);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let vmid8 = with_idr0(linear(4), idr0_full() & !IDR0::VMID16::SET.value);
+    assert_eq!(code(&vmid8, &m), "vmid-out-of-range");
+    // StreamWorld EL2: S2VMID IGNORED, whatever it holds.
+    ste::fields::STRW.set(&mut w, 0b10);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    assert!(run(&vmid8, &m).is_ok());
+}
+
+// spec: K19
+#[test]
+fn k19_one_tag_naming_two_configurations_is_refused() {
+    // ASID 5 in two CDs with different TTB0.
+    let mut other = cd(5);
+    cdf::TTB0.set(&mut other, 0xdead_0000 >> cdf::TTB0.lo);
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 2))]),
+        &[(0, cd(5)), (1, other)],
+    );
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::AsidAlias {
+            sid: 1,
+            ssid: 1,
+            asid: 5,
+            first_cd: CDT
+        }
+    );
+    // Fields a TLB entry never caches (S, R, A, PARTID) may differ.
+    let mut same = cd(5);
+    cdf::R.set(&mut same, 0);
+    cdf::PARTID.set(&mut same, 9);
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 2))]),
+        &[(0, cd(5)), (1, same)],
+    );
+    assert!(run(&linear(4), &m).is_ok());
+    // VMID 7 on two stage-2 STEs with different S2TTB.
+    let mut s2 = stage2();
+    s2.ttb = 0xa000_0000;
+    let m = linear_mem(&[(1, s2_ste(7)), (2, ste_words(Translation::Stage2(s2), 7))]);
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::VmidAlias {
+            sid: 2,
+            vmid: 7,
+            first_ste: ST + 64
+        }
+    );
+    // ... and VMID 7 on a stage-2 STE and on a stage-1-only one (no stage 2 at all).
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S2VMID.set(&mut w, 7);
+    let m = with_cds(linear_mem(&[(1, s2_ste(7)), (2, w)]), &[(0, cd(5))]);
+    assert_eq!(code(&linear(4), &m), "vmid-alias");
+}
+
+/// A linear stream table whose first `tables` stage-1 STEs point at their own linear CD
+/// tables of 2^20 CDs (repeated blocks: 64 MiB each, a few KiB of image).
+fn big_cd_tables(tables: u64, asids: u64) -> Mem {
+    let mut m = Mem::recording();
+    m.region(ST, 16 * 64);
+    let block: Vec<u64> = (1..=asids).flat_map(|a| cd(a as u16)).collect();
+    for t in 0..tables {
+        let base = 0x40_0000_0000 + t * (64 << 20);
+        m.write(ST + t * 64, &s1_ste(base, S1Fmt::Linear, 20));
+        m.repeat(base, &block, (1 << 20) / asids);
+    }
+    m
+}
+
+// spec: K20
+#[test]
+#[cfg_attr(miri, ignore = "reads 2^21 CDs: minutes under Miri; the bounds are host-tested")]
+fn k20_each_distinct_cd_table_is_scanned_once_within_the_budget() {
+    // 16 STEs sharing one table of 2^20 CDs: read once.
+    let mut m = Mem::new();
+    m.region(ST, 16 * 64);
+    let block: Vec<u64> = (1..=64).flat_map(|a| cd(a as u16)).collect();
+    m.repeat(0x40_0000_0000, &block, (1 << 20) / 64);
+    for sid in 0..16 {
+        m.write(ST + sid * 64, &s1_ste(0x40_0000_0000, S1Fmt::Linear, 20));
+    }
+    let (stats, _) = run(&linear(4), &m).unwrap();
+    assert_eq!((stats.cd_tables, stats.cds_scanned), (1, 1 << 20));
+    // Two distinct tables: exactly the budget, adopted.
+    let (stats, _) = run(&linear(4), &big_cd_tables(2, 64)).unwrap();
+    assert_eq!(stats.cds_scanned, CD_SCAN_BUDGET);
+    // A third one would exceed it: refused before it is read.
+    let m = big_cd_tables(3, 64);
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::ScanBudgetExceeded {
+            sid: 2,
+            budget: CD_SCAN_BUDGET
+        }
+    );
+    assert!(!m.touched(0x40_0000_0000 + 2 * (64 << 20), 64 << 20));
+}
+
+// spec: K21
+#[test]
+fn k21_ignored_fields_never_refuse_and_illegal_ones_always_do() {
+    // Abort and bypass STEs with garbage in every field their Config ignores.
+    let mut abort = [u64::MAX; 8];
+    ste::fields::CONFIG.set(&mut abort, 0);
+    let mut bypass = SteConfig::BYPASS.encode().to_words();
+    ste::fields::STRW.set(&mut bypass, 0b11);
+    ste::fields::S1CSH.set(&mut bypass, 0b01);
+    ste::fields::S2TG.set(&mut bypass, 0b11);
+    ste::fields::EATS.set(&mut bypass, 0b10);
+    // STRW on a stage-2 STE is IGNORED.
+    let mut s2 = s2_ste(3);
+    ste::fields::STRW.set(&mut s2, 0b01);
+    let m = linear_mem(&[(0, abort), (1, bypass), (2, s2)]);
+    let (stats, _) = run(&linear(4), &m).unwrap();
+    assert_eq!(stats.stes_valid, 3);
+    // STRW 0b01 on a stage-1 STE is ILLEGAL (Non-secure).
+    let mut s1 = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::STRW.set(&mut s1, 0b01);
+    let m = with_cds(linear_mem(&[(1, s1)]), &[(0, cd(5))]);
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::SteStrwIllegal { sid: 1, strw: 1 }
+    );
+    // S1CDMax is IGNORED on an SMMU without substreams: one CD, not 2^7.
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 7))]),
+        &[(0, cd(5))],
+    );
+    let no_ssid = snap_with(idr0_full(), idr1(16, 0), 48, strtab_cfg(0, 0, 4), ST);
+    let (stats, _) = run(&no_ssid, &m).unwrap();
+    assert_eq!(stats.cds_scanned, 1);
+    // S1STALLD = 1 where the stall model does not allow it.
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S1STALLD.set(&mut w, 1);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let no_stall = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b01).value);
+    assert_eq!(code(&no_stall, &m), "ste-illegal");
+    assert!(run(&linear(4), &m).is_ok());
+    // A CD asking for hardware access-flag updates the SMMU lacks.
+    let mut c = cd(5);
+    cdf::HA.set(&mut c, 1);
+    let m = with_cds(linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0))]), &[(0, c)]);
+    assert_eq!(code(&linear(4), &m), "cd-illegal");
+}

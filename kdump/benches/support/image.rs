@@ -258,18 +258,17 @@ pub(crate) fn adopt(
     image: &Image,
     sink: &mut Reservations,
 ) -> Result<Adoption, Refusal> {
-    let mut scratch = vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS];
-    check_adoption(
-        snap,
-        &PLATFORM,
-        &any_ram,
-        image,
-        &mut scratch,
-        &mut |found| {
+    thread_local! {
+        // The scan's scratch (SPEC K15), allocated once: a kernel takes it from the HAL.
+        static SCRATCH: std::cell::RefCell<Vec<ScratchSlot>> =
+            std::cell::RefCell::new(vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS]);
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        check_adoption(snap, &PLATFORM, &any_ram, image, scratch, &mut |found| {
             sink.accept(found);
             Ok(())
-        },
-    )
+        })
+    })
 }
 
 /// The bytes SPEC K15 and K20 say the scan reads: the whole level-1 table, each valid
@@ -288,4 +287,93 @@ pub(crate) fn tag_compares(valid: u64) -> u64 {
     } else {
         0
     }
+}
+
+/// CDs in each CD table of the CD-budget cases: 2^20, the most `IDR1.SSIDSIZE` allows.
+pub(crate) const BIG_CD_MAX: u8 = 20;
+/// Physical address of the first big CD table (each 64 MiB, 64 MiB aligned).
+pub(crate) const BIG_CD_BASE: u64 = 0x40_0000_0000;
+/// ASIDs the big CD tables cycle through: more than the scan's tag cache holds, so every
+/// CD after the first cycle is read back and compared (the slowest path of K19).
+pub(crate) const BIG_CD_ASIDS: u64 = 4096;
+
+/// SPEC K20's worst case: a linear stream table whose first `tables` stage-1 STEs each point
+/// at their own linear CD table of 2^20 valid CDs (ASIDs cycling through 1..=4096, one
+/// address space per ASID). Two tables are exactly [`smmu_kdump::CD_SCAN_BUDGET`] CDs: the
+/// most the scan ever reads; a third is refused before it is read.
+pub(crate) fn build_cd_budget(tables: u64) -> (RegisterSnapshot, Image) {
+    let stream_table = 0x8000_0000;
+    let mut image = Image::new();
+    image.region(stream_table, 16 * 64);
+    let cd_bytes = 64u64 << BIG_CD_MAX;
+    for t in 0..tables {
+        let s1 = Stage1Ste {
+            context_ptr: BIG_CD_BASE + t * cd_bytes,
+            cd_max: BIG_CD_MAX,
+            fmt: S1Fmt::Linear,
+            ..stage1()
+        };
+        let ste = SteConfig {
+            translation: Translation::Stage1(s1),
+            ..SteConfig::ABORT
+        }
+        .encode()
+        .to_words();
+        image.write(stream_table + t * 64, &ste);
+        let block: Vec<u64> = (1..=BIG_CD_ASIDS)
+            .flat_map(|asid| cd_words(asid as u16))
+            .collect();
+        image.repeat(
+            BIG_CD_BASE + t * cd_bytes,
+            &block,
+            (1 << BIG_CD_MAX) / BIG_CD_ASIDS,
+        );
+    }
+    let snap = Registers::grace_like().linear(stream_table, 4).snapshot();
+    (snap, image)
+}
+
+/// SPEC K20 in the shape issue 10 found: 256 valid level-1 descriptors, each to its own
+/// level-2 table of 256 stage-1 STEs, all sharing ONE CD table of 2^20 CDs: 2^16 STEs, one
+/// table scanned once (it took hours when each STE walked it).
+pub(crate) fn build_shared_big_cd_table() -> (RegisterSnapshot, Image) {
+    let log2size = 16;
+    let entries = l1_entries(log2size);
+    let mut image = Image::new();
+    image.region(L1_BASE, entries * 8);
+    for k in 0..entries {
+        let desc = L1StdConfig {
+            span: (SPLIT + 1) as u8,
+            l2_ptr: L2_BASE + k * L2_BYTES,
+        }
+        .encode()
+        .to_words()[0];
+        image.write(L1_BASE + k * 8, &[desc]);
+    }
+    let s1 = Stage1Ste {
+        context_ptr: BIG_CD_BASE,
+        cd_max: BIG_CD_MAX,
+        fmt: S1Fmt::Linear,
+        ..stage1()
+    };
+    let ste = SteConfig {
+        translation: Translation::Stage1(s1),
+        ..SteConfig::ABORT
+    }
+    .encode()
+    .to_words();
+    let l2: Vec<u64> = (0..STES_PER_L2).flat_map(|_| ste).collect();
+    image.repeat(L2_BASE, &l2, entries);
+    let block: Vec<u64> = (1..=BIG_CD_ASIDS)
+        .flat_map(|asid| cd_words(asid as u16))
+        .collect();
+    image.repeat(BIG_CD_BASE, &block, (1 << BIG_CD_MAX) / BIG_CD_ASIDS);
+    (snapshot(log2size), image)
+}
+
+/// The scratch the scan needs for `snap`'s table, in bytes (SPEC K15).
+pub(crate) fn scratch_bytes(snap: &RegisterSnapshot) -> u64 {
+    let features = snap.features();
+    let geometry = smmu_kdump::validate_geometry(snap, &features, &any_ram).unwrap();
+    smmu_kdump::scratch_slots(&geometry, &features) as u64 * 16
 }
