@@ -2067,3 +2067,20 @@ fn k21_ignored_fields_never_refuse_and_illegal_ones_always_do() {
     let m = with_cds(linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0))]), &[(0, c)]);
     assert_eq!(code(&linear(4), &m), "cd-illegal");
 }
+
+// spec: K18, K19, K20, K21 — the README's adoption section lists every refusal code.
+#[test]
+fn the_readme_lists_every_refusal_code() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Adoption (`smmu-kdump`)")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README has an adoption section");
+    for code in all_codes() {
+        assert!(
+            section.contains(&std::format!("| `{code}` |")),
+            "README: refusal code {code} is not listed"
+        );
+    }
+}
