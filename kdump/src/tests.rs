@@ -211,7 +211,10 @@ fn l1cd(leaf: u64) -> u64 {
 /// Validates and scans, collecting every report.
 fn run(snap: &RegisterSnapshot, mem: &Mem) -> Result<(ScanStats, Vec<Found>), Refusal> {
     let mut found = Vec::new();
-    let mut scratch = std::vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS];
+    // Exactly what the scan needs (less for Miri to initialise than MAX_SCRATCH_SLOTS).
+    let slots = validate_geometry(snap, &snap.features(), &any_ram)
+        .map_or(0, |g| scratch_slots(&g, &snap.features()));
+    let mut scratch = std::vec![ScratchSlot::default(); slots];
     let adoption = check_adoption(snap, &PLATFORM, &any_ram, mem, &mut scratch, &mut |f| {
         found.push(f);
         Ok(())
@@ -1288,7 +1291,7 @@ fn k14_a_failed_reservation_stops_the_scan_with_the_sinks_refusal() {
         &g,
         &s.features(),
         &m,
-        &mut std::vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS],
+        &mut std::vec![ScratchSlot::default(); scratch_slots(&g, &s.features())],
         &mut |f| {
             calls += 1;
             match f {
@@ -1313,7 +1316,7 @@ fn k14_a_failed_reservation_stops_the_scan_with_the_sinks_refusal() {
         &g,
         &s.features(),
         &m,
-        &mut std::vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS],
+        &mut std::vec![ScratchSlot::default(); scratch_slots(&g, &s.features())],
         &mut |f| {
             vmid_calls += 1;
             match f {
