@@ -256,8 +256,13 @@ impl OldMemory for Image {
             Region::Words(w) => out.copy_from_slice(&w[first..first + out.len()]),
             Region::Repeat { block, .. } => {
                 let n = block.len();
-                for (i, w) in out.iter_mut().enumerate() {
-                    *w = block[(first + i) % n];
+                let start = first % n;
+                if let Some(src) = block.get(start..start + out.len()) {
+                    out.copy_from_slice(src);
+                } else {
+                    for (i, w) in out.iter_mut().enumerate() {
+                        *w = block[(first + i) % n];
+                    }
                 }
             }
         }
