@@ -1997,7 +1997,10 @@ fn big_cd_tables(tables: u64, asids: u64) -> Mem {
 
 // spec: K20
 #[test]
-#[cfg_attr(miri, ignore = "reads 2^21 CDs: minutes under Miri; the bounds are host-tested")]
+#[cfg_attr(
+    miri,
+    ignore = "reads 2^21 CDs: minutes under Miri; the bounds are host-tested"
+)]
 fn k20_each_distinct_cd_table_is_scanned_once_within_the_budget() {
     // 16 STEs sharing one table of 2^20 CDs: read once.
     let mut m = Mem::new();
