@@ -19,8 +19,9 @@
 //!    to a sink; the structures disjoint, one configuration per tag, the work within budget.
 //!
 //! Any [`Refusal`] means "do the full reset" (SPEC K4); its [`code`](Refusal::code) is stable.
-//! [`check_adoption`] runs the three steps in order. Nothing here writes a register or memory,
-//! allocates, recurses, or panics on any input (SPEC B1).
+//! [`check_adoption`] runs the three steps in order. Nothing here writes a register or the old
+//! memory, allocates (the scan's bookkeeping lives in a scratch area the caller provides, of a
+//! size fixed by the registers: [`scratch_slots`]), recurses, or panics on any input (SPEC B1).
 //!
 //! ```
 //! use smmu_kdump::{
