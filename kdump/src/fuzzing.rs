@@ -572,7 +572,7 @@ impl Case {
             Ok(stats) => {
                 assert!(injected.is_none(), "the sink's refusal was dropped");
                 recheck(&self.snap, image, &found, &stats);
-                lazy_adoption(&geometry, image, &found);
+                lazy_adoption(&geometry, &features, image, &found, &asids, &vmids);
             }
             Err(refusal) => {
                 if let Some(i) = injected {
@@ -698,7 +698,14 @@ unsafe impl smmu::Hal for ImageHal {
 /// must, every StreamID the scan found translating is addressable and deferred, a prepared
 /// StreamID's STE lies inside its buffer, clearing the deferred state sticks, and releasing
 /// the table gives back every mapping and allocation.
-fn lazy_adoption(geometry: &crate::validate::Geometry, image: &Image, found: &[Found]) {
+fn lazy_adoption(
+    geometry: &crate::validate::Geometry,
+    features: &smmu::arch::idr::Features,
+    image: &Image,
+    found: &[Found],
+    asids: &IdAllocator,
+    vmids: &IdAllocator,
+) {
     use smmu::strtab::StreamTable;
     let hal = ImageHal::new(image);
     let Ok(mut table) =
@@ -706,6 +713,9 @@ fn lazy_adoption(geometry: &crate::validate::Geometry, image: &Image, found: &[F
     else {
         panic!("an adoptable table could not be mapped from the image it was read from");
     };
+    // SPEC K21: nothing changed since the scan, so re-validating against what it reserved
+    // must accept every StreamID it found translating (checked below).
+    table.revalidate_against(*features, asids, vmids);
     let fill = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
     let deferred: BTreeSet<u32> = found
         .iter()

@@ -130,8 +130,8 @@ pub use adopt::{
 };
 pub use reason::{all_codes, Refusal, Structure, StructureKind};
 pub use scan::{
-    scan, scratch_slots, Found, MemFault, OldMemory, ScanStats, ScratchSlot, CD_SCAN_BUDGET,
-    MAX_CD_STRUCTURES, MAX_SCRATCH_SLOTS, READ_CHUNK_WORDS,
+    scan, scratch_slots, Found, MemFault, OldMemory, Revalidation, ScanStats, ScratchSlot,
+    CD_SCAN_BUDGET, MAX_CD_STRUCTURES, MAX_SCRATCH_SLOTS, READ_CHUNK_WORDS,
 };
 pub use snapshot::RegisterSnapshot;
 pub use table::AdoptedStreamTable;

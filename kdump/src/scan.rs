@@ -710,42 +710,71 @@ pub fn scan(
     Ok(s.stats)
 }
 
-/// SPEC K21: re-validates the STE `words` of `sid` when the crash kernel maps its table after
-/// adoption (the crashed kernel's DMA may have rewritten memory since the scan): the same
-/// decode and rules as [`scan`], its CD table walked through `mem`, each ASID and VMID
-/// reported to `sink` (which refuses one not reserved at scan time). `budget` (start it at
-/// [`CD_SCAN_BUDGET`] per mapped table) bounds the CDs read across calls. Overlaps and
-/// aliases are not re-checked: the structures were placed at adoption. Any refusal rejects
-/// this StreamID's device only.
-pub fn revalidate_ste(
-    sid: u32,
-    words: [u64; 8],
-    geometry: &Geometry,
-    features: &Features,
-    mem: &dyn OldMemory,
-    budget: &mut u64,
-    sink: &mut dyn FnMut(Found) -> Result<(), Refusal>,
-) -> Result<(), Refusal> {
-    let mut s = Scan {
-        features,
-        oas_bits: geometry.oas_bits(),
-        mem,
-        sink,
-        stats: ScanStats::default(),
-        tags: &mut [],
-        list: &mut [],
-        len: 0,
-        sorted: 0,
-        frozen: false,
-        inline: true,
-        last_cd_table: None,
-        budget: *budget,
-        asid_cache: [None; TAG_CACHE],
-        vmid_cache: [None; TAG_CACHE],
-    };
-    let result = ste(&mut s, sid, 0, words);
-    *budget = s.budget;
-    result
+/// SPEC K21: re-validation of inherited STEs when the crash kernel maps their table after
+/// adoption (the crashed kernel's DMA may have rewritten memory since the scan). One per
+/// mapped table: its budget ([`CD_SCAN_BUDGET`]) bounds the CDs read for all of its STEs, and
+/// a CD table shared by consecutive STEs is read once.
+#[derive(Debug)]
+pub struct Revalidation {
+    budget: u64,
+    last_cd_table: Option<ScratchSlot>,
+}
+
+impl Default for Revalidation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Revalidation {
+    /// A fresh budget, no CD table read yet.
+    pub const fn new() -> Self {
+        Self {
+            budget: CD_SCAN_BUDGET,
+            last_cd_table: None,
+        }
+    }
+
+    /// Re-validates the STE `words` of `sid`: the same decode and rules as [`scan`], its CD
+    /// table walked through `mem`, each ASID and VMID reported to `sink` (which refuses one
+    /// not reserved at scan time). Overlaps and aliases are not re-checked: the structures
+    /// were placed at adoption. Any refusal rejects this StreamID's device only.
+    pub fn ste(
+        &mut self,
+        sid: u32,
+        words: [u64; 8],
+        geometry: &Geometry,
+        features: &Features,
+        mem: &dyn OldMemory,
+        sink: &mut dyn FnMut(Found) -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
+        let mut s = Scan {
+            features,
+            oas_bits: geometry.oas_bits(),
+            mem,
+            sink,
+            stats: ScanStats::default(),
+            tags: &mut [],
+            list: &mut [],
+            len: 0,
+            sorted: 0,
+            frozen: false,
+            inline: true,
+            last_cd_table: self.last_cd_table,
+            budget: self.budget,
+            asid_cache: [None; TAG_CACHE],
+            vmid_cache: [None; TAG_CACHE],
+        };
+        let result = ste(&mut s, sid, 0, words);
+        self.budget = s.budget;
+        // Only a table read to the end without a refusal may be skipped for the next STE.
+        self.last_cd_table = if result.is_ok() {
+            s.last_cd_table
+        } else {
+            None
+        };
+        result
+    }
 }
 
 /// Visits `count` STEs from `base`; the first has StreamID `first_sid`.
@@ -858,7 +887,13 @@ fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refus
                 sid,
             );
             if s.inline {
-                cd_table(s, &table)?;
+                // Re-validation: the table the previous STE used, read moments ago, is not
+                // read again.
+                if !s.last_cd_table.is_some_and(|l| same_cd_table(&l, &table)) {
+                    s.last_cd_table = None;
+                    cd_table(s, &table)?;
+                    s.last_cd_table = Some(table);
+                }
             } else {
                 s.push_cd_table(table)?;
             }

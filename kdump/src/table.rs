@@ -22,7 +22,7 @@ use smmu::arch::idr::Features;
 use smmu::ids::IdAllocator;
 
 use crate::adopt::HalMemory;
-use crate::scan::{revalidate_ste, Found, CD_SCAN_BUDGET};
+use crate::scan::{Found, Revalidation};
 use crate::validate::{Format, Geometry};
 use crate::Refusal;
 
@@ -149,7 +149,7 @@ impl AdoptedStreamTable {
     ) -> Result<([u64; 4], [u64; 4]), Error> {
         let mut deferred = [0u64; 4];
         let mut rejected = [0u64; 4];
-        let mut budget = CD_SCAN_BUDGET;
+        let mut recheck = Revalidation::new();
         let memory = HalMemory {
             hal,
             attr: self.attr,
@@ -171,26 +171,18 @@ impl AdoptedStreamTable {
             set(&mut deferred, i);
             if let Some(t) = &self.tags {
                 let sid = first_sid + i as u32;
-                let ok = revalidate_ste(
-                    sid,
-                    w,
-                    &self.geometry,
-                    &t.features,
-                    &memory,
-                    &mut budget,
-                    &mut |found| {
-                        let reserved = match found {
-                            Found::Asid { asid, .. } => t.asids.is_reserved(asid),
-                            Found::Vmid { vmid, .. } => t.vmids.is_reserved(vmid),
-                            Found::Deferred { .. } => true,
-                        };
-                        if reserved {
-                            Ok(())
-                        } else {
-                            Err(Refusal::VmidConflict { sid, vmid: 0 })
-                        }
-                    },
-                );
+                let ok = recheck.ste(sid, w, &self.geometry, &t.features, &memory, &mut |found| {
+                    let reserved = match found {
+                        Found::Asid { asid, .. } => t.asids.is_reserved(asid),
+                        Found::Vmid { vmid, .. } => t.vmids.is_reserved(vmid),
+                        Found::Deferred { .. } => true,
+                    };
+                    if reserved {
+                        Ok(())
+                    } else {
+                        Err(Refusal::VmidConflict { sid, vmid: 0 })
+                    }
+                });
                 if ok.is_err() {
                     set(&mut rejected, i);
                 }

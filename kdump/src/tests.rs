@@ -2090,3 +2090,36 @@ fn the_readme_lists_every_refusal_code() {
         );
     }
 }
+
+// spec: K21, K20
+#[test]
+#[cfg_attr(miri, ignore = "reads 2^20 CDs")]
+fn k21_revalidation_checks_tags_and_reads_a_shared_cd_table_once() {
+    let mut m = Mem::new();
+    let block: Vec<u64> = (1..=64).flat_map(|a| cd(a as u16)).collect();
+    m.repeat(0x40_0000_0000, &block, (1 << 20) / 64);
+    let s = linear(4);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    let ste = s1_ste(0x40_0000_0000, S1Fmt::Linear, 20);
+    let mut r = Revalidation::new();
+    let mut asids = BTreeSet::new();
+    // Four STEs sharing a 2^20-CD table: twice the budget if each walked it.
+    for sid in 0..4 {
+        r.ste(sid, ste, &g, &s.features(), &m, &mut |f| {
+            if let Found::Asid { asid, .. } = f {
+                asids.insert(asid);
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(asids.len(), 64);
+    assert_eq!(m.counters().bytes, 64 << 20, "the table is read once");
+    // A tag the sink does not know (not reserved at scan time) rejects the STE.
+    let mut r = Revalidation::new();
+    let refused = r.ste(9, s2_ste(0x33), &g, &s.features(), &m, &mut |f| match f {
+        Found::Vmid { sid, vmid } => Err(Refusal::VmidConflict { sid, vmid }),
+        _ => Ok(()),
+    });
+    assert_eq!(refused, Err(Refusal::VmidConflict { sid: 9, vmid: 0x33 }));
+}
