@@ -106,15 +106,10 @@ const CD_BYTES: u64 = 64;
 /// Bytes per level-1 CD descriptor.
 const L1CD_BYTES: u64 = 8;
 
-/// One 16-byte slot of the scan's scratch area. All-zero is a valid value, so the area may
-/// come straight from zeroed pages (the caller need not clear it: [`scan`] initialises what
-/// it uses).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ScratchSlot {
-    a: u64,
-    b: u64,
-}
+/// One 16-byte slot of the scan's scratch area: two words. All-zero is a valid value, so the
+/// area may come straight from zeroed pages (`vec![[0; 2]; n]` on a host allocates it
+/// zeroed); its content does not matter, [`scan`] initialises what it uses.
+pub type ScratchSlot = [u64; 2];
 
 /// The number of [`ScratchSlot`]s [`scan`] needs for `geometry` on an SMMU with `features`
 /// (see the [module documentation](self#memory)).
@@ -243,17 +238,17 @@ const fn kind_bits(kind: StructureKind) -> u64 {
 fn extent(kind: StructureKind, base: u64, bytes: u64, shape: u8, owner: u32) -> ScratchSlot {
     // Every size is a power of two below 2^40 (K2, §5.2), so its log2 fits 6 bits.
     let log2 = u64::from(bytes.max(1).trailing_zeros() & 63);
-    ScratchSlot {
-        a: base,
-        b: (kind_bits(kind) << KIND_SHIFT)
+    [
+        base,
+        (kind_bits(kind) << KIND_SHIFT)
             | (log2 << LOG2_SHIFT)
             | (u64::from(shape) << SHAPE_SHIFT)
             | u64::from(owner),
-    }
+    ]
 }
 
 fn structure(e: &ScratchSlot) -> Structure {
-    let kind = match e.b >> KIND_SHIFT {
+    let kind = match e[1] >> KIND_SHIFT {
         0 => StructureKind::StreamTable,
         1 => StructureKind::L2Table,
         2 => StructureKind::CdTable,
@@ -261,27 +256,29 @@ fn structure(e: &ScratchSlot) -> Structure {
     };
     Structure {
         kind,
-        base: e.a,
-        bytes: 1u64 << ((e.b >> LOG2_SHIFT) & 63),
-        owner: e.b as u32,
+        base: e[0],
+        bytes: 1u64 << ((e[1] >> LOG2_SHIFT) & 63),
+        owner: e[1] as u32,
     }
 }
 
 fn shape(e: &ScratchSlot) -> (u8, u8) {
-    let s = (e.b >> SHAPE_SHIFT) as u8;
+    let s = (e[1] >> SHAPE_SHIFT) as u8;
     (s >> 5, s & 31)
 }
 
 /// Whether `x` and `y` are one CD table (same address, format and `S1CDMax`), seen from
 /// different STEs.
 fn same_cd_table(x: &ScratchSlot, y: &ScratchSlot) -> bool {
-    x.a == y.a && x.b >> 32 == y.b >> 32 && x.b >> KIND_SHIFT == kind_bits(StructureKind::CdTable)
+    x[0] == y[0]
+        && x[1] >> 32 == y[1] >> 32
+        && x[1] >> KIND_SHIFT == kind_bits(StructureKind::CdTable)
 }
 
 /// The last byte of a structure (sizes were checked below 2^OAS, so no overflow; saturate
 /// anyway).
 fn last_byte(e: &ScratchSlot) -> u64 {
-    e.a.saturating_add(structure(e).bytes - 1)
+    e[0].saturating_add(structure(e).bytes - 1)
 }
 
 /// What a TLB entry tagged with a VMID may cache of an STE (§5.2): the stage-2 fields but
@@ -353,15 +350,15 @@ impl Scan<'_> {
     fn tag(&self, index: usize) -> u64 {
         self.tags
             .get(index / 2)
-            .map_or(0, |s| if index % 2 == 0 { s.a } else { s.b })
+            .map_or(0, |s| if index % 2 == 0 { s[0] } else { s[1] })
     }
 
     fn set_tag(&mut self, index: usize, value: u64) {
         if let Some(s) = self.tags.get_mut(index / 2) {
             if index % 2 == 0 {
-                s.a = value;
+                s[0] = value;
             } else {
-                s.b = value;
+                s[1] = value;
             }
         }
     }
@@ -502,7 +499,7 @@ impl Scan<'_> {
         }
         self.last_cd_table = Some(e);
         let sorted = self.list.get(..self.sorted).unwrap_or(&[]);
-        let pos = sorted.partition_point(|x| (x.a, x.b >> 32) < (e.a, e.b >> 32));
+        let pos = sorted.partition_point(|x| (x[0], x[1] >> 32) < (e[0], e[1] >> 32));
         if sorted.get(pos).is_some_and(|x| same_cd_table(x, &e)) {
             return Ok(());
         }
@@ -539,7 +536,7 @@ impl Scan<'_> {
         for e in self.list.iter().take(self.len) {
             let last = last_byte(e);
             match reach {
-                Some((r, r_last)) if e.a <= r_last => {
+                Some((r, r_last)) if e[0] <= r_last => {
                     return Err(Refusal::StructuresOverlap {
                         first: structure(&r),
                         second: structure(e),
@@ -561,11 +558,11 @@ impl Scan<'_> {
         }
         let sorted = self.list.get(..self.sorted).unwrap_or(&[]);
         let last = last_byte(e);
-        let pos = sorted.partition_point(|x| x.a < e.a);
+        let pos = sorted.partition_point(|x| x[0] < e[0]);
         let before = pos.checked_sub(1).and_then(|i| sorted.get(i));
         let hit = before
-            .filter(|p| last_byte(p) >= e.a)
-            .or_else(|| sorted.get(pos).filter(|n| n.a <= last));
+            .filter(|p| last_byte(p) >= e[0])
+            .or_else(|| sorted.get(pos).filter(|n| n[0] <= last));
         match hit {
             Some(other) => Err(Refusal::StructuresOverlap {
                 first: structure(other),
@@ -645,7 +642,8 @@ pub fn scan(
         });
     }
     let (tags, rest) = scratch.split_at_mut(tag_slots(features));
-    tags.fill(ScratchSlot::default());
+    // One bulk zeroing (a memset), not a loop over 2^16 slots.
+    zerocopy::FromZeros::zero(tags);
     let list = rest.get_mut(..extent_slots(geometry)).unwrap_or(&mut []);
     let mut s = Scan {
         features,
