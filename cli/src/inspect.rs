@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use smmu::arch::{cd, l1std, ste};
 use smmu_kdump::{
     any_ram, check_adoption, ste_pa_in_l2, validate_geometry, AdoptPlatform, Format, Found,
-    Geometry, OldMemory, Refusal, RegisterSnapshot,
+    Geometry, OldMemory, Refusal, RegisterSnapshot, ScratchSlot, MAX_SCRATCH_SLOTS,
 };
 
 use crate::decode::{decode_cd, decode_ste, UsageError};
@@ -395,18 +395,28 @@ fn check(args: &InspectArgs, snap: RegisterSnapshot, dump: &Dump) -> Summary {
     };
     let mut asids = BTreeSet::new();
     let mut vmids = BTreeSet::new();
-    let result = check_adoption(&snap, &platform, &any_ram, dump, &mut |found| {
-        match found {
-            Found::Asid { asid, .. } => {
-                asids.insert(asid);
+    // The validator's bookkeeping of the structures it trusts (SPEC K18); enough for any
+    // table.
+    let mut scratch = vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS];
+    let result = check_adoption(
+        &snap,
+        &platform,
+        &any_ram,
+        dump,
+        &mut scratch,
+        &mut |found| {
+            match found {
+                Found::Asid { asid, .. } => {
+                    asids.insert(asid);
+                }
+                Found::Vmid { vmid, .. } => {
+                    vmids.insert(vmid);
+                }
+                Found::Deferred { .. } => {}
             }
-            Found::Vmid { vmid, .. } => {
-                vmids.insert(vmid);
-            }
-            Found::Deferred { .. } => {}
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     let (verdict, refusal, geometry) = match result {
         Ok(adoption) => (Verdict::Adopt, None, Some(adoption.geometry)),
         Err(refusal) => {

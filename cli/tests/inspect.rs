@@ -11,6 +11,7 @@ use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
 use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
 use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
 use smmu::writer::make;
+use smmu_kdump::image::Image;
 
 fn smmuctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_smmuctl"))
@@ -28,10 +29,11 @@ const L2B: u64 = 0x8010_4000;
 const CDT: u64 = 0x8100_0000;
 
 /// A dump directory: a register file and memory files, each placed at a physical address.
+/// The memory is built with the crate's one image builder ([`smmu_kdump::image::Image`]).
 struct Dump {
     dir: PathBuf,
     regs: serde_json::Map<String, Value>,
-    mem: Vec<(u64, Vec<u8>)>,
+    mem: Image,
 }
 
 impl Dump {
@@ -42,7 +44,7 @@ impl Dump {
         Dump {
             dir,
             regs: serde_json::Map::new(),
-            mem: Vec::new(),
+            mem: Image::new(),
         }
     }
 
@@ -53,27 +55,23 @@ impl Dump {
 
     /// A zeroed region of `bytes` at `base`.
     fn region(&mut self, base: u64, bytes: usize) -> &mut Self {
-        self.mem.push((base, vec![0; bytes]));
+        self.mem.region(base, bytes as u64);
         self
     }
 
     /// Stores little-endian words at `pa` (inside a region).
     fn write(&mut self, pa: u64, words: &[u64]) -> &mut Self {
-        let (base, bytes) = self
-            .mem
-            .iter_mut()
-            .find(|(b, m)| *b <= pa && pa < *b + m.len() as u64)
-            .expect("write inside a region");
-        let mut at = (pa - *base) as usize;
-        for w in words {
-            bytes[at..at + 8].copy_from_slice(&w.to_le_bytes());
-            at += 8;
-        }
+        self.mem.write(pa, words);
         self
     }
 
     /// Writes the files; returns the `inspect` arguments.
     fn args(&self) -> Vec<String> {
+        self.args_for(&self.mem.regions_bytes())
+    }
+
+    /// As [`Dump::args`], with the memory files given.
+    fn args_for(&self, files: &[(u64, Vec<u8>)]) -> Vec<String> {
         let regs = self.dir.join("regs.json");
         std::fs::write(&regs, Value::Object(self.regs.clone()).to_string()).unwrap();
         let mut args = vec![
@@ -81,7 +79,7 @@ impl Dump {
             "--regs".into(),
             regs.display().to_string(),
         ];
-        for (i, (base, bytes)) in self.mem.iter().enumerate() {
+        for (i, (base, bytes)) in files.iter().enumerate() {
             let file = self.dir.join(format!("mem{i}.bin"));
             std::fs::write(&file, bytes).unwrap();
             args.push("--mem".into());
@@ -464,7 +462,7 @@ fn misaligned_stream_table_base_refuses_adoption() {
 #[test]
 fn table_missing_from_the_dump_refuses_adoption() {
     let mut d = linear_dump("no-cd");
-    d.mem.truncate(1); // the CD table is not in the dump
+    d.mem.remove(CDT); // the CD table is not in the dump
     let v = d.json(&[]);
     // Not a verdict on the table but on the dump: exit status 3, the reason in the JSON.
     assert_eq!(v["verdict"], "dump-incomplete");
@@ -587,6 +585,49 @@ fn bad_memory_arguments_exit_2() {
     assert_usage_error(&out, "overlapping regions");
 }
 
+// spec: B1 — a region that ends exactly at 2^64 is checked with the others without an
+// overflow: overlapping it is one line and exit 2 (a debug build used to panic), and a region
+// below it that does not touch it is accepted.
+#[test]
+fn regions_ending_at_the_top_of_the_address_space_are_compared_without_overflow() {
+    let d = linear_dump("top");
+    let regs = d.dir.join("regs.json").display().to_string();
+    let _ = d.args();
+    let top16 = d.dir.join("top16.bin");
+    let top8 = d.dir.join("top8.bin");
+    std::fs::write(&top16, [0u8; 16]).unwrap();
+    std::fs::write(&top8, [0u8; 8]).unwrap();
+    let (top16, top8) = (top16.display().to_string(), top8.display().to_string());
+    let out = smmuctl(&[
+        "inspect",
+        "--regs",
+        &regs,
+        "--mem",
+        &format!("0xffff_ffff_ffff_fff0:{top16}"),
+        "--mem",
+        &format!("0xffff_ffff_ffff_fff8:{top8}"),
+    ]);
+    assert_usage_error(&out, "overlap at the top of the address space");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlap"));
+    // Adjacent, not overlapping: accepted (the verdict is then the table's, not a usage error).
+    let out = smmuctl(&[
+        "inspect",
+        "--regs",
+        &regs,
+        "--mem",
+        &format!("0xffff_ffff_ffff_ffe8:{top8}"),
+        "--mem",
+        &format!("0xffff_ffff_ffff_fff0:{top16}"),
+    ]);
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(101), "panicked");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real dumps: ELF cores, split files, register text, pictures.
 
@@ -636,7 +677,7 @@ impl Dump {
         let mut args = self.args();
         args.truncate(3);
         let core = self.dir.join("vmcore");
-        std::fs::write(&core, elf_core(&self.mem)).unwrap();
+        std::fs::write(&core, elf_core(&self.mem.regions_bytes())).unwrap();
         args.push("--vmcore".into());
         args.push(core.display().to_string());
         args
@@ -727,12 +768,15 @@ fn files_that_touch_read_as_one_memory() {
     // The stream table split in two files in the middle of STE 2: bytes split across files
     // are still one STE.
     let whole = linear_dump("split-whole");
-    let mut d = linear_dump("split");
-    let (base, bytes) = d.mem.remove(0);
+    let d = linear_dump("split");
+    let mut files = d.mem.regions_bytes();
+    let (base, bytes) = files.remove(0);
     let cut = 2 * 64 + 24;
-    d.mem.insert(0, (base + cut as u64, bytes[cut..].to_vec()));
-    d.mem.insert(0, (base, bytes[..cut].to_vec()));
-    let v = d.json(&[]);
+    files.insert(0, (base + cut as u64, bytes[cut..].to_vec()));
+    files.insert(0, (base, bytes[..cut].to_vec()));
+    let out = run_args(&d.args_for(&files), &["--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let want = whole.json(&[]);
     assert_eq!(v["verdict"], "adopt", "{v}");
     assert_eq!(v["streams"], want["streams"]);

@@ -19,7 +19,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use image::{adopt, build, expected_bytes, l1_entries, snapshot, valid_counts, Reservations};
+use image::{
+    adopt, build, build_cd_budget, build_shared_big_cd_table, expected_bytes, l1_entries,
+    scratch_bytes, snapshot, valid_counts, Reservations,
+};
 
 /// Every (LOG2SIZE, valid descriptors, label) measured.
 fn cases() -> Vec<(u32, u64, String)> {
@@ -59,6 +62,29 @@ fn criterion_benches(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // SPEC K20: the CD-budget worst case (2 × 2^20 CDs, every one compared with the first
+    // user of its ASID), the refusal past it, and the shared-table shape of issue 10.
+    let mut group = c.benchmark_group("cd_budget");
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    for (name, (snap, image), adopted) in [
+        ("two_2^20_cd_tables", build_cd_budget(2), true),
+        ("three_2^20_cd_tables_refused", build_cd_budget(3), false),
+        (
+            "2^16_stes_share_one_2^20_cd_table",
+            build_shared_big_cd_table(),
+            true,
+        ),
+    ] {
+        let mut sink = Reservations::new();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let r = adopt(black_box(&snap), black_box(&image), &mut sink);
+                assert_eq!(r.is_ok(), adopted, "{name}: {r:?}");
+            });
+        });
+    }
+    group.finish();
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -87,9 +113,9 @@ fn bytes(b: u64) -> String {
 fn summary(budget: Duration, min_runs: usize) {
     println!();
     println!(
-        "| StreamIDs | valid L1 | time/check (median) | bytes read | of which L1 table | reads | max read | STEs scanned | CDs scanned |"
+        "| StreamIDs | valid L1 | time/check (median) | bytes read | of which L1 table | reads | max read | STEs scanned | CDs scanned | structures | scratch |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (log2size, valid, label) in cases() {
         let image = build(log2size, valid);
         let snap = snapshot(log2size);
@@ -105,7 +131,7 @@ fn summary(budget: Duration, min_runs: usize) {
             ns.push(t.elapsed().as_nanos() as f64);
         }
         println!(
-            "| 2^{log2size} | {label} | {} | {} | {} | {} | {} B | {} | {} |",
+            "| 2^{log2size} | {label} | {} | {} | {} | {} | {} B | {} | {} | {} | {} |",
             time(median(&mut ns)),
             bytes(read.bytes),
             bytes(l1_entries(log2size) * 8),
@@ -113,6 +139,45 @@ fn summary(budget: Duration, min_runs: usize) {
             read.max_read_bytes,
             stats.stes_scanned,
             stats.cds_scanned,
+            stats.structures,
+            bytes(scratch_bytes(&snap)),
+        );
+    }
+    println!();
+    println!("| CD-budget case (SPEC K20) | verdict | time/check (median) | bytes read | CDs scanned | tag compares | scratch |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (name, (snap, image)) in [
+        ("2 STEs, own 2^20-CD tables (= budget)", build_cd_budget(2)),
+        ("3 STEs, own 2^20-CD tables (over)", build_cd_budget(3)),
+        (
+            "2^16 STEs sharing one 2^20-CD table",
+            build_shared_big_cd_table(),
+        ),
+    ] {
+        let mut sink = Reservations::new();
+        image.reset();
+        let r = adopt(&snap, &image, &mut sink);
+        let read = image.counters();
+        let (verdict, cds, compares) = match &r {
+            Ok(a) => (
+                "adopted".to_string(),
+                a.stats.cds_scanned,
+                a.stats.tag_compares,
+            ),
+            Err(e) => (e.code().to_string(), 0, 0),
+        };
+        let mut ns = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < budget || ns.len() < min_runs.min(3) {
+            let t = Instant::now();
+            let _ = black_box(adopt(black_box(&snap), black_box(&image), &mut sink));
+            ns.push(t.elapsed().as_nanos() as f64);
+        }
+        println!(
+            "| {name} | {verdict} | {} | {} | {cds} | {compares} | {} |",
+            time(median(&mut ns)),
+            bytes(read.bytes),
+            bytes(scratch_bytes(&snap)),
         );
     }
 }
@@ -125,7 +190,7 @@ fn main() {
     if !has("--summary-only") {
         let mut c = Criterion::default()
             .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(2))
+            .measurement_time(Duration::from_secs(3))
             .configure_from_args();
         criterion_benches(&mut c);
         c.final_summary();

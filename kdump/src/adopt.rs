@@ -11,7 +11,7 @@ use smmu::strtab::{Layout, Prepared, SteLocation, StreamTable};
 use smmu::writer::{make, ENTRY_QWORDS};
 use smmu::{Error, Hal, MapAttr, OwnedStreamTable, PhysAddr, RegisterAccess, Smmu, SmmuConfig};
 
-use crate::scan::{Found, MemFault, OldMemory, ScanStats};
+use crate::scan::{Found, MemFault, OldMemory, ScanStats, ScratchSlot};
 use crate::table::AdoptedStreamTable;
 use crate::validate::{decide, validate_geometry, AdoptPlatform};
 use crate::{scan, Refusal, RegisterSnapshot};
@@ -274,6 +274,39 @@ fn reserve(asids: &mut IdAllocator, vmids: &mut IdAllocator, found: Found) -> Re
     }
 }
 
+/// Runs `f` over `slots` scratch slots in zeroed pages from the HAL, freed afterwards: the
+/// scan's bookkeeping (SPEC K15, K18, K19), sized before the walk from the registers.
+fn with_scratch<H: Hal + ?Sized>(
+    hal: &H,
+    slots: usize,
+    f: impl FnOnce(&mut [ScratchSlot]) -> Result<ScanStats, Refusal>,
+) -> Result<ScanStats, Refusal> {
+    let bytes = slots.saturating_mul(core::mem::size_of::<ScratchSlot>());
+    let no_memory = Refusal::ScratchTooSmall {
+        needed: slots as u64,
+        given: 0,
+    };
+    let region = hal
+        .dma_alloc(bytes.max(4096), 4096)
+        .map_err(|_| no_memory)?;
+    // The HAL aligns to 4096; a HAL that did not is refused rather than trusted.
+    #[allow(clippy::cast_ptr_alignment)]
+    let ptr = region.va.as_ptr().cast::<ScratchSlot>();
+    if region.size < bytes || !ptr.is_aligned() {
+        // SAFETY: just allocated, never used.
+        unsafe { hal.dma_free(region) };
+        return Err(no_memory);
+    }
+    // SAFETY: the HAL guarantees `va` is valid for reads and writes of `size` ≥ `bytes`
+    // bytes, aligned to 4096 (≥ the slot's 8), zeroed (a valid `ScratchSlot`: two integers)
+    // and ours alone until `dma_free`; the slice does not outlive this function.
+    let scratch = unsafe { core::slice::from_raw_parts_mut(ptr, slots) };
+    let result = f(scratch);
+    // SAFETY: allocated above; the CPU is done with it and the SMMU never saw it.
+    unsafe { hal.dma_free(region) };
+    result
+}
+
 /// A full reset on a table of our own.
 pub fn full_reset<R: RegisterAccess, H: Hal>(
     regs: R,
@@ -404,16 +437,21 @@ fn try_adopt<R: RegisterAccess, H: Hal>(
         attr: options.attr,
         coherent,
     };
-    let stats = scan::scan(&geometry, &features, &memory, &mut |f| {
-        reserve(&mut asids, &mut vmids, f)
+    let stats = with_scratch(&hal, scan::scratch_slots(&geometry, &features), |scratch| {
+        scan::scan(&geometry, &features, &memory, scratch, &mut |f| {
+            reserve(&mut asids, &mut vmids, f)
+        })
     })
     .map_err(refuse)?;
-    let table = AdoptedStreamTable::new(&hal, geometry, options.attr, coherent).map_err(|_| {
-        refuse(Refusal::MemoryUnreadable {
-            pa: geometry.base(),
-            len: geometry.table_bytes(),
-        })
-    })?;
+    let mut table =
+        AdoptedStreamTable::new(&hal, geometry, options.attr, coherent).map_err(|_| {
+            refuse(Refusal::MemoryUnreadable {
+                pa: geometry.base(),
+                len: geometry.table_bytes(),
+            })
+        })?;
+    // SPEC K21: what is mapped later is checked against what the scan reserved.
+    table.revalidate_against(features, &asids, &vmids);
     let mut smmu = Smmu::new(
         regs,
         hal,

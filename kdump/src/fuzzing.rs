@@ -27,12 +27,13 @@
 use core::cell::{Cell, RefCell};
 use core::ptr::NonNull;
 use std::boxed::Box;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::vec::Vec;
 
 use smmu::arch::idr::IdRegs;
 use smmu::ids::IdAllocator;
 
+use crate::image::Image;
 use crate::scan::{scan, Found, MemFault, OldMemory, ScanStats, READ_CHUNK_WORDS};
 use crate::validate::{decide, validate_geometry, AdoptPlatform};
 use crate::{Refusal, RegisterSnapshot};
@@ -78,40 +79,33 @@ pub fn validate_image(data: &[u8]) -> Option<Outcome> {
     Some(case.run())
 }
 
-/// A sparse physical memory: regions of bytes, nothing in between.
-#[derive(Default)]
-struct Image {
-    regions: Vec<(u64, Vec<u8>)>,
+/// The crate's one image builder, with the generator's way of filling it: a region is named
+/// by its base, and a word outside every region is dropped.
+trait Fill {
+    fn add(&mut self, base: u64, len: u64) -> u64;
+    fn put(&mut self, region: u64, offset: u64, word: u64);
+    fn find(&self, pa: u64, len: u64) -> Option<()>;
+    fn read_u64(&self, pa: u64) -> Option<u64>;
 }
 
-impl Image {
-    fn find(&self, pa: u64, len: u64) -> Option<&[u8]> {
-        let end = pa.checked_add(len)?;
-        self.regions.iter().find_map(|(base, bytes)| {
-            let region_end = base.checked_add(bytes.len() as u64)?;
-            (*base <= pa && end <= region_end).then(|| {
-                let start = (pa - base) as usize;
-                &bytes[start..start + len as usize]
-            })
-        })
+impl Fill for Image {
+    fn add(&mut self, base: u64, len: u64) -> u64 {
+        self.region(base, len);
+        base
+    }
+
+    fn put(&mut self, region: u64, offset: u64, word: u64) {
+        if let Some(pa) = region.checked_add(offset) {
+            self.store(pa, word);
+        }
+    }
+
+    fn find(&self, pa: u64, len: u64) -> Option<()> {
+        self.contains(pa, len).then_some(())
     }
 
     fn read_u64(&self, pa: u64) -> Option<u64> {
-        let b = self.find(pa, 8)?;
-        Some(u64::from_le_bytes(b.try_into().ok()?))
-    }
-
-    fn add(&mut self, base: u64, len: u64) -> usize {
-        self.regions.push((base, std::vec![0; len as usize]));
-        self.regions.len() - 1
-    }
-
-    fn put(&mut self, region: usize, offset: u64, word: u64) {
-        let bytes = &mut self.regions[region].1;
-        let o = offset as usize;
-        if let Some(dst) = bytes.get_mut(o..o + 8) {
-            dst.copy_from_slice(&word.to_le_bytes());
-        }
+        self.word(pa)
     }
 }
 
@@ -125,11 +119,7 @@ impl OldMemory for Recorder<'_> {
     fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
         let len = out.len() as u64 * 8;
         self.reads.borrow_mut().push((pa, len));
-        let bytes = self.image.find(pa, len).ok_or(MemFault)?;
-        for (w, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-            *w = u64::from_le_bytes(b.try_into().map_err(|_| MemFault)?);
-        }
-        Ok(())
+        self.image.read_words(pa, out)
     }
 }
 
@@ -271,8 +261,9 @@ impl Gen<'_> {
                     220..=227 => 0,
                     _ => u64::from(self.b.u16()),
                 };
-                // V, EPD0 and EPD1 (so the granule fields are IGNORED), ASID.
-                w[0] = 1 << 31 | 1 << 30 | 1 << 14 | asid << 48;
+                // V, EPD0 and EPD1 (so the granule fields are IGNORED), AArch64 tables
+                // (the only format the generated SMMUs support), ASID.
+                w[0] = 1 << 31 | 1 << 30 | 1 << 14 | 1 << 41 | asid << 48;
             }
             _ => w = core::array::from_fn(|_| self.b.u64()),
         }
@@ -291,7 +282,7 @@ impl Gen<'_> {
         }
     }
 
-    fn stes(&mut self, region: usize, count: u64) {
+    fn stes(&mut self, region: u64, count: u64) {
         for i in 0..count {
             for (j, word) in self.ste().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
@@ -299,7 +290,7 @@ impl Gen<'_> {
         }
     }
 
-    fn cds(&mut self, region: usize, count: u64) {
+    fn cds(&mut self, region: u64, count: u64) {
         for i in 0..count {
             for (j, word) in self.cd().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
@@ -547,7 +538,9 @@ impl Case {
         let mut vmids = IdAllocator::new(features.vmid_bits());
         let mut found = Vec::new();
         let mut injected = None;
-        let verdict = scan(&geometry, &features, &recorder, &mut |f| {
+        let mut scratch =
+            std::vec![crate::ScratchSlot::default(); crate::scratch_slots(&geometry, &features)];
+        let verdict = scan(&geometry, &features, &recorder, &mut scratch, &mut |f| {
             found.push(f);
             let refusal = match f {
                 Found::Asid { sid, ssid, asid } => {
@@ -581,7 +574,7 @@ impl Case {
             Ok(stats) => {
                 assert!(injected.is_none(), "the sink's refusal was dropped");
                 recheck(&self.snap, image, &found, &stats);
-                lazy_adoption(&geometry, image, &found);
+                lazy_adoption(&geometry, &features, image, &found, &asids, &vmids);
             }
             Err(refusal) => {
                 if let Some(i) = injected {
@@ -613,7 +606,7 @@ struct ImageHal {
 impl ImageHal {
     fn new(image: &Image) -> Self {
         let regions = image
-            .regions
+            .regions_bytes()
             .iter()
             .map(|(base, bytes)| {
                 let words: Box<[Cell<u64>]> = bytes
@@ -707,7 +700,14 @@ unsafe impl smmu::Hal for ImageHal {
 /// must, every StreamID the scan found translating is addressable and deferred, a prepared
 /// StreamID's STE lies inside its buffer, clearing the deferred state sticks, and releasing
 /// the table gives back every mapping and allocation.
-fn lazy_adoption(geometry: &crate::validate::Geometry, image: &Image, found: &[Found]) {
+fn lazy_adoption(
+    geometry: &crate::validate::Geometry,
+    features: &smmu::arch::idr::Features,
+    image: &Image,
+    found: &[Found],
+    asids: &IdAllocator,
+    vmids: &IdAllocator,
+) {
     use smmu::strtab::StreamTable;
     let hal = ImageHal::new(image);
     let Ok(mut table) =
@@ -715,6 +715,9 @@ fn lazy_adoption(geometry: &crate::validate::Geometry, image: &Image, found: &[F
     else {
         panic!("an adoptable table could not be mapped from the image it was read from");
     };
+    // SPEC K21: nothing changed since the scan, so re-validating against what it reserved
+    // must accept every StreamID it found translating (checked below).
+    table.revalidate_against(*features, asids, vmids);
     let fill = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
     let deferred: BTreeSet<u32> = found
         .iter()
@@ -869,7 +872,9 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
                         (span != 0).then(|| (w & PTR_55_6, 64u64 << (span - 1), Kind::Ste))
                     }
                     Kind::Ste if (a - region) % 64 == 0 && w & 1 == 1 && (w >> 1) & 7 == 0b101 => {
-                        Some(cd_region(w))
+                        // S1CDMax is IGNORED on an SMMU without substreams (§5.2).
+                        let no_ssids = (s.ids.idr[1] >> 6) & 0x1f == 0;
+                        Some(cd_region(if no_ssids { w & !(0x1f << 59) } else { w }))
                     }
                     Kind::L1Cd { leaf_cds } if w & 1 == 1 => {
                         Some((w & PTR_55_12, leaf_cds * 64, Kind::Cd))
@@ -886,8 +891,11 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
     }
 }
 
-/// After an "adoptable" verdict: K3 and K14 hold everywhere, and the reports are exactly
-/// these, in this order.
+/// After an "adoptable" verdict: K3, K14 and K18–K21 hold everywhere, re-derived here with
+/// the harness's own reading of the raw words (not the validator's decoders): every rule
+/// holds, the structures are disjoint (K18), each tag names one configuration (K19), and the
+/// reports are exactly the tags and deferred StreamIDs the tables hold. Any difference is a
+/// crash.
 fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanStats) {
     let [idr0, idr1, _, _, _, idr5] = s.ids.idr;
     let oas = oas_bits(idr5);
@@ -904,11 +912,14 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
         vmid_bits: if idr0 & 1 << 18 != 0 { 16 } else { 8 },
         ssid_bits: u64::from((idr1 >> 6) & 0x1f),
         cd2l: idr0 & 1 << 19 != 0,
+        s2p: idr0 & 0b10 != 0,
         oas,
     };
-    let mut expected = Vec::new();
+    let mut o = Oracle::default();
     if (cfg >> 16) & 3 == 1 {
-        for i in 0..1u64 << (log2 - 8) {
+        let entries = 1u64 << (log2 - 8);
+        o.structure(base, entries * 8, "stream table", 0);
+        for i in 0..entries {
             let d = rd(base + i * 8);
             let span = d & 0x1f;
             if span == 0 {
@@ -924,16 +935,34 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
                 below(l2, L2_BYTES, oas),
                 "K3: L2 table {l2:#x} beyond the OAS"
             );
+            o.structure(l2, L2_BYTES, "L2 table", i);
             for j in 0..256 {
-                ctx.ste(&rd, ((i << 8) | j) as u32, l2 + j * 64, &mut expected);
+                ctx.ste(&rd, ((i << 8) | j) as u32, l2 + j * 64, &mut o);
             }
         }
     } else {
+        o.structure(base, 64 << log2, "stream table", 0);
         for sid in 0..1u64 << log2 {
-            ctx.ste(&rd, sid as u32, base + sid * 64, &mut expected);
+            ctx.ste(&rd, sid as u32, base + sid * 64, &mut o);
         }
     }
-    assert_eq!(found, expected.as_slice(), "the scan's reports differ");
+    // Pass 2 as the harness sees it: each distinct CD table once, for its lowest StreamID.
+    let tables: Vec<((u64, u64, u64), u32)> = o.cd_tables.iter().map(|(k, v)| (*k, *v)).collect();
+    for ((ptr, fmt, cd_max), sid) in tables {
+        ctx.cd_table(&rd, sid, ptr, fmt, cd_max, &mut o);
+    }
+    o.check_disjoint();
+    o.check_aliases(&rd);
+    let key = |f: &Found| match *f {
+        Found::Vmid { sid, vmid } => (0, sid, 0, vmid),
+        Found::Asid { sid, ssid, asid } => (1, sid, ssid, asid),
+        Found::Deferred { sid } => (2, sid, 0, 0),
+    };
+    let mut got: Vec<_> = found.iter().map(key).collect();
+    let mut want: Vec<_> = o.expected.iter().map(key).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "the scan's reports differ");
     let count = |p: fn(&Found) -> bool| found.iter().filter(|f| p(f)).count() as u64;
     assert_eq!(
         stats.deferred,
@@ -943,18 +972,131 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
     assert_eq!(stats.vmids, count(|f| matches!(f, Found::Vmid { .. })));
 }
 
+/// One use of a tag: the entry's address and its cacheable bits.
+type TagUse = (u64, [u64; 8]);
+
+/// What the harness derived from the tables.
+#[derive(Default)]
+struct Oracle {
+    expected: Vec<Found>,
+    /// Every structure: (first byte, last byte, kind, owner).
+    structures: Vec<(u64, u64, &'static str, u64)>,
+    /// Distinct CD tables (pointer, S1Fmt, effective S1CDMax) → lowest StreamID.
+    cd_tables: BTreeMap<(u64, u64, u64), u32>,
+    /// Each use of a tag: (is VMID, tag) → the address of the entry and its cacheable bits.
+    uses: BTreeMap<(bool, u16), Vec<TagUse>>,
+}
+
+impl Oracle {
+    fn structure(&mut self, base: u64, bytes: u64, kind: &'static str, owner: u64) {
+        self.structures
+            .push((base, base.saturating_add(bytes - 1), kind, owner));
+    }
+
+    /// K18: no two structures share a byte (a sort and a neighbour check of its own).
+    fn check_disjoint(&mut self) {
+        let mut v = self.structures.clone();
+        v.sort_unstable();
+        let mut reach: Option<(u64, u64, &'static str, u64)> = None;
+        for b in v {
+            if let Some(a) = reach {
+                assert!(
+                    b.0 > a.1,
+                    "K18: {} {:#x}..={:#x} (owner {:#x}) overlaps {} {:#x}..={:#x} (owner \
+                     {:#x}) but the table was adopted",
+                    b.2,
+                    b.0,
+                    b.1,
+                    b.3,
+                    a.2,
+                    a.0,
+                    a.1,
+                    a.3
+                );
+            }
+            if reach.is_none_or(|a| b.1 > a.1) {
+                reach = Some(b);
+            }
+        }
+    }
+
+    /// K19: every use of a tag has the same cacheable configuration.
+    fn check_aliases(&self, _rd: &dyn Fn(u64) -> u64) {
+        for ((is_vmid, tag), uses) in &self.uses {
+            let first = uses[0];
+            for u in uses {
+                assert_eq!(
+                    u.1,
+                    first.1,
+                    "K19: {} {tag:#x} names different configurations at {:#x} and {:#x} but \
+                     the table was adopted",
+                    if *is_vmid { "VMID" } else { "ASID" },
+                    first.0,
+                    u.0
+                );
+            }
+        }
+    }
+}
+
 struct Rules {
     asid_bits: u32,
     vmid_bits: u32,
     ssid_bits: u64,
     cd2l: bool,
+    s2p: bool,
     oas: u32,
 }
 
+/// The identity a stage-1-only STE gives its VMID: "no stage 2" (K19).
+const NO_STAGE2: [u64; 8] = [0, 0, 0, 0, 0, 0, 0, 1];
+
+/// The bits of a stage-2 STE a TLB entry may cache (§5.2): S2FWB, VTCR with S2AA64 to
+/// S2HA (not S2S, S2R), S2TTB.
+fn s2_identity(w1: u64, w2: u64, w3: u64) -> [u64; 8] {
+    let bits = |hi: u32, lo: u32| (u64::MAX >> (63 - hi)) & !((1u64 << lo) - 1);
+    [
+        0,
+        w1 & 1 << 25,
+        w2 & bits(56, 32),
+        w3 & bits(55, 4),
+        0,
+        0,
+        0,
+        0,
+    ]
+}
+
+/// The bits of a CD a TLB entry may cache (§5.4), with what EPDx and HA make IGNORED
+/// cleared: word 0 but `S`, `R`, `A`; `TTB0`, `TTB1`; `MAIR`, `AMAIR`.
+fn cd_identity(w: [u64; 8]) -> [u64; 8] {
+    let bits = |hi: u32, lo: u32| (u64::MAX >> (63 - hi)) & !((1u64 << lo) - 1);
+    let (epd0, epd1) = (w[0] >> 14 & 1 == 1, w[0] >> 30 & 1 == 1);
+    let mut w0 = w[0] & !bits(46, 44);
+    let (mut ttb0, mut ttb1) = (w[1] & bits(55, 4), w[2] & bits(55, 4));
+    if epd0 {
+        w0 &= !bits(13, 0);
+        ttb0 = 0;
+    }
+    if epd1 {
+        w0 &= !bits(29, 16);
+        ttb1 = 0;
+    }
+    if epd0 && epd1 {
+        w0 &= !(1 << 15);
+    }
+    if w0 >> 43 & 1 == 1 {
+        w0 &= !(1 << 35);
+    }
+    [w0, ttb0, ttb1, w[3], w[4], 0, 0, 0]
+}
+
 impl Rules {
-    fn ste(&self, rd: &dyn Fn(u64) -> u64, sid: u32, pa: u64, out: &mut Vec<Found>) {
+    fn ste(&self, rd: &dyn Fn(u64) -> u64, sid: u32, pa: u64, o: &mut Oracle) {
         let w0 = rd(pa);
+        let w1 = rd(pa + 8);
         let w2 = rd(pa + 16);
+        let w3 = rd(pa + 24);
         if w0 & 1 == 0 {
             return;
         }
@@ -972,73 +1114,130 @@ impl Rules {
                 vmid != 0 && vmid >> self.vmid_bits == 0,
                 "K14: VMID {vmid:#x}"
             );
-            out.push(Found::Vmid {
+            o.expected.push(Found::Vmid {
                 sid,
                 vmid: vmid as u16,
             });
+            o.uses
+                .entry((true, vmid as u16))
+                .or_default()
+                .push((pa, s2_identity(w1, w2, w3)));
+        }
+        if config == 0b101 {
+            // STRW is used by stage-1-only streams: 0bx1 is ILLEGAL (K21).
+            let strw = (w1 >> 30) & 3;
+            assert!(strw == 0 || strw == 2, "K21: STRW {strw:#b} adopted");
+            // With S2P and StreamWorld EL1 a non-zero S2VMID tags the entries (K19).
+            let vmid = w2 & 0xffff;
+            if self.s2p && strw == 0 && vmid != 0 {
+                assert!(vmid >> self.vmid_bits == 0, "K19: stage-1 VMID {vmid:#x}");
+                o.expected.push(Found::Vmid {
+                    sid,
+                    vmid: vmid as u16,
+                });
+                o.uses
+                    .entry((true, vmid as u16))
+                    .or_default()
+                    .push((pa, NO_STAGE2));
+            }
         }
         if config & 0b101 == 0b101 {
-            let cd_max = w0 >> 59;
-            let fmt = (w0 >> 4) & 3;
+            // S1CDMax is IGNORED without substreams, S1Fmt with S1CDMax = 0 (§5.2).
+            let cd_max = if self.ssid_bits == 0 { 0 } else { w0 >> 59 };
+            let fmt = if cd_max == 0 { 0 } else { (w0 >> 4) & 3 };
             assert!(cd_max <= self.ssid_bits, "K14: S1CDMax {cd_max} adopted");
-            if cd_max != 0 {
-                assert!(
-                    fmt == 0 || (fmt != 3 && self.cd2l),
-                    "K14: S1Fmt {fmt} adopted"
-                );
-            }
-            let (ptr, bytes, kind) = cd_region(w0);
             assert!(
-                ptr % bytes.max(64) == 0,
+                fmt == 0 || (fmt != 3 && self.cd2l),
+                "K14: S1Fmt {fmt} adopted"
+            );
+            let ptr = w0 & PTR_55_6;
+            let (bytes, _) = cd_layout(fmt, cd_max);
+            assert!(
+                ptr.is_multiple_of(bytes.max(64)),
                 "K14: CD table {ptr:#x} misaligned"
             );
             if config == 0b101 {
                 assert!(ptr != 0, "K14: null CD table adopted");
                 assert!(below(ptr, bytes, self.oas), "K14: CD table beyond the OAS");
-                match kind {
-                    Kind::L1Cd { leaf_cds } => {
-                        let (capacity, align) = if fmt == 1 { (64, 4096) } else { (1024, 65536) };
-                        for i in 0..bytes / 8 {
-                            let d = rd(ptr + i * 8);
-                            if d & 1 == 0 {
-                                continue;
-                            }
-                            let leaf = d & PTR_55_12;
-                            assert!(
-                                leaf != 0 && leaf.is_multiple_of(align),
-                                "K14: leaf {leaf:#x}"
-                            );
-                            assert!(below(leaf, leaf_cds * 64, self.oas), "K14: leaf beyond OAS");
-                            for j in 0..leaf_cds {
-                                self.cd(rd, sid, (i * capacity + j) as u32, leaf + j * 64, out);
-                            }
-                        }
+                let owner = o.cd_tables.entry((ptr, fmt, cd_max)).or_insert(sid);
+                *owner = (*owner).min(sid);
+            }
+        }
+        o.expected.push(Found::Deferred { sid });
+    }
+
+    fn cd_table(
+        &self,
+        rd: &dyn Fn(u64) -> u64,
+        sid: u32,
+        ptr: u64,
+        fmt: u64,
+        cd_max: u64,
+        o: &mut Oracle,
+    ) {
+        let (bytes, leaf_cds) = cd_layout(fmt, cd_max);
+        o.structure(ptr, bytes, "CD table", u64::from(sid));
+        match leaf_cds {
+            Some(leaf_cds) => {
+                let (capacity, align) = if fmt == 1 { (64, 4096) } else { (1024, 65536) };
+                for i in 0..bytes / 8 {
+                    let d = rd(ptr + i * 8);
+                    if d & 1 == 0 {
+                        continue;
                     }
-                    _ => {
-                        for j in 0..bytes / 64 {
-                            self.cd(rd, sid, j as u32, ptr + j * 64, out);
-                        }
+                    let leaf = d & PTR_55_12;
+                    assert!(
+                        leaf != 0 && leaf.is_multiple_of(align),
+                        "K14: leaf {leaf:#x}"
+                    );
+                    assert!(below(leaf, leaf_cds * 64, self.oas), "K14: leaf beyond OAS");
+                    o.structure(leaf, leaf_cds * 64, "leaf CD table", u64::from(sid));
+                    for j in 0..leaf_cds {
+                        self.cd(rd, sid, (i * capacity + j) as u32, leaf + j * 64, o);
                     }
                 }
             }
+            None => {
+                for j in 0..bytes / 64 {
+                    self.cd(rd, sid, j as u32, ptr + j * 64, o);
+                }
+            }
         }
-        out.push(Found::Deferred { sid });
     }
 
-    fn cd(&self, rd: &dyn Fn(u64) -> u64, sid: u32, ssid: u32, pa: u64, out: &mut Vec<Found>) {
-        let w0 = rd(pa);
-        if (w0 >> 31) & 1 == 0 {
+    fn cd(&self, rd: &dyn Fn(u64) -> u64, sid: u32, ssid: u32, pa: u64, o: &mut Oracle) {
+        let w: [u64; 8] = core::array::from_fn(|i| rd(pa + i as u64 * 8));
+        if (w[0] >> 31) & 1 == 0 {
             return;
         }
-        let asid = w0 >> 48;
+        let asid = w[0] >> 48;
         assert!(
             asid != 0 && asid >> self.asid_bits == 0,
             "K14: ASID {asid:#x}"
         );
-        out.push(Found::Asid {
+        o.expected.push(Found::Asid {
             sid,
             ssid,
             asid: asid as u16,
         });
+        o.uses
+            .entry((false, asid as u16))
+            .or_default()
+            .push((pa, cd_identity(w)));
     }
+}
+
+/// A CD table of `S1Fmt` `fmt` and effective `S1CDMax` `cd_max` (§5.2): its bytes and, for
+/// a 2-level one, the CDs used in each leaf.
+fn cd_layout(fmt: u64, cd_max: u64) -> (u64, Option<u64>) {
+    let leaf_log2 = match fmt {
+        _ if cd_max == 0 => return (64, None),
+        1 => 6,
+        2 => 10,
+        _ => return (64 << cd_max, None),
+    };
+    (
+        8 << cd_max.saturating_sub(leaf_log2),
+        Some(1 << cd_max.min(leaf_log2)),
+    )
 }

@@ -14,12 +14,14 @@
 //!    maintenance), no Service Failure Mode, `CR2.E2H` as the platform expects;
 //! 2. [`validate_geometry`] (K2): `STRTAB_BASE_CFG` / `STRTAB_BASE` describe a table this
 //!    driver can adopt: format, size, split, alignment, output address size, RAM;
-//! 3. [`scan()`] (K3, K14, K15): every level-1 descriptor and every valid STE and CD, with the
-//!    ASIDs and VMIDs to reserve and the StreamIDs whose attach is deferred reported to a sink.
+//! 3. [`scan()`] (K3, K14, K15, K18–K21): every level-1 descriptor and every valid STE and CD,
+//!    with the ASIDs and VMIDs to reserve and the StreamIDs whose attach is deferred reported
+//!    to a sink; the structures disjoint, one configuration per tag, the work within budget.
 //!
 //! Any [`Refusal`] means "do the full reset" (SPEC K4); its [`code`](Refusal::code) is stable.
-//! [`check_adoption`] runs the three steps in order. Nothing here writes a register or memory,
-//! allocates, recurses, or panics on any input (SPEC B1).
+//! [`check_adoption`] runs the three steps in order. Nothing here writes a register or the old
+//! memory, allocates (the scan's bookkeeping lives in a scratch area the caller provides, of a
+//! size fixed by the registers: [`scratch_slots`]), recurses, or panics on any input (SPEC B1).
 //!
 //! ```
 //! use smmu_kdump::{
@@ -68,7 +70,9 @@
 //! let platform = AdoptPlatform { crash_kernel: true, coherent: true, ..Default::default() };
 //!
 //! let mut found = heapless::Vec::<Found, 8>::new();
-//! let adoption = check_adoption(&snap, &platform, &smmu_kdump::any_ram, &image, &mut |f| {
+//! // Scratch for the scan's bookkeeping (SPEC K15): a kernel takes it from zeroed pages.
+//! let mut scratch = vec![smmu_kdump::ScratchSlot::default(); smmu_kdump::MAX_SCRATCH_SLOTS];
+//! let adoption = check_adoption(&snap, &platform, &smmu_kdump::any_ram, &image, &mut scratch, &mut |f| {
 //!     found.push(f).map_err(|_| smmu_kdump::Refusal::VmidConflict { sid: 0, vmid: 0 })
 //! })
 //! .expect("adoptable");
@@ -84,60 +88,9 @@
 //!
 //! // The same SMMU with SMMUEN clear is not adopted: full reset.
 //! let off = RegisterSnapshot { cr0: 0, ..snap };
-//! let refusal = check_adoption(&off, &platform, &smmu_kdump::any_ram, &image, &mut |_| Ok(()))
+//! let refusal = check_adoption(&off, &platform, &smmu_kdump::any_ram, &image, &mut scratch, &mut |_| Ok(()))
 //!     .unwrap_err();
 //! assert_eq!(refusal.code(), "smmu-disabled");
-//! ```
-//!
-//! # The crash kernel's bring-up: [`boot`]
-//!
-//! [`boot`] is what a crash kernel calls instead of the driver's full reset: it adopts the live
-//! SMMU when the checks above pass and otherwise falls back to the full reset, saying why in
-//! its [`Verdict`]. Both outcomes, on the SMMUv3 model (`smmu-model`, with the model platform
-//! of `smmu-scenarios`; on hardware the same call takes [`smmu::Mmio`] and the kernel's `Hal`):
-//!
-//! ```
-//! use smmu::{DomainStage, Hal, MasterConfig, SmmuConfig};
-//! use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Verdict};
-//! use smmu_model::{Model, ModelConfig, Profile, Transaction};
-//! use smmu_pagetable::{Iova, Prot};
-//! use smmu_scenarios::{rig::Rig, tables::ModelTables, ModelPlatform};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // The old kernel: a NIC (StreamID 0x10) translated through a stage-1 domain.
-//! let Rig { platform, mut smmu } =
-//!     Rig::new(ModelConfig::hostile(Profile::grace(), 7), SmmuConfig::default())?;
-//! let hal = platform.hal();
-//! let nic = smmu.add_master(&MasterConfig {
-//!     sids: &[0x10],
-//!     protected: false,
-//!     ats: false,
-//!     stall: false,
-//!     ssid_bits: 0,
-//! })?;
-//! let mut domain = smmu.new_domain(DomainStage::Stage1, false, ModelTables(hal.clone()))?;
-//! let ring = hal.dma_alloc(4096, 4096)?;
-//! smmu.map(&mut domain, Iova(0x1000_0000), ring.pa, 4096, Prot::READ | Prot::WRITE)?;
-//! smmu.attach(nic, &domain)?;
-//!
-//! // It panics: nothing is torn down, the SMMU and the NIC's DMA carry on (a kexec).
-//! std::mem::forget((smmu, domain));
-//! platform.model().with(Model::warm_restart);
-//!
-//! // The crash kernel adopts the live table; the NIC's DMA still lands in its ring.
-//! let crash = AdoptPlatform { crash_kernel: true, coherent: true, ..Default::default() };
-//! let booted = boot(platform.regs(), hal, &crash, &AdoptOptions::default())?;
-//! assert!(matches!(booted.verdict, Verdict::Adopted { asids: 1, .. }));
-//! let dma = platform.model().with(|m| m.dma(Transaction::write(0x10, 0x1000_0040)));
-//! assert_eq!(dma.pa(), Some(ring.pa.0 + 0x40));
-//!
-//! // An SMMU that was never enabled has nothing to adopt: the full reset, with the reason.
-//! let fresh = ModelPlatform::new(ModelConfig::hostile(Profile::grace(), 7))?;
-//! let booted = boot(fresh.regs(), fresh.hal(), &crash, &AdoptOptions::default())?;
-//! let Verdict::FullReset(reason) = booted.verdict else { panic!("{:?}", booted.verdict) };
-//! assert_eq!(reason.code(), "smmu-disabled");
-//! # Ok(())
-//! # }
 //! ```
 #![no_std]
 #![deny(missing_docs)]
@@ -152,7 +105,7 @@
 )]
 
 // The fuzzing harness (host only) collects reads and reports with `std`.
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(any(test, feature = "fuzzing", feature = "image"))]
 extern crate std;
 
 pub mod adopt;
@@ -165,6 +118,9 @@ pub mod validate;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 
+#[cfg(any(test, feature = "image"))]
+pub mod image;
+
 #[cfg(test)]
 mod tests;
 
@@ -172,8 +128,11 @@ pub use adopt::{
     boot, full_reset, AdoptOptions, Booted, CrashStreamTable, HalMemory, Verdict, ADOPT,
     RESET_ABORT, RESET_BYPASS,
 };
-pub use reason::{all_codes, Refusal};
-pub use scan::{scan, Found, MemFault, OldMemory, ScanStats, READ_CHUNK_WORDS};
+pub use reason::{all_codes, Refusal, Structure, StructureKind};
+pub use scan::{
+    scan, scratch_slots, Found, MemFault, OldMemory, Revalidation, ScanStats, ScratchSlot,
+    CD_SCAN_BUDGET, MAX_CD_STRUCTURES, MAX_SCRATCH_SLOTS, READ_CHUNK_WORDS,
+};
 pub use snapshot::RegisterSnapshot;
 pub use table::AdoptedStreamTable;
 pub use validate::{
@@ -195,19 +154,21 @@ pub struct Adoption {
 }
 
 /// The whole validation: [`decide`], then [`validate_geometry`] with `is_ram`, then [`scan()`]
-/// with `sink`. The first refusal is returned; on a refusal after the scan started the
-/// caller releases whatever the sink reserved (SPEC K4).
+/// with `scratch` (at least [`scratch_slots`] for this table; [`MAX_SCRATCH_SLOTS`] always
+/// suffices) and `sink`. The first refusal is returned; on a refusal after the scan started
+/// the caller releases whatever the sink reserved (SPEC K4).
 pub fn check_adoption(
     snap: &RegisterSnapshot,
     platform: &AdoptPlatform,
     is_ram: &dyn Fn(u64, u64) -> bool,
     mem: &dyn OldMemory,
+    scratch: &mut [ScratchSlot],
     sink: &mut dyn FnMut(Found) -> Result<(), Refusal>,
 ) -> Result<Adoption, Refusal> {
     decide(snap, platform)?;
     let features = snap.features();
     let geometry = validate_geometry(snap, &features, is_ram)?;
-    let stats = scan(&geometry, &features, mem, sink)?;
+    let stats = scan(&geometry, &features, mem, scratch, sink)?;
     Ok(Adoption {
         features,
         geometry,

@@ -1,4 +1,4 @@
-//! Why a live SMMU is not adopted: one variant per rule of SPEC K1, K2, K3, K13 and K14.
+//! Why a live SMMU is not adopted: one variant per rule of SPEC K1–K3, K13–K15 and K18–K21.
 //!
 //! Every [`Refusal`] has a stable kebab-case [`code`](Refusal::code) (for logs, the CLI and
 //! tests) and a [`Display`](core::fmt::Display) form for people that names the offending
@@ -277,6 +277,83 @@ pub enum Refusal {
         /// `S2VMID`.
         vmid: u16,
     },
+    /// K21: a stage-1 STE with `STRW` = `0b01` or `0b11`: Reserved, ILLEGAL for a
+    /// Non-secure stream (§5.2).
+    SteStrwIllegal {
+        /// The StreamID.
+        sid: u32,
+        /// `STRW`.
+        strw: u8,
+    },
+    /// K21: a field the STE's configuration uses holds a value §5.2 makes ILLEGAL on this
+    /// SMMU (a stage it lacks, a stall or hardware-update setting it does not support,
+    /// split-stage ATS outside nesting).
+    SteIllegal {
+        /// The StreamID.
+        sid: u32,
+        /// The field, by its specification name.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+    },
+    /// K21: a field a valid CD uses holds a value §5.4 makes ILLEGAL on this SMMU (table
+    /// format, hardware updates).
+    CdIllegal {
+        /// The StreamID.
+        sid: u32,
+        /// The SubstreamID.
+        ssid: u32,
+        /// The field, by its specification name.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+    },
+    /// K18: two structures adoption trusts share memory.
+    StructuresOverlap {
+        /// The one at the lower address.
+        first: Structure,
+        /// The one that starts inside it.
+        second: Structure,
+    },
+    /// K19: one ASID names two different stage-1 configurations.
+    AsidAlias {
+        /// The StreamID of the second user.
+        sid: u32,
+        /// The SubstreamID of the second user.
+        ssid: u32,
+        /// `ASID`.
+        asid: u16,
+        /// Address of the first CD that uses the ASID.
+        first_cd: u64,
+    },
+    /// K19: one VMID names two different stage-2 configurations (or stage 2 and none).
+    VmidAlias {
+        /// The StreamID of the second user.
+        sid: u32,
+        /// `S2VMID`.
+        vmid: u16,
+        /// Address of the first STE that uses the VMID.
+        first_ste: u64,
+    },
+    /// K20: the CD tables hold more entries than the scan budget.
+    ScanBudgetExceeded {
+        /// The StreamID whose CD table would exceed it.
+        sid: u32,
+        /// The budget, in CDs and level-1 CD descriptors.
+        budget: u64,
+    },
+    /// K15/K18: more distinct CD tables and leaves than the scan can keep track of.
+    TooManyStructures {
+        /// The most it keeps track of.
+        max: u32,
+    },
+    /// K15: the caller's scratch area is smaller than the scan needs.
+    ScratchTooSmall {
+        /// Slots needed.
+        needed: u64,
+        /// Slots given.
+        given: u64,
+    },
     /// A range the registers or descriptors describe could not be read.
     MemoryUnreadable {
         /// First byte of the read.
@@ -284,6 +361,92 @@ pub enum Refusal {
         /// Bytes.
         len: u64,
     },
+}
+
+/// A structure adoption trusts, named in an overlap refusal (SPEC K18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StructureKind {
+    /// The linear stream table, or the level-1 stream table.
+    StreamTable,
+    /// A level-2 stream table (16 KiB).
+    L2Table,
+    /// A CD table: linear, or the level-1 CD table of a 2-level one.
+    CdTable,
+    /// A leaf CD table of a 2-level CD table.
+    CdLeaf,
+}
+
+impl StructureKind {
+    const fn name(self) -> &'static str {
+        match self {
+            StructureKind::StreamTable => "the stream table",
+            StructureKind::L2Table => "the level-2 stream table",
+            StructureKind::CdTable => "the CD table",
+            StructureKind::CdLeaf => "the leaf CD table",
+        }
+    }
+
+    const fn owner(self) -> &'static str {
+        match self {
+            StructureKind::StreamTable => "",
+            StructureKind::L2Table => " of L1 descriptor ",
+            StructureKind::CdTable | StructureKind::CdLeaf => " of StreamID ",
+        }
+    }
+
+    const fn rank(self) -> u8 {
+        match self {
+            StructureKind::StreamTable => 0,
+            StructureKind::L2Table => 1,
+            StructureKind::CdTable => 2,
+            StructureKind::CdLeaf => 3,
+        }
+    }
+}
+
+/// One structure: what it is, where, how big and whose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Structure {
+    /// What it is.
+    pub kind: StructureKind,
+    /// Its first byte.
+    pub base: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The L1 descriptor index of a level-2 table; the lowest StreamID using a CD table or
+    /// leaf; 0 for the stream table.
+    pub owner: u32,
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind.name())?;
+        match self.kind {
+            StructureKind::StreamTable => {}
+            StructureKind::L2Table => write!(f, "{}{}", self.kind.owner(), self.owner)?,
+            _ => write!(f, "{}{:#x}", self.kind.owner(), self.owner)?,
+        }
+        write!(f, " at {:#x} ({:#x} bytes)", self.base, self.bytes)
+    }
+}
+
+/// The code of an overlap between structures of kinds `a` and `b` (in either order).
+const fn overlap_code(a: StructureKind, b: StructureKind) -> &'static str {
+    let (lo, hi) = if a.rank() <= b.rank() { (a, b) } else { (b, a) };
+    match (lo, hi) {
+        // One stream table: two of them never overlap each other; named for completeness.
+        (StructureKind::StreamTable, StructureKind::StreamTable | StructureKind::L2Table) => {
+            "l2-table-overlaps-stream-table"
+        }
+        (StructureKind::StreamTable, StructureKind::CdTable) => "cd-table-overlaps-stream-table",
+        (StructureKind::StreamTable, StructureKind::CdLeaf) => "cd-leaf-overlaps-stream-table",
+        (StructureKind::L2Table, StructureKind::L2Table) => "l2-tables-overlap",
+        (StructureKind::L2Table, StructureKind::CdTable) => "cd-table-overlaps-l2-table",
+        (StructureKind::L2Table, StructureKind::CdLeaf) => "cd-leaf-overlaps-l2-table",
+        (StructureKind::CdTable, StructureKind::CdTable) => "cd-tables-overlap",
+        (StructureKind::CdTable, StructureKind::CdLeaf) => "cd-leaf-overlaps-cd-table",
+        _ => "cd-leaves-overlap",
+    }
 }
 
 /// Every code [`Refusal::code`] can return, in declaration order.
@@ -324,6 +487,23 @@ const ALL_CODES: &[&str] = &[
     "asid-out-of-range",
     "asid-conflict",
     "vmid-conflict",
+    "ste-strw-illegal",
+    "ste-illegal",
+    "cd-illegal",
+    "l2-table-overlaps-stream-table",
+    "cd-table-overlaps-stream-table",
+    "cd-leaf-overlaps-stream-table",
+    "l2-tables-overlap",
+    "cd-table-overlaps-l2-table",
+    "cd-leaf-overlaps-l2-table",
+    "cd-tables-overlap",
+    "cd-leaf-overlaps-cd-table",
+    "cd-leaves-overlap",
+    "asid-alias",
+    "vmid-alias",
+    "scan-budget-exceeded",
+    "too-many-structures",
+    "scratch-too-small",
     "memory-unreadable",
 ];
 
@@ -372,6 +552,15 @@ impl Refusal {
             Refusal::AsidOutOfRange { .. } => "asid-out-of-range",
             Refusal::AsidConflict { .. } => "asid-conflict",
             Refusal::VmidConflict { .. } => "vmid-conflict",
+            Refusal::SteStrwIllegal { .. } => "ste-strw-illegal",
+            Refusal::SteIllegal { .. } => "ste-illegal",
+            Refusal::CdIllegal { .. } => "cd-illegal",
+            Refusal::StructuresOverlap { first, second } => overlap_code(first.kind, second.kind),
+            Refusal::AsidAlias { .. } => "asid-alias",
+            Refusal::VmidAlias { .. } => "vmid-alias",
+            Refusal::ScanBudgetExceeded { .. } => "scan-budget-exceeded",
+            Refusal::TooManyStructures { .. } => "too-many-structures",
+            Refusal::ScratchTooSmall { .. } => "scratch-too-small",
             Refusal::MemoryUnreadable { .. } => "memory-unreadable",
         }
     }
@@ -600,6 +789,61 @@ impl fmt::Display for Refusal {
             Refusal::VmidConflict { sid, vmid } => write!(
                 f,
                 "VMID {vmid:#x} of StreamID {sid:#x} could not be reserved (K14)"
+            ),
+            Refusal::SteStrwIllegal { sid, strw } => write!(
+                f,
+                "stage-1 STE of StreamID {sid:#x} has STRW {strw:#04b}, reserved and illegal \
+                 for a Non-secure stream (K21)"
+            ),
+            Refusal::SteIllegal { sid, field, value } => write!(
+                f,
+                "STE of StreamID {sid:#x}: {field} = {value:#x} is illegal on this SMMU (K21)"
+            ),
+            Refusal::CdIllegal {
+                sid,
+                ssid,
+                field,
+                value,
+            } => write!(
+                f,
+                "CD {ssid} of StreamID {sid:#x}: {field} = {value:#x} is illegal on this SMMU \
+                 (K21)"
+            ),
+            Refusal::StructuresOverlap { first, second } => write!(
+                f,
+                "{second} overlaps {first}: a write to one would change the other (K18)"
+            ),
+            Refusal::AsidAlias {
+                sid,
+                ssid,
+                asid,
+                first_cd,
+            } => write!(
+                f,
+                "ASID {asid:#x} of CD {ssid} of StreamID {sid:#x} also names the different \
+                 address space of the CD at {first_cd:#x} (K19)"
+            ),
+            Refusal::VmidAlias {
+                sid,
+                vmid,
+                first_ste,
+            } => write!(
+                f,
+                "VMID {vmid:#x} of StreamID {sid:#x} also names the different stage-2 \
+                 configuration of the STE at {first_ste:#x} (K19)"
+            ),
+            Refusal::ScanBudgetExceeded { sid, budget } => write!(
+                f,
+                "the CD table of StreamID {sid:#x} would take the scan beyond its budget of \
+                 {budget} CDs (K20)"
+            ),
+            Refusal::TooManyStructures { max } => write!(
+                f,
+                "more than about {max} distinct CD tables and leaves to keep track of (K15, K18)"
+            ),
+            Refusal::ScratchTooSmall { needed, given } => write!(
+                f,
+                "the scan needs {needed} scratch slots, {given} were given (K15)"
             ),
             Refusal::MemoryUnreadable { pa, len } => write!(
                 f,

@@ -18,7 +18,13 @@ use smmu::strtab::{Prepared, SteLocation, StreamTable, STES_PER_L2, STE_BYTES};
 use smmu::writer::ENTRY_QWORDS;
 use smmu::{Error, Hal, MapAttr, PhysAddr};
 
+use smmu::arch::idr::Features;
+use smmu::ids::IdAllocator;
+
+use crate::adopt::HalMemory;
+use crate::scan::{Found, Revalidation};
 use crate::validate::{Format, Geometry};
+use crate::Refusal;
 
 /// Chunks of 256 StreamIDs an adopted table can have touched (a fixed bound, SPEC K15):
 /// 256 × 256 StreamIDs with devices added in the crash kernel.
@@ -29,6 +35,17 @@ struct Chunk {
     /// The level-2 table (mapped, or allocated by us); `None` for a linear table's chunk.
     l2: Option<DmaBuf>,
     deferred: [u64; 4],
+    /// STEs that failed re-validation when the chunk was mapped (SPEC K21): their devices
+    /// are refused.
+    rejected: [u64; 4],
+}
+
+/// What the scan reserved, to re-validate inherited STEs against when their table is mapped
+/// (SPEC K21).
+struct ScanTags {
+    features: Features,
+    asids: IdAllocator,
+    vmids: IdAllocator,
 }
 
 /// The crashed kernel's stream table, adopted.
@@ -38,6 +55,7 @@ pub struct AdoptedStreamTable {
     coherent: bool,
     base: DmaBuf,
     chunks: Vec<Chunk, MAX_CHUNKS>,
+    tags: Option<ScanTags>,
 }
 
 impl core::fmt::Debug for AdoptedStreamTable {
@@ -79,7 +97,26 @@ impl AdoptedStreamTable {
             coherent,
             base,
             chunks: Vec::new(),
+            tags: None,
         })
+    }
+
+    /// SPEC K21: from now on, each chunk of STEs is re-validated when first touched: decoded
+    /// again, its CDs read again, and every ASID and VMID it uses checked against `asids`
+    /// and `vmids` — what the scan reserved (copies, taken before this kernel allocates any).
+    /// A StreamID whose STE fails is refused with [`Error::InheritedEntryChanged`]; the rest
+    /// of the table stays adopted.
+    pub fn revalidate_against(
+        &mut self,
+        features: Features,
+        asids: &IdAllocator,
+        vmids: &IdAllocator,
+    ) {
+        self.tags = Some(ScanTags {
+            features,
+            asids: asids.clone(),
+            vmids: vmids.clone(),
+        });
     }
 
     /// The validated geometry.
@@ -100,25 +137,65 @@ impl AdoptedStreamTable {
         self.chunks.get(i)
     }
 
-    fn deferred_bits<H: Hal + ?Sized>(
+    /// The deferred and the rejected (SPEC K21) STEs of the chunk of StreamID `first_sid`,
+    /// `count` STEs from STE `first_ste` of `buf`.
+    fn chunk_bits<H: Hal + ?Sized>(
+        &self,
         hal: &H,
         buf: &DmaBuf,
         first_ste: usize,
+        first_sid: u32,
         count: usize,
-    ) -> Result<[u64; 4], Error> {
-        let mut bits = [0u64; 4];
+    ) -> Result<([u64; 4], [u64; 4]), Error> {
+        let mut deferred = [0u64; 4];
+        let mut rejected = [0u64; 4];
+        let mut recheck = Revalidation::new();
+        let memory = HalMemory {
+            hal,
+            attr: self.attr,
+            coherent: self.coherent,
+        };
+        let set = |bits: &mut [u64; 4], i: usize| {
+            if let Some(b) = bits.get_mut(i / 64) {
+                *b |= 1 << (i % 64);
+            }
+        };
         for i in 0..count.min(STES_PER_L2 as usize) {
             let mut w = [0u64; ENTRY_QWORDS];
             for (k, v) in w.iter_mut().enumerate() {
                 *v = buf.read(hal, (first_ste + i) * ENTRY_QWORDS + k)?;
             }
-            if inherited(&w) {
-                if let Some(b) = bits.get_mut(i / 64) {
-                    *b |= 1 << (i % 64);
+            if !inherited(&w) {
+                continue;
+            }
+            set(&mut deferred, i);
+            if let Some(t) = &self.tags {
+                let sid = first_sid + i as u32;
+                let ok = recheck.ste(sid, w, &self.geometry, &t.features, &memory, &mut |found| {
+                    let reserved = match found {
+                        Found::Asid { asid, .. } => t.asids.is_reserved(asid),
+                        Found::Vmid { vmid, .. } => t.vmids.is_reserved(vmid),
+                        Found::Deferred { .. } => true,
+                    };
+                    if reserved {
+                        Ok(())
+                    } else {
+                        Err(Refusal::VmidConflict { sid, vmid: 0 })
+                    }
+                });
+                if ok.is_err() {
+                    set(&mut rejected, i);
                 }
             }
         }
-        Ok(bits)
+        Ok((deferred, rejected))
+    }
+
+    fn is_rejected(&self, sid: u32) -> bool {
+        let bit = (sid % STES_PER_L2) as usize;
+        self.chunk(sid)
+            .and_then(|c| c.rejected.get(bit / 64))
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
     }
 }
 
@@ -143,6 +220,9 @@ impl StreamTable for AdoptedStreamTable {
         }
         let index = sid >> 8;
         let Err(pos) = self.chunks.binary_search_by_key(&index, |c| c.index) else {
+            if self.is_rejected(sid) {
+                return Err(Error::InheritedEntryChanged(sid));
+            }
             return Ok(Prepared::Present);
         };
         if self.chunks.is_full() {
@@ -152,12 +232,14 @@ impl StreamTable for AdoptedStreamTable {
             Format::Linear => {
                 let first = index as usize * STES_PER_L2 as usize;
                 let count = (self.geometry.num_sids() as usize).saturating_sub(first);
-                let deferred = Self::deferred_bits(hal, &self.base, first, count)?;
+                let (deferred, rejected) =
+                    self.chunk_bits(hal, &self.base, first, index << 8, count)?;
                 (
                     Chunk {
                         index,
                         l2: None,
                         deferred,
+                        rejected,
                     },
                     Prepared::Present,
                 )
@@ -170,8 +252,8 @@ impl StreamTable for AdoptedStreamTable {
                     Ok(Some(l2)) => {
                         let bytes = STE_BYTES * STES_PER_L2 as usize;
                         let buf = DmaBuf::map(hal, PhysAddr(l2), bytes, self.attr, self.coherent)?;
-                        let deferred = match Self::deferred_bits(hal, &buf, 0, STES_PER_L2 as usize)
-                        {
+                        let bits = self.chunk_bits(hal, &buf, 0, index << 8, STES_PER_L2 as usize);
+                        let (deferred, rejected) = match bits {
                             Ok(d) => d,
                             Err(e) => {
                                 // SAFETY: a CPU mapping of memory the SMMU keeps using;
@@ -185,6 +267,7 @@ impl StreamTable for AdoptedStreamTable {
                                 index,
                                 l2: Some(buf),
                                 deferred,
+                                rejected,
                             },
                             Prepared::Present,
                         )
@@ -217,6 +300,7 @@ impl StreamTable for AdoptedStreamTable {
                                 index,
                                 l2: Some(buf),
                                 deferred: [0; 4],
+                                rejected: [0; 4],
                             },
                             Prepared::NewLevel1Descriptor,
                         )
@@ -224,8 +308,16 @@ impl StreamTable for AdoptedStreamTable {
                 }
             }
         };
+        let rejected = chunk
+            .rejected
+            .get((sid % STES_PER_L2) as usize / 64)
+            .is_some_and(|w| w & (1 << (sid % 64)) != 0);
         // Cannot fail: capacity was checked.
         let _ = self.chunks.insert(pos, chunk);
+        if rejected {
+            // SPEC K21: this device only; the chunk stays mapped for the others.
+            return Err(Error::InheritedEntryChanged(sid));
+        }
         Ok(prepared)
     }
 

@@ -31,51 +31,8 @@ fn cfg() -> ProptestConfig {
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
 
-/// Sparse old memory: declared readable regions (zero unless written), every read recorded.
-#[derive(Default)]
-struct Mem {
-    regions: Vec<(u64, u64)>,
-    words: BTreeMap<u64, u64>,
-    reads: RefCell<Vec<(u64, u64)>>,
-}
-
-impl Mem {
-    fn region(&mut self, base: u64, bytes: u64) {
-        self.regions.push((base, bytes));
-    }
-    fn write(&mut self, pa: u64, words: &[u64]) {
-        for (i, w) in words.iter().enumerate() {
-            self.words.insert(pa + i as u64 * 8, *w);
-        }
-    }
-    fn reads(&self) -> Vec<(u64, u64)> {
-        self.reads.borrow().clone()
-    }
-    fn touched(&self, base: u64, bytes: u64) -> bool {
-        self.reads()
-            .iter()
-            .any(|&(pa, len)| pa < base + bytes && base < pa + len)
-    }
-}
-
-impl OldMemory for Mem {
-    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        let len = out.len() as u64 * 8;
-        self.reads.borrow_mut().push((pa, len));
-        if !self
-            .regions
-            .iter()
-            .any(|&(b, l)| b <= pa && pa + len <= b + l)
-        {
-            return Err(MemFault);
-        }
-        out.fill(0);
-        for (&a, &w) in self.words.range(pa..pa + len) {
-            out[((a - pa) / 8) as usize] = w;
-        }
-        Ok(())
-    }
-}
+/// Sparse old memory from the crate's one image builder, every read recorded.
+type Mem = crate::image::Image;
 
 const ST: u64 = 0x8000_0000;
 const L2A: u64 = 0x8010_0000;
@@ -254,7 +211,11 @@ fn l1cd(leaf: u64) -> u64 {
 /// Validates and scans, collecting every report.
 fn run(snap: &RegisterSnapshot, mem: &Mem) -> Result<(ScanStats, Vec<Found>), Refusal> {
     let mut found = Vec::new();
-    let adoption = check_adoption(snap, &PLATFORM, &any_ram, mem, &mut |f| {
+    // Exactly what the scan needs (less for Miri to initialise than MAX_SCRATCH_SLOTS).
+    let slots = validate_geometry(snap, &snap.features(), &any_ram)
+        .map_or(0, |g| scratch_slots(&g, &snap.features()));
+    let mut scratch = std::vec![ScratchSlot::default(); slots];
+    let adoption = check_adoption(snap, &PLATFORM, &any_ram, mem, &mut scratch, &mut |f| {
         found.push(f);
         Ok(())
     })?;
@@ -269,7 +230,7 @@ fn code(snap: &RegisterSnapshot, mem: &Mem) -> &'static str {
 
 /// A linear table of 16 STEs at `ST` with `stes` at the given StreamIDs.
 fn linear_mem(stes: &[(u64, [u64; 8])]) -> Mem {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 16 * 64);
     for (sid, w) in stes {
         m.write(ST + sid * 64, w);
@@ -808,7 +769,7 @@ fn k3_l2_table_must_be_below_oas() {
 // spec: K3, K4
 #[test]
 fn k3_one_bad_descriptor_fails_the_scan() {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 128);
     m.region(L2A, 0x4000);
     m.write(ST, &[l1std(L2A), 0, 0, 0b1010 | L2B]);
@@ -847,6 +808,14 @@ fn k14_linear_table_reports_exactly_what_is_in_use() {
         found,
         [
             Found::Deferred { sid: 1 },
+            Found::Deferred { sid: 2 },
+            Found::Vmid { sid: 3, vmid: 7 },
+            Found::Deferred { sid: 3 },
+            Found::Vmid { sid: 4, vmid: 9 },
+            Found::Deferred { sid: 4 },
+            Found::Vmid { sid: 6, vmid: 7 },
+            Found::Deferred { sid: 6 },
+            // Pass 2: the CD table, once.
             Found::Asid {
                 sid: 2,
                 ssid: 0,
@@ -862,13 +831,6 @@ fn k14_linear_table_reports_exactly_what_is_in_use() {
                 ssid: 3,
                 asid: 0x11
             },
-            Found::Deferred { sid: 2 },
-            Found::Vmid { sid: 3, vmid: 7 },
-            Found::Deferred { sid: 3 },
-            Found::Vmid { sid: 4, vmid: 9 },
-            Found::Deferred { sid: 4 },
-            Found::Vmid { sid: 6, vmid: 7 },
-            Found::Deferred { sid: 6 },
         ]
     );
     assert_eq!(
@@ -884,8 +846,13 @@ fn k14_linear_table_reports_exactly_what_is_in_use() {
             vmids: 3,
             asids: 3,
             deferred: 5,
-            reads: 3,
-            bytes_read: 1024 + 256,
+            // The stream table and the CD table.
+            structures: 2,
+            // CD 3 shares ASID 0x11 with CD 0, SID 6 VMID 7 with SID 3: each first user
+            // is read back once to compare (identical).
+            tag_compares: 2,
+            reads: 5,
+            bytes_read: 1024 + 256 + 2 * 64,
         }
     );
     // The nested STE's CD table is an IPA: never read.
@@ -895,7 +862,7 @@ fn k14_linear_table_reports_exactly_what_is_in_use() {
 // spec: K3, K11, K14
 #[test]
 fn k14_two_level_table_reports_exactly_what_is_in_use() {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 128);
     m.region(L2A, 0x4000);
     m.region(L2B, 0x4000);
@@ -915,12 +882,12 @@ fn k14_two_level_table_reports_exactly_what_is_in_use() {
                 vmid: 0x1234
             },
             Found::Deferred { sid: 0x207 },
+            Found::Deferred { sid: 0x2ff },
             Found::Asid {
                 sid: 0x2ff,
                 ssid: 0,
                 asid: 0xabcd
             },
-            Found::Deferred { sid: 0x2ff },
         ]
     );
     assert_eq!((stats.l1_descriptors, stats.l1_valid), (16, 2));
@@ -941,6 +908,7 @@ fn k14_stage1_two_level_cd_table_with_4k_leaves() {
     assert_eq!(
         found,
         [
+            Found::Deferred { sid: 1 },
             Found::Asid {
                 sid: 1,
                 ssid: 3,
@@ -951,7 +919,6 @@ fn k14_stage1_two_level_cd_table_with_4k_leaves() {
                 ssid: 65,
                 asid: 0x22
             },
-            Found::Deferred { sid: 1 },
         ]
     );
     assert_eq!((stats.cds_scanned, stats.cds_valid), (128, 2));
@@ -970,12 +937,12 @@ fn k14_stage1_two_level_cd_table_with_64k_leaves() {
     assert_eq!(
         found,
         [
+            Found::Deferred { sid: 0 },
             Found::Asid {
                 sid: 0,
                 ssid: 1024 + 5,
                 asid: 0x31
             },
-            Found::Deferred { sid: 0 },
         ]
     );
     assert_eq!(stats.cds_scanned, 1024);
@@ -988,7 +955,7 @@ fn k14_stage1_two_level_cd_table_with_64k_leaves() {
     m.write(LEAF1 + 7 * 64, &cd(0x32));
     let (_, found) = run(&linear(4), &m).unwrap();
     assert_eq!(
-        found[0],
+        found[1],
         Found::Asid {
             sid: 0,
             ssid: 7,
@@ -1008,12 +975,12 @@ fn k14_s1fmt_and_s1dss_are_ignored_for_a_single_cd() {
     assert_eq!(
         found,
         [
+            Found::Deferred { sid: 2 },
             Found::Asid {
                 sid: 2,
                 ssid: 0,
                 asid: 5
             },
-            Found::Deferred { sid: 2 }
         ]
     );
 }
@@ -1061,9 +1028,9 @@ fn k14_reserved_config_is_refused() {
             }
         );
     }
-    // Another reserved encoding of a valid STE (STRW = 0b11).
-    let mut w = SteConfig::BYPASS.encode().to_words();
-    ste::fields::STRW.set(&mut w, 0b11);
+    // Another reserved encoding of a valid STE, in a field its Config uses (S2TG = 0b11).
+    let mut w = s2_ste(3);
+    ste::fields::S2TG.set(&mut w, 0b11);
     assert_eq!(code(&linear(4), &linear_mem(&[(0, w)])), "ste-reserved");
     // An invalid STE is never decoded.
     ste::fields::V.set(&mut w, 0);
@@ -1320,13 +1287,19 @@ fn k14_a_failed_reservation_stops_the_scan_with_the_sinks_refusal() {
     let s = linear(4);
     let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
     let mut calls = 0;
-    let r = scan(&g, &s.features(), &m, &mut |f| {
-        calls += 1;
-        match f {
-            Found::Asid { sid, ssid, asid } => Err(Refusal::AsidConflict { sid, ssid, asid }),
-            _ => Ok(()),
-        }
-    })
+    let r = scan(
+        &g,
+        &s.features(),
+        &m,
+        &mut std::vec![ScratchSlot::default(); scratch_slots(&g, &s.features())],
+        &mut |f| {
+            calls += 1;
+            match f {
+                Found::Asid { sid, ssid, asid } => Err(Refusal::AsidConflict { sid, ssid, asid }),
+                _ => Ok(()),
+            }
+        },
+    )
     .unwrap_err();
     assert_eq!(
         r,
@@ -1336,25 +1309,32 @@ fn k14_a_failed_reservation_stops_the_scan_with_the_sinks_refusal() {
             asid: 0x55
         }
     );
-    assert_eq!((r.code(), calls), ("asid-conflict", 1));
+    // Pass 1 reported Deferred 1, Vmid 9 and Deferred 9 before the CD table's ASID.
+    assert_eq!((r.code(), calls), ("asid-conflict", 4));
     let mut vmid_calls = 0;
-    let r = scan(&g, &s.features(), &m, &mut |f| {
-        vmid_calls += 1;
-        match f {
-            Found::Vmid { sid, vmid } => Err(Refusal::VmidConflict { sid, vmid }),
-            _ => Ok(()),
-        }
-    })
+    let r = scan(
+        &g,
+        &s.features(),
+        &m,
+        &mut std::vec![ScratchSlot::default(); scratch_slots(&g, &s.features())],
+        &mut |f| {
+            vmid_calls += 1;
+            match f {
+                Found::Vmid { sid, vmid } => Err(Refusal::VmidConflict { sid, vmid }),
+                _ => Ok(()),
+            }
+        },
+    )
     .unwrap_err();
     assert_eq!(r, Refusal::VmidConflict { sid: 9, vmid: 3 });
-    assert_eq!((r.code(), vmid_calls), ("vmid-conflict", 3));
+    assert_eq!((r.code(), vmid_calls), ("vmid-conflict", 2));
 }
 
 // spec: K4, K14
 #[test]
 fn k14_unreadable_memory_is_refused() {
     // The stream table is 16 STEs but only the first 8 are readable.
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 512);
     let r = run(&linear(4), &m).unwrap_err();
     assert_eq!(
@@ -1391,7 +1371,7 @@ fn k15_reads_are_proportional_to_valid_descriptors() {
         strtab_cfg(1, 8, log2size),
         0x1000_0000,
     );
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(0x1000_0000, l1_bytes);
     m.region(L2A, 0x4000);
     m.write(0x1000_0000 + 0x34 * 8, &[l1std(L2A)]);
@@ -1417,7 +1397,7 @@ fn k15_reads_are_proportional_to_valid_descriptors() {
 // spec: K15
 #[test]
 fn k15_every_read_lies_inside_a_described_range() {
-    let mut m = Mem::default();
+    let mut m = Mem::recording();
     m.region(ST, 128);
     m.region(L2A, 0x4000);
     m.write(ST, &[l1std(L2A)]);
@@ -1578,8 +1558,62 @@ fn one_of_each() -> Vec<Refusal> {
             asid: 1
         },
         Refusal::VmidConflict { sid: 1, vmid: 1 },
+        Refusal::SteStrwIllegal { sid: 1, strw: 1 },
+        Refusal::SteIllegal {
+            sid: 1,
+            field: "S1STALLD",
+            value: 1,
+        },
+        Refusal::CdIllegal {
+            sid: 1,
+            ssid: 0,
+            field: "HA",
+            value: 1,
+        },
+        overlap(StructureKind::StreamTable, StructureKind::L2Table),
+        overlap(StructureKind::CdTable, StructureKind::StreamTable),
+        overlap(StructureKind::StreamTable, StructureKind::CdLeaf),
+        overlap(StructureKind::L2Table, StructureKind::L2Table),
+        overlap(StructureKind::L2Table, StructureKind::CdTable),
+        overlap(StructureKind::CdLeaf, StructureKind::L2Table),
+        overlap(StructureKind::CdTable, StructureKind::CdTable),
+        overlap(StructureKind::CdTable, StructureKind::CdLeaf),
+        overlap(StructureKind::CdLeaf, StructureKind::CdLeaf),
+        Refusal::AsidAlias {
+            sid: 1,
+            ssid: 2,
+            asid: 3,
+            first_cd: 0x8000,
+        },
+        Refusal::VmidAlias {
+            sid: 1,
+            vmid: 2,
+            first_ste: 0x8000,
+        },
+        Refusal::ScanBudgetExceeded {
+            sid: 1,
+            budget: CD_SCAN_BUDGET,
+        },
+        Refusal::TooManyStructures { max: 1 },
+        Refusal::ScratchTooSmall {
+            needed: 2,
+            given: 1,
+        },
         Refusal::MemoryUnreadable { pa: 0, len: 8 },
     ]
+}
+
+fn overlap(a: StructureKind, b: StructureKind) -> Refusal {
+    let s = |kind| Structure {
+        kind,
+        base: 0x8000_0000,
+        bytes: 0x4000,
+        owner: 1,
+    };
+    Refusal::StructuresOverlap {
+        first: s(a),
+        second: s(b),
+    }
 }
 
 // spec: K1, K2, K3, K4, K13, K14
@@ -1748,4 +1782,344 @@ proptest! {
             prop_assert!(oas_bits >= 64 || u128::from(l2) + 0x4000 <= 1u128 << oas_bits);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: overlapping structures (K18), tags (K19), the CD budget (K20), fields by
+// configuration (K21).
+
+/// A 2-level table of 2^19 StreamIDs: its level-1 table (2^11 descriptors) is 16 KiB, so a
+/// descriptor can point at it.
+fn two_level_16k() -> RegisterSnapshot {
+    two_level(19)
+}
+
+// spec: K18
+#[test]
+fn k18_each_kind_of_overlap_is_refused_with_its_own_code() {
+    let l1 = |descs: &[(u64, u64)]| {
+        let mut m = Mem::recording();
+        m.region(ST, 16 << 10);
+        for &(i, d) in descs {
+            m.write(ST + i * 8, &[d]);
+        }
+        m.region(L2A, 0x8000);
+        m
+    };
+    // An L1 descriptor whose level-2 table is the L1 table itself.
+    assert_eq!(
+        code(&two_level_16k(), &l1(&[(0, l1std(ST))])),
+        "l2-table-overlaps-stream-table"
+    );
+    // Two descriptors sharing one level-2 table.
+    assert_eq!(
+        code(&two_level_16k(), &l1(&[(0, l1std(L2A)), (1, l1std(L2A))])),
+        "l2-tables-overlap"
+    );
+    // A CD table inside a level-2 table.
+    let mut m = l1(&[(0, l1std(L2A)), (1, l1std(L2B))]);
+    m.write(L2A + 3 * 64, &s1_ste(L2B + 0x100, S1Fmt::Linear, 0));
+    assert_eq!(code(&two_level_16k(), &m), "cd-table-overlaps-l2-table");
+    let r = run(&two_level_16k(), &m).unwrap_err();
+    let Refusal::StructuresOverlap { first, second } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (first.kind, first.base, first.owner),
+        (StructureKind::L2Table, L2B, 1)
+    );
+    assert_eq!(
+        (second.kind, second.base, second.owner),
+        (StructureKind::CdTable, L2B + 0x100, 3)
+    );
+    // A CD table inside the (linear) stream table.
+    let m = linear_mem(&[(1, s1_ste(ST + 0x200, S1Fmt::Linear, 0))]);
+    assert_eq!(code(&linear(4), &m), "cd-table-overlaps-stream-table");
+    // Two CD tables that overlap without being one (same base, other S1CDMax).
+    let m = with_cds(
+        linear_mem(&[
+            (1, s1_ste(CDT, S1Fmt::Linear, 2)),
+            (2, s1_ste(CDT, S1Fmt::Linear, 3)),
+        ]),
+        &[],
+    );
+    assert_eq!(code(&linear(4), &m), "cd-tables-overlap");
+    // A leaf CD table on its own level-1 CD table, and two L1CDs sharing one leaf. (At an
+    // address with bit 31 clear, the descriptors read as CDs are invalid ones.)
+    const LOW: u64 = 0x7000_0000;
+    let leafy = |l1cds: &[u64]| {
+        let mut m = linear_mem(&[(1, s1_ste(LOW, S1Fmt::TwoLevel4K, 7))]);
+        m.region(LOW, 0x3000);
+        m.write(LOW, l1cds);
+        m
+    };
+    assert_eq!(
+        code(&linear(4), &leafy(&[l1cd(LOW)])),
+        "cd-leaf-overlaps-cd-table"
+    );
+    assert_eq!(
+        code(
+            &linear(4),
+            &leafy(&[l1cd(LOW + 0x1000), l1cd(LOW + 0x1000)])
+        ),
+        "cd-leaves-overlap"
+    );
+    // A leaf inside the stream table.
+    let mut m = linear_mem(&[(1, s1_ste(CDT, S1Fmt::TwoLevel4K, 7))]);
+    m.region(CDT, 16);
+    m.write(CDT, &[l1cd(ST)]);
+    assert_eq!(code(&linear(4), &m), "cd-leaf-overlaps-stream-table");
+    // A leaf inside a level-2 table.
+    let mut m = l1(&[(0, l1std(L2A))]);
+    m.write(L2A, &s1_ste(CDT, S1Fmt::TwoLevel4K, 7));
+    m.region(CDT, 16);
+    m.write(CDT, &[l1cd(L2A + 0x1000)]);
+    assert_eq!(code(&two_level_16k(), &m), "cd-leaf-overlaps-l2-table");
+    // Disjoint structures, and one CD table shared by two STEs, are adopted.
+    let m = with_cds(
+        linear_mem(&[
+            (1, s1_ste(CDT, S1Fmt::Linear, 2)),
+            (2, s1_ste(CDT, S1Fmt::Linear, 2)),
+        ]),
+        &[(0, cd(7))],
+    );
+    let (stats, _) = run(&linear(4), &m).unwrap();
+    assert_eq!((stats.cd_tables, stats.structures), (1, 2));
+}
+
+// spec: K18, K15
+#[test]
+fn k18_the_structure_list_is_bounded_and_sized_before_the_walk() {
+    let s = linear(4);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    let needed = scratch_slots(&g, &s.features());
+    assert!(needed <= MAX_SCRATCH_SLOTS);
+    let m = linear_mem(&[]);
+    let mut small = std::vec![ScratchSlot::default(); needed - 1];
+    assert_eq!(
+        scan(&g, &s.features(), &m, &mut small, &mut |_| Ok(())),
+        Err(Refusal::ScratchTooSmall {
+            needed: needed as u64,
+            given: needed as u64 - 1
+        })
+    );
+    // Garbage in the scratch area does not matter: the scan initialises what it uses.
+    let mut dirty = std::vec![ScratchSlot::default(); needed];
+    let mut junk = Mem::recording();
+    junk.region(ST, 16 * 64);
+    assert!(scan(&g, &s.features(), &junk, &mut dirty, &mut |_| Ok(())).is_ok());
+}
+
+// spec: K19
+#[test]
+fn k19_stage1_s2vmid_is_checked_and_reserved_when_stage2_exists() {
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S2VMID.set(&mut w, 0x42);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let (_, found) = run(&linear(4), &m).unwrap();
+    assert!(found.contains(&Found::Vmid { sid: 1, vmid: 0x42 }));
+    // Without stage 2 (S2P = 0) the field is IGNORED: not reported.
+    let no_s2 = with_idr0(linear(4), idr0_full() & !IDR0::S2P::SET.value);
+    let (_, found) = run(&no_s2, &m).unwrap();
+    assert!(!found.iter().any(|f| matches!(f, Found::Vmid { .. })));
+    // 8-bit VMIDs: 0x142 does not fit.
+    ste::fields::S2VMID.set(&mut w, 0x142);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let vmid8 = with_idr0(linear(4), idr0_full() & !IDR0::VMID16::SET.value);
+    assert_eq!(code(&vmid8, &m), "vmid-out-of-range");
+    // StreamWorld EL2: S2VMID IGNORED, whatever it holds.
+    ste::fields::STRW.set(&mut w, 0b10);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    assert!(run(&vmid8, &m).is_ok());
+}
+
+// spec: K19
+#[test]
+fn k19_one_tag_naming_two_configurations_is_refused() {
+    // ASID 5 in two CDs with different TTB0.
+    let mut other = cd(5);
+    cdf::TTB0.set(&mut other, 0xdead_0000 >> cdf::TTB0.lo);
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 2))]),
+        &[(0, cd(5)), (1, other)],
+    );
+    let r = run(&linear(4), &m).unwrap_err();
+    assert_eq!(
+        r,
+        Refusal::AsidAlias {
+            sid: 1,
+            ssid: 1,
+            asid: 5,
+            first_cd: CDT
+        }
+    );
+    // Fields a TLB entry never caches (S, R, A, PARTID) may differ.
+    let mut same = cd(5);
+    cdf::R.set(&mut same, 0);
+    cdf::PARTID.set(&mut same, 9);
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 2))]),
+        &[(0, cd(5)), (1, same)],
+    );
+    assert!(run(&linear(4), &m).is_ok());
+    // VMID 7 on two stage-2 STEs with different S2TTB.
+    let mut s2 = stage2();
+    s2.ttb = 0xa000_0000;
+    let m = linear_mem(&[(1, s2_ste(7)), (2, ste_words(Translation::Stage2(s2), 7))]);
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::VmidAlias {
+            sid: 2,
+            vmid: 7,
+            first_ste: ST + 64
+        }
+    );
+    // ... and VMID 7 on a stage-2 STE and on a stage-1-only one (no stage 2 at all).
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S2VMID.set(&mut w, 7);
+    let m = with_cds(linear_mem(&[(1, s2_ste(7)), (2, w)]), &[(0, cd(5))]);
+    assert_eq!(code(&linear(4), &m), "vmid-alias");
+}
+
+/// A linear stream table whose first `tables` stage-1 STEs point at their own linear CD
+/// tables of 2^20 CDs (repeated blocks: 64 MiB each, a few KiB of image).
+fn big_cd_tables(tables: u64, asids: u64) -> Mem {
+    let mut m = Mem::recording();
+    m.region(ST, 16 * 64);
+    let block: Vec<u64> = (1..=asids).flat_map(|a| cd(a as u16)).collect();
+    for t in 0..tables {
+        let base = 0x40_0000_0000 + t * (64 << 20);
+        m.write(ST + t * 64, &s1_ste(base, S1Fmt::Linear, 20));
+        m.repeat(base, &block, (1 << 20) / asids);
+    }
+    m
+}
+
+// spec: K20
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads 2^21 CDs: minutes under Miri; the bounds are host-tested"
+)]
+fn k20_each_distinct_cd_table_is_scanned_once_within_the_budget() {
+    // 16 STEs sharing one table of 2^20 CDs: read once.
+    let mut m = Mem::new();
+    m.region(ST, 16 * 64);
+    let block: Vec<u64> = (1..=64).flat_map(|a| cd(a as u16)).collect();
+    m.repeat(0x40_0000_0000, &block, (1 << 20) / 64);
+    for sid in 0..16 {
+        m.write(ST + sid * 64, &s1_ste(0x40_0000_0000, S1Fmt::Linear, 20));
+    }
+    let (stats, _) = run(&linear(4), &m).unwrap();
+    assert_eq!((stats.cd_tables, stats.cds_scanned), (1, 1 << 20));
+    // Two distinct tables: exactly the budget, adopted.
+    let (stats, _) = run(&linear(4), &big_cd_tables(2, 64)).unwrap();
+    assert_eq!(stats.cds_scanned, CD_SCAN_BUDGET);
+    // A third one would exceed it: refused before it is read.
+    let m = big_cd_tables(3, 64);
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::ScanBudgetExceeded {
+            sid: 2,
+            budget: CD_SCAN_BUDGET
+        }
+    );
+    assert!(!m.touched(0x40_0000_0000 + 2 * (64 << 20), 64 << 20));
+}
+
+// spec: K21
+#[test]
+fn k21_ignored_fields_never_refuse_and_illegal_ones_always_do() {
+    // Abort and bypass STEs with garbage in every field their Config ignores.
+    let mut abort = [u64::MAX; 8];
+    ste::fields::CONFIG.set(&mut abort, 0);
+    let mut bypass = SteConfig::BYPASS.encode().to_words();
+    ste::fields::STRW.set(&mut bypass, 0b11);
+    ste::fields::S1CSH.set(&mut bypass, 0b01);
+    ste::fields::S2TG.set(&mut bypass, 0b11);
+    ste::fields::EATS.set(&mut bypass, 0b10);
+    // STRW on a stage-2 STE is IGNORED.
+    let mut s2 = s2_ste(3);
+    ste::fields::STRW.set(&mut s2, 0b01);
+    let m = linear_mem(&[(0, abort), (1, bypass), (2, s2)]);
+    let (stats, _) = run(&linear(4), &m).unwrap();
+    assert_eq!(stats.stes_valid, 3);
+    // STRW 0b01 on a stage-1 STE is ILLEGAL (Non-secure).
+    let mut s1 = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::STRW.set(&mut s1, 0b01);
+    let m = with_cds(linear_mem(&[(1, s1)]), &[(0, cd(5))]);
+    assert_eq!(
+        run(&linear(4), &m).unwrap_err(),
+        Refusal::SteStrwIllegal { sid: 1, strw: 1 }
+    );
+    // S1CDMax is IGNORED on an SMMU without substreams: one CD, not 2^7.
+    let m = with_cds(
+        linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 7))]),
+        &[(0, cd(5))],
+    );
+    let no_ssid = snap_with(idr0_full(), idr1(16, 0), 48, strtab_cfg(0, 0, 4), ST);
+    let (stats, _) = run(&no_ssid, &m).unwrap();
+    assert_eq!(stats.cds_scanned, 1);
+    // S1STALLD = 1 where the stall model does not allow it.
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S1STALLD.set(&mut w, 1);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let no_stall = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b01).value);
+    assert_eq!(code(&no_stall, &m), "ste-illegal");
+    assert!(run(&linear(4), &m).is_ok());
+    // A CD asking for hardware access-flag updates the SMMU lacks.
+    let mut c = cd(5);
+    cdf::HA.set(&mut c, 1);
+    let m = with_cds(linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0))]), &[(0, c)]);
+    assert_eq!(code(&linear(4), &m), "cd-illegal");
+}
+
+// spec: K18, K19, K20, K21 — the README's adoption section lists every refusal code.
+#[test]
+fn the_readme_lists_every_refusal_code() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Adoption (`smmu-kdump`)")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README has an adoption section");
+    for code in all_codes() {
+        assert!(
+            section.contains(&std::format!("| `{code}` |")),
+            "README: refusal code {code} is not listed"
+        );
+    }
+}
+
+// spec: K21, K20
+#[test]
+#[cfg_attr(miri, ignore = "reads 2^20 CDs")]
+fn k21_revalidation_checks_tags_and_reads_a_shared_cd_table_once() {
+    let mut m = Mem::new();
+    let block: Vec<u64> = (1..=64).flat_map(|a| cd(a as u16)).collect();
+    m.repeat(0x40_0000_0000, &block, (1 << 20) / 64);
+    let s = linear(4);
+    let g = validate_geometry(&s, &s.features(), &any_ram).unwrap();
+    let ste = s1_ste(0x40_0000_0000, S1Fmt::Linear, 20);
+    let mut r = Revalidation::new();
+    let mut asids = BTreeSet::new();
+    // Four STEs sharing a 2^20-CD table: twice the budget if each walked it.
+    for sid in 0..4 {
+        r.ste(sid, ste, &g, &s.features(), &m, &mut |f| {
+            if let Found::Asid { asid, .. } = f {
+                asids.insert(asid);
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(asids.len(), 64);
+    assert_eq!(m.counters().bytes, 64 << 20, "the table is read once");
+    // A tag the sink does not know (not reserved at scan time) rejects the STE.
+    let mut r = Revalidation::new();
+    let refused = r.ste(9, s2_ste(0x33), &g, &s.features(), &m, &mut |f| match f {
+        Found::Vmid { sid, vmid } => Err(Refusal::VmidConflict { sid, vmid }),
+        _ => Ok(()),
+    });
+    assert_eq!(refused, Err(Refusal::VmidConflict { sid: 9, vmid: 0x33 }));
 }

@@ -1,14 +1,15 @@
-//! SPEC K15, structurally (no timing): over the images the `adopt` bench measures — 2-level
-//! tables of 2^8 … 2^24 StreamIDs with 1, 64 and all level-1 descriptors valid — adoption reads
-//! exactly the level-1 table, 16 KiB per valid descriptor and the CDs its stage-1 STEs reach,
-//! and never asks for more than `READ_CHUNK_WORDS` words at once.
+//! SPEC K15, K18–K20, structurally (no timing): over the images the `adopt` bench measures —
+//! 2-level tables of 2^8 … 2^24 StreamIDs with 1, 64 and all level-1 descriptors valid, each
+//! to its own level-2 table — adoption reads exactly the level-1 table, 16 KiB per valid
+//! descriptor, the one shared CD table once and one STE per shared VMID, checks every
+//! structure for overlap, and never asks for more than `READ_CHUNK_WORDS` words at once.
 #![allow(missing_docs)]
 
 #[path = "../benches/support/image.rs"]
 mod image;
 
 use image::{
-    adopt, build, count_kind, expected_bytes, l1_entries, snapshot, stage1_per_l2, valid_counts,
+    adopt, build, count_kind, expected_bytes, l1_entries, snapshot, tag_compares, valid_counts,
     Kind, Reservations, CDS_PER_TABLE, L2_BYTES, LOG2SIZES, STES_PER_L2, VALID_CDS,
 };
 use smmu_kdump::{ScanStats, READ_CHUNK_WORDS};
@@ -24,11 +25,16 @@ fn check(log2size: u32, valid: u64) {
     let got = image.counters();
     let stats = adoption.stats;
 
-    // Bytes: the L1 table + 16 KiB per valid descriptor + 64 B per CD of each stage-1 STE.
-    let s1 = stage1_per_l2();
+    // Bytes: the L1 table + 16 KiB per valid descriptor + the shared CD table once (K20) +
+    // one STE per VMID compared with its first user (K19).
     let l1_bytes = entries * 8;
-    let cds = valid * s1 * CDS_PER_TABLE;
-    assert_eq!(got.bytes, l1_bytes + valid * L2_BYTES + cds * 64, "{what}");
+    let cds = CDS_PER_TABLE;
+    let compares = tag_compares(valid);
+    assert_eq!(
+        got.bytes,
+        l1_bytes + valid * L2_BYTES + cds * 64 + compares * 64,
+        "{what}"
+    );
     assert_eq!(got.bytes, expected_bytes(log2size, valid), "{what}");
     assert_eq!(stats.bytes_read, got.bytes, "{what}");
 
@@ -37,7 +43,7 @@ fn check(log2size: u32, valid: u64) {
     assert!(got.max_read_bytes <= CHUNK_BYTES, "{what}: {got:?}");
     assert_eq!(got.max_read_bytes, CHUNK_BYTES, "{what}");
     let chunks = |bytes: u64| bytes.div_ceil(CHUNK_BYTES);
-    let reads = chunks(l1_bytes) + valid * (chunks(L2_BYTES) + s1 * chunks(CDS_PER_TABLE * 64));
+    let reads = chunks(l1_bytes) + valid * chunks(L2_BYTES) + chunks(cds * 64) + compares;
     assert_eq!(got.reads, reads, "{what}");
     assert_eq!(stats.reads, got.reads, "{what}");
 
@@ -53,12 +59,15 @@ fn check(log2size: u32, valid: u64) {
             l1_valid: valid,
             stes_scanned: valid * STES_PER_L2,
             stes_valid: valid * valid_stes,
-            cd_tables: valid * s1,
+            cd_tables: 1,
             cds_scanned: cds,
-            cds_valid: valid * s1 * asids,
+            cds_valid: asids,
             vmids: valid * vmids,
-            asids: valid * s1 * asids,
+            asids,
             deferred: valid * deferred,
+            // The L1 table, each level-2 table, the CD table (K18).
+            structures: 1 + valid + 1,
+            tag_compares: compares,
             reads: got.reads,
             bytes_read: got.bytes,
         },

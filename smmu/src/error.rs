@@ -128,6 +128,10 @@ pub enum Error {
     /// An inherited (adopted) table descriptor covering this StreamID is invalid now: the
     /// device under it is refused, the rest of the table stays adopted (SPEC K3).
     InheritedDescriptorInvalid(u32),
+    /// An inherited (adopted) STE, or a CD it points at, changed since adoption's scan: it no
+    /// longer validates, or it uses an ASID or VMID that was not reserved then. The device is
+    /// refused; the rest of the table stays adopted (SPEC K21).
+    InheritedEntryChanged(u32),
     /// The STE is adopted and deferred: nothing may rewrite it before an explicit attach
     /// (SPEC K12).
     Deferred(u32),
@@ -221,6 +225,11 @@ impl fmt::Display for Error {
                     "the inherited descriptor covering StreamID {s:#x} is invalid"
                 )
             }
+            Self::InheritedEntryChanged(s) => write!(
+                f,
+                "the inherited STE of StreamID {s:#x} changed since adoption: it no longer \
+                 validates or uses an ASID or VMID that was not reserved"
+            ),
             Self::Deferred(s) => write!(f, "StreamID {s:#x} is deferred (adopted, not attached)"),
             Self::WriteNotTaken(r) => write!(f, "the SMMU did not take the write to {r}"),
             Self::InheritedSte(s) => write!(

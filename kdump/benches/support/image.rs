@@ -1,32 +1,30 @@
-//! Sparse in-memory images of a crashed kernel's 2-level stream table (SPLIT 8), shared by the
-//! `adopt` bench and the `k15_cost` test (both include this file with `#[path]`).
+//! The layouts the `adopt` bench and the `k15_cost` test measure (both include this file with
+//! `#[path]`), built with the crate's one image builder, [`smmu_kdump::image`].
 //!
-//! The image holds three regions only, whatever the table's size: the level-1 table (one `Vec`
-//! of 2^(LOG2SIZE − 8) descriptors, 512 KiB for 2^24 StreamIDs), ONE 16 KiB level-2 table that
-//! every valid level-1 descriptor points at (legal input: the scan does the same work for each
-//! descriptor as with distinct tables), and one small linear CD table shared by every stage-1
-//! STE. Reads are counted through [`Cell`]s: bytes, calls, and the largest single request.
+//! Whatever the table's size, the image holds: the level-1 table (2^(LOG2SIZE − 8)
+//! descriptors, 512 KiB for 2^24 StreamIDs); one level-2 table per valid descriptor, all at
+//! distinct addresses (SPEC K18) but with one content, stored once as a repeated block; and
+//! one small linear CD table shared by every stage-1 STE (one structure, scanned once,
+//! SPEC K20). Reads are counted by the image: bytes, calls, and the largest single request.
 #![allow(dead_code)]
 
-use std::cell::Cell;
-use std::collections::BTreeMap;
-
 use smmu::arch::cd::TableControls;
-use smmu::arch::idr::IdRegs;
 use smmu::arch::l1std::L1StdConfig;
-use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
 use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
 use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
 use smmu::writer::make;
+pub(crate) use smmu_kdump::image::Image;
+use smmu_kdump::image::Registers;
 use smmu_kdump::{
-    any_ram, check_adoption, AdoptPlatform, Adoption, Found, MemFault, OldMemory, Refusal,
-    RegisterSnapshot,
+    any_ram, check_adoption, AdoptPlatform, Adoption, Found, Refusal, RegisterSnapshot,
+    ScratchSlot, MAX_SCRATCH_SLOTS,
 };
 
 /// Physical address of the level-1 table (aligned to the largest one, 1 MiB).
 pub(crate) const L1_BASE: u64 = 0x8000_0000;
-/// Physical address of the one level-2 table.
-pub(crate) const L2_BASE: u64 = 0x9000_0000;
+/// Physical address of the first level-2 table; the k-th valid descriptor points 16 KiB × k
+/// above it.
+pub(crate) const L2_BASE: u64 = 0x1_0000_0000;
 /// Physical address of the one CD table.
 pub(crate) const CD_BASE: u64 = 0xa000_0000;
 
@@ -110,67 +108,6 @@ pub(crate) fn valid_index(k: u64, valid: u64, entries: u64) -> u64 {
     k * stride + stride / 2
 }
 
-/// A sparse, instrumented image of the crashed kernel's memory.
-pub(crate) struct Image {
-    /// Region base → its 64-bit words.
-    regions: BTreeMap<u64, Vec<u64>>,
-    bytes_read: Cell<u64>,
-    reads: Cell<u64>,
-    max_read_bytes: Cell<u64>,
-}
-
-/// What the scan asked of an [`Image`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ReadCounters {
-    /// Bytes read, summed over every `read_words` call.
-    pub(crate) bytes: u64,
-    /// `read_words` calls.
-    pub(crate) reads: u64,
-    /// The largest single request, `out.len()` × 8.
-    pub(crate) max_read_bytes: u64,
-}
-
-impl Image {
-    /// The counters since the last [`Image::reset`].
-    pub(crate) fn counters(&self) -> ReadCounters {
-        ReadCounters {
-            bytes: self.bytes_read.get(),
-            reads: self.reads.get(),
-            max_read_bytes: self.max_read_bytes.get(),
-        }
-    }
-
-    /// Zeroes the counters.
-    pub(crate) fn reset(&self) {
-        self.bytes_read.set(0);
-        self.reads.set(0);
-        self.max_read_bytes.set(0);
-    }
-
-    /// Bytes the image holds (its own memory, not counting map overhead).
-    pub(crate) fn resident_bytes(&self) -> u64 {
-        self.regions.values().map(|r| r.len() as u64 * 8).sum()
-    }
-}
-
-impl OldMemory for Image {
-    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        let bytes = out.len() as u64 * 8;
-        self.bytes_read.set(self.bytes_read.get() + bytes);
-        self.reads.set(self.reads.get() + 1);
-        self.max_read_bytes
-            .set(self.max_read_bytes.get().max(bytes));
-        if !pa.is_multiple_of(8) {
-            return Err(MemFault);
-        }
-        let (&base, words) = self.regions.range(..=pa).next_back().ok_or(MemFault)?;
-        let first = usize::try_from((pa - base) / 8).map_err(|_| MemFault)?;
-        let end = first.checked_add(out.len()).ok_or(MemFault)?;
-        out.copy_from_slice(words.get(first..end).ok_or(MemFault)?);
-        Ok(())
-    }
-}
-
 fn stage1() -> Stage1Ste {
     Stage1Ste {
         context_ptr: CD_BASE,
@@ -238,64 +175,37 @@ fn cd_words(asid: u16) -> [u64; 8] {
 }
 
 /// The image of a table of 2^`log2size` StreamIDs with `valid` valid level-1 descriptors
-/// (spread by [`valid_index`]), all pointing at the one level-2 table.
+/// (spread by [`valid_index`]), the k-th pointing at its own level-2 table `L2_BASE` + 16 KiB
+/// × k, every level-2 table holding the same STEs.
 pub(crate) fn build(log2size: u32, valid: u64) -> Image {
     let entries = l1_entries(log2size);
     assert!((1..=entries).contains(&valid), "{valid} of {entries}");
-    let l1_desc = L1StdConfig {
-        span: (SPLIT + 1) as u8,
-        l2_ptr: L2_BASE,
-    }
-    .encode()
-    .to_words()[0];
-    let mut l1 = vec![0u64; entries as usize];
+    let mut image = Image::new();
+    image.region(L1_BASE, entries * 8);
     for k in 0..valid {
-        l1[valid_index(k, valid, entries) as usize] = l1_desc;
+        let desc = L1StdConfig {
+            span: (SPLIT + 1) as u8,
+            l2_ptr: L2_BASE + k * L2_BYTES,
+        }
+        .encode()
+        .to_words()[0];
+        image.write(L1_BASE + valid_index(k, valid, entries) * 8, &[desc]);
     }
     let l2: Vec<u64> = (0..STES_PER_L2).flat_map(|i| ste_words(kind(i))).collect();
-    let mut cds = vec![0u64; CDS_PER_TABLE as usize * 8];
+    image.repeat(L2_BASE, &l2, valid);
+    image.region(CD_BASE, CDS_PER_TABLE * 64);
     for (ssid, asid) in VALID_CDS {
-        let at = ssid as usize * 8;
-        cds[at..at + 8].copy_from_slice(&cd_words(asid));
+        image.write(CD_BASE + ssid * 64, &cd_words(asid));
     }
-    Image {
-        regions: BTreeMap::from([(L1_BASE, l1), (L2_BASE, l2), (CD_BASE, cds)]),
-        bytes_read: Cell::new(0),
-        reads: Cell::new(0),
-        max_read_bytes: Cell::new(0),
-    }
+    image
 }
 
-/// The registers of a Grace-like SMMU (both stages, 16-bit ASIDs and VMIDs, 2-level stream and
-/// CD tables, coherent, 24-bit StreamIDs, 48-bit OAS) with SMMUEN set and the 2-level table at
+/// The registers of a Grace-like SMMU ([`Registers::grace_like`]) with the 2-level table at
 /// [`L1_BASE`].
 pub(crate) fn snapshot(log2size: u32) -> RegisterSnapshot {
-    let idr0 = (IDR0::S1P::SET
-        + IDR0::S2P::SET
-        + IDR0::TTF.val(0b10)
-        + IDR0::COHACC::SET
-        + IDR0::ASID16::SET
-        + IDR0::VMID16::SET
-        + IDR0::CD2L::SET
-        + IDR0::ST_LVL.val(1))
-    .value;
-    let idr1 = (IDR1::SIDSIZE.val(24) + IDR1::SSIDSIZE.val(20)).value;
-    let idr5 = IDR5::OAS.val(AddressSize::Bits48.encode() as u32).value;
-    let cfg = (STRTAB_BASE_CFG::FMT.val(1)
-        + STRTAB_BASE_CFG::SPLIT.val(SPLIT)
-        + STRTAB_BASE_CFG::LOG2SIZE.val(log2size))
-    .value;
-    RegisterSnapshot {
-        ids: IdRegs {
-            idr: [idr0, idr1, 0, 0, 0, idr5],
-            iidr: 0,
-            aidr: 0,
-        },
-        cr0: 0b1101, // SMMUEN, EVENTQEN, CMDQEN
-        strtab_base: L1_BASE,
-        strtab_base_cfg: cfg,
-        ..RegisterSnapshot::default()
-    }
+    Registers::grace_like()
+        .two_level(L1_BASE, log2size)
+        .snapshot()
 }
 
 /// A crash kernel on a coherent SMMU.
@@ -348,14 +258,122 @@ pub(crate) fn adopt(
     image: &Image,
     sink: &mut Reservations,
 ) -> Result<Adoption, Refusal> {
-    check_adoption(snap, &PLATFORM, &any_ram, image, &mut |found| {
-        sink.accept(found);
-        Ok(())
+    thread_local! {
+        // The scan's scratch (SPEC K15), allocated once: a kernel takes it from the HAL.
+        static SCRATCH: std::cell::RefCell<Vec<ScratchSlot>> =
+            std::cell::RefCell::new(vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS]);
+    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        check_adoption(snap, &PLATFORM, &any_ram, image, scratch, &mut |found| {
+            sink.accept(found);
+            Ok(())
+        })
     })
 }
 
-/// The bytes SPEC K15 says the scan reads: the whole level-1 table, each valid level-2 table
-/// (16 KiB), and the CD table of each stage-1 STE in them.
+/// The bytes SPEC K15 and K20 say the scan reads: the whole level-1 table, each valid
+/// level-2 table (16 KiB), the one CD table once, and one STE per VMID read back to compare
+/// its second user with its first (K19; from the second level-2 table on the tag cache knows
+/// them).
 pub(crate) fn expected_bytes(log2size: u32, valid: u64) -> u64 {
-    l1_entries(log2size) * 8 + valid * (L2_BYTES + stage1_per_l2() * CDS_PER_TABLE * 64)
+    l1_entries(log2size) * 8 + valid * L2_BYTES + CDS_PER_TABLE * 64 + tag_compares(valid) * 64
+}
+
+/// STEs read back to compare users of one VMID: each of the 16 VMIDs once, when its second
+/// user (in the second level-2 table) is met.
+pub(crate) fn tag_compares(valid: u64) -> u64 {
+    if valid > 1 {
+        count_kind(|k| matches!(k, Kind::Stage2(_)))
+    } else {
+        0
+    }
+}
+
+/// CDs in each CD table of the CD-budget cases: 2^20, the most `IDR1.SSIDSIZE` allows.
+pub(crate) const BIG_CD_MAX: u8 = 20;
+/// Physical address of the first big CD table (each 64 MiB, 64 MiB aligned).
+pub(crate) const BIG_CD_BASE: u64 = 0x40_0000_0000;
+/// ASIDs the big CD tables cycle through: more than the scan's tag cache holds, so every
+/// CD after the first cycle is read back and compared (the slowest path of K19).
+pub(crate) const BIG_CD_ASIDS: u64 = 4096;
+
+/// SPEC K20's worst case: a linear stream table whose first `tables` stage-1 STEs each point
+/// at their own linear CD table of 2^20 valid CDs (ASIDs cycling through 1..=4096, one
+/// address space per ASID). Two tables are exactly [`smmu_kdump::CD_SCAN_BUDGET`] CDs: the
+/// most the scan ever reads; a third is refused before it is read.
+pub(crate) fn build_cd_budget(tables: u64) -> (RegisterSnapshot, Image) {
+    let stream_table = 0x8000_0000;
+    let mut image = Image::new();
+    image.region(stream_table, 16 * 64);
+    let cd_bytes = 64u64 << BIG_CD_MAX;
+    for t in 0..tables {
+        let s1 = Stage1Ste {
+            context_ptr: BIG_CD_BASE + t * cd_bytes,
+            cd_max: BIG_CD_MAX,
+            fmt: S1Fmt::Linear,
+            ..stage1()
+        };
+        let ste = SteConfig {
+            translation: Translation::Stage1(s1),
+            ..SteConfig::ABORT
+        }
+        .encode()
+        .to_words();
+        image.write(stream_table + t * 64, &ste);
+        let block: Vec<u64> = (1..=BIG_CD_ASIDS)
+            .flat_map(|asid| cd_words(asid as u16))
+            .collect();
+        image.repeat(
+            BIG_CD_BASE + t * cd_bytes,
+            &block,
+            (1 << BIG_CD_MAX) / BIG_CD_ASIDS,
+        );
+    }
+    let snap = Registers::grace_like().linear(stream_table, 4).snapshot();
+    (snap, image)
+}
+
+/// SPEC K20 in the shape issue 10 found: 256 valid level-1 descriptors, each to its own
+/// level-2 table of 256 stage-1 STEs, all sharing ONE CD table of 2^20 CDs: 2^16 STEs, one
+/// table scanned once (it took hours when each STE walked it).
+pub(crate) fn build_shared_big_cd_table() -> (RegisterSnapshot, Image) {
+    let log2size = 16;
+    let entries = l1_entries(log2size);
+    let mut image = Image::new();
+    image.region(L1_BASE, entries * 8);
+    for k in 0..entries {
+        let desc = L1StdConfig {
+            span: (SPLIT + 1) as u8,
+            l2_ptr: L2_BASE + k * L2_BYTES,
+        }
+        .encode()
+        .to_words()[0];
+        image.write(L1_BASE + k * 8, &[desc]);
+    }
+    let s1 = Stage1Ste {
+        context_ptr: BIG_CD_BASE,
+        cd_max: BIG_CD_MAX,
+        fmt: S1Fmt::Linear,
+        ..stage1()
+    };
+    let ste = SteConfig {
+        translation: Translation::Stage1(s1),
+        ..SteConfig::ABORT
+    }
+    .encode()
+    .to_words();
+    let l2: Vec<u64> = (0..STES_PER_L2).flat_map(|_| ste).collect();
+    image.repeat(L2_BASE, &l2, entries);
+    let block: Vec<u64> = (1..=BIG_CD_ASIDS)
+        .flat_map(|asid| cd_words(asid as u16))
+        .collect();
+    image.repeat(BIG_CD_BASE, &block, (1 << BIG_CD_MAX) / BIG_CD_ASIDS);
+    (snapshot(log2size), image)
+}
+
+/// The scratch the scan needs for `snap`'s table, in bytes (SPEC K15).
+pub(crate) fn scratch_bytes(snap: &RegisterSnapshot) -> u64 {
+    let features = snap.features();
+    let geometry = smmu_kdump::validate_geometry(snap, &features, &any_ram).unwrap();
+    smmu_kdump::scratch_slots(&geometry, &features) as u64 * 16
 }

@@ -262,6 +262,19 @@ pub struct TableControls {
     pub ttb: u64,
 }
 
+impl TableControls {
+    /// The controls of a disabled half (`EPDx` = 1): every other field is IGNORED (§5.4) and
+    /// decodes as zero.
+    pub const DISABLED: TableControls = TableControls {
+        tsz: 0,
+        ir: Cacheability::NonCacheable,
+        or: Cacheability::NonCacheable,
+        sh: Shareability::NonShareable,
+        epd: true,
+        ttb: 0,
+    };
+}
+
 /// The typed content of a valid CD (§5.4): a stage-1 address space. An entry with `V = 0`
 /// decodes to `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -377,9 +390,12 @@ impl Cd {
     }
 
     /// Decodes the descriptor: `Ok(None)` when `V = 0`, else the configuration or the first
-    /// field with a reserved encoding. A table half whose `EPDx` is set has its granule and
-    /// shareability IGNORED (§5.4), so reserved values there are not errors; they decode as
-    /// 4 KiB / non-shareable.
+    /// field with a reserved encoding. Fields are decoded only where the descriptor uses them
+    /// (§5.4, SPEC K21): a table half whose `EPDx` is set has `TxSZ`, `TGx`, `IRx`, `ORx`,
+    /// `SHx` and `TTBx` IGNORED, so reserved values there are not errors and the half decodes
+    /// as [`TableControls::DISABLED`] with a 4 KiB granule; `ENDI` is IGNORED when both halves
+    /// are disabled and `AFFD` when `HA` = 1 (both decode as 0). Conditions that depend on
+    /// the STE (StreamWorld) or on the ID registers are the caller's.
     pub fn decode(&self) -> Result<Option<CdConfig>, DecodeError> {
         use fields::*;
         let w = self.to_words();
@@ -393,50 +409,40 @@ impl Cd {
         };
         let epd0 = EPD0.flag(&w);
         let epd1 = EPD1.flag(&w);
-        let tg0 = Granule::decode(TG0.get(&w)).map_err(|_| reserved(TG0));
-        let tg1 = Granule1::decode(TG1.get(&w)).map_err(|_| reserved(TG1));
-        let sh0 = Shareability::decode(SH0.get(&w)).map_err(|_| reserved(SH0));
-        let sh1 = Shareability::decode(SH1.get(&w)).map_err(|_| reserved(SH1));
         let cache = |field: Field| Cacheability::decode(field.get(&w)).map_err(|_| reserved(field));
+        // §5.4 EPDx: with EPDx = 1, TxSZ, TGx, IRx, ORx, SHx and TTBx are IGNORED ("validity
+        // checks are not performed on fields that are disabled"); they decode at their
+        // defaults so that two CDs differing only there are the same configuration.
+        let half = |epd: bool, tsz: Field, ir: Field, or: Field, sh: Field, ttb: Field| {
+            if epd {
+                return Ok(TableControls::DISABLED);
+            }
+            Ok(TableControls {
+                tsz: tsz.get(&w) as u8,
+                ir: cache(ir)?,
+                or: cache(or)?,
+                sh: Shareability::decode(sh.get(&w)).map_err(|_| reserved(sh))?,
+                epd: false,
+                ttb: ttb.get(&w) << ttb.lo,
+            })
+        };
         Ok(Some(CdConfig {
             asid: ASID.get(&w) as u16,
-            tt0: TableControls {
-                tsz: T0SZ.get(&w) as u8,
-                ir: cache(IR0)?,
-                or: cache(OR0)?,
-                sh: if epd0 {
-                    sh0.unwrap_or(Shareability::NonShareable)
-                } else {
-                    sh0?
-                },
-                epd: epd0,
-                ttb: TTB0.get(&w) << TTB0.lo,
-            },
+            tt0: half(epd0, T0SZ, IR0, OR0, SH0, TTB0)?,
             tg0: if epd0 {
-                tg0.unwrap_or(Granule::Size4K)
+                Granule::Size4K
             } else {
-                tg0?
+                Granule::decode(TG0.get(&w)).map_err(|_| reserved(TG0))?
             },
-            tt1: TableControls {
-                tsz: T1SZ.get(&w) as u8,
-                ir: cache(IR1)?,
-                or: cache(OR1)?,
-                sh: if epd1 {
-                    sh1.unwrap_or(Shareability::NonShareable)
-                } else {
-                    sh1?
-                },
-                epd: epd1,
-                ttb: TTB1.get(&w) << TTB1.lo,
-            },
+            tt1: half(epd1, T1SZ, IR1, OR1, SH1, TTB1)?,
             tg1: if epd1 {
-                tg1.unwrap_or(Granule1::Size4K)
+                Granule1::Size4K
             } else {
-                tg1?
+                Granule1::decode(TG1.get(&w)).map_err(|_| reserved(TG1))?
             },
             ips: AddressSize::decode(IPS.get(&w)).map_err(|_| reserved(IPS))?,
-            endi: ENDI.flag(&w),
-            affd: AFFD.flag(&w),
+            endi: !(epd0 && epd1) && ENDI.flag(&w),
+            affd: !HA.flag(&w) && AFFD.flag(&w),
             wxn: WXN.flag(&w),
             uwxn: UWXN.flag(&w),
             tbi0: TBI0.flag(&w),
@@ -507,5 +513,50 @@ pub fn describe_field(field: &Field, value: u64) -> Option<&'static str> {
             "AArch64 tables"
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fields::*;
+    use super::*;
+
+    // spec: K21 — a disabled half (EPDx = 1) is IGNORED whole (§5.4): garbage there neither
+    // fails the decode nor tells two CDs apart; a used half still refuses reserved values.
+    #[test]
+    fn disabled_half_is_ignored() {
+        let mut w = [0u64; 8];
+        V.set(&mut w, 1);
+        AA64.set(&mut w, 1);
+        ASID.set(&mut w, 5);
+        T0SZ.set(&mut w, 25);
+        TG0.set(&mut w, 0);
+        SH0.set(&mut w, 3);
+        TTB0.set(&mut w, 0x8000_0000 >> TTB0.lo);
+        EPD1.set(&mut w, 1);
+        let clean = Cd::from_words(w).decode().unwrap().unwrap();
+        assert_eq!(clean.tt1, TableControls::DISABLED);
+        let mut noisy = w;
+        TG1.set(&mut noisy, 0b00); // reserved TG1 encoding
+        SH1.set(&mut noisy, 0b01); // reserved
+        TTB1.set(&mut noisy, 0xdead_0000 >> TTB1.lo);
+        T1SZ.set(&mut noisy, 7);
+        assert_eq!(Cd::from_words(noisy).decode(), Ok(Some(clean)));
+        // The same values in the used half are errors.
+        let mut bad = w;
+        SH0.set(&mut bad, 0b01);
+        assert_eq!(
+            Cd::from_words(bad).decode(),
+            Err(DecodeError::Reserved {
+                structure: "CD",
+                field: "SH0",
+                value: 1
+            })
+        );
+        // AFFD is IGNORED when HA = 1.
+        let mut ha = w;
+        HA.set(&mut ha, 1);
+        AFFD.set(&mut ha, 1);
+        assert!(!Cd::from_words(ha).decode().unwrap().unwrap().affd);
     }
 }

@@ -604,9 +604,24 @@ impl Ste {
     }
 
     /// Decodes the entry: `Ok(None)` when `V = 0`, the configuration when valid, or the first
-    /// field that holds a reserved encoding. Fields the configuration does not model (MPAM,
-    /// DPT, Secure stage 2, IMPLEMENTATION DEFINED bits) are not examined; print them from
-    /// [`fields::FIELDS`].
+    /// field that holds a reserved or ILLEGAL encoding. Fields the configuration does not model
+    /// (MPAM, DPT, Secure stage 2, IMPLEMENTATION DEFINED bits) are not examined; print them
+    /// from [`fields::FIELDS`].
+    ///
+    /// A field is decoded only where the entry's `Config` uses it (§5.2, per field; SPEC
+    /// K21); an IGNORED field never fails the decode and comes back at its default, so two
+    /// entries that differ only in IGNORED bits decode to the same configuration:
+    /// - `Config` = abort: every other field is IGNORED ([`SteConfig::ABORT`]);
+    /// - bypass: the `S1*` and `S2*` fields, `STRW`, `EATS` (effectively `0b00`) and `S2VMID`
+    ///   are IGNORED; the attribute overrides and `MEV` are used;
+    /// - stage 1 only: `STRW` is used and `0bx1` is ILLEGAL for a Non-secure stream (this
+    ///   driver's); `S2VMID` is IGNORED unless the StreamWorld is EL1 (`STRW` = `0b00`;
+    ///   whether stage 2 is implemented, the other condition, is the caller's to apply);
+    /// - stage 2 and nested: `STRW` is IGNORED (the StreamWorld is NS-EL1);
+    /// - `S1Fmt` and `S1DSS` are IGNORED when `S1CDMax` = 0.
+    ///
+    /// Conditions that depend on the ID registers (`S1CDMax` ≤ `SSIDSIZE`, 8-bit VMIDs,
+    /// the stall model, ATS) are not checked here: the decoder sees one entry, not the SMMU.
     pub fn decode(&self) -> Result<Option<SteConfig>, DecodeError> {
         use fields::*;
         let w = self.to_words();
@@ -614,12 +629,27 @@ impl Ste {
             return Ok(None);
         }
         let kind = SteKind::decode(CONFIG.get(&w))?;
+        if kind == SteKind::Abort {
+            // §5.2: "The remaining fields contain no relevant configuration and are IGNORED."
+            return Ok(Some(SteConfig::ABORT));
+        }
         let stage1 = || -> Result<Stage1Ste, DecodeError> {
+            let cd_max = S1_CD_MAX.get(&w) as u8;
+            // §5.2 S1Fmt, S1DSS: IGNORED when S1CDMax = 0 (one CD, no substreams).
+            let substreams = cd_max != 0;
             Ok(Stage1Ste {
                 context_ptr: S1_CONTEXT_PTR.get(&w) << S1_CONTEXT_PTR.lo,
-                fmt: S1Fmt::decode(S1FMT.get(&w))?,
-                cd_max: S1_CD_MAX.get(&w) as u8,
-                dss: S1Dss::decode(S1DSS.get(&w))?,
+                fmt: if substreams {
+                    S1Fmt::decode(S1FMT.get(&w))?
+                } else {
+                    S1Fmt::Linear
+                },
+                cd_max,
+                dss: if substreams {
+                    S1Dss::decode(S1DSS.get(&w))?
+                } else {
+                    S1Dss::Terminate
+                },
                 cir: Cacheability::decode(S1CIR.get(&w))?,
                 cor: Cacheability::decode(S1COR.get(&w))?,
                 csh: Shareability::decode(S1CSH.get(&w)).map_err(|_| reserved(S1CSH, &w))?,
@@ -654,11 +684,33 @@ impl Ste {
             SteKind::Stage2 => Translation::Stage2(stage2()?),
             SteKind::Nested => Translation::Nested(stage1()?, stage2()?),
         };
+        // §5.2 STRW: used by stage-1-only streams alone; for a Non-secure STE the values
+        // 0bx1 are "Reserved, ILLEGAL".
+        let strw = match kind {
+            SteKind::Stage1 => match STRW.get(&w) {
+                0b00 => Strw::El1,
+                0b10 => Strw::El2,
+                _ => return Err(reserved(STRW, &w)),
+            },
+            _ => Strw::El1,
+        };
+        // §5.2 S2VMID: IGNORED for bypass, and for a stage-1 stream whose StreamWorld is
+        // not NS-EL1.
+        let s2vmid = match kind {
+            SteKind::Bypass => 0,
+            SteKind::Stage1 if strw != Strw::El1 => 0,
+            _ => S2VMID.get(&w) as u16,
+        };
+        // §5.2 EATS: IGNORED when Config[1:0] = 0b00 (bypass), effectively 0b00.
+        let eats = match kind {
+            SteKind::Bypass => Eats::Abort,
+            _ => Eats::decode(EATS.get(&w))?,
+        };
         Ok(Some(SteConfig {
             translation,
-            s2vmid: S2VMID.get(&w) as u16,
-            eats: Eats::decode(EATS.get(&w))?,
-            strw: Strw::decode(STRW.get(&w))?,
+            s2vmid,
+            eats,
+            strw,
             mev: MEV.flag(&w),
             attrs: StreamAttrs {
                 mem_attr: MEMATTR.get(&w) as u8,
@@ -702,5 +754,104 @@ pub fn describe_field(field: &Field, value: u64) -> Option<&'static str> {
         n if n == S2TG.name => d(Granule::decode(value).map(Granule::describe)),
         n if n == S2PS.name => d(AddressSize::decode(value).map(AddressSize::describe)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fields::*;
+    use super::*;
+
+    fn words(config: u64) -> [u64; 8] {
+        let mut w = [0u64; 8];
+        V.set(&mut w, 1);
+        CONFIG.set(&mut w, config);
+        w
+    }
+
+    // spec: K21 — fields the Config leaves IGNORED never fail the decode (§5.2).
+    #[test]
+    fn ignored_fields_never_refuse() {
+        // Abort: every other field is IGNORED, reserved values included.
+        let mut w = [u64::MAX; 8];
+        CONFIG.set(&mut w, SteKind::Abort.encode());
+        assert_eq!(Ste::from_words(w).decode(), Ok(Some(SteConfig::ABORT)));
+        // Bypass: STRW = 0b11, S1CSH = 0b01 (reserved), S2TG = 0b11 (reserved), S2VMID and
+        // EATS are all IGNORED.
+        let mut w = words(SteKind::Bypass.encode());
+        STRW.set(&mut w, 0b11);
+        S1CSH.set(&mut w, 0b01);
+        S2TG.set(&mut w, 0b11);
+        S2VMID.set(&mut w, 0x1234);
+        EATS.set(&mut w, 0b10);
+        SHCFG.set(&mut w, 0b01);
+        assert_eq!(Ste::from_words(w).decode(), Ok(Some(SteConfig::BYPASS)));
+        // Stage 2 only: STRW is IGNORED (StreamWorld NS-EL1), so 0b01 is not ILLEGAL there.
+        let mut w = SteConfig {
+            translation: Translation::Stage2(Stage2Ste {
+                t0sz: 24,
+                sl0: 1,
+                ir0: Cacheability::WriteBackAllocate,
+                or0: Cacheability::WriteBackAllocate,
+                sh0: Shareability::Inner,
+                tg: Granule::Size4K,
+                ps: AddressSize::Bits48,
+                aa64: true,
+                endi: false,
+                affd: true,
+                ptw: false,
+                hd: false,
+                ha: false,
+                stall: false,
+                record: true,
+                fwb: false,
+                ttb: 0x8000_0000,
+            }),
+            s2vmid: 3,
+            ..SteConfig::ABORT
+        }
+        .encode()
+        .to_words();
+        let expected = Ste::from_words(w).decode();
+        STRW.set(&mut w, 0b01);
+        assert_eq!(Ste::from_words(w).decode(), expected);
+        assert!(expected.is_ok());
+    }
+
+    // spec: K21 — STRW 0bx1 is ILLEGAL for a Non-secure stage-1 STE (§5.2), and S1Fmt/S1DSS
+    // are decoded only with substreams.
+    #[test]
+    fn strw_illegal_where_used_and_s1_fields_by_cdmax() {
+        let mut w = words(SteKind::Stage1.encode());
+        S1_CONTEXT_PTR.set(&mut w, 0x8000_0000 >> S1_CONTEXT_PTR.lo);
+        // S1Fmt = 0b11 and S1DSS = 0b11 are reserved, but IGNORED with S1CDMax = 0.
+        S1FMT.set(&mut w, 0b11);
+        S1DSS.set(&mut w, 0b11);
+        S2VMID.set(&mut w, 7);
+        let ok = Ste::from_words(w).decode().unwrap().unwrap();
+        let s1 = ok.translation.stage1().unwrap();
+        assert_eq!((s1.fmt, s1.dss), (S1Fmt::Linear, S1Dss::Terminate));
+        // StreamWorld EL1: S2VMID is kept for the caller (it tags entries when S2P = 1).
+        assert_eq!(ok.s2vmid, 7);
+        for strw in [0b01, 0b11] {
+            let mut bad = w;
+            STRW.set(&mut bad, strw);
+            assert_eq!(
+                Ste::from_words(bad).decode(),
+                Err(DecodeError::Reserved {
+                    structure: "STE",
+                    field: "STRW",
+                    value: strw
+                })
+            );
+        }
+        // EL2: S2VMID is IGNORED.
+        let mut el2 = w;
+        STRW.set(&mut el2, 0b10);
+        let cfg = Ste::from_words(el2).decode().unwrap().unwrap();
+        assert_eq!((cfg.strw, cfg.s2vmid), (Strw::El2, 0));
+        // With substreams the reserved S1Fmt is an error again.
+        S1_CD_MAX.set(&mut w, 4);
+        assert!(Ste::from_words(w).decode().is_err());
     }
 }

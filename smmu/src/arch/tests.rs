@@ -40,6 +40,11 @@ fn canonical_ste(mut c: SteConfig) -> SteConfig {
     let s1 = |mut s: super::ste::Stage1Ste| {
         s.context_ptr &= bits(S1_CONTEXT_PTR.hi, S1_CONTEXT_PTR.lo);
         s.cd_max &= S1_CD_MAX.max() as u8;
+        if s.cd_max == 0 {
+            // IGNORED without substreams (§5.2).
+            s.fmt = super::ste::S1Fmt::Linear;
+            s.dss = super::ste::S1Dss::Terminate;
+        }
         s
     };
     let s2 = |mut s: super::ste::Stage2Ste| {
@@ -59,6 +64,26 @@ fn canonical_ste(mut c: SteConfig) -> SteConfig {
     c.attrs.ns_cfg &= NSCFG.max() as u8;
     c.attrs.priv_cfg &= PRIVCFG.max() as u8;
     c.attrs.inst_cfg &= INSTCFG.max() as u8;
+    // What Config leaves IGNORED decodes at its default (§5.2, SPEC K21).
+    use super::ste::{Eats, Strw};
+    match c.translation {
+        Translation::Abort => return SteConfig::ABORT,
+        Translation::Bypass => {
+            c.s2vmid = 0;
+            c.eats = Eats::Abort;
+            c.strw = Strw::El1;
+        }
+        Translation::Stage1(_) => {
+            if c.strw == Strw::El3 {
+                // ILLEGAL for a Non-secure STE: not a configuration that round-trips.
+                c.strw = Strw::El2;
+            }
+            if c.strw != Strw::El1 {
+                c.s2vmid = 0;
+            }
+        }
+        Translation::Stage2(_) | Translation::Nested(..) => c.strw = Strw::El1,
+    }
     c
 }
 
@@ -68,6 +93,21 @@ fn canonical_cd(mut c: CdConfig) -> CdConfig {
     c.tt1.tsz &= T1SZ.max() as u8;
     c.tt0.ttb &= bits(TTB0.hi, TTB0.lo);
     c.tt1.ttb &= bits(TTB1.hi, TTB1.lo);
+    // What EPDx and HA make IGNORED decodes at its default (§5.4, SPEC K21).
+    if c.tt0.epd {
+        c.tt0 = super::cd::TableControls::DISABLED;
+        c.tg0 = super::Granule::Size4K;
+    }
+    if c.tt1.epd {
+        c.tt1 = super::cd::TableControls::DISABLED;
+        c.tg1 = super::cd::Granule1::Size4K;
+    }
+    if c.tt0.epd && c.tt1.epd {
+        c.endi = false;
+    }
+    if c.ha {
+        c.affd = false;
+    }
     c
 }
 

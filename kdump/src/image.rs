@@ -1,0 +1,349 @@
+//! Crash-dump images for tests, benchmarks, the CLI's tests and the fuzz oracle (host only,
+//! feature `image`): the crashed kernel's memory as sparse regions, and the registers of the
+//! SMMU that used it. One builder, so that every consumer reads the same layout the same way.
+//!
+//! An [`Image`] holds regions of 64-bit words at physical addresses; a region may also be a
+//! *repeat* of one block (e.g. 2^17 distinct level-2 tables with the same content cost the
+//! memory of one), so the largest tables the validator adopts can be measured without
+//! gigabytes of RAM. Every read through [`OldMemory`] is counted and, optionally, recorded.
+//!
+//! ```
+//! use smmu_kdump::image::{Image, Registers};
+//! use smmu_kdump::OldMemory;
+//!
+//! let mut image = Image::new();
+//! image.region(0x8000_0000, 1024).write(0x8000_0040, &[1, 2]);
+//! let mut w = [0u64; 2];
+//! image.read_words(0x8000_0040, &mut w).unwrap();
+//! assert_eq!(w, [1, 2]);
+//! assert_eq!(image.counters().bytes, 16);
+//! let snap = Registers::grace_like().linear(0x8000_0000, 4).snapshot();
+//! assert!(snap.smmuen());
+//! ```
+
+// A host-only fixture: a write outside the regions is the test's mistake and panics.
+#![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use smmu::arch::idr::IdRegs;
+use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
+use smmu::arch::AddressSize;
+
+use crate::scan::{MemFault, OldMemory};
+use crate::RegisterSnapshot;
+
+/// One region of an image.
+#[derive(Clone, Debug)]
+enum Region {
+    /// Words, lowest address first.
+    Words(Vec<u64>),
+    /// `count` copies of `block`, each `block.len()` words long, back to back.
+    Repeat { block: Vec<u64>, count: u64 },
+}
+
+impl Region {
+    fn bytes(&self) -> u64 {
+        match self {
+            Region::Words(w) => w.len() as u64 * 8,
+            Region::Repeat { block, count } => block.len() as u64 * 8 * count,
+        }
+    }
+
+    fn word(&self, index: u64) -> Option<u64> {
+        match self {
+            Region::Words(w) => w.get(usize::try_from(index).ok()?).copied(),
+            Region::Repeat { block, count } => {
+                let n = block.len() as u64;
+                if n == 0 || index / n >= *count {
+                    return None;
+                }
+                block.get(usize::try_from(index % n).ok()?).copied()
+            }
+        }
+    }
+}
+
+/// What an [`Image`] was asked since [`Image::reset`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadCounters {
+    /// Bytes read, summed over every `read_words` call.
+    pub bytes: u64,
+    /// `read_words` calls.
+    pub reads: u64,
+    /// The largest single request in bytes.
+    pub max_read_bytes: u64,
+}
+
+/// The crashed kernel's memory: sparse regions (zero unless written), reads counted.
+#[derive(Debug, Default)]
+pub struct Image {
+    regions: BTreeMap<u64, Region>,
+    counters: Cell<ReadCounters>,
+    record: bool,
+    reads: RefCell<Vec<(u64, u64)>>,
+}
+
+impl Image {
+    /// An empty image (no address is readable).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same, recording every read's `(address, bytes)` ([`Image::reads`]).
+    pub fn recording() -> Self {
+        Self {
+            record: true,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a zeroed region of `bytes` (rounded up to words) at `base`, replacing one that
+    /// starts there.
+    pub fn region(&mut self, base: u64, bytes: u64) -> &mut Self {
+        let words = usize::try_from(bytes.div_ceil(8)).unwrap_or(0);
+        self.regions
+            .insert(base, Region::Words(std::vec![0; words]));
+        self
+    }
+
+    /// Adds `count` back-to-back copies of `block` at `base`: distinct addresses, one
+    /// content, the memory of one copy.
+    pub fn repeat(&mut self, base: u64, block: &[u64], count: u64) -> &mut Self {
+        self.regions.insert(
+            base,
+            Region::Repeat {
+                block: block.to_vec(),
+                count,
+            },
+        );
+        self
+    }
+
+    /// Removes the region that starts at `base` (nothing if none does).
+    pub fn remove(&mut self, base: u64) -> &mut Self {
+        self.regions.remove(&base);
+        self
+    }
+
+    /// Stores `words` at `pa`, inside a plain region (panics otherwise: a test's mistake).
+    pub fn write(&mut self, pa: u64, words: &[u64]) -> &mut Self {
+        let (&base, region) = self
+            .regions
+            .range_mut(..=pa)
+            .next_back()
+            .expect("a write inside a region");
+        let Region::Words(w) = region else {
+            panic!("a write into a repeated region at {base:#x}");
+        };
+        let first = ((pa - base) / 8) as usize;
+        w[first..first + words.len()].copy_from_slice(words);
+        self
+    }
+
+    /// Stores one word at `pa` if it lies in a plain region; `false` (nothing stored)
+    /// otherwise. For generators that place words without checking first.
+    pub fn store(&mut self, pa: u64, word: u64) -> bool {
+        let Some((&base, Region::Words(w))) = self.regions.range_mut(..=pa).next_back() else {
+            return false;
+        };
+        if !pa.is_multiple_of(8) {
+            return false;
+        }
+        match usize::try_from((pa - base) / 8)
+            .ok()
+            .and_then(|i| w.get_mut(i))
+        {
+            Some(slot) => {
+                *slot = word;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The word at `pa`, if readable.
+    pub fn word(&self, pa: u64) -> Option<u64> {
+        let (&base, region) = self.regions.range(..=pa).next_back()?;
+        if !pa.is_multiple_of(8) {
+            return None;
+        }
+        region.word((pa - base) / 8)
+    }
+
+    /// Whether the `bytes` from `pa` all lie in one region.
+    pub fn contains(&self, pa: u64, bytes: u64) -> bool {
+        self.regions
+            .range(..=pa)
+            .next_back()
+            .is_some_and(|(&base, r)| {
+                u128::from(pa) + u128::from(bytes) <= u128::from(base) + u128::from(r.bytes())
+            })
+    }
+
+    /// Every plain region as `(base, little-endian bytes)`, repeats expanded (for dump files).
+    pub fn regions_bytes(&self) -> Vec<(u64, Vec<u8>)> {
+        self.regions
+            .iter()
+            .map(|(&base, r)| {
+                let n = r.bytes() / 8;
+                let bytes = (0..n)
+                    .flat_map(|i| r.word(i).unwrap_or(0).to_le_bytes())
+                    .collect();
+                (base, bytes)
+            })
+            .collect()
+    }
+
+    /// Bytes the image holds in memory (a repeat counts its block once).
+    pub fn resident_bytes(&self) -> u64 {
+        self.regions
+            .values()
+            .map(|r| match r {
+                Region::Words(w) => w.len() as u64 * 8,
+                Region::Repeat { block, .. } => block.len() as u64 * 8,
+            })
+            .sum()
+    }
+
+    /// The counters since the last [`Image::reset`].
+    pub fn counters(&self) -> ReadCounters {
+        self.counters.get()
+    }
+
+    /// Zeroes the counters and forgets the recorded reads.
+    pub fn reset(&self) {
+        self.counters.set(ReadCounters::default());
+        self.reads.borrow_mut().clear();
+    }
+
+    /// The reads recorded by a [`recording`](Image::recording) image.
+    pub fn reads(&self) -> Vec<(u64, u64)> {
+        self.reads.borrow().clone()
+    }
+
+    /// Whether a recorded read touched any of the `bytes` from `base`.
+    pub fn touched(&self, base: u64, bytes: u64) -> bool {
+        self.reads
+            .borrow()
+            .iter()
+            .any(|&(pa, len)| pa < base + bytes && base < pa + len)
+    }
+}
+
+impl OldMemory for Image {
+    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
+        let bytes = out.len() as u64 * 8;
+        let mut c = self.counters.get();
+        c.bytes += bytes;
+        c.reads += 1;
+        c.max_read_bytes = c.max_read_bytes.max(bytes);
+        self.counters.set(c);
+        if self.record {
+            self.reads.borrow_mut().push((pa, bytes));
+        }
+        // One lookup per read, then a copy (the benches read gigabytes through this).
+        let (&base, region) = self.regions.range(..=pa).next_back().ok_or(MemFault)?;
+        if !pa.is_multiple_of(8)
+            || u128::from(pa) + u128::from(bytes) > u128::from(base) + u128::from(region.bytes())
+        {
+            return Err(MemFault);
+        }
+        let first = usize::try_from((pa - base) / 8).map_err(|_| MemFault)?;
+        match region {
+            Region::Words(w) => out.copy_from_slice(&w[first..first + out.len()]),
+            Region::Repeat { block, .. } => {
+                let n = block.len();
+                let start = first % n;
+                if let Some(src) = block.get(start..start + out.len()) {
+                    out.copy_from_slice(src);
+                } else {
+                    for (i, w) in out.iter_mut().enumerate() {
+                        *w = block[(first + i) % n];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The registers of the SMMU that used an [`Image`], built field by field with the
+/// architected definitions.
+#[derive(Clone, Copy, Debug)]
+pub struct Registers {
+    /// The register snapshot being built.
+    pub snap: RegisterSnapshot,
+}
+
+impl Registers {
+    /// A Grace-like SMMU: both stages, AArch64 tables, coherent, 16-bit ASIDs and VMIDs,
+    /// 2-level stream and CD tables, 24-bit StreamIDs, 20-bit SubstreamIDs, 48-bit OAS,
+    /// all three granules; `SMMUEN`, `EVENTQEN` and `CMDQEN` set; no table yet.
+    pub fn grace_like() -> Self {
+        let idr0 = (IDR0::S1P::SET
+            + IDR0::S2P::SET
+            + IDR0::TTF.val(0b10)
+            + IDR0::COHACC::SET
+            + IDR0::ASID16::SET
+            + IDR0::VMID16::SET
+            + IDR0::CD2L::SET
+            + IDR0::ST_LVL.val(1))
+        .value;
+        let idr1 = (IDR1::SIDSIZE.val(24) + IDR1::SSIDSIZE.val(20)).value;
+        let idr5 = (IDR5::OAS.val(AddressSize::Bits48.encode() as u32)
+            + IDR5::GRAN4K::SET
+            + IDR5::GRAN16K::SET
+            + IDR5::GRAN64K::SET)
+            .value;
+        Registers {
+            snap: RegisterSnapshot {
+                ids: IdRegs {
+                    idr: [idr0, idr1, 0, 0, 0, idr5],
+                    iidr: 0,
+                    aidr: 0,
+                },
+                cr0: 0b1101, // SMMUEN, EVENTQEN, CMDQEN
+                ..RegisterSnapshot::default()
+            },
+        }
+    }
+
+    /// A linear stream table of 2^`log2size` STEs at `base`.
+    pub fn linear(mut self, base: u64, log2size: u32) -> Self {
+        self.snap.strtab_base = base;
+        self.snap.strtab_base_cfg =
+            (STRTAB_BASE_CFG::FMT.val(0) + STRTAB_BASE_CFG::LOG2SIZE.val(log2size)).value;
+        self
+    }
+
+    /// A 2-level stream table (`SPLIT` = 8) of 2^`log2size` StreamIDs with its level-1
+    /// table at `base`.
+    pub fn two_level(mut self, base: u64, log2size: u32) -> Self {
+        self.snap.strtab_base = base;
+        self.snap.strtab_base_cfg = (STRTAB_BASE_CFG::FMT.val(1)
+            + STRTAB_BASE_CFG::SPLIT.val(8)
+            + STRTAB_BASE_CFG::LOG2SIZE.val(log2size))
+        .value;
+        self
+    }
+
+    /// `IDR0` replaced.
+    pub fn idr0(mut self, idr0: u32) -> Self {
+        self.snap.ids.idr[0] = idr0;
+        self
+    }
+
+    /// `IDR1` replaced.
+    pub fn idr1(mut self, idr1: u32) -> Self {
+        self.snap.ids.idr[1] = idr1;
+        self
+    }
+
+    /// The snapshot.
+    pub fn snapshot(self) -> RegisterSnapshot {
+        self.snap
+    }
+}
