@@ -20,6 +20,14 @@ kver=${KVER:-6.1.0-50-arm64}
 crash_base=0x50000000
 crash_size=64M
 image=${CRASH_IMAGE:+$(realpath "$CRASH_IMAGE")}
+if [ -z "$image" ]; then
+  # The crash stage: an ELF linked at the reservation, flattened into an arm64 Image.
+  (cd "$top/firmware/linux-crash" && cargo build --release -q)
+  python3 "$top/firmware/linux-crash/elf2image.py" \
+    "$top/firmware/linux-crash/target/aarch64-unknown-none/release/smmu-linux-crash" \
+    "$out/crash.img"
+  image=$out/crash.img
+fi
 mkdir -p "$out/debs" "$out/root" "$out/initramfs"
 cd "$out"
 
@@ -61,7 +69,7 @@ grep -i crash /proc/iomem | sed 's/^/IOMEM /'
 while true; do dd if=/dev/vda of=/dev/null bs=64k 2>/dev/null; done &
 sleep 1
 if [ -f /boot/crash.img ]; then
-  if /sbin/kexec -p --type Image /boot/crash.img --append="crash"; then
+  if /sbin/kexec -p --type Image /boot/crash.img; then
     echo "KEXEC-LOADED $(cat /sys/kernel/kexec_crash_loaded)"
     echo c > /proc/sysrq-trigger
   else
@@ -83,5 +91,5 @@ timeout "${QEMU_TIMEOUT:-150}" qemu-system-aarch64 -M virt,iommu=smmuv3 -cpu cor
   -append "console=ttyAMA0 crashkernel=$crash_size@$crash_base cma=16M" \
   -drive file=disk.img,if=none,format=raw,id=d0 \
   -device virtio-blk-pci,drive=d0,iommu_platform=on,disable-legacy=on,romfile= \
-  -nic none -monitor none -serial stdio </dev/null | tee boot.log
+  -nic none -monitor ${QEMU_MONITOR:-none} -serial stdio ${QEMU_EXTRA:-} </dev/null | tee boot.log
 exit "${PIPESTATUS[0]}"
