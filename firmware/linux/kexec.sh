@@ -92,4 +92,11 @@ timeout "${QEMU_TIMEOUT:-150}" qemu-system-aarch64 -M virt,iommu=smmuv3 -cpu cor
   -drive file=disk.img,if=none,format=raw,id=d0 \
   -device virtio-blk-pci,drive=d0,iommu_platform=on,disable-legacy=on,romfile= \
   -nic none -monitor ${QEMU_MONITOR:-none} -serial stdio ${QEMU_EXTRA:-} </dev/null | tee boot.log
-exit "${PIPESTATUS[0]}"
+status=${PIPESTATUS[0]}
+# Linux powering off (kexec failed, or the crash stage never ran) also exits QEMU with 0:
+# only the crash stage's own summary line, every check held, counts.
+if [ "$status" -eq 0 ] && ! grep -Eq '^verdict: ([0-9]+) of \1 checks held' boot.log; then
+  echo "the crash stage did not report a verdict (did kexec -p load it?)" >&2
+  status=1
+fi
+exit "$status"
