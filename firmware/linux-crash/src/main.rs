@@ -18,10 +18,15 @@ use core::ptr::NonNull;
 use aarch64_paging::descriptor::El1Attributes;
 use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers};
 use aarch64_rt::{InitialPagetable, RegisterStateRef};
-use smmu::arch::cd::Cd;
+mod virtio;
+
+use smmu::arch::cd::{Cd, CdConfig};
 use smmu::arch::l1std::{L1Std, STRTAB_SPLIT};
 use smmu::arch::ste::{Ste, Translation};
-use smmu::{DmaRegion, Hal, HalError, MapAttr, Mmio, PhysAddr, PhysRange};
+use smmu::{
+    Attachment, DmaRegion, Domain, DomainStage, Hal, HalError, MapAttr, MasterConfig, Mmio,
+    PhysAddr, PhysRange,
+};
 use smmu_firmware::board::SMMU_BASE;
 use smmu_firmware::carveout::Carveout;
 use smmu_firmware::slot::StaticSlot;
@@ -87,12 +92,14 @@ const NORMAL: usize = El1Attributes::VALID
     .union(El1Attributes::ACCESSED)
     .bits();
 
-// Identity map in 1 GiB blocks: the first GiB (UART, SMMU) Device, the second (all of RAM,
-// Linux's and this stage's) Normal cacheable.
+// Identity map in 1 GiB blocks: the first GiB (UART, SMMU, the 32-bit PCI window) Device, the
+// second (all of RAM, Linux's and this stage's) Normal cacheable, 256 GiB up the high PCIe
+// ECAM window Device.
 initial_pagetable!({
     let mut idmap = [0; 512];
     idmap[0] = DEVICE;
     idmap[1] = NORMAL | 0x4000_0000;
+    idmap[256] = DEVICE | 0x40_0000_0000;
     InitialPagetable(idmap)
 });
 
@@ -209,6 +216,8 @@ struct ReadBack {
     stage1: u32,
     /// The virtio disk's STE is stage 1.
     virtio_stage1: bool,
+    /// The virtio disk's context descriptor (SubstreamID 0).
+    virtio_cd: Option<CdConfig>,
 }
 
 fn words<const N: usize>(mem: &dyn OldMemory, pa: u64) -> Option<[u64; N]> {
@@ -229,6 +238,7 @@ fn read_back(mem: &dyn OldMemory, base: u64, l1_entries: u32) -> Option<ReadBack
         valid: 0,
         stage1: 0,
         virtio_stage1: false,
+        virtio_cd: None,
     };
     for i in 0..l1_entries {
         let [desc] = words::<1>(mem, base.checked_add(u64::from(i) * 8)?)?;
@@ -253,11 +263,122 @@ fn read_back(mem: &dyn OldMemory, base: u64, l1_entries: u32) -> Option<ReadBack
                 let cd_pa = s1.context_ptr.checked_add(u64::from(ssid) * 64)?;
                 if let Ok(Some(cd)) = Cd::from_words(words::<8>(mem, cd_pa)?).decode() {
                     rb.asids.insert(cd.asid);
+                    if sid == VIRTIO_SID && ssid == 0 {
+                        rb.virtio_cd = Some(cd);
+                    }
                 }
             }
         }
     }
     Some(rb)
+}
+
+/// Output address bits of a VMSAv8-64 table, block or page descriptor (4 KiB granule, 48-bit
+/// output: bits \[47:12\]).
+const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+/// Translates `iova` through the stage-1 tables of Linux's context descriptor `cd` (4 KiB
+/// granule, TTB0; VMSAv8-64 D8.2): the physical address the SMMU gives the device, or `None`
+/// when Linux did not map it.
+fn translate(mem: &dyn OldMemory, cd: &CdConfig, iova: u64) -> Option<u64> {
+    let ia_bits = 64u32.checked_sub(u32::from(cd.tt0.tsz))?;
+    if cd.tt0.epd || !(25..=48).contains(&ia_bits) || iova >> ia_bits != 0 {
+        return None;
+    }
+    // Levels resolve 9 bits each above the 12-bit page offset.
+    let levels = (ia_bits - 12).div_ceil(9);
+    let mut table = cd.tt0.ttb & OA_MASK;
+    for level in (4 - levels)..4 {
+        let shift = 12 + 9 * (3 - level);
+        let index = (iova >> shift) & 511;
+        let [desc] = words::<1>(mem, table.checked_add(index * 8)?)?;
+        match (desc & 3, level) {
+            (3, 3) => return Some((desc & OA_MASK) | (iova & 0xfff)),
+            (3, _) => table = desc & OA_MASK,
+            (1, 1 | 2) => {
+                let span = 1u64 << shift;
+                return Some((desc & OA_MASK & !(span - 1)) | (iova & (span - 1)));
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The little-endian 16-bit value at `pa` (2-aligned).
+fn read_u16(mem: &dyn OldMemory, pa: u64) -> Option<u16> {
+    let [w] = words::<1>(mem, pa & !7)?;
+    Some((w >> ((pa & 6) * 8)) as u16)
+}
+
+/// The disk's first virtqueue, read through Linux's translation.
+struct Rings<'a> {
+    mem: &'a dyn OldMemory,
+    cd: CdConfig,
+    queue: virtio::Queue,
+}
+
+impl Rings<'_> {
+    /// `avail.idx` and `used.idx` (virtio 1.2 §2.7.6, §2.7.8).
+    fn indices(&self) -> Option<(u16, u16)> {
+        let avail = translate(self.mem, &self.cd, self.queue.avail.checked_add(2)?)?;
+        let used = translate(self.mem, &self.cd, self.queue.used.checked_add(2)?)?;
+        Some((read_u16(self.mem, avail)?, read_u16(self.mem, used)?))
+    }
+
+    /// The last completed request: the physical address of its status byte (the last
+    /// device-writable descriptor of its chain) and the byte, read through Linux's
+    /// translation. Linux unmaps a request's buffers when it reaps the completion, so a
+    /// status byte still mapped belongs to a request that completed after Linux stopped.
+    fn last_status(&self, used_idx: u16) -> Option<(u64, u8)> {
+        let size = self.queue.size.max(1);
+        let slot = u64::from(used_idx.wrapping_sub(1) % size);
+        let elem = translate(
+            self.mem,
+            &self.cd,
+            self.queue.used.checked_add(4 + slot * 8)?,
+        )?;
+        // A used element is {id: u32, len: u32} at a 4-byte boundary (§2.7.8).
+        let [e] = words::<1>(self.mem, elem & !7)?;
+        let mut id = u16::try_from((e >> ((elem & 4) * 8)) & 0xffff_ffff).ok()?;
+        // The chain starts in the descriptor table; an indirect head (VIRTQ_DESC_F_INDIRECT,
+        // which Linux uses for multi-buffer requests) moves it to its own table (§2.7.5.3).
+        let mut table = self.queue.desc;
+        let mut entries = size;
+        let mut status = None;
+        let mut steps = 0u32;
+        while steps < 2 * u32::from(size) {
+            steps += 1;
+            if id >= entries {
+                return None;
+            }
+            let d = translate(self.mem, &self.cd, table.checked_add(u64::from(id) * 16)?)?;
+            let [addr, rest] = words::<2>(self.mem, d)?;
+            let (len, flags, next) = (rest as u32, (rest >> 32) as u16, (rest >> 48) as u16);
+            if flags & 4 != 0 {
+                table = addr;
+                entries = u16::try_from(len / 16).ok()?;
+                id = 0;
+                continue;
+            }
+            // VIRTQ_DESC_F_WRITE: a buffer the device writes; the status byte is the last.
+            if flags & 2 != 0 && len >= 1 {
+                status = Some(translate(
+                    self.mem,
+                    &self.cd,
+                    addr.checked_add(u64::from(len) - 1)?,
+                )?);
+            }
+            // VIRTQ_DESC_F_NEXT.
+            if flags & 1 == 0 {
+                break;
+            }
+            id = next;
+        }
+        let pa = status?;
+        let [w] = words::<1>(self.mem, pa & !7)?;
+        Some((pa, (w >> ((pa & 7) * 8)) as u8))
+    }
 }
 
 fn run(v: &mut Verdict) {
@@ -336,13 +457,49 @@ fn run(v: &mut Verdict) {
         ),
     );
 
+    // The disk, as Linux left it: its queue 0 through Linux's translation.
+    let common = virtio::find_blk().and_then(|f| {
+        (f.rid() == VIRTIO_SID).then_some(())?;
+        virtio::Common::map(&f)
+    });
+    let rings = match (&common, rb.virtio_cd) {
+        (Some(c), Some(cd)) => c.queue0().map(|queue| Rings {
+            mem: &mem,
+            cd,
+            queue,
+        }),
+        _ => None,
+    };
+    let at_entry = rings.as_ref().and_then(Rings::indices);
+    match (&common, &rings, at_entry) {
+        (Some(c), Some(r), Some((a, u))) => v.check(
+            "virtio",
+            true,
+            format_args!(
+                "disk at StreamID {VIRTIO_SID:#x}, status {:#x}, queue 0: {} entries, rings at IOVA {:#x}/{:#x}; at entry avail.idx {a}, used.idx {u} ({} in flight)",
+                c.status(),
+                r.queue.size,
+                r.queue.avail,
+                r.queue.used,
+                a.wrapping_sub(u)
+            ),
+        ),
+        _ => v.check(
+            "virtio",
+            false,
+            format_args!(
+                "the virtio disk or its queue 0 could not be read through Linux's translation"
+            ),
+        ),
+    };
+
     // The crash kernel's bring-up.
     let platform = AdoptPlatform {
         crash_kernel: true,
         coherent: true,
         ..Default::default()
     };
-    let booted = match smmu_kdump::boot(regs, hal, &platform, &AdoptOptions::default()) {
+    let mut booted = match smmu_kdump::boot(regs, hal, &platform, &AdoptOptions::default()) {
         Ok(b) => b,
         Err(e) => {
             v.check("boot", false, format_args!("bring-up failed: {e}"));
@@ -393,6 +550,82 @@ fn run(v: &mut Verdict) {
                 rb.asids.as_slice()
             ),
         );
+    }
+    // The disk keeps translating through the adopted STE: every request Linux made available
+    // completes, into the pages Linux mapped.
+    if let Some(r) = &rings {
+        // Bounded: 2 s of the generic timer (the disk is throttled to 10 requests a second,
+        // firmware/linux/kexec.sh, so one is usually still in flight at the crash).
+        let now = smmu_firmware::time::poll_for(2000, || r.indices().filter(|(a, u)| a == u))
+            .or_else(|| r.indices());
+        let done = match now {
+            Some((a, u)) if a == u => r.last_status(u),
+            _ => None,
+        };
+        let in_flight = at_entry.map_or(0, |(a, u)| a.wrapping_sub(u));
+        let name = "virtio completed";
+        match (now, done) {
+            (Some((a, u)), Some((pa, st))) => v.check(
+                name,
+                st == 0 && RAM.contains(PhysAddr(pa), 1),
+                format_args!(
+                    "after the adoption avail.idx {a}, used.idx {u} ({in_flight} were in flight at entry): the last request, still mapped (Linux never reaped it), has status {st} (0 = OK) at {pa:#x}"
+                ),
+            ),
+            (Some((a, u)), None) => v.check(
+                name,
+                false,
+                format_args!(
+                    "after the adoption avail.idx {a}, used.idx {u}: requests still pending, or the last one's buffers are unmapped (Linux reaped it: no request was in flight at the crash)"
+                ),
+            ),
+            _ => v.check(
+                name,
+                false,
+                format_args!("the rings could not be read after the adoption"),
+            ),
+        };
+    }
+    // Quiesce the disk through its own registers, then give it a domain of this stage's.
+    if let Some(c) = &common {
+        let reset = c.reset();
+        v.check(
+            "virtio reset",
+            reset,
+            format_args!("device_status written 0, reads back {:#x}", c.status()),
+        );
+    }
+    if adopted.is_some() {
+        let smmu = &mut booted.smmu;
+        let attached = smmu
+            .add_master(&MasterConfig {
+                sids: &[VIRTIO_SID],
+                protected: false,
+                ats: false,
+                stall: false,
+                ssid_bits: 0,
+            })
+            .and_then(|m| {
+                let deferred = smmu.is_deferred(m)?;
+                let domain: Domain<&Carveout> =
+                    smmu.new_domain(DomainStage::Stage1, false, carve)?;
+                smmu.attach(m, &domain)?;
+                let now = smmu.attachment(m)?;
+                let asid_fresh = !rb.asids.as_slice().contains(&domain.id());
+                // The domain lives as long as the stage (the device now translates through it).
+                core::mem::forget(domain);
+                Ok((deferred, now, asid_fresh, smmu.is_deferred(m)?))
+            });
+        match &attached {
+            Ok((was, now, fresh, still)) => v.check(
+                "re-attach",
+                *was && matches!(now, Attachment::Paging { .. }) && *fresh && !*still,
+                format_args!(
+                    "StreamID {VIRTIO_SID:#x}: deferred (Linux's STE kept) {was}, now {now:?}, new ASID not one of Linux's {fresh}, deferred {still}"
+                ),
+            ),
+            Err(e) => v.check("re-attach", false, format_args!("{e}")),
+        };
     }
     let cr0 = RegisterSnapshot::read(regs).cr0;
     v.check(
