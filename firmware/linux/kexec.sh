@@ -7,8 +7,8 @@
 #
 #   firmware/linux/kexec.sh [OUTDIR]      (default: target/linux-kexec)
 #
-# The disk is throttled to 10 requests a second so that a request is in flight when Linux
-# panics: the crash stage checks that it completes, through Linux's mapping, after adoption.
+# The disk is throttled to 2 requests a second (DISK_IOPS) so that a request is in flight when
+# Linux panics: the crash stage checks that it completes, into Linux's mapping, once adopted.
 #
 # Needs: qemu-system-aarch64, cpio, and Debian's arm64 packages, which it fetches with
 # `apt-get download` (run as root on Debian: dpkg --add-architecture arm64 && apt-get update,
@@ -94,7 +94,7 @@ timeout "${QEMU_TIMEOUT:-150}" qemu-system-aarch64 -M virt,iommu=smmuv3 -cpu cor
   -nographic -semihosting \
   -kernel "root/boot/vmlinuz-$kver" -initrd initramfs.gz \
   -append "console=ttyAMA0 crashkernel=$crash_size@$crash_base cma=16M" \
-  -drive file=disk.img,if=none,format=raw,id=d0,throttling.iops-total=10 \
+  -drive file=disk.img,if=none,format=raw,id=d0,throttling.iops-total=${DISK_IOPS:-2} \
   -device virtio-blk-pci,drive=d0,iommu_platform=on,disable-legacy=on,romfile= \
   -nic none -monitor ${QEMU_MONITOR:-none} -serial stdio ${QEMU_EXTRA:-} </dev/null | tee boot.log
 status=${PIPESTATUS[0]}

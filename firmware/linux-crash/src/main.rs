@@ -554,7 +554,7 @@ fn run(v: &mut Verdict) {
     // The disk keeps translating through the adopted STE: every request Linux made available
     // completes, into the pages Linux mapped.
     if let Some(r) = &rings {
-        // Bounded: 2 s of the generic timer (the disk is throttled to 10 requests a second,
+        // Bounded: 2 s of the generic timer (the disk is throttled to 2 requests a second,
         // firmware/linux/kexec.sh, so one is usually still in flight at the crash).
         let now = smmu_firmware::time::poll_for(2000, || r.indices().filter(|(a, u)| a == u))
             .or_else(|| r.indices());
@@ -569,7 +569,12 @@ fn run(v: &mut Verdict) {
                 name,
                 st == 0 && RAM.contains(PhysAddr(pa), 1),
                 format_args!(
-                    "after the adoption avail.idx {a}, used.idx {u} ({in_flight} were in flight at entry): the last request, still mapped (Linux never reaped it), has status {st} (0 = OK) at {pa:#x}"
+                    "avail.idx {a}, used.idx {u}: {} the last request (its buffers still mapped: Linux never reaped it) has status {st} (0 = OK) at {pa:#x}",
+                    if in_flight > 0 {
+                        "the requests in flight at entry completed after the adoption;"
+                    } else {
+                        "nothing was in flight at entry, but"
+                    }
                 ),
             ),
             (Some((a, u)), None) => v.check(
