@@ -7,6 +7,8 @@
 #
 #   firmware/linux/kexec.sh [OUTDIR]      (default: target/linux-kexec)
 #
+# CRASH_FEATURES builds the crash stage with cargo features (broken-forget-asids must fail).
+#
 # The disk is throttled to 2 requests a second (DISK_IOPS) so that a request is in flight when
 # Linux panics: the crash stage checks that it completes, into Linux's mapping, once adopted.
 #
@@ -25,7 +27,7 @@ crash_size=64M
 image=${CRASH_IMAGE:+$(realpath "$CRASH_IMAGE")}
 if [ -z "$image" ]; then
   # The crash stage: an ELF linked at the reservation, flattened into an arm64 Image.
-  (cd "$top/firmware/linux-crash" && cargo build --release -q)
+  (cd "$top/firmware/linux-crash" && cargo build --release -q ${CRASH_FEATURES:+--features "$CRASH_FEATURES"})
   python3 "$top/firmware/linux-crash/elf2image.py" \
     "$top/firmware/linux-crash/target/aarch64-unknown-none/release/smmu-linux-crash" \
     "$out/crash.img"

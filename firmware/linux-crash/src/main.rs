@@ -539,6 +539,9 @@ fn run(v: &mut Verdict) {
             None
         }
     };
+    if cfg!(feature = "broken-forget-asids") {
+        booted.smmu.asids_mut().clear_reservations();
+    }
     if let Some(count) = adopted {
         let reserved = booted.smmu.asids();
         let all = rb.asids.as_slice().iter().all(|&a| reserved.is_reserved(a));
