@@ -24,6 +24,7 @@ kver=${KVER:-6.1.0-50-arm64}
 # The crash kernel's reservation: fixed, so the crash stage can be linked for it.
 crash_base=0x50000000
 crash_size=64M
+mkdir -p "$out/debs" "$out/root" "$out/initramfs"
 image=${CRASH_IMAGE:+$(realpath "$CRASH_IMAGE")}
 if [ -z "$image" ]; then
   # The crash stage: an ELF linked at the reservation, flattened into an arm64 Image.
@@ -33,7 +34,6 @@ if [ -z "$image" ]; then
     "$out/crash.img"
   image=$out/crash.img
 fi
-mkdir -p "$out/debs" "$out/root" "$out/initramfs"
 cd "$out"
 
 # kexec-tools is linked against Xen's control library: its libraries and their own, with the
