@@ -86,22 +86,35 @@ with open(sys.argv[2], "w") as f:
         f.write(f"{name}={value:#x}\n")
 PY
 python3 - monitor.sock "$out/vmcore" <<'PY'
-import socket, sys, time, os
+import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-s.settimeout(120)
-s.recv(4096)
+s.settimeout(180)
+
+def until_prompt():
+    """Reads the monitor until its prompt: the previous command has finished."""
+    seen = b""
+    while not seen.rstrip().endswith(b"(qemu)"):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("the QEMU monitor closed")
+        seen += chunk
+    return seen
+
+until_prompt()
+# dump-guest-memory runs synchronously: the prompt comes back once the core is written.
 s.sendall(f"dump-guest-memory {sys.argv[2]}\n".encode())
-# The command returns when the dump is written; wait for the file to stop growing.
-last = -1
-for _ in range(240):
-    time.sleep(0.5)
-    size = os.path.getsize(sys.argv[2]) if os.path.exists(sys.argv[2]) else -1
-    if size > 0 and size == last:
-        break
-    last = size
+until_prompt()
 s.sendall(b"quit\n")
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
 PY
+# QEMU has quit; if it has not within a few seconds, the dump is complete anyway.
+for _ in $(seq 1 10); do kill -0 $qemu 2>/dev/null || break; sleep 0.5; done
+kill $qemu 2>/dev/null || true
 wait $qemu 2>/dev/null || true
 trap - EXIT
 
