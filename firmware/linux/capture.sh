@@ -57,7 +57,7 @@ truncate -s 16M disk.img
 rm -f vmcore boot.log monitor.sock
 qemu-system-aarch64 -M virt,iommu=smmuv3 -cpu cortex-a57 -m 512M -nographic \
   -kernel "root/boot/vmlinuz-$kver" -initrd initramfs.gz \
-  -append "console=ttyAMA0 iomem=relaxed" \
+  -append "console=ttyAMA0 iomem=relaxed ${LINUX_CMDLINE_EXTRA:-}" \
   -drive file=disk.img,if=none,format=raw,id=d0 \
   -device virtio-blk-pci,drive=d0,iommu_platform=on,disable-legacy=on,romfile= \
   -nic none -monitor unix:monitor.sock,server,nowait -serial file:boot.log &
