@@ -326,12 +326,15 @@ struct Scan<'a> {
     budget: u64,
     /// Tags whose first user's configuration was read back, by tag modulo
     /// [`TAG_CACHE`]: most tables share few tags, so most comparisons need no read.
-    asid_cache: [Option<(u16, CdConfig)>; TAG_CACHE],
-    vmid_cache: [Option<(u16, Option<Stage2Ste>)>; TAG_CACHE],
+    asid_cache: TagCache<CdConfig>,
+    vmid_cache: TagCache<Option<Stage2Ste>>,
 }
 
 /// Entries of each tag cache (on the stack: 16 CD and 16 stage-2 configurations, ~2.5 KiB).
 const TAG_CACHE: usize = 16;
+
+/// The last configuration seen per tag, a few tags at a time ([`TAG_CACHE`] slots).
+type TagCache<I> = [Option<(u16, I)>; TAG_CACHE];
 
 impl Scan<'_> {
     fn read(&mut self, pa: u64, out: &mut [u64]) -> Result<(), Refusal> {
@@ -379,40 +382,24 @@ impl Scan<'_> {
         pa: u64,
         config: &SteConfig,
     ) -> Result<(), Refusal> {
-        let id = vmid_identity(config);
         let index = (1usize << self.features.asid_bits()) + usize::from(vmid);
-        let first = self.tag(index);
-        if first == 0 {
-            self.set_tag(index, pa | 1);
-            return Ok(());
-        }
-        let first_pa = first & !1;
-        let alias = Refusal::VmidAlias {
+        let alias = |first_ste| Refusal::VmidAlias {
             sid,
             vmid,
-            first_ste: first_pa,
+            first_ste,
         };
-        let slot = usize::from(vmid) % TAG_CACHE;
-        let known = match self.vmid_cache.get(slot).copied().flatten() {
-            Some((v, known)) if v == vmid => known,
-            _ => {
-                let w = self.reread(first_pa)?;
-                let Ok(Some(c)) = Ste::from_words(w).decode() else {
-                    // The first user changed under the scan: not one configuration.
-                    return Err(alias);
-                };
-                let known = vmid_identity(&c);
-                if let Some(e) = self.vmid_cache.get_mut(slot) {
-                    *e = Some((vmid, known));
-                }
-                known
-            }
-        };
-        if known == id {
-            Ok(())
-        } else {
-            Err(alias)
-        }
+        self.one_configuration_per_tag(
+            index,
+            vmid,
+            pa,
+            vmid_identity(config),
+            alias,
+            |scan| &mut scan.vmid_cache,
+            |w| match Ste::from_words(*w).decode() {
+                Ok(Some(c)) => Some(vmid_identity(&c)),
+                _ => None,
+            },
+        )
     }
 
     /// SPEC K19: `asid`, used by the CD at `pa`, names one stage-1 configuration.
@@ -423,31 +410,55 @@ impl Scan<'_> {
         pa: u64,
         config: &CdConfig,
     ) -> Result<(), Refusal> {
-        let id = asid_identity(config);
-        let index = usize::from(asid);
+        let alias = |first_cd| Refusal::AsidAlias {
+            sid,
+            ssid,
+            asid,
+            first_cd,
+        };
+        self.one_configuration_per_tag(
+            usize::from(asid),
+            asid,
+            pa,
+            asid_identity(config),
+            alias,
+            |scan| &mut scan.asid_cache,
+            |w| match Cd::from_words(*w).decode() {
+                Ok(Some(c)) => Some(asid_identity(&c)),
+                _ => None,
+            },
+        )
+    }
+
+    /// SPEC K19 for either kind of tag: the first entry seen with tag `tag` (slot `index` of
+    /// the tag map) is recorded; a later one must have the same `id` as that first entry,
+    /// which is read back (once per cache slot) and decoded by `identity_at`. An entry that no
+    /// longer decodes changed under the scan: not one configuration either.
+    #[allow(clippy::too_many_arguments)]
+    fn one_configuration_per_tag<I: Copy + PartialEq>(
+        &mut self,
+        index: usize,
+        tag: u16,
+        pa: u64,
+        id: I,
+        alias: impl Fn(u64) -> Refusal,
+        cache: fn(&mut Self) -> &mut TagCache<I>,
+        identity_at: fn(&[u64; 8]) -> Option<I>,
+    ) -> Result<(), Refusal> {
         let first = self.tag(index);
         if first == 0 {
             self.set_tag(index, pa | 1);
             return Ok(());
         }
         let first_pa = first & !1;
-        let alias = Refusal::AsidAlias {
-            sid,
-            ssid,
-            asid,
-            first_cd: first_pa,
-        };
-        let slot = usize::from(asid) % TAG_CACHE;
-        let known = match self.asid_cache.get(slot).copied().flatten() {
-            Some((a, known)) if a == asid => known,
+        let slot = usize::from(tag) % TAG_CACHE;
+        let known = match cache(self).get(slot).copied().flatten() {
+            Some((t, known)) if t == tag => known,
             _ => {
                 let w = self.reread(first_pa)?;
-                let Ok(Some(c)) = Cd::from_words(w).decode() else {
-                    return Err(alias);
-                };
-                let known = asid_identity(&c);
-                if let Some(e) = self.asid_cache.get_mut(slot) {
-                    *e = Some((asid, known));
+                let known = identity_at(&w).ok_or_else(|| alias(first_pa))?;
+                if let Some(e) = cache(self).get_mut(slot) {
+                    *e = Some((tag, known));
                 }
                 known
             }
@@ -455,7 +466,7 @@ impl Scan<'_> {
         if known == id {
             Ok(())
         } else {
-            Err(alias)
+            Err(alias(first_pa))
         }
     }
 
