@@ -8,7 +8,7 @@ use serde_json::Value;
 use smmu::arch::cd::TableControls;
 use smmu::arch::l1std::L1StdConfig;
 use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
-use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, Stage2Ste, SteConfig, Translation};
+use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, SteConfig, Translation};
 use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
 use smmu::writer::make;
 use smmu_kdump::image::Image;
@@ -185,25 +185,7 @@ fn stage1(ptr: u64, cd_max: u8) -> Translation {
 }
 
 fn stage2() -> Translation {
-    Translation::Stage2(Stage2Ste {
-        t0sz: 24,
-        sl0: 1,
-        ir0: Cacheability::WriteBackAllocate,
-        or0: Cacheability::WriteBackAllocate,
-        sh0: Shareability::Inner,
-        tg: Granule::Size4K,
-        ps: AddressSize::Bits48,
-        aa64: true,
-        endi: false,
-        affd: true,
-        ptw: false,
-        hd: false,
-        ha: false,
-        stall: false,
-        record: true,
-        fwb: false,
-        ttb: 0x9000_0000,
-    })
+    Translation::Stage2(smmu_kdump::image::stage2_ste(0x9000_0000))
 }
 
 fn ste(translation: Translation, vmid: u16) -> [u64; 8] {

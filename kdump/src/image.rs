@@ -30,10 +30,35 @@ use std::vec::Vec;
 
 use smmu::arch::idr::IdRegs;
 use smmu::arch::regs::{IDR0, IDR1, IDR5, STRTAB_BASE_CFG};
-use smmu::arch::AddressSize;
+use smmu::arch::ste::Stage2Ste;
+use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
 
 use crate::scan::{MemFault, OldMemory};
 use crate::RegisterSnapshot;
+
+/// The stage-2 configuration the fixtures use: 4 KiB granule, 40-bit input (T0SZ 24, start
+/// level 1), 48-bit output, write-back inner-shareable walks, translation table at `ttb`.
+pub fn stage2_ste(ttb: u64) -> Stage2Ste {
+    Stage2Ste {
+        t0sz: 24,
+        sl0: 1,
+        ir0: Cacheability::WriteBackAllocate,
+        or0: Cacheability::WriteBackAllocate,
+        sh0: Shareability::Inner,
+        tg: Granule::Size4K,
+        ps: AddressSize::Bits48,
+        aa64: true,
+        endi: false,
+        affd: true,
+        ptw: false,
+        hd: false,
+        ha: false,
+        stall: false,
+        record: true,
+        fwb: false,
+        ttb,
+    }
+}
 
 /// One region of an image.
 #[derive(Clone, Debug)]
@@ -128,7 +153,10 @@ impl Image {
         self
     }
 
-    /// Stores `words` at `pa`, inside a plain region (panics otherwise: a test's mistake).
+    /// Stores `words` at `pa`, inside a plain region.
+    ///
+    /// # Panics
+    /// If `pa` is outside every region or inside a repeated one: the test's mistake.
     pub fn write(&mut self, pa: u64, words: &[u64]) -> &mut Self {
         let (&base, region) = self
             .regions

@@ -122,25 +122,7 @@ fn stage1() -> Stage1Ste {
 }
 
 fn stage2() -> Stage2Ste {
-    Stage2Ste {
-        t0sz: 24,
-        sl0: 1,
-        ir0: Cacheability::WriteBackAllocate,
-        or0: Cacheability::WriteBackAllocate,
-        sh0: Shareability::Inner,
-        tg: Granule::Size4K,
-        ps: AddressSize::Bits48,
-        aa64: true,
-        endi: false,
-        affd: true,
-        ptw: false,
-        hd: false,
-        ha: false,
-        stall: false,
-        record: true,
-        fwb: false,
-        ttb: 0xb000_0000,
-    }
+    smmu_kdump::image::stage2_ste(0xb000_0000)
 }
 
 fn ste_words(kind: Kind) -> [u64; 8] {
