@@ -16,6 +16,7 @@ pub mod carveout;
 pub mod console;
 pub mod edu;
 pub mod pci;
+pub mod platform;
 pub mod slot;
 pub mod stack;
 pub mod time;

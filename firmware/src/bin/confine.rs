@@ -5,7 +5,6 @@
 #![no_main]
 
 use core::panic::PanicInfo;
-use core::ptr::NonNull;
 
 use aarch64_rt::RegisterStateRef;
 use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers};
@@ -14,15 +13,15 @@ use smmu::evtq::EventReport;
 use smmu::strtab::Layout;
 use smmu::{
     Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
-    PhysAddr, PhysRange, RegisterAccess, ResetPlan, Smmu, SmmuConfig,
+    PhysAddr, RegisterAccess, ResetPlan, Smmu, SmmuConfig,
 };
-use smmu_firmware::board::{self, CARVEOUT_BASE, CARVEOUT_SIZE};
+use smmu_firmware::board::{self};
 use smmu_firmware::carveout::Carveout;
 use smmu_firmware::edu::{self, Edu};
-use smmu_firmware::pci::{Ecam, Function};
+use smmu_firmware::pci::Function;
 use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
-use smmu_firmware::{console, println, stack};
+use smmu_firmware::{console, platform, println, stack};
 use smmu_pagetable::{Iova, Prot};
 
 initial_pagetable!(board::idmap());
@@ -158,31 +157,11 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     let (Some(carve_slot), Some(regs_slot)) = (CARVEOUT.take(), REGS.take()) else {
         return Err(Error::CapacityExhausted);
     };
-    // SAFETY: the carve-out is RAM above the image (memory.ld), identity-mapped and used by
-    // nothing else; the shared window is its last MiB.
-    let carve: &'static Carveout = carve_slot.write(unsafe {
-        Carveout::new(
-            CARVEOUT_BASE,
-            CARVEOUT_SIZE,
-            PhysRange {
-                start: PhysAddr(board::SHARED_WINDOW_BASE),
-                size: board::SHARED_WINDOW_SIZE,
-            },
-        )
-    });
-    let base = NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?;
-    // SAFETY: the SMMU frame is mapped as Device memory by the initial page table, 8-aligned,
-    // and only the driver uses it.
-    let regs: &'static Mmio = regs_slot.write(unsafe { Mmio::new(base, Mmio::STANDARD_SIZE) });
+    let (carve, regs) = platform::bring_up(carve_slot, regs_slot);
 
     // PCI: both edu functions, StreamID = RID.
-    // SAFETY: QEMU virt's high ECAM window is mapped as Device memory; nothing else
-    // configures the bus.
-    let mut ecam = unsafe { Ecam::new(board::ECAM_BASE) };
-    let mut found: [Option<Function>; 2] = [None, None];
-    for (slot, f) in found.iter_mut().zip(ecam.find(edu::VENDOR, edu::DEVICE)) {
-        *slot = Some(f);
-    }
+    let mut ecam = platform::ecam();
+    let found: [Option<Function>; 2] = platform::edu_functions(&ecam);
     let [Some(f0), Some(f1)] = found else {
         v.check(
             "pci",

@@ -34,7 +34,7 @@
 
 use core::mem::MaybeUninit;
 use core::panic::PanicInfo;
-use core::ptr::{addr_of, addr_of_mut, NonNull};
+use core::ptr::{addr_of, addr_of_mut};
 
 use aarch64_rt::RegisterStateRef;
 use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers};
@@ -45,13 +45,13 @@ use smmu::{
     Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
     PhysAddr, PhysRange, RegisterAccess, Smmu, SmmuConfig,
 };
-use smmu_firmware::board::{self, CARVEOUT_BASE, CARVEOUT_SIZE};
+use smmu_firmware::board::{self};
 use smmu_firmware::carveout::{Carveout, PAGE};
 use smmu_firmware::edu::{self, Edu};
-use smmu_firmware::pci::{Ecam, Function};
+use smmu_firmware::pci::Function;
 use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
-use smmu_firmware::{console, println, stack, time};
+use smmu_firmware::{console, platform, println, stack, time};
 use smmu_kdump::{AdoptOptions, AdoptPlatform, Booted, CrashStreamTable, Refusal};
 use smmu_pagetable::{Iova, Prot};
 
@@ -248,30 +248,10 @@ fn old_stage(mode: Mode) -> Result<(), Error> {
     let (Some(carve_slot), Some(regs_slot)) = (CARVEOUT.take(), REGS.take()) else {
         return Err(Error::CapacityExhausted);
     };
-    // SAFETY: the carve-out is RAM above the image (memory.ld), identity-mapped and used by
-    // nothing else; the shared window is its last MiB.
-    let carve: &'static Carveout = carve_slot.write(unsafe {
-        Carveout::new(
-            CARVEOUT_BASE,
-            CARVEOUT_SIZE,
-            PhysRange {
-                start: PhysAddr(board::SHARED_WINDOW_BASE),
-                size: board::SHARED_WINDOW_SIZE,
-            },
-        )
-    });
-    let base = NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?;
-    // SAFETY: the SMMU frame is mapped as Device memory by the initial page table, 8-aligned,
-    // and only the driver uses it.
-    let regs: &'static Mmio = regs_slot.write(unsafe { Mmio::new(base, Mmio::STANDARD_SIZE) });
+    let (carve, regs) = platform::bring_up(carve_slot, regs_slot);
 
-    // SAFETY: QEMU virt's high ECAM window is mapped as Device memory; nothing else
-    // configures the bus.
-    let mut ecam = unsafe { Ecam::new(board::ECAM_BASE) };
-    let mut found: [Option<Function>; DEVICES] = [None, None];
-    for (slot, f) in found.iter_mut().zip(ecam.find(edu::VENDOR, edu::DEVICE)) {
-        *slot = Some(f);
-    }
+    let mut ecam = platform::ecam();
+    let found: [Option<Function>; DEVICES] = platform::edu_functions(&ecam);
     let mut funcs: [Option<(Function, Edu)>; DEVICES] = [None, None];
     for (slot, f) in funcs.iter_mut().zip(found.into_iter().flatten()) {
         let bar = ecam.enable(&f).ok_or(Error::NoSuchMaster)?;
@@ -502,8 +482,7 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
                 size: 0,
             },
         ));
-        let base = NonNull::new(board::SMMU_BASE as *mut u8).ok_or(Error::NoSuchMaster)?;
-        addr_of_mut!((*state).regs).write(Mmio::new(base, Mmio::STANDARD_SIZE));
+        addr_of_mut!((*state).regs).write(platform::smmu_registers());
         let carve: &'static Carveout = &*addr_of!((*state).carve);
         let regs: &'static Mmio = &*addr_of!((*state).regs);
         (carve, regs)
@@ -515,8 +494,8 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         regs.read32(offset::EVTQ_PROD) & 0x000f_ffff,
         regs.read32(offset::EVTQ_CONS) & 0x000f_ffff,
     );
-    // SAFETY: QEMU virt's high ECAM window is mapped as Device memory; the old stage is gone.
-    let ecam = unsafe { Ecam::new(board::ECAM_BASE) };
+    // The old stage is gone: this stage alone configures the bus now.
+    let ecam = platform::ecam();
     let mut found: [Option<(Function, Edu)>; DEVICES] = [None, None];
     for (slot, f) in found.iter_mut().zip(ecam.find(edu::VENDOR, edu::DEVICE)) {
         // The BAR the crashed kernel assigned, as configuration space holds it.
