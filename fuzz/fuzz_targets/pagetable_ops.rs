@@ -40,7 +40,10 @@ unsafe impl TableAllocator for Alloc {
         let va = NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<u64>())?;
         slots.push(Some(va));
         self.live.set(self.live.get() + 1);
-        Some(TableMem { pa: PhysAddr(PA_BASE + (slots.len() as u64 - 1) * SLOT), va })
+        Some(TableMem {
+            pa: PhysAddr(PA_BASE + (slots.len() as u64 - 1) * SLOT),
+            va,
+        })
     }
 
     unsafe fn free_table(&self, table: TableMem, size: usize) {
@@ -49,7 +52,12 @@ unsafe impl TableAllocator for Alloc {
         assert_eq!(va, table.va);
         self.live.set(self.live.get() - 1);
         // SAFETY: allocated above with this layout.
-        unsafe { dealloc(va.as_ptr().cast(), Layout::from_size_align_unchecked(size, size)) };
+        unsafe {
+            dealloc(
+                va.as_ptr().cast(),
+                Layout::from_size_align_unchecked(size, size),
+            )
+        };
     }
 
     fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
@@ -60,11 +68,29 @@ unsafe impl TableAllocator for Alloc {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Map { page: u32, pages: u16, pa_page: u32, prot: u8 },
-    MapRaw { iova: u64, pa: u64, size: u64, prot: u8 },
-    Unmap { page: u32, pages: u16 },
-    UnmapRaw { iova: u64, size: u64 },
-    Lookup { iova: u64 },
+    Map {
+        page: u32,
+        pages: u16,
+        pa_page: u32,
+        prot: u8,
+    },
+    MapRaw {
+        iova: u64,
+        pa: u64,
+        size: u64,
+        prot: u8,
+    },
+    Unmap {
+        page: u32,
+        pages: u16,
+    },
+    UnmapRaw {
+        iova: u64,
+        size: u64,
+    },
+    Lookup {
+        iova: u64,
+    },
     Walk,
     Release,
 }
@@ -84,25 +110,49 @@ fuzz_target!(|input: Input| {
         1 => Granule::Size16K,
         _ => Granule::Size64K,
     };
-    let stage = if input.stage2 { Stage::Stage2 } else { Stage::Stage1 };
-    let cfg = Config { stage, granule, ias: u32::from(input.ias % 56), oas: u32::from(input.oas % 56) };
+    let stage = if input.stage2 {
+        Stage::Stage2
+    } else {
+        Stage::Stage1
+    };
+    let cfg = Config {
+        stage,
+        granule,
+        ias: u32::from(input.ias % 56),
+        oas: u32::from(input.oas % 56),
+    };
     let alloc = Alloc::default();
     {
-        let Ok(mut pt) = PageTable::new(cfg, &alloc) else { return };
+        let Ok(pt) = PageTable::new(cfg, &alloc) else {
+            return;
+        };
         let g = granule.shift();
         let mut gather = Gather::new();
         for op in input.ops.iter().take(64) {
             match *op {
-                Op::Map { page, pages, pa_page, prot } => {
+                Op::Map {
+                    page,
+                    pages,
+                    pa_page,
+                    prot,
+                } => {
                     let (iova, pa) = (u64::from(page) << g, u64::from(pa_page) << g);
                     let size = u64::from(pages % 1024) << g;
                     let prot = Prot::from_bits_truncate(u32::from(prot));
                     if pt.map(Iova(iova), PhysAddr(pa), size, prot).is_ok() {
                         assert_eq!(pt.iova_to_phys(Iova(iova)), Some(PhysAddr(pa)));
-                        assert_eq!(pt.iova_to_phys(Iova(iova + size - 1)), Some(PhysAddr(pa + size - 1)));
+                        assert_eq!(
+                            pt.iova_to_phys(Iova(iova + size - 1)),
+                            Some(PhysAddr(pa + size - 1))
+                        );
                     }
                 }
-                Op::MapRaw { iova, pa, size, prot } => {
+                Op::MapRaw {
+                    iova,
+                    pa,
+                    size,
+                    prot,
+                } => {
                     let prot = Prot::from_bits_truncate(u32::from(prot));
                     // Huge sizes would take long to fill with pages: bound them.
                     if size <= 1 << 30 {

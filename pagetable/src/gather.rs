@@ -1,9 +1,8 @@
 //! The invalidation gather: what an unmap left for the driver to invalidate, and the tables it
 //! may free only afterwards (SPEC P3).
 
-use core::ptr::NonNull;
-
-use crate::alloc::TableMem;
+use crate::alloc::{TableAllocator, TableMem};
+use crate::sync::{slot, Ordering};
 use crate::{Granule, Iova, PhysAddr};
 
 /// How many disjoint ranges a [`Gather`] keeps before it starts widening them.
@@ -39,12 +38,14 @@ impl InvalRange {
 
 /// An intrusive, allocation-free list of table pages, threaded through the pages themselves.
 ///
-/// Each node's first three 64-bit words hold: the next node's virtual address, the node's own
-/// physical address, its size in bytes. All three are even numbers (page-aligned addresses and a
-/// power-of-two size), so to a walker that still holds a stale pointer to the page they read as
-/// *invalid* descriptors: overwriting a retired table this way never creates a translation.
+/// Each node's first two descriptor slots hold the *next* node's physical address and size in
+/// bytes (size 0: end of the list); the third is zero. All are even numbers (page-aligned
+/// addresses, power-of-two sizes), so to a walker that still holds a stale pointer to the page
+/// they read as *invalid* descriptors: overwriting a retired table this way never creates a
+/// translation. Nodes are linked by physical address and turned back into pointers through the
+/// allocator's `phys_to_virt`, so the list keeps no raw pointer besides its head.
 pub(crate) struct FreeList {
-    head: Option<NonNull<u64>>,
+    head: Option<(TableMem, usize)>,
     len: usize,
 }
 
@@ -61,43 +62,44 @@ impl FreeList {
     ///
     /// # Safety
     ///
-    /// `mem` is a live allocation of `size >= 24` bytes from the table allocator, no longer
-    /// reachable from any table (the CPU side is exclusively ours until it is popped).
+    /// `mem` is a live allocation of `size >= 24` bytes from the table allocator, 8-aligned, no
+    /// longer reachable from any table (the CPU side is exclusively ours until it is popped).
     pub(crate) unsafe fn push(&mut self, mem: TableMem, size: usize) {
-        let p = mem.va.as_ptr();
-        // SAFETY: per the caller, `p` is valid for writes of at least 24 bytes, 8-aligned, and
-        // exclusively ours; words 0..3 are in bounds.
+        let (next_pa, next_size) = match self.head {
+            Some((next, next_size)) => (next.pa.0, next_size as u64),
+            None => (0, 0),
+        };
+        // SAFETY: per the caller, the allocation holds at least three descriptor slots and is
+        // exclusively ours.
         unsafe {
-            p.cast::<Option<NonNull<u64>>>().write(self.head);
-            p.add(1).write(mem.pa.0);
-            p.add(2).write(size as u64);
+            slot(mem.va, 0).store(next_pa, Ordering::Relaxed);
+            slot(mem.va, 1).store(next_size, Ordering::Relaxed);
+            slot(mem.va, 2).store(0, Ordering::Relaxed);
         }
-        self.head = Some(mem.va);
+        self.head = Some((mem, size));
         self.len += 1;
     }
 
-    /// Unthreads one page. Its first three words still hold list data.
-    pub(crate) fn pop(&mut self) -> Option<(TableMem, usize)> {
-        let va = self.head?;
-        let p = va.as_ptr();
+    /// Unthreads one page. Its first three words still hold list data. `alloc` must be the
+    /// allocator the pages came from (it turns the next node's address into a pointer).
+    pub(crate) fn pop(&mut self, alloc: &impl TableAllocator) -> Option<(TableMem, usize)> {
+        let (mem, size) = self.head?;
         // SAFETY: every node was written by `push`, whose caller handed us exclusive ownership of
-        // at least 24 bytes at `p`; nodes stay owned by the list until popped here.
-        let (next, pa, size) = unsafe {
+        // at least three slots at `mem.va`; nodes stay owned by the list until popped here.
+        let (next_pa, next_size) = unsafe {
             (
-                p.cast::<Option<NonNull<u64>>>().read(),
-                p.add(1).read(),
-                p.add(2).read(),
+                slot(mem.va, 0).load(Ordering::Relaxed),
+                slot(mem.va, 1).load(Ordering::Relaxed),
             )
         };
-        self.head = next;
+        self.head = (next_size != 0).then(|| {
+            let pa = PhysAddr(next_pa);
+            // The next node is a live allocation of this allocator (contract 2).
+            let va = alloc.phys_to_virt(pa);
+            (TableMem { pa, va }, next_size as usize)
+        });
         self.len -= 1;
-        Some((
-            TableMem {
-                pa: PhysAddr(pa),
-                va,
-            },
-            size as usize,
-        ))
+        Some((mem, size))
     }
 }
 

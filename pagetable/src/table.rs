@@ -1,12 +1,13 @@
 //! The page table: map, unmap, lookup, walk.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::AtomicUsize;
 
 use crate::alloc::{TableAllocator, TableMem};
 use crate::desc;
 use crate::format::{Geometry, LEAF_LEVEL};
 use crate::gather::{FreeList, Gather};
+use crate::sync::{slot, slots, Desc, Ordering, Walkers};
 use crate::{Config, Error, Iova, PhysAddr, Prot, Stage, Stage1Config, Stage2Config, WalkAttrs};
 
 /// Source of page-table identities, used to tie a [`Gather`] to the table that filled it.
@@ -19,7 +20,14 @@ const VALID: u64 = desc::VALID.mask();
 /// Invariant (upheld by every constructor in this module): `va` is the CPU address of a table
 /// allocation, currently owned by the page table through which the view was made, that holds at
 /// least `mask + 1` descriptors; a view is used only while that page table is borrowed and the
-/// table is still linked (or freshly allocated and not yet freed).
+/// table can no longer be freed under it: it is reachable and the caller walks with the
+/// [`Walkers`] guard held (tables are unlinked only under the exclusive guard), or it is
+/// unpublished and owned by the caller, or the page table is borrowed mutably.
+///
+/// Every access is an atomic access of one descriptor ([`Desc`]): several CPUs may map and unmap
+/// disjoint ranges of one table at once, and even overlapping (buggy) callers race only on
+/// atomics, never into undefined behaviour. The SMMU only reads descriptors (AF is preset and DBM
+/// never set, so hardware never updates them).
 #[derive(Clone, Copy)]
 struct Tbl {
     va: NonNull<u64>,
@@ -28,42 +36,73 @@ struct Tbl {
 
 impl Tbl {
     #[inline(always)]
-    fn get(self, i: usize) -> u64 {
-        // A plain read is exact: only this code writes descriptors (the SMMU only reads them,
-        // as the crate presets AF and never sets DBM, so hardware never updates them), and every
-        // write needs `&mut PageTable`, so no write races this read on the CPU side.
+    fn slot(&self, i: usize) -> &Desc {
         // SAFETY: `i & mask` < entries of the allocation, which (type invariant, allocator
-        // contract 1-2) is valid, 8-aligned and ours for the duration of the borrow.
-        unsafe { self.va.as_ptr().add(i & self.mask).read() }
+        // contract 1-2) is valid, 8-aligned and stays allocated while the view is used.
+        unsafe { slot(self.va, i & self.mask) }
     }
 
-    /// Runs `f` on descriptors `first..first + n` as a slice (`None` if that is out of bounds),
-    /// so that scans compile to vector code. `f` must not write the table.
+    /// Reads descriptor `i`. Acquire: a table descriptor read here is followed into its table,
+    /// whose contents another CPU wrote before linking it with a release.
     #[inline(always)]
-    fn scan<R>(self, first: usize, n: usize, f: impl FnOnce(&[u64]) -> R) -> Option<R> {
+    fn get(self, i: usize) -> u64 {
+        self.slot(i).load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on descriptors `first..first + n` (`None` if that is out of bounds).
+    #[inline(always)]
+    fn scan<R>(self, first: usize, n: usize, f: impl FnOnce(&[Desc]) -> R) -> Option<R> {
         if first.checked_add(n)? > self.mask + 1 {
             return None;
         }
         // SAFETY: `first + n` <= entries, so the range lies inside the live allocation (type
-        // invariant); the reasoning of `get` makes plain reads exact; no write to the table can
-        // happen while the slice lives, because `f` only reads and `set` is not reachable from it.
-        let s = unsafe { core::slice::from_raw_parts(self.va.as_ptr().add(first), n) };
-        Some(f(s))
+        // invariant).
+        Some(f(unsafe { slots(self.va, first, n) }))
     }
 
-    /// Whether the `n` descriptors from `first` are all invalid (a vectorised OR).
+    /// Whether the `n` descriptors from `first` are all invalid.
     #[inline(always)]
     fn run_is_empty(self, first: usize, n: usize) -> bool {
-        self.scan(first, n, |s| s.iter().fold(0, |a, &d| a | d) & VALID == 0) == Some(true)
+        self.scan(first, n, |s| {
+            s.iter().fold(0, |a, d| a | ld(d)) & VALID == 0
+        }) == Some(true)
     }
 
+    /// Stores a leaf (or zero) into descriptor `i`: one single-copy-atomic 64-bit store, as the
+    /// walker may observe it at any time. Only for slots no other caller may turn into a table
+    /// descriptor (pages, and slots owned exclusively).
     #[inline(always)]
     fn set(self, i: usize, v: u64) {
-        // SAFETY: as in `get`; we hold the page table mutably (or the table is unpublished), so
-        // no other CPU-side access exists. Volatile: one untorn 64-bit store per descriptor, never
-        // elided or merged, as the walker may observe it at any time.
-        unsafe { self.va.as_ptr().add(i & self.mask).write_volatile(v) }
+        self.slot(i).store(v, Ordering::Relaxed);
     }
+
+    /// Installs `new` into descriptor `i` if it is still invalid (exactly 0: this crate only
+    /// ever writes 0 as an invalid descriptor); `Err` holds what another CPU installed first.
+    /// Release: a table linked here was filled (or zeroed) before, and the CPU that follows
+    /// the link must see that; on Arm this is the store-release that also orders the fill
+    /// before the link for the SMMU's walker (Linux uses `dma_wmb()` at the same point).
+    #[inline(always)]
+    fn install(self, i: usize, new: u64) -> Result<(), u64> {
+        self.slot(i)
+            .compare_exchange(0, new, Ordering::Release, Ordering::Acquire)
+            .map(drop)
+    }
+
+    /// Clears leaf descriptor `i` if it still holds `old`; a slot another caller turned into a
+    /// table meanwhile is left alone (replacing it would leak that table).
+    #[inline(always)]
+    fn clear_if(self, i: usize, old: u64) -> bool {
+        self.slot(i)
+            .compare_exchange(old, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+/// A relaxed load, for scans of slots that belong to the caller's own range (ordering comes from
+/// the acquire on the way down to the table).
+#[inline(always)]
+fn ld(d: &Desc) -> u64 {
+    d.load(Ordering::Relaxed)
 }
 
 /// Allocates a table of `size` bytes and checks the allocator's promises that the walker relies
@@ -78,6 +117,16 @@ fn checked_alloc<A: TableAllocator>(alloc: &A, oas: u32, size: usize) -> Result<
         return Err(Error::BadTableMemory);
     }
     Ok(mem)
+}
+
+/// What pass 2 of `map` carries down the tree.
+struct Writer<'p> {
+    /// Leaf attributes (without the descriptor type).
+    attrs: u64,
+    /// The tables pass 1 preallocated.
+    pool: &'p mut FreeList,
+    /// Whether this map holds the exclusive walk guard (no other CPU is in the tree).
+    alone: bool,
 }
 
 /// One item reported by [`PageTable::walk`].
@@ -113,19 +162,40 @@ pub enum WalkEntry {
 
 /// A VMSAv8-64 I/O page table (stage 1 or stage 2), with its memory from `A`.
 ///
-/// Dropping it frees every table immediately: detach it from the SMMU and invalidate first.
+/// # Several CPUs
+///
+/// [`map`](Self::map), [`unmap`](Self::unmap), [`iova_to_phys`](Self::iova_to_phys) and
+/// [`walk`](Self::walk) take `&self`: when `A: Sync`, the table is `Sync` and CPUs may map and
+/// unmap *disjoint* IOVA ranges of it at the same time, as a DMA API does for the queues of one
+/// device. Intermediate tables are installed with a compare-and-swap on their descriptor (the
+/// loser of a race descends into the winner's table and gives its own back), so two CPUs that
+/// need the same new table never both link one. Tables are only unlinked by an unmap that is the
+/// only walker at that moment (it *tries* to be, it never waits): under contention a large unmap
+/// clears the leaves and leaves emptied tables linked for later maps to reuse, so memory stays
+/// bounded by what the domain has ever mapped.
+///
+/// Overlapping concurrent calls are the caller's bug: they may leave part of a range mapped or
+/// fail with [`Error::AlreadyMapped`], but they never touch translations outside the ranges
+/// involved, never leak a table and are never undefined behaviour (every access is atomic).
+///
+/// Dropping the table frees every table immediately: detach it from the SMMU and invalidate
+/// first.
 pub struct PageTable<A: TableAllocator> {
     alloc: A,
     geo: Geometry,
     root: TableMem,
     id: usize,
+    walkers: Walkers,
 }
 
 // SAFETY: a `PageTable` exclusively owns its table memory (raw pointers only because it lives
 // outside Rust's allocator); moving it to another thread moves that ownership, like a `Box`.
 unsafe impl<A: TableAllocator + Send> Send for PageTable<A> {}
-// SAFETY: `&self` methods only read descriptors (volatile, no interior mutability); all writes
-// need `&mut self`, so shared references never race on the CPU side.
+// SAFETY: all CPU-side accesses to table memory through `&self` are atomic descriptor accesses
+// (`Tbl`), so shared references never cause a data race; a table is unlinked only by an unmap
+// holding the exclusive `Walkers` guard, so no other `&self` caller can be inside it then, and it
+// is freed only after that (by `release`, from the gather, or by `Drop`). The allocator is
+// called from several CPUs at once, hence `A: Sync`.
 unsafe impl<A: TableAllocator + Sync> Sync for PageTable<A> {}
 
 impl<A: TableAllocator> core::fmt::Debug for PageTable<A> {
@@ -153,6 +223,7 @@ impl<A: TableAllocator> PageTable<A> {
             geo,
             root,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            walkers: Walkers::new(),
         })
     }
 
@@ -240,7 +311,7 @@ impl<A: TableAllocator> PageTable<A> {
 
     /// Frees every page on a list that was never published to the walker.
     fn free_unpublished(&self, list: &mut FreeList) {
-        while let Some((mem, size)) = list.pop() {
+        while let Some((mem, size)) = list.pop(&self.alloc) {
             // SAFETY: the list only holds fresh allocations of `size` bytes that were never linked
             // into a table, so nothing else can reach them.
             unsafe { self.alloc.free_table(mem, size) };
@@ -277,9 +348,14 @@ impl<A: TableAllocator> PageTable<A> {
         }
     }
 
-    /// Takes a preallocated table from `pool`, zeroes the list words and makes it visible.
-    fn take(&self, pool: &mut FreeList, level: u32) -> Option<TableMem> {
-        let (mem, size) = pool.pop()?;
+    /// Takes a preallocated table from `pool` (zeroing the list words and making it visible),
+    /// or allocates one if the pool ran dry. Pass 1 of `map` counts an upper bound of the tables
+    /// pass 2 links (concurrent maps can only install tables it then uses instead, and no table
+    /// goes away while the walk guard is held), so the fallback is belt and braces.
+    fn take(&self, pool: &mut FreeList, level: u32) -> Result<TableMem, Error> {
+        let Some((mem, size)) = pool.pop(&self.alloc) else {
+            return self.alloc_checked(self.geo.table_bytes());
+        };
         let t = self.view(mem.va, level);
         t.set(0, 0);
         t.set(1, 0);
@@ -287,7 +363,7 @@ impl<A: TableAllocator> PageTable<A> {
         if !A::COHERENT {
             self.alloc.sync(mem.va, size);
         }
-        Some(mem)
+        Ok(mem)
     }
 
     // ---- argument checks ------------------------------------------------------------------
@@ -315,10 +391,13 @@ impl<A: TableAllocator> PageTable<A> {
     /// `iova`, `pa` and `size` must be multiples of the granule. If any part of the range is
     /// already mapped the call fails with [`Error::AlreadyMapped`] and changes nothing; every
     /// table the mapping needs is allocated *before* the first descriptor is written, so
-    /// [`Error::OutOfMemory`] changes nothing either. New tables are filled before they are
-    /// linked in. A table left empty by an earlier partial unmap is reused (descended into)
-    /// rather than replaced by a block, so that `map` never needs an invalidation.
-    pub fn map(&mut self, iova: Iova, pa: PhysAddr, size: u64, prot: Prot) -> Result<(), Error> {
+    /// [`Error::OutOfMemory`] changes nothing either. (Both hold against every caller that does
+    /// not map an overlapping range at the same time; one that does may see a part of the range
+    /// mapped and the rest refused.) A table left empty by an earlier partial unmap is reused
+    /// (descended into) rather than replaced by a block, so that `map` never needs an
+    /// invalidation. Safe to call from several CPUs at once for disjoint ranges (see the type's
+    /// documentation).
+    pub fn map(&self, iova: Iova, pa: PhysAddr, size: u64, prot: Prot) -> Result<(), Error> {
         self.check_iova_range(iova.0, size)?;
         if pa.0 & (self.geo.granule.size() - 1) != 0 {
             return Err(Error::Misaligned);
@@ -329,8 +408,17 @@ impl<A: TableAllocator> PageTable<A> {
         }
         let attrs = self.geo.leaf_attrs(prot)?;
         if self.within_one_leaf_table(iova.0, size) {
+            let _walk = self.walkers.shared();
             return self.map_in_leaf_table(iova.0, pa.0, size, attrs);
         }
+        // A walk guard is held across both passes, so that no table the count relies on can be
+        // unlinked meanwhile. A range that may hold blocks tries to be the only walker: then
+        // runs of blocks are plain stores rather than one compare-and-swap each (which costs
+        // ~5 ns apiece on x86 and would make a 512 MiB map eight times slower).
+        let exclusive = (size >> self.geo.shift(LEAF_LEVEL - 1) != 0)
+            .then(|| self.walkers.try_exclusive())
+            .flatten();
+        let _walk = exclusive.is_none().then(|| self.walkers.shared());
         let root = self.root_tbl();
         let start = self.geo.start_level;
         // Pass 1: refuse overlaps and count the tables to create; nothing is written.
@@ -347,8 +435,13 @@ impl<A: TableAllocator> PageTable<A> {
                 }
             }
         }
-        // Pass 2: write. Cannot fail once pass 1 succeeded.
-        let r = self.map_write(root, start, iova.0, pa.0, size, attrs, &mut pool);
+        // Pass 2: write. Fails only if an overlapping caller mapped part of the range since.
+        let mut w = Writer {
+            attrs,
+            pool: &mut pool,
+            alone: exclusive.is_some(),
+        };
+        let r = self.map_write(root, start, iova.0, pa.0, size, &mut w);
         self.free_unpublished(&mut pool);
         r
     }
@@ -369,11 +462,22 @@ impl<A: TableAllocator> PageTable<A> {
         let geo = &self.geo;
         let mut t = self.root_tbl();
         let mut level = geo.start_level;
+        // A lost install race leaves the slot valid, and under the walk guard a table
+        // descriptor stays: more than one loss per level means someone maps and unmaps blocks
+        // over this very range, which is an overlap.
+        let mut races = 0;
         while level < LEAF_LEVEL {
             let idx = geo.index(iova, level);
             let d = t.get(idx);
             if d & VALID == 0 {
-                return self.map_fresh_chain(t, idx, level, iova, pa, size, attrs);
+                if self.map_fresh_chain(t, idx, level, iova, pa, size, attrs)? {
+                    return Ok(());
+                }
+                races += 1;
+                if races > LEAF_LEVEL {
+                    return Err(Error::AlreadyMapped { iova: Iova(iova) });
+                }
+                continue;
             }
             if !Geometry::is_table(d, level) {
                 return Err(Error::AlreadyMapped { iova: Iova(iova) });
@@ -389,7 +493,8 @@ impl<A: TableAllocator> PageTable<A> {
     }
 
     /// Allocates the tables from `level + 1` down to the leaf level for a range inside one leaf
-    /// table, fills them, then publishes the chain at `t[idx]`.
+    /// table, fills them, then publishes the chain at `t[idx]` with one compare-and-swap.
+    /// `Ok(false)`: another CPU filled `t[idx]` first; the chain was freed, never seen.
     #[allow(clippy::too_many_arguments)]
     fn map_fresh_chain(
         &self,
@@ -400,7 +505,7 @@ impl<A: TableAllocator> PageTable<A> {
         pa: u64,
         size: u64,
         attrs: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let geo = &self.geo;
         let tbytes = geo.table_bytes();
         let count = (LEAF_LEVEL - level) as usize;
@@ -439,24 +544,30 @@ impl<A: TableAllocator> PageTable<A> {
             }
             below = Some(mem);
         }
-        if let Some(top) = below {
-            t.set(
-                idx,
-                desc::TYPE.encode(desc::TYPE_TABLE) | geo.oa_bits(top.pa.0),
-            );
-            self.sync(t, idx, 1);
+        let Some(top) = below else {
+            return Ok(true);
+        };
+        let link = desc::TYPE.encode(desc::TYPE_TABLE) | geo.oa_bits(top.pa.0);
+        if t.install(idx, link).is_err() {
+            for mem in chain.iter().flatten() {
+                // SAFETY: the chain lost the race, so it was never linked: fresh allocations of
+                // `tbytes` that nothing else can reach.
+                unsafe { self.alloc.free_table(*mem, tbytes) };
+            }
+            return Ok(false);
         }
-        Ok(())
+        self.sync(t, idx, 1);
+        Ok(true)
     }
 
     /// Refuses if any of the `n` descriptors from `t[first]` (translating from `iova`) is valid.
     #[inline(always)]
     fn check_pages(&self, t: Tbl, first: usize, n: usize, iova: u64) -> Result<(), Error> {
         let busy = t.scan(first, n, |s| {
-            if s.iter().fold(0, |a, &d| a | d) & VALID == 0 {
+            if s.iter().fold(0, |a, d| a | ld(d)) & VALID == 0 {
                 None
             } else {
-                s.iter().position(|&d| d & VALID != 0)
+                s.iter().position(|d| ld(d) & VALID != 0)
             }
         });
         match busy {
@@ -476,6 +587,34 @@ impl<A: TableAllocator> PageTable<A> {
         let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
         self.fill_leaves(t, first, n, base, pa, 1u64 << geo.g);
         self.sync(t, first, n);
+    }
+
+    /// Installs the `n` block descriptors `base | OA(pa + i * step)` from `t[first]` (found
+    /// empty by the caller). With other walkers about (`alone` false), each goes in only over an
+    /// invalid slot: a block must never replace a table another CPU just linked, as that table
+    /// would leak. Fails at the first slot found taken, with that slot's IOVA offset.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn install_blocks(
+        &self,
+        t: Tbl,
+        first: usize,
+        n: usize,
+        base: u64,
+        pa: u64,
+        step: u64,
+        alone: bool,
+    ) -> Result<(), u64> {
+        if alone {
+            self.fill_leaves(t, first, n, base, pa, step);
+            return Ok(());
+        }
+        for i in 0..n {
+            let off = (i as u64) * step;
+            t.install(first + i, base | self.geo.oa_bits(pa + off))
+                .map_err(|_| off)?;
+        }
+        Ok(())
     }
 
     /// Writes the `n` leaf descriptors `base | OA(pa + i * step)` from `t[first]`.
@@ -594,14 +733,13 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         pa: u64,
         size: u64,
-        attrs: u64,
-        pool: &mut FreeList,
+        w: &mut Writer<'_>,
     ) -> Result<(), Error> {
         let geo = &self.geo;
         let shift = geo.shift(level);
         let first = geo.index(iova, level);
         if level >= LEAF_LEVEL {
-            self.write_pages(t, first, (size >> shift) as usize, pa, attrs);
+            self.write_pages(t, first, (size >> shift) as usize, pa, w.attrs);
             return Ok(());
         }
         let esz = 1u64 << shift;
@@ -610,36 +748,33 @@ impl<A: TableAllocator> PageTable<A> {
         let mut res = Ok(());
         let mut written = false;
         if head > 0 {
-            res = self.write_partial(t, idx, level, cur, pa, head, attrs, pool, &mut written);
+            res = self.write_partial(t, idx, level, cur, pa, head, w, &mut written);
             (cur, pa, idx) = (cur + head, pa + head, idx + 1);
         }
         if whole > 0 && res.is_ok() {
             let block = geo.leaf_ok(level) && pa & (esz - 1) == 0;
-            let bdesc = attrs | desc::TYPE.encode(desc::TYPE_BLOCK);
+            let bdesc = w.attrs | desc::TYPE.encode(desc::TYPE_BLOCK);
             let n = whole as usize;
             if block && t.run_is_empty(idx, n) {
-                // A run of blocks over empty entries: one tight store loop.
-                self.fill_leaves(t, idx, n, bdesc, pa, esz);
+                // A run of blocks over empty entries: one tight loop.
                 written = true;
+                if let Err(off) = self.install_blocks(t, idx, n, bdesc, pa, esz, w.alone) {
+                    res = Err(Error::AlreadyMapped {
+                        iova: Iova(cur + off),
+                    });
+                }
                 (cur, pa, idx) = (cur + (whole << shift), pa + (whole << shift), idx + n);
             } else {
                 for _ in 0..n {
                     let d = t.get(idx);
                     if block && d & VALID == 0 {
-                        t.set(idx, bdesc | geo.oa_bits(pa));
                         written = true;
+                        if t.install(idx, bdesc | geo.oa_bits(pa)).is_err() {
+                            res = Err(Error::AlreadyMapped { iova: Iova(cur) });
+                            break;
+                        }
                     } else {
-                        res = self.write_partial(
-                            t,
-                            idx,
-                            level,
-                            cur,
-                            pa,
-                            esz,
-                            attrs,
-                            pool,
-                            &mut written,
-                        );
+                        res = self.write_partial(t, idx, level, cur, pa, esz, w, &mut written);
                         if res.is_err() {
                             break;
                         }
@@ -649,7 +784,7 @@ impl<A: TableAllocator> PageTable<A> {
             }
         }
         if tail > 0 && res.is_ok() {
-            res = self.write_partial(t, idx, level, cur, pa, tail, attrs, pool, &mut written);
+            res = self.write_partial(t, idx, level, cur, pa, tail, w, &mut written);
             idx += 1;
         }
         if written {
@@ -658,7 +793,7 @@ impl<A: TableAllocator> PageTable<A> {
         res
     }
 
-    /// Pass 2 for a piece that goes below entry `t[idx]` (existing table, or one from `pool`).
+    /// Pass 2 for a piece that goes below entry `t[idx]` (existing table, or one from the pool).
     #[allow(clippy::too_many_arguments)]
     fn write_partial(
         &self,
@@ -668,44 +803,41 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         pa: u64,
         len: u64,
-        attrs: u64,
-        pool: &mut FreeList,
+        w: &mut Writer<'_>,
         written: &mut bool,
     ) -> Result<(), Error> {
-        let d = t.get(idx);
+        let mut d = t.get(idx);
         if d & VALID == 0 {
-            // Pass 1 counted every table this pass creates, so the pool cannot run dry.
-            let mem = self.take(pool, level + 1).ok_or(Error::OutOfMemory)?;
-            // Fill the new table (and anything below it) before linking it, so that the walker
-            // never sees a half-built subtree; link it even on an (unreachable) error so that
-            // nothing leaks.
-            let r = self.map_write(
-                self.view(mem.va, level + 1),
-                level + 1,
-                iova,
-                pa,
-                len,
-                attrs,
-                pool,
-            );
-            t.set(
-                idx,
-                desc::TYPE.encode(desc::TYPE_TABLE) | self.geo.oa_bits(mem.pa.0),
-            );
-            *written = true;
-            r
-        } else if Geometry::is_table(d, level) {
-            self.map_write(
-                self.child(d, level + 1),
-                level + 1,
-                iova,
-                pa,
-                len,
-                attrs,
-                pool,
-            )
+            let mem = self.take(w.pool, level + 1)?;
+            // Link the (empty) table first, then fill it, as Linux's io-pgtable does: an empty
+            // table translates nothing, exactly like the invalid slot it replaces, and linking
+            // first means the compare-and-swap decides a race before any work is done.
+            let link = desc::TYPE.encode(desc::TYPE_TABLE) | self.geo.oa_bits(mem.pa.0);
+            match t.install(idx, link) {
+                Ok(()) => {
+                    *written = true;
+                    return self.map_write(
+                        self.view(mem.va, level + 1),
+                        level + 1,
+                        iova,
+                        pa,
+                        len,
+                        w,
+                    );
+                }
+                Err(winner) => {
+                    // SAFETY: `mem` lost the race and was never linked; it goes back to the pool
+                    // (and is freed with it).
+                    unsafe { w.pool.push(mem, self.geo.table_bytes()) };
+                    d = winner;
+                }
+            }
+        }
+        if Geometry::is_table(d, level) {
+            self.map_write(self.child(d, level + 1), level + 1, iova, pa, len, w)
         } else {
-            // Pass 1 refused every valid leaf in the range.
+            // Pass 1 refused every valid leaf in the range: this one was mapped since by an
+            // overlapping caller.
             Err(Error::AlreadyMapped { iova: Iova(iova) })
         }
     }
@@ -719,17 +851,26 @@ impl<A: TableAllocator> PageTable<A> {
     /// end of the range the call fails with [`Error::PartialBlock`] and changes nothing (SPEC P2).
     /// The invalidations owed, and the tables that became unreachable, are added to `gather`;
     /// those tables are freed only by [`release`](Self::release) (SPEC P3). Tables are retired
-    /// when the range covers their whole span; a table emptied by smaller unmaps stays in place
-    /// and is reused by later maps.
-    pub fn unmap(&mut self, iova: Iova, size: u64, gather: &mut Gather) -> Result<u64, Error> {
+    /// when the range covers their whole span and no other CPU is walking this page table at
+    /// that moment; a table emptied by smaller unmaps, or under contention, stays in place and
+    /// is reused by later maps. Safe to call from several CPUs at once for disjoint ranges.
+    pub fn unmap(&self, iova: Iova, size: u64, gather: &mut Gather) -> Result<u64, Error> {
         self.check_iova_range(iova.0, size)?;
         if gather.owner != 0 && gather.owner != self.id {
             return Err(Error::ForeignGather);
         }
         if self.within_one_leaf_table(iova.0, size) {
+            let _walk = self.walkers.shared();
             gather.owner = self.id;
             return self.unmap_in_leaf_table(iova.0, size, gather);
         }
+        // Unlinking a table needs every other walker out (one could be inside it); an unmap
+        // never waits for that, it only takes the chance when it comes.
+        let exclusive = (size >> self.geo.shift(LEAF_LEVEL - 1) != 0)
+            .then(|| self.walkers.try_exclusive())
+            .flatten();
+        let _walk = exclusive.is_none().then(|| self.walkers.shared());
+        let retire = exclusive.is_some();
         let end = iova.0 + size;
         // A block straddling the end must be found before anything is written. (One straddling
         // the start is met first on the way down, so `unmap_level` refuses it before writing.)
@@ -745,7 +886,8 @@ impl<A: TableAllocator> PageTable<A> {
             }
         }
         gather.owner = self.id;
-        self.unmap_level(self.root_tbl(), self.geo.start_level, iova.0, size, gather)
+        let (root, start) = (self.root_tbl(), self.geo.start_level);
+        self.unmap_level(root, start, iova.0, size, gather, retire)
     }
 
     /// Fast path of `unmap` for a range inside one last-level table's span.
@@ -784,12 +926,15 @@ impl<A: TableAllocator> PageTable<A> {
             iova,
             LEAF_LEVEL,
             gather,
+            false,
         )
     }
 
     /// Clears the `n` descriptors from `t[first]` (translating from `iova`; none is a table
-    /// descriptor) and records one leaf range; returns the bytes that were mapped.
+    /// descriptor) and records one leaf range; returns the bytes that were mapped. `alone`: the
+    /// caller holds the exclusive walk guard (blocks are cleared with plain stores, not CAS).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn clear_leaves(
         &self,
         t: Tbl,
@@ -798,21 +943,32 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         level: u32,
         gather: &mut Gather,
+        alone: bool,
     ) -> u64 {
         let shift = self.geo.shift(level);
         // Vectorisable scan first; then one run of stores over [lo, hi] (zeroing a hole that is
         // already zero is invisible to the walker).
         let found = t.scan(first, n, |s| {
-            let cleared: u64 = s.iter().map(|&d| d & VALID).sum();
-            let lo = s.iter().position(|&d| d & VALID != 0)?;
-            let hi = s.iter().rposition(|&d| d & VALID != 0)?;
+            let cleared: u64 = s.iter().map(|d| ld(d) & VALID).sum();
+            let lo = s.iter().position(|d| ld(d) & VALID != 0)?;
+            let hi = s.iter().rposition(|d| ld(d) & VALID != 0)?;
             Some((lo, hi, cleared))
         });
         let Some(Some((lo, hi, cleared))) = found else {
             return 0;
         };
-        for i in lo..=hi {
-            t.set(first + i, 0);
+        if level >= LEAF_LEVEL || alone {
+            for i in lo..=hi {
+                t.set(first + i, 0);
+            }
+        } else {
+            // Blocks: only clear what is still the leaf we saw (see `Tbl::clear_if`).
+            for i in lo..=hi {
+                let d = t.get(first + i);
+                if d & VALID != 0 && !Geometry::is_table(d, level) {
+                    t.clear_if(first + i, d);
+                }
+            }
         }
         let count = hi + 1 - lo;
         self.sync(t, first + lo, count);
@@ -827,6 +983,9 @@ impl<A: TableAllocator> PageTable<A> {
         cleared << shift
     }
 
+    /// Unmaps `[iova, iova + size)` below table `t` at `level`. `retire`: this caller holds the
+    /// exclusive walk guard, so tables the range covers are unlinked and retired; otherwise
+    /// only leaves are cleared and covered tables are descended into.
     fn unmap_level(
         &self,
         t: Tbl,
@@ -834,6 +993,7 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         size: u64,
         gather: &mut Gather,
+        retire: bool,
     ) -> Result<u64, Error> {
         if level >= LEAF_LEVEL {
             return Ok(self.clear_pages(t, iova, size, gather));
@@ -847,7 +1007,7 @@ impl<A: TableAllocator> PageTable<A> {
         let mut removed = 0;
         if head > 0 {
             // Start edge: nothing has been written yet if this fails.
-            removed += self.unmap_partial(t, idx, level, cur, head, gather)?;
+            removed += self.unmap_partial(t, idx, level, cur, head, gather, retire)?;
             (cur, idx) = (cur + head, idx + 1);
         }
         let mut written = false;
@@ -855,11 +1015,15 @@ impl<A: TableAllocator> PageTable<A> {
             let n = whole as usize;
             // No table descriptor (TYPE=0b11) in the run: clear it like a leaf table.
             let no_tables = t.scan(idx, n, |s| {
-                s.iter().fold(0, |a, &d| a | (d & (d >> 1))) & 1 == 0
+                s.iter().fold(0, |a, d| {
+                    let d = ld(d);
+                    a | (d & (d >> 1))
+                }) & 1
+                    == 0
             });
             let todo = if no_tables == Some(true) {
                 // `clear_leaves` syncs what it wrote; `written` stays false.
-                removed += self.clear_leaves(t, idx, n, cur, level, gather);
+                removed += self.clear_leaves(t, idx, n, cur, level, gather, retire);
                 (cur, idx) = (cur + (whole << geo.shift(level)), idx + n);
                 0
             } else {
@@ -869,8 +1033,24 @@ impl<A: TableAllocator> PageTable<A> {
             let mut run: Option<(u64, u64)> = None;
             for _ in 0..todo {
                 let d = t.get(idx);
-                if d & VALID != 0 {
-                    t.set(idx, 0);
+                if d & VALID != 0 && Geometry::is_table(d, level) && !retire {
+                    // Another CPU may be walking through this table: keep it, empty it.
+                    if let Some((a, e)) = run.take() {
+                        gather.add(a, e - a, true, Some(level as u8), granule);
+                    }
+                    removed += self.unmap_level(
+                        self.child(d, level + 1),
+                        level + 1,
+                        cur,
+                        esz,
+                        gather,
+                        false,
+                    )?;
+                } else if d & VALID != 0 && (retire || t.clear_if(idx, d)) {
+                    if retire {
+                        // The only walker: a plain store suffices.
+                        t.set(idx, 0);
+                    }
                     written = true;
                     if Geometry::is_table(d, level) {
                         if let Some((a, e)) = run.take() {
@@ -901,12 +1081,13 @@ impl<A: TableAllocator> PageTable<A> {
         }
         if tail > 0 {
             // End edge: `unmap` checked it cannot be a partial block.
-            removed += self.unmap_partial(t, idx, level, cur, tail, gather)?;
+            removed += self.unmap_partial(t, idx, level, cur, tail, gather, retire)?;
         }
         Ok(removed)
     }
 
     /// Unmaps a piece covering part of entry `t[idx]`: below a table, or refused for a block.
+    #[allow(clippy::too_many_arguments)]
     fn unmap_partial(
         &self,
         t: Tbl,
@@ -915,12 +1096,14 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         len: u64,
         gather: &mut Gather,
+        retire: bool,
     ) -> Result<u64, Error> {
         let d = t.get(idx);
         if d & VALID == 0 {
             Ok(0)
         } else if Geometry::is_table(d, level) {
-            self.unmap_level(self.child(d, level + 1), level + 1, iova, len, gather)
+            let child = self.child(d, level + 1);
+            self.unmap_level(child, level + 1, iova, len, gather, retire)
         } else {
             let esz = 1u64 << self.geo.shift(level);
             Err(Error::PartialBlock {
@@ -978,13 +1161,13 @@ impl<A: TableAllocator> PageTable<A> {
             // Next valid descriptor, found by a slice scan (a leaf table is summed in one go).
             let next = if lvl >= LEAF_LEVEL {
                 let pages =
-                    f.t.scan(0, entries, |s| s.iter().map(|&d| d & VALID).sum::<u64>());
+                    f.t.scan(0, entries, |s| s.iter().map(|d| ld(d) & VALID).sum::<u64>());
                 mapped += pages.unwrap_or(0) << self.geo.g;
                 None
             } else {
                 let from = f.idx.min(entries);
                 f.t.scan(from, entries - from, |s| {
-                    s.iter().position(|&d| d & VALID != 0)
+                    s.iter().position(|d| ld(d) & VALID != 0)
                 })
                 .flatten()
                 .map(|p| from + p)
@@ -1036,7 +1219,7 @@ impl<A: TableAllocator> PageTable<A> {
         if gather.owner != 0 && gather.owner != self.id {
             return Err(Error::ForeignGather);
         }
-        while let Some((mem, size)) = gather.freed.pop() {
+        while let Some((mem, size)) = gather.freed.pop(&self.alloc) {
             // SAFETY: the page was allocated by `self.alloc` with `size` bytes, unlinked by
             // `unmap` and pushed once; the caller guarantees the walker is done with it.
             unsafe { self.alloc.free_table(mem, size) };
@@ -1076,6 +1259,7 @@ impl<A: TableAllocator> PageTable<A> {
     /// The address `iova` translates to, or `None` if it is unmapped or out of range.
     #[inline]
     pub fn iova_to_phys(&self, iova: Iova) -> Option<PhysAddr> {
+        let _walk = self.walkers.shared();
         let (d, level) = self.lookup(iova.0)?;
         let mask = (1u64 << self.geo.shift(level)) - 1;
         Some(PhysAddr((self.geo.desc_pa(d) & !mask) | (iova.0 & mask)))
@@ -1083,7 +1267,12 @@ impl<A: TableAllocator> PageTable<A> {
 
     /// Calls `f` for every table (before its contents) and every leaf, in IOVA order. Recursion
     /// depth is bounded by the four lookup levels.
+    ///
+    /// The walk holds the page table's shared walk guard throughout: `f` must not call this
+    /// table's `unmap` (it would find no chance to retire tables, which is harmless, but a
+    /// long-running `f` delays every other CPU's table retirement).
     pub fn walk(&self, mut f: impl FnMut(&WalkEntry)) {
+        let _walk = self.walkers.shared();
         let start = self.geo.start_level;
         let span = 1u64 << self.geo.ias;
         f(&WalkEntry::Table {

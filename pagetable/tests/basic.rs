@@ -50,7 +50,7 @@ fn release<A: TableAllocator>(pt: &PageTable<A>, g: &mut Gather) {
 // spec: P4
 #[test]
 fn stage1_descriptor_bits() {
-    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     t.map(
         Iova(0x1000),
         PhysAddr(0x12_3456_7000),
@@ -100,7 +100,7 @@ fn stage1_descriptor_bits() {
 // spec: P4
 #[test]
 fn stage2_descriptor_bits() {
-    let mut t = pt(Stage::Stage2, Granule::Size4K, 40, 40);
+    let t = pt(Stage::Stage2, Granule::Size4K, 40, 40);
     t.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, RW | Prot::CACHE)
         .unwrap();
     t.map(
@@ -138,7 +138,7 @@ fn stage2_descriptor_bits() {
 // spec: P1
 #[test]
 fn lpa_52bit_output_with_64k() {
-    let mut t = pt(Stage::Stage2, Granule::Size64K, 52, 52);
+    let t = pt(Stage::Stage2, Granule::Size64K, 52, 52);
     let pa = 0x000f_1234_5678_0000u64;
     t.map(Iova(0x10000), PhysAddr(pa), 0x10000, RW).unwrap();
     let l = leaves(&t);
@@ -234,7 +234,7 @@ fn start_levels_and_concatenation() {
         };
         assert_eq!(c.sl0, sl0);
         // The whole input range is reachable: map the last page.
-        let mut b = b;
+        let b = b;
         let g = granule.size();
         b.map(Iova((1 << ias) - g), PhysAddr(0), g, RW).unwrap();
         assert_eq!(b.iova_to_phys(Iova((1 << ias) - 1)), Some(PhysAddr(g - 1)));
@@ -248,7 +248,7 @@ fn start_levels_and_concatenation() {
 // spec: P2
 #[test]
 fn largest_block_and_split_pieces() {
-    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     // 4K + 2M-aligned 1G... : iova 0x3ff000 .. 0x4060_1000 mapped 1:1 → 1 page, 511 2M blocks? no:
     // [0x1ff000, 0x4020_1000) = 1 page, 255 2M blocks up to 1G, one 1G block? (needs 1G alignment)
     let start = 0x1ff000u64;
@@ -277,7 +277,7 @@ fn largest_block_and_split_pieces() {
 // spec: P2
 #[test]
 fn overlap_refused_without_change() {
-    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     t.map(Iova(0x40_5000), PhysAddr(0x5000), 0x1000, RW)
         .unwrap();
     let before = (leaves(&t), t.allocator().live());
@@ -307,7 +307,7 @@ fn overlap_refused_without_change() {
 #[test]
 fn out_of_memory_changes_nothing() {
     for budget in 0..3 {
-        let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+        let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
         t.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
         let before = (leaves(&t), t.allocator().live());
         t.allocator().fail_after.set(Some(budget));
@@ -327,7 +327,7 @@ fn out_of_memory_changes_nothing() {
 // spec: P2
 #[test]
 fn unmap_partial_block_refused_at_both_edges() {
-    let mut t = pt(Stage::Stage2, Granule::Size4K, 40, 40);
+    let t = pt(Stage::Stage2, Granule::Size4K, 40, 40);
     t.map(Iova(0x20_0000), PhysAddr(0x20_0000), 0x20_0000, RW)
         .unwrap();
     t.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, RW).unwrap();
@@ -365,7 +365,7 @@ fn unmap_partial_block_refused_at_both_edges() {
 // spec: P3
 #[test]
 fn gather_ranges_and_deferred_free() {
-    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     t.map(Iova(0x20_0000), PhysAddr(0), 0x20_0000, RW | Prot::NOEXEC)
         .unwrap();
     // Pages under an L3 table (misaligned PA), then a block next to it.
@@ -419,7 +419,7 @@ fn gather_ranges_and_deferred_free() {
     assert_eq!(t.allocator().live(), live - 1);
     assert!(g.is_empty());
     // A gather is tied to its table.
-    let mut other = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let other = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     other.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
     t.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
     assert_eq!(t.unmap(Iova(0), 0x1000, &mut g).unwrap(), 0x1000);
@@ -435,7 +435,7 @@ fn gather_ranges_and_deferred_free() {
 // spec: P3
 #[test]
 fn gather_bounded_widening() {
-    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     let mut g = Gather::new();
     for i in 0..(GATHER_RANGES as u64 * 2) {
         t.map(Iova(i * 0x10_0000), PhysAddr(0), 0x1000, RW).unwrap();
@@ -462,7 +462,7 @@ fn gather_bounded_widening() {
 fn whole_subtree_retired_and_dropped_cleanly() {
     let alloc = TestAlloc::new();
     {
-        let mut t = PageTable::new(
+        let t = PageTable::new(
             Config {
                 stage: Stage::Stage2,
                 granule: Granule::Size16K,
@@ -499,7 +499,7 @@ fn whole_subtree_retired_and_dropped_cleanly() {
 #[test]
 fn non_coherent_sync_covers_every_write() {
     let alloc = NcAlloc::default();
-    let mut t = PageTable::new(
+    let t = PageTable::new(
         Config {
             stage: Stage::Stage1,
             granule: Granule::Size4K,
@@ -537,7 +537,7 @@ fn non_coherent_sync_covers_every_write() {
 // spec: P2
 #[test]
 fn argument_errors() {
-    let mut t = pt(Stage::Stage1, Granule::Size16K, 36, 40);
+    let t = pt(Stage::Stage1, Granule::Size16K, 36, 40);
     let mut g = Gather::new();
     assert_eq!(
         t.map(Iova(0x1000), PhysAddr(0), 0x4000, RW),
@@ -583,7 +583,7 @@ fn argument_errors() {
 // spec: P2 (walk reports the placement map chose)
 #[test]
 fn walk_reports_tables_then_leaves() {
-    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     t.map(Iova(0x1000), PhysAddr(0x9000), 0x1000, RW).unwrap();
     let mut items = Vec::new();
     t.walk(|e| items.push(*e));

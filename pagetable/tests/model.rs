@@ -220,7 +220,7 @@ fn tables_of(pt: &PageTable<&TestAlloc>) -> BTreeSet<(u64, u32)> {
 fn check(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
     let alloc = TestAlloc::new();
     {
-        let mut pt = PageTable::new(cfg, &alloc).unwrap();
+        let pt = PageTable::new(cfg, &alloc).unwrap();
         let mut model = Model::new(cfg, u32::from(pt.start_level()));
         let gsz = cfg.granule.size();
         let mut gather = Gather::new();

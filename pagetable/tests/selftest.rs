@@ -32,7 +32,7 @@ fn run(stage: Stage, granule: Granule, ias: u32, oas: u32) {
     let ctx = format!("{stage:?} {granule} ias {ias} oas {oas}");
     let alloc = TestAlloc::new();
     {
-        let mut pt = PageTable::new(
+        let pt = PageTable::new(
             Config {
                 stage,
                 granule,

@@ -1158,6 +1158,9 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// refer to it: attached, or left referenced by an attach that could not complete or be
     /// undone. Its TLB entries are invalidated before the ID goes back to the allocator, so a
     /// later domain with the same ID cannot hit them.
+    // The refused domain travels back by value so that the caller keeps it; boxing it would
+    // need an allocator, which this crate does not have.
+    #[allow(clippy::result_large_err)]
     pub fn free_domain<A: TableAllocator>(
         &mut self,
         domain: Domain<A>,
@@ -1331,9 +1334,13 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// Maps `[iova, iova + size)` to `pa` in a domain. A protected domain refuses physical
     /// memory outside the platform's shared windows before anything changes (SPEC D9).
+    ///
+    /// Takes the domain by shared reference: several CPUs may map and unmap disjoint ranges of
+    /// one domain at once (see [`PageTable`](smmu_pagetable::PageTable) for what overlapping
+    /// calls may do).
     pub fn map<A: TableAllocator>(
         &self,
-        domain: &mut Domain<A>,
+        domain: &Domain<A>,
         iova: Iova,
         pa: PhysAddr,
         size: u64,
@@ -1353,7 +1360,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// Returns the bytes unmapped.
     pub fn unmap<A: TableAllocator>(
         &self,
-        domain: &mut Domain<A>,
+        domain: &Domain<A>,
         iova: Iova,
         size: u64,
     ) -> Result<u64, Error> {

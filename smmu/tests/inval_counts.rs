@@ -255,7 +255,7 @@ fn unmap_n_pages_counts() {
     println!("|---:|---|---|---:|---:|---:|---:|");
     for (row, &(want_ril, want_no_ril)) in ROWS.iter().zip(OURS) {
         let alloc = HostAlloc::default();
-        let mut pt = PageTable::new(cfg, &alloc).unwrap();
+        let pt = PageTable::new(cfg, &alloc).unwrap();
         let mut gather = Gather::new();
         let (ranges, freed) = if let Some(r) = row.synthetic {
             (vec![r], 0)

@@ -143,11 +143,11 @@ fn main() -> Result<(), smmu::Error> {
         stall: false,
         ssid_bits: 0,
     })?;
-    let mut domain = smmu.new_domain(DomainStage::Stage1, true, Tables(&platform))?;
+    let domain = smmu.new_domain(DomainStage::Stage1, true, Tables(&platform))?;
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     // Private memory is refused...
     let private = smmu.map(
-        &mut domain,
+        &domain,
         Iova(0x1000_0000),
         PhysAddr(base + (4 << 20)),
         0x1000,
@@ -155,7 +155,7 @@ fn main() -> Result<(), smmu::Error> {
     );
     println!("map private memory: {private:?}");
     // ...the bounce buffer in the shared window is not.
-    smmu.map(&mut domain, Iova(0x1000_0000), shared.start, 0x10_0000, rw)?;
+    smmu.map(&domain, Iova(0x1000_0000), shared.start, 0x10_0000, rw)?;
     smmu.attach(gpu, &domain)?;
 
     let hit = model.with(|m| m.dma(Transaction::write(0x100, 0x1000_0040)));

@@ -290,12 +290,12 @@ pub fn crash(old_kernel: &OldKernel) -> Result<Crashed, String> {
                 ssid_bits: 0,
             })
             .map_err(|e| e.to_string())?;
-        let mut domain = old
+        let domain = old
             .smmu
             .new_domain(d.stage, d.protected, old.tables())
             .map_err(|e| e.to_string())?;
         old.smmu
-            .map(&mut domain, Iova(d.iova), PhysAddr(d.pa), d.pages << 12, RW)
+            .map(&domain, Iova(d.iova), PhysAddr(d.pa), d.pages << 12, RW)
             .map_err(|e| e.to_string())?;
         old.smmu.attach(m, &domain).map_err(|e| e.to_string())?;
         d.old_id = domain.id();
@@ -513,10 +513,10 @@ fn reattach(
     d: &Device,
 ) -> Result<bool, String> {
     let tables = ModelTables(platform.hal());
-    let mut domain = smmu
+    let domain = smmu
         .new_domain(d.stage, d.protected, tables)
         .map_err(|e| e.to_string())?;
-    smmu.map(&mut domain, Iova(d.iova), PhysAddr(d.pa), d.pages << 12, RW)
+    smmu.map(&domain, Iova(d.iova), PhysAddr(d.pa), d.pages << 12, RW)
         .map_err(|e| e.to_string())?;
     smmu.attach(id, &domain).map_err(|e| e.to_string())?;
     let ok = d.sids.iter().all(|&sid| {

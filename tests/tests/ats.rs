@@ -46,12 +46,12 @@ fn gpu_rig(plan: &ResetPlan, config: SmmuConfig, ats: bool) -> (Rig, PhysRange, 
         })
         .unwrap();
     let tables = rig.tables();
-    let mut d = rig
+    let d = rig
         .smmu
         .new_domain(DomainStage::Stage1, true, tables)
         .unwrap();
     rig.smmu
-        .map(&mut d, Iova(IOVA), window.start, 0x10_0000, RW)
+        .map(&d, Iova(IOVA), window.start, 0x10_0000, RW)
         .unwrap();
     rig.smmu.attach(g, &d).unwrap();
     std::mem::forget(d);

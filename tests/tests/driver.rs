@@ -301,7 +301,7 @@ fn unmap_invalidates_so_dma_faults_at_once() {
             })
             .unwrap();
         let tables = rig.tables();
-        let mut d = rig
+        let d = rig
             .smmu
             .new_domain(DomainStage::Stage1, false, tables)
             .unwrap();
@@ -311,7 +311,7 @@ fn unmap_invalidates_so_dma_faults_at_once() {
             // Page by page, so that the table holds 4K entries rather than one 2M block.
             let off = p << 12;
             rig.smmu
-                .map(&mut d, Iova(iova + off), PhysAddr(pa + off), 0x1000, RW)
+                .map(&d, Iova(iova + off), PhysAddr(pa + off), 0x1000, RW)
                 .unwrap();
         }
         rig.smmu.attach(dev, &d).unwrap();
@@ -325,7 +325,7 @@ fn unmap_invalidates_so_dma_faults_at_once() {
             );
         }
         assert_eq!(
-            rig.smmu.unmap(&mut d, Iova(iova + 0x1000), 0x1000).unwrap(),
+            rig.smmu.unmap(&d, Iova(iova + 0x1000), 0x1000).unwrap(),
             0x1000
         );
         let r = rig.dma(Transaction::read(7, iova + 0x1000));
@@ -337,7 +337,7 @@ fn unmap_invalidates_so_dma_faults_at_once() {
         );
         let live = rig.platform.hal().live_allocations();
         assert_eq!(
-            rig.smmu.unmap(&mut d, Iova(iova), 512 << 12).unwrap(),
+            rig.smmu.unmap(&d, Iova(iova), 512 << 12).unwrap(),
             511 << 12
         );
         assert!(
@@ -409,7 +409,7 @@ fn unmap_invalidates_the_atc_of_ats_masters_after_the_tlb() {
     map_pages(&rig, &mut d, 0x40_0000, 4);
     rig.smmu.attach(nic, &d).unwrap();
     let before = rig.model().with(|m| m.signals().atc_inv.len());
-    rig.smmu.unmap(&mut d, Iova(0x40_1000), 0x2000).unwrap();
+    rig.smmu.unmap(&d, Iova(0x40_1000), 0x2000).unwrap();
     let atc = rig.model().with(|m| m.signals().atc_inv[before..].to_vec());
     let mut sids: Vec<u32> = atc.iter().map(|&(sid, ..)| sid).collect();
     sids.sort_unstable();

@@ -48,13 +48,13 @@ fn attach_one_page(rig: &mut Rig) -> u64 {
             ssid_bits: 0,
         })
         .expect("add master");
-    let mut domain = rig
+    let domain = rig
         .smmu
         .new_domain(DomainStage::Stage1, false, rig.tables())
         .expect("domain");
     let pa = rig.model().alloc_pages(1, 1 << 12).expect("a page");
     rig.smmu
-        .map(&mut domain, Iova(IOVA), PhysAddr(pa), 0x1000, RW)
+        .map(&domain, Iova(IOVA), PhysAddr(pa), 0x1000, RW)
         .expect("map");
     rig.smmu.attach(master, &domain).expect("attach");
     // The domain's tables stay live for the rest of the test.

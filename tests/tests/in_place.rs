@@ -52,12 +52,12 @@ fn a_driver_built_in_place_resets_and_translates_on_a_hostile_model() {
                 ssid_bits: 0,
             })
             .expect("master");
-        let mut domain = smmu
+        let domain = smmu
             .new_domain(DomainStage::Stage1, false, ModelTables(hal.clone()))
             .expect("domain");
         let pa = platform.model().alloc_pages(1, 1 << 12).expect("page");
         let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
-        smmu.map(&mut domain, Iova(0x7000), PhysAddr(pa), 0x1000, rw)
+        smmu.map(&domain, Iova(0x7000), PhysAddr(pa), 0x1000, rw)
             .expect("map");
         smmu.attach(dev, &domain).expect("attach");
         let hit = platform

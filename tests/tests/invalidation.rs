@@ -40,7 +40,7 @@ fn unmap_cost(ril: bool, iova: u64, pages: u64) -> u64 {
         })
         .unwrap();
     let tables = rig.tables();
-    let mut d = rig
+    let d = rig
         .smmu
         .new_domain(DomainStage::Stage1, false, tables)
         .unwrap();
@@ -48,12 +48,12 @@ fn unmap_cost(ril: bool, iova: u64, pages: u64) -> u64 {
     let pa = rig.model().alloc_pages(1, 0x1000).unwrap();
     for p in 0..pages {
         rig.smmu
-            .map(&mut d, Iova(iova + (p << 12)), PhysAddr(pa), 0x1000, RW)
+            .map(&d, Iova(iova + (p << 12)), PhysAddr(pa), 0x1000, RW)
             .unwrap();
     }
     rig.smmu.attach(dev, &d).unwrap();
     let before = rig.smmu.cmdq().stats().commands;
-    let unmapped = rig.smmu.unmap(&mut d, Iova(iova), pages << 12).unwrap();
+    let unmapped = rig.smmu.unmap(&d, Iova(iova), pages << 12).unwrap();
     assert_eq!(unmapped, pages << 12);
     let cost = rig.smmu.cmdq().stats().commands - before;
     let r = rig.dma(Transaction::read(1, iova + ((pages - 1) << 12)));
@@ -228,9 +228,9 @@ fn negative_control_a_driver_that_skips_tlbis_is_caught() {
         })
         .unwrap();
     let tables = ModelTables(platform.hal());
-    let mut d = smmu.new_domain(DomainStage::Stage1, false, tables).unwrap();
+    let d = smmu.new_domain(DomainStage::Stage1, false, tables).unwrap();
     let pa = platform.model().alloc_pages(1, 0x1000).unwrap();
-    smmu.map(&mut d, Iova(0x10_0000), PhysAddr(pa), 0x1000, RW)
+    smmu.map(&d, Iova(0x10_0000), PhysAddr(pa), 0x1000, RW)
         .unwrap();
     smmu.attach(dev, &d).unwrap();
     let dma = |t| platform.model().with(|m| m.dma(t));
@@ -238,7 +238,7 @@ fn negative_control_a_driver_that_skips_tlbis_is_caught() {
         dma(Transaction::read(3, 0x10_0000)),
         TxnResult::Translated { pa }
     );
-    smmu.unmap(&mut d, Iova(0x10_0000), 0x1000).unwrap();
+    smmu.unmap(&d, Iova(0x10_0000), 0x1000).unwrap();
     assert!(smmu.regs().skipped.load(Ordering::Relaxed) > 0);
     assert_eq!(d.table().iova_to_phys(Iova(0x10_0000)), None);
     // The page is gone from the table, but the model's TLB still translates it.

@@ -486,12 +486,12 @@ fn new_domains_never_get_a_reserved_id_and_reuse_would_serve_stale_translations(
     // Negative control: a driver without K14's reservations (a fresh allocator) hands the
     // GPU's old ASID to the NIC's new domain.
     *smmu.asids_mut() = smmu::ids::IdAllocator::new(16);
-    let mut reused = smmu
+    let reused = smmu
         .new_domain(DomainStage::Stage1, false, ModelTables(platform.hal()))
         .unwrap();
     assert_eq!(reused.id(), gpu.old_id);
     let other = platform.model().alloc_pages(1, 0x1000).unwrap();
-    smmu.map(&mut reused, Iova(gpu.iova), PhysAddr(other), 0x1000, RW)
+    smmu.map(&reused, Iova(gpu.iova), PhysAddr(other), 0x1000, RW)
         .unwrap();
     // The GPU (still on its deferred STE, same ASID) fills the TLB for that IOVA...
     let dma = |sid, iova| {

@@ -123,11 +123,11 @@ fn an_attach_that_fails_at_any_submission_leaves_every_ste_as_it_was() {
     let before = ste_images(&platform, smmu.stream_table(), nic.sids);
     let mut failures = 0;
     for n in 0..64 {
-        let mut domain = smmu
+        let domain = smmu
             .new_domain(DomainStage::Stage1, false, ModelTables(platform.hal()))
             .unwrap();
         smmu.map(
-            &mut domain,
+            &domain,
             Iova(nic.iova),
             PhysAddr(nic.pa),
             nic.pages << 12,
@@ -186,10 +186,10 @@ fn an_attach_that_cannot_be_undone_keeps_its_domain_referenced() {
     let nvme_and_nic = [device(&devices, "nvme"), device(&devices, "nic")];
     for d in nvme_and_nic {
         let id = smmu.add_master(&master(d.sids, false)).unwrap();
-        let mut domain = smmu
+        let domain = smmu
             .new_domain(d.stage, false, ModelTables(platform.hal()))
             .unwrap();
-        smmu.map(&mut domain, Iova(d.iova), PhysAddr(d.pa), d.pages << 12, RW)
+        smmu.map(&domain, Iova(d.iova), PhysAddr(d.pa), d.pages << 12, RW)
             .unwrap();
         // The first submission gets through (an STE or the CD is rewritten), then the SMMU
         // stops consuming.
@@ -482,11 +482,11 @@ fn the_platforms_coherency_answer_wins_over_cohacc() {
         .model()
         .with(|m| m.set_master_running(nvme.master, false))
         .unwrap();
-    let mut domain = smmu
+    let domain = smmu
         .new_domain(DomainStage::Stage1, false, ModelTables(platform.hal()))
         .unwrap();
     smmu.map(
-        &mut domain,
+        &domain,
         Iova(nvme.iova),
         PhysAddr(nvme.pa),
         nvme.pages << 12,

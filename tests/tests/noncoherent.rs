@@ -109,13 +109,13 @@ fn scenario(forget: Forget) -> (TxnResult, u64, bool) {
     if forget == Forget::Pte {
         hal.drop_cleans(hal.next_dma_pa(), u64::MAX);
     }
-    let mut d = rig
+    let d = rig
         .smmu
         .new_domain(DomainStage::Stage1, false, NonCoherentTables(hal.clone()))
         .unwrap();
     let page = rig.model().alloc_pages(1, 4096).unwrap();
     rig.smmu
-        .map(&mut d, Iova(IOVA), PhysAddr(page), 0x1000, RW)
+        .map(&d, Iova(IOVA), PhysAddr(page), 0x1000, RW)
         .unwrap();
     if forget == Forget::Pte {
         hal.keep_cleans();

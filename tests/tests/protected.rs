@@ -94,7 +94,7 @@ fn a_protected_domain_maps_only_inside_the_shared_windows() {
     let (mut rig, window) = rig();
     let g = rig.smmu.add_master(&gpu(true, false)).unwrap();
     let tables = rig.tables();
-    let mut d = rig
+    let d = rig
         .smmu
         .new_domain(DomainStage::Stage1, true, tables)
         .unwrap();
@@ -106,7 +106,7 @@ fn a_protected_domain_maps_only_inside_the_shared_windows() {
         (window.start.0 - 0x1000, 0x2000),               // starts before it
     ] {
         assert_eq!(
-            rig.smmu.map(&mut d, Iova(iova), PhysAddr(pa), size, RW),
+            rig.smmu.map(&d, Iova(iova), PhysAddr(pa), size, RW),
             Err(Error::Protected(Refusal::OutsideSharedWindows {
                 pa: PhysAddr(pa),
                 size
@@ -120,7 +120,7 @@ fn a_protected_domain_maps_only_inside_the_shared_windows() {
     }
     // The bounce buffer itself maps, and the GPU reaches exactly it.
     rig.smmu
-        .map(&mut d, Iova(iova), window.start, 0x10_0000, RW)
+        .map(&d, Iova(iova), window.start, 0x10_0000, RW)
         .unwrap();
     rig.smmu.attach(g, &d).unwrap();
     assert_eq!(

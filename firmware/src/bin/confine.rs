@@ -307,7 +307,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         stall: false,
         ssid_bits: 0,
     })?;
-    let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+    let domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     const LEN: u64 = edu::MAX_TRANSFER;
     const IOVA_SRC: u64 = 0x10_0000;
@@ -318,8 +318,8 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     } else {
         dst_pa
     };
-    smmu.map(&mut domain, Iova(IOVA_SRC), src.pa, 4096, rw)?;
-    smmu.map(&mut domain, Iova(IOVA_DST), PhysAddr(mapped_dst), 4096, rw)?;
+    smmu.map(&domain, Iova(IOVA_SRC), src.pa, 4096, rw)?;
+    smmu.map(&domain, Iova(IOVA_DST), PhysAddr(mapped_dst), 4096, rw)?;
     smmu.attach(edu_master, &domain)?;
     dma_err(dev.read_from(IOVA_SRC, 0, LEN));
     dma_err(dev.write_to(0, IOVA_DST, LEN));
@@ -360,7 +360,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     let unmapped = if cfg!(feature = "broken-skip-tlbi") {
         clear_leaf_without_tlbi(&domain, IOVA_DST)
     } else {
-        smmu.unmap(&mut domain, Iova(IOVA_DST), 4096)?
+        smmu.unmap(&domain, Iova(IOVA_DST), 4096)?
     };
     dma_err(dev.write_to(0, IOVA_DST, 64));
     let d = drain(smmu);
@@ -381,7 +381,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     );
 
     // Detach: abort, silently (an abort STE records no event).
-    smmu.map(&mut domain, Iova(IOVA_DST), PhysAddr(dst_pa), 4096, rw)?;
+    smmu.map(&domain, Iova(IOVA_DST), PhysAddr(dst_pa), 4096, rw)?;
     smmu.detach(edu_master)?;
     out.fill(0);
     dma_err(dev.write_to(0, IOVA_DST, 64));
@@ -406,10 +406,10 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         ssid_bits: 0,
     })?;
     let identity = smmu.attach_identity(gpu_master);
-    let mut pdomain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, true, carve)?;
-    let private = smmu.map(&mut pdomain, Iova(IOVA_SRC), src.pa, 4096, rw);
+    let pdomain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, true, carve)?;
+    let private = smmu.map(&pdomain, Iova(IOVA_SRC), src.pa, 4096, rw);
     let shared = PhysAddr(board::SHARED_WINDOW_BASE);
-    smmu.map(&mut pdomain, Iova(IOVA_DST), shared, 4096, rw)?;
+    smmu.map(&pdomain, Iova(IOVA_DST), shared, 4096, rw)?;
     let unprotected_domain = smmu.attach(gpu_master, &domain);
     smmu.attach(gpu_master, &pdomain)?;
     for (i, b) in bytes(shared.0, 4096).iter_mut().enumerate() {

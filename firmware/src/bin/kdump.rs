@@ -285,12 +285,12 @@ fn old_stage(mode: Mode) -> Result<(), Error> {
             stall: false,
             ssid_bits: 0,
         })?;
-        let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+        let domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
         let src = carve.alloc(PAGE, PAGE)?;
         let dst = carve.alloc(PAGE, PAGE)?;
         let iova = IOVA_DST + (i as u64) * 0x1_0000;
-        smmu.map(&mut domain, Iova(IOVA_SRC), src.pa, PAGE as u64, rw)?;
-        smmu.map(&mut domain, Iova(iova), dst.pa, PAGE as u64, rw)?;
+        smmu.map(&domain, Iova(IOVA_SRC), src.pa, PAGE as u64, rw)?;
+        smmu.map(&domain, Iova(iova), dst.pa, PAGE as u64, rw)?;
         smmu.attach(master, &domain)?;
         let seed = 0x5a + 0x33 * i as u64;
         // SAFETY: `src` is a page of the carve-out allocated above, referenced nowhere else.
@@ -722,9 +722,9 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             ssid_bits: 0,
         })?;
         let deferred = smmu.is_deferred(master)?;
-        let mut domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+        let domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
         let page = carve.alloc(PAGE, PAGE)?;
-        smmu.map(&mut domain, Iova(IOVA_NEW), page.pa, PAGE as u64, rw)?;
+        smmu.map(&domain, Iova(IOVA_NEW), page.pa, PAGE as u64, rw)?;
         let attach = smmu.attach(master, &domain);
         let attached = matches!(smmu.attachment(master)?, Attachment::Paging { .. });
         f.set_bus_master(true);
