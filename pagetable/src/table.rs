@@ -7,7 +7,7 @@ use crate::alloc::{TableAllocator, TableMem};
 use crate::desc;
 use crate::format::{Geometry, LEAF_LEVEL};
 use crate::gather::{FreeList, Gather};
-use crate::sync::{slot, slots, Desc, Ordering, Walkers};
+use crate::sync::{slot, slots, Desc, Ordering, Walkers, EXCLUSIVE_RMWS};
 use crate::{Config, Error, Iova, PhysAddr, Prot, Stage, Stage1Config, Stage2Config, WalkAttrs};
 
 /// Source of page-table identities, used to tie a [`Gather`] to the table that filled it.
@@ -412,10 +412,11 @@ impl<A: TableAllocator> PageTable<A> {
             return self.map_in_leaf_table(iova.0, pa.0, size, attrs);
         }
         // A walk guard is held across both passes, so that no table the count relies on can be
-        // unlinked meanwhile. A range that may hold blocks tries to be the only walker: then
-        // runs of blocks are plain stores rather than one compare-and-swap each (which costs
-        // ~5 ns apiece on x86 and would make a 512 MiB map eight times slower).
-        let exclusive = (size >> self.geo.shift(LEAF_LEVEL - 1) != 0)
+        // unlinked meanwhile. A range that may hold many blocks tries to be the only walker:
+        // then runs of blocks are plain stores rather than one compare-and-swap each (which
+        // costs ~5 ns apiece on x86 and made a 512 MiB map eight times slower), as long as
+        // that saves more than claiming the exclusive guard costs.
+        let exclusive = (size >> self.geo.shift(LEAF_LEVEL - 1) > EXCLUSIVE_RMWS)
             .then(|| self.walkers.try_exclusive())
             .flatten();
         let _walk = exclusive.is_none().then(|| self.walkers.shared());

@@ -6,8 +6,9 @@
 //! - `cmdq`: one `CMD_TLBI_S2_IPA` + `CMD_SYNC` through the queue (two commands);
 //! - `dma`: map one 4 KiB page, unmap it, one TLBI for the gathered range, `CMD_SYNC` — the
 //!   life of a streaming DMA buffer. The baseline holds one lock around all of it (what a
-//!   kernel had to do while the page table and queue took `&mut`); the new design shares
-//!   nothing but the queue (each thread maps in its own IOVA window of its own table).
+//!   kernel had to do while the page table and queue took `&mut`); the new design shares the
+//!   queue and one page table (one domain), each thread mapping in its own IOVA window of it,
+//!   with no lock of the caller's.
 //!
 //! The "SMMU" is a register backend that consumes every command the moment `CMDQ_PROD` moves
 //! and writes the MSI completion at once, so what is measured is the CPU side alone.
@@ -203,7 +204,7 @@ fn tlbi(iova: u64) -> Command {
 
 /// One DMA buffer's life in one table: map, unmap, TLBI + sync through `submit`.
 fn dma_once(
-    pt: &mut PageTable<HostAlloc>,
+    pt: &PageTable<HostAlloc>,
     gather: &mut Gather,
     iova: u64,
     submit: impl FnOnce(Command),
@@ -227,12 +228,15 @@ struct Locked {
     tables: spin::Mutex<Vec<(PageTable<HostAlloc>, Gather)>>,
 }
 
-/// The new design: the lock-free queue, each thread in its own table.
+/// The new design: the lock-free queue, and one table (one domain) that every thread maps
+/// and unmaps its own range of, with no lock of the caller's.
 struct LockFree {
     hal: HostHal,
     regs: InstantSmmu,
     q: CommandQueue,
-    tables: Vec<Mutex<(PageTable<HostAlloc>, Gather)>>,
+    table: PageTable<HostAlloc>,
+    /// Each thread's own gather (uncontended; a kernel keeps it on the stack).
+    gathers: Vec<Mutex<Gather>>,
 }
 
 trait Design: Sync {
@@ -293,14 +297,13 @@ impl Design for LockFree {
         let regs = InstantSmmu::new();
         let q = CommandQueue::new(&hal, 8, SyncMode::Msi, true, PollBudget::DEFAULT).unwrap();
         q.program(&regs);
-        let tables = (0..threads)
-            .map(|_| Mutex::new((table(), Gather::new())))
-            .collect();
+        let gathers = (0..threads).map(|_| Mutex::new(Gather::new())).collect();
         Self {
             hal,
             regs,
             q,
-            tables,
+            table: table(),
+            gathers,
         }
     }
 
@@ -311,10 +314,9 @@ impl Design for LockFree {
     }
 
     fn dma_once(&self, t: usize, i: u64) {
-        // Uncontended: thread `t` alone uses table `t` (a per-domain or per-range lock).
-        let mut mine = self.tables[t].lock().unwrap();
-        let (pt, gather) = &mut *mine;
-        dma_once(pt, gather, iova_of(t, i), |cmd| {
+        // Thread `t` alone uses gather `t`; the table is shared.
+        let mut gather = self.gathers[t].lock().unwrap();
+        dma_once(&self.table, &mut gather, iova_of(t, i), |cmd| {
             self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
         });
     }
