@@ -84,6 +84,19 @@ fn rw() -> Prot {
     Prot::READ | Prot::WRITE
 }
 
+/// Runs `f(pt, t)` on two loom threads, `t` = 0 and 1, and returns what each returned.
+fn on_two_threads<R: Send + 'static>(
+    pt: &Arc<PageTable<&'static LoomAlloc>>,
+    f: fn(&PageTable<&'static LoomAlloc>, u64) -> R,
+) -> [Option<R>; 2] {
+    let spawn = |t: u64| {
+        let pt = pt.clone();
+        loom::thread::spawn(move || f(&pt, t))
+    };
+    let (a, b) = (spawn(0), spawn(1));
+    [a.join().ok(), b.join().ok()]
+}
+
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     // Each descriptor access is a branch point, and a drop scans whole tables.
@@ -99,18 +112,11 @@ fn loom_two_fresh_chains_race_for_one_slot() {
     model(|| {
         let alloc: &'static LoomAlloc = std::boxed::Box::leak(std::boxed::Box::default());
         let pt = Arc::new(table(alloc));
-        let threads: std::vec::Vec<_> = (0..2u64)
-            .map(|t| {
-                let pt = pt.clone();
-                loom::thread::spawn(move || {
-                    let iova = M2 + t * K4;
-                    pt.map(Iova(iova), PhysAddr(0x10_0000 * (t + 1)), K4, rw())
-                })
-            })
-            .collect();
-        for t in threads {
-            assert_eq!(t.join().ok(), Some(Ok(())));
-        }
+        let results = on_two_threads(&pt, |pt, t| {
+            let iova = M2 + t * K4;
+            pt.map(Iova(iova), PhysAddr(0x10_0000 * (t + 1)), K4, rw())
+        });
+        assert_eq!(results, [Some(Ok(())), Some(Ok(()))]);
         assert_eq!(pt.iova_to_phys(Iova(M2)), Some(PhysAddr(0x10_0000)));
         assert_eq!(pt.iova_to_phys(Iova(M2 + K4)), Some(PhysAddr(0x20_0000)));
         // Root, one level-2 and one leaf table: the losing chain went back.
@@ -128,21 +134,14 @@ fn loom_general_path_installs_share_tables() {
     model(|| {
         let alloc: &'static LoomAlloc = std::boxed::Box::leak(std::boxed::Box::default());
         let pt = Arc::new(table(alloc));
-        let threads: std::vec::Vec<_> = (0..2u64)
-            .map(|t| {
-                let pt = pt.clone();
-                loom::thread::spawn(move || {
-                    // Thread 0: the last page below 2 MiB and the first above; thread 1: the
-                    // last below 4 MiB and the one after. Both need the level-2 table; they
-                    // share the leaf table at 2 MiB.
-                    let iova = (t + 1) * M2 - K4;
-                    pt.map(Iova(iova), PhysAddr(iova), 2 * K4, rw())
-                })
-            })
-            .collect();
-        for t in threads {
-            assert_eq!(t.join().ok(), Some(Ok(())));
-        }
+        let results = on_two_threads(&pt, |pt, t| {
+            // Thread 0: the last page below 2 MiB and the first above; thread 1: the last
+            // below 4 MiB and the one after. Both need the level-2 table; they share the leaf
+            // table at 2 MiB.
+            let iova = (t + 1) * M2 - K4;
+            pt.map(Iova(iova), PhysAddr(iova), 2 * K4, rw())
+        });
+        assert_eq!(results, [Some(Ok(())), Some(Ok(()))]);
         for t in 0..2u64 {
             let iova = (t + 1) * M2 - K4;
             assert_eq!(pt.iova_to_phys(Iova(iova)), Some(PhysAddr(iova)));

@@ -63,6 +63,17 @@ unsafe impl TableAllocator for SyncAlloc {
     }
 }
 
+/// A 4K-granule table with a 48-bit output size on `alloc`.
+fn table(alloc: &SyncAlloc, stage: Stage, ias: u32) -> PageTable<&SyncAlloc> {
+    let cfg = Config {
+        stage,
+        granule: Granule::Size4K,
+        ias,
+        oas: 48,
+    };
+    PageTable::new(cfg, alloc).unwrap()
+}
+
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 const G1: u64 = 0x4000_0000;
@@ -155,13 +166,7 @@ fn worker(pt: &PageTable<&SyncAlloc>, t: u64) {
 #[test]
 fn disjoint_ranges_from_several_threads_stay_exact_and_leak_nothing() {
     let alloc = SyncAlloc::default();
-    let cfg = Config {
-        stage: Stage::Stage1,
-        granule: Granule::Size4K,
-        ias: 48,
-        oas: 48,
-    };
-    let pt = PageTable::new(cfg, &alloc).unwrap();
+    let pt = table(&alloc, Stage::Stage1, 48);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -214,13 +219,7 @@ fn disjoint_ranges_from_several_threads_stay_exact_and_leak_nothing() {
 #[test]
 fn overlapping_threads_neither_corrupt_nor_leak() {
     let alloc = SyncAlloc::default();
-    let cfg = Config {
-        stage: Stage::Stage2,
-        granule: Granule::Size4K,
-        ias: 40,
-        oas: 48,
-    };
-    let pt = PageTable::new(cfg, &alloc).unwrap();
+    let pt = table(&alloc, Stage::Stage2, 40);
     let rounds = if cfg!(miri) { 3 } else { 300 };
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -277,13 +276,7 @@ fn racing_installs_of_the_same_new_table_keep_one_and_free_the_rest() {
     let threads = 2;
     for round in 0..rounds {
         let alloc = SyncAlloc::default();
-        let cfg = Config {
-            stage: Stage::Stage1,
-            granule: Granule::Size4K,
-            ias: 48,
-            oas: 48,
-        };
-        let pt = PageTable::new(cfg, &alloc).unwrap();
+        let pt = table(&alloc, Stage::Stage1, 48);
         // A spinning start line: a blocking barrier wakes threads microseconds apart, far
         // longer than a map takes.
         let ready = AtomicUsize::new(0);

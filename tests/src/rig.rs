@@ -82,6 +82,27 @@ impl Rig {
         ModelTables(self.platform.hal())
     }
 
+    /// A plain (unprotected, no ATS, no stall, no SSID) master on StreamID `sid`, attached to
+    /// a new stage-1 domain: the setup most scenarios start from.
+    pub fn stage1_master(
+        &mut self,
+        sid: u32,
+    ) -> Result<(smmu::MasterId, smmu::Domain<ModelTables>), Error> {
+        let dev = self.smmu.add_master(&smmu::MasterConfig {
+            sids: &[sid],
+            protected: false,
+            ats: false,
+            stall: false,
+            ssid_bits: 0,
+        })?;
+        let tables = self.tables();
+        let domain = self
+            .smmu
+            .new_domain(smmu::DomainStage::Stage1, false, tables)?;
+        self.smmu.attach(dev, &domain)?;
+        Ok((dev, domain))
+    }
+
     /// One DMA transaction.
     pub fn dma(&self, txn: Transaction) -> TxnResult {
         self.model().with(|m| m.dma(txn))

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use smmu::{DomainStage, MasterConfig, SmmuConfig};
+use smmu::SmmuConfig;
 use smmu_model::{ModelConfig, Profile, Transaction, TxnResult};
 use smmu_pagetable::{Iova, PhysAddr, Prot};
 use smmu_scenarios::rig::Rig;
@@ -26,26 +26,9 @@ fn threads_map_unmap_and_sync_through_one_shared_smmu() {
         SmmuConfig::default(),
     )
     .unwrap();
-    let mut domains = Vec::new();
-    for t in 0..THREADS {
-        let dev = rig
-            .smmu
-            .add_master(&MasterConfig {
-                sids: &[t + 1],
-                protected: false,
-                ats: false,
-                stall: false,
-                ssid_bits: 0,
-            })
-            .unwrap();
-        let tables = rig.tables();
-        let d = rig
-            .smmu
-            .new_domain(DomainStage::Stage1, false, tables)
-            .unwrap();
-        rig.smmu.attach(dev, &d).unwrap();
-        domains.push(d);
-    }
+    let mut domains: Vec<_> = (0..THREADS)
+        .map(|t| rig.stage1_master(t + 1).unwrap().1)
+        .collect();
     let pages: Vec<u64> = (0..THREADS)
         .map(|_| rig.model().alloc_pages(8, 0x1000).unwrap())
         .collect();
@@ -130,22 +113,7 @@ fn threads_share_one_domain_on_disjoint_ranges() {
         SmmuConfig::default(),
     )
     .unwrap();
-    let dev = rig
-        .smmu
-        .add_master(&MasterConfig {
-            sids: &[1],
-            protected: false,
-            ats: false,
-            stall: false,
-            ssid_bits: 0,
-        })
-        .unwrap();
-    let tables = rig.tables();
-    let domain = rig
-        .smmu
-        .new_domain(DomainStage::Stage1, false, tables)
-        .unwrap();
-    rig.smmu.attach(dev, &domain).unwrap();
+    let (_, domain) = rig.stage1_master(1).unwrap();
     let pa0 = rig.model().alloc_pages(8, 0x1000).unwrap();
     let (rig, domain) = (&rig, &domain);
     // Thread t owns pages t, t + THREADS, t + 2 * THREADS, ... of one leaf table at 1 GiB.
