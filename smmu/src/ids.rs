@@ -6,6 +6,8 @@
 //! tables still use, so that a new domain can never alias a translation the SMMU may still
 //! cache — and a reserved ID is never allocated or freed.
 
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use crate::error::Error;
 
 const WORDS: usize = (1 << 16) / 64;
@@ -22,20 +24,44 @@ pub enum IdError {
 }
 
 /// A bitmap allocator for 8- or 16-bit IDs.
-#[derive(Clone)]
+///
+/// Lock-free: [`IdAllocator::alloc`], [`IdAllocator::free`] and [`IdAllocator::reserve`]
+/// take `&self` and claim or release an ID with one atomic read-modify-write of its bitmap
+/// word, so domains can be created and freed on any number of CPUs at once. Two CPUs racing
+/// for one ID: one wins it, the other moves on to the next free one.
 pub struct IdAllocator {
     bits: u32,
-    used: [u64; WORDS],
-    reserved: [u64; WORDS],
-    next: u32,
-    in_use: u32,
+    /// Allocated or reserved IDs (a reserved ID is set in both maps).
+    used: [AtomicU64; WORDS],
+    reserved: [AtomicU64; WORDS],
+    /// Where the next search starts: round-robin, so a freed ID is not reused at once
+    /// (its TLB entries were invalidated, but a stale one is still less likely to matter).
+    next: AtomicU32,
+    in_use: AtomicU32,
+}
+
+impl Clone for IdAllocator {
+    fn clone(&self) -> Self {
+        let copy = |m: &[AtomicU64; WORDS]| {
+            core::array::from_fn(|i| {
+                AtomicU64::new(m.get(i).map_or(0, |w| w.load(Ordering::Relaxed)))
+            })
+        };
+        Self {
+            bits: self.bits,
+            used: copy(&self.used),
+            reserved: copy(&self.reserved),
+            next: AtomicU32::new(self.next.load(Ordering::Relaxed)),
+            in_use: AtomicU32::new(self.in_use()),
+        }
+    }
 }
 
 impl core::fmt::Debug for IdAllocator {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("IdAllocator")
             .field("bits", &self.bits)
-            .field("in_use", &self.in_use)
+            .field("in_use", &self.in_use())
             .finish_non_exhaustive()
     }
 }
@@ -52,10 +78,10 @@ impl IdAllocator {
         };
         Self {
             bits,
-            used: [0; WORDS],
-            reserved: [0; WORDS],
-            next: 1,
-            in_use: 0,
+            used: [const { AtomicU64::new(0) }; WORDS],
+            reserved: [const { AtomicU64::new(0) }; WORDS],
+            next: AtomicU32::new(1),
+            in_use: AtomicU32::new(0),
         }
     }
 
@@ -68,109 +94,102 @@ impl IdAllocator {
     pub(crate) unsafe fn init_at(dst: *mut Self, bits: u32) {
         let bits = bits.clamp(1, 16);
         // SAFETY: `dst` is valid and aligned (caller); each field is written once through a
-        // raw place, and an all-zero `[u64; WORDS]` is a valid bitmap.
+        // raw place. `AtomicU64` has the size and bit validity of `u64`, so all-zero bytes
+        // are an empty bitmap.
         unsafe {
             core::ptr::addr_of_mut!((*dst).bits).write(bits);
             core::ptr::addr_of_mut!((*dst).used).write_bytes(0, 1);
             core::ptr::addr_of_mut!((*dst).reserved).write_bytes(0, 1);
-            core::ptr::addr_of_mut!((*dst).next).write(1);
-            core::ptr::addr_of_mut!((*dst).in_use).write(0);
+            core::ptr::addr_of_mut!((*dst).next).write(AtomicU32::new(1));
+            core::ptr::addr_of_mut!((*dst).in_use).write(AtomicU32::new(0));
         }
     }
 
-    /// Number of IDs in the space, 0 included.
+    /// How many IDs there are, 0 included (2^bits).
     pub const fn capacity(&self) -> u32 {
         1 << self.bits
     }
 
-    /// IDs currently allocated or reserved.
-    pub const fn in_use(&self) -> u32 {
-        self.in_use
+    /// IDs allocated or reserved now.
+    pub fn in_use(&self) -> u32 {
+        self.in_use.load(Ordering::Relaxed)
     }
 
-    fn check(&self, id: u16) -> Result<(usize, u64), IdError> {
+    fn check(&self, id: u16) -> Result<(&AtomicU64, &AtomicU64, u64), IdError> {
         if id == 0 || u32::from(id) >= self.capacity() {
             return Err(IdError::OutOfRange(id));
         }
-        Ok((usize::from(id) / 64, 1u64 << (id % 64)))
-    }
-
-    fn word(&self, i: usize) -> u64 {
-        self.used.get(i).copied().unwrap_or(u64::MAX)
+        let w = usize::from(id) / 64;
+        match (self.used.get(w), self.reserved.get(w)) {
+            (Some(u), Some(r)) => Ok((u, r, 1u64 << (id % 64))),
+            _ => Err(IdError::OutOfRange(id)),
+        }
     }
 
     /// Whether `id` is allocated or reserved.
     pub fn is_used(&self, id: u16) -> bool {
-        self.check(id).is_ok_and(|(w, b)| self.word(w) & b != 0)
+        self.check(id)
+            .is_ok_and(|(u, _, b)| u.load(Ordering::Acquire) & b != 0)
     }
 
     /// Whether `id` is reserved.
     pub fn is_reserved(&self, id: u16) -> bool {
         self.check(id)
-            .is_ok_and(|(w, b)| self.reserved.get(w).is_some_and(|r| r & b != 0))
+            .is_ok_and(|(_, r, b)| r.load(Ordering::Acquire) & b != 0)
     }
 
-    fn set(&mut self, w: usize, b: u64, reserved: bool) {
-        if let Some(x) = self.used.get_mut(w) {
-            *x |= b;
-        }
-        if reserved {
-            if let Some(x) = self.reserved.get_mut(w) {
-                *x |= b;
-            }
-        }
-        self.in_use += 1;
-    }
-
-    /// Allocates the next free ID (round-robin, so a just-freed ID is reused last).
-    pub fn alloc(&mut self) -> Result<u16, Error> {
+    /// Allocates the next free ID (never 0, never a reserved one).
+    pub fn alloc(&self) -> Result<u16, Error> {
         let cap = self.capacity();
+        let start = self.next.load(Ordering::Relaxed);
         for k in 0..cap {
-            let id = (self.next + k) % cap;
-            if id == 0 {
-                continue;
-            }
-            let id = id as u16;
-            if let Ok((w, b)) = self.check(id) {
-                if self.word(w) & b == 0 {
-                    self.set(w, b, false);
-                    self.next = (u32::from(id) + 1) % cap;
-                    return Ok(id);
-                }
+            let id = (start.wrapping_add(k) % cap) as u16;
+            let Ok((used, _, b)) = self.check(id) else {
+                continue; // 0
+            };
+            // Read first: a taken ID costs no write to a line other CPUs use.
+            if used.load(Ordering::Relaxed) & b == 0 && used.fetch_or(b, Ordering::AcqRel) & b == 0
+            {
+                self.in_use.fetch_add(1, Ordering::Relaxed);
+                self.next
+                    .store((u32::from(id) + 1) % cap, Ordering::Relaxed);
+                return Ok(id);
             }
         }
         Err(Error::IdsExhausted)
     }
 
-    /// Frees an allocated ID. Reserved IDs cannot be freed.
-    pub fn free(&mut self, id: u16) -> Result<(), IdError> {
-        let (w, b) = self.check(id)?;
-        if self.word(w) & b == 0 || self.is_reserved(id) {
+    /// Frees an allocated ID. Refused for reserved IDs and for IDs not allocated.
+    pub fn free(&self, id: u16) -> Result<(), IdError> {
+        let (used, reserved, b) = self.check(id)?;
+        if reserved.load(Ordering::Acquire) & b != 0
+            || used.fetch_and(!b, Ordering::AcqRel) & b == 0
+        {
             return Err(IdError::NotAllocated(id));
         }
-        if let Some(x) = self.used.get_mut(w) {
-            *x &= !b;
-        }
-        self.in_use -= 1;
+        self.in_use.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Reserves `id` for good: it is never allocated or freed afterwards (SPEC K14).
-    pub fn reserve(&mut self, id: u16) -> Result<(), IdError> {
-        let (w, b) = self.check(id)?;
-        if self.word(w) & b != 0 {
+    /// Reserves `id` (SPEC K14): it is never allocated or freed until
+    /// [`IdAllocator::clear_reservations`].
+    pub fn reserve(&self, id: u16) -> Result<(), IdError> {
+        let (used, reserved, b) = self.check(id)?;
+        if used.fetch_or(b, Ordering::AcqRel) & b != 0 {
             return Err(IdError::InUse(id));
         }
-        self.set(w, b, true);
+        reserved.fetch_or(b, Ordering::AcqRel);
+        self.in_use.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Drops every reservation (adoption failed and the SMMU is reset, SPEC K4/K14).
+    /// Releases every reservation (once the crashed kernel's translations can no longer be
+    /// cached anywhere). Exclusive: nothing may allocate meanwhile.
     pub fn clear_reservations(&mut self) {
         for (u, r) in self.used.iter_mut().zip(self.reserved.iter_mut()) {
-            self.in_use -= (*r).count_ones();
-            *u &= !*r;
-            *r = 0;
+            let r = core::mem::take(r.get_mut());
+            *self.in_use.get_mut() -= r.count_ones();
+            *u.get_mut() &= !r;
         }
     }
 }
@@ -182,7 +201,7 @@ mod tests {
     // spec: D8
     #[test]
     fn zero_is_never_handed_out_and_ids_are_unique() {
-        let mut a = IdAllocator::new(8);
+        let a = IdAllocator::new(8);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..255 {
             let id = a.alloc().unwrap();
@@ -215,5 +234,39 @@ mod tests {
         assert!(!a.is_used(7));
         assert_eq!(a.in_use(), 11);
         assert_eq!(a.alloc(), Ok(15)); // round-robin resumes after the last one handed out
+    }
+
+    // spec: D8 — two CPUs creating domains at once never get the same ASID.
+    #[test]
+    fn cpus_allocating_at_once_get_distinct_ids_until_exhausted() {
+        let bits = if cfg!(miri) { 6 } else { 12 };
+        let a = IdAllocator::new(bits);
+        a.reserve(5).unwrap();
+        let (mut x, mut y) = std::thread::scope(|s| {
+            let t = || {
+                s.spawn(|| {
+                    let mut got = std::vec::Vec::new();
+                    let mut freed = 0;
+                    while let Ok(id) = a.alloc() {
+                        // Give every seventh back (once each), so the two also race on frees.
+                        if id % 7 == 0 && freed < 64 {
+                            a.free(id).unwrap();
+                            freed += 1;
+                        } else {
+                            got.push(id);
+                        }
+                    }
+                    got
+                })
+            };
+            let (x, y) = (t(), t());
+            (x.join().unwrap(), y.join().unwrap())
+        });
+        x.append(&mut y);
+        x.sort_unstable();
+        let want: std::vec::Vec<u16> = (1..1u16 << bits).filter(|&i| i != 5).collect();
+        // Every ID once: the ones freed were taken again before the allocator ran dry.
+        assert_eq!(x, want);
+        assert_eq!(a.in_use(), a.capacity() - 1);
     }
 }
