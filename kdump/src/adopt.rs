@@ -114,7 +114,7 @@ impl StreamTable for CrashStreamTable {
         }
     }
 
-    fn clear_deferred(&mut self, sid: u32) {
+    fn clear_deferred(&self, sid: u32) {
         match self {
             Self::Adopted(t) => t.clear_deferred(sid),
             Self::Owned(t) => t.clear_deferred(sid),

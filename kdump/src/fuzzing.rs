@@ -534,8 +534,8 @@ impl Case {
             image,
             reads: RefCell::new(Vec::new()),
         };
-        let mut asids = IdAllocator::new(features.asid_bits());
-        let mut vmids = IdAllocator::new(features.vmid_bits());
+        let asids = IdAllocator::new(features.asid_bits());
+        let vmids = IdAllocator::new(features.vmid_bits());
         let mut found = Vec::new();
         let mut injected = None;
         let mut scratch =

@@ -11,6 +11,8 @@
 //! not aborting when the chunk was first touched, so still the crashed kernel's. Such an STE
 //! is only rewritten by an explicit attach, and its bit is cleared once that write completed.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use heapless::Vec;
 use smmu::arch::ste::{Ste, SteKind};
 use smmu::dma::{DmaBuf, Origin};
@@ -34,7 +36,9 @@ struct Chunk {
     index: u32,
     /// The level-2 table (mapped, or allocated by us); `None` for a linear table's chunk.
     l2: Option<DmaBuf>,
-    deferred: [u64; 4],
+    /// Atomic: attaches of different masters clear their bits at once, under the driver's
+    /// read lock of the table (an insert, which moves chunks, holds its write lock).
+    deferred: [AtomicU64; 4],
     /// STEs that failed re-validation when the chunk was mapped (SPEC K21): their devices
     /// are refused.
     rejected: [u64; 4],
@@ -238,7 +242,7 @@ impl StreamTable for AdoptedStreamTable {
                     Chunk {
                         index,
                         l2: None,
-                        deferred,
+                        deferred: deferred.map(AtomicU64::new),
                         rejected,
                     },
                     Prepared::Present,
@@ -266,7 +270,7 @@ impl StreamTable for AdoptedStreamTable {
                             Chunk {
                                 index,
                                 l2: Some(buf),
-                                deferred,
+                                deferred: deferred.map(AtomicU64::new),
                                 rejected,
                             },
                             Prepared::Present,
@@ -299,7 +303,7 @@ impl StreamTable for AdoptedStreamTable {
                             Chunk {
                                 index,
                                 l2: Some(buf),
-                                deferred: [0; 4],
+                                deferred: [const { AtomicU64::new(0) }; 4],
                                 rejected: [0; 4],
                             },
                             Prepared::NewLevel1Descriptor,
@@ -339,19 +343,13 @@ impl StreamTable for AdoptedStreamTable {
         let bit = (sid % STES_PER_L2) as usize;
         self.chunk(sid)
             .and_then(|c| c.deferred.get(bit / 64))
-            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (bit % 64)) != 0)
     }
 
-    fn clear_deferred(&mut self, sid: u32) {
+    fn clear_deferred(&self, sid: u32) {
         let bit = (sid % STES_PER_L2) as usize;
-        if let Ok(i) = self.chunks.binary_search_by_key(&(sid >> 8), |c| c.index) {
-            if let Some(w) = self
-                .chunks
-                .get_mut(i)
-                .and_then(|c| c.deferred.get_mut(bit / 64))
-            {
-                *w &= !(1 << (bit % 64));
-            }
+        if let Some(w) = self.chunk(sid).and_then(|c| c.deferred.get(bit / 64)) {
+            w.fetch_and(!(1 << (bit % 64)), Ordering::AcqRel);
         }
     }
 

@@ -3,10 +3,11 @@
 
 use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
 use smmu_pagetable::{Gather, Iova, PageTable, PhysAddr, Prot, TableAllocator};
+use spin::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use tock_registers::LocalRegisterCopy;
 
 use crate::access::RegisterAccess;
@@ -205,12 +206,26 @@ impl Master {
 /// # Many CPUs (SPEC D12)
 ///
 /// `Smmu` has no `unsafe impl Send`/`Sync`: it is `Send` when `R`, `H` and `S` are `Send`, and
-/// `Sync` when they are `Sync` (the command queue is both, see [`CommandQueue`]). Shared
-/// through `&Smmu`, these run on any number of CPUs at once and hold no lock while a
-/// `CMD_SYNC` completes: [`Smmu::map`], [`Smmu::unmap`] (each on its own `&mut Domain`: two
-/// CPUs map into two domains concurrently, one domain is one CPU's at a time) and command
-/// submission through [`Smmu::cmdq`]. Methods taking `&mut self` (attach, detach, event
-/// handling, reset) still need the caller's exclusion.
+/// `Sync` when `R` and `H` are `Sync` and `S` is `Send + Sync` (the command queue, the event
+/// queues and the ID allocators are `Sync` themselves). Everything but [`Smmu::reset`] and
+/// [`Smmu::release`] takes `&self`, and what runs at once is:
+///
+/// - [`Smmu::map`], [`Smmu::unmap`]: any number of CPUs, in one domain too (disjoint
+///   ranges), and command submission through [`Smmu::cmdq`]: no lock at all, none held while
+///   a `CMD_SYNC` completes. An unmap reads the masters only when a master uses ATS.
+/// - [`Smmu::handle_events`], [`Smmu::handle_page_requests`], [`Smmu::handle_gerror`]: from
+///   interrupt context on any CPU, never waiting for another (see
+///   [`OutputQueue::drain_events`]).
+/// - [`Smmu::new_domain`], [`Smmu::free_domain`]: lock-free ASID/VMID allocation.
+/// - Attach and detach: each master has its own lock, held for the whole hitless update of
+///   its STEs and CD (with its `CMD_SYNC`s), so two CPUs attach two masters at once, and two
+///   attaches of one master follow each other. Not from interrupt context: an interrupt on a
+///   CPU inside an attach that attached the same master would wait for itself.
+/// - [`Smmu::add_master`]: one at a time (a registration lock), and it waits for the
+///   attaches in flight while it prepares the stream table (a reader-writer lock over the
+///   table: attaches read it, preparing a StreamID writes it).
+///
+/// Lock order, never reversed: registration, then one master, then the stream table.
 pub struct Smmu<R: RegisterAccess, H: Hal, S: StreamTable> {
     regs: R,
     hal: H,
@@ -221,11 +236,16 @@ pub struct Smmu<R: RegisterAccess, H: Hal, S: StreamTable> {
     cmdq: CommandQueue,
     evtq: Option<OutputQueue>,
     priq: Option<OutputQueue>,
-    strtab: S,
+    strtab: RwLock<S>,
     asids: IdAllocator,
     vmids: IdAllocator,
-    masters: [Option<Master>; MAX_MASTERS],
-    next_token: u32,
+    masters: [Mutex<Option<Master>>; MAX_MASTERS],
+    /// Held by [`Smmu::add_master`] from the StreamID ownership check to the slot's fill.
+    registration: Mutex<()>,
+    /// Masters registered with ATS: an unmap looks for masters to invalidate the ATC of
+    /// only when there is one.
+    ats_masters: AtomicUsize,
+    next_token: AtomicU32,
     cr0: u32,
     e2h: bool,
     entry_features: EntryFeatures,
@@ -400,14 +420,16 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             addr_of_mut!((*p).cmdq).write(cmdq);
             addr_of_mut!((*p).evtq).write(evtq);
             addr_of_mut!((*p).priq).write(priq);
-            addr_of_mut!((*p).strtab).write(strtab);
+            addr_of_mut!((*p).strtab).write(RwLock::new(strtab));
             IdAllocator::init_at(addr_of_mut!((*p).asids), asid_bits);
             IdAllocator::init_at(addr_of_mut!((*p).vmids), vmid_bits);
-            let masters = addr_of_mut!((*p).masters).cast::<Option<Master>>();
+            let masters = addr_of_mut!((*p).masters).cast::<Mutex<Option<Master>>>();
             for i in 0..MAX_MASTERS {
-                masters.add(i).write(None);
+                masters.add(i).write(Mutex::new(None));
             }
-            addr_of_mut!((*p).next_token).write(1);
+            addr_of_mut!((*p).registration).write(Mutex::new(()));
+            addr_of_mut!((*p).ats_masters).write(AtomicUsize::new(0));
+            addr_of_mut!((*p).next_token).write(AtomicU32::new(1));
             addr_of_mut!((*p).cr0).write(0);
             addr_of_mut!((*p).e2h).write(e2h);
             addr_of_mut!((*p).entry_features).write(entry_features);
@@ -436,6 +458,8 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             asids: _,
             vmids: _,
             masters: _,
+            registration: _,
+            ats_masters: _,
             next_token: _,
             cr0: _,
             e2h: _,
@@ -464,12 +488,14 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         &self.cmdq
     }
 
-    /// The stream table.
-    pub fn stream_table(&self) -> &S {
-        &self.strtab
+    /// The stream table, read-locked: an [`Smmu::add_master`] waits until the guard is
+    /// dropped.
+    pub fn stream_table(&self) -> RwLockReadGuard<'_, S> {
+        self.strtab.read()
     }
 
-    /// The ASID allocator (adoption reserves the crashed kernel's ASIDs here, SPEC K14).
+    /// The ASID allocator, to replace (adoption puts the allocator holding the crashed
+    /// kernel's reserved ASIDs here, SPEC K14).
     pub fn asids_mut(&mut self) -> &mut IdAllocator {
         &mut self.asids
     }
@@ -479,7 +505,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         &mut self.vmids
     }
 
-    /// The ASID allocator.
+    /// The ASID allocator (lock-free: reservations go through `&self`).
     pub fn asids(&self) -> &IdAllocator {
         &self.asids
     }
@@ -600,6 +626,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             ResetStep::ProgramStreamTable => {
                 let (base, cfg) = self
                     .strtab
+                    .read()
                     .base_registers()
                     .ok_or(Error::Unsupported("programming an adopted stream table"))?;
                 self.regs.write64(offset::STRTAB_BASE, base);
@@ -784,33 +811,33 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     // ------------------------------------------------------------------ masters
 
-    fn master(&self, id: MasterId) -> Result<&Master, Error> {
-        self.masters
+    /// Locks `id`'s slot (which holds a master if `id` came from [`Smmu::add_master`]).
+    fn lock_master(&self, id: MasterId) -> Result<MutexGuard<'_, Option<Master>>, Error> {
+        Ok(self
+            .masters
             .get(usize::from(id.0))
-            .and_then(Option::as_ref)
-            .ok_or(Error::NoSuchMaster)
+            .ok_or(Error::NoSuchMaster)?
+            .lock())
     }
 
-    fn master_mut(&mut self, id: MasterId) -> Result<&mut Master, Error> {
+    /// Whether any master satisfies `f`, each looked at under its own lock.
+    fn any_master(&self, f: impl Fn(&Master) -> bool) -> bool {
         self.masters
-            .get_mut(usize::from(id.0))
-            .and_then(Option::as_mut)
-            .ok_or(Error::NoSuchMaster)
+            .iter()
+            .any(|m| m.lock().as_ref().is_some_and(&f))
     }
 
-    fn owner_of(&self, sid: u32) -> Option<MasterId> {
-        self.masters.iter().enumerate().find_map(|(i, m)| {
-            m.as_ref()
-                .filter(|m| m.sids.contains(&sid))
-                .map(|_| MasterId(i as u16))
-        })
+    fn owner_of(&self, sid: u32) -> bool {
+        self.any_master(|m| m.sids.contains(&sid))
     }
 
     /// Registers a master and makes its STEs addressable (allocating level-2 tables as
     /// needed). Its STEs are not changed: a new master stays blocked (the driver's table
     /// is filled with abort), and an adopted STE stays as the crashed kernel left it until
     /// an explicit attach (SPEC K11).
-    pub fn add_master(&mut self, config: &MasterConfig<'_>) -> Result<MasterId, Error> {
+    ///
+    /// One at a time (see [`Smmu`]'s lock order); it waits for attaches in flight.
+    pub fn add_master(&self, config: &MasterConfig<'_>) -> Result<MasterId, Error> {
         self.config
             .policy
             .check_master(config.protected, config.ats)?;
@@ -820,12 +847,14 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         if u32::from(config.ssid_bits) > u32::from(self.features.ssid_bits) {
             return Err(Error::SubstreamIdOutOfRange(1 << config.ssid_bits.min(31)));
         }
+        let _registration = self.registration.lock();
+        let log2_size = self.strtab.read().log2_size();
         let mut sids = Vec::new();
         for &sid in config.sids {
-            if u64::from(sid) >> self.strtab.log2_size() != 0 {
+            if u64::from(sid) >> log2_size != 0 {
                 return Err(Error::StreamIdOutOfRange(sid));
             }
-            if self.owner_of(sid).is_some() || sids.contains(&sid) {
+            if self.owner_of(sid) || sids.contains(&sid) {
                 return Err(Error::StreamIdInUse(sid));
             }
             sids.push(sid).map_err(|_| Error::CapacityExhausted)?;
@@ -833,14 +862,16 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         if sids.is_empty() {
             return Err(Error::NoSuchMaster);
         }
+        // Slots are filled only under the registration lock, which this holds.
         let slot = self
             .masters
             .iter()
-            .position(Option::is_none)
+            .position(|m| m.lock().is_none())
             .ok_or(Error::CapacityExhausted)?;
         let fill = make::ste_image(&make::abort_ste());
         for &sid in &sids {
-            if self.strtab.prepare(&self.hal, sid, &fill)? == Prepared::NewLevel1Descriptor {
+            let prepared = self.strtab.write().prepare(&self.hal, sid, &fill)?;
+            if prepared == Prepared::NewLevel1Descriptor {
                 // The SMMU may have cached the invalid descriptor (§4.3.1, Leaf = 0).
                 self.cmdq.issue(
                     &self.hal,
@@ -850,8 +881,13 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 )?;
             }
         }
-        if let Some(m) = self.masters.get_mut(slot) {
-            *m = Some(Master {
+        if config.ats {
+            // Before the master can be attached: an unmap that could miss it cannot have
+            // reached its ATC.
+            self.ats_masters.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(m) = self.masters.get(slot) {
+            *m.lock() = Some(Master {
                 sids,
                 protected: config.protected,
                 ats: config.ats,
@@ -867,18 +903,22 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// What `master` is attached to.
     pub fn attachment(&self, master: MasterId) -> Result<Attachment, Error> {
-        Ok(self.master(master)?.attached)
+        let m = self.lock_master(master)?;
+        Ok(m.as_ref().ok_or(Error::NoSuchMaster)?.attached)
     }
 
     /// The StreamIDs of `master`.
-    pub fn master_sids(&self, master: MasterId) -> Result<&[u32], Error> {
-        Ok(&self.master(master)?.sids)
+    pub fn master_sids(&self, master: MasterId) -> Result<Vec<u32, MAX_SIDS_PER_MASTER>, Error> {
+        let m = self.lock_master(master)?;
+        Ok(m.as_ref().ok_or(Error::NoSuchMaster)?.sids.clone())
     }
 
     /// Whether any STE of `master` is still deferred (adopted and not yet replaced).
     pub fn is_deferred(&self, master: MasterId) -> Result<bool, Error> {
-        let m = self.master(master)?;
-        Ok(m.sids.iter().any(|&s| self.strtab.is_deferred(s)))
+        let m = self.lock_master(master)?;
+        let m = m.as_ref().ok_or(Error::NoSuchMaster)?;
+        let strtab = self.strtab.read();
+        Ok(m.sids.iter().any(|&s| strtab.is_deferred(s)))
     }
 
     fn caps(&self, m: &Master, paging: bool) -> MasterCaps {
@@ -889,8 +929,8 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     }
 
     /// `sid`'s STE as the entry writer sees it.
-    fn ste_slot(&self, sid: u32) -> Result<LiveEntry<'_, R, H>, Error> {
-        let loc = self.locate_ste(sid)?;
+    fn ste_slot<'a>(&'a self, strtab: &'a S, sid: u32) -> Result<LiveEntry<'a, R, H>, Error> {
+        let loc = Self::locate_ste(strtab, sid)?;
         Ok(LiveEntry {
             buf: loc.buf,
             first: loc.first_word,
@@ -903,24 +943,29 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     }
 
     /// One STE through the hitless writer.
-    fn write_ste(&self, sid: u32, target: &[u64; ENTRY_QWORDS]) -> Result<WriteReport, Error> {
-        write_entry(&SteRules, &mut self.ste_slot(sid)?, target).map_err(|e| e.error)
+    fn write_ste(
+        &self,
+        strtab: &S,
+        sid: u32,
+        target: &[u64; ENTRY_QWORDS],
+    ) -> Result<WriteReport, Error> {
+        write_entry(&SteRules, &mut self.ste_slot(strtab, sid)?, target).map_err(|e| e.error)
     }
 
     /// Puts `sid`'s STE back to `image` after a failed write. The failed step's sync did not
     /// complete, so the SMMU may hold any image the entry took since its last completed
     /// sync; the writer plans from the entry as it is in memory, so that invalidation is
     /// issued again first and the writer starts from what the SMMU can see (SPEC D4).
-    fn restore_ste(&self, sid: u32, image: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
-        let mut slot = self.ste_slot(sid)?;
+    fn restore_ste(&self, strtab: &S, sid: u32, image: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
+        let mut slot = self.ste_slot(strtab, sid)?;
         slot.sync()?;
         write_entry(&SteRules, &mut slot, image).map_err(|e| e.error)?;
         Ok(())
     }
 
     /// Where `sid`'s STE is, with its eight words checked to lie in the buffer.
-    fn locate_ste(&self, sid: u32) -> Result<crate::strtab::SteLocation<'_>, Error> {
-        let loc = self.strtab.locate(sid)?;
+    fn locate_ste(strtab: &S, sid: u32) -> Result<crate::strtab::SteLocation<'_>, Error> {
+        let loc = strtab.locate(sid)?;
         if loc.first_word + ENTRY_QWORDS > loc.buf.words() {
             return Err(Error::StreamIdOutOfRange(sid));
         }
@@ -929,31 +974,38 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// Attaches `master` to the blocked domain: every STE aborts. Always allowed, also for
     /// protected and deferred masters (it is how a deferred master is released, SPEC K12).
-    pub fn attach_blocked(&mut self, master: MasterId) -> Result<(), Error> {
+    pub fn attach_blocked(&self, master: MasterId) -> Result<(), Error> {
         let target = AttachTarget {
             ste: make::ste_image(&make::abort_ste()),
             cd0: None,
             now: Attachment::Blocked,
         };
-        self.commit(master, &target)
+        let mut guard = self.lock_master(master)?;
+        let m = guard.as_mut().ok_or(Error::NoSuchMaster)?;
+        self.commit(m, &self.strtab.read(), &target)
     }
 
     /// Detaching is attaching to the blocked domain (SPEC D8, D9: a protected master is left
     /// aborting).
-    pub fn detach(&mut self, master: MasterId) -> Result<(), Error> {
+    pub fn detach(&self, master: MasterId) -> Result<(), Error> {
         self.attach_blocked(master)
     }
 
     /// Attaches `master` to the identity domain (bypass). Refused for protected masters
     /// (SPEC D9) and while any of its STEs is deferred (SPEC K12).
-    pub fn attach_identity(&mut self, master: MasterId) -> Result<(), Error> {
-        let m = self.master(master)?;
+    pub fn attach_identity(&self, master: MasterId) -> Result<(), Error> {
+        let mut guard = self.lock_master(master)?;
+        let m = guard.as_mut().ok_or(Error::NoSuchMaster)?;
+        self.identity_locked(m, &self.strtab.read())
+    }
+
+    fn identity_locked(&self, m: &mut Master, strtab: &S) -> Result<(), Error> {
         self.config
             .policy
             .check_attach(m.protected, DomainKind::Identity, false)?;
         // An inherited STE is only ever replaced by a translating attach or released to
         // abort (SPEC K12): an identity default domain must not widen what it allows.
-        if let Some(&sid) = m.sids.iter().find(|&&s| self.strtab.is_deferred(s)) {
+        if let Some(&sid) = m.sids.iter().find(|&&s| strtab.is_deferred(s)) {
             return Err(Error::Deferred(sid));
         }
         let target = AttachTarget {
@@ -961,25 +1013,27 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             cd0: None,
             now: Attachment::Identity,
         };
-        self.commit(master, &target)
+        self.commit(m, strtab, &target)
     }
 
     /// Installs a bypass STE for a reserved-memory (RMR) region's StreamID. Refused for
     /// protected masters (SPEC D9), for deferred STEs (SPEC K12) and for every STE that lives
     /// in a structure inherited from the crashed kernel, whatever it holds now (SPEC K10):
     /// the stream table knows which those are ([`StreamTable::is_inherited`]).
-    pub fn install_rmr_bypass(&mut self, master: MasterId) -> Result<(), Error> {
-        let m = self.master(master)?;
+    pub fn install_rmr_bypass(&self, master: MasterId) -> Result<(), Error> {
+        let mut guard = self.lock_master(master)?;
+        let m = guard.as_mut().ok_or(Error::NoSuchMaster)?;
+        let strtab = self.strtab.read();
         if m.protected {
             return Err(Refusal::Bypass.into());
         }
-        if let Some(&sid) = m.sids.iter().find(|&&s| self.strtab.is_deferred(s)) {
+        if let Some(&sid) = m.sids.iter().find(|&&s| strtab.is_deferred(s)) {
             return Err(Error::Deferred(sid));
         }
-        if let Some(&sid) = m.sids.iter().find(|&&s| self.strtab.is_inherited(s)) {
+        if let Some(&sid) = m.sids.iter().find(|&&s| strtab.is_inherited(s)) {
             return Err(Error::InheritedSte(sid));
         }
-        self.attach_identity(master)
+        self.identity_locked(m, &strtab)
     }
 
     /// The one way STEs and CD 0 change (SPEC D4, D12, K11): an attach completes for every
@@ -1000,9 +1054,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// 4. Only once every STE holds the target is the deferred state cleared; then CD 0 is
     ///    invalidated when the STEs no longer reach the CD table (so no CD names a domain the
     ///    master left), and the ATC is invalidated when the master had translations.
-    fn commit(&mut self, master: MasterId, target: &AttachTarget) -> Result<(), Error> {
+    ///
+    /// The caller holds the master's lock (`m`) and the stream table's read lock (`strtab`).
+    fn commit(&self, m: &mut Master, strtab: &S, target: &AttachTarget) -> Result<(), Error> {
         // ---- 1. preparation: nothing live changes
-        let m = self.master(master)?;
         let sids = m.sids.clone();
         let before = m.attached;
         let extra = [before.token(), target.now.token()]
@@ -1015,24 +1070,24 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         }
         let mut saved: Vec<[u64; ENTRY_QWORDS], MAX_SIDS_PER_MASTER> = Vec::new();
         for &sid in &sids {
-            let image = self.locate_ste(sid)?.read(&self.hal)?;
+            let image = Self::locate_ste(strtab, sid)?.read(&self.hal)?;
             saved.push(image).map_err(|_| Error::CapacityExhausted)?;
         }
         let saved_cd = match target.cd0 {
-            Some(_) => Some(self.prepare_cd0(master)?),
+            Some(_) => Some(self.prepare_cd0(m)?),
             None => None,
         };
 
         // ---- 2. live writes
         let mut failure = None;
         if let Some(cd) = &target.cd0 {
-            if let Err(e) = self.write_cd0(master, cd) {
+            if let Err(e) = self.write_cd0(m, cd) {
                 failure = Some((e, 0));
             }
         }
         if failure.is_none() {
             for (i, &sid) in sids.iter().enumerate() {
-                if let Err(e) = self.write_ste(sid, &target.ste) {
+                if let Err(e) = self.write_ste(strtab, sid, &target.ste) {
                     failure = Some((e, i + 1));
                     break;
                 }
@@ -1043,13 +1098,12 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         if let Some((error, touched)) = failure {
             let mut restored = true;
             for (&sid, image) in sids.iter().zip(&saved).take(touched).rev() {
-                restored &= self.restore_ste(sid, image).is_ok();
+                restored &= self.restore_ste(strtab, sid, image).is_ok();
             }
             if let Some(image) = &saved_cd {
-                restored &= self.restore_cd0(master, image).is_ok();
+                restored &= self.restore_cd0(m, image).is_ok();
             }
             if !restored {
-                let m = self.master_mut(master)?;
                 for t in [before.token(), target.now.token()].into_iter().flatten() {
                     if !m.lingering.contains(&t) {
                         // Cannot fail: room was checked in step 1.
@@ -1063,18 +1117,17 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
         // ---- 4. completed for every StreamID
         for &sid in &sids {
-            self.strtab.clear_deferred(sid);
+            strtab.clear_deferred(sid);
         }
         let mut cleanup = Ok(());
-        if target.cd0.is_none() && self.master(master)?.cd.is_some() {
+        if target.cd0.is_none() && m.cd.is_some() {
             // The STEs no longer reach the CD table (their change was synced): CD 0 goes
             // invalid, so it names no domain the master left.
             let invalid = [0u64; ENTRY_QWORDS];
             cleanup = self
-                .prepare_cd0(master)
-                .and_then(|_| self.write_cd0(master, &invalid));
+                .prepare_cd0(m)
+                .and_then(|_| self.write_cd0(m, &invalid));
         }
-        let m = self.master(master)?;
         let atc_dirty = m.ats
             && (!m.lingering.is_empty()
                 || (before != target.now
@@ -1092,7 +1145,6 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 })
                 .and_then(|()| batch.submit());
         }
-        let m = self.master_mut(master)?;
         m.attached = target.now;
         match cleanup {
             Ok(()) => {
@@ -1115,7 +1167,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// Creates a paging domain with a fresh ASID (stage 1) or VMID (stage 2). A `protected`
     /// domain only maps memory inside the platform's shared windows (SPEC D9).
     pub fn new_domain<A: TableAllocator>(
-        &mut self,
+        &self,
         stage: DomainStage,
         protected: bool,
         alloc: A,
@@ -1126,8 +1178,11 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             DomainStage::Stage1 => self.asids.alloc()?,
             DomainStage::Stage2 => self.vmids.alloc()?,
         };
-        let token = self.next_token;
-        self.next_token = self.next_token.wrapping_add(1).max(1);
+        // Tokens start at 1; 0 is skipped when the count wraps.
+        let mut token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        if token == 0 {
+            token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Domain {
             token,
             smmu: self.instance,
@@ -1146,14 +1201,6 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         }
     }
 
-    /// Masters whose STEs, CD or ATC may use domain `token`.
-    fn referring_to(&self, token: u32) -> impl Iterator<Item = &Master> {
-        self.masters
-            .iter()
-            .flatten()
-            .filter(move |m| m.refers_to(token))
-    }
-
     /// Frees a domain: refused ([`Error::DomainBusy`]) while any master's STE or CD may still
     /// refer to it: attached, or left referenced by an attach that could not complete or be
     /// undone. Its TLB entries are invalidated before the ID goes back to the allocator, so a
@@ -1162,13 +1209,14 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     // need an allocator, which this crate does not have.
     #[allow(clippy::result_large_err)]
     pub fn free_domain<A: TableAllocator>(
-        &mut self,
+        &self,
         domain: Domain<A>,
     ) -> Result<(), (Error, Domain<A>)> {
         if self.check_domain(&domain).is_err() {
             return Err((Error::WrongDomainKind, domain));
         }
-        if self.referring_to(domain.token).next().is_some() {
+        // No attach can start meanwhile: it would need to borrow `domain`.
+        if self.any_master(|m| m.refers_to(domain.token)) {
             return Err((Error::DomainBusy, domain));
         }
         let scope = self.scope(domain.stage, domain.id);
@@ -1201,12 +1249,14 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// writer (SPEC D4); the attach completes for every StreamID or leaves every STE as it
     /// was, and a deferred STE stops being deferred only when it completed (SPEC D12, K11).
     pub fn attach<A: TableAllocator>(
-        &mut self,
+        &self,
         master: MasterId,
         domain: &Domain<A>,
     ) -> Result<(), Error> {
         self.check_domain(domain)?;
-        let m = self.master(master)?;
+        let mut guard = self.lock_master(master)?;
+        let m = guard.as_mut().ok_or(Error::NoSuchMaster)?;
+        let strtab = self.strtab.read();
         self.config
             .policy
             .check_attach(m.protected, domain.kind(), domain.protected)?;
@@ -1221,8 +1271,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 let cd = stage1_cd(&domain.table, domain.id, caps.stall)?;
                 // The CD table must exist for the STE to point at it; creating it (empty)
                 // changes nothing the SMMU uses.
-                self.prepare_cd0(master)?;
-                let m = self.master(master)?;
+                self.prepare_cd0(m)?;
                 let table = m.cd.as_ref().ok_or(Error::NoSuchMaster)?.pointer();
                 AttachTarget {
                     ste: make::ste_image(&make::cd_table_ste(
@@ -1246,34 +1295,24 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 now,
             },
         };
-        self.commit(master, &target)
+        self.commit(m, &strtab, &target)
     }
 
     /// Makes CD 0 of the master's CD table addressable, creating the table on first use, and
     /// returns what it holds now. Nothing the SMMU translates with changes: a new table or
     /// leaf is all-invalid, and a new level-1 descriptor replaces an invalid one.
-    fn prepare_cd0(&mut self, master: MasterId) -> Result<[u64; ENTRY_QWORDS], Error> {
-        let (ssid_bits, has_cd) = {
-            let m = self.master(master)?;
-            (m.ssid_bits, m.cd.is_some())
-        };
-        if !has_cd {
+    fn prepare_cd0(&self, m: &mut Master) -> Result<[u64; ENTRY_QWORDS], Error> {
+        if m.cd.is_none() {
             let table = CdTable::new(
                 &self.hal,
-                u32::from(ssid_bits),
+                u32::from(m.ssid_bits),
                 self.features.cd2l,
                 self.coherent,
             )?;
-            self.master_mut(master)?.cd = Some(table);
+            m.cd = Some(table);
         }
-        let m = self
-            .masters
-            .get_mut(usize::from(master.0))
-            .and_then(Option::as_mut)
-            .ok_or(Error::NoSuchMaster)?;
         let table = m.cd.as_mut().ok_or(Error::NoSuchMaster)?;
         let prepared = table.prepare(&self.hal, 0)?;
-        let m = self.master(master)?;
         if prepared == CdPrepared::NewLevel1Descriptor {
             let mut batch = CommandBatch::new(&self.cmdq, &self.hal, &self.regs);
             for &sid in &m.sids {
@@ -1296,8 +1335,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// CD 0 of the master's CD table (prepared by [`Smmu::prepare_cd0`]) as the entry
     /// writer sees it.
-    fn cd0_slot(&self, master: MasterId) -> Result<LiveEntry<'_, R, H>, Error> {
-        let m = self.master(master)?;
+    fn cd0_slot<'a>(&'a self, m: &'a Master) -> Result<LiveEntry<'a, R, H>, Error> {
         let table = m.cd.as_ref().ok_or(Error::NoSuchMaster)?;
         let (buf, first) = table.locate(0)?;
         if first + ENTRY_QWORDS > buf.words() {
@@ -1319,14 +1357,14 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// Writes CD 0 hitlessly. EL1 and EL2-E2H StreamWorlds both honour `EPDx` (the only
     /// ones this driver uses), hence [`CdRules::EL1`].
-    fn write_cd0(&self, master: MasterId, cd: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
-        write_entry(&CdRules::EL1, &mut self.cd0_slot(master)?, cd).map_err(|e| e.error)?;
+    fn write_cd0(&self, m: &Master, cd: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
+        write_entry(&CdRules::EL1, &mut self.cd0_slot(m)?, cd).map_err(|e| e.error)?;
         Ok(())
     }
 
     /// Puts CD 0 back to `image` after a failed write, as [`Smmu::restore_ste`] does.
-    fn restore_cd0(&self, master: MasterId, image: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
-        let mut slot = self.cd0_slot(master)?;
+    fn restore_cd0(&self, m: &Master, image: &[u64; ENTRY_QWORDS]) -> Result<(), Error> {
+        let mut slot = self.cd0_slot(m)?;
         slot.sync()?;
         write_entry(&CdRules::EL1, &mut slot, image).map_err(|e| e.error)?;
         Ok(())
@@ -1398,9 +1436,20 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         )?;
         batch.submit()?;
         // ATC invalidation only after the TLB invalidation completed (§3.9.1).
+        if self.ats_masters.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
         let mut atc = CommandBatch::new(&self.cmdq, &self.hal, &self.regs);
-        for m in self.referring_to(domain.token).filter(|m| m.ats) {
-            for &sid in &m.sids {
+        for slot in &self.masters {
+            // The StreamIDs are copied out so that no master lock is held while the batch
+            // waits for the queue. A master that attaches after the look saw the table
+            // already unmapped and invalidated; one that detaches gets a harmless extra
+            // invalidation.
+            let sids = match slot.lock().as_ref() {
+                Some(m) if m.ats && m.refers_to(domain.token) => m.sids.clone(),
+                _ => continue,
+            };
+            for sid in sids {
                 atc_commands(sid, None, iova.0, size, &mut |c| atc.add(c))?;
             }
         }
@@ -1413,12 +1462,16 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     // ------------------------------------------------------------------ events
 
     /// Drains the event queue into `handler` (SPEC D7). Returns the records consumed.
-    pub fn handle_events(&mut self, handler: &mut dyn FnMut(EventReport)) -> Result<u32, Error> {
+    ///
+    /// Callable from interrupt context on any CPU at once: a call that finds another CPU
+    /// draining returns 0 at once and that CPU delivers the records to its own handler (see
+    /// [`OutputQueue::drain_events`]).
+    pub fn handle_events(&self, handler: &mut dyn FnMut(EventReport)) -> Result<u32, Error> {
         let handler = &mut |event: EventReport| {
             report!(warn, "SMMU event: {event:?}");
             handler(event);
         };
-        match self.evtq.as_mut() {
+        match self.evtq.as_ref() {
             Some(q) => Ok(q
                 .drain_events(&self.hal, &self.regs, handler)
                 .map_err(Error::Drain)?
@@ -1427,12 +1480,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         }
     }
 
-    /// Drains the PRI queue into `handler` (SPEC D7).
-    pub fn handle_page_requests(
-        &mut self,
-        handler: &mut dyn FnMut(PriReport),
-    ) -> Result<u32, Error> {
-        match self.priq.as_mut() {
+    /// Drains the PRI queue into `handler` (SPEC D7), from any CPU as
+    /// [`Smmu::handle_events`].
+    pub fn handle_page_requests(&self, handler: &mut dyn FnMut(PriReport)) -> Result<u32, Error> {
+        match self.priq.as_ref() {
             Some(q) => Ok(q
                 .drain_page_requests(&self.hal, &self.regs, handler)
                 .map_err(Error::Drain)?
@@ -1473,7 +1524,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         } = self;
         // SAFETY: forwarded from the caller.
         unsafe {
-            for m in masters.into_iter().flatten() {
+            for m in masters.into_iter().filter_map(Mutex::into_inner) {
                 if let Some(cd) = m.cd {
                     cd.release(&hal);
                 }
@@ -1482,7 +1533,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 q.release(&hal);
             }
             cmdq.release(&hal);
-            strtab.release(&hal);
+            strtab.into_inner().release(&hal);
         }
         (regs, hal)
     }
@@ -1576,7 +1627,12 @@ mod tests {
 
     fn stes(smmu: &TestSmmu<'_>, sids: &[u32]) -> StdVec<[u64; ENTRY_QWORDS]> {
         sids.iter()
-            .map(|&s| smmu.locate_ste(s).unwrap().read(smmu.hal()).unwrap())
+            .map(|&s| {
+                TestSmmu::locate_ste(&smmu.stream_table(), s)
+                    .unwrap()
+                    .read(smmu.hal())
+                    .unwrap()
+            })
             .collect()
     }
 
@@ -1585,7 +1641,7 @@ mod tests {
     fn an_attach_failing_at_any_submission_leaves_every_ste_as_it_was() {
         let hal = HeapHal::new();
         let (regs, stalls) = fake_smmu_regs();
-        let mut smmu = new_smmu(&regs, &hal, false);
+        let smmu = new_smmu(&regs, &hal, false);
         let sids = [1, 2, 3];
         let m = smmu
             .add_master(&MasterConfig {

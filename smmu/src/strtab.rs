@@ -97,7 +97,10 @@ pub trait StreamTable {
     }
 
     /// Records that `sid`'s deferred STE has been replaced (its hitless write completed).
-    fn clear_deferred(&mut self, sid: u32) {
+    ///
+    /// Through `&self`: attaches of different masters run at once under the driver's read
+    /// lock of the table, each clearing its own StreamIDs (an atomic bitmap serves).
+    fn clear_deferred(&self, sid: u32) {
         let _ = sid;
     }
 

@@ -238,7 +238,7 @@ pub fn crash(old_kernel: &OldKernel) -> Result<Crashed, String> {
     let model = platform.model().clone();
 
     // ---- the old kernel
-    let mut old = Rig::on(platform.clone(), old_kernel.config, None).map_err(|e| e.to_string())?;
+    let old = Rig::on(platform.clone(), old_kernel.config, None).map_err(|e| e.to_string())?;
     let mut devices = vec![
         Device {
             name: "gpu",

@@ -34,7 +34,7 @@ fn gpu_rig(plan: &ResetPlan, config: SmmuConfig, ats: bool) -> (Rig, PhysRange, 
     let platform = probe.with_shared_windows(vec![window]);
     let mut smmu = build(&platform, config, None).unwrap();
     smmu.reset(plan).unwrap();
-    let mut rig = Rig { platform, smmu };
+    let rig = Rig { platform, smmu };
     let g = rig
         .smmu
         .add_master(&MasterConfig {

@@ -107,7 +107,7 @@ fn map_pages<A: smmu_pagetable::TableAllocator>(
 fn stage1_domain_translates_exactly_what_was_mapped() {
     for profile in profiles() {
         let name = profile.name;
-        let mut rig = rig(profile);
+        let rig = rig(profile);
         // Two StreamIDs under different level-2 tables (on 2-level hardware).
         let gpu = rig
             .smmu
@@ -173,7 +173,7 @@ fn stage1_domain_translates_exactly_what_was_mapped() {
 #[test]
 fn stage2_identity_blocked_and_detach_on_linear_and_two_level_tables() {
     for layout in [Layout::Linear, Layout::TwoLevel] {
-        let mut rig = Rig::with_layout(
+        let rig = Rig::with_layout(
             hostile(Profile::mmu600(), 11),
             SmmuConfig::default(),
             Some(layout),
@@ -251,7 +251,7 @@ fn stage2_identity_blocked_and_detach_on_linear_and_two_level_tables() {
 // spec: D8
 #[test]
 fn masters_are_checked_when_added() {
-    let mut rig = rig(Profile::qemu_virt());
+    let rig = rig(Profile::qemu_virt());
     let cfg = |sids: &'static [u32]| MasterConfig {
         sids,
         protected: false,
@@ -289,7 +289,7 @@ fn masters_are_checked_when_added() {
 fn unmap_invalidates_so_dma_faults_at_once() {
     for profile in profiles() {
         let name = profile.name;
-        let mut rig = rig(profile);
+        let rig = rig(profile);
         let dev = rig
             .smmu
             .add_master(&MasterConfig {
@@ -355,7 +355,7 @@ fn unmap_invalidates_so_dma_faults_at_once() {
 // spec: D3, D8
 #[test]
 fn a_master_with_many_substreams_gets_a_two_level_cd_table() {
-    let mut rig = rig(Profile::mmu600()); // IDR0.CD2L, SSIDSIZE 20
+    let rig = rig(Profile::mmu600()); // IDR0.CD2L, SSIDSIZE 20
     let dev = rig
         .smmu
         .add_master(&MasterConfig {
@@ -390,7 +390,7 @@ fn a_master_with_many_substreams_gets_a_two_level_cd_table() {
 // spec: D6, D8
 #[test]
 fn unmap_invalidates_the_atc_of_ats_masters_after_the_tlb() {
-    let mut rig = rig(Profile::mmu600()); // IDR0.ATS
+    let rig = rig(Profile::mmu600()); // IDR0.ATS
     let nic = rig
         .smmu
         .add_master(&MasterConfig {

@@ -28,7 +28,7 @@ fn config(ril: bool) -> ModelConfig {
 /// Commands the driver issued to unmap `pages` 4K pages at `iova` (mapped page by page) from
 /// a stage-1 domain, with the sync counted.
 fn unmap_cost(ril: bool, iova: u64, pages: u64) -> u64 {
-    let mut rig = Rig::new(config(ril), SmmuConfig::default()).unwrap();
+    let rig = Rig::new(config(ril), SmmuConfig::default()).unwrap();
     let dev = rig
         .smmu
         .add_master(&MasterConfig {
@@ -188,7 +188,7 @@ fn broken(
 // spec: D4, D6, M2
 #[test]
 fn negative_control_a_driver_that_skips_cfgi_ste_is_caught() {
-    let (platform, mut smmu) = broken(opcode::CFGI_STE);
+    let (platform, smmu) = broken(opcode::CFGI_STE);
     let dev = smmu
         .add_master(&MasterConfig {
             sids: &[3],
@@ -217,7 +217,7 @@ fn negative_control_a_driver_that_skips_cfgi_ste_is_caught() {
 // spec: D6, M2
 #[test]
 fn negative_control_a_driver_that_skips_tlbis_is_caught() {
-    let (platform, mut smmu) = broken(opcode::TLBI_NH_VA);
+    let (platform, smmu) = broken(opcode::TLBI_NH_VA);
     let dev = smmu
         .add_master(&MasterConfig {
             sids: &[3],

@@ -310,7 +310,7 @@ fn a_descriptor_that_goes_bad_after_adoption_rejects_only_its_devices() {
     let Crashed {
         platform, devices, ..
     } = crash(&OldKernel::grace(9)).unwrap();
-    let mut booted = boot(
+    let booted = boot(
         platform.regs(),
         platform.hal(),
         &platform_ok(),
@@ -367,7 +367,7 @@ fn deferred_stes_are_only_replaced_by_an_attach_or_released_to_abort() {
     let other =
         smmu_scenarios::rig::Rig::new(smmu_model::ModelConfig::default(), SmmuConfig::default())
             .unwrap();
-    let mut other = other;
+    let other = other;
     let foreign = other
         .smmu
         .new_domain(DomainStage::Stage1, false, other.tables())
@@ -556,7 +556,7 @@ fn a_non_coherent_smmu_is_adopted_only_with_cache_maintenance_which_every_write_
         attr: MapAttr::NonCacheable,
         ..AdoptOptions::default()
     };
-    let mut booted = boot(platform.regs(), hal.clone(), &with_cmo, &options).unwrap();
+    let booted = boot(platform.regs(), hal.clone(), &with_cmo, &options).unwrap();
     assert!(
         matches!(booted.verdict, Verdict::Adopted { .. }),
         "{:?}",

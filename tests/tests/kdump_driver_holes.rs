@@ -120,7 +120,7 @@ fn an_attach_that_fails_at_any_submission_leaves_every_ste_as_it_was() {
     let nic = device(&devices, "nic");
     let id = smmu.add_master(&master(nic.sids, false)).unwrap();
     assert!(smmu.is_deferred(id).unwrap());
-    let before = ste_images(&platform, smmu.stream_table(), nic.sids);
+    let before = ste_images(&platform, &*smmu.stream_table(), nic.sids);
     let mut failures = 0;
     for n in 0..64 {
         let domain = smmu
@@ -152,7 +152,7 @@ fn an_attach_that_fails_at_any_submission_leaves_every_ste_as_it_was() {
             assert!(smmu.stream_table().is_deferred(sid), "n {n}: {sid:#x}");
         }
         assert_eq!(
-            ste_images(&platform, smmu.stream_table(), nic.sids),
+            ste_images(&platform, &*smmu.stream_table(), nic.sids),
             before,
             "n {n}: {result:?}"
         );
@@ -167,7 +167,10 @@ fn an_attach_that_fails_at_any_submission_leaves_every_ste_as_it_was() {
         Attachment::Paging { .. }
     ));
     assert!(!smmu.is_deferred(id).unwrap());
-    assert_ne!(ste_images(&platform, smmu.stream_table(), nic.sids), before);
+    assert_ne!(
+        ste_images(&platform, &*smmu.stream_table(), nic.sids),
+        before
+    );
     platform.model().with(|m| m.run_masters(50));
     assert_dma_never_broke(&platform, nic);
     assert_no_violations(&platform);
@@ -499,7 +502,8 @@ fn the_platforms_coherency_answer_wins_over_cohacc() {
     smmu.add_master(&master(&[0x800], false)).unwrap();
     let strtab = platform.model().read64(offset::STRTAB_BASE) & 0x00ff_ffff_ffff_ffc0;
     let nvme_ste = {
-        let loc = smmu.stream_table().locate(nvme.sids[0]).unwrap();
+        let table = smmu.stream_table();
+        let loc = table.locate(nvme.sids[0]).unwrap();
         loc.buf.pa_of(loc.first_word).0
     };
     let log = hal.cache_log();

@@ -235,7 +235,7 @@ fn an_inherited_ste_that_changes_after_the_scan_rejects_only_its_device() {
     let Crashed {
         platform, devices, ..
     } = crash(&OldKernel::grace(30)).unwrap();
-    let mut booted = boot_on(&platform);
+    let booted = boot_on(&platform);
     assert!(matches!(booted.verdict, Verdict::Adopted { .. }));
     // The old kernel's DMA rewrites the NVMe's STE with a VMID the scan never saw, and the
     // NIC's CD with an ASID it never saw, before their level-2 tables are mapped.

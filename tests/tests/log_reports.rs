@@ -43,7 +43,7 @@ fn bring_up_verdict_and_events_are_reported_under_the_smmu_target() {
 
     // Bring-up: the probe summary and the reset's steps.
     let cfg = ModelConfig::hostile(Profile::grace(), 3);
-    let mut rig = Rig::new(cfg.clone(), SmmuConfig::default()).unwrap();
+    let rig = Rig::new(cfg.clone(), SmmuConfig::default()).unwrap();
     let lines = take();
     assert!(
         has(

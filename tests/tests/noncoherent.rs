@@ -78,7 +78,7 @@ fn scenario(forget: Forget) -> (TxnResult, u64, bool) {
         .unwrap()
         .with_cache_maintenance(true);
     let hal = platform.hal();
-    let mut rig = Rig::on(platform, SmmuConfig::default(), None).unwrap();
+    let rig = Rig::on(platform, SmmuConfig::default(), None).unwrap();
     assert!(rig.model().with(|m| m.noncoherent()));
     if forget == Forget::L1Descriptor {
         let (base, cfg) = rig.model().with(|m| {
@@ -102,7 +102,8 @@ fn scenario(forget: Forget) -> (TxnResult, u64, bool) {
         })
         .unwrap();
     if forget == Forget::Ste {
-        let loc = rig.smmu.stream_table().locate(SID).unwrap();
+        let table = rig.smmu.stream_table();
+        let loc = table.locate(SID).unwrap();
         let pa = loc.buf.pa_of(loc.first_word).0;
         hal.drop_cleans(pa, pa + 64);
     }

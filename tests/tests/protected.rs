@@ -42,7 +42,8 @@ fn gpu(protected: bool, ats: bool) -> MasterConfig<'static> {
 
 /// The STE words of the GPU as the model's memory holds them.
 fn ste_words(rig: &Rig) -> Vec<u64> {
-    let loc = rig.smmu.stream_table().locate(GPU_SID).unwrap();
+    let table = rig.smmu.stream_table();
+    let loc = table.locate(GPU_SID).unwrap();
     (0..8)
         .map(|i| loc.buf.read(rig.smmu.hal(), loc.first_word + i).unwrap())
         .collect()
@@ -51,7 +52,7 @@ fn ste_words(rig: &Rig) -> Vec<u64> {
 // spec: D9
 #[test]
 fn a_protected_master_can_never_bypass_or_use_ats() {
-    let (mut rig, _) = rig();
+    let (rig, _) = rig();
     assert_eq!(
         rig.smmu.add_master(&gpu(true, true)),
         Err(Error::Protected(Refusal::Ats))
@@ -91,7 +92,7 @@ fn a_protected_master_can_never_bypass_or_use_ats() {
 // spec: D9
 #[test]
 fn a_protected_domain_maps_only_inside_the_shared_windows() {
-    let (mut rig, window) = rig();
+    let (rig, window) = rig();
     let g = rig.smmu.add_master(&gpu(true, false)).unwrap();
     let tables = rig.tables();
     let d = rig
