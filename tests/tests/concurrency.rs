@@ -162,3 +162,46 @@ fn threads_share_one_domain_on_disjoint_ranges() {
     }
     rig.assert_no_violations();
 }
+
+/// Two CPUs register masters that both claim one StreamID: exactly one gets it, whoever
+/// runs first, and the other is told which StreamID is taken; the winner's other StreamIDs
+/// and slot are its own.
+// spec: D12
+#[test]
+fn concurrent_registrations_claiming_one_stream_id_admit_exactly_one() {
+    use smmu::{Error, MasterConfig};
+    let rig = Rig::new(
+        ModelConfig::hostile(Profile::grace(), 9),
+        SmmuConfig::default(),
+    )
+    .unwrap();
+    let smmu = &rig.smmu;
+    let register = |sids: &[u32]| {
+        smmu.add_master(&MasterConfig {
+            sids,
+            protected: false,
+            ats: false,
+            stall: false,
+            ssid_bits: 0,
+        })
+    };
+    for sid in 0x10..0x20u32 {
+        let [a, b] = std::thread::scope(|s| {
+            let a = s.spawn(|| register(&[sid, sid + 0x100]));
+            let b = s.spawn(|| register(&[sid + 0x200, sid]));
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        let (winner, winner_sids) = match (a, b) {
+            (Ok(m), Err(e)) => {
+                assert_eq!(e, Error::StreamIdInUse(sid));
+                (m, [sid, sid + 0x100])
+            }
+            (Err(e), Ok(m)) => {
+                assert_eq!(e, Error::StreamIdInUse(sid));
+                (m, [sid + 0x200, sid])
+            }
+            other => panic!("sid {sid:#x}: {other:?}"),
+        };
+        assert_eq!(smmu.master_sids(winner).unwrap().as_slice(), winner_sids);
+    }
+}
