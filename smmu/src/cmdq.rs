@@ -77,6 +77,15 @@ const MSI_ATTR_WB: u8 = 0xf;
 /// `PROD` values are at most 2^(`MAX_LOG2_ENTRIES` + 1) − 1.
 const OWNED: u32 = 1 << 31;
 
+/// Bits 30:20 of the shadow `PROD` (free too: `PROD` needs bits 19:0): the `CMD_SYNC`s
+/// reserved since the owner set [`OWNED`]. The owner clears them with the flag and adds them
+/// to the statistics, so a producer pays no read-modify-write of its own to be counted. The
+/// count saturates; a producer that finds it full counts itself.
+const SYNCS_SHIFT: u32 = 20;
+const SYNCS_MAX: u32 = (OWNED >> SYNCS_SHIFT) - 1;
+const SYNCS: u32 = SYNCS_MAX << SYNCS_SHIFT;
+const _: () = assert!((2u32 << MAX_LOG2_ENTRIES) - 1 < 1 << SYNCS_SHIFT);
+
 /// 64-bit words of the valid (and rejected) bitmaps: one bit per entry of the largest queue.
 const MAP_WORDS: usize = (1 << MAX_LOG2_ENTRIES) / 64;
 
@@ -113,7 +122,8 @@ impl SyncMode {
 /// Counters of what the queue did, for tests and diagnostics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CmdqStats {
-    /// Commands written, `CMD_SYNC`s included.
+    /// Commands published to the SMMU (`CMD_SYNC`s included), counted by each owner when it
+    /// writes `CMDQ_PROD`.
     pub commands: u64,
     /// `CMD_SYNC`s written.
     pub syncs: u64,
@@ -129,7 +139,11 @@ pub struct CmdqStats {
 #[derive(Default)]
 struct Counters {
     commands: StatCounter,
+    /// Updated by owners only (`add_alone`).
     syncs: StatCounter,
+    /// Syncs reserved while the count in the shadow `PROD` was full: counted by their
+    /// producers, with a read-modify-write, in a counter of their own.
+    syncs_beyond_count: StatCounter,
     publishes: StatCounter,
     illegal: StatCounter,
     retries: StatCounter,
@@ -138,6 +152,13 @@ struct Counters {
 impl Counters {
     fn add(c: &StatCounter, n: u64) {
         c.fetch_add(n, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// For a counter only one CPU at a time updates (the publishing owner): a load and a
+    /// store, no read-modify-write (which would cost as much as the protocol's own).
+    fn add_alone(c: &StatCounter, n: u64) {
+        let relaxed = core::sync::atomic::Ordering::Relaxed;
+        c.store(c.load(relaxed).wrapping_add(n), relaxed);
     }
 
     fn get(c: &StatCounter) -> u64 {
@@ -256,7 +277,7 @@ impl CommandQueue {
         let c = &self.counters;
         CmdqStats {
             commands: Counters::get(&c.commands),
-            syncs: Counters::get(&c.syncs),
+            syncs: Counters::get(&c.syncs) + Counters::get(&c.syncs_beyond_count),
             publishes: Counters::get(&c.publishes),
             illegal: Counters::get(&c.illegal),
             retries: Counters::get(&c.retries),
@@ -308,7 +329,7 @@ impl CommandQueue {
     }
 
     fn ptr(&self, raw: u32) -> QueuePtr {
-        QueuePtr::new(raw & !OWNED, self.log2)
+        QueuePtr::new(raw & !(OWNED | SYNCS), self.log2)
     }
 
     fn slot_words(p: QueuePtr) -> usize {
@@ -326,7 +347,7 @@ impl CommandQueue {
     ) -> Result<(), Error> {
         let n = cmds.len() as u32 + u32::from(sync);
         // 1. Reserve.
-        let (start, owner) = self.reserve(hal, regs, n, outcome)?;
+        let (start, owner) = self.reserve(hal, regs, n, sync, outcome)?;
         let end = start.advance(n);
         self.clear_rejected(start, end);
         // 2. Write. The slots are ours alone and beyond CMDQ_PROD; an error here (it cannot
@@ -346,8 +367,6 @@ impl CommandQueue {
             // it until this CPU has seen it complete (module docs).
             self.shared_lock(hal);
         }
-        Counters::add(&self.counters.commands, u64::from(n));
-        Counters::add(&self.counters.syncs, u64::from(sync));
         // 3. Mark valid (release: the slot stores above happen before the owner's publish).
         self.toggle_valid(start, end);
         // 4. Publish.
@@ -400,6 +419,7 @@ impl CommandQueue {
         hal: &H,
         regs: &R,
         n: u32,
+        sync: bool,
         outcome: &mut Outcome,
     ) -> Result<(QueuePtr, bool), Error> {
         let mut cur = self.prod.load(Ordering::Relaxed);
@@ -414,12 +434,21 @@ impl CommandQueue {
                 continue;
             }
             let start = self.ptr(cur);
-            let next = start.advance(n).value() | OWNED;
+            // Clear while nobody owns the queue: the last owner took the count with the flag.
+            let syncs = (cur & SYNCS) >> SYNCS_SHIFT;
+            let counted = sync && syncs < SYNCS_MAX;
+            let syncs = syncs + u32::from(counted);
+            let next = start.advance(n).value() | OWNED | syncs << SYNCS_SHIFT;
             match self
                 .prod
                 .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return Ok((start, cur & OWNED == 0)),
+                Ok(_) => {
+                    if sync && !counted {
+                        Counters::add(&self.counters.syncs_beyond_count, 1);
+                    }
+                    return Ok((start, cur & OWNED == 0));
+                }
                 Err(v) => cur = v,
             }
         }
@@ -555,7 +584,8 @@ impl CommandQueue {
             (self.owner_prod.load(Ordering::Acquire) == start.value()).then_some(())
         })
         .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
-        let end = self.ptr(self.prod.fetch_and(!OWNED, Ordering::Relaxed));
+        let taken = self.prod.fetch_and(!(OWNED | SYNCS), Ordering::Relaxed);
+        let end = self.ptr(taken);
         for (first, _, w, m) in self.spans(&self.valid, start, end) {
             poll(hal, self.budget, || {
                 Self::span_valid(first, w, m).then_some(())
@@ -564,7 +594,17 @@ impl CommandQueue {
         }
         // The register write orders the slot stores before it (RegisterAccess contract).
         regs.write32(offset::CMDQ_PROD, end.value());
-        Counters::add(&self.counters.publishes, 1);
+        // One owner at a time runs between its hand-over and the next (the acquire of
+        // `owner_prod` above, the release below): its counts need no read-modify-write.
+        Counters::add_alone(&self.counters.publishes, 1);
+        Counters::add_alone(
+            &self.counters.syncs,
+            u64::from((taken & SYNCS) >> SYNCS_SHIFT),
+        );
+        Counters::add_alone(
+            &self.counters.commands,
+            u64::from(QueuePtr::used(end, start)),
+        );
         self.owner_prod.store(end.value(), Ordering::Release);
         Ok(())
     }
@@ -579,10 +619,7 @@ impl CommandQueue {
     ) -> Result<QueuePtr, Error> {
         let slot_word = Self::slot_words(slot);
         let done = poll(hal, self.budget, || {
-            if let Err(e) = self.check_errors(hal, regs, outcome) {
-                return Some(Err(e));
-            }
-            match self.mode {
+            let complete = match self.mode {
                 // The SMMU's completion write zeroes the entry's first 32 bits, which hold the
                 // non-zero CMD_SYNC opcode until then (§4.7.3).
                 SyncMode::Msi => match self.buf.read_low32(hal, slot_word) {
@@ -595,7 +632,16 @@ impl CommandQueue {
                     // CONS moves past a CMD_SYNC only once it completed (§4.7.3).
                     consumed(cons, slot).then_some(Ok(cons))
                 }
+            };
+            // GERROR is read only while the sync is outstanding: a completed sync had every
+            // command before it consumed (an illegal one was replaced first, and its slot
+            // marked rejected), so the common case costs no error-register reads.
+            if complete.is_none() {
+                if let Err(e) = self.check_errors(hal, regs, outcome) {
+                    return Some(Err(e));
+                }
             }
+            complete
         });
         done.unwrap_or(Err(Error::Timeout(WaitFor::CmdSync)))
     }
@@ -1111,6 +1157,34 @@ mod tests {
             // Both good commands of every submission ran, the rejected one did not.
             assert_eq!(s.consumed.len() as u32, 3 * rounds * 2);
         });
+        // SAFETY: the fake SMMU is done with the queue.
+        unsafe { q.release(&hal) };
+    }
+
+    /// The owner counts the syncs its batch gathered from the count in the shadow `PROD`; a
+    /// producer that finds that count full counts itself, and neither is lost.
+    #[test]
+    fn syncs_are_counted_by_the_owner_and_beyond_a_full_count_by_their_producer() {
+        let hal = HeapHal::new();
+        let smmu = Smmu::new(&hal);
+        let q = setup(&hal, SyncMode::Msi);
+        q.program(&smmu);
+        let mut outcome = Outcome::default();
+        // An owner has gathered a full count of syncs (index still 0).
+        q.prod.store(OWNED | SYNCS, Ordering::Relaxed);
+        let (start, owner) = q.reserve(&hal, &smmu, 1, true, &mut outcome).unwrap();
+        assert_eq!((start.value(), owner), (0, false));
+        assert_eq!(q.prod.load(Ordering::Relaxed), OWNED | SYNCS | 1);
+        assert_eq!(q.stats().syncs, 1, "counted by the producer");
+        // The owner takes the count with the flag.
+        q.prod
+            .store(OWNED | 3 << SYNCS_SHIFT | 1, Ordering::Relaxed);
+        q.owner_prod.store(0, Ordering::Relaxed);
+        q.toggle_valid(q.ptr(0), q.ptr(1));
+        q.publish_gathered(&hal, &smmu, q.ptr(0)).unwrap();
+        assert_eq!(q.prod.load(Ordering::Relaxed), 1, "flag and count cleared");
+        assert_eq!(q.stats().syncs, 4);
+        assert_eq!((q.stats().commands, q.stats().publishes), (1, 1));
         // SAFETY: the fake SMMU is done with the queue.
         unsafe { q.release(&hal) };
     }
