@@ -46,9 +46,9 @@
 //!     stall: false,
 //!     ssid_bits: 0,
 //! })?;
-//! let mut domain = smmu.new_domain(DomainStage::Stage1, false, ModelTables(hal.clone()))?;
+//! let domain = smmu.new_domain(DomainStage::Stage1, false, ModelTables(hal.clone()))?;
 //! let ring = hal.dma_alloc(4096, 4096)?;
-//! smmu.map(&mut domain, Iova(0x1000_0000), ring.pa, 4096, Prot::READ | Prot::WRITE)?;
+//! smmu.map(&domain, Iova(0x1000_0000), ring.pa, 4096, Prot::READ | Prot::WRITE)?;
 //! smmu.attach(nic, &domain)?;
 //!
 //! // The NIC's DMA to the IOVA lands in the ring; anything else is stopped.
@@ -74,18 +74,26 @@
 //! the driver is a bounded count of `relax` calls (so a `relax` that returns at once shortens
 //! every timeout).
 //!
-//! **Locking.** Every call that changes the driver's state takes `&mut Smmu`: the caller owns
-//! one lock around the `Smmu` (a spinlock in a kernel) and holds it for the call. The command
-//! queue additionally serialises its producers with an internal `spin::Mutex` that is held
-//! until the batch's `CMD_SYNC` completed; page-table updates of a domain are serialised by
-//! the `&mut Domain` the map and unmap calls take.
+//! **Locking.** The driver does its own: after [`Smmu::reset`] (which takes `&mut Smmu`,
+//! like [`Smmu::release`]) every call takes `&self`, so `Smmu` is shared between CPUs as it is
+//! (`Sync` when the register access, the HAL and the stream table are). Map, unmap and
+//! command submission take no lock at all and hold none while a `CMD_SYNC` completes; ASIDs
+//! and VMIDs are allocated lock-free; each master has a spin lock held across its attach or
+//! detach (STE and CD writes with their `CMD_SYNC`s), so attaches of different masters run at
+//! once; registering a master takes a registration lock and the stream table's write lock.
+//! Lock order: registration, then a master, then the stream table. The [`Smmu`] type's
+//! documentation has the details.
 //!
-//! **Interrupt context.** [`Smmu::handle_gerror`] takes `&self`, touches only registers and may
-//! run in the GERROR interrupt handler. [`Smmu::handle_events`] and
-//! [`Smmu::handle_page_requests`] take `&mut Smmu` and submit no command unless a page request
-//! is answered; call them from a threaded handler or with the caller's lock taken with
-//! interrupts masked, never from an interrupt that can preempt a holder of that lock on the
-//! same CPU. Nothing in the driver sleeps or allocates except through the `Hal`.
+//! **Interrupt context.** [`Smmu::handle_gerror`] touches only registers.
+//! [`Smmu::handle_events`] and [`Smmu::handle_page_requests`] never wait for another CPU: one
+//! CPU drains a queue, a CPU that finds it being drained (another CPU's interrupt, or an
+//! interrupt on the draining CPU itself) returns at once and the drainer passes again for it.
+//! All three may run in hard interrupt handlers on any CPU. Attach, detach and
+//! `add_master` spin on their locks: not from an interrupt that may preempt one of them on
+//! the same CPU. A map or unmap from interrupt context is safe unless it interrupted, on the
+//! same CPU, an unmap of the same domain that is retiring tables (that unmap holds the
+//! domain's exclusive walk guard; mask interrupts around such unmaps). Nothing in the driver
+//! sleeps or allocates except through the `Hal`.
 //!
 //! **Where `Smmu` lives.** The driver has no heap: its bookkeeping is fixed capacity
 //! ([`MAX_MASTERS`] masters of up to [`MAX_SIDS_PER_MASTER`] StreamIDs, the stream table's

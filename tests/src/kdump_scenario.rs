@@ -349,7 +349,7 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
             .position(|o| o.epoch == epoch)
             .unwrap_or(m.outcomes().len())
     });
-    let (mut smmu, verdict) = crash_kernel(strategy, regs, hal)?;
+    let (smmu, verdict) = crash_kernel(strategy, regs, hal)?;
     let bring_up = log_len();
     let mut steps = Vec::new();
     model.with(|m| m.run_masters(200));
@@ -373,7 +373,7 @@ pub fn run(strategy: Strategy, seed: u64) -> Result<Report, String> {
             .with(|m| m.set_master_running(d.master, false))
             .map_err(|e| format!("{e:?}"))?;
         let quiesce = log_len();
-        let reattached = reattach(&mut smmu, &platform, id, d)?;
+        let reattached = reattach(&smmu, &platform, id, d)?;
         steps.push(DeviceSteps {
             probe,
             quiesce,
@@ -507,7 +507,7 @@ fn crash_kernel(
 /// The device's new driver attaches a fresh domain mapping the same buffer, and checks that
 /// one transaction per StreamID now translates through it.
 fn reattach(
-    smmu: &mut CrashSmmu,
+    smmu: &CrashSmmu,
     platform: &ModelPlatform,
     id: MasterId,
     d: &Device,

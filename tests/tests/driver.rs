@@ -91,7 +91,7 @@ fn reset_times_out_with_a_typed_error_when_acks_never_come() {
 /// Maps `pages` 4K pages at `iova` to a fresh buffer; returns the buffer's PA.
 fn map_pages<A: smmu_pagetable::TableAllocator>(
     rig: &Rig,
-    domain: &mut smmu::Domain<A>,
+    domain: &smmu::Domain<A>,
     iova: u64,
     pages: u64,
 ) -> u64 {
@@ -120,12 +120,12 @@ fn stage1_domain_translates_exactly_what_was_mapped() {
             })
             .expect("add master");
         let tables = rig.tables();
-        let mut domain = rig
+        let domain = rig
             .smmu
             .new_domain(DomainStage::Stage1, false, tables)
             .expect("domain");
         let iova = 0x4000_0000;
-        let pa = map_pages(&rig, &mut domain, iova, 16);
+        let pa = map_pages(&rig, &domain, iova, 16);
         rig.smmu.attach(gpu, &domain).expect("attach");
         for sid in [0x11, 0x311] {
             for page in 0..16 {
@@ -205,12 +205,12 @@ fn stage2_identity_blocked_and_detach_on_linear_and_two_level_tables() {
             Some(Cause::SteAbort)
         );
         let tables = rig.tables();
-        let mut s2 = rig
+        let s2 = rig
             .smmu
             .new_domain(DomainStage::Stage2, false, tables)
             .unwrap();
         let ipa = 0x8000_0000;
-        let pa = map_pages(&rig, &mut s2, ipa, 4);
+        let pa = map_pages(&rig, &s2, ipa, 4);
         rig.smmu.attach(nvme, &s2).unwrap();
         assert_eq!(
             rig.dma(Transaction::write(0x20, ipa + 0x3008)),
@@ -367,11 +367,11 @@ fn a_master_with_many_substreams_gets_a_two_level_cd_table() {
         })
         .unwrap();
     let tables = rig.tables();
-    let mut d = rig
+    let d = rig
         .smmu
         .new_domain(DomainStage::Stage1, false, tables)
         .unwrap();
-    let pa = map_pages(&rig, &mut d, 0x7000_0000, 2);
+    let pa = map_pages(&rig, &d, 0x7000_0000, 2);
     rig.smmu.attach(dev, &d).unwrap();
     // Traffic without a SubstreamID uses CD 0 (S1DSS = substream 0).
     assert_eq!(
@@ -402,11 +402,11 @@ fn unmap_invalidates_the_atc_of_ats_masters_after_the_tlb() {
         })
         .unwrap();
     let tables = rig.tables();
-    let mut d = rig
+    let d = rig
         .smmu
         .new_domain(DomainStage::Stage1, false, tables)
         .unwrap();
-    map_pages(&rig, &mut d, 0x40_0000, 4);
+    map_pages(&rig, &d, 0x40_0000, 4);
     rig.smmu.attach(nic, &d).unwrap();
     let before = rig.model().with(|m| m.signals().atc_inv.len());
     rig.smmu.unmap(&d, Iova(0x40_1000), 0x2000).unwrap();

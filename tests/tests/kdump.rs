@@ -667,7 +667,11 @@ fn adopted_table_takes_concurrent_attaches_of_different_masters_without_a_dma_gl
         for (d, &(stage, id)) in devices.iter().zip(&new_ids) {
             assert_ne!(id, d.old_id, "seed {seed}: {}", d.name);
             assert!(
-                new_ids.iter().filter(|&&(s, i)| s == stage && i == id).count() == 1,
+                new_ids
+                    .iter()
+                    .filter(|&&(s, i)| s == stage && i == id)
+                    .count()
+                    == 1,
                 "seed {seed}: {new_ids:?}"
             );
         }
@@ -689,7 +693,11 @@ fn adopted_table_takes_concurrent_attaches_of_different_masters_without_a_dma_gl
                 );
                 translated += 1;
             }
-            assert!(m.violations().is_empty(), "seed {seed}: {:?}", m.violations());
+            assert!(
+                m.violations().is_empty(),
+                "seed {seed}: {:?}",
+                m.violations()
+            );
         });
         assert!(translated > 0, "seed {seed}");
     }
