@@ -190,6 +190,8 @@ pub struct CommandQueue {
     valid: [AtomicU64; MAP_WORDS],
     /// One bit per entry, set when the SMMU rejected the command there (`CERROR_ILL`).
     rejected: [AtomicU64; MAP_WORDS],
+    /// Bits set in `rejected`: while 0, a submission looks at no bitmap word.
+    rejections: AtomicU32,
     /// Held by the one CPU recovering from `GERROR.CMDQ_ERR`.
     recovering: AtomicBool,
     counters: Counters,
@@ -229,6 +231,7 @@ impl CommandQueue {
             lock: AtomicI32::new(0),
             valid: core::array::from_fn(|_| AtomicU64::new(0)),
             rejected: core::array::from_fn(|_| AtomicU64::new(0)),
+            rejections: AtomicU32::new(0),
             recovering: AtomicBool::new(false),
             counters: Counters::default(),
         })
@@ -270,6 +273,7 @@ impl CommandQueue {
         for w in self.valid.iter().chain(self.rejected.iter()) {
             w.store(0, Ordering::Release);
         }
+        self.rejections.store(0, Ordering::Release);
     }
 
     /// What the queue did so far.
@@ -647,11 +651,24 @@ impl CommandQueue {
     }
 
     fn clear_rejected(&self, start: QueuePtr, end: QueuePtr) {
+        // Rejections are rare: one load of the count skips the bitmap altogether. A bit set
+        // meanwhile is for a published slot under recovery, never one of ours (unpublished).
+        if self.rejections.load(Ordering::Acquire) == 0 {
+            return;
+        }
         for (_, _, w, m) in self.spans(&self.rejected, start, end) {
-            // Read first: rejections are rare, and a plain load keeps the line shared.
+            // Read first: a plain load keeps the line shared.
             if let Some(w) = w.filter(|w| w.load(Ordering::Relaxed) & m != 0) {
-                w.fetch_and(!m, Ordering::Relaxed);
+                self.uncount_rejections(w.fetch_and(!m, Ordering::Relaxed) & m);
             }
+        }
+    }
+
+    /// Takes the bits a clear actually removed off the count.
+    fn uncount_rejections(&self, cleared: u64) {
+        if cleared != 0 {
+            self.rejections
+                .fetch_sub(cleared.count_ones(), Ordering::Relaxed);
         }
     }
 
@@ -663,13 +680,17 @@ impl CommandQueue {
         cmds: &[Command],
         outcome: &mut Outcome,
     ) {
+        // Any rejection of ours was counted before our sync could complete.
+        if self.rejections.load(Ordering::Acquire) == 0 {
+            return;
+        }
         for (first, n, w, m) in self.spans(&self.rejected, start, sync_slot) {
             let Some(w) = w else { continue };
             let hit = w.load(Ordering::Acquire) & m;
             if hit == 0 {
                 continue;
             }
-            w.fetch_and(!hit, Ordering::Relaxed);
+            self.uncount_rejections(w.fetch_and(!hit, Ordering::Relaxed) & hit);
             // The lowest rejected slot of the span, as an offset into our commands.
             let slot = hit.trailing_zeros() - first.index() % 64;
             let offset = QueuePtr::used(first, start) + slot;
@@ -770,7 +791,11 @@ impl CommandQueue {
                 self.buf.write(hal, w, replacement[0])?;
                 self.buf.write(hal, w + 1, replacement[1])?;
                 if let Some((b, m)) = Self::bit(&self.rejected, cons.index()) {
-                    b.fetch_or(m, Ordering::Release);
+                    // Counted before the acknowledgement below lets the submitter's sync
+                    // complete, so the submitter sees the count with the bit.
+                    if b.fetch_or(m, Ordering::Release) & m == 0 {
+                        self.rejections.fetch_add(1, Ordering::Release);
+                    }
                 }
                 Counters::add(&self.counters.illegal, 1);
             }
