@@ -225,7 +225,7 @@ struct Locked {
     regs: InstantSmmu,
     q: baseline::CommandQueue,
     /// What a kernel had to wrap the whole SMMU in: every domain's tables and the queue.
-    tables: spin::Mutex<Vec<(PageTable<HostAlloc>, Gather)>>,
+    tables: spin::Mutex<Vec<PageTable<HostAlloc>>>,
 }
 
 /// The new design: the lock-free queue, and one table (one domain) that every thread maps
@@ -235,15 +235,15 @@ struct LockFree {
     regs: InstantSmmu,
     q: CommandQueue,
     table: PageTable<HostAlloc>,
-    /// Each thread's own gather (uncontended; a kernel keeps it on the stack).
-    gathers: Vec<Mutex<Gather>>,
 }
 
 trait Design: Sync {
     const NAME: &'static str;
     fn new(threads: usize) -> Self;
     fn cmdq_once(&self, t: usize, i: u64);
-    fn dma_once(&self, t: usize, i: u64);
+    /// `gather` is the calling thread's own (a kernel keeps it on the stack), in both
+    /// designs.
+    fn dma_once(&self, t: usize, i: u64, gather: &mut Gather);
 }
 
 fn iova_of(t: usize, i: u64) -> u64 {
@@ -265,7 +265,7 @@ impl Design for Locked {
         )
         .unwrap();
         q.program(&regs);
-        let tables = spin::Mutex::new((0..threads).map(|_| (table(), Gather::new())).collect());
+        let tables = spin::Mutex::new((0..threads).map(|_| table()).collect());
         Self {
             hal,
             regs,
@@ -280,10 +280,9 @@ impl Design for Locked {
             .unwrap();
     }
 
-    fn dma_once(&self, t: usize, i: u64) {
-        let mut all = self.tables.lock();
-        let (pt, gather) = &mut all[t];
-        dma_once(pt, gather, iova_of(t, i), |cmd| {
+    fn dma_once(&self, t: usize, i: u64, gather: &mut Gather) {
+        let all = self.tables.lock();
+        dma_once(&all[t], gather, iova_of(t, i), |cmd| {
             self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
         });
     }
@@ -297,13 +296,12 @@ impl Design for LockFree {
         let regs = InstantSmmu::new();
         let q = CommandQueue::new(&hal, 8, SyncMode::Msi, true, PollBudget::DEFAULT).unwrap();
         q.program(&regs);
-        let gathers = (0..threads).map(|_| Mutex::new(Gather::new())).collect();
+        let _ = threads;
         Self {
             hal,
             regs,
             q,
             table: table(),
-            gathers,
         }
     }
 
@@ -313,10 +311,9 @@ impl Design for LockFree {
             .unwrap();
     }
 
-    fn dma_once(&self, t: usize, i: u64) {
-        // Thread `t` alone uses gather `t`; the table is shared.
-        let mut gather = self.gathers[t].lock().unwrap();
-        dma_once(&self.table, &mut gather, iova_of(t, i), |cmd| {
+    fn dma_once(&self, t: usize, i: u64, gather: &mut Gather) {
+        // The table is shared; each thread maps and unmaps its own range.
+        dma_once(&self.table, gather, iova_of(t, i), |cmd| {
             self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
         });
     }
@@ -347,12 +344,13 @@ fn run<D: Design>(d: &D, work: Work, threads: usize, iters: u64) -> Duration {
             .map(|t| {
                 let barrier = &barrier;
                 s.spawn(move || {
+                    let mut gather = Gather::new();
                     barrier.wait();
                     let start = Instant::now();
                     for i in 0..iters {
                         match work {
                             Work::Cmdq => d.cmdq_once(t, black_box(i)),
-                            Work::Dma => d.dma_once(t, black_box(i)),
+                            Work::Dma => d.dma_once(t, black_box(i), &mut gather),
                         }
                     }
                     (start, Instant::now())
