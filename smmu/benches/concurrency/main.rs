@@ -83,11 +83,23 @@ unsafe impl Hal for HostHal {
         true
     }
 
-    /// A hosted waiter gives its core away: on an oversubscribed machine the CPU it waits
-    /// for may be descheduled, and a pause-only spin would burn the budget (`PollBudget`
-    /// assumes a relax of about a microsecond, as in a kernel).
+    /// A kernel's relax: a few pause hints (Linux polls the command queue with
+    /// `cpu_relax()`). Every 32nd call of a thread also gives its core away: on an
+    /// oversubscribed machine the CPU it waits for may be descheduled, and the poll budget
+    /// (a million relaxes) must outlast that. Both designs wait through this.
     fn relax(&self) {
-        std::thread::yield_now();
+        thread_local!(static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+        let n = CALLS.with(|c| {
+            c.set(c.get().wrapping_add(1));
+            c.get()
+        });
+        if n.is_multiple_of(32) {
+            std::thread::yield_now();
+        } else {
+            for _ in 0..4 {
+                std::hint::spin_loop();
+            }
+        }
     }
 }
 
