@@ -10,8 +10,13 @@
 //!   queue and one page table (one domain), each thread mapping in its own IOVA window of it,
 //!   with no lock of the caller's.
 //!
-//! The "SMMU" is a register backend that consumes every command the moment `CMDQ_PROD` moves
-//! and writes the MSI completion at once, so what is measured is the CPU side alone.
+//! - `cmdq, 1 µs syncs`: as `cmdq`, against an SMMU that completes each batch a microsecond
+//!   after its `CMDQ_PROD` write (about what a `CMD_SYNC` costs on hardware), observed by
+//!   polling `CMDQ_CONS`: what the designs do with the wait, which the instant backend hides.
+//!
+//! The "SMMU" of `cmdq` and `dma` is a register backend that consumes every command the moment
+//! `CMDQ_PROD` moves and writes the MSI completion at once, so what is measured is the CPU side
+//! alone.
 //!
 //! Run: `cargo bench -p smmu --bench concurrency -- --warm-up-time 1 --measurement-time 2`.
 //! Criterion groups run first; the ratio table (median of several timed rounds) follows.
@@ -23,7 +28,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,32 +109,98 @@ unsafe impl Hal for HostHal {
 }
 
 /// An SMMU that consumes commands at once: a `CMDQ_PROD` write runs every new entry (MSI
-/// completion for `CMD_SYNC`s) and moves `CMDQ_CONS` to it.
+/// completion for `CMD_SYNC`s) and moves `CMDQ_CONS` to it. With a `latency`, a `CMDQ_PROD`
+/// write is only noted, and `CMDQ_CONS` reaches it once `latency` has passed (no MSI: the
+/// queue polls `CMDQ_CONS`).
 struct InstantSmmu {
     cons: AtomicU32,
     queue: Mutex<(u64, u32, u32)>,
+    latency: Option<Duration>,
+    delayed: Delayed,
+}
+
+/// The `CMDQ_PROD` writes of a delayed SMMU, newest last, read without a lock (every waiter
+/// polls `CMDQ_CONS`, and a lock here would be the bottleneck measured). One writer at a time
+/// (both designs serialise their `CMDQ_PROD` writes); a reader looks only at the newest
+/// writes, so the ring is far larger than it can fall behind.
+struct Delayed {
+    epoch: Instant,
+    writes: AtomicUsize,
+    prod: Box<[AtomicU32]>,
+    at_ns: Box<[AtomicU64]>,
+}
+
+const DELAYED_RING: usize = 4096;
+
+impl Delayed {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            writes: AtomicUsize::new(0),
+            prod: (0..DELAYED_RING).map(|_| AtomicU32::new(0)).collect(),
+            at_ns: (0..DELAYED_RING).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn record(&self, prod: u32) {
+        let i = self.writes.load(Ordering::Relaxed);
+        self.prod[i % DELAYED_RING].store(prod, Ordering::Relaxed);
+        self.at_ns[i % DELAYED_RING].store(self.now_ns(), Ordering::Relaxed);
+        self.writes.store(i + 1, Ordering::Release);
+    }
+
+    /// The newest `CMDQ_PROD` written at least `latency` ago, if any.
+    fn reached(&self, latency: Duration) -> Option<u32> {
+        let n = self.writes.load(Ordering::Acquire);
+        let due = self.now_ns().checked_sub(latency.as_nanos() as u64)?;
+        (n.saturating_sub(DELAYED_RING)..n).rev().find_map(|i| {
+            let slot = i % DELAYED_RING;
+            (self.at_ns[slot].load(Ordering::Relaxed) <= due)
+                .then(|| self.prod[slot].load(Ordering::Relaxed))
+        })
+    }
 }
 
 impl InstantSmmu {
-    fn new() -> Self {
+    fn new(latency: Option<Duration>) -> Self {
         Self {
             cons: AtomicU32::new(0),
             queue: Mutex::new((0, 0, 0)),
+            latency,
+            delayed: Delayed::new(),
+        }
+    }
+
+    fn sync_mode(&self) -> SyncMode {
+        if self.latency.is_some() {
+            SyncMode::Poll
+        } else {
+            SyncMode::Msi
         }
     }
 }
 
 impl RegisterAccess for InstantSmmu {
     fn read32(&self, off: usize) -> u32 {
-        if off == offset::CMDQ_CONS {
-            self.cons.load(Ordering::Acquire)
-        } else {
-            0
+        if off != offset::CMDQ_CONS {
+            return 0;
+        }
+        match self.latency {
+            Some(latency) => self.delayed.reached(latency).unwrap_or(0),
+            None => self.cons.load(Ordering::Acquire),
         }
     }
 
     fn write32(&self, off: usize, value: u32) {
         if off != offset::CMDQ_PROD {
+            return;
+        }
+        if self.latency.is_some() {
+            self.delayed.record(value);
             return;
         }
         let mut q = self.queue.lock().unwrap();
@@ -251,7 +322,7 @@ struct LockFree {
 
 trait Design: Sync {
     const NAME: &'static str;
-    fn new(threads: usize) -> Self;
+    fn new(threads: usize, work: Work) -> Self;
     fn cmdq_once(&self, t: usize, i: u64);
     /// `gather` is the calling thread's own (a kernel keeps it on the stack), in both
     /// designs.
@@ -265,17 +336,14 @@ fn iova_of(t: usize, i: u64) -> u64 {
 impl Design for Locked {
     const NAME: &'static str = "global lock";
 
-    fn new(threads: usize) -> Self {
+    fn new(threads: usize, work: Work) -> Self {
         let hal = HostHal::default();
-        let regs = InstantSmmu::new();
-        let q = baseline::CommandQueue::new(
-            &hal,
-            8,
-            baseline::SyncMode::Msi,
-            true,
-            PollBudget::DEFAULT,
-        )
-        .unwrap();
+        let regs = InstantSmmu::new(work.latency());
+        let mode = match regs.sync_mode() {
+            SyncMode::Msi => baseline::SyncMode::Msi,
+            _ => baseline::SyncMode::Poll,
+        };
+        let q = baseline::CommandQueue::new(&hal, 8, mode, true, PollBudget::DEFAULT).unwrap();
         q.program(&regs);
         let tables = spin::Mutex::new((0..threads).map(|_| table()).collect());
         Self {
@@ -303,10 +371,10 @@ impl Design for Locked {
 impl Design for LockFree {
     const NAME: &'static str = "lock-free";
 
-    fn new(threads: usize) -> Self {
+    fn new(threads: usize, work: Work) -> Self {
         let hal = HostHal::default();
-        let regs = InstantSmmu::new();
-        let q = CommandQueue::new(&hal, 8, SyncMode::Msi, true, PollBudget::DEFAULT).unwrap();
+        let regs = InstantSmmu::new(work.latency());
+        let q = CommandQueue::new(&hal, 8, regs.sync_mode(), true, PollBudget::DEFAULT).unwrap();
         q.program(&regs);
         let _ = threads;
         Self {
@@ -335,6 +403,7 @@ impl Design for LockFree {
 enum Work {
     Cmdq,
     Dma,
+    SlowSync,
 }
 
 impl Work {
@@ -342,6 +411,14 @@ impl Work {
         match self {
             Work::Cmdq => "cmdq (TLBI+sync)",
             Work::Dma => "dma (map+unmap+TLBI+sync)",
+            Work::SlowSync => "cmdq, 1 us syncs",
+        }
+    }
+
+    fn latency(self) -> Option<Duration> {
+        match self {
+            Work::SlowSync => Some(Duration::from_micros(1)),
+            Work::Cmdq | Work::Dma => None,
         }
     }
 }
@@ -361,7 +438,7 @@ fn run<D: Design>(d: &D, work: Work, threads: usize, iters: u64) -> Duration {
                     let start = Instant::now();
                     for i in 0..iters {
                         match work {
-                            Work::Cmdq => d.cmdq_once(t, black_box(i)),
+                            Work::Cmdq | Work::SlowSync => d.cmdq_once(t, black_box(i)),
                             Work::Dma => d.dma_once(t, black_box(i), &mut gather),
                         }
                     }
@@ -386,7 +463,7 @@ fn thread_counts() -> Vec<usize> {
 fn bench_design<D: Design>(c: &mut Criterion, work: Work) {
     let mut g = c.benchmark_group(format!("{} / {}", work.name(), D::NAME));
     for threads in thread_counts() {
-        let d = D::new(threads);
+        let d = D::new(threads, work);
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("{threads} threads"), |b| {
             b.iter_custom(|iters| run(&d, work, threads, iters));
@@ -396,7 +473,7 @@ fn bench_design<D: Design>(c: &mut Criterion, work: Work) {
 }
 
 fn groups(c: &mut Criterion) {
-    for work in [Work::Cmdq, Work::Dma] {
+    for work in [Work::Cmdq, Work::Dma, Work::SlowSync] {
         bench_design::<Locked>(c, work);
         bench_design::<LockFree>(c, work);
     }
@@ -406,7 +483,7 @@ criterion_group!(benches, groups);
 
 /// Operations per second over all threads: median of `rounds` timed runs.
 fn ops_per_sec<D: Design>(work: Work, threads: usize) -> f64 {
-    let d = D::new(threads);
+    let d = D::new(threads, work);
     let iters = 20_000;
     run(&d, work, threads, iters / 10);
     let mut rates: Vec<f64> = (0..9)
@@ -422,7 +499,7 @@ fn summary() {
         "{:<27} {:>7} {:>14} {:>14} {:>8}",
         "workload", "threads", "lock Mops/s", "lock-free", "ratio"
     );
-    for work in [Work::Cmdq, Work::Dma] {
+    for work in [Work::Cmdq, Work::Dma, Work::SlowSync] {
         let mut one = None;
         for threads in thread_counts() {
             let lock = ops_per_sec::<Locked>(work, threads);
