@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
 use smmu_pagetable::{Gather, Iova, PageTable, PhysAddr, Prot, TableAllocator};
-use spin::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use spin::{Mutex, MutexGuard, RwLock};
 use tock_registers::LocalRegisterCopy;
 
 use crate::access::RegisterAccess;
@@ -488,10 +488,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         &self.cmdq
     }
 
-    /// The stream table, read-locked: an [`Smmu::add_master`] waits until the guard is
-    /// dropped.
-    pub fn stream_table(&self) -> RwLockReadGuard<'_, S> {
-        self.strtab.read()
+    /// Runs `f` on the stream table, under its read lock (an [`Smmu::add_master`] waits
+    /// until `f` returns).
+    pub fn with_stream_table<T>(&self, f: impl FnOnce(&S) -> T) -> T {
+        f(&self.strtab.read())
     }
 
     /// The ASID allocator, to replace (adoption puts the allocator holding the crashed
@@ -1628,10 +1628,12 @@ mod tests {
     fn stes(smmu: &TestSmmu<'_>, sids: &[u32]) -> StdVec<[u64; ENTRY_QWORDS]> {
         sids.iter()
             .map(|&s| {
-                TestSmmu::locate_ste(&smmu.stream_table(), s)
-                    .unwrap()
-                    .read(smmu.hal())
-                    .unwrap()
+                smmu.with_stream_table(|t| {
+                    TestSmmu::locate_ste(t, s)
+                        .unwrap()
+                        .read(smmu.hal())
+                        .unwrap()
+                })
             })
             .collect()
     }

@@ -523,7 +523,8 @@ fn reattach(
         let r = platform
             .model()
             .with(|m| m.dma(smmu_model::Transaction::read(sid, d.iova + 0x1008)));
-        r == TxnResult::Translated { pa: d.pa + 0x1008 } && !smmu.stream_table().is_deferred(sid)
+        r == TxnResult::Translated { pa: d.pa + 0x1008 }
+            && !smmu.with_stream_table(|t| t.is_deferred(sid))
     });
     std::mem::forget(domain);
     Ok(ok)

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use smmu::arch::regs::offset;
 use smmu::{DomainStage, Error, MapAttr, MasterConfig, RegisterAccess, SmmuConfig, StreamTable};
-use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Verdict, ADOPT};
+use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict, ADOPT};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, Profile, Transaction, TxnResult};
 use smmu_pagetable::{Iova, PhysAddr, Prot};
@@ -22,6 +22,22 @@ fn platform_ok() -> AdoptPlatform {
         cache_maintenance: false,
         expect_e2h: None,
     }
+}
+
+/// The crash kernel boots with the default options on a platform that allows adoption, and
+/// must adopt.
+fn boot_adopted<R, H>(regs: R, hal: H) -> Booted<R, H>
+where
+    R: smmu::RegisterAccess + Clone,
+    H: smmu::Hal + Clone,
+{
+    let booted = boot(regs, hal, &platform_ok(), &AdoptOptions::default()).unwrap();
+    assert!(
+        matches!(booted.verdict, Verdict::Adopted { .. }),
+        "{:?}",
+        booted.verdict
+    );
+    booted
 }
 
 fn master(sids: &'static [u32], protected: bool) -> MasterConfig<'static> {
@@ -142,18 +158,7 @@ fn the_adopt_plan_never_writes_what_it_must_not() {
     let Crashed { platform, .. } = crash(&OldKernel::grace(4)).unwrap();
     let cr0_before = platform.model().read32(offset::CR0);
     let regs = Logged::new(&platform);
-    let booted = boot(
-        regs.clone(),
-        platform.hal(),
-        &platform_ok(),
-        &AdoptOptions::default(),
-    )
-    .unwrap();
-    assert!(
-        matches!(booted.verdict, Verdict::Adopted { .. }),
-        "{:?}",
-        booted.verdict
-    );
+    let _booted = boot_adopted(regs.clone(), platform.hal());
     for off in [
         offset::GBPA,
         offset::CR1,
@@ -223,18 +228,7 @@ fn latched_global_errors_are_acknowledged_before_the_new_queue_runs() {
     platform
         .model()
         .with(|m| m.raise_gerror(reg::GERROR_EVTQ_ABT_ERR | reg::GERROR_CMDQ_ERR));
-    let booted = boot(
-        platform.regs(),
-        platform.hal(),
-        &platform_ok(),
-        &AdoptOptions::default(),
-    )
-    .unwrap();
-    assert!(
-        matches!(booted.verdict, Verdict::Adopted { .. }),
-        "{:?}",
-        booted.verdict
-    );
+    let _booted = boot_adopted(platform.regs(), platform.hal());
     let m = platform.model();
     assert_eq!(m.read32(offset::GERROR), m.read32(offset::GERRORN));
     assert!(m.with(|m| m.violations().is_empty()));
@@ -310,14 +304,7 @@ fn a_descriptor_that_goes_bad_after_adoption_rejects_only_its_devices() {
     let Crashed {
         platform, devices, ..
     } = crash(&OldKernel::grace(9)).unwrap();
-    let booted = boot(
-        platform.regs(),
-        platform.hal(),
-        &platform_ok(),
-        &AdoptOptions::default(),
-    )
-    .unwrap();
-    assert!(matches!(booted.verdict, Verdict::Adopted { .. }));
+    let booted = boot_adopted(platform.regs(), platform.hal());
     assert_eq!(
         platform.hal().live_mappings(),
         1,
@@ -432,14 +419,7 @@ fn e2h_is_read_back_and_checked_against_the_platform() {
     assert_eq!(r.code(), "e2h-mismatch");
 
     let Crashed { platform, .. } = crash(&old).unwrap();
-    let booted = boot(
-        platform.regs(),
-        platform.hal(),
-        &platform_ok(),
-        &AdoptOptions::default(),
-    )
-    .unwrap();
-    assert!(matches!(booted.verdict, Verdict::Adopted { .. }));
+    let booted = boot_adopted(platform.regs(), platform.hal());
     assert!(booted.smmu.e2h(), "stage-1 invalidations use the EL2 forms");
 }
 
@@ -574,7 +554,9 @@ fn a_non_coherent_smmu_is_adopted_only_with_cache_maintenance_which_every_write_
         hal.stats().cleans > cleans,
         "writes to the adopted STE were cleaned"
     );
-    assert!(!booted.smmu.stream_table().is_deferred(nvme.sids[0]));
+    assert!(!booted
+        .smmu
+        .with_stream_table(|t| t.is_deferred(nvme.sids[0])));
 }
 
 /// The crash kernel adopts, then each device's driver probes and attaches on its own thread,
@@ -596,18 +578,7 @@ fn adopted_table_takes_concurrent_attaches_of_different_masters_without_a_dma_gl
             epoch,
         } = crash(&OldKernel::grace(seed)).unwrap();
         let model = platform.model().clone();
-        let booted = boot(
-            platform.regs(),
-            platform.hal(),
-            &platform_ok(),
-            &AdoptOptions::default(),
-        )
-        .unwrap();
-        assert!(
-            matches!(booted.verdict, Verdict::Adopted { .. }),
-            "{:?}",
-            booted.verdict
-        );
+        let booted = boot_adopted(platform.regs(), platform.hal());
         let smmu = &booted.smmu;
         let stop = AtomicBool::new(false);
         let before = model.with(|m| m.outcomes().len());

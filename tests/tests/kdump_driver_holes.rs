@@ -120,7 +120,7 @@ fn an_attach_that_fails_at_any_submission_leaves_every_ste_as_it_was() {
     let nic = device(&devices, "nic");
     let id = smmu.add_master(&master(nic.sids, false)).unwrap();
     assert!(smmu.is_deferred(id).unwrap());
-    let before = ste_images(&platform, &*smmu.stream_table(), nic.sids);
+    let before = smmu.with_stream_table(|t| ste_images(&platform, t, nic.sids));
     let mut failures = 0;
     for n in 0..64 {
         let domain = smmu
@@ -149,10 +149,13 @@ fn an_attach_that_fails_at_any_submission_leaves_every_ste_as_it_was() {
             "n {n}: {result:?}"
         );
         for &sid in nic.sids {
-            assert!(smmu.stream_table().is_deferred(sid), "n {n}: {sid:#x}");
+            assert!(
+                smmu.with_stream_table(|t| t.is_deferred(sid)),
+                "n {n}: {sid:#x}"
+            );
         }
         assert_eq!(
-            ste_images(&platform, &*smmu.stream_table(), nic.sids),
+            smmu.with_stream_table(|t| ste_images(&platform, t, nic.sids)),
             before,
             "n {n}: {result:?}"
         );
@@ -168,7 +171,7 @@ fn an_attach_that_fails_at_any_submission_leaves_every_ste_as_it_was() {
     ));
     assert!(!smmu.is_deferred(id).unwrap());
     assert_ne!(
-        ste_images(&platform, &*smmu.stream_table(), nic.sids),
+        smmu.with_stream_table(|t| ste_images(&platform, t, nic.sids)),
         before
     );
     platform.model().with(|m| m.run_masters(50));
@@ -501,11 +504,10 @@ fn the_platforms_coherency_answer_wins_over_cohacc() {
     // the adopted level-1 table.
     smmu.add_master(&master(&[0x800], false)).unwrap();
     let strtab = platform.model().read64(offset::STRTAB_BASE) & 0x00ff_ffff_ffff_ffc0;
-    let nvme_ste = {
-        let table = smmu.stream_table();
-        let loc = table.locate(nvme.sids[0]).unwrap();
+    let nvme_ste = smmu.with_stream_table(|t| {
+        let loc = t.locate(nvme.sids[0]).unwrap();
         loc.buf.pa_of(loc.first_word).0
-    };
+    });
     let log = hal.cache_log();
     let log = &log[start..];
     let mut stored = Vec::new();

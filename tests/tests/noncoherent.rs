@@ -102,9 +102,10 @@ fn scenario(forget: Forget) -> (TxnResult, u64, bool) {
         })
         .unwrap();
     if forget == Forget::Ste {
-        let table = rig.smmu.stream_table();
-        let loc = table.locate(SID).unwrap();
-        let pa = loc.buf.pa_of(loc.first_word).0;
+        let pa = rig.smmu.with_stream_table(|t| {
+            let loc = t.locate(SID).unwrap();
+            loc.buf.pa_of(loc.first_word).0
+        });
         hal.drop_cleans(pa, pa + 64);
     }
     if forget == Forget::Pte {

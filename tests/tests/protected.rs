@@ -42,11 +42,12 @@ fn gpu(protected: bool, ats: bool) -> MasterConfig<'static> {
 
 /// The STE words of the GPU as the model's memory holds them.
 fn ste_words(rig: &Rig) -> Vec<u64> {
-    let table = rig.smmu.stream_table();
-    let loc = table.locate(GPU_SID).unwrap();
-    (0..8)
-        .map(|i| loc.buf.read(rig.smmu.hal(), loc.first_word + i).unwrap())
-        .collect()
+    rig.smmu.with_stream_table(|t| {
+        let loc = t.locate(GPU_SID).unwrap();
+        (0..8)
+            .map(|i| loc.buf.read(rig.smmu.hal(), loc.first_word + i).unwrap())
+            .collect()
+    })
 }
 
 // spec: D9
