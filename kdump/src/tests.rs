@@ -2058,7 +2058,7 @@ fn k21_ignored_fields_never_refuse_and_illegal_ones_always_do() {
 
 // spec: K18, K19, K20, K21 — the README's adoption section lists every refusal code.
 #[test]
-#[cfg_attr(miri, ignore = "searches a text file: no unsafe code, minutes under Miri")]
+#[cfg_attr(miri, ignore = "reads a text file, no unsafe code; minutes under Miri")]
 fn the_readme_lists_every_refusal_code() {
     let readme = include_str!("../../README.md");
     let section = readme
