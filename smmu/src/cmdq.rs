@@ -34,6 +34,8 @@
 
 use core::sync::atomic::AtomicU64 as StatCounter;
 
+use crossbeam_utils::CachePadded;
+
 use heapless::Vec;
 use tock_registers::LocalRegisterCopy;
 
@@ -175,6 +177,25 @@ pub struct CommandQueue {
     log2: u32,
     mode: SyncMode,
     budget: PollBudget,
+    /// What every submission reads and writes, in one cache line of its own.
+    producers: CachePadded<Producers>,
+    /// One bit per entry, toggled when its command is written (module docs, step 3). Its own
+    /// cache lines: written by every producer, read by owners only.
+    valid: CachePadded<[AtomicU64; MAP_WORDS]>,
+    /// One bit per entry, set when the SMMU rejected the command there (`CERROR_ILL`).
+    rejected: [AtomicU64; MAP_WORDS],
+    /// Bits set in `rejected`: while 0, a submission looks at no bitmap word.
+    rejections: AtomicU32,
+    /// Held by the one CPU recovering from `GERROR.CMDQ_ERR`.
+    recovering: AtomicBool,
+}
+
+/// The producers' shared state. Its own cache line, apart from the queue's configuration
+/// (`buf`, `log2`, `mode`), which a CPU waiting for its sync reads on every poll: a poller
+/// keeping a copy of the line the producers write would take it from them on every poll and
+/// stretch each of their atomics into a line transfer. One line for all of it: an owner
+/// touches every field in a row.
+struct Producers {
     /// Shadow `PROD` with the [`OWNED`] flag; reservations are CAS on it.
     prod: AtomicU32,
     /// Shadow `CONS`: a position the SMMU has reached. Written only by the exclusive lock
@@ -186,14 +207,7 @@ pub struct CommandQueue {
     /// Shared (≥ 0, the number of sync waiters) / exclusive ([`EXCLUSIVE`]) lock on moving
     /// the shadow `CONS`.
     lock: AtomicI32,
-    /// One bit per entry, toggled when its command is written (module docs, step 3).
-    valid: [AtomicU64; MAP_WORDS],
-    /// One bit per entry, set when the SMMU rejected the command there (`CERROR_ILL`).
-    rejected: [AtomicU64; MAP_WORDS],
-    /// Bits set in `rejected`: while 0, a submission looks at no bitmap word.
-    rejections: AtomicU32,
-    /// Held by the one CPU recovering from `GERROR.CMDQ_ERR`.
-    recovering: AtomicBool,
+    /// Updated by the owner as it publishes.
     counters: Counters,
 }
 
@@ -225,15 +239,17 @@ impl CommandQueue {
             log2,
             mode,
             budget,
-            prod: AtomicU32::new(0),
-            cons: AtomicU32::new(0),
-            owner_prod: AtomicU32::new(0),
-            lock: AtomicI32::new(0),
-            valid: core::array::from_fn(|_| AtomicU64::new(0)),
+            producers: CachePadded::new(Producers {
+                prod: AtomicU32::new(0),
+                cons: AtomicU32::new(0),
+                owner_prod: AtomicU32::new(0),
+                lock: AtomicI32::new(0),
+                counters: Counters::default(),
+            }),
+            valid: CachePadded::new(core::array::from_fn(|_| AtomicU64::new(0))),
             rejected: core::array::from_fn(|_| AtomicU64::new(0)),
             rejections: AtomicU32::new(0),
             recovering: AtomicBool::new(false),
-            counters: Counters::default(),
         })
     }
 
@@ -266,9 +282,9 @@ impl CommandQueue {
         regs.write64(offset::CMDQ_BASE, self.base_register());
         regs.write32(offset::CMDQ_PROD, 0);
         regs.write32(offset::CMDQ_CONS, 0);
-        self.prod.store(0, Ordering::Release);
-        self.cons.store(0, Ordering::Release);
-        self.owner_prod.store(0, Ordering::Release);
+        self.producers.prod.store(0, Ordering::Release);
+        self.producers.cons.store(0, Ordering::Release);
+        self.producers.owner_prod.store(0, Ordering::Release);
         // Index 0 with wrap 0 expects valid bits that read 1 once written: start from 0.
         for w in self.valid.iter().chain(self.rejected.iter()) {
             w.store(0, Ordering::Release);
@@ -278,7 +294,7 @@ impl CommandQueue {
 
     /// What the queue did so far.
     pub fn stats(&self) -> CmdqStats {
-        let c = &self.counters;
+        let c = &self.producers.counters;
         CmdqStats {
             commands: Counters::get(&c.commands),
             syncs: Counters::get(&c.syncs) + Counters::get(&c.syncs_beyond_count),
@@ -426,15 +442,15 @@ impl CommandQueue {
         sync: bool,
         outcome: &mut Outcome,
     ) -> Result<(QueuePtr, bool), Error> {
-        let mut cur = self.prod.load(Ordering::Relaxed);
+        let mut cur = self.producers.prod.load(Ordering::Relaxed);
         loop {
             // Acquire: the slots were freed by the SMMU reaching this CONS; nothing of ours is
             // written to them before that. Loaded before the CAS, so it can only be older
             // than the truth, which understates the space.
-            let cons = self.cons.load(Ordering::Acquire);
+            let cons = self.producers.cons.load(Ordering::Acquire);
             if self.space(cur, cons) < n {
                 self.wait_for_space(hal, regs, n, outcome)?;
-                cur = self.prod.load(Ordering::Relaxed);
+                cur = self.producers.prod.load(Ordering::Relaxed);
                 continue;
             }
             let start = self.ptr(cur);
@@ -443,13 +459,15 @@ impl CommandQueue {
             let counted = sync && syncs < SYNCS_MAX;
             let syncs = syncs + u32::from(counted);
             let next = start.advance(n).value() | OWNED | syncs << SYNCS_SHIFT;
-            match self
-                .prod
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.producers.prod.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => {
                     if sync && !counted {
-                        Counters::add(&self.counters.syncs_beyond_count, 1);
+                        Counters::add(&self.producers.counters.syncs_beyond_count, 1);
                     }
                     return Ok((start, cur & OWNED == 0));
                 }
@@ -476,8 +494,8 @@ impl CommandQueue {
                 self.advance_shadow_cons(cons);
                 self.exclusive_unlock();
             }
-            let prod = self.prod.load(Ordering::Relaxed);
-            (self.space(prod, self.cons.load(Ordering::Acquire)) >= n).then_some(Ok(()))
+            let prod = self.producers.prod.load(Ordering::Relaxed);
+            (self.space(prod, self.producers.cons.load(Ordering::Acquire)) >= n).then_some(Ok(()))
         });
         done.unwrap_or(Err(Error::Timeout(WaitFor::CmdqSpace)))
     }
@@ -486,7 +504,7 @@ impl CommandQueue {
     /// holder: then no one else writes it, and every value written is a position the SMMU
     /// reached after the previous one was written, so it only moves forward.
     fn advance_shadow_cons(&self, cons: QueuePtr) {
-        self.cons.store(cons.value(), Ordering::Release);
+        self.producers.cons.store(cons.value(), Ordering::Release);
     }
 
     /// Takes the lock shared. Exclusive holders only read one register, so this waits for
@@ -494,34 +512,35 @@ impl CommandQueue {
     /// the sign bit), so waiting sharers need no second attempt and cannot be starved by a
     /// stream of exclusive lockers (Linux's later fairness fix to the same lock).
     fn shared_lock<H: Hal + ?Sized>(&self, hal: &H) {
-        if self.lock.fetch_add(1, Ordering::Acquire) >= 0 {
+        if self.producers.lock.fetch_add(1, Ordering::Acquire) >= 0 {
             return;
         }
-        while self.lock.load(Ordering::Acquire) < 0 {
+        while self.producers.lock.load(Ordering::Acquire) < 0 {
             hal.relax();
         }
     }
 
     fn try_exclusive(&self) -> bool {
-        self.lock
+        self.producers
+            .lock
             .compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
     /// Clears the sign bit only: sharers that arrived meanwhile keep their count.
     fn exclusive_unlock(&self) {
-        self.lock.fetch_and(!EXCLUSIVE, Ordering::Release);
+        self.producers.lock.fetch_and(!EXCLUSIVE, Ordering::Release);
     }
 
     /// Drops the shared lock; the last holder out publishes the `CONS` it saw (which is
     /// past its sync, and no sync of a current holder is behind it).
     fn shared_unlock(&self, seen: Option<QueuePtr>) {
         if let Some(cons) = seen {
-            if self.lock.load(Ordering::Relaxed) == 1 {
+            if self.producers.lock.load(Ordering::Relaxed) == 1 {
                 self.advance_shadow_cons(cons);
             }
         }
-        self.lock.fetch_sub(1, Ordering::Release);
+        self.producers.lock.fetch_sub(1, Ordering::Release);
     }
 
     /// Bit `index` of a bitmap: the word and the mask.
@@ -585,10 +604,13 @@ impl CommandQueue {
         start: QueuePtr,
     ) -> Result<(), Error> {
         poll(hal, self.budget, || {
-            (self.owner_prod.load(Ordering::Acquire) == start.value()).then_some(())
+            (self.producers.owner_prod.load(Ordering::Acquire) == start.value()).then_some(())
         })
         .ok_or(Error::Timeout(WaitFor::CmdqOwner))?;
-        let taken = self.prod.fetch_and(!(OWNED | SYNCS), Ordering::Relaxed);
+        let taken = self
+            .producers
+            .prod
+            .fetch_and(!(OWNED | SYNCS), Ordering::Relaxed);
         let end = self.ptr(taken);
         for (first, _, w, m) in self.spans(&self.valid, start, end) {
             poll(hal, self.budget, || {
@@ -600,16 +622,18 @@ impl CommandQueue {
         regs.write32(offset::CMDQ_PROD, end.value());
         // One owner at a time runs between its hand-over and the next (the acquire of
         // `owner_prod` above, the release below): its counts need no read-modify-write.
-        Counters::add_alone(&self.counters.publishes, 1);
+        Counters::add_alone(&self.producers.counters.publishes, 1);
         Counters::add_alone(
-            &self.counters.syncs,
+            &self.producers.counters.syncs,
             u64::from((taken & SYNCS) >> SYNCS_SHIFT),
         );
         Counters::add_alone(
-            &self.counters.commands,
+            &self.producers.counters.commands,
             u64::from(QueuePtr::used(end, start)),
         );
-        self.owner_prod.store(end.value(), Ordering::Release);
+        self.producers
+            .owner_prod
+            .store(end.value(), Ordering::Release);
         Ok(())
     }
 
@@ -797,10 +821,10 @@ impl CommandQueue {
                         self.rejections.fetch_add(1, Ordering::Release);
                     }
                 }
-                Counters::add(&self.counters.illegal, 1);
+                Counters::add(&self.producers.counters.illegal, 1);
             }
             cmdq_error::ABT | cmdq_error::ATC_INV_SYNC => {
-                Counters::add(&self.counters.retries, 1);
+                Counters::add(&self.producers.counters.retries, 1);
                 outcome.retries += 1;
                 if outcome.retries > MAX_RETRIES {
                     return Err(Error::CommandRetriesExhausted(fault));
@@ -1196,18 +1220,23 @@ mod tests {
         q.program(&smmu);
         let mut outcome = Outcome::default();
         // An owner has gathered a full count of syncs (index still 0).
-        q.prod.store(OWNED | SYNCS, Ordering::Relaxed);
+        q.producers.prod.store(OWNED | SYNCS, Ordering::Relaxed);
         let (start, owner) = q.reserve(&hal, &smmu, 1, true, &mut outcome).unwrap();
         assert_eq!((start.value(), owner), (0, false));
-        assert_eq!(q.prod.load(Ordering::Relaxed), OWNED | SYNCS | 1);
+        assert_eq!(q.producers.prod.load(Ordering::Relaxed), OWNED | SYNCS | 1);
         assert_eq!(q.stats().syncs, 1, "counted by the producer");
         // The owner takes the count with the flag.
-        q.prod
+        q.producers
+            .prod
             .store(OWNED | 3 << SYNCS_SHIFT | 1, Ordering::Relaxed);
-        q.owner_prod.store(0, Ordering::Relaxed);
+        q.producers.owner_prod.store(0, Ordering::Relaxed);
         q.toggle_valid(q.ptr(0), q.ptr(1));
         q.publish_gathered(&hal, &smmu, q.ptr(0)).unwrap();
-        assert_eq!(q.prod.load(Ordering::Relaxed), 1, "flag and count cleared");
+        assert_eq!(
+            q.producers.prod.load(Ordering::Relaxed),
+            1,
+            "flag and count cleared"
+        );
         assert_eq!(q.stats().syncs, 4);
         assert_eq!((q.stats().commands, q.stats().publishes), (1, 1));
         // SAFETY: the fake SMMU is done with the queue.
@@ -1220,6 +1249,39 @@ mod tests {
         // Fails to compile if a field makes the queue unsafe to share.
         fn shareable<T: Send + Sync>() {}
         shareable::<CommandQueue>();
+    }
+
+    // spec: D12
+    #[test]
+    fn what_sync_pollers_read_shares_no_cache_line_with_what_producers_write() {
+        use core::mem::{offset_of, size_of};
+        // The widest line a CPU moves as one (two 64-byte lines on x86's adjacent-line
+        // prefetch, 128 bytes on some Arm cores).
+        const LINE: usize = 128;
+        let lines = |start: usize, len: usize| (start / LINE)..(start + len).div_ceil(LINE);
+        let overlaps = |a: core::ops::Range<usize>, b: &core::ops::Range<usize>| {
+            a.start < b.end && b.start < a.end
+        };
+        let written = [
+            lines(offset_of!(CommandQueue, producers), size_of::<Producers>()),
+            lines(
+                offset_of!(CommandQueue, valid),
+                size_of::<[AtomicU64; MAP_WORDS]>(),
+            ),
+        ];
+        let polled = [
+            lines(offset_of!(CommandQueue, buf), size_of::<DmaBuf>()),
+            lines(offset_of!(CommandQueue, log2), 4),
+            lines(offset_of!(CommandQueue, mode), size_of::<SyncMode>()),
+            lines(offset_of!(CommandQueue, budget), size_of::<PollBudget>()),
+        ];
+        for p in &polled {
+            for w in &written {
+                assert!(!overlaps(p.clone(), w), "lines {p:?} and {w:?} overlap");
+            }
+        }
+        assert!(!overlaps(written[0].clone(), &written[1]));
+        assert_eq!(offset_of!(CommandQueue, producers) % LINE, 0);
     }
 
     #[test]

@@ -481,20 +481,39 @@ fn groups(c: &mut Criterion) {
 
 criterion_group!(benches, groups);
 
-/// Operations per second over all threads: median of `rounds` timed runs.
-fn ops_per_sec<D: Design>(work: Work, threads: usize) -> f64 {
-    let d = D::new(threads, work);
-    let iters = 20_000;
-    run(&d, work, threads, iters / 10);
-    let mut rates: Vec<f64> = (0..9)
-        .map(|_| (threads as u64 * iters) as f64 / run(&d, work, threads, iters).as_secs_f64())
+/// Operations per second over all threads of each design, and their ratio: 9 rounds of
+/// `ITERS` operations per thread, the two designs taking turns round by round, so that both
+/// see the same machine (on a shared host the two CPUs sometimes run side by side and
+/// sometimes take turns, for seconds at a time). The medians of each design's rates, and the
+/// median of the rounds' ratios.
+fn paired(work: Work, threads: usize) -> (f64, f64, f64) {
+    const ITERS: u64 = 20_000;
+    let rate = |t: Duration| (threads as u64 * ITERS) as f64 / t.as_secs_f64();
+    let lock = Locked::new(threads, work);
+    let free = LockFree::new(threads, work);
+    run(&lock, work, threads, ITERS / 10);
+    run(&free, work, threads, ITERS / 10);
+    let mut rounds: Vec<(f64, f64)> = (0..9)
+        .map(|_| {
+            let l = rate(run(&lock, work, threads, ITERS));
+            (l, rate(run(&free, work, threads, ITERS)))
+        })
         .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratio = median(rounds.iter().map(|(l, f)| f / l).collect());
+    let free_rate = median(rounds.iter().map(|r| r.1).collect());
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    (rounds[rounds.len() / 2].0, free_rate, ratio)
 }
 
 fn summary() {
-    println!("\nThroughput, all threads together (median of 9 rounds of 20000 ops per thread):");
+    println!(
+        "\nThroughput, all threads together (medians of 9 rounds of 20000 ops per thread, the \
+         designs taking turns; ratio: median of the rounds' ratios):"
+    );
     println!(
         "{:<27} {:>7} {:>14} {:>14} {:>8}",
         "workload", "threads", "lock Mops/s", "lock-free", "ratio"
@@ -502,15 +521,14 @@ fn summary() {
     for work in [Work::Cmdq, Work::Dma, Work::SlowSync] {
         let mut one = None;
         for threads in thread_counts() {
-            let lock = ops_per_sec::<Locked>(work, threads);
-            let free = ops_per_sec::<LockFree>(work, threads);
+            let (lock, free, ratio) = paired(work, threads);
             println!(
                 "{:<27} {:>7} {:>14.3} {:>14.3} {:>7.2}x",
                 work.name(),
                 threads,
                 lock / 1e6,
                 free / 1e6,
-                free / lock
+                ratio
             );
             if threads == 1 {
                 one = Some(free);
