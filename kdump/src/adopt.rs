@@ -4,6 +4,9 @@
 //! the adopt-mode [`ResetPlan`] — and anything else into the full reset of SPEC D2, with the
 //! reason.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use smmu::dma::DmaBuf;
 use smmu::ids::{IdAllocator, IdError};
 use smmu::reset::{OnFailure, ResetPlan, ResetStep};
@@ -62,15 +65,96 @@ pub const RESET_BYPASS: ResetPlan = ResetPlan {
 
 /// The stream table of a crash kernel's driver: adopted, or its own after a full reset.
 ///
-/// Both variants are fixed-capacity bookkeeping (no heap in this crate); the enum lives
-/// inside the driver, which a kernel places in static or allocated memory anyway.
+/// Both variants are fixed-capacity bookkeeping (no heap in this crate), tens of KiB: the
+/// enum lives inside the driver, in the memory the kernel gave [`boot_in`], and is built
+/// there ([`CrashStreamTable::adopted_in`], [`CrashStreamTable::owned_in`]), never on the
+/// stack. `repr(u8)` gives it the layout those in-place constructors rely on.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
+#[repr(u8)]
 pub enum CrashStreamTable {
     /// The crashed kernel's table, adopted.
-    Adopted(AdoptedStreamTable),
+    Adopted(AdoptedStreamTable) = 0,
     /// A table this kernel allocated (full reset).
-    Owned(OwnedStreamTable),
+    Owned(OwnedStreamTable) = 1,
+}
+
+/// One variant of a `repr(u8)` enum as the reference defines its layout (RFC 2195, "primitive
+/// representation"): a `repr(C)` struct of the `u8` tag followed by the variant's fields.
+#[repr(C)]
+struct VariantLayout<T> {
+    tag: u8,
+    payload: MaybeUninit<T>,
+}
+
+impl CrashStreamTable {
+    /// Splits `place` into the tag and the payload place of a variant whose payload is `T`;
+    /// the caller writes the payload, then that variant's discriminant into the tag.
+    ///
+    /// # Safety
+    /// `T` is the payload type of one of the enum's variants.
+    unsafe fn variant_place<T>(place: &mut MaybeUninit<Self>) -> (*mut u8, &mut MaybeUninit<T>) {
+        let p = place.as_mut_ptr().cast::<VariantLayout<T>>();
+        // SAFETY: for a `repr(u8)` enum, a value of a variant with payload `T` is laid out as
+        // `VariantLayout<T>` (`T` is a variant's payload: the caller), which fits in
+        // and is aligned within `Self`; only raw places and a reference to a `MaybeUninit`
+        // (valid for any bytes) are made.
+        unsafe { (addr_of_mut!((*p).tag), &mut *addr_of_mut!((*p).payload)) }
+    }
+
+    /// Builds [`CrashStreamTable::Adopted`] in `place`: the crashed kernel's table mapped as
+    /// [`AdoptedStreamTable::new_in`] does. On failure `place` is left uninitialised.
+    pub fn adopted_in<'p, H: Hal + ?Sized>(
+        place: &'p mut MaybeUninit<Self>,
+        hal: &H,
+        geometry: crate::Geometry,
+        attr: MapAttr,
+        coherent: bool,
+        features: &smmu::arch::idr::Features,
+    ) -> Result<&'p mut AdoptedStreamTable, Error> {
+        // SAFETY: discriminant 0 is `Adopted(AdoptedStreamTable)`.
+        let (tag, payload) = unsafe { Self::variant_place::<AdoptedStreamTable>(place) };
+        let table = AdoptedStreamTable::new_in(
+            payload,
+            hal,
+            geometry,
+            attr,
+            coherent,
+            id_bits(features.asid16),
+            id_bits(features.vmid16),
+        )?;
+        // SAFETY: `tag` is the enum's tag byte; with the payload initialised above, writing
+        // the discriminant completes a valid `Adopted`.
+        unsafe { tag.write(0) };
+        Ok(table)
+    }
+
+    /// Builds [`CrashStreamTable::Owned`] in `place`, as [`OwnedStreamTable::new_in`] does.
+    /// On failure `place` is left uninitialised.
+    pub fn owned_in<'p, H: Hal + ?Sized>(
+        place: &'p mut MaybeUninit<Self>,
+        hal: &H,
+        layout: Layout,
+        log2: u32,
+        coherent: bool,
+        fill: &[u64; ENTRY_QWORDS],
+    ) -> Result<&'p mut OwnedStreamTable, Error> {
+        // SAFETY: discriminant 1 is `Owned(OwnedStreamTable)`.
+        let (tag, payload) = unsafe { Self::variant_place::<OwnedStreamTable>(place) };
+        let table = OwnedStreamTable::new_in(payload, hal, layout, log2, coherent, fill)?;
+        // SAFETY: as in `adopted_in`, for discriminant 1.
+        unsafe { tag.write(1) };
+        Ok(table)
+    }
+}
+
+/// Bits of an ASID or VMID: 16 when the SMMU has 16-bit IDs, else 8.
+fn id_bits(sixteen: bool) -> u32 {
+    if sixteen {
+        16
+    } else {
+        8
+    }
 }
 
 impl StreamTable for CrashStreamTable {
@@ -128,7 +212,7 @@ impl StreamTable for CrashStreamTable {
         }
     }
 
-    unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
+    unsafe fn release<H: Hal + ?Sized>(&mut self, hal: &H) {
         // SAFETY: forwarded from the caller.
         unsafe {
             match self {
@@ -221,7 +305,7 @@ impl Default for AdoptOptions {
     }
 }
 
-/// What [`boot`] did.
+/// What [`boot_in`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// The live table was adopted; SMMUEN stayed 1 throughout.
@@ -240,10 +324,29 @@ pub enum Verdict {
     Abandoned(Error),
 }
 
-/// A crash kernel's driver, up.
+/// The driver of a crash kernel: the SMMU with an adopted table or one of its own.
+pub type CrashDriver<R, H> = Smmu<R, H, CrashStreamTable>;
+
+/// A crash kernel's driver, up, where [`boot_in`] built it.
+pub struct BootedIn<'s, R: RegisterAccess, H: Hal> {
+    /// The driver, in the caller's slot.
+    pub smmu: &'s mut CrashDriver<R, H>,
+    /// How it came up.
+    pub verdict: Verdict,
+}
+
+impl<R: RegisterAccess, H: Hal> core::fmt::Debug for BootedIn<'_, R, H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BootedIn")
+            .field("verdict", &self.verdict)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A crash kernel's driver, up, returned by value by [`boot`].
 pub struct Booted<R: RegisterAccess, H: Hal> {
     /// The driver.
-    pub smmu: Smmu<R, H, CrashStreamTable>,
+    pub smmu: CrashDriver<R, H>,
     /// How it came up.
     pub verdict: Verdict,
 }
@@ -256,7 +359,8 @@ impl<R: RegisterAccess, H: Hal> core::fmt::Debug for Booted<R, H> {
     }
 }
 
-fn reserve(asids: &mut IdAllocator, vmids: &mut IdAllocator, found: Found) -> Result<(), Refusal> {
+/// Reserves one tag the scan found in the scan's record (SPEC K14).
+fn reserve(asids: &IdAllocator, vmids: &IdAllocator, found: Found) -> Result<(), Refusal> {
     let r = match found {
         Found::Asid { sid, ssid, asid } => asids
             .reserve(asid)
@@ -307,18 +411,23 @@ fn with_scratch<H: Hal + ?Sized>(
     result
 }
 
-/// A full reset on a table of our own.
-pub fn full_reset<R: RegisterAccess, H: Hal>(
+/// The full reset on a table of our own, with the driver built in `slot` (nothing of its
+/// size passes through the stack). With `GBPA` left to bypass by the plan, unattached
+/// StreamIDs bypass too (the "bypass" strategy); otherwise they abort.
+///
+/// On an error the slot must be treated as uninitialised. If the driver was built and its
+/// reset failed, its buffers are not given back (the SMMU may still use them: leaked, as a
+/// crash kernel must).
+pub fn full_reset_in<'s, R: RegisterAccess, H: Hal>(
+    slot: &'s mut MaybeUninit<CrashDriver<R, H>>,
     regs: R,
     hal: H,
     plan: &ResetPlan,
     config: SmmuConfig,
-) -> Result<Smmu<R, H, CrashStreamTable>, Error> {
+) -> Result<&'s mut CrashDriver<R, H>, Error> {
     let features = smmu::probe::probe(&regs)?;
     let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
     let coherent = config.coherent.unwrap_or(features.coherent);
-    // With GBPA left to bypass, unattached StreamIDs bypass too (the "bypass" strategy);
-    // otherwise they abort.
     let fill = if plan.contains(ResetStep::GlobalBypassAllow) {
         make::ste_image(&make::bypass_ste(make::EntryFeatures {
             attr_types_ovr: features.attr_types_ovr,
@@ -327,153 +436,250 @@ pub fn full_reset<R: RegisterAccess, H: Hal>(
     } else {
         make::ste_image(&make::abort_ste())
     };
-    let table = OwnedStreamTable::new(&hal, layout, log2, coherent, &fill)?;
-    let mut smmu = Smmu::new(regs, hal, features, CrashStreamTable::Owned(table), config)?;
+    let smmu = Smmu::new_in_with(slot, regs, hal, features, config, |hal, place| {
+        CrashStreamTable::owned_in(place, hal, layout, log2, coherent, &fill).map(|_| ())
+    })?;
     smmu.reset(plan)?;
     Ok(smmu)
 }
 
-/// Adopts the live SMMU if it can be adopted, else resets it (SPEC K1–K17).
+/// [`full_reset_in`], returning the driver by value (through the stack: hosts and tests;
+/// a crash kernel uses [`full_reset_in`]).
+pub fn full_reset<R: RegisterAccess, H: Hal>(
+    regs: R,
+    hal: H,
+    plan: &ResetPlan,
+    config: SmmuConfig,
+) -> Result<CrashDriver<R, H>, Error> {
+    let mut slot = MaybeUninit::uninit();
+    full_reset_in(&mut slot, regs, hal, plan, config)?;
+    // SAFETY: `full_reset_in` returned `Ok`, so the slot holds the driver.
+    Ok(unsafe { slot.assume_init() })
+}
+
+/// Adopts the live SMMU if it can be adopted, else resets it (SPEC K1–K17), building the
+/// driver in `slot`: the crash kernel's bring-up.
+///
+/// Nothing of the driver's size passes through the stack: the driver, its stream table
+/// (adopted or its own) and the ID allocators are written where they live, and the scan's
+/// bookkeeping is in pages from the HAL. The stack it uses is part of its contract, because
+/// a crash kernel's stack is small and the memory below it is the crashed kernel's (the dump
+/// it exists to save): at most 16 KiB when optimised (opt-level 1 and up) and 48 KiB at
+/// opt-level 0, checked by `kdump/tests/stack.rs` in every CI run (measured on x86-64:
+/// 7.7 KiB in release, 29 KiB at opt-level 0; most of it is the scan's walk). The by-value
+/// [`boot`] needs 110 KiB and 750 KiB.
 ///
 /// `regs` and `hal` are cloned so that a refused or abandoned adoption can hand them to the
-/// full reset; references (`&Mmio`, `&MyHal`) are the usual choice.
+/// full reset; references (`&Mmio`, `&MyHal`) are the usual choice. An abandoned adoption's
+/// driver is taken down in the slot by the fallback plan's steps up to and including
+/// [`ResetStep::DisableAll`]; its buffers are given back if `CR0` then reads 0 and leaked
+/// otherwise, and the full reset is built in the same slot.
 ///
 /// With the `log` feature the verdict is reported (target `smmu`): adopted with what was
 /// reserved, or the full reset with the reason in plain words and its stable code.
+///
+/// On an error the slot must be treated as uninitialised (see [`full_reset_in`]).
+pub fn boot_in<'s, R: RegisterAccess + Clone, H: Hal + Clone>(
+    slot: &'s mut MaybeUninit<CrashDriver<R, H>>,
+    regs: R,
+    hal: H,
+    platform: &AdoptPlatform,
+    options: &AdoptOptions,
+) -> Result<BootedIn<'s, R, H>, Error> {
+    let verdict = adopt_or_reset_in(slot, regs, hal, platform, options);
+    match &verdict {
+        Ok(Verdict::Adopted { stats, asids, vmids }) => report!(
+            info,
+            "crash kernel: adopted the live SMMU ({} valid STEs, {asids} ASIDs and {vmids} VMIDs reserved)",
+            stats.stes_valid
+        ),
+        Ok(Verdict::FullReset(reason)) => report!(
+            warn,
+            "crash kernel: full SMMU reset, the live table was not adopted: {reason} ({})",
+            reason.code()
+        ),
+        Ok(Verdict::Abandoned(e)) => report!(
+            error,
+            "crash kernel: adoption failed part-way ({e}); the SMMU was reset"
+        ),
+        Err(e) => report!(error, "crash kernel: SMMU bring-up failed: {e}"),
+    }
+    let verdict = verdict?;
+    Ok(BootedIn {
+        // SAFETY: `adopt_or_reset_in` returned `Ok`: the slot holds the running driver.
+        smmu: unsafe { slot.assume_init_mut() },
+        verdict,
+    })
+}
+
+/// [`boot_in`], returning the driver by value: it passes through the stack (about 100 KiB),
+/// which a host test or tool can afford and a crash kernel cannot.
 pub fn boot<R: RegisterAccess + Clone, H: Hal + Clone>(
     regs: R,
     hal: H,
     platform: &AdoptPlatform,
     options: &AdoptOptions,
 ) -> Result<Booted<R, H>, Error> {
-    let booted = adopt_or_reset(regs, hal, platform, options);
-    match &booted {
-        Ok(Booted {
-            verdict: Verdict::Adopted { stats, asids, vmids },
-            ..
-        }) => report!(
-            info,
-            "crash kernel: adopted the live SMMU ({} valid STEs, {asids} ASIDs and {vmids} VMIDs reserved)",
-            stats.stes_valid
-        ),
-        Ok(Booted {
-            verdict: Verdict::FullReset(reason),
-            ..
-        }) => report!(
-            warn,
-            "crash kernel: full SMMU reset, the live table was not adopted: {reason} ({})",
-            reason.code()
-        ),
-        Ok(Booted {
-            verdict: Verdict::Abandoned(e),
-            ..
-        }) => report!(
-            error,
-            "crash kernel: adoption failed part-way ({e}); the SMMU was reset"
-        ),
-        Err(e) => report!(error, "crash kernel: SMMU bring-up failed: {e}"),
-    }
-    booted
+    let mut slot = MaybeUninit::uninit();
+    let verdict = boot_in(&mut slot, regs, hal, platform, options)?.verdict;
+    Ok(Booted {
+        // SAFETY: `boot_in` returned `Ok`, so the slot holds the driver.
+        smmu: unsafe { slot.assume_init() },
+        verdict,
+    })
 }
 
-/// [`boot`] without its report.
-fn adopt_or_reset<R: RegisterAccess + Clone, H: Hal + Clone>(
+/// How an adoption attempt ended, when it did not adopt.
+enum NotAdopted {
+    /// Refused before the driver was built: the slot is uninitialised.
+    Refused(Verdict),
+    /// The adopt-mode reset failed: the slot holds the abandoned driver.
+    Abandoned(Error),
+}
+
+impl From<Error> for NotAdopted {
+    fn from(e: Error) -> Self {
+        // The driver could not be built (its queues): nothing to take down.
+        Self::Refused(Verdict::Abandoned(e))
+    }
+}
+
+/// [`boot_in`] without its report: on `Ok` the slot holds the driver.
+fn adopt_or_reset_in<R: RegisterAccess + Clone, H: Hal + Clone>(
+    slot: &mut MaybeUninit<CrashDriver<R, H>>,
     regs: R,
     hal: H,
     platform: &AdoptPlatform,
     options: &AdoptOptions,
-) -> Result<Booted<R, H>, Error> {
+) -> Result<Verdict, Error> {
     // One configuration for both paths: the full reset after a refusal is still the crash
     // kernel's (SPEC K8, K17).
     let config = options.crash_config(platform);
-    match try_adopt(regs.clone(), hal.clone(), platform, options, config) {
-        Ok(booted) => Ok(booted),
-        Err((verdict, abandoned)) => {
-            let smmu = full_reset(regs, hal, &options.fallback, config);
-            if let Some(old) = abandoned {
-                if smmu.is_ok() {
-                    // SAFETY: the full reset wrote CR0 = 0 (acknowledged) before anything
-                    // that touches memory, so the SMMU no longer uses the abandoned queue.
-                    unsafe { old.release() };
-                } else {
-                    // The SMMU may still use it: leak rather than free.
-                    core::mem::forget(old);
-                }
-            }
-            Ok(Booted {
-                smmu: smmu?,
-                verdict,
-            })
+    let verdict = match try_adopt_in(slot, regs.clone(), hal.clone(), platform, options, config) {
+        Ok(adopted) => return Ok(adopted),
+        Err(NotAdopted::Refused(verdict)) => verdict,
+        Err(NotAdopted::Abandoned(e)) => {
+            take_down_abandoned(slot, &options.fallback);
+            Verdict::Abandoned(e)
         }
-    }
+    };
+    full_reset_in(slot, regs, hal, &options.fallback, config)?;
+    Ok(verdict)
 }
 
-type Abandoned<R, H> = (Verdict, Option<Smmu<R, H, CrashStreamTable>>);
+/// Takes an abandoned adoption's driver down in its slot before the full reset is built
+/// there: the fallback plan's steps through [`ResetStep::DisableAll`], then its buffers back
+/// to the HAL if the SMMU reads as fully disabled (`CR0` and `CR0ACK` 0), else leaked (the
+/// SMMU may still read the new command queue). The slot is uninitialised afterwards.
+fn take_down_abandoned<R: RegisterAccess, H: Hal>(
+    slot: &mut MaybeUninit<CrashDriver<R, H>>,
+    fallback: &ResetPlan,
+) {
+    // SAFETY: the caller passes a slot holding the abandoned driver.
+    let smmu = unsafe { slot.assume_init_mut() };
+    let disabled = fallback
+        .through(ResetStep::DisableAll)
+        .is_some_and(|prefix| {
+            smmu.reset(&prefix).is_ok()
+                && smmu.regs().read32(smmu::arch::regs::offset::CR0) == 0
+                && smmu.regs().read32(smmu::arch::regs::offset::CR0ACK) == 0
+        });
+    if disabled {
+        // SAFETY: the slot holds the driver; CR0 and CR0ACK read 0, so the SMMU uses none
+        // of its queues, and its table is the crashed kernel's (only a CPU mapping) or was
+        // never programmed; no domain was attached. The slot is rebuilt by the caller.
+        drop(unsafe { CrashDriver::release_in(slot) });
+    }
+    // Otherwise the slot's contents are simply overwritten: the buffers stay allocated.
+}
 
-// The error carries the abandoned driver back by value (no heap to box it in).
+/// Adoption (SPEC K1–K21) into `slot`. `Ok`: the slot holds the running driver.
+// The verdict travels back by value (128 bytes, no heap to box it in); the same for the
+// table closure below.
 #[allow(clippy::result_large_err)]
-fn try_adopt<R: RegisterAccess, H: Hal>(
+fn try_adopt_in<R: RegisterAccess, H: Hal>(
+    slot: &mut MaybeUninit<CrashDriver<R, H>>,
     regs: R,
     hal: H,
     platform: &AdoptPlatform,
     options: &AdoptOptions,
     config: SmmuConfig,
-) -> Result<Booted<R, H>, Abandoned<R, H>> {
-    let refuse = |r: Refusal| (Verdict::FullReset(r), None);
+) -> Result<Verdict, NotAdopted> {
+    let refuse = |r: Refusal| NotAdopted::Refused(Verdict::FullReset(r));
     let snap = RegisterSnapshot::read(&regs);
     decide(&snap, platform).map_err(refuse)?;
-    let features =
-        smmu::probe::check(&snap.ids).map_err(|e| (Verdict::Abandoned(e.into()), None))?;
+    let features = smmu::probe::check(&snap.ids)
+        .map_err(|e| NotAdopted::Refused(Verdict::Abandoned(e.into())))?;
     let is_ram = |pa: u64, size: u64| !options.check_ram || hal.is_ram(PhysAddr(pa), size);
     let geometry = validate_geometry(&snap, &features, &is_ram).map_err(refuse)?;
     // SPEC K17: the platform's answer (in `config`), never IDR0.COHACC, decides whether
     // writes to the adopted structures are cleaned.
     let coherent = config.coherent.unwrap_or(features.coherent);
-    // SPEC K14: every ASID and VMID the old tables use, reserved before any domain exists.
-    let mut asids = IdAllocator::new(if features.asid16 { 16 } else { 8 });
-    let mut vmids = IdAllocator::new(if features.vmid16 { 16 } else { 8 });
-    let memory = HalMemory {
-        hal: &hal,
-        attr: options.attr,
-        coherent,
-    };
-    let stats = with_scratch(&hal, scan::scratch_slots(&geometry, &features), |scratch| {
-        scan::scan(&geometry, &features, &memory, scratch, &mut |f| {
-            reserve(&mut asids, &mut vmids, f)
-        })
-    })
-    .map_err(refuse)?;
-    let mut table =
-        AdoptedStreamTable::new(&hal, geometry, options.attr, coherent).map_err(|_| {
-            refuse(Refusal::MemoryUnreadable {
-                pa: geometry.base(),
-                len: geometry.table_bytes(),
+    let mut stats = ScanStats::default();
+    #[allow(clippy::result_large_err)]
+    let smmu = Smmu::new_in_with(slot, regs, hal, features, config, |hal, place| {
+        let table =
+            CrashStreamTable::adopted_in(place, hal, geometry, options.attr, coherent, &features)
+                .map_err(|_| {
+                refuse(Refusal::MemoryUnreadable {
+                    pa: geometry.base(),
+                    len: geometry.table_bytes(),
+                })
+            })?;
+        let memory = HalMemory {
+            hal,
+            attr: options.attr,
+            coherent,
+        };
+        // SPEC K14: every ASID and VMID the old tables use, recorded before any domain
+        // exists.
+        let (asids, vmids) = table.scan_record();
+        let scanned = with_scratch(hal, scan::scratch_slots(&geometry, &features), |scratch| {
+            scan::scan(&geometry, &features, &memory, scratch, &mut |f| {
+                reserve(asids, vmids, f)
             })
-        })?;
-    // SPEC K21: what is mapped later is checked against what the scan reserved.
-    table.revalidate_against(features, &asids, &vmids);
-    let mut smmu = Smmu::new(
-        regs,
-        hal,
-        features,
-        CrashStreamTable::Adopted(table),
-        config,
-    )
-    .map_err(|e| (Verdict::Abandoned(e), None))?;
-    *smmu.asids_mut() = asids;
-    *smmu.vmids_mut() = vmids;
+        });
+        match scanned {
+            Ok(s) => {
+                stats = s;
+                // SPEC K21: what is mapped later is checked against what the scan reserved.
+                table.arm_revalidation(features);
+                Ok(())
+            }
+            Err(r) => {
+                // SAFETY: only the crashed kernel's table is mapped (a CPU mapping), and the
+                // place is left uninitialised (this returns an error).
+                unsafe { table.release(hal) };
+                Err(refuse(r))
+            }
+        }
+    })?;
+    // The driver's allocators take over the scan's reservations (SPEC K14).
+    let taken = smmu.with_stream_table(|table| match table {
+        CrashStreamTable::Adopted(t) => {
+            let (asids, vmids) = t.scan_record();
+            smmu.asids()
+                .reserve_from(asids)
+                .and_then(|()| smmu.vmids().reserve_from(vmids))
+        }
+        CrashStreamTable::Owned(_) => Ok(()),
+    });
+    if let Err(e) = taken {
+        // Cannot happen (fresh allocators of the same widths); were it to, the driver
+        // exists but never touched a register: give it back and reset.
+        // SAFETY: the slot holds the driver, which programmed nothing.
+        drop(unsafe { CrashDriver::release_in(slot) });
+        let _ = e;
+        return Err(NotAdopted::Refused(Verdict::Abandoned(Error::IdsExhausted)));
+    }
     if let Err(e) = smmu.reset(&ADOPT) {
         // The plan's failure action set GBPA.ABORT, then cleared SMMUEN (SPEC K16).
-        return Err((Verdict::Abandoned(e), Some(smmu)));
+        return Err(NotAdopted::Abandoned(e));
     }
-    let (asids, vmids) = (smmu.asids().in_use(), smmu.vmids().in_use());
-    Ok(Booted {
-        smmu,
-        verdict: Verdict::Adopted {
-            stats,
-            asids,
-            vmids,
-        },
+    Ok(Verdict::Adopted {
+        stats,
+        asids: smmu.asids().in_use(),
+        vmids: smmu.vmids().in_use(),
     })
 }
 

@@ -125,8 +125,8 @@ pub mod image;
 mod tests;
 
 pub use adopt::{
-    boot, full_reset, AdoptOptions, Booted, CrashStreamTable, HalMemory, Verdict, ADOPT,
-    RESET_ABORT, RESET_BYPASS,
+    boot, boot_in, full_reset, full_reset_in, AdoptOptions, Booted, BootedIn, CrashDriver,
+    CrashStreamTable, HalMemory, Verdict, ADOPT, RESET_ABORT, RESET_BYPASS,
 };
 pub use reason::{all_codes, Refusal, Structure, StructureKind};
 pub use scan::{

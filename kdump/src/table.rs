@@ -11,6 +11,8 @@
 //! not aborting when the chunk was first touched, so still the crashed kernel's. Such an STE
 //! is only rewritten by an explicit attach, and its bit is cleared once that write completed.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use heapless::Vec;
@@ -44,10 +46,16 @@ struct Chunk {
     rejected: [u64; 4],
 }
 
+/// An empty chunk directory, copied into a table built in place: writing `Vec::new()`
+/// through a pointer makes a stack temporary of the directory's full size (28 KiB) when the
+/// compiler does not optimise, and a crash kernel's stack has no room for it.
+static NO_CHUNKS: Vec<Chunk, MAX_CHUNKS> = Vec::new();
+
 /// What the scan reserved, to re-validate inherited STEs against when their table is mapped
-/// (SPEC K21).
+/// (SPEC K21). Built in place with the table (two 16 KiB bitmaps).
 struct ScanTags {
-    features: Features,
+    /// The SMMU's features, once re-validation is armed; `None` before (nothing checked).
+    features: Option<Features>,
     asids: IdAllocator,
     vmids: IdAllocator,
 }
@@ -59,7 +67,7 @@ pub struct AdoptedStreamTable {
     coherent: bool,
     base: DmaBuf,
     chunks: Vec<Chunk, MAX_CHUNKS>,
-    tags: Option<ScanTags>,
+    tags: ScanTags,
 }
 
 impl core::fmt::Debug for AdoptedStreamTable {
@@ -85,42 +93,81 @@ pub(crate) fn inherited(words: &[u64; ENTRY_QWORDS]) -> bool {
 
 impl AdoptedStreamTable {
     /// Maps the linear or level-1 table that `geometry` describes (nothing else), with the
-    /// platform's attribute (SPEC K17).
+    /// platform's attribute (SPEC K17). The table is about 60 KiB and returned by value: a
+    /// crash kernel builds it in place with [`AdoptedStreamTable::new_in`].
     pub fn new<H: Hal + ?Sized>(
         hal: &H,
         geometry: Geometry,
         attr: MapAttr,
         coherent: bool,
     ) -> Result<Self, Error> {
+        let mut place = MaybeUninit::uninit();
+        Self::new_in(&mut place, hal, geometry, attr, coherent, 16, 16)?;
+        // SAFETY: `new_in` returned `Ok`, so it initialised the table.
+        Ok(unsafe { place.assume_init() })
+    }
+
+    /// As [`AdoptedStreamTable::new`], built in `place`, with room to record what the scan
+    /// reserves in IDs of `asid_bits` and `vmid_bits` (the SMMU's widths): nothing of the
+    /// table's size passes through the stack. On failure `place` is left uninitialised.
+    pub fn new_in<'p, H: Hal + ?Sized>(
+        place: &'p mut MaybeUninit<Self>,
+        hal: &H,
+        geometry: Geometry,
+        attr: MapAttr,
+        coherent: bool,
+        asid_bits: u32,
+        vmid_bits: u32,
+    ) -> Result<&'p mut Self, Error> {
         let bytes = usize::try_from(geometry.table_bytes().max(8))
             .map_err(|_| Error::Hal(smmu::HalError::MapRefused))?;
         let base = DmaBuf::map(hal, PhysAddr(geometry.base()), bytes, attr, coherent)?;
-        Ok(Self {
-            geometry,
-            attr,
-            coherent,
-            base,
-            chunks: Vec::new(),
-            tags: None,
-        })
+        let p = place.as_mut_ptr();
+        // SAFETY: `p` comes from `&mut MaybeUninit<Self>`: valid for writes and aligned. Each
+        // field is written once through a raw place; the allocators are built where they are.
+        // The chunk directory is a bitwise copy of an empty `heapless::Vec`, which owns
+        // nothing and points nowhere (inline storage): an independent empty vector; the
+        // static is never written or dropped.
+        unsafe {
+            addr_of_mut!((*p).geometry).write(geometry);
+            addr_of_mut!((*p).attr).write(attr);
+            addr_of_mut!((*p).coherent).write(coherent);
+            addr_of_mut!((*p).base).write(base);
+            core::ptr::copy_nonoverlapping(&raw const NO_CHUNKS, addr_of_mut!((*p).chunks), 1);
+            let tags = addr_of_mut!((*p).tags);
+            addr_of_mut!((*tags).features).write(None);
+            IdAllocator::new_in(&mut *addr_of_mut!((*tags).asids).cast(), asid_bits);
+            IdAllocator::new_in(&mut *addr_of_mut!((*tags).vmids).cast(), vmid_bits);
+        }
+        // SAFETY: every field was written above.
+        Ok(unsafe { place.assume_init_mut() })
+    }
+
+    /// Where the scan records the ASIDs and VMIDs it reserves (SPEC K14), before
+    /// [`AdoptedStreamTable::arm_revalidation`] makes later mappings check against them.
+    pub fn scan_record(&self) -> (&IdAllocator, &IdAllocator) {
+        (&self.tags.asids, &self.tags.vmids)
     }
 
     /// SPEC K21: from now on, each chunk of STEs is re-validated when first touched: decoded
-    /// again, its CDs read again, and every ASID and VMID it uses checked against `asids`
-    /// and `vmids` — what the scan reserved (copies, taken before this kernel allocates any).
-    /// A StreamID whose STE fails is refused with [`Error::InheritedEntryChanged`]; the rest
-    /// of the table stays adopted.
+    /// again, its CDs read again, and every ASID and VMID it uses checked against what the
+    /// scan reserved ([`AdoptedStreamTable::scan_record`]). A StreamID whose STE fails is
+    /// refused with [`Error::InheritedEntryChanged`]; the rest of the table stays adopted.
+    pub fn arm_revalidation(&mut self, features: Features) {
+        self.tags.features = Some(features);
+    }
+
+    /// [`AdoptedStreamTable::arm_revalidation`] against copies of `asids` and `vmids` — what a
+    /// scan run elsewhere reserved, taken before this kernel allocates any. Copied in place.
     pub fn revalidate_against(
         &mut self,
         features: Features,
         asids: &IdAllocator,
         vmids: &IdAllocator,
     ) {
-        self.tags = Some(ScanTags {
-            features,
-            asids: asids.clone(),
-            vmids: vmids.clone(),
-        });
+        self.tags.asids.copy_from(asids);
+        self.tags.vmids.copy_from(vmids);
+        self.arm_revalidation(features);
     }
 
     /// The validated geometry.
@@ -173,9 +220,10 @@ impl AdoptedStreamTable {
                 continue;
             }
             set(&mut deferred, i);
-            if let Some(t) = &self.tags {
+            if let Some(features) = &self.tags.features {
+                let t = &self.tags;
                 let sid = first_sid + i as u32;
-                let ok = recheck.ste(sid, w, &self.geometry, &t.features, &memory, &mut |found| {
+                let ok = recheck.ste(sid, w, &self.geometry, features, &memory, &mut |found| {
                     let reserved = match found {
                         Found::Asid { asid, .. } => t.asids.is_reserved(asid),
                         Found::Vmid { vmid, .. } => t.vmids.is_reserved(vmid),
@@ -363,15 +411,16 @@ impl StreamTable for AdoptedStreamTable {
         })
     }
 
-    unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
-        for c in self.chunks {
+    unsafe fn release<H: Hal + ?Sized>(&mut self, hal: &H) {
+        while let Some(c) = self.chunks.pop() {
             if let Some(buf) = c.l2 {
                 // SAFETY: mappings are CPU-only; tables we allocated are no longer used by
                 // the SMMU (the caller's guarantee).
                 unsafe { buf.release(hal) };
             }
         }
-        // SAFETY: a CPU mapping of the crashed kernel's table.
-        unsafe { self.base.release(hal) };
+        // SAFETY: a CPU mapping of the crashed kernel's table; the caller never uses or
+        // releases the table again, so it is unmapped once.
+        unsafe { core::ptr::read(&raw const self.base).release(hal) };
     }
 }

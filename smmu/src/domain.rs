@@ -6,6 +6,8 @@
 //! domain. It is owned by the caller, created and freed through the SMMU it belongs to, and
 //! mapped and unmapped through it too, so that every unmap is followed by its invalidation.
 
+use core::mem::ManuallyDrop;
+
 use smmu_pagetable::{Config, Granule as PtGranule, PageTable, Stage, TableAllocator};
 
 use crate::arch::cd::{CdConfig, TableControls};
@@ -24,13 +26,44 @@ pub enum DomainStage {
 }
 
 /// A paging domain.
+///
+/// Its page table is freed only by [`Smmu::free_domain`](crate::Smmu::free_domain), which
+/// refuses while a master may still use it. A `Domain` that is simply dropped *leaks* its
+/// table (and says so through the `log` feature): the SMMU may still be walking it for a
+/// master attached to it, and freeing it then would let the SMMU read memory the allocator
+/// hands out again. Leaking is the safe default; freeing is the explicit step.
 pub struct Domain<A: TableAllocator> {
     pub(crate) token: u32,
     pub(crate) smmu: usize,
     pub(crate) stage: DomainStage,
     pub(crate) protected: bool,
     pub(crate) id: u16,
-    pub(crate) table: PageTable<A>,
+    /// Never dropped by `Domain`'s own `Drop` (which leaks it); `free_domain` takes it out.
+    pub(crate) table: ManuallyDrop<PageTable<A>>,
+}
+
+impl<A: TableAllocator> Drop for Domain<A> {
+    fn drop(&mut self) {
+        // The table stays allocated: nothing here knows whether a master still uses it.
+        crate::report::report!(
+            warn,
+            "domain {} (ID {}) dropped without Smmu::free_domain: its page table is leaked, \
+             since the SMMU may still walk it",
+            self.token,
+            self.id
+        );
+    }
+}
+
+impl<A: TableAllocator> Domain<A> {
+    /// Takes the page table out of a domain that is going away (freed by
+    /// [`Smmu::free_domain`](crate::Smmu::free_domain), which checked no master uses it).
+    pub(crate) fn into_table(self) -> PageTable<A> {
+        let mut domain = ManuallyDrop::new(self);
+        // SAFETY: `domain` is wrapped in `ManuallyDrop` and never used again, so neither its
+        // `Drop` nor a second `take` can reach the table taken here.
+        unsafe { ManuallyDrop::take(&mut domain.table) }
+    }
 }
 
 impl<A: TableAllocator> core::fmt::Debug for Domain<A> {

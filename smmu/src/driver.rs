@@ -1,13 +1,13 @@
 //! The driver core: [`Smmu`] owns the registers, the queues, the stream table, the ID
 //! allocators and the per-master state (SPEC D1–D10).
 
-use core::mem::MaybeUninit;
-use core::ptr::addr_of_mut;
+use core::mem::{ManuallyDrop, MaybeUninit};
+use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use heapless::Vec;
 use smmu_pagetable::{Gather, Iova, PageTable, PhysAddr, Prot, TableAllocator};
-use spin::{Mutex, MutexGuard, RwLock};
+use spin::{Mutex, MutexGuard};
 use tock_registers::LocalRegisterCopy;
 
 use crate::access::RegisterAccess;
@@ -30,6 +30,7 @@ use crate::poll::{poll, PollBudget};
 use crate::report::report;
 use crate::reset::{OnFailure, ResetPlan, ResetStep};
 use crate::strtab::{Prepared, StreamTable};
+use crate::table_lock::TableLock;
 use crate::writer::make::{self, EntryFeatures, MasterCaps};
 use crate::writer::{write_entry, CdRules, EntrySlot, SteRules, WriteReport, ENTRY_QWORDS};
 
@@ -236,7 +237,7 @@ pub struct Smmu<R: RegisterAccess, H: Hal, S: StreamTable> {
     cmdq: CommandQueue,
     evtq: Option<OutputQueue>,
     priq: Option<OutputQueue>,
-    strtab: RwLock<S>,
+    strtab: TableLock<S>,
     asids: IdAllocator,
     vmids: IdAllocator,
     masters: [Mutex<Option<Master>>; MAX_MASTERS],
@@ -329,10 +330,9 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     ///
     /// On failure everything allocated, `strtab` included, is given back.
     ///
-    /// `Smmu` is large (about 52 KiB with an [`OwnedStreamTable`](crate::OwnedStreamTable):
-    /// two 16 KiB ASID/VMID bitmaps, the master table, the stream table's level-2
-    /// directory), and this returns it by value: a firmware or kernel with a small stack
-    /// uses [`Smmu::new_in`] instead.
+    /// `Smmu` is large (see [`Smmu::new_in_with`]) and this returns it by value, through the
+    /// stack: a host with a large stack may use it; firmware and kernels, and every crash
+    /// kernel, build the driver where it lives with [`Smmu::new_in_with`].
     pub fn new(
         regs: R,
         hal: H,
@@ -346,15 +346,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         Ok(unsafe { slot.assume_init() })
     }
 
-    /// As [`Smmu::new`], but builds the driver directly in caller-provided memory (a
-    /// `static`, a HAL page, a `Box<MaybeUninit<_>>`): nothing of the size of `Smmu` passes
-    /// through the stack. The largest temporaries are `strtab` (moved in once; about 10 KiB
-    /// for an [`OwnedStreamTable`](crate::OwnedStreamTable)) and one queue handle.
-    ///
-    /// On success the slot is initialised and the returned reference is the driver; the
-    /// slot is a `MaybeUninit`, so dropping it does not drop the driver (it owns no `Drop`
-    /// resource: buffers go back through [`Smmu::release`]). On failure the slot is left
-    /// uninitialised and everything allocated, `strtab` included, is given back.
+    /// As [`Smmu::new_in_with`], for a stream table the caller already built: `strtab` is
+    /// moved into the slot once (so it passes through the stack once; an
+    /// [`OwnedStreamTable`](crate::OwnedStreamTable) is about 10 KiB). On failure it is given
+    /// back to the HAL like everything else.
     pub fn new_in(
         slot: &mut MaybeUninit<Self>,
         regs: R,
@@ -363,15 +358,59 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         strtab: S,
         config: SmmuConfig,
     ) -> Result<&mut Self, Error> {
+        Self::new_in_with(slot, regs, hal, features, config, |_, place| {
+            place.write(strtab);
+            Ok::<(), Error>(())
+        })
+    }
+
+    /// Builds the driver directly in caller-provided memory (a `static` — see
+    /// [`StaticSlot`](crate::StaticSlot) —, a HAL page, a `Box<MaybeUninit<_>>`), with the stream
+    /// table built in place too by `strtab`: nothing of the size of `Smmu` or of its table
+    /// passes through the stack. This is how a crash kernel brings the driver up
+    /// (`smmu_kdump::boot_in`): its stack is small, and the memory below it is the crashed
+    /// kernel's.
+    ///
+    /// `strtab` runs first, with the HAL and the table's place: it either initialises the
+    /// place and returns `Ok`, or gives back whatever it took, leaves the place alone and
+    /// returns its error, which this returns. Then the queues are allocated; if that fails,
+    /// the table is released ([`StreamTable::release`]) and the error returned. On failure
+    /// the slot is left uninitialised; on success it holds the driver and the returned
+    /// reference is it. The slot is a `MaybeUninit`, so dropping it does not drop the driver
+    /// (which owns no `Drop` resource: buffers go back through [`Smmu::release_in`]).
+    ///
+    /// The size of `Smmu` is dominated by two ASID/VMID bitmaps (16 KiB each), the master
+    /// table and the stream table's own directory (`size_of` tells the exact figure for a
+    /// given `S`); none of it is ever on the stack here.
+    pub fn new_in_with<E: From<Error>>(
+        slot: &mut MaybeUninit<Self>,
+        regs: R,
+        hal: H,
+        features: Features,
+        config: SmmuConfig,
+        strtab: impl FnOnce(&H, &mut MaybeUninit<S>) -> Result<(), E>,
+    ) -> Result<&mut Self, E> {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `p` comes from `&mut MaybeUninit<Self>`, so it is valid for writes and
+        // aligned; the lock is written and the table's place returned, uninitialised.
+        let place = unsafe { TableLock::init_lock_at(addr_of_mut!((*p).strtab)) };
+        // SAFETY: `place` points into `*slot`, which this function borrows exclusively; no
+        // other reference to that field exists while this one lives.
+        strtab(&hal, unsafe { &mut *place })?;
+        // From here on the table is initialised and is given back on every failure.
+        let release_table = |hal: &H| {
+            // SAFETY: the table was initialised by `strtab` above, no register points at it
+            // (this function writes none), and the slot is left uninitialised afterwards.
+            unsafe { (*place).assume_init_mut().release(hal) }
+        };
         let coherent = config.coherent.unwrap_or(features.coherent);
         let mode = SyncMode::select(features.msi, features.sev, coherent);
         let cmdq_log2 = config.cmdq_log2.min(u32::from(features.cmdq_log2_max));
         let cmdq = match CommandQueue::new(&hal, cmdq_log2, mode, coherent, config.budget) {
             Ok(q) => q,
             Err(e) => {
-                // SAFETY: no register points at the table yet (this function writes none).
-                unsafe { strtab.release(&hal) };
-                return Err(e);
+                release_table(&hal);
+                return Err(e.into());
             }
         };
         let mut out = [None, None];
@@ -379,11 +418,11 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             (QueueKind::Event, config.evtq_log2),
             (QueueKind::Pri, config.priq_log2.filter(|_| features.pri)),
         ];
-        for (slot, (kind, log2)) in out.iter_mut().zip(wanted) {
+        for (queue, (kind, log2)) in out.iter_mut().zip(wanted) {
             let Some(log2) = log2 else { continue };
             let log2 = log2.min(kind.max_log2_entries(&features));
             match OutputQueue::new(&hal, kind, log2, coherent) {
-                Ok(q) => *slot = Some(q),
+                Ok(q) => *queue = Some(q),
                 Err(e) => {
                     // SAFETY: none of these is known to the SMMU yet.
                     unsafe {
@@ -391,9 +430,9 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                             q.release(&hal);
                         }
                         cmdq.release(&hal);
-                        strtab.release(&hal);
                     }
-                    return Err(Error::Queue(e));
+                    release_table(&hal);
+                    return Err(Error::Queue(e).into());
                 }
             }
         }
@@ -406,9 +445,8 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         };
         let asid_bits = if features.asid16 { 16 } else { 8 };
         let vmid_bits = if features.vmid16 { 16 } else { 8 };
-        let p = slot.as_mut_ptr();
-        // SAFETY: `p` comes from `&mut MaybeUninit<Self>`, so it is valid for writes and
-        // aligned. Every field is written exactly once through a raw place (no reference to
+        // SAFETY: `p` is valid for writes and aligned (above). Every field but `strtab`
+        // (initialised above) is written exactly once through a raw place (no reference to
         // uninitialised memory is made), the large ones in place.
         unsafe {
             addr_of_mut!((*p).regs).write(regs);
@@ -420,7 +458,6 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             addr_of_mut!((*p).cmdq).write(cmdq);
             addr_of_mut!((*p).evtq).write(evtq);
             addr_of_mut!((*p).priq).write(priq);
-            addr_of_mut!((*p).strtab).write(RwLock::new(strtab));
             IdAllocator::init_at(addr_of_mut!((*p).asids), asid_bits);
             IdAllocator::init_at(addr_of_mut!((*p).vmids), vmid_bits);
             let masters = addr_of_mut!((*p).masters).cast::<Mutex<Option<Master>>>();
@@ -1189,7 +1226,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             stage,
             protected,
             id,
-            table,
+            table: ManuallyDrop::new(table),
         })
     }
 
@@ -1230,8 +1267,8 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             DomainStage::Stage1 => self.asids.free(domain.id),
             DomainStage::Stage2 => self.vmids.free(domain.id),
         };
-        // The page table frees its tables on drop; nothing refers to them any more.
-        drop(domain);
+        // Nothing refers to the tables any more: the page table frees them as it drops.
+        drop(domain.into_table());
         Ok(())
     }
 
@@ -1506,36 +1543,52 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     }
 
     /// Gives every buffer back, consuming the driver, and returns the register interface
-    /// and the HAL (a crash kernel that abandons adoption resets with them).
+    /// and the HAL. `self` passes through the stack: a driver built in place is released in
+    /// place with [`Smmu::release_in`].
     ///
     /// # Safety
     /// The SMMU no longer uses any of the driver's structures: it was disabled (`CR0` = 0
     /// acknowledged) or reset, and no domain is attached.
     pub unsafe fn release(self) -> (R, H) {
-        let Self {
-            regs,
-            hal,
-            cmdq,
-            evtq,
-            priq,
-            strtab,
-            masters,
-            ..
-        } = self;
-        // SAFETY: forwarded from the caller.
+        let mut slot = MaybeUninit::new(self);
+        // SAFETY: `slot` holds a driver (just written); forwarded from the caller.
+        unsafe { Self::release_in(&mut slot) }
+    }
+
+    /// Gives every buffer of the driver in `slot` back and returns the register interface
+    /// and the HAL, leaving the slot uninitialised (ready for [`Smmu::new_in_with`] again).
+    /// Nothing of the size of `Smmu` or its table passes through the stack.
+    ///
+    /// # Safety
+    /// `slot` holds a driver (built by [`Smmu::new_in_with`] and not released since), and the
+    /// SMMU no longer uses any of its structures: it was disabled (`CR0` = 0 acknowledged)
+    /// or reset, and no domain is attached. The slot is not read as a driver afterwards.
+    pub unsafe fn release_in(slot: &mut MaybeUninit<Self>) -> (R, H) {
+        let p = slot.as_mut_ptr();
+        // SAFETY: `slot` holds an initialised driver (caller). Each field is moved out once
+        // with `ptr::read` (the masters one at a time, the table released where it is), and
+        // the slot is treated as uninitialised afterwards (caller), so nothing is used or
+        // given back twice. The SMMU no longer uses the buffers (caller).
         unsafe {
-            for m in masters.into_iter().filter_map(Mutex::into_inner) {
-                if let Some(cd) = m.cd {
+            let regs = core::ptr::read(addr_of!((*p).regs));
+            let hal = core::ptr::read(addr_of!((*p).hal));
+            let masters = addr_of_mut!((*p).masters).cast::<Mutex<Option<Master>>>();
+            for i in 0..MAX_MASTERS {
+                if let Some(Master { cd: Some(cd), .. }) =
+                    core::ptr::read(masters.add(i)).into_inner()
+                {
                     cd.release(&hal);
                 }
             }
+            let evtq = core::ptr::read(addr_of!((*p).evtq));
+            let priq = core::ptr::read(addr_of!((*p).priq));
             for q in [evtq, priq].into_iter().flatten() {
                 q.release(&hal);
             }
-            cmdq.release(&hal);
-            strtab.into_inner().release(&hal);
+            core::ptr::read(addr_of!((*p).cmdq)).release(&hal);
+            (*addr_of_mut!((*p).strtab)).get_mut().release(&hal);
+            (regs, hal)
         }
-        (regs, hal)
     }
 }
 

@@ -6,6 +6,7 @@
 //! tables still use, so that a new domain can never alias a translation the SMMU may still
 //! cache — and a reserved ID is never allocated or freed.
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::Error;
@@ -41,6 +42,10 @@ pub struct IdAllocator {
 }
 
 impl Clone for IdAllocator {
+    fn clone_from(&mut self, source: &Self) {
+        self.copy_from(source);
+    }
+
     fn clone(&self) -> Self {
         let copy = |m: &[AtomicU64; WORDS]| {
             core::array::from_fn(|i| {
@@ -103,6 +108,51 @@ impl IdAllocator {
             core::ptr::addr_of_mut!((*dst).next).write(AtomicU32::new(1));
             core::ptr::addr_of_mut!((*dst).in_use).write(AtomicU32::new(0));
         }
+    }
+
+    /// As [`IdAllocator::new`], built in `place` (16 KiB that never pass through the stack).
+    pub fn new_in(place: &mut MaybeUninit<Self>, bits: u32) -> &mut Self {
+        // SAFETY: `place` is valid for writes of `Self` and aligned (it is a
+        // `&mut MaybeUninit<Self>`), and `init_at` initialises every field.
+        unsafe {
+            Self::init_at(place.as_mut_ptr(), bits);
+            place.assume_init_mut()
+        }
+    }
+
+    /// Makes `self` a copy of `source` where it is, word by word (what
+    /// [`Clone::clone_from`] does, with no 16 KiB temporary on the stack). Exclusive:
+    /// nothing may allocate from either meanwhile.
+    pub fn copy_from(&mut self, source: &IdAllocator) {
+        self.bits = source.bits;
+        for (dst, src) in self.used.iter_mut().zip(&source.used) {
+            *dst.get_mut() = src.load(Ordering::Relaxed);
+        }
+        for (dst, src) in self.reserved.iter_mut().zip(&source.reserved) {
+            *dst.get_mut() = src.load(Ordering::Relaxed);
+        }
+        *self.next.get_mut() = source.next.load(Ordering::Relaxed);
+        *self.in_use.get_mut() = source.in_use();
+    }
+
+    /// Reserves every ID `source` holds reserved (SPEC K14: the crash kernel's driver takes
+    /// over what the scan of the old tables reserved). An ID reserved already stays
+    /// reserved; one this allocator handed out, or that does not fit it, is refused.
+    pub fn reserve_from(&self, source: &IdAllocator) -> Result<(), IdError> {
+        for (word, bits) in source.reserved.iter().enumerate() {
+            let mut bits = bits.load(Ordering::Relaxed);
+            while bits != 0 {
+                let id = (word * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let id = u16::try_from(id).map_err(|_| IdError::OutOfRange(u16::MAX))?;
+                match self.reserve(id) {
+                    Ok(()) => {}
+                    Err(IdError::InUse(_)) if self.is_reserved(id) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How many IDs there are, 0 included (2^bits).

@@ -147,8 +147,10 @@ pub mod probe;
 #[doc(hidden)]
 pub mod report;
 pub mod reset;
+pub mod slot;
 pub mod strtab;
 mod sync;
+mod table_lock;
 #[cfg(test)]
 mod testutil;
 pub mod writer;
@@ -162,4 +164,5 @@ pub use driver::{
 pub use error::{CommandFault, Error, ProbeError, WaitFor};
 pub use hal::{DmaRegion, Hal, HalError, Iova, MapAttr, PhysAddr, PhysRange};
 pub use reset::{OnFailure, ResetPlan, ResetStep};
+pub use slot::StaticSlot;
 pub use strtab::{OwnedStreamTable, StreamTable};

@@ -108,4 +108,15 @@ impl ResetPlan {
     pub fn contains(&self, step: ResetStep) -> bool {
         self.steps.contains(&step)
     }
+
+    /// The plan's steps up to and including the first `step`, with the same failure
+    /// action; `None` when the plan does not contain it. A crash kernel takes an abandoned
+    /// adoption down with its fallback's steps through [`ResetStep::DisableAll`].
+    pub fn through(&self, step: ResetStep) -> Option<ResetPlan> {
+        let end = self.steps.iter().position(|&s| s == step)?;
+        Some(ResetPlan {
+            steps: self.steps.get(..=end)?,
+            on_failure: self.on_failure,
+        })
+    }
 }

@@ -5,6 +5,9 @@
 //! `STRTAB_BASE`), and the adopted table of the crash-kernel crate (a live table it found and
 //! must not move). Nothing else in the driver knows which one it has.
 
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
+
 use heapless::Vec;
 use tock_registers::LocalRegisterCopy;
 
@@ -113,13 +116,15 @@ pub trait StreamTable {
         false
     }
 
-    /// Gives every buffer back to the HAL.
+    /// Gives every buffer back to the HAL, where the table is: a table can be tens of KiB
+    /// (its directory of level-2 tables), and a crash kernel's stack has no room to move it.
+    /// Afterwards the table refers to memory it no longer owns: it is never used again, only
+    /// forgotten or overwritten (no table type has a `Drop` that would touch it).
     ///
     /// # Safety
-    /// The SMMU no longer uses the table (it was reset or pointed elsewhere).
-    unsafe fn release<H: Hal + ?Sized>(self, hal: &H)
-    where
-        Self: Sized;
+    /// The SMMU no longer uses the table (it was reset or pointed elsewhere), and the table
+    /// is not used or released again afterwards.
+    unsafe fn release<H: Hal + ?Sized>(&mut self, hal: &H);
 }
 
 /// Layout of an [`OwnedStreamTable`].
@@ -166,6 +171,11 @@ impl core::fmt::Debug for OwnedStreamTable {
     }
 }
 
+/// An empty level-2 directory, copied into a table built in place: writing `Vec::new()`
+/// through a pointer makes a stack temporary of the directory's full size (10 KiB) when the
+/// compiler does not optimise, and a crash kernel's stack has no room for it.
+static EMPTY_L2_DIRECTORY: Vec<(u32, DmaBuf), MAX_L2_TABLES> = Vec::new();
+
 impl OwnedStreamTable {
     /// Allocates a table of 2^`log2` StreamIDs. A linear table is filled with `fill` (every
     /// StreamID gets that STE); a 2-level table starts with every descriptor invalid, so
@@ -177,28 +187,7 @@ impl OwnedStreamTable {
         coherent: bool,
         fill: &[u64; ENTRY_QWORDS],
     ) -> Result<Self, Error> {
-        let base = match layout {
-            Layout::Linear => {
-                let log2 = log2.min(MAX_LOG2_LINEAR);
-                let bytes = STE_BYTES << log2;
-                let buf = DmaBuf::alloc(hal, bytes, bytes, coherent)?;
-                for i in 0..(1usize << log2) {
-                    for (w, v) in fill.iter().enumerate() {
-                        buf.write(hal, i * ENTRY_QWORDS + w, *v)?;
-                    }
-                }
-                buf
-            }
-            Layout::TwoLevel => {
-                let l1_log2 = log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL) - STRTAB_SPLIT;
-                let bytes = 8usize << l1_log2;
-                DmaBuf::alloc(hal, bytes, bytes.max(64), coherent)?
-            }
-        };
-        let log2 = match layout {
-            Layout::Linear => log2.min(MAX_LOG2_LINEAR),
-            Layout::TwoLevel => log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL),
-        };
+        let (base, log2) = Self::allocate_base(hal, layout, log2, coherent, fill)?;
         Ok(Self {
             layout,
             log2,
@@ -206,6 +195,68 @@ impl OwnedStreamTable {
             l2: Vec::new(),
             coherent,
         })
+    }
+
+    /// As [`OwnedStreamTable::new`], built in `place` (for
+    /// [`Smmu::new_in_with`](crate::Smmu::new_in_with)): the level-2 directory never passes
+    /// through the stack. On failure `place` is left uninitialised.
+    pub fn new_in<'p, H: Hal + ?Sized>(
+        place: &'p mut MaybeUninit<Self>,
+        hal: &H,
+        layout: Layout,
+        log2: u32,
+        coherent: bool,
+        fill: &[u64; ENTRY_QWORDS],
+    ) -> Result<&'p mut Self, Error> {
+        let (base, log2) = Self::allocate_base(hal, layout, log2, coherent, fill)?;
+        let p = place.as_mut_ptr();
+        // SAFETY: `p` comes from `&mut MaybeUninit<Self>`: valid for writes and aligned. Each
+        // field is written once through a raw place. The directory is a bitwise copy of an
+        // empty `heapless::Vec`, which owns nothing and points nowhere (inline storage), so
+        // the copy is an independent empty vector; the static is never written or dropped.
+        unsafe {
+            addr_of_mut!((*p).layout).write(layout);
+            addr_of_mut!((*p).log2).write(log2);
+            addr_of_mut!((*p).base).write(base);
+            core::ptr::copy_nonoverlapping(&raw const EMPTY_L2_DIRECTORY, addr_of_mut!((*p).l2), 1);
+            addr_of_mut!((*p).coherent).write(coherent);
+        }
+        // SAFETY: every field was written above.
+        Ok(unsafe { place.assume_init_mut() })
+    }
+
+    /// The linear table, filled with `fill`, or the (invalid) level-1 descriptors, and the
+    /// table's log2 size as the driver's limits clamp it.
+    fn allocate_base<H: Hal + ?Sized>(
+        hal: &H,
+        layout: Layout,
+        log2: u32,
+        coherent: bool,
+        fill: &[u64; ENTRY_QWORDS],
+    ) -> Result<(DmaBuf, u32), Error> {
+        match layout {
+            Layout::Linear => {
+                let log2 = log2.min(MAX_LOG2_LINEAR);
+                let bytes = STE_BYTES << log2;
+                let buf = DmaBuf::alloc(hal, bytes, bytes, coherent)?;
+                let filled = (0..(1usize << log2)).try_for_each(|i| {
+                    fill.iter()
+                        .enumerate()
+                        .try_for_each(|(w, v)| buf.write(hal, i * ENTRY_QWORDS + w, *v))
+                });
+                if let Err(e) = filled {
+                    // SAFETY: just allocated; no register points at it.
+                    unsafe { buf.release(hal) };
+                    return Err(e.into());
+                }
+                Ok((buf, log2))
+            }
+            Layout::TwoLevel => {
+                let log2 = log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL);
+                let bytes = 8usize << (log2 - STRTAB_SPLIT);
+                Ok((DmaBuf::alloc(hal, bytes, bytes.max(64), coherent)?, log2))
+            }
+        }
     }
 
     /// The layout.
@@ -320,12 +371,13 @@ impl StreamTable for OwnedStreamTable {
         }
     }
 
-    unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
-        for (_, t) in self.l2 {
+    unsafe fn release<H: Hal + ?Sized>(&mut self, hal: &H) {
+        while let Some((_, t)) = self.l2.pop() {
             // SAFETY: the caller guarantees the SMMU no longer uses the table.
             unsafe { t.release(hal) };
         }
-        // SAFETY: as above.
-        unsafe { self.base.release(hal) };
+        // SAFETY: as above; the caller never uses or releases the table again, so the base
+        // buffer, read out of it here, is given back once.
+        unsafe { core::ptr::read(&raw const self.base).release(hal) };
     }
 }
