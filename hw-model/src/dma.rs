@@ -32,6 +32,7 @@ impl Model {
     /// Runs one device transaction now (no data movement) and records its outcome.
     pub fn dma(&mut self, t: Transaction) -> TxnResult {
         let result = self.translate(&t);
+        self.log_freed_reads();
         if self.outcomes.len() < 1 << 20 {
             self.outcomes.push(Outcome {
                 master: None,

@@ -32,6 +32,8 @@ pub(crate) struct Memory {
     pub(crate) encrypted: Vec<Region>,
     pub(crate) fetch_faults: Vec<Region>,
     pub(crate) write_faults: Vec<Region>,
+    /// Ranges the platform freed (`Model::mark_freed`): start → end, disjoint and merged.
+    freed: std::collections::BTreeMap<u64, u64>,
     /// A non-coherent SMMU's view (SPEC K17): DMA-pool pages as the point of coherency holds
     /// them, which CPU stores reach only when cleaned. `None`: the SMMU snoops the CPU's view.
     pub(crate) poc: Option<FastMap<u64, Box<[u8; PAGE as usize]>>>,
@@ -49,6 +51,7 @@ impl core::fmt::Debug for Memory {
             .field("encrypted", &self.encrypted)
             .field("fetch_faults", &self.fetch_faults)
             .field("write_faults", &self.write_faults)
+            .field("freed", &self.freed)
             .field("poc_pages", &self.poc.as_ref().map(FastMap::len))
             .finish()
     }
@@ -73,6 +76,7 @@ impl Memory {
             encrypted: Vec::new(),
             fetch_faults: Vec::new(),
             write_faults: Vec::new(),
+            freed: std::collections::BTreeMap::new(),
             poc: None,
         }
     }
@@ -280,6 +284,35 @@ impl Memory {
             done += n;
         }
         Ok(())
+    }
+
+    /// Records a range the platform freed, merged with the ranges it touches.
+    pub(crate) fn mark_freed(&mut self, pa: u64, len: u64) {
+        let (mut start, mut end) = (pa, pa.saturating_add(len));
+        if let Some((&s, &e)) = self.freed.range(..=start).next_back() {
+            if e >= start {
+                start = s;
+                end = end.max(e);
+            }
+        }
+        let touching: Vec<u64> = self.freed.range(start..=end).map(|(&s, _)| s).collect();
+        for s in touching {
+            if let Some(e) = self.freed.remove(&s) {
+                end = end.max(e);
+            }
+        }
+        self.freed.insert(start, end);
+    }
+
+    /// Whether `pa` lies in a range the platform freed.
+    #[inline]
+    pub(crate) fn is_freed(&self, pa: u64) -> bool {
+        !self.freed.is_empty()
+            && self
+                .freed
+                .range(..=pa)
+                .next_back()
+                .is_some_and(|(_, &e)| pa < e)
     }
 
     /// Fast aligned 64-bit plain read.

@@ -206,6 +206,10 @@ pub enum ViolationKind {
     QueueConsBad,
     /// S9 / X5: a fetched STE/CD image behaves like neither the old nor the new entry.
     TornStructure,
+    /// M3: the SMMU read memory the platform had freed (a stream table, CD table, queue or
+    /// translation table given back while still in use): `offset` is the address read.
+    /// Whatever the allocator puts there next becomes live configuration or translation.
+    FreedMemoryRead,
 }
 
 /// One entry of the violation log.
@@ -387,6 +391,9 @@ pub struct Model {
     pub(crate) priq: Queue,
     pub(crate) pending: Vec<Pending>,
     pub(crate) violations: Vec<Violation>,
+    /// SMMU reads of freed memory seen by `fetch64` (which reads through `&self`), moved to
+    /// the violation log at the end of the operation that made them.
+    pub(crate) freed_reads: core::cell::RefCell<Vec<u64>>,
     pub(crate) violations_dropped: u64,
     pub(crate) caches: Caches,
     pub(crate) signals: Signals,
@@ -462,6 +469,7 @@ impl Model {
             pending: Vec::new(),
             violations: Vec::new(),
             violations_dropped: 0,
+            freed_reads: core::cell::RefCell::new(Vec::new()),
             caches,
             signals: Signals::default(),
             events: Vec::new(),
@@ -577,6 +585,7 @@ impl Model {
         if self.cfg.masters_per_step > 0 {
             self.run_masters(self.cfg.masters_per_step);
         }
+        self.log_freed_reads();
     }
 
     /// Steps until no acknowledgement is pending and (in `Step` mode) the command queue is idle,
@@ -616,6 +625,27 @@ impl Model {
             cr0ack: self.cr0ack,
             time: self.time,
         });
+    }
+
+    /// Records that the platform freed `[pa, pa + len)`: from now on an SMMU read of it (a
+    /// structure fetch or a table walk) is a [`ViolationKind::FreedMemoryRead`]. The model's
+    /// page pool never hands a page out twice, so a freed range stays freed.
+    pub fn mark_freed(&mut self, pa: u64, len: u64) {
+        self.mem.mark_freed(pa, len);
+    }
+
+    /// Moves the freed-memory reads `fetch64` saw into the violation log.
+    pub(crate) fn log_freed_reads(&mut self) {
+        let reads = core::mem::take(self.freed_reads.get_mut());
+        for pa in reads {
+            self.violate(
+                ViolationKind::FreedMemoryRead,
+                "SMMU read of memory the platform freed",
+                pa,
+                0,
+                0,
+            );
+        }
     }
 
     /// The violation log (SPEC M3). Driver tests assert it is empty.

@@ -114,6 +114,12 @@ impl Model {
 
     /// Register write of `size` bytes; see [`Model::read`].
     pub fn write(&mut self, offset: u64, size: u8, value: u64) {
+        self.write_inner(offset, size, value);
+        // A write may have run commands (prefetches fetch STEs and CDs).
+        self.log_freed_reads();
+    }
+
+    fn write_inner(&mut self, offset: u64, size: u8, value: u64) {
         self.tick();
         if !self.access_ok(offset, size, value) {
             return;

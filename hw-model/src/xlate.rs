@@ -173,6 +173,13 @@ impl Model {
     }
 
     pub(crate) fn fetch64(&self, pa: u64) -> Result<u64, u64> {
+        if self.mem.is_freed(pa) {
+            let mut reads = self.freed_reads.borrow_mut();
+            // Bounded like the log itself: one read per word is plenty of evidence.
+            if reads.len() < 64 {
+                reads.push(pa);
+            }
+        }
         self.mem
             .dev_read_u64(pa, self.cfg.smmu_encrypted_attr)
             .map_err(|_| pa)

@@ -350,6 +350,10 @@ unsafe impl Hal for ModelHal {
         if !known || self.pa(region.va.as_ptr()) != Some(region.pa) {
             self.state.bad_releases.fetch_add(1, Ordering::Relaxed);
         }
+        // From now on any SMMU read of it is a violation (SPEC M3): a table or queue given
+        // back while the SMMU can still reach it is caught wherever it happens.
+        self.model
+            .with(|m| m.mark_freed(region.pa.0, (region.size as u64).div_ceil(PAGE) * PAGE));
     }
 
     fn map_phys(&self, pa: PhysAddr, size: usize, attr: MapAttr) -> Result<NonNull<u8>, HalError> {
