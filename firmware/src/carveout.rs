@@ -24,6 +24,9 @@ pub struct Carveout {
     base: u64,
     pages: usize,
     used: SpinMutex<[u64; WORDS]>,
+    /// One past the highest page ever handed out (allocation is first fit from the bottom,
+    /// so pages from here up were never allocated: the footprint check expects them intact).
+    high_water: core::sync::atomic::AtomicUsize,
     shared: [PhysRange; 1],
 }
 
@@ -48,6 +51,7 @@ impl Carveout {
             base,
             pages,
             used: SpinMutex::new(used),
+            high_water: core::sync::atomic::AtomicUsize::new(0),
             shared: [shared],
         }
     }
@@ -56,6 +60,11 @@ impl Carveout {
     pub fn used_bytes(&self) -> usize {
         let used = self.used.lock();
         used.iter().map(|w| w.count_ones() as usize).sum::<usize>() * PAGE
+    }
+
+    /// The end of the memory ever allocated: `[high_water, end)` was never handed out.
+    pub fn high_water(&self) -> u64 {
+        self.base + (self.high_water.load(core::sync::atomic::Ordering::Relaxed) * PAGE) as u64
     }
 
     /// The CPU pointer of a carve-out physical address, if it lies inside.
@@ -86,6 +95,8 @@ impl Carveout {
                     for q in p..p + n {
                         used[q / 64] |= 1 << (q % 64);
                     }
+                    self.high_water
+                        .fetch_max(p + n, core::sync::atomic::Ordering::Relaxed);
                     return Some(self.base + (p * PAGE) as u64);
                 }
                 Some(q) => p = first_aligned(q + 1),

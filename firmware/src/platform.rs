@@ -17,7 +17,7 @@ use crate::edu;
 use crate::pci::{Ecam, Function};
 
 /// Places the main carve-out and the SMMU's register frame in their slots (each taken from
-/// a [`StaticSlot`](crate::slot::StaticSlot) once).
+/// a [`StaticSlot`](smmu::StaticSlot) once).
 pub fn bring_up(
     carve_slot: &'static mut MaybeUninit<Carveout>,
     regs_slot: &'static mut MaybeUninit<Mmio>,

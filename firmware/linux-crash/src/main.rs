@@ -23,13 +23,13 @@ mod virtio;
 use smmu::arch::cd::{Cd, CdConfig};
 use smmu::arch::l1std::{L1Std, STRTAB_SPLIT};
 use smmu::arch::ste::{S1Fmt, Ste, Translation};
+use smmu::StaticSlot;
 use smmu::{
     Attachment, DmaRegion, Domain, DomainStage, Hal, HalError, MapAttr, MasterConfig, Mmio,
     PhysAddr, PhysRange,
 };
 use smmu_firmware::board::SMMU_BASE;
 use smmu_firmware::carveout::Carveout;
-use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
 use smmu_firmware::{console, println};
 use smmu_kdump::{AdoptOptions, AdoptPlatform, Format, OldMemory, RegisterSnapshot};

@@ -11,6 +11,7 @@ use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers
 use smmu::arch::event::Event;
 use smmu::evtq::EventReport;
 use smmu::strtab::Layout;
+use smmu::StaticSlot;
 use smmu::{
     Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
     PhysAddr, RegisterAccess, ResetPlan, Smmu, SmmuConfig,
@@ -19,7 +20,6 @@ use smmu_firmware::board::{self};
 use smmu_firmware::carveout::Carveout;
 use smmu_firmware::edu::{self, Edu};
 use smmu_firmware::pci::Function;
-use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
 use smmu_firmware::{console, platform, println, stack};
 use smmu_pagetable::{Iova, Prot};

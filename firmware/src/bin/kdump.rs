@@ -41,6 +41,7 @@ use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers
 use smmu::arch::regs::offset;
 use smmu::reset::{OnFailure, ResetPlan, ResetStep};
 use smmu::strtab::Layout;
+use smmu::StaticSlot;
 use smmu::{
     Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
     PhysAddr, PhysRange, RegisterAccess, Smmu, SmmuConfig,
@@ -49,10 +50,9 @@ use smmu_firmware::board::{self};
 use smmu_firmware::carveout::{Carveout, PAGE};
 use smmu_firmware::edu::{self, Edu};
 use smmu_firmware::pci::Function;
-use smmu_firmware::slot::StaticSlot;
 use smmu_firmware::verdict::{self, Verdict};
-use smmu_firmware::{console, platform, println, stack, time};
-use smmu_kdump::{AdoptOptions, AdoptPlatform, Booted, CrashStreamTable, Refusal};
+use smmu_firmware::{console, footprint, platform, println, stack, time};
+use smmu_kdump::{AdoptOptions, AdoptPlatform, BootedIn, CrashStreamTable, Refusal};
 use smmu_pagetable::{Iova, Prot};
 
 initial_pagetable!(board::idmap());
@@ -85,6 +85,10 @@ const DEVICES: usize = 2;
 // ---------------------------------------------------------------------------------------
 // What crosses the crash: memory only.
 
+/// How far below the crash reservation the footprint paint reaches: a stack overflow of the
+/// by-value bring-up reached 903 KiB below it.
+const PAINT_BELOW: u64 = 8 << 20;
+
 /// The crash note's magic ("SMMUNOTE").
 const NOTE_MAGIC: u64 = u64::from_be_bytes(*b"SMMUNOTE");
 
@@ -108,6 +112,19 @@ struct Note {
     magic: u64,
     count: u64,
     transfers: [NoteTransfer; DEVICES],
+    /// The end of the old stage's carve-out memory ever allocated (its tables, queues and
+    /// DMA buffers: `[board::CARVEOUT_BASE, old_end)`), which the dump must keep.
+    old_end: u64,
+    /// [`old_memory_sum`] of that memory just before the crash.
+    old_sum: u64,
+}
+
+/// The checksum of the old stage's memory `[board::CARVEOUT_BASE, end)`, without the pages
+/// the transfers in flight write (their destinations).
+fn old_memory_sum(end: u64, transfers: &[NoteTransfer]) -> u64 {
+    footprint::checksum(board::CARVEOUT_BASE, end, |page| {
+        transfers.iter().any(|t| page == t.pa & !0xfff)
+    })
 }
 
 /// Byte `i` of the pattern `seed` selects.
@@ -276,6 +293,8 @@ fn old_stage(mode: Mode) -> Result<(), Error> {
         magic: NOTE_MAGIC,
         count: DEVICES as u64,
         transfers: [NoteTransfer::default(); DEVICES],
+        old_end: 0,
+        old_sum: 0,
     };
     for (i, (f, dev)) in devices.iter().enumerate() {
         let master = smmu.add_master(&MasterConfig {
@@ -325,14 +344,29 @@ fn old_stage(mode: Mode) -> Result<(), Error> {
     let g = smmu.handle_gerror();
     println!("old stage: {events} event(s), global errors {:?}", g.active);
 
+    if mode == Mode::AdoptCorruptL1 {
+        corrupt_l1(regs, note.transfers[0].sid);
+    }
+    // What the dump must keep, as it is at the crash.
+    note.old_end = carve.high_water();
+    note.old_sum = old_memory_sum(note.old_end, &note.transfers);
+
     // SAFETY: the note page lies between the carve-outs (board.rs), RAM that nothing else
     // uses; an aligned write of a plain `repr(C)` value.
     unsafe { (board::CRASH_NOTE as usize as *mut Note).write_volatile(note) };
 
-    if mode == Mode::AdoptCorruptL1 {
-        corrupt_l1(regs, note.transfers[0].sid);
-    }
-
+    // Like `kexec -p` loading the crash kernel, the old stage prepares the crash reservation
+    // before the crash: here it paints it whole, and the 8 MiB below it, so that the crash
+    // stage's footprint can be read back at its end (`check_footprint`) without spending the
+    // crash stage's own time on it while the transfers are in flight.
+    // SAFETY: the crash reservation and the RAM below it down to `PAINT_BELOW` are used by
+    // nothing (board.rs: between the crash note's page and the reservation), identity-mapped.
+    unsafe {
+        footprint::paint(
+            board::CRASH_BASE - PAINT_BELOW,
+            board::CRASH_BASE + board::CRASH_SIZE,
+        )
+    };
     println!(
         "old stage: starting {DEVICES} transfers of {LEN} bytes (device -> RAM), then crashing"
     );
@@ -452,6 +486,7 @@ enum Landing {
 extern "C" fn crash_main() -> ! {
     // SAFETY: one CPU, interrupts masked, the old stage gone: nothing else uses the console.
     unsafe { console::take_over() };
+
     println!("crash stage: entered, stack at {CRASH_STACK_TOP:#x}");
     let mode = match Mode::read() {
         Ok(m) => m,
@@ -537,63 +572,92 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         },
         ..AdoptOptions::default()
     };
+    // The driver lives in the crash state, built there in place: nothing of its size passes
+    // through this stage's stack (checked by the footprint line at the end).
+    // SAFETY: `driver` is a field of the crash state (above), reached only through this
+    // reference from here on.
+    let slot: &'static mut MaybeUninit<CrashDriver> =
+        unsafe { &mut *addr_of_mut!((*state).driver) };
     if matches!(mode, Mode::Abort | Mode::AbortDmaDuringReset) {
-        // The driver's own full reset first: on QEMU 7.2 its abort step cannot be confirmed on
-        // the live SMMU, so it must stop there, translation still on (SPEC K16). Nothing was
-        // written but the dropped GBPA update.
-        let refused = smmu_kdump::full_reset(
+        // The driver's own full reset first. GBPA is read back: an SMMU that implements it
+        // (QEMU 10) lets the strict reset go ahead; one that ignores it (QEMU 7.2) must see it
+        // refused on the live SMMU, translation still on (SPEC K16). Either answer passes
+        // when the driver's behaviour matches it.
+        let gbpa_before = regs.read32(offset::GBPA);
+        let strict = smmu_kdump::full_reset_in(
+            slot,
             regs,
             carve,
             &ResetPlan::FULL,
             options.crash_config(&platform),
-        );
+        )
+        .map(|_| ());
         let smmuen = regs.read32(offset::CR0) & 1;
-        let (ok, e) = match &refused {
-            Err(e @ Error::AbortNotConfirmed { .. }) => (smmuen == 1, Some(*e)),
-            Err(e) => (false, Some(*e)),
-            Ok(_) => (false, None),
+        let gbpa_abort = regs.read32(offset::GBPA) & (1 << 20) != 0;
+        let (ok, e) = match strict {
+            Err(e @ Error::AbortNotConfirmed { .. }) => (smmuen == 1 && !gbpa_abort, Some(e)),
+            Err(e) => (false, Some(e)),
+            Ok(()) => (gbpa_abort, None),
         };
         v.check(
-            "full reset refused",
+            "strict full reset",
             ok,
             format_args!(
-                "the driver's full reset (abort first) on the live SMMU: {}; SMMUEN still {smmuen}",
-                Refused(e)
+                "the driver's full reset (abort first) on the live SMMU: {}; GBPA {gbpa_before:#x} \
+                 before, ABORT {} after; SMMUEN {smmuen}",
+                Refused(e),
+                if gbpa_abort { "set (the SMMU implements GBPA)" } else { "clear (the write was dropped)" }
             ),
         );
-        // The refused driver never programmed the SMMU with its queues or table: leaking it
-        // is harmless, and freeing it would move it through this stack again.
-        core::mem::forget(refused);
+        // Whatever it built is abandoned in the slot (never freed: a refused driver may have
+        // left the SMMU pointing at it); the reset below builds over it.
     }
     let started = time::now();
-    let booted = match mode {
+    let booted: Result<Option<smmu_kdump::Verdict>, Error> = match mode {
         // `boot`'s verdict; `None` for the chosen full reset, which asks nothing.
-        Mode::Adopt | Mode::AdoptCorruptL1 => smmu_kdump::boot(regs, carve, &platform, &options)
-            .map(|Booted { smmu, verdict }| (smmu, Some(verdict))),
-        Mode::Abort => smmu_kdump::full_reset(
+        Mode::Adopt | Mode::AdoptCorruptL1 if cfg!(feature = "broken-by-value-boot") => {
+            // The broken variant: the by-value bring-up (about 100 KiB through the stack).
+            smmu_kdump::boot(regs, carve, &platform, &options).map(|b| {
+                let verdict = b.verdict;
+                slot.write(b.smmu);
+                Some(verdict)
+            })
+        }
+        Mode::Adopt | Mode::AdoptCorruptL1 => {
+            smmu_kdump::boot_in(slot, regs, carve, &platform, &options)
+                .map(|BootedIn { verdict, .. }| Some(verdict))
+        }
+        Mode::Abort => smmu_kdump::full_reset_in(
+            slot,
             regs,
             carve,
             &QEMU_FULL_RESET,
             options.crash_config(&platform),
         )
-        .map(|smmu| (smmu, None)),
+        .map(|_| None),
         Mode::AbortDmaDuringReset => {
-            smmu_kdump::full_reset(regs, carve, &DISABLE_ONLY, options.crash_config(&platform))
-                .and_then(|mut smmu| {
-                    // The SMMU is disabled, and with GBPA ignored it bypasses: let the transfers run
-                    // now, then finish the reset.
-                    for (_, d) in &devices {
-                        let _ = d.wait(2000);
-                    }
-                    smmu.reset(&QEMU_FULL_RESET)?;
-                    Ok((smmu, None))
-                })
+            smmu_kdump::full_reset_in(
+                slot,
+                regs,
+                carve,
+                &DISABLE_ONLY,
+                options.crash_config(&platform),
+            )
+            .and_then(|smmu| {
+                // The SMMU is disabled, and with GBPA ignored it bypasses: let the transfers run
+                // now, then finish the reset.
+                for (_, d) in &devices {
+                    let _ = d.wait(2000);
+                }
+                smmu.reset(&QEMU_FULL_RESET)?;
+                Ok(None)
+            })
         }
     };
     let in_flight_after_boot = devices.each_ref().map(|(_, d)| d.busy());
     let micros = (time::now() - started) * 1_000_000 / time::frequency();
-    let (driver, verdict) = match booted {
-        Ok(b) => b,
+    let verdict = match booted {
+        Ok(v) => v,
         Err(e) => {
             v.check(
                 "bring-up",
@@ -603,8 +667,8 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             return Ok(());
         }
     };
-    // SAFETY: `driver` is a field of the crash state (above), written once here.
-    let smmu: &'static mut CrashDriver = unsafe { (*addr_of_mut!((*state).driver)).write(driver) };
+    // SAFETY: the bring-up returned `Ok`, so the slot holds the running driver.
+    let smmu: &'static mut CrashDriver = unsafe { slot.assume_init_mut() };
     let (verdict_ok, verdict_line) = match (mode, verdict) {
         (Mode::Abort | Mode::AbortDmaDuringReset, None) => (true, Line::Reset),
         (_, None) => (false, Line::Reset),
@@ -657,6 +721,24 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         );
         return Ok(());
     }
+    // The old stage's memory after the hand-over: the transfers have run (their pages are
+    // left out), nothing else may have changed it — neither the bring-up (adoption writes
+    // no old structure, SPEC K5) nor this stage's stack or allocations.
+    for (_, d) in &devices {
+        let _ = d.wait(2000);
+    }
+    let old_sum = old_memory_sum(note.old_end, &note.transfers);
+    v.check(
+        "old memory kept",
+        old_sum == note.old_sum,
+        format_args!(
+            "the old stage's tables, queues and DMA buffers ({} KiB at {:#x}) checksum {old_sum:#018x} \
+             after the hand-over, {:#018x} at the crash (the {DEVICES} in-flight transfers' pages left out)",
+            (note.old_end.saturating_sub(board::CARVEOUT_BASE)) >> 10,
+            board::CARVEOUT_BASE,
+            note.old_sum
+        ),
+    );
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     let mut all_expected = true;
     for ((f, dev), after) in devices.iter().zip(in_flight_after_boot) {
@@ -757,7 +839,44 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         mode.expect(),
         if all_expected { "yes" } else { "no" }
     );
+    check_footprint(v, carve);
     Ok(())
+}
+
+/// The stack this crash stage may use: the driver's bring-up is built in place (`boot_in`
+/// needs at most 16 KiB optimised, `kdump/tests/stack.rs`), so the whole stage stays far
+/// inside it; a driver moved by value through the stack (about 100 KiB a move) does not.
+const STACK_BUDGET: u64 = 64 << 10;
+
+/// The footprint line: what the crash stage wrote outside its memory, read back from the
+/// paint the old stage laid before the crash (as a kexec loader prepares the reservation). Its memory is its stack, the crash state and what
+/// its carve-out handed out; below the reservation is the crashed kernel's.
+fn check_footprint(v: &mut Verdict, carve: &Carveout) {
+    let below = board::CRASH_BASE - PAINT_BELOW;
+    let lowest = footprint::lowest_write(below, CRASH_STACK_TOP).unwrap_or(CRASH_STACK_TOP);
+    let below_written = footprint::changed_words(below, board::CRASH_BASE);
+    let state_end = board::CRASH_STATE + core::mem::size_of::<CrashState>() as u64;
+    let state_unused =
+        footprint::changed_words(state_end.next_multiple_of(8), board::CRASH_CARVEOUT_BASE);
+    let carve_unused =
+        footprint::changed_words(carve.high_water(), board::CRASH_BASE + board::CRASH_SIZE);
+    let depth = CRASH_STACK_TOP - lowest;
+    v.check(
+        "footprint",
+        depth <= STACK_BUDGET && below_written == 0 && state_unused == 0 && carve_unused == 0,
+        format_args!(
+            "deepest stack write {} KiB below the stack's top (budget {} KiB; lowest at {lowest:#x}, {}); words \
+             changed below the reservation: {below_written}; in its unused state area: \
+             {state_unused}; in its never-allocated carve-out: {carve_unused}",
+            depth >> 10,
+            STACK_BUDGET >> 10,
+            if lowest < board::CRASH_BASE {
+                "outside the crash reservation"
+            } else {
+                "inside its stack"
+            }
+        ),
+    );
 }
 
 /// Where transfer `t` landed: its page, another page of RAM holding its pattern, or nowhere.
