@@ -109,6 +109,7 @@
 extern crate std;
 
 pub mod adopt;
+pub mod memory;
 pub mod reason;
 pub mod scan;
 pub mod snapshot;
@@ -125,9 +126,10 @@ pub mod image;
 mod tests;
 
 pub use adopt::{
-    boot, full_reset, AdoptOptions, Booted, CrashStreamTable, HalMemory, Verdict, ADOPT,
-    RESET_ABORT, RESET_BYPASS,
+    boot, full_reset, AdoptOptions, Booted, CrashStreamTable, Verdict, ADOPT, RESET_ABORT,
+    RESET_BYPASS,
 };
+pub use memory::HalMemory;
 pub use reason::{all_codes, Refusal, Structure, StructureKind};
 pub use scan::{
     scan, scratch_slots, Found, MemFault, OldMemory, Revalidation, ScanStats, ScratchSlot,

@@ -684,11 +684,25 @@ pub use self::GERROR_IRQ_CFG2 as EVTQ_IRQ_CFG2;
 /// `SMMU_IRQ_CTRLACK`: IHI 0070 G.b §6.3.18: the same fields as SMMU_IRQ_CTRL.
 pub use self::IRQ_CTRL as IRQ_CTRLACK;
 
+/// `CMDQ_CONS.ERR` encodings (§7.1): what the command queue's consumer reports when it stops
+/// on an error. Beside the register layout, so that both the queue pointers
+/// ([`super::queue::QueuePtr::cmdq_error`]) and the catalogue's meanings read them from here.
+pub mod cmdq_error {
+    /// No error.
+    pub const NONE: u32 = 0;
+    /// An illegal or unrecognised command.
+    pub const ILL: u32 = 1;
+    /// An abort on a command fetch.
+    pub const ABT: u32 = 2;
+    /// A `CMD_SYNC` that follows an ATC invalidation that timed out.
+    pub const ATC_INV_SYNC: u32 = 3;
+}
+
 /// The meanings of enumerated register values, in plain words after the field descriptions of
 /// IHI 0070 G.b §6.3 (the section of each list is the register's).
 mod meaning {
+    use super::cmdq_error;
     use crate::arch::entry::AddressSize;
-    use crate::arch::queue::cmdq_error;
 
     type List = &'static [(u64, &'static str)];
 
