@@ -24,7 +24,9 @@ fn stdout(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
-/// Words like `K11` or `SPEC K2`: rule codes of SPEC.md that a reader cannot look up.
+/// Words like `K11` or `SPEC K2`: rule codes. They resolve in `docs/rules.md`, but what the
+/// tool prints must stand on its own in plain words, so its output carries none (the help
+/// text only as a trailing reference).
 fn rule_codes(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| {

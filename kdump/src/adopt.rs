@@ -7,14 +7,17 @@
 use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
 
-use smmu::dma::DmaBuf;
 use smmu::ids::{IdAllocator, IdError};
 use smmu::reset::{OnFailure, ResetPlan, ResetStep};
 use smmu::strtab::{Layout, Prepared, SteLocation, StreamTable};
 use smmu::writer::{make, ENTRY_QWORDS};
 use smmu::{Error, Hal, MapAttr, OwnedStreamTable, PhysAddr, RegisterAccess, Smmu, SmmuConfig};
 
-use crate::scan::{Found, MemFault, OldMemory, ScanStats, ScratchSlot};
+/// [`HalMemory`] moved to [`crate::memory`], beside nothing it depends on, so that
+/// `table` can use it without importing `adopt` (which imports `table`). This path is kept
+/// for one release.
+pub use crate::memory::HalMemory;
+use crate::scan::{Found, ScanStats, ScratchSlot};
 use crate::table::AdoptedStreamTable;
 use crate::validate::{decide, validate_geometry, AdoptPlatform};
 use crate::{scan, Refusal, RegisterSnapshot};
@@ -220,41 +223,6 @@ impl StreamTable for CrashStreamTable {
                 Self::Owned(t) => t.release(hal),
             }
         }
-    }
-}
-
-/// The crashed kernel's memory through the HAL: each read maps the words it needs with the
-/// platform's attribute, reads them (after invalidating, when the SMMU is not coherent, so a
-/// line the SMMU wrote is not hidden) and unmaps them again: nothing stays mapped (SPEC K3).
-pub struct HalMemory<'h, H: Hal + ?Sized> {
-    /// The platform.
-    pub hal: &'h H,
-    /// The attribute of the mappings (SPEC K17).
-    pub attr: MapAttr,
-    /// Whether the SMMU is coherent.
-    pub coherent: bool,
-}
-
-impl<H: Hal + ?Sized> OldMemory for HalMemory<'_, H> {
-    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        if out.is_empty() {
-            return Ok(());
-        }
-        let bytes = out.len().checked_mul(8).ok_or(MemFault)?;
-        let buf = DmaBuf::map(self.hal, PhysAddr(pa), bytes, self.attr, self.coherent)
-            .map_err(|_| MemFault)?;
-        let mut result = Ok(());
-        for (i, w) in out.iter_mut().enumerate() {
-            if let Ok(v) = buf.read(self.hal, i) {
-                *w = v;
-            } else {
-                result = Err(MemFault);
-                break;
-            }
-        }
-        // SAFETY: a CPU mapping made above for this read only.
-        unsafe { buf.release(self.hal) };
-        result
     }
 }
 

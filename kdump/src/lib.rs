@@ -109,6 +109,7 @@
 extern crate std;
 
 pub mod adopt;
+pub mod memory;
 pub mod reason;
 pub mod scan;
 pub mod snapshot;
@@ -126,8 +127,9 @@ mod tests;
 
 pub use adopt::{
     boot, boot_in, full_reset, full_reset_in, AdoptOptions, Booted, BootedIn, CrashDriver,
-    CrashStreamTable, HalMemory, Verdict, ADOPT, RESET_ABORT, RESET_BYPASS,
+    CrashStreamTable, Verdict, ADOPT, RESET_ABORT, RESET_BYPASS,
 };
+pub use memory::HalMemory;
 pub use reason::{all_codes, Refusal, Structure, StructureKind};
 pub use scan::{
     scan, scratch_slots, Found, MemFault, OldMemory, Revalidation, ScanStats, ScratchSlot,

@@ -25,7 +25,7 @@ use smmu::{Error, Hal, MapAttr, PhysAddr};
 use smmu::arch::idr::Features;
 use smmu::ids::IdAllocator;
 
-use crate::adopt::HalMemory;
+use crate::memory::HalMemory;
 use crate::scan::{Found, Revalidation};
 use crate::validate::{Format, Geometry};
 use crate::Refusal;

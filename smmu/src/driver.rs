@@ -25,7 +25,7 @@ use crate::evtq::{self, EventReport, GerrorReport, OutputQueue, PriReport, Queue
 use crate::hal::Hal;
 use crate::ids::IdAllocator;
 use crate::inval::{atc_commands, tlbi_commands, InvalCaps, TlbScope};
-use crate::policy::{DomainKind, ProtectedPolicy, Refusal};
+use crate::policy::{self, ProtectedPolicy, Rewrite, RewriteTarget};
 use crate::poll::{poll, PollBudget};
 use crate::report::report;
 use crate::reset::{OnFailure, ResetPlan, ResetStep};
@@ -1033,18 +1033,19 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     pub fn attach_identity(&self, master: MasterId) -> Result<(), Error> {
         let mut guard = self.lock_master(master)?;
         let m = guard.as_mut().ok_or(Error::NoSuchMaster)?;
-        self.identity_locked(m, &self.strtab.read())
+        self.identity_locked(m, &self.strtab.read(), Rewrite::Identity)
     }
 
-    fn identity_locked(&self, m: &mut Master, strtab: &S) -> Result<(), Error> {
-        self.config
-            .policy
-            .check_attach(m.protected, DomainKind::Identity, false)?;
-        // An inherited STE is only ever replaced by a translating attach or released to
-        // abort (SPEC K12): an identity default domain must not widen what it allows.
-        if let Some(&sid) = m.sids.iter().find(|&&s| strtab.is_deferred(s)) {
-            return Err(Error::Deferred(sid));
-        }
+    /// Puts `m` on a bypass STE for `why`, once [`policy::check_rewrite`] allows it: a
+    /// deferred STE is only ever replaced by a translating attach or released to abort (SPEC
+    /// K12), so an identity default domain must not widen what it allows.
+    fn identity_locked(&self, m: &mut Master, strtab: &S, why: Rewrite) -> Result<(), Error> {
+        let stes = RewriteTarget {
+            master_protected: m.protected,
+            first_deferred: m.sids.iter().copied().find(|&s| strtab.is_deferred(s)),
+            first_inherited: m.sids.iter().copied().find(|&s| strtab.is_inherited(s)),
+        };
+        policy::check_rewrite(why, &stes)?;
         let target = AttachTarget {
             ste: make::ste_image(&make::bypass_ste(self.entry_features)),
             cd0: None,
@@ -1060,17 +1061,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     pub fn install_rmr_bypass(&self, master: MasterId) -> Result<(), Error> {
         let mut guard = self.lock_master(master)?;
         let m = guard.as_mut().ok_or(Error::NoSuchMaster)?;
-        let strtab = self.strtab.read();
-        if m.protected {
-            return Err(Refusal::Bypass.into());
-        }
-        if let Some(&sid) = m.sids.iter().find(|&&s| strtab.is_deferred(s)) {
-            return Err(Error::Deferred(sid));
-        }
-        if let Some(&sid) = m.sids.iter().find(|&&s| strtab.is_inherited(s)) {
-            return Err(Error::InheritedSte(sid));
-        }
-        self.identity_locked(m, &strtab)
+        self.identity_locked(m, &self.strtab.read(), Rewrite::RmrBypass)
     }
 
     /// The one way STEs and CD 0 change (SPEC D4, D12, K11): an attach completes for every

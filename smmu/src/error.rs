@@ -184,6 +184,17 @@ impl From<smmu_pagetable::Error> for Error {
     }
 }
 
+impl From<crate::policy::RewriteRefusal> for Error {
+    fn from(e: crate::policy::RewriteRefusal) -> Self {
+        use crate::policy::RewriteRefusal;
+        match e {
+            RewriteRefusal::Protected(refusal) => refusal.into(),
+            RewriteRefusal::Deferred(sid) => Error::Deferred(sid),
+            RewriteRefusal::Inherited(sid) => Error::InheritedSte(sid),
+        }
+    }
+}
+
 impl From<crate::policy::Refusal> for Error {
     fn from(e: crate::policy::Refusal) -> Self {
         Error::Protected(e)

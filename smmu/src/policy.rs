@@ -126,6 +126,80 @@ impl ProtectedPolicy {
     }
 }
 
+/// Why an STE would be rewritten outside an attach to a paging or the blocked domain: the
+/// requests that would make a master's STEs bypass translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// An attach to the identity domain (a default domain that bypasses).
+    Identity,
+    /// A bypass STE for a reserved-memory (RMR, IORT) region's StreamID.
+    RmrBypass,
+}
+
+/// What the stream table says about a master's STEs when a [`Rewrite`] is asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RewriteTarget {
+    /// The master is protected (SPEC D9).
+    pub master_protected: bool,
+    /// The first of its StreamIDs whose STE is deferred: adopted from the crashed kernel
+    /// and not attached since (SPEC K11, K12).
+    pub first_deferred: Option<u32>,
+    /// The first of its StreamIDs whose STE lives in a structure inherited from the crashed
+    /// kernel, whatever it holds now (SPEC K10).
+    pub first_inherited: Option<u32>,
+}
+
+/// Why [`check_rewrite`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RewriteRefusal {
+    /// The master is protected: it never bypasses (SPEC D9).
+    Protected(Refusal),
+    /// This StreamID's STE is deferred: only a translating attach or a release to abort
+    /// replaces it (SPEC K12).
+    Deferred(u32),
+    /// This StreamID's STE was inherited from the crashed kernel: no RMR bypass goes over it
+    /// (SPEC K10).
+    Inherited(u32),
+}
+
+impl fmt::Display for RewriteRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Protected(refusal) => refusal.fmt(f),
+            Self::Deferred(sid) => {
+                write!(f, "StreamID {sid:#x} is deferred (adopted, not attached)")
+            }
+            Self::Inherited(sid) => write!(
+                f,
+                "StreamID {sid:#x} lives in a structure inherited from the crashed kernel"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RewriteRefusal {}
+
+/// May `target`'s STEs be rewritten for `why`? The one place that decides it, in the order
+/// the rules outrank each other: protection (SPEC D9) before deferral (SPEC K12) before
+/// inheritance, which only an RMR bypass must respect (SPEC K10: an identity attach of a
+/// master whose inherited STEs were already replaced is an ordinary attach).
+pub fn check_rewrite(why: Rewrite, target: &RewriteTarget) -> Result<(), RewriteRefusal> {
+    if target.master_protected {
+        return Err(RewriteRefusal::Protected(match why {
+            Rewrite::Identity => Refusal::Identity,
+            Rewrite::RmrBypass => Refusal::Bypass,
+        }));
+    }
+    if let Some(sid) = target.first_deferred {
+        return Err(RewriteRefusal::Deferred(sid));
+    }
+    match (why, target.first_inherited) {
+        (Rewrite::RmrBypass, Some(sid)) => Err(RewriteRefusal::Inherited(sid)),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +245,48 @@ mod tests {
         assert_eq!(ProtectedPolicy::default().check_master(false, true), Ok(()));
         let allow = ProtectedPolicy { allow_ats: true };
         assert_eq!(allow.check_master(true, true), Ok(()));
+    }
+
+    // spec: D9, K10, K12
+    #[test]
+    fn check_rewrite_refuses_protected_then_deferred_then_inherited_for_rmr() {
+        let plain = RewriteTarget::default();
+        let protected = RewriteTarget {
+            master_protected: true,
+            first_deferred: Some(0x10),
+            first_inherited: Some(0x10),
+        };
+        let deferred = RewriteTarget {
+            first_deferred: Some(0x11),
+            first_inherited: Some(0x12),
+            ..plain
+        };
+        let inherited = RewriteTarget {
+            first_inherited: Some(0x12),
+            ..plain
+        };
+        for why in [Rewrite::Identity, Rewrite::RmrBypass] {
+            assert_eq!(check_rewrite(why, &plain), Ok(()));
+            assert_eq!(
+                check_rewrite(why, &deferred),
+                Err(RewriteRefusal::Deferred(0x11))
+            );
+        }
+        // D9 outranks the rest, with the refusal its request deserves.
+        assert_eq!(
+            check_rewrite(Rewrite::Identity, &protected),
+            Err(RewriteRefusal::Protected(Refusal::Identity))
+        );
+        assert_eq!(
+            check_rewrite(Rewrite::RmrBypass, &protected),
+            Err(RewriteRefusal::Protected(Refusal::Bypass))
+        );
+        // K10 binds the RMR bypass only.
+        assert_eq!(
+            check_rewrite(Rewrite::RmrBypass, &inherited),
+            Err(RewriteRefusal::Inherited(0x12))
+        );
+        assert_eq!(check_rewrite(Rewrite::Identity, &inherited), Ok(()));
     }
 
     // spec: D9
