@@ -31,8 +31,8 @@ use smmu::{
 use smmu_firmware::board::SMMU_BASE;
 use smmu_firmware::carveout::Carveout;
 use smmu_firmware::verdict::{self, Verdict};
-use smmu_firmware::{console, println};
-use smmu_kdump::{AdoptOptions, AdoptPlatform, Format, OldMemory, RegisterSnapshot};
+use smmu_firmware::{console, println, stack};
+use smmu_kdump::{AdoptOptions, AdoptPlatform, CrashDriver, Format, OldMemory, RegisterSnapshot};
 
 /// The crash kernel's reservation (`crashkernel=64M@0x50000000`, firmware/linux/kexec.sh);
 /// this image is linked at its start (linux-crash.ld).
@@ -126,10 +126,13 @@ impl ExceptionHandlers for Exceptions {
 
 exception_handlers!(Exceptions);
 
-// 2 MiB of boot stack: `smmu_kdump::boot` returns the driver by value (its adopted-table
-// bookkeeping is fixed-capacity), so it passes through this stack; it must never reach the
-// code below it (linux-crash.ld puts the stack above .bss, the image below).
-entry!(main, 512);
+// 64 KiB of boot stack (16 pages): the driver is built in place in `.bss`
+// (`smmu_kdump::boot_in` into `DRIVER`), so nothing of its size passes through the stack. The
+// stack sits above `.bss` (linux-crash.ld); the footprint line reads back how deep it went.
+entry!(main, 16);
+
+/// The stack this stage may use (the whole boot stack; `boot_in` needs at most 16 KiB).
+const STACK_BUDGET: usize = 64 << 10;
 
 /// The crash stage's platform: the carve-out for its own allocations, and all of Linux's RAM
 /// readable (identity-mapped Normal memory) for the adoption's reads of Linux's tables.
@@ -169,13 +172,30 @@ unsafe impl Hal for CrashHal {
 
 static CARVEOUT: StaticSlot<Carveout> = StaticSlot::new();
 static REGS: StaticSlot<Mmio> = StaticSlot::new();
+/// The crash kernel's driver, built here by `boot_in`.
+static DRIVER: StaticSlot<CrashDriver<&'static Mmio, CrashHal>> = StaticSlot::new();
 
 fn main(x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
+    // First of all, before any deeper frame: the unused boot stack gets a pattern, read back
+    // by the footprint line at the end.
+    stack::paint();
     console::init();
     println!();
     println!("linux-crash: entered from Linux's panic (kexec -p), device tree at {x0:#x}");
     let mut v = Verdict::new();
     run(&mut v);
+    let (used, size) = stack::used();
+    v.check(
+        "footprint",
+        used <= STACK_BUDGET && used < size,
+        format_args!(
+            "deepest stack write {} KiB below the stack's top (budget {} KiB of a {} KiB stack; \
+             the driver lives in .bss, built in place)",
+            used >> 10,
+            STACK_BUDGET >> 10,
+            size >> 10
+        ),
+    );
     v.exit()
 }
 
@@ -505,7 +525,11 @@ fn run(v: &mut Verdict) {
         coherent: true,
         ..Default::default()
     };
-    let mut booted = match smmu_kdump::boot(regs, hal, &platform, &AdoptOptions::default()) {
+    let Some(slot) = DRIVER.take() else {
+        v.check("setup", false, format_args!("driver slot already taken"));
+        return;
+    };
+    let booted = match smmu_kdump::boot_in(slot, regs, hal, &platform, &AdoptOptions::default()) {
         Ok(b) => b,
         Err(e) => {
             v.check("boot", false, format_args!("bring-up failed: {e}"));
@@ -610,7 +634,7 @@ fn run(v: &mut Verdict) {
         );
     }
     if adopted.is_some() {
-        let smmu = &mut booted.smmu;
+        let smmu = &*booted.smmu;
         let attached = smmu
             .add_master(&MasterConfig {
                 sids: &[VIRTIO_SID],
