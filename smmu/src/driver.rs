@@ -202,6 +202,21 @@ impl Master {
     }
 }
 
+/// Whether the STE `words` lets any transaction through untranslated: `Config` = bypass, or
+/// stage 1 only with `S1DSS` = bypass for transactions without a SubstreamID (SPEC K22). An
+/// STE that does not decode is not bypass (the SMMU aborts with `C_BAD_STE`).
+fn lets_traffic_bypass(words: &[u64; ENTRY_QWORDS]) -> bool {
+    use crate::arch::ste::{Ste, Translation};
+    match Ste::from_words(*words).decode() {
+        Ok(Some(cfg)) => match cfg.translation {
+            Translation::Bypass => true,
+            Translation::Stage1(s1) => s1.dss == S1Dss::Bypass,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// An Arm SMMUv3 and everything the driver keeps for it.
 ///
 /// # Many CPUs (SPEC D12)
@@ -935,7 +950,49 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 lingering: Vec::new(),
             });
         }
-        Ok(MasterId(slot as u16))
+        let id = MasterId(slot as u16);
+        if config.protected {
+            self.confine_inherited_bypass(id)?;
+        }
+        Ok(id)
+    }
+
+    /// SPEC K22 (D9 outranks K12): a protected master never keeps an STE that lets traffic
+    /// bypass translation — one inherited from an adopted table with `Config` = bypass, or a
+    /// stage-1-only STE whose `S1DSS` lets transactions without a SubstreamID bypass stage 1
+    /// (§5.2: S1DSS is used only with `S1CDMax` ≠ 0, which the decoder honours). Such STEs are
+    /// replaced by abort at once, hitlessly, and the report says so; the master is then
+    /// [`Attachment::Blocked`] until its driver attaches a paging domain. If the replacement
+    /// fails, the registration is undone and the error returned: nothing changed.
+    fn confine_inherited_bypass(&self, id: MasterId) -> Result<(), Error> {
+        let bypassing = {
+            let guard = self.lock_master(id)?;
+            let m = guard.as_ref().ok_or(Error::NoSuchMaster)?;
+            let strtab = self.strtab.read();
+            m.sids.iter().copied().find(|&sid| {
+                Self::locate_ste(&strtab, sid)
+                    .and_then(|loc| loc.read(&self.hal))
+                    .is_ok_and(|w| lets_traffic_bypass(&w))
+            })
+        };
+        let Some(sid) = bypassing else {
+            return Ok(());
+        };
+        report!(
+            warn,
+            "protected master with StreamID {sid:#x}: its inherited STE lets DMA bypass \
+             translation; replaced by abort (a protected master never bypasses)"
+        );
+        if let Err(e) = self.attach_blocked(id) {
+            if let Some(m) = self.masters.get(usize::from(id.0)) {
+                let ats = m.lock().take().is_some_and(|m| m.ats);
+                if ats {
+                    self.ats_masters.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// What `master` is attached to.
