@@ -141,6 +141,7 @@ pub mod evtq;
 pub mod hal;
 pub mod ids;
 pub mod inval;
+pub mod nested;
 pub mod policy;
 pub mod poll;
 pub mod probe;
