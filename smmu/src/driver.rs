@@ -61,6 +61,9 @@ pub const MAX_SIDS_PER_MASTER: usize = if cfg!(feature = "sids-per-master-32") {
 // A master's handle is its slot index in a `u16`.
 const _: () = assert!(MAX_MASTERS <= u16::MAX as usize);
 
+mod unmap_batch;
+pub use unmap_batch::UnmapBatch;
+
 static NEXT_INSTANCE: AtomicUsize = AtomicUsize::new(1);
 
 /// Driver settings.

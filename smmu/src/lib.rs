@@ -79,8 +79,8 @@
 //! table back into its pointer, cheaply (it is on every walk); [`TableAllocator::free_table`]
 //! taking each table exactly once; and, when [`TableAllocator::COHERENT`] is `false`, a
 //! [`TableAllocator::sync`] that cleans to the point of coherency. The driver frees a table
-//! only after the invalidation that retired it completed (SPEC P3): [`Smmu::unmap`] releases
-//! them, and a [`Domain`] dropped without [`Smmu::free_domain`] leaks
+//! only after the invalidation that retired it completed (SPEC P3): [`Smmu::unmap`] and
+//! [`Smmu::flush`] release them, and a [`Domain`] dropped without [`Smmu::free_domain`] leaks
 //! its tables rather than free them under the SMMU. A `Hal`'s `dma_alloc` with
 //! `align = size` meets the allocation part; `smmu_scenarios::tables::ModelTables` is the
 //! model's.
@@ -124,6 +124,11 @@
 //! | `masters-512` | [`MAX_MASTERS`] = 512 | 195 456 B |
 //! | `sids-per-master-16` | [`MAX_SIDS_PER_MASTER`] = 16 | +32 B per master slot |
 //! | `sids-per-master-32` | [`MAX_SIDS_PER_MASTER`] = 32 | +128 B per master slot |
+//!
+//! **Unmapping in batches.** [`Smmu::unmap`] invalidates and waits for one `CMD_SYNC` per
+//! call. [`Smmu::unmap_deferred`] gathers into an [`UnmapBatch`] instead, and [`Smmu::flush`]
+//! issues the gathered invalidations with one `CMD_SYNC` and only then frees the retired
+//! tables: Linux's `unmap` / `iotlb_sync` pair, for a driver that unmaps many buffers at once.
 //!
 //! # Encodings
 //!
@@ -182,7 +187,7 @@ pub mod writer;
 pub use access::{Mmio, RegisterAccess};
 pub use domain::{Domain, DomainStage};
 pub use driver::{
-    Attachment, DomainOptions, GbpaPolicy, MasterConfig, MasterId, Smmu, SmmuConfig,
+    Attachment, DomainOptions, GbpaPolicy, MasterConfig, MasterId, Smmu, SmmuConfig, UnmapBatch,
     MAX_MASTERS, MAX_SIDS_PER_MASTER,
 };
 pub use error::{CommandFault, Error, ProbeError, WaitFor};
