@@ -1,13 +1,13 @@
 //! [`Stepping`]: a user's own [`Hal`] on the model.
 //!
 //! The model is a simulation: time passes in it only when something steps it. Its register
-//! adapter ([`ModelRegs`](crate::ModelRegs)) steps once per access and [`ModelHal`]'s `relax`
-//! steps too, so the driver's polls (a bounded count of `relax` calls) see the SMMU make
-//! progress. A HAL written for a board, whose `relax` is `spin_loop` or `wfe`, does not step
-//! the model: a hostile model that acknowledges late never gets there within the poll budget,
-//! and the driver reports `Timeout(CmdSync)` or `Timeout(Cr0Ack)`. Wrapping the HAL in
-//! [`Stepping`] makes each `relax` step the model first, then run the HAL's own `relax`;
-//! everything else goes to the HAL unchanged.
+//! adapter ([`ModelRegs`](crate::ModelRegs)) steps once per access and the `relax` of
+//! [`ModelHal`](crate::ModelHal) steps too, so the driver's polls (a bounded count of
+//! `relax` calls) see the SMMU make progress. A HAL written for a board, whose `relax` is
+//! `spin_loop` or `wfe`, does not step the model: a hostile model that acknowledges late
+//! never gets there within the poll budget, and the driver reports `Timeout(CmdSync)` or
+//! `Timeout(Cr0Ack)`. Wrapping the HAL in [`Stepping`] makes each `relax` step the model
+//! first, then run the HAL's own `relax`; everything else goes to the HAL unchanged.
 
 use core::ptr::NonNull;
 
