@@ -47,6 +47,58 @@ pub const ADOPT: ResetPlan = ResetPlan {
 /// The full reset a crash kernel falls back to, and the "abort" strategy: [`ResetPlan::FULL`].
 pub const RESET_ABORT: ResetPlan = ResetPlan::FULL;
 
+/// The full reset that clears `SMMUEN` *before* its abort step: the fallback for an SMMU that
+/// ignores `SMMU_GBPA`, such as QEMU 7.2's (it reads `GBPA` as 0, drops every write, and
+/// bypasses whenever `SMMUEN` is 0).
+///
+/// [`RESET_ABORT`] ([`ResetPlan::FULL`]) sets `GBPA.ABORT` first and confirms it (§6.3.14,
+/// SPEC D11) before it clears `SMMUEN`, so that no DMA bypasses while the table is replaced.
+/// On a live SMMU that ignores `GBPA` the abort cannot be confirmed, and the driver will not
+/// turn translated DMA into bypass on an unconfirmed abort (SPEC K16): the reset stops with
+/// [`Error::AbortNotConfirmed`], translation still on, and a refused adoption leaves the
+/// crash kernel without a driver. This plan disables first — what a kernel without adoption
+/// does there (Linux writes `GBPA`, which such an SMMU ignores, then clears `CR0`) — then
+/// runs the full reset; DMA in flight bypasses until `SMMUEN` is set again, the loss the
+/// abort step exists to prevent and cannot prevent on this SMMU.
+///
+/// Use it only where the platform knows its SMMU ignores `GBPA`, and together with
+/// [`GbpaPolicy::AcceptIgnoredWhileDisabled`](smmu::GbpaPolicy::AcceptIgnoredWhileDisabled)
+/// in [`AdoptOptions::config`], which lets the abort step pass on a dropped write while
+/// `SMMUEN` reads 0 (and reports it through [`Smmu::gbpa_ignored`]); on an SMMU whose `GBPA`
+/// works, [`RESET_ABORT`] is strictly better. Its failure action is
+/// [`OnFailure::AbortThenDisable`] like the default's.
+///
+/// ```
+/// use smmu::{GbpaPolicy, SmmuConfig};
+/// use smmu_kdump::{AdoptOptions, RESET_DISABLE_FIRST};
+///
+/// // A platform whose SMMU ignores GBPA (QEMU 7.2's `virt,iommu=smmuv3`).
+/// let options = AdoptOptions {
+///     fallback: RESET_DISABLE_FIRST,
+///     config: SmmuConfig { gbpa: GbpaPolicy::AcceptIgnoredWhileDisabled, ..SmmuConfig::default() },
+///     ..AdoptOptions::default()
+/// };
+/// # let _ = options;
+/// ```
+pub const RESET_DISABLE_FIRST: ResetPlan = ResetPlan {
+    steps: &[
+        ResetStep::DisableAll,
+        ResetStep::GlobalBypassAbort,
+        ResetStep::ConfigureInterrupts,
+        ResetStep::ConfigureAttributes,
+        ResetStep::ProgramStreamTable,
+        ResetStep::ProgramCommandQueue,
+        ResetStep::EnableCommandQueue,
+        ResetStep::InvalidateAll,
+        ResetStep::EnableEventQueue,
+        ResetStep::EnablePriQueue,
+        ResetStep::EnableInterrupts,
+        ResetStep::EnableAtsCheck,
+        ResetStep::EnableTranslation,
+    ],
+    on_failure: OnFailure::AbortThenDisable,
+};
+
 /// The full reset with `GBPA` left to bypass (the "bypass" strategy, which corrupts memory
 /// when a device keeps doing DMA: it exists to be measured, SPEC §0).
 pub const RESET_BYPASS: ResetPlan = ResetPlan {
@@ -237,7 +289,12 @@ pub struct AdoptOptions {
     /// enables the event or PRI queue, adopted or not (SPEC K8), and the platform decides
     /// coherency (SPEC K17).
     pub config: SmmuConfig,
-    /// The full reset to fall back to ([`RESET_ABORT`] unless a simulation asks otherwise).
+    /// The full reset to fall back to after a refused or abandoned adoption (SPEC K4):
+    /// [`RESET_ABORT`] by default, which stops with [`Error::AbortNotConfirmed`] rather than
+    /// let translated DMA bypass on an SMMU that ignores `GBPA` (SPEC K16);
+    /// [`RESET_DISABLE_FIRST`] on a platform known to have such an SMMU (QEMU 7.2), with
+    /// [`GbpaPolicy::AcceptIgnoredWhileDisabled`](smmu::GbpaPolicy::AcceptIgnoredWhileDisabled)
+    /// in `config`; [`RESET_BYPASS`] only to measure what bypass costs.
     pub fallback: ResetPlan,
 }
 
@@ -691,7 +748,7 @@ mod tests {
     // spec: K8
     #[test]
     fn every_plan_reprograms_the_interrupts_before_enabling_one() {
-        for plan in [ADOPT, RESET_ABORT, RESET_BYPASS] {
+        for plan in [ADOPT, RESET_ABORT, RESET_BYPASS, RESET_DISABLE_FIRST] {
             let at = |step| plan.steps.iter().position(|&s| s == step);
             let configure = at(ResetStep::ConfigureInterrupts).expect("configures interrupts");
             for enable in [

@@ -92,6 +92,74 @@
 //!     .unwrap_err();
 //! assert_eq!(refusal.code(), "smmu-disabled");
 //! ```
+//!
+//! # The crash path, end to end
+//!
+//! [`boot_in`] is the crash kernel's bring-up: it adopts the live SMMU when [`check_adoption`]
+//! says it may, else falls back to [`AdoptOptions::fallback`] (SPEC K4), and builds the
+//! driver in a slot the kernel gives it (a [`smmu::StaticSlot`] or a page — never the crash
+//! kernel's small stack). Each device's driver then does what it would do at any boot:
+//! `add_master`, `new_domain`, `map`, `attach`. Until it attaches, the device's StreamIDs keep
+//! the crashed kernel's translations (deferred, SPEC K11), so its DMA in flight lands where
+//! the old kernel meant. Here on the model, with an old kernel that is this driver:
+//!
+//! ```
+//! use core::mem::MaybeUninit;
+//! use smmu::{DomainOptions, Hal, MasterConfig, OwnedStreamTable, Prot, ResetPlan, Smmu, SmmuConfig};
+//! use smmu_kdump::{boot_in, AdoptOptions, AdoptPlatform, CrashDriver, Verdict};
+//! use smmu_model::{MasterSpec, ModelConfig, Pattern, Profile, Transaction};
+//! use smmu_pagetable::Iova;
+//! use smmu_scenarios::{tables::ModelTables, ModelHal, ModelPlatform, ModelRegs};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The old kernel: a NIC (StreamID 0x10) in a stage-1 domain, its ring mapped, DMA running.
+//! let platform = ModelPlatform::new(ModelConfig::hostile(Profile::grace(), 7))?;
+//! let (model, hal) = (platform.model().clone(), platform.hal());
+//! let features = smmu::probe::probe(&platform.regs())?;
+//! let strtab = OwnedStreamTable::for_smmu(&hal, &features, &SmmuConfig::default())?;
+//! let mut old = Smmu::new(platform.regs(), hal.clone(), features, strtab, SmmuConfig::default())?;
+//! old.reset(&ResetPlan::FULL)?;
+//! let nic = old.add_master(&MasterConfig::new(&[0x10]))?;
+//! let domain = old.new_domain_with(DomainOptions::stage1(), ModelTables(hal.clone()))?;
+//! let ring = hal.dma_alloc(4096, 4096)?;
+//! old.map(&domain, Iova(0x1000_0000), ring.pa, 4096, Prot::READ | Prot::WRITE)?;
+//! old.attach(nic, &domain)?;
+//! let pattern = Pattern::Random {
+//!     sids: vec![0x10], ssid: None, iova_base: 0x1000_0000, iova_len: 4096, write_percent: 50,
+//! };
+//! let dma = model.with(|m| m.add_master(MasterSpec { pattern, data: false }));
+//! model.with(|m| m.run_masters(50));
+//!
+//! // The crash: the old kernel is gone; the SMMU, its tables and the NIC's DMA carry on.
+//! std::mem::forget((old, domain));
+//! model.with(smmu_model::Model::warm_restart);
+//!
+//! // The crash kernel: the driver is built in its slot (a `StaticSlot` on a real one).
+//! let mut slot: Box<MaybeUninit<CrashDriver<ModelRegs, ModelHal>>> = Box::new_uninit();
+//! let this_kernel = AdoptPlatform { crash_kernel: true, coherent: true, ..Default::default() };
+//! let booted = boot_in(&mut slot, platform.regs(), hal.clone(), &this_kernel, &AdoptOptions::default())?;
+//! assert!(matches!(booted.verdict, Verdict::Adopted { .. }), "{:?}", booted.verdict);
+//! let smmu = booted.smmu;
+//! // The NIC's DMA still lands in its ring, through the crashed kernel's tables.
+//! let read = Transaction::read(0x10, 0x1000_0008);
+//! assert_eq!(model.with(|m| m.dma(read)).pa(), Some(ring.pa.0 + 8));
+//!
+//! // The NIC's driver probes (its STE stays the old kernel's), quiesces it, attaches anew.
+//! let nic = smmu.add_master(&MasterConfig::new(&[0x10]))?;
+//! assert!(smmu.is_deferred(nic)?);
+//! model.with(|m| m.set_master_running(dma, false)).expect("the NIC stops");
+//! let domain = smmu.new_domain_with(DomainOptions::stage1(), ModelTables(hal.clone()))?;
+//! let buf = hal.dma_alloc(4096, 4096)?;
+//! smmu.map(&domain, Iova(0x1000_0000), buf.pa, 4096, Prot::READ | Prot::WRITE)?;
+//! smmu.attach(nic, &domain)?;
+//! assert_eq!(model.with(|m| m.dma(read)).pa(), Some(buf.pa.0 + 8));
+//! assert!(model.with(|m| m.violations().is_empty()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A platform whose SMMU ignores `GBPA` (QEMU 7.2) sets [`AdoptOptions::fallback`] to
+//! [`RESET_DISABLE_FIRST`]; see there.
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -127,7 +195,7 @@ mod tests;
 
 pub use adopt::{
     boot, boot_in, full_reset, full_reset_in, AdoptOptions, Booted, BootedIn, CrashDriver,
-    CrashStreamTable, Verdict, ADOPT, RESET_ABORT, RESET_BYPASS,
+    CrashStreamTable, Verdict, ADOPT, RESET_ABORT, RESET_BYPASS, RESET_DISABLE_FIRST,
 };
 pub use memory::HalMemory;
 pub use reason::{all_codes, Refusal, Structure, StructureKind};

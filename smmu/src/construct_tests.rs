@@ -26,12 +26,28 @@ fn stream_table(hal: &HeapHal) -> OwnedStreamTable {
     OwnedStreamTable::new(hal, Layout::Linear, 6, true, &abort).expect("stream table")
 }
 
-/// The documented size (driver docs and README): about 52 KiB, so that a 64 KiB stack
-/// cannot hold it next to anything else.
+/// The documented size (the crate's "Where `Smmu` lives", `Smmu::new_in_with`, README):
+/// 53 376 bytes on a 64-bit target with an `OwnedStreamTable` and the default capacities,
+/// 43 904 bytes plus one master slot of 264 + 4 × `MAX_SIDS_PER_MASTER` bytes per
+/// `MAX_MASTERS`. When this fails, the figure in those three places changes with it.
 #[test]
 fn smmu_is_as_large_as_documented() {
     let size = size_of::<TestSmmu<'static>>();
-    assert!((40 << 10..64 << 10).contains(&size), "Smmu is {size} bytes");
+    if cfg!(target_pointer_width = "64") {
+        let slot = 264 + 4 * crate::MAX_SIDS_PER_MASTER;
+        assert_eq!(
+            size,
+            43_904 + crate::MAX_MASTERS * slot,
+            "Smmu is {size} bytes"
+        );
+        let default_capacities = crate::MAX_MASTERS == 32 && crate::MAX_SIDS_PER_MASTER == 8;
+        assert!(
+            !default_capacities || size == 53_376,
+            "Smmu is {size} bytes"
+        );
+    }
+    // Larger than a 48 KiB stack (the next test relies on it) at any capacity.
+    assert!(size > 48 << 10, "Smmu is {size} bytes");
 }
 
 /// Runs `f` on a thread whose whole stack is smaller than `Smmu`: a stack temporary of the
@@ -114,4 +130,69 @@ fn new_in_failure_gives_everything_back() {
     );
     assert!(matches!(r, Err(crate::Error::Hal(_))), "{r:?}");
     assert_eq!(hal.live_allocations(), 0, "the stream table was given back");
+}
+
+/// The capacities follow the Cargo features (`masters-128`, `masters-512`,
+/// `sids-per-master-16`, `sids-per-master-32`; the largest enabled wins), and the driver
+/// really holds that many: every slot registers, one more is refused.
+#[test]
+fn capacities_follow_the_features_and_bound_registration() {
+    let masters = match (cfg!(feature = "masters-512"), cfg!(feature = "masters-128")) {
+        (true, _) => 512,
+        (false, true) => 128,
+        (false, false) => 32,
+    };
+    let sids = match (
+        cfg!(feature = "sids-per-master-32"),
+        cfg!(feature = "sids-per-master-16"),
+    ) {
+        (true, _) => 32,
+        (false, true) => 16,
+        (false, false) => 8,
+    };
+    assert_eq!(
+        (crate::MAX_MASTERS, crate::MAX_SIDS_PER_MASTER),
+        (masters, sids)
+    );
+
+    let hal = HeapHal::new();
+    let regs = FakeRegs::with_ack_mirroring();
+    let features = crate::probe::check(&ids()).expect("features");
+    // A linear table with room for every master's StreamIDs: registering touches no queue.
+    let abort = crate::writer::make::ste_image(&crate::writer::make::abort_ste());
+    let used = masters * sids + sids;
+    let log2 = (used + sids + 1).next_power_of_two().trailing_zeros();
+    let strtab =
+        OwnedStreamTable::new(&hal, Layout::Linear, log2, true, &abort).expect("stream table");
+    let mut slot: Box<MaybeUninit<TestSmmu<'_>>> = Box::new_uninit();
+    let smmu = Smmu::new_in(
+        &mut slot,
+        &regs,
+        &hal,
+        features,
+        strtab,
+        SmmuConfig::default(),
+    )
+    .expect("new_in");
+    // One StreamID more than a master may have is refused before anything changes.
+    let too_many: std::vec::Vec<u32> = (used as u32..=(used + sids) as u32).collect();
+    assert_eq!(
+        smmu.add_master(&MasterConfig::new(&too_many)),
+        Err(crate::Error::CapacityExhausted)
+    );
+    let all: std::vec::Vec<u32> = (0..used as u32).collect();
+    let mut chunks = all.chunks(sids);
+    for _ in 0..masters {
+        let chunk = chunks.next().expect("chunk");
+        smmu.add_master(&MasterConfig::new(chunk))
+            .expect("a slot for every master");
+    }
+    let last = chunks.next().expect("chunk");
+    assert_eq!(
+        smmu.add_master(&MasterConfig::new(last)),
+        Err(crate::Error::CapacityExhausted)
+    );
+    // SAFETY: no register points at the buffers (nothing was reset); not used again.
+    unsafe { Smmu::release_in(&mut slot) };
+    assert_eq!(hal.live_allocations(), 0);
 }

@@ -34,11 +34,35 @@ use crate::table_lock::TableLock;
 use crate::writer::make::{self, EntryFeatures, MasterCaps};
 use crate::writer::{write_entry, CdRules, EntrySlot, SteRules, WriteReport, ENTRY_QWORDS};
 
-/// Masters one SMMU instance tracks (a fixed bound: the driver has no heap).
-pub const MAX_MASTERS: usize = 32;
+/// Masters one SMMU instance tracks (a fixed bound: the driver has no heap). 32, or 128
+/// with the Cargo feature `masters-128`, or 512 with `masters-512` (the largest enabled
+/// wins, so features unify across a dependency graph as Cargo expects). Each master slot
+/// adds to the size of [`Smmu`]; more than 512 would not fit a [`MasterId`] comfortably
+/// and would make the driver larger than a kernel wants in one static.
+pub const MAX_MASTERS: usize = if cfg!(feature = "masters-512") {
+    512
+} else if cfg!(feature = "masters-128") {
+    128
+} else {
+    32
+};
 /// StreamIDs per master (a PCIe function behind aliasing bridges, a platform device with
-/// several IDs).
-pub const MAX_SIDS_PER_MASTER: usize = 8;
+/// several IDs): 8, or 16 with the Cargo feature `sids-per-master-16`, or 32 with
+/// `sids-per-master-32` (the largest enabled wins). An attach keeps one STE image per
+/// StreamID on the stack (64 bytes each) to undo a failed update (SPEC D12).
+pub const MAX_SIDS_PER_MASTER: usize = if cfg!(feature = "sids-per-master-32") {
+    32
+} else if cfg!(feature = "sids-per-master-16") {
+    16
+} else {
+    8
+};
+
+// A master's handle is its slot index in a `u16`.
+const _: () = assert!(MAX_MASTERS <= u16::MAX as usize);
+
+mod unmap_batch;
+pub use unmap_batch::UnmapBatch;
 
 static NEXT_INSTANCE: AtomicUsize = AtomicUsize::new(1);
 
@@ -121,6 +145,115 @@ pub struct MasterConfig<'a> {
     pub stall: bool,
     /// SubstreamID bits it uses (0: none, only SubstreamID 0).
     pub ssid_bits: u8,
+}
+
+impl<'a> MasterConfig<'a> {
+    /// A plain master with these StreamIDs: not protected, no ATS, no stalls, no
+    /// SubstreamIDs. The chainable setters add what a device has; the fields stay public, so
+    /// a struct literal describes the same thing.
+    ///
+    /// ```
+    /// use smmu::MasterConfig;
+    ///
+    /// let gpu = MasterConfig::new(&[0x20, 0x21]).protected().ats().ssid_bits(8);
+    /// assert_eq!(
+    ///     gpu,
+    ///     MasterConfig { sids: &[0x20, 0x21], protected: true, ats: true, stall: false, ssid_bits: 8 }
+    /// );
+    /// ```
+    pub const fn new(sids: &'a [u32]) -> Self {
+        Self {
+            sids,
+            protected: false,
+            ats: false,
+            stall: false,
+            ssid_bits: 0,
+        }
+    }
+
+    /// A confidential-computing device: its DMA stays in the shared windows (SPEC D9).
+    #[must_use]
+    pub const fn protected(self) -> Self {
+        Self {
+            protected: true,
+            ..self
+        }
+    }
+
+    /// ATS is enabled at the endpoint (paging domains set `STE.EATS`; refused when the SMMU
+    /// has no ATS).
+    #[must_use]
+    pub const fn ats(self) -> Self {
+        Self { ats: true, ..self }
+    }
+
+    /// The master may be stalled on faults (used when the SMMU supports stalls).
+    #[must_use]
+    pub const fn stall(self) -> Self {
+        Self {
+            stall: true,
+            ..self
+        }
+    }
+
+    /// The master uses `bits` SubstreamID bits (its CD table gets 2^`bits` entries; refused
+    /// beyond `IDR1.SSIDSIZE`).
+    #[must_use]
+    pub const fn ssid_bits(self, bits: u8) -> Self {
+        Self {
+            ssid_bits: bits,
+            ..self
+        }
+    }
+}
+
+/// How [`Smmu::new_domain_with`] makes a paging domain: named where
+/// [`Smmu::new_domain`] takes a positional `bool`.
+///
+/// ```
+/// use smmu::{DomainOptions, DomainStage};
+///
+/// let bounce = DomainOptions::stage1().protected();
+/// assert_eq!((bounce.stage, bounce.protected), (DomainStage::Stage1, true));
+/// assert!(!DomainOptions::stage2().protected);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DomainOptions {
+    /// Stage 1 (a CD with an ASID) or stage 2 (a VMID in the STE).
+    pub stage: DomainStage,
+    /// Only memory inside the platform's shared windows may be mapped (SPEC D9): the domain
+    /// for a protected master.
+    pub protected: bool,
+}
+
+impl DomainOptions {
+    /// A domain of `stage`, not protected.
+    pub const fn new(stage: DomainStage) -> Self {
+        Self {
+            stage,
+            protected: false,
+        }
+    }
+
+    /// A stage-1 domain, not protected.
+    pub const fn stage1() -> Self {
+        Self::new(DomainStage::Stage1)
+    }
+
+    /// A stage-2 domain, not protected.
+    pub const fn stage2() -> Self {
+        Self::new(DomainStage::Stage2)
+    }
+
+    /// Limits the domain's mappings to the platform's shared windows (SPEC D9).
+    #[must_use]
+    pub const fn protected(self) -> Self {
+        Self {
+            protected: true,
+            ..self
+        }
+    }
 }
 
 /// A master's handle.
@@ -395,8 +528,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// (which owns no `Drop` resource: buffers go back through [`Smmu::release_in`]).
     ///
     /// The size of `Smmu` is dominated by two ASID/VMID bitmaps (16 KiB each), the master
-    /// table and the stream table's own directory (`size_of` tells the exact figure for a
-    /// given `S`); none of it is ever on the stack here.
+    /// table and the stream table's own directory: 53 376 bytes with an
+    /// [`OwnedStreamTable`](crate::OwnedStreamTable) on a 64-bit target at the default
+    /// capacities (checked by a unit test; `size_of` tells the exact figure for a given `S`);
+    /// none of it is ever on the stack here.
     pub fn new_in_with<E: From<Error>>(
         slot: &mut MaybeUninit<Self>,
         regs: R,
@@ -1251,6 +1386,9 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// Creates a paging domain with a fresh ASID (stage 1) or VMID (stage 2). A `protected`
     /// domain only maps memory inside the platform's shared windows (SPEC D9).
+    ///
+    /// The short form of [`Smmu::new_domain_with`]: `new_domain(DomainStage::Stage1, false,
+    /// alloc)` is `new_domain_with(DomainOptions::stage1(), alloc)`.
     pub fn new_domain<A: TableAllocator>(
         &self,
         stage: DomainStage,
@@ -1276,6 +1414,32 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             id,
             table: ManuallyDrop::new(table),
         })
+    }
+
+    /// Creates a paging domain as `options` describe it, its tables from `alloc`: the
+    /// named form of [`Smmu::new_domain`].
+    ///
+    /// ```
+    /// # use smmu::{DomainOptions, MasterConfig, OwnedStreamTable, ResetPlan, Smmu, SmmuConfig};
+    /// # use smmu_model::ModelConfig;
+    /// # use smmu_scenarios::{tables::ModelTables, ModelPlatform};
+    /// # let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
+    /// # let (regs, hal) = (platform.regs(), platform.hal());
+    /// # let features = smmu::probe::probe(&regs).unwrap();
+    /// # let strtab = OwnedStreamTable::for_smmu(&hal, &features, &SmmuConfig::default()).unwrap();
+    /// # let mut smmu = Smmu::new(regs, hal.clone(), features, strtab, SmmuConfig::default()).unwrap();
+    /// # smmu.reset(&ResetPlan::FULL).unwrap();
+    /// let disk = smmu.add_master(&MasterConfig::new(&[0x8]))?;
+    /// let domain = smmu.new_domain_with(DomainOptions::stage1(), ModelTables(hal.clone()))?;
+    /// smmu.attach(disk, &domain)?;
+    /// # Ok::<(), smmu::Error>(())
+    /// ```
+    pub fn new_domain_with<A: TableAllocator>(
+        &self,
+        options: DomainOptions,
+        alloc: A,
+    ) -> Result<Domain<A>, Error> {
+        self.new_domain(options.stage, options.protected, alloc)
     }
 
     fn check_domain<A: TableAllocator>(&self, domain: &Domain<A>) -> Result<(), Error> {

@@ -149,6 +149,11 @@ pub unsafe trait Hal {
 
     /// Called between polls of a register or memory location; a kernel may `cpu_relax()`,
     /// `wfe`, or sleep. Every poll in the driver is bounded by a count of these calls.
+    ///
+    /// On the SMMUv3 model (`smmu-model`) time passes only when something steps it: a HAL of
+    /// your own whose `relax` spins leaves the model standing still between polls, and the
+    /// driver reports `Timeout(CmdSync)` or `Timeout(Cr0Ack)`. Wrap it in
+    /// `smmu_scenarios::Stepping`, whose `relax` steps the model and then calls yours.
     fn relax(&self) {
         core::hint::spin_loop();
     }

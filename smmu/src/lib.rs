@@ -19,34 +19,29 @@
 //! on a board the same calls run over [`Mmio`] and the kernel's own `Hal`.
 //!
 //! ```
-//! use smmu::strtab::Layout;
-//! use smmu::{DomainStage, Hal, MasterConfig, OwnedStreamTable, ResetPlan, Smmu, SmmuConfig};
+//! use smmu::{DomainOptions, Hal, MasterConfig, OwnedStreamTable, Prot, ResetPlan, Smmu, SmmuConfig};
 //! use smmu_model::{ModelConfig, Profile, Transaction};
-//! use smmu_pagetable::{Iova, Prot};
-//! use smmu_scenarios::{tables::ModelTables, ModelPlatform};
+//! use smmu_pagetable::Iova;
+//! use smmu_scenarios::{rig::ModelSmmu, tables::ModelTables, ModelPlatform};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A Grace-like SMMU that acknowledges late and powers on with stale caches.
 //! let platform = ModelPlatform::new(ModelConfig::hostile(Profile::grace(), 1))?;
 //! let (regs, hal) = (platform.regs(), platform.hal());
 //!
-//! // Probe, then a stream table of the shape the features call for, every STE abort.
+//! // Probe, then the stream table the features call for, every STE abort. (`Box` stands in
+//! // for the `static` or the page a kernel keeps the driver in: see "Where `Smmu` lives".)
 //! let features = smmu::probe::probe(&regs)?;
-//! let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
-//! let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
-//! let strtab = OwnedStreamTable::new(&hal, layout, log2, features.coherent, &abort)?;
-//! let mut smmu = Smmu::new(regs, hal.clone(), features, strtab, SmmuConfig::default())?;
+//! let config = SmmuConfig::default();
+//! let mut slot: Box<core::mem::MaybeUninit<ModelSmmu>> = Box::new_uninit();
+//! let smmu = Smmu::new_in_with(&mut slot, regs, hal.clone(), features, config, |hal, place| {
+//!     OwnedStreamTable::for_smmu_in(place, hal, &features, &config).map(|_| ())
+//! })?;
 //! smmu.reset(&ResetPlan::FULL)?;
 //!
 //! // A NIC behind StreamID 0x10, a stage-1 domain, one page of its ring mapped at an IOVA.
-//! let nic = smmu.add_master(&MasterConfig {
-//!     sids: &[0x10],
-//!     protected: false,
-//!     ats: false,
-//!     stall: false,
-//!     ssid_bits: 0,
-//! })?;
-//! let domain = smmu.new_domain(DomainStage::Stage1, false, ModelTables(hal.clone()))?;
+//! let nic = smmu.add_master(&MasterConfig::new(&[0x10]))?;
+//! let domain = smmu.new_domain_with(DomainOptions::stage1(), ModelTables(hal.clone()))?;
 //! let ring = hal.dma_alloc(4096, 4096)?;
 //! smmu.map(&domain, Iova(0x1000_0000), ring.pa, 4096, Prot::READ | Prot::WRITE)?;
 //! smmu.attach(nic, &domain)?;
@@ -72,7 +67,23 @@
 //! coherency when the SMMU is not coherent; single-copy-atomic 64-bit stores in
 //! [`Hal::store_entry_qword`]; and a [`Hal::relax`] that lets time pass, because every poll in
 //! the driver is a bounded count of `relax` calls (so a `relax` that returns at once shortens
-//! every timeout).
+//! every timeout). On the model (`smmu_scenarios`), a HAL of your own must step the model in
+//! `relax` or every poll times out (`Timeout(CmdSync)`): wrap it in
+//! `smmu_scenarios::Stepping`.
+//!
+//! **What a [`TableAllocator`] must guarantee** (the memory of a domain's page tables; also an
+//! `unsafe trait`, re-exported from `smmu-pagetable` with [`TableMem`] and [`Prot`]): tables
+//! of the size asked for (a power of two from 4 KiB to 1 MiB), zeroed, aligned to their size
+//! at both addresses, visible to the SMMU's walker at the physical address reported, and never
+//! handed out twice; [`TableAllocator::phys_to_virt`] turning the physical address of any live
+//! table back into its pointer, cheaply (it is on every walk); [`TableAllocator::free_table`]
+//! taking each table exactly once; and, when [`TableAllocator::COHERENT`] is `false`, a
+//! [`TableAllocator::sync`] that cleans to the point of coherency. The driver frees a table
+//! only after the invalidation that retired it completed (SPEC P3): [`Smmu::unmap`] and
+//! [`Smmu::flush`] release them, and a [`Domain`] dropped without [`Smmu::free_domain`] leaks
+//! its tables rather than free them under the SMMU. A `Hal`'s `dma_alloc` with
+//! `align = size` meets the allocation part; `smmu_scenarios::tables::ModelTables` is the
+//! model's.
 //!
 //! **Locking.** The driver does its own: after [`Smmu::reset`] (which takes `&mut Smmu`,
 //! like [`Smmu::release`]) every call takes `&self`, so `Smmu` is shared between CPUs as it is
@@ -97,9 +108,27 @@
 //!
 //! **Where `Smmu` lives.** The driver has no heap: its bookkeeping is fixed capacity
 //! ([`MAX_MASTERS`] masters of up to [`MAX_SIDS_PER_MASTER`] StreamIDs, the stream table's
-//! level-2 bookkeeping, two ID allocators), so `Smmu` is a few tens of KiB (`size_of` tells
-//! for the platform's types). Put it in a `static`, in a page from the kernel's allocator or a
-//! `Hal` page — not on a small kernel or firmware stack.
+//! level-2 bookkeeping, two ID allocators), so `Smmu` is large: 53 376 bytes on a 64-bit
+//! target with an [`OwnedStreamTable`] and reference-sized register access and HAL (43 904
+//! bytes plus 296 per master slot; a unit test checks the figure, and `size_of` tells it for
+//! the platform's own types). Build it where it lives with [`Smmu::new_in_with`] — in a
+//! [`StaticSlot`], a page from the kernel's allocator or a `Hal` page — not on a small kernel
+//! or firmware stack.
+//!
+//! **Capacities.** Cargo features raise them (the largest enabled wins; `no_std` unchanged):
+//!
+//! | feature | effect | `size_of::<Smmu>()` above |
+//! |---|---|---|
+//! | (none) | 32 masters, 8 StreamIDs each | 53 376 B |
+//! | `masters-128` | [`MAX_MASTERS`] = 128 | 81 792 B |
+//! | `masters-512` | [`MAX_MASTERS`] = 512 | 195 456 B |
+//! | `sids-per-master-16` | [`MAX_SIDS_PER_MASTER`] = 16 | +32 B per master slot |
+//! | `sids-per-master-32` | [`MAX_SIDS_PER_MASTER`] = 32 | +128 B per master slot |
+//!
+//! **Unmapping in batches.** [`Smmu::unmap`] invalidates and waits for one `CMD_SYNC` per
+//! call. [`Smmu::unmap_deferred`] gathers into an [`UnmapBatch`] instead, and [`Smmu::flush`]
+//! issues the gathered invalidations with one `CMD_SYNC` and only then frees the retired
+//! tables: Linux's `unmap` / `iotlb_sync` pair, for a driver that unmaps many buffers at once.
 //!
 //! # Encodings
 //!
@@ -159,11 +188,14 @@ pub mod writer;
 pub use access::{Mmio, RegisterAccess};
 pub use domain::{Domain, DomainStage};
 pub use driver::{
-    Attachment, GbpaPolicy, MasterConfig, MasterId, Smmu, SmmuConfig, MAX_MASTERS,
-    MAX_SIDS_PER_MASTER,
+    Attachment, DomainOptions, GbpaPolicy, MasterConfig, MasterId, Smmu, SmmuConfig, UnmapBatch,
+    MAX_MASTERS, MAX_SIDS_PER_MASTER,
 };
 pub use error::{CommandFault, Error, ProbeError, WaitFor};
 pub use hal::{DmaRegion, Hal, HalError, Iova, MapAttr, PhysAddr, PhysRange};
 pub use reset::{OnFailure, ResetPlan, ResetStep};
 pub use slot::StaticSlot;
+// The page-table types a user of the driver names: `map`'s `Prot`, and the allocator a
+// domain's tables come from (SPEC P1–P3 live in `smmu-pagetable`).
+pub use smmu_pagetable::{Prot, TableAllocator, TableMem};
 pub use strtab::{OwnedStreamTable, StreamTable};

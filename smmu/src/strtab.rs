@@ -11,12 +11,14 @@ use core::ptr::addr_of_mut;
 use heapless::Vec;
 use tock_registers::LocalRegisterCopy;
 
+use crate::arch::idr::Features;
 use crate::arch::l1std::{L1StdConfig, STRTAB_SPLIT};
 use crate::arch::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
 use crate::dma::DmaBuf;
 use crate::error::Error;
 use crate::hal::{Hal, PhysAddr};
-use crate::writer::ENTRY_QWORDS;
+use crate::writer::{make, ENTRY_QWORDS};
+use crate::SmmuConfig;
 
 /// Bytes per STE.
 pub const STE_BYTES: usize = 64;
@@ -176,6 +178,11 @@ impl core::fmt::Debug for OwnedStreamTable {
 /// compiler does not optimise, and a crash kernel's stack has no room for it.
 static EMPTY_L2_DIRECTORY: Vec<(u32, DmaBuf), MAX_L2_TABLES> = Vec::new();
 
+/// The image of an abort STE (unattached StreamIDs abort, SPEC D2).
+fn abort_fill() -> [u64; ENTRY_QWORDS] {
+    make::ste_image(&make::abort_ste())
+}
+
 impl OwnedStreamTable {
     /// Allocates a table of 2^`log2` StreamIDs. A linear table is filled with `fill` (every
     /// StreamID gets that STE); a 2-level table starts with every descriptor invalid, so
@@ -223,6 +230,77 @@ impl OwnedStreamTable {
         }
         // SAFETY: every field was written above.
         Ok(unsafe { place.assume_init_mut() })
+    }
+
+    /// The stream table a driver with these `features` and this `config` needs, every STE
+    /// abort: the layout and size [`Layout::choose`] gives for the probed features, and the
+    /// coherency the driver itself will use (`config.coherent`, else `IDR0.COHACC`), so the
+    /// table's cache maintenance can never disagree with the driver's (SPEC K17).
+    ///
+    /// This is the boilerplate every bring-up repeats, in one call:
+    ///
+    /// ```
+    /// use smmu::{OwnedStreamTable, Smmu, SmmuConfig};
+    /// use smmu_model::ModelConfig;
+    /// use smmu_scenarios::ModelPlatform;
+    ///
+    /// let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
+    /// let (regs, hal) = (platform.regs(), platform.hal());
+    /// let features = smmu::probe::probe(&regs).unwrap();
+    /// let config = SmmuConfig::default();
+    /// let strtab = OwnedStreamTable::for_smmu(&hal, &features, &config).unwrap();
+    /// let smmu = Smmu::new(regs, hal, features, strtab, config).unwrap();
+    /// # let _ = smmu;
+    /// ```
+    ///
+    /// In place (inside [`Smmu::new_in_with`](crate::Smmu::new_in_with)):
+    /// [`OwnedStreamTable::for_smmu_in`].
+    pub fn for_smmu<H: Hal + ?Sized>(
+        hal: &H,
+        features: &Features,
+        config: &SmmuConfig,
+    ) -> Result<Self, Error> {
+        let (layout, log2, coherent) = Self::shape_for(features, config);
+        Self::new(hal, layout, log2, coherent, &abort_fill())
+    }
+
+    /// [`OwnedStreamTable::for_smmu`], built in `place`: the form for
+    /// [`Smmu::new_in_with`](crate::Smmu::new_in_with), whose closure gets the HAL and the
+    /// table's place. On failure `place` is left uninitialised.
+    ///
+    /// ```
+    /// use core::mem::MaybeUninit;
+    /// use smmu::{OwnedStreamTable, Smmu, SmmuConfig};
+    /// use smmu_model::ModelConfig;
+    /// use smmu_scenarios::{ModelHal, ModelPlatform, ModelRegs};
+    ///
+    /// let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
+    /// let (regs, hal) = (platform.regs(), platform.hal());
+    /// let features = smmu::probe::probe(&regs).unwrap();
+    /// let config = SmmuConfig::default();
+    /// let mut slot: Box<MaybeUninit<Smmu<ModelRegs, ModelHal, OwnedStreamTable>>> =
+    ///     Box::new_uninit();
+    /// let smmu = Smmu::new_in_with(&mut slot, regs, hal, features, config, |hal, place| {
+    ///     OwnedStreamTable::for_smmu_in(place, hal, &features, &config).map(|_| ())
+    /// })
+    /// .unwrap();
+    /// # let _ = smmu;
+    /// ```
+    pub fn for_smmu_in<'p, H: Hal + ?Sized>(
+        place: &'p mut MaybeUninit<Self>,
+        hal: &H,
+        features: &Features,
+        config: &SmmuConfig,
+    ) -> Result<&'p mut Self, Error> {
+        let (layout, log2, coherent) = Self::shape_for(features, config);
+        Self::new_in(place, hal, layout, log2, coherent, &abort_fill())
+    }
+
+    /// Layout, log2 size and coherency of [`OwnedStreamTable::for_smmu`]'s table; the
+    /// coherency is computed exactly as [`Smmu::new_in_with`](crate::Smmu::new_in_with) does.
+    fn shape_for(features: &Features, config: &SmmuConfig) -> (Layout, u32, bool) {
+        let (layout, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
+        (layout, log2, config.coherent.unwrap_or(features.coherent))
     }
 
     /// The linear table, filled with `fill`, or the (invalid) level-1 descriptors, and the
@@ -379,5 +457,50 @@ impl StreamTable for OwnedStreamTable {
         // SAFETY: as above; the caller never uses or releases the table again, so the base
         // buffer, read out of it here, is given back once.
         unsafe { core::ptr::read(&raw const self.base).release(hal) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::idr::IdRegs;
+    use crate::testutil::HeapHal;
+
+    /// QEMU-7.2-like ID registers: 2-level stream table, SIDSIZE 16, `COHACC` = 1.
+    fn features() -> Features {
+        let ids = IdRegs {
+            idr: [0x0D44_101A, 0x0273_0010, 0, 0x1404, 0, 0x74],
+            iidr: 0,
+            aidr: 1,
+        };
+        crate::probe::check(&ids).expect("features")
+    }
+
+    // spec: D3, K17
+    #[test]
+    fn for_smmu_takes_the_layout_from_the_features_and_coherency_from_the_config() {
+        let hal = HeapHal::new();
+        let f = features();
+        assert!(f.coherent && f.two_level_stream_table);
+        let t = OwnedStreamTable::for_smmu(&hal, &f, &SmmuConfig::default()).expect("table");
+        assert_eq!(
+            (t.layout(), t.log2_size(), t.coherent),
+            (Layout::TwoLevel, 16, true)
+        );
+        // The platform says non-coherent: the table agrees with the driver, not IDR0.COHACC.
+        let config = SmmuConfig {
+            coherent: Some(false),
+            ..SmmuConfig::default()
+        };
+        let mut place = MaybeUninit::uninit();
+        let u = OwnedStreamTable::for_smmu_in(&mut place, &hal, &f, &config).expect("in place");
+        assert!(!u.coherent && !u.base.coherent());
+        // SAFETY: never programmed into an SMMU.
+        unsafe {
+            u.release(&hal);
+            let mut t = t;
+            t.release(&hal);
+        }
+        assert_eq!(hal.live_allocations(), 0);
     }
 }

@@ -3,7 +3,8 @@
 //! The library part is the platform the scenarios run the driver on: [`ModelPlatform`] builds
 //! an [`smmu_model::Model`] whose RAM is a host arena, and hands out the driver's register
 //! access ([`ModelRegs`]) and HAL ([`ModelHal`]) while the test keeps the model to step time
-//! and check the violation log.
+//! and check the violation log. A HAL of your own runs on the model wrapped in [`Stepping`],
+//! which steps the model in `relax` (the model advances only when stepped).
 //!
 //! ```
 //! use smmu_model::{ModelConfig, Profile};
@@ -19,8 +20,10 @@ pub mod faults;
 pub mod kdump_scenario;
 pub mod platform;
 pub mod rig;
+pub mod stepping;
 pub mod tables;
 
 pub use platform::{
     CacheEvent, HalStats, Mapping, ModelHal, ModelPlatform, ModelRegs, DEFAULT_RAM_BYTES,
 };
+pub use stepping::Stepping;

@@ -37,11 +37,15 @@ pub fn build(
     let regs = platform.regs();
     let hal = platform.hal();
     let features: Features = smmu::probe::probe(&regs)?;
-    let (auto, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
-    let layout = layout.unwrap_or(auto);
-    let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
-    let coherent = config.coherent.unwrap_or(features.coherent);
-    let strtab = OwnedStreamTable::new(&hal, layout, log2, coherent, &abort)?;
+    let strtab = match layout {
+        None => OwnedStreamTable::for_smmu(&hal, &features, &config)?,
+        Some(layout) => {
+            let (_, log2) = Layout::choose(features.two_level_stream_table, features.sid_bits);
+            let abort = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
+            let coherent = config.coherent.unwrap_or(features.coherent);
+            OwnedStreamTable::new(&hal, layout, log2, coherent, &abort)?
+        }
+    };
     Smmu::new(regs, hal, features, strtab, config)
 }
 
