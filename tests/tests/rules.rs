@@ -297,6 +297,17 @@ fn resolve_enforcer<'s>(
         return Err(format!("{item}: {path} never names {t}"));
     }
     if !defines(text, name) {
+        // A type's methods may be split over the files of its module's directory
+        // (`driver/mod.rs` declares `Smmu`, `driver/masters.rs` holds its attach methods).
+        if let Some(dir) = path.strip_suffix("mod.rs") {
+            if let Some((&p, &t)) = files.iter().find(|(p, t)| {
+                p.starts_with(dir)
+                    && types.iter().all(|ty| t.contains(*ty))
+                    && defines(t, name)
+            }) {
+                return Ok((t, format!("{p}::{name}")));
+            }
+        }
         return Err(format!("{item}: {path} has no fn {name}"));
     }
     Ok((text, format!("{path}::{name}")))
