@@ -38,6 +38,8 @@ pub struct Domain<A: TableAllocator> {
     pub(crate) stage: DomainStage,
     pub(crate) protected: bool,
     pub(crate) id: u16,
+    /// A stage-2 nesting parent (SPEC D13): its unmaps also invalidate combined entries.
+    pub(crate) nesting_parent: bool,
     /// Never dropped by `Domain`'s own `Drop` (which leaks it); `free_domain` takes it out.
     pub(crate) table: ManuallyDrop<PageTable<A>>,
 }
@@ -94,6 +96,11 @@ impl<A: TableAllocator> Domain<A> {
     /// Whether mappings are limited to the platform's shared windows (SPEC D9).
     pub fn is_protected(&self) -> bool {
         self.protected
+    }
+
+    /// Whether nested domains may be built on it (a stage-2 nesting parent, SPEC D13).
+    pub fn is_nesting_parent(&self) -> bool {
+        self.nesting_parent
     }
 
     /// The ASID (stage 1) or VMID (stage 2).

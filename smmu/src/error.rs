@@ -121,6 +121,12 @@ pub enum Error {
     PageTable(smmu_pagetable::Error),
     /// A protected master was asked to do what SPEC D9 forbids.
     Protected(crate::policy::Refusal),
+    /// A guest's half of a nested STE was refused (SPEC D13).
+    Nested(crate::nested::NestedError),
+    /// A guest's invalidation command was refused (SPEC D13).
+    GuestCommand(crate::nested::GuestCommandError),
+    /// A nested domain needs a stage-2 domain created as a nesting parent.
+    NotNestingParent,
     /// An event or PRI queue could not be created.
     Queue(crate::evtq::QueueError),
     /// An event or PRI queue could not be drained (a hostile `PROD`).
@@ -228,6 +234,11 @@ impl fmt::Display for Error {
             Self::WrongDomainKind => f.write_str("the domain kind does not allow this"),
             Self::PageTable(e) => write!(f, "page table: {e:?}"),
             Self::Protected(r) => write!(f, "protected DMA: {r}"),
+            Self::Nested(e) => write!(f, "nested domain: {e}"),
+            Self::GuestCommand(e) => write!(f, "guest invalidation: {e}"),
+            Self::NotNestingParent => {
+                f.write_str("a nested domain needs a stage-2 domain created as a nesting parent")
+            }
             Self::Queue(e) => write!(f, "{e}"),
             Self::Drain(e) => write!(f, "{e:?}"),
             Self::InheritedDescriptorInvalid(s) => {
@@ -261,3 +272,15 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+impl From<crate::nested::NestedError> for Error {
+    fn from(e: crate::nested::NestedError) -> Self {
+        Self::Nested(e)
+    }
+}
+
+impl From<crate::nested::GuestCommandError> for Error {
+    fn from(e: crate::nested::GuestCommandError) -> Self {
+        Self::GuestCommand(e)
+    }
+}

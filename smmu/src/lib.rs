@@ -188,8 +188,8 @@ pub mod writer;
 pub use access::{Mmio, RegisterAccess};
 pub use domain::{Domain, DomainStage};
 pub use driver::{
-    Attachment, DomainOptions, GbpaPolicy, MasterConfig, MasterId, Smmu, SmmuConfig, UnmapBatch,
-    MAX_MASTERS, MAX_SIDS_PER_MASTER,
+    Attachment, DomainOptions, GbpaPolicy, MasterConfig, MasterId, NestedDomain, Smmu, SmmuConfig,
+    UnmapBatch, MAX_MASTERS, MAX_SIDS_PER_MASTER,
 };
 pub use error::{CommandFault, Error, ProbeError, WaitFor};
 pub use hal::{DmaRegion, Hal, HalError, Iova, MapAttr, PhysAddr, PhysRange};

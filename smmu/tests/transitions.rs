@@ -459,6 +459,92 @@ fn t24_nested_s1bypass_to_s1dssbypass() {
     ste(s2_ste(PLAIN), nested_ste(), 2, 2, true);
 }
 
+/// A guest's nested STE (SPEC D13): its CD table at `cd`, the parent's stage 2 with VMID
+/// `vmid`, no ATS (what `Smmu::attach_nested` writes for a plain master).
+fn guest_nested(cd: u64, vmid: u16) -> [u64; 8] {
+    make::ste_image(&make::nested_ste(
+        FEATURES,
+        PLAIN,
+        cd_table(cd),
+        S1Dss::Substream0,
+        s2_table(),
+        vmid,
+    ))
+}
+
+// The nested rows (SPEC D13): not in Linux's suite, so `linux_syncs` is what Linux's
+// used-bits algorithm does for them (the same algorithm: one qword changing where the
+// hardware looks is hitless in at most 3 syncs, otherwise V = 0, body, word 0 in 3).
+
+/// A master moves from blocked to a guest's nested domain, and back on detach.
+#[test]
+fn t25_abort_to_nested_and_back() {
+    // spec: D4, D13
+    ste(abort(), guest_nested(CD_TABLE, 7), 3, 2, true);
+    ste(guest_nested(CD_TABLE, 7), abort(), 3, 2, true);
+}
+
+/// Bypass to nested: a bypass STE uses none of the stage-2 words, so they are written first
+/// and Config switches in word 0 alone: hitless.
+#[test]
+fn t26_bypass_to_nested_and_back() {
+    // spec: D4, D13
+    ste(bypass(), guest_nested(CD_TABLE, 7), 3, 2, true);
+    ste(guest_nested(CD_TABLE, 7), bypass(), 3, 2, true);
+}
+
+/// The host's own stage 1 to a guest's nested domain: the CD table and the stage 2 change.
+#[test]
+fn t27_s1_to_nested_and_back() {
+    // spec: D4, D13
+    ste(
+        cdtable_ste(S1Dss::Substream0, PLAIN),
+        guest_nested(CD_TABLE + 0x1_0000, 7),
+        3,
+        3,
+        false,
+    );
+    ste(
+        guest_nested(CD_TABLE + 0x1_0000, 7),
+        cdtable_ste(S1Dss::Substream0, PLAIN),
+        3,
+        3,
+        false,
+    );
+}
+
+/// Stage 2 alone (a guest that asked for stage-1 bypass) to nested on the same parent: only
+/// word 0 (Config, the CD table) changes where the hardware looks: hitless.
+#[test]
+fn t28_s2_to_nested_same_parent() {
+    // spec: D4, D13
+    let s2 = make::ste_image(&make::s2_ste(FEATURES, PLAIN, s2_table(), 7));
+    ste(s2, guest_nested(CD_TABLE, 7), 2, 2, true);
+    ste(guest_nested(CD_TABLE, 7), s2, 2, 2, true);
+}
+
+/// Nested to nested: the guest points at another CD table (one qword: hitless), or the
+/// master moves to a nested domain on another parent (another VMID: word 2 and the CD table
+/// in word 0 change, so V = 0 first).
+#[test]
+fn t29_nested_to_nested() {
+    // spec: D4, D13
+    ste(
+        guest_nested(CD_TABLE, 7),
+        guest_nested(CD_TABLE + 0x1_0000, 7),
+        1,
+        1,
+        true,
+    );
+    ste(
+        guest_nested(CD_TABLE, 7),
+        guest_nested(CD_TABLE + 0x1_0000, 9),
+        3,
+        3,
+        false,
+    );
+}
+
 /// The builders set no bit their own used bits call unused (the Linux driver WARNs when a
 /// `make_*` function and `get_used` disagree).
 #[test]

@@ -301,9 +301,7 @@ fn resolve_enforcer<'s>(
         // (`driver/mod.rs` declares `Smmu`, `driver/masters.rs` holds its attach methods).
         if let Some(dir) = path.strip_suffix("mod.rs") {
             if let Some((&p, &t)) = files.iter().find(|(p, t)| {
-                p.starts_with(dir)
-                    && types.iter().all(|ty| t.contains(*ty))
-                    && defines(t, name)
+                p.starts_with(dir) && types.iter().all(|ty| t.contains(*ty)) && defines(t, name)
             }) {
                 return Ok((t, format!("{p}::{name}")));
             }

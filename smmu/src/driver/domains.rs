@@ -34,6 +34,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             stage,
             protected,
             id,
+            nesting_parent: false,
             table: ManuallyDrop::new(table),
         })
     }
@@ -61,7 +62,12 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         options: DomainOptions,
         alloc: A,
     ) -> Result<Domain<A>, Error> {
-        self.new_domain(options.stage, options.protected, alloc)
+        if options.nesting_parent && options.stage != DomainStage::Stage2 {
+            return Err(Error::NotNestingParent);
+        }
+        let mut domain = self.new_domain(options.stage, options.protected, alloc)?;
+        domain.nesting_parent = options.nesting_parent;
+        Ok(domain)
     }
 
     pub(super) fn check_domain<A: TableAllocator>(&self, domain: &Domain<A>) -> Result<(), Error> {
@@ -305,6 +311,12 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             &caps,
             &mut |c| batch.add(c),
         )?;
+        if domain.nesting_parent {
+            // §4.4.3.1: TLBI_S2_IPA need not remove combined stage-1+2 entries of the nested
+            // domains on this parent; TLBI_NH_ALL of the VMID does, in the same batch under
+            // the one CMD_SYNC (Linux issues it after the range with a sync of its own).
+            batch.add(Command::TlbiNhAll { vmid: domain.id })?;
+        }
         batch.submit()?;
         // ATC invalidation only after the TLB invalidation completed (§3.9.1).
         if self.ats_masters.load(Ordering::SeqCst) == 0 {

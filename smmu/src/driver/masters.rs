@@ -313,8 +313,10 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
         // ---- 1. preparation: nothing live changes
         let sids = m.sids.clone();
         let before = m.attached;
-        let extra = [before.token(), target.now.token()]
+        let extra = before
+            .tokens()
             .into_iter()
+            .chain(target.now.tokens())
             .flatten()
             .filter(|t| !m.lingering.contains(t))
             .count();
@@ -357,7 +359,12 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
                 restored &= self.restore_cd0(m, image).is_ok();
             }
             if !restored {
-                for t in [before.token(), target.now.token()].into_iter().flatten() {
+                for t in before
+                    .tokens()
+                    .into_iter()
+                    .chain(target.now.tokens())
+                    .flatten()
+                {
                     if !m.lingering.contains(&t) {
                         // Cannot fail: room was checked in step 1.
                         let _ = m.lingering.push(t);
@@ -406,9 +413,11 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
             }
             Err(e) => {
                 // Every STE switched, but CD 0 or the ATC may still use the previous domain.
-                if let Some(t) = before.token().filter(|t| !m.lingering.contains(t)) {
-                    // Cannot fail: room was checked in step 1.
-                    let _ = m.lingering.push(t);
+                for t in before.tokens().into_iter().flatten() {
+                    if !m.lingering.contains(&t) {
+                        // Cannot fail: room was checked in step 1.
+                        let _ = m.lingering.push(t);
+                    }
                 }
                 Err(e)
             }

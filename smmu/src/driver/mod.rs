@@ -64,6 +64,8 @@ const _: () = assert!(MAX_MASTERS <= u16::MAX as usize);
 mod bringup;
 mod domains;
 mod masters;
+mod nested;
+pub use nested::NestedDomain;
 mod unmap_batch;
 pub use unmap_batch::UnmapBatch;
 
@@ -228,6 +230,8 @@ pub struct DomainOptions {
     /// Only memory inside the platform's shared windows may be mapped (SPEC D9): the domain
     /// for a protected master.
     pub protected: bool,
+    /// A stage-2 nesting parent ([`DomainOptions::nesting_parent`]).
+    pub nesting_parent: bool,
 }
 
 impl DomainOptions {
@@ -236,6 +240,7 @@ impl DomainOptions {
         Self {
             stage,
             protected: false,
+            nesting_parent: false,
         }
     }
 
@@ -255,6 +260,15 @@ impl DomainOptions {
         Self {
             protected: true,
             ..self
+        }
+    }
+
+    /// A stage-2 domain that nested domains may be built on (SPEC D13; Linux's nesting
+    /// parent): its unmaps also remove the combined stage-1+2 TLB entries of the guests on it.
+    pub const fn nesting_parent() -> Self {
+        Self {
+            nesting_parent: true,
+            ..Self::stage2()
         }
     }
 }
@@ -282,6 +296,15 @@ pub enum Attachment {
         /// Its ASID or VMID.
         id: u16,
     },
+    /// A nested domain (SPEC D13): the guest's stage 1 over a nesting parent's stage 2.
+    Nested {
+        /// The nested domain's token.
+        token: u32,
+        /// The nesting parent's token: it cannot be freed while this is attached.
+        parent: u32,
+        /// The parent's VMID, which tags the master's TLB entries.
+        vmid: u16,
+    },
     /// An attach failed part-way and putting the previous STEs (and CD) back failed too,
     /// typically because the command queue stopped completing: each STE holds the previous
     /// configuration or the new one, and which is not known. Every domain either may use
@@ -291,11 +314,19 @@ pub enum Attachment {
 }
 
 impl Attachment {
-    /// The token of the paging domain, if this is one.
+    /// The token of the paging or nested domain, if this is one.
     fn token(self) -> Option<u32> {
         match self {
-            Attachment::Paging { token, .. } => Some(token),
+            Attachment::Paging { token, .. } | Attachment::Nested { token, .. } => Some(token),
             _ => None,
+        }
+    }
+
+    /// Every domain the STEs use: a nested domain uses its parent's stage 2 too.
+    fn tokens(self) -> [Option<u32>; 2] {
+        match self {
+            Attachment::Nested { token, parent, .. } => [Some(token), Some(parent)],
+            other => [other.token(), None],
         }
     }
 }
@@ -334,7 +365,7 @@ struct Master {
 impl Master {
     /// Whether any of this master's STEs, its CD 0 or its ATC may still use domain `token`.
     fn refers_to(&self, token: u32) -> bool {
-        self.attached.token() == Some(token) || self.lingering.contains(&token)
+        self.attached.tokens().contains(&Some(token)) || self.lingering.contains(&token)
     }
 }
 
