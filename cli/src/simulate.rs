@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 mod timeline;
 
 use serde_json::{json, Value};
-use smmu_scenarios::kdump_scenario::{self, Counts, Report, Strategy};
+use smmu_model_platform::kdump_scenario::{self, Counts, Report, Strategy};
 
 /// How the crash kernel brings the SMMU up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -109,7 +109,7 @@
 //! use smmu_kdump::{boot_in, AdoptOptions, AdoptPlatform, CrashDriver, Verdict};
 //! use smmu_model::{MasterSpec, ModelConfig, Pattern, Profile, Transaction};
 //! use smmu_pagetable::Iova;
-//! use smmu_scenarios::{tables::ModelTables, ModelHal, ModelPlatform, ModelRegs};
+//! use smmu_model_platform::{tables::ModelTables, ModelHal, ModelPlatform, ModelRegs};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The old kernel: a NIC (StreamID 0x10) in a stage-1 domain, its ring mapped, DMA running.

@@ -11,8 +11,8 @@ use smmu_kdump::{
 };
 use smmu_model::fields::reg;
 use smmu_model::{ModelConfig, Profile};
-use smmu_scenarios::rig::Rig;
-use smmu_scenarios::{ModelHal, ModelRegs};
+use smmu_model_platform::rig::Rig;
+use smmu_model_platform::{ModelHal, ModelRegs};
 
 fn accept_ignored() -> SmmuConfig {
     SmmuConfig {

@@ -22,8 +22,8 @@ use std::ptr::NonNull;
 
 use smmu::{DmaRegion, Hal, HalError, MapAttr, PhysAddr, PhysRange, RegisterAccess};
 use smmu_kdump::{boot_in, AdoptOptions, AdoptPlatform, CrashDriver, Verdict};
-use smmu_scenarios::kdump_scenario::{crash, OldKernel};
-use smmu_scenarios::platform::{ModelHal, ModelRegs};
+use smmu_model_platform::kdump_scenario::{crash, OldKernel};
+use smmu_model_platform::platform::{ModelHal, ModelRegs};
 
 /// The documented bounds (`boot_in`'s docs): bytes of stack the bring-up may use, optimised
 /// (opt-level 1 and up: the test profile, release) and unoptimised (opt-level 0, where every

@@ -153,7 +153,7 @@ pub unsafe trait Hal {
     /// On the SMMUv3 model (`smmu-model`) time passes only when something steps it: a HAL of
     /// your own whose `relax` spins leaves the model standing still between polls, and the
     /// driver reports `Timeout(CmdSync)` or `Timeout(Cr0Ack)`. Wrap it in
-    /// `smmu_scenarios::Stepping`, whose `relax` steps the model and then calls yours.
+    /// `smmu_model_platform::Stepping`, whose `relax` steps the model and then calls yours.
     fn relax(&self) {
         core::hint::spin_loop();
     }

@@ -22,7 +22,7 @@
 //! use smmu::{DomainOptions, Hal, MasterConfig, OwnedStreamTable, Prot, ResetPlan, Smmu, SmmuConfig};
 //! use smmu_model::{ModelConfig, Profile, Transaction};
 //! use smmu_pagetable::Iova;
-//! use smmu_scenarios::{rig::ModelSmmu, tables::ModelTables, ModelPlatform};
+//! use smmu_model_platform::{rig::ModelSmmu, tables::ModelTables, ModelPlatform};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A Grace-like SMMU that acknowledges late and powers on with stale caches.
@@ -67,9 +67,9 @@
 //! coherency when the SMMU is not coherent; single-copy-atomic 64-bit stores in
 //! [`Hal::store_entry_qword`]; and a [`Hal::relax`] that lets time pass, because every poll in
 //! the driver is a bounded count of `relax` calls (so a `relax` that returns at once shortens
-//! every timeout). On the model (`smmu_scenarios`), a HAL of your own must step the model in
+//! every timeout). On the model (`smmu_model_platform`), a HAL of your own must step the model in
 //! `relax` or every poll times out (`Timeout(CmdSync)`): wrap it in
-//! `smmu_scenarios::Stepping`.
+//! `smmu_model_platform::Stepping`.
 //!
 //! **What a [`TableAllocator`] must guarantee** (the memory of a domain's page tables; also an
 //! `unsafe trait`, re-exported from `smmu-pagetable` with [`TableMem`] and [`Prot`]): tables
@@ -82,7 +82,7 @@
 //! only after the invalidation that retired it completed (SPEC P3): [`Smmu::unmap`] and
 //! [`Smmu::flush`] release them, and a [`Domain`] dropped without [`Smmu::free_domain`] leaks
 //! its tables rather than free them under the SMMU. A `Hal`'s `dma_alloc` with
-//! `align = size` meets the allocation part; `smmu_scenarios::tables::ModelTables` is the
+//! `align = size` meets the allocation part; `smmu_model_platform::tables::ModelTables` is the
 //! model's.
 //!
 //! **Locking.** The driver does its own: after [`Smmu::reset`] (which takes `&mut Smmu`,

@@ -242,7 +242,7 @@ impl OwnedStreamTable {
     /// ```
     /// use smmu::{OwnedStreamTable, Smmu, SmmuConfig};
     /// use smmu_model::ModelConfig;
-    /// use smmu_scenarios::ModelPlatform;
+    /// use smmu_model_platform::ModelPlatform;
     ///
     /// let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
     /// let (regs, hal) = (platform.regs(), platform.hal());
@@ -272,7 +272,7 @@ impl OwnedStreamTable {
     /// use core::mem::MaybeUninit;
     /// use smmu::{OwnedStreamTable, Smmu, SmmuConfig};
     /// use smmu_model::ModelConfig;
-    /// use smmu_scenarios::{ModelHal, ModelPlatform, ModelRegs};
+    /// use smmu_model_platform::{ModelHal, ModelPlatform, ModelRegs};
     ///
     /// let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
     /// let (regs, hal) = (platform.regs(), platform.hal());

@@ -16,8 +16,8 @@ use smmu::{
     PhysRange, ResetPlan, Smmu, SmmuConfig,
 };
 use smmu_model::{HostRam, ModelConfig, Profile, SharedModel, Transaction};
+use smmu_model_platform::platform::ModelRegs;
 use smmu_pagetable::{Iova, Prot, TableAllocator, TableMem};
-use smmu_scenarios::platform::ModelRegs;
 
 /// The platform: a carve-out of RAM at `base`, linearly mapped at `ram`'s host pointer.
 struct Platform {

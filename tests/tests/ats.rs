@@ -8,9 +8,9 @@ use smmu::reset::{ResetPlan, ResetStep};
 use smmu::{DomainStage, MasterConfig, PhysRange, SmmuConfig};
 use smmu_model::fields::reg;
 use smmu_model::{AtsCompletion, Cause, ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::platform::ModelPlatform;
+use smmu_model_platform::rig::{build, Rig};
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::platform::ModelPlatform;
-use smmu_scenarios::rig::{build, Rig};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const GPU_SID: u32 = 0x100;

@@ -7,7 +7,7 @@ use smmu::cmdq::{CommandBatch, SyncMode};
 use smmu::{Error, SmmuConfig};
 use smmu_model::fields::reg;
 use smmu_model::{ModelConfig, Profile};
-use smmu_scenarios::rig::Rig;
+use smmu_model_platform::rig::Rig;
 
 fn hostile(profile: Profile) -> ModelConfig {
     ModelConfig {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use smmu::SmmuConfig;
 use smmu_model::{ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::rig::Rig;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::rig::Rig;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 

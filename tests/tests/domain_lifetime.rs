@@ -8,15 +8,19 @@
 
 use smmu::{Hal, SmmuConfig};
 use smmu_model::{ModelConfig, Profile, Transaction, TxnResult, ViolationKind};
+use smmu_model_platform::rig::Rig;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::rig::Rig;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const IOVA: u64 = 0x4000_0000;
 
 /// A rig with one stage-1 master on StreamID 3 whose domain maps one page at `IOVA`; the
 /// page's physical address.
-fn attached() -> (Rig, smmu::Domain<smmu_scenarios::tables::ModelTables>, u64) {
+fn attached() -> (
+    Rig,
+    smmu::Domain<smmu_model_platform::tables::ModelTables>,
+    u64,
+) {
     let cfg = ModelConfig {
         ram_size: 32 << 20,
         ..ModelConfig::hostile(Profile::grace(), 5)

@@ -11,8 +11,8 @@ use smmu::strtab::Layout;
 use smmu::{Attachment, DomainStage, Error, MasterConfig, SmmuConfig};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::rig::Rig;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::rig::Rig;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 

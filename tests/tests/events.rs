@@ -6,7 +6,7 @@ use smmu::evtq::EventReport;
 use smmu::SmmuConfig;
 use smmu_model::fields::reg;
 use smmu_model::{ModelConfig, Profile, Transaction};
-use smmu_scenarios::rig::Rig;
+use smmu_model_platform::rig::Rig;
 
 fn rig(evtq_log2: u32) -> Rig {
     let cfg = ModelConfig {

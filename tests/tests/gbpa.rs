@@ -10,9 +10,9 @@ use smmu::{
 };
 use smmu_model::fields::reg;
 use smmu_model::{ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::platform::ModelPlatform;
+use smmu_model_platform::rig::{self, Rig};
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::platform::ModelPlatform;
-use smmu_scenarios::rig::{self, Rig};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const SID: u32 = 0x8;

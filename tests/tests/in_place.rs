@@ -10,10 +10,10 @@ use smmu::evtq::EventReport;
 use smmu::strtab::Layout;
 use smmu::{DomainStage, MasterConfig, OwnedStreamTable, ResetPlan, Smmu, SmmuConfig};
 use smmu_model::{ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::platform::ModelPlatform;
+use smmu_model_platform::rig::ModelSmmu;
+use smmu_model_platform::tables::ModelTables;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::platform::ModelPlatform;
-use smmu_scenarios::rig::ModelSmmu;
-use smmu_scenarios::tables::ModelTables;
 
 // spec: D2, D8
 #[test]

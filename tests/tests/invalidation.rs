@@ -10,10 +10,10 @@ use smmu::{
 };
 use smmu_model::fields::reg;
 use smmu_model::{Cause, ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::platform::{ModelHal, ModelPlatform, ModelRegs};
+use smmu_model_platform::rig::Rig;
+use smmu_model_platform::tables::ModelTables;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::platform::{ModelHal, ModelPlatform, ModelRegs};
-use smmu_scenarios::rig::Rig;
-use smmu_scenarios::tables::ModelTables;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 

@@ -8,10 +8,10 @@ use smmu::{DomainStage, Error, MapAttr, MasterConfig, RegisterAccess, SmmuConfig
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict, ADOPT};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, Profile, Transaction, TxnResult};
+use smmu_model_platform::kdump_scenario::{crash, run, Crashed, OldKernel, Strategy};
+use smmu_model_platform::platform::ModelRegs;
+use smmu_model_platform::tables::ModelTables;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::kdump_scenario::{crash, run, Crashed, OldKernel, Strategy};
-use smmu_scenarios::platform::ModelRegs;
-use smmu_scenarios::tables::ModelTables;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 
@@ -97,7 +97,7 @@ struct Logged {
 }
 
 impl Logged {
-    fn new(platform: &smmu_scenarios::ModelPlatform) -> Self {
+    fn new(platform: &smmu_model_platform::ModelPlatform) -> Self {
         Self {
             inner: platform.regs(),
             model: platform.model().clone(),
@@ -351,9 +351,11 @@ fn deferred_stes_are_only_replaced_by_an_attach_or_released_to_abort() {
     assert_eq!(smmu.install_rmr_bypass(id), Err(Error::Deferred(first)));
     assert_eq!(smmu.attach_identity(id), Err(Error::Deferred(first)));
     // A failed attach (a domain of another SMMU) leaves it deferred.
-    let other =
-        smmu_scenarios::rig::Rig::new(smmu_model::ModelConfig::default(), SmmuConfig::default())
-            .unwrap();
+    let other = smmu_model_platform::rig::Rig::new(
+        smmu_model::ModelConfig::default(),
+        SmmuConfig::default(),
+    )
+    .unwrap();
     let other = other;
     let foreign = other
         .smmu

@@ -9,12 +9,12 @@ use smmu::{Attachment, DomainStage, Error, MapAttr, MasterConfig, SmmuConfig, St
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, Transaction, TxnResult};
+use smmu_model_platform::faults::{Stall, StallingRegs};
+use smmu_model_platform::kdump_scenario::{crash, Crashed, Device, OldKernel};
+use smmu_model_platform::platform::ModelHal;
+use smmu_model_platform::tables::ModelTables;
+use smmu_model_platform::{CacheEvent, ModelPlatform};
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::faults::{Stall, StallingRegs};
-use smmu_scenarios::kdump_scenario::{crash, Crashed, Device, OldKernel};
-use smmu_scenarios::platform::ModelHal;
-use smmu_scenarios::tables::ModelTables;
-use smmu_scenarios::{CacheEvent, ModelPlatform};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 

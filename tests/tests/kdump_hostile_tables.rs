@@ -9,8 +9,8 @@ use smmu::arch::ste::fields as stef;
 use smmu::{Error, MasterConfig};
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict};
 use smmu_model::SharedModel;
-use smmu_scenarios::kdump_scenario::{crash, Crashed, Device, OldKernel};
-use smmu_scenarios::{ModelHal, ModelPlatform, ModelRegs};
+use smmu_model_platform::kdump_scenario::{crash, Crashed, Device, OldKernel};
+use smmu_model_platform::{ModelHal, ModelPlatform, ModelRegs};
 
 const PTR_55_6: u64 = 0x00ff_ffff_ffff_ffc0;
 

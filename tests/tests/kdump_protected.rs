@@ -11,7 +11,7 @@ use smmu::arch::ste::{fields as stef, SteConfig};
 use smmu::{Attachment, MasterConfig};
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Verdict};
 use smmu_model::{SharedModel, Transaction, TxnResult};
-use smmu_scenarios::kdump_scenario::{crash, OldKernel};
+use smmu_model_platform::kdump_scenario::{crash, OldKernel};
 
 const PTR_55_6: u64 = 0x00ff_ffff_ffff_ffc0;
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use smmu::SmmuConfig;
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform};
 use smmu_model::{ModelConfig, Profile, Transaction};
-use smmu_scenarios::{rig::Rig, ModelPlatform};
+use smmu_model_platform::{rig::Rig, ModelPlatform};
 
 /// Every record as `LEVEL target: message`.
 struct Capture(Mutex<Vec<String>>);

@@ -17,11 +17,11 @@ use smmu::nested::GuestCommandError;
 use smmu::writer::make;
 use smmu::{Attachment, DomainOptions, Error, MasterConfig, SmmuConfig};
 use smmu_model::{ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::rig::Rig;
+use smmu_model_platform::tables::ModelTables;
 use smmu_pagetable::{
     Config, Gather, Granule as PtGranule, Iova, PageTable, PhysAddr, Prot, Stage,
 };
-use smmu_scenarios::rig::Rig;
-use smmu_scenarios::tables::ModelTables;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const SID: u32 = 3;

@@ -9,9 +9,9 @@ use core::ptr::NonNull;
 use smmu::{DomainStage, Hal, MasterConfig, PhysAddr, SmmuConfig, StreamTable};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::platform::{ModelHal, ModelPlatform};
+use smmu_model_platform::rig::Rig;
 use smmu_pagetable::{Iova, Prot, TableAllocator, TableMem};
-use smmu_scenarios::platform::{ModelHal, ModelPlatform};
-use smmu_scenarios::rig::Rig;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const SID: u32 = 0x120;

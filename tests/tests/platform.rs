@@ -8,7 +8,7 @@ use smmu_model::fields::{cmd, reg, ste};
 use smmu_model::{
     Cause, Model, ModelConfig, Profile, SharedModel, Transaction, TxnResult, ViolationKind,
 };
-use smmu_scenarios::{ModelHal, ModelPlatform, ModelRegs, DEFAULT_RAM_BYTES};
+use smmu_model_platform::{ModelHal, ModelPlatform, ModelRegs, DEFAULT_RAM_BYTES};
 
 const POLLS: u32 = 10_000;
 

@@ -4,9 +4,9 @@
 use smmu::policy::Refusal;
 use smmu::{DomainStage, Error, MasterConfig, PhysRange, SmmuConfig, StreamTable};
 use smmu_model::{Cause, ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::platform::ModelPlatform;
+use smmu_model_platform::rig::Rig;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
-use smmu_scenarios::platform::ModelPlatform;
-use smmu_scenarios::rig::Rig;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const GPU_SID: u32 = 0x100;

@@ -45,7 +45,7 @@ const CRATE_ROOTS: [(&str, &str); 6] = [
     ("smmu_pagetable", "pagetable/src"),
     ("smmu_kdump", "kdump/src"),
     ("smmu_model", "hw-model/src"),
-    ("smmu_scenarios", "tests/src"),
+    ("smmu_model_platform", "model-platform/src"),
     ("smmuctl", "cli/src"),
 ];
 

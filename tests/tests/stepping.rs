@@ -9,8 +9,8 @@ use smmu::{
     PhysAddr, Prot, ResetPlan, Smmu, SmmuConfig, TableAllocator, TableMem, WaitFor,
 };
 use smmu_model::{HostRam, ModelConfig, Profile, SharedModel, Transaction};
+use smmu_model_platform::{ModelPlatform, Stepping};
 use smmu_pagetable::Iova;
-use smmu_scenarios::{ModelPlatform, Stepping};
 
 /// What a board's HAL looks like at its smallest: pages from a pool, no foreign mappings, no
 /// cache maintenance, and a `relax` that spins.

@@ -4,8 +4,8 @@
 
 use smmu::{DomainOptions, Error, MasterConfig, Prot, UnmapBatch};
 use smmu_model::{ModelConfig, Profile, Transaction, TxnResult};
+use smmu_model_platform::rig::Rig;
 use smmu_pagetable::{Iova, PhysAddr};
-use smmu_scenarios::rig::Rig;
 
 const SID: u32 = 0x8;
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use smmu_scenarios::kdump_scenario::{Report, TxnClass};
+use smmu_model_platform::kdump_scenario::{Report, TxnClass};
 
 const WIDTH: f64 = 1100.0;
 const LEFT: f64 = 205.0;

@@ -45,7 +45,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// ```
     /// # use smmu::{DomainOptions, MasterConfig, OwnedStreamTable, ResetPlan, Smmu, SmmuConfig};
     /// # use smmu_model::ModelConfig;
-    /// # use smmu_scenarios::{tables::ModelTables, ModelPlatform};
+    /// # use smmu_model_platform::{tables::ModelTables, ModelPlatform};
     /// # let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
     /// # let (regs, hal) = (platform.regs(), platform.hal());
     /// # let features = smmu::probe::probe(&regs).unwrap();

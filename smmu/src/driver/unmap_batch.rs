@@ -84,7 +84,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// # use smmu::{DomainOptions, OwnedStreamTable, Prot, ResetPlan, Smmu, SmmuConfig, UnmapBatch};
     /// # use smmu_model::ModelConfig;
     /// # use smmu_pagetable::{Iova, PhysAddr};
-    /// # use smmu_scenarios::{tables::ModelTables, ModelPlatform};
+    /// # use smmu_model_platform::{tables::ModelTables, ModelPlatform};
     /// # let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
     /// # let (regs, hal) = (platform.regs(), platform.hal());
     /// # let features = smmu::probe::probe(&regs).unwrap();

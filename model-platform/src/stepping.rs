@@ -22,7 +22,7 @@ use smmu_model::SharedModel;
 /// use smmu::{DmaRegion, Hal, HalError, MapAttr, PhysAddr, ResetPlan, Smmu, SmmuConfig};
 /// use smmu::{MasterConfig, OwnedStreamTable};
 /// use smmu_model::{HostRam, ModelConfig, Profile};
-/// use smmu_scenarios::{platform::ModelPlatform, stepping::Stepping};
+/// use smmu_model_platform::{platform::ModelPlatform, stepping::Stepping};
 ///
 /// /// A board's HAL, minimal: DMA pages from a pool, no foreign mappings, `relax` spins.
 /// struct MyHal { ram: HostRam, ram_base: u64, model: smmu_model::SharedModel }

@@ -24,7 +24,7 @@ pub const DEFAULT_RAM_BYTES: u64 = 64 << 20;
 /// use smmu::{Hal, RegisterAccess};
 /// use smmu::arch::regs::offset;
 /// use smmu_model::ModelConfig;
-/// use smmu_scenarios::platform::ModelPlatform;
+/// use smmu_model_platform::platform::ModelPlatform;
 ///
 /// let platform = ModelPlatform::new(ModelConfig::default()).unwrap();
 /// let (regs, hal) = (platform.regs(), platform.hal());
