@@ -144,6 +144,7 @@ pub mod inval;
 pub mod policy;
 pub mod poll;
 pub mod probe;
+pub mod realm;
 #[doc(hidden)]
 pub mod report;
 pub mod reset;

@@ -18,6 +18,7 @@
 pub mod faults;
 pub mod kdump_scenario;
 pub mod platform;
+pub mod realm;
 pub mod rig;
 pub mod tables;
 
