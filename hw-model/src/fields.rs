@@ -589,6 +589,9 @@ pub mod evt {
     pub const TTRNW: Field = Field::new(1, 44, 44);
     /// InputAddr (§7.3.2).
     pub const INPUT_ADDR: Field = Field::new(2, 63, 0);
+    /// GPCF, bit 80 of F_STE_FETCH, F_CD_FETCH, F_VMS_FETCH and F_WALK_EABT: the External
+    /// abort was a Granule Protection Check fault (§3.25.3, SMMU_IDR0.RME_IMPL = 1).
+    pub const GPCF: Field = Field::new(1, 16, 16);
     /// FetchAddr\[55:3\] (§7.3.4).
     pub const FETCH_ADDR: Field = Field::new(3, 55, 3);
     /// IPA\[55:12\] (§7.3.13).

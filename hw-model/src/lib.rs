@@ -66,6 +66,7 @@ mod model;
 mod phys;
 mod profile;
 mod regs;
+pub mod rme;
 mod shared;
 mod txn;
 mod util;

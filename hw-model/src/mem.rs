@@ -37,6 +37,8 @@ pub(crate) struct Memory {
     /// A non-coherent SMMU's view (SPEC K17): DMA-pool pages as the point of coherency holds
     /// them, which CPU stores reach only when cleaned. `None`: the SMMU snoops the CPU's view.
     pub(crate) poc: Option<FastMap<u64, Box<[u8; PAGE as usize]>>>,
+    /// Granule protection (§3.25) of the SMMU's and devices' accesses, in this PA space.
+    pub(crate) gpc: Option<(crate::rme::Gpt, crate::rme::Pas)>,
 }
 
 impl core::fmt::Debug for Memory {
@@ -53,6 +55,7 @@ impl core::fmt::Debug for Memory {
             .field("write_faults", &self.write_faults)
             .field("freed", &self.freed)
             .field("poc_pages", &self.poc.as_ref().map(FastMap::len))
+            .field("gpc", &self.gpc.as_ref().map(|g| g.1))
             .finish()
     }
 }
@@ -78,6 +81,7 @@ impl Memory {
             write_faults: Vec::new(),
             freed: std::collections::BTreeMap::new(),
             poc: None,
+            gpc: None,
         }
     }
 
@@ -334,6 +338,18 @@ impl Memory {
         })
     }
 
+    /// Granule protection check of an SMMU or device access (§3.25): a granule assigned to
+    /// another PA space aborts the access like an External abort.
+    #[inline]
+    fn gpc_check(&self, pa: u64, len: u64) -> Result<(), MemError> {
+        match &self.gpc {
+            Some((gpt, pas)) => gpt
+                .check(pa, len, *pas, true)
+                .map_err(|pa| MemError::GranuleProtection { pa }),
+            None => Ok(()),
+        }
+    }
+
     /// Read by the SMMU or a device: injected faults apply; encrypted regions read with the wrong
     /// attribute return a deterministic garbage stream.
     pub(crate) fn dev_read(
@@ -342,6 +358,7 @@ impl Memory {
         buf: &mut [u8],
         encrypted_attr: bool,
     ) -> Result<(), MemError> {
+        self.gpc_check(pa, buf.len() as u64)?;
         if let Some(f) = self
             .fetch_faults
             .iter()
@@ -378,7 +395,11 @@ impl Memory {
 
     #[inline]
     pub(crate) fn dev_read_u64(&self, pa: u64, encrypted_attr: bool) -> Result<u64, MemError> {
-        if self.fetch_faults.is_empty() && self.encrypted.is_empty() && self.poc.is_none() {
+        if self.fetch_faults.is_empty()
+            && self.encrypted.is_empty()
+            && self.poc.is_none()
+            && self.gpc.is_none()
+        {
             return self.read_u64(pa);
         }
         let mut b = [0u8; 8];
@@ -397,6 +418,7 @@ impl Memory {
             && self.fetch_faults.is_empty()
             && self.encrypted.is_empty()
             && self.poc.is_none()
+            && self.gpc.is_none()
             && self.is_ram(pa, 16)
         {
             if let Some((h, off)) = self.host_at(pa, 16) {
@@ -423,6 +445,7 @@ impl Memory {
 
     /// Write by the SMMU or a device: injected write faults apply.
     pub(crate) fn dev_write(&mut self, pa: u64, data: &[u8]) -> Result<(), MemError> {
+        self.gpc_check(pa, data.len() as u64)?;
         if let Some(f) = self
             .write_faults
             .iter()

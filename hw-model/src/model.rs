@@ -418,6 +418,8 @@ pub struct Model {
     /// Event records are not generated (ATS Translation Requests, §7.3.6; Translated
     /// transactions' configuration errors without REC_CFG_ATS, §3.9.1.3).
     pub(crate) quiet: bool,
+    /// Set when the model is one programming interface of an [`crate::rme::RmeModel`].
+    pub(crate) rme: Option<crate::rme::RmePort>,
 }
 
 impl Model {
@@ -489,6 +491,7 @@ impl Model {
             last_perm: 0,
             atc: Atc::default(),
             quiet: false,
+            rme: None,
             cfg,
         };
         m.seed_power_on();

@@ -24,6 +24,11 @@ pub enum MemError {
         /// First faulting physical address.
         pa: u64,
     },
+    /// A Granule Protection Check failed (§3.25): the granule belongs to another PA space.
+    GranuleProtection {
+        /// First faulting physical address.
+        pa: u64,
+    },
     /// The DMA pool cannot satisfy an allocation.
     PoolExhausted {
         /// Bytes requested.
@@ -41,6 +46,9 @@ impl fmt::Display for MemError {
             }
             Self::LimitExceeded { limit } => write!(f, "memory limit of {limit} bytes exceeded"),
             Self::Injected { pa } => write!(f, "injected external abort at {pa:#x}"),
+            Self::GranuleProtection { pa } => {
+                write!(f, "granule protection fault at {pa:#x}")
+            }
             Self::PoolExhausted { bytes } => write!(f, "DMA pool cannot allocate {bytes} bytes"),
             Self::BadArgument => write!(f, "bad argument"),
         }

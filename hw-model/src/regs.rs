@@ -98,6 +98,9 @@ impl Model {
     /// CONSTRAINED UNPREDICTABLE: logged (R1) and read as zero.
     pub fn read(&mut self, offset: u64, size: u8) -> u64 {
         self.tick();
+        if self.realm_page_access(offset) {
+            return 0;
+        }
         if !self.access_ok(offset, size, 0) {
             return 0;
         }
@@ -121,6 +124,9 @@ impl Model {
 
     fn write_inner(&mut self, offset: u64, size: u8, value: u64) {
         self.tick();
+        if self.realm_page_access(offset) {
+            return;
+        }
         if !self.access_ok(offset, size, value) {
             return;
         }
@@ -176,6 +182,9 @@ impl Model {
             } else {
                 (v >> 32) as u32
             };
+        }
+        if let Some(v) = self.realm_id_reg(off) {
+            return v;
         }
         let p = &self.prof;
         match off {
@@ -380,6 +389,18 @@ impl Model {
         if self.reg64_value(off & !7).is_some() {
             let shift = (off & 4) * 8;
             self.write_reg64_masked(off & !7, u64::from(v) << shift, 0xFFFF_FFFFu64 << shift);
+            return;
+        }
+        if off == reg::GBPA && self.is_realm_interface() {
+            // SMMU_R_GBPA is RO, ABORT RES1 (§6.3.133).
+            let old = u64::from(self.read_reg32(off));
+            self.violate(
+                ViolationKind::ReadOnlyWrite,
+                "R_GBPA",
+                off,
+                old,
+                u64::from(v),
+            );
             return;
         }
         if let Some(&(_, name)) = RO_REGS.iter().find(|(o, _)| *o == off) {

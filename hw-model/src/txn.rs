@@ -125,6 +125,9 @@ pub enum Cause {
     /// An ATS endpoint did not issue the access: its Translation Request was refused (UR or
     /// CA) or granted no permission for it (§3.9.1.2).
     AtsDenied,
+    /// The output address failed its Granule Protection Check (§3.25.1): terminated like an
+    /// External abort, with no event record.
+    GranuleProtection,
 }
 
 /// A 32-byte event record as the model wrote (or tried to write) it.

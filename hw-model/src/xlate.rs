@@ -220,6 +220,9 @@ impl Model {
         let mut e = Self::event(id, t);
         if let Some(f) = fetch {
             evt::FETCH_ADDR.set(&mut e.raw, f >> 3);
+            if self.gpc_fetch_fault(f, crate::rme::GPF_CODE_STE_FETCH) {
+                evt::GPCF.set(&mut e.raw, 1);
+            }
         }
         self.emit_event(e);
         TxnResult::Abort {
@@ -243,7 +246,7 @@ impl Model {
             Cause::StreamDisabled => evt::F_STREAM_DISABLED,
             Cause::BadStreamId => evt::C_BAD_STREAMID,
             Cause::TranslForbidden => evt::F_TRANSL_FORBIDDEN,
-            Cause::GbpaAbort | Cause::SteAbort | Cause::AtsDenied => {
+            Cause::GbpaAbort | Cause::SteAbort | Cause::AtsDenied | Cause::GranuleProtection => {
                 return TxnResult::Abort {
                     cause: f.cause,
                     event: None,
@@ -255,6 +258,14 @@ impl Model {
         evt::CLASS.set(&mut e.raw, f.class);
         if matches!(f.cause, Cause::WalkEabt | Cause::CdFetch) {
             evt::FETCH_ADDR.set(&mut e.raw, f.fetch >> 3);
+            let code = if f.cause == Cause::CdFetch {
+                crate::rme::GPF_CODE_CD_FETCH
+            } else {
+                crate::rme::GPF_CODE_WALK_EABT
+            };
+            if self.gpc_fetch_fault(f.fetch, code) {
+                evt::GPCF.set(&mut e.raw, 1);
+            }
         } else if f.s2 {
             evt::IPA.set(&mut e.raw, f.ipa >> 12);
         }
@@ -279,6 +290,12 @@ impl Model {
     /// Translates one transaction without recording an outcome (the hot path the benchmarks
     /// measure). Events are still generated as the architecture requires.
     pub fn translate(&mut self, t: &Transaction) -> TxnResult {
+        let r = self.translate_unchecked(t);
+        self.gpc_output(t, r)
+    }
+
+    /// [`Model::translate`] before the Granule Protection Check of the output address.
+    fn translate_unchecked(&mut self, t: &Transaction) -> TxnResult {
         let ssid_key = t.ssid.unwrap_or(u32::MAX);
         let use_micro = self.cfg.cache.micro_tlb && self.smmu_on();
         if use_micro {

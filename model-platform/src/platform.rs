@@ -83,6 +83,22 @@ impl ModelPlatform {
         Ok(Self { model, hal })
     }
 
+    /// A platform over a model built elsewhere (one interface of an
+    /// [`RmeModel`](smmu_model::rme::RmeModel)) whose RAM is `ram` at `ram_base`.
+    pub fn over(model: SharedModel, ram: HostRam, ram_base: u64) -> Self {
+        let ram_end = ram_base.saturating_add(ram.len_bytes());
+        let hal = ModelHal {
+            model: model.clone(),
+            ram,
+            ram_base,
+            ram_end,
+            windows: Arc::from(Vec::new()),
+            cache_maintenance: false,
+            state: Arc::new(HalState::default()),
+        };
+        Self { model, hal }
+    }
+
     /// Sets the shared (bounce-buffer) windows the HAL reports (SPEC D9). Empty by default.
     pub fn with_shared_windows(mut self, windows: Vec<PhysRange>) -> Self {
         self.hal.windows = Arc::from(windows);

@@ -174,6 +174,7 @@ pub mod nested;
 pub mod policy;
 pub mod poll;
 pub mod probe;
+pub mod realm;
 #[doc(hidden)]
 pub mod report;
 pub mod reset;

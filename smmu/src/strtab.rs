@@ -352,6 +352,28 @@ impl OwnedStreamTable {
         self.base.pa()
     }
 
+    /// Unpublishes the level-2 table holding `sid` (a 2-level table): its level-1
+    /// descriptor becomes invalid with one 64-bit store, and the table is handed back for the
+    /// caller to release **after** a `CMD_CFGI_STE` (`Leaf` = 0) and `CMD_SYNC` complete
+    /// (§4.3.1; the SMMU may still hold the old descriptor until then). `None` for a linear
+    /// table or a level-2 table that does not exist.
+    pub fn take_level2<H: Hal + ?Sized>(
+        &mut self,
+        hal: &H,
+        sid: u32,
+    ) -> Result<Option<DmaBuf>, Error> {
+        self.check_sid(sid)?;
+        if self.layout == Layout::Linear {
+            return Ok(None);
+        }
+        let l1 = sid >> STRTAB_SPLIT;
+        let Ok(pos) = self.l2.binary_search_by_key(&l1, |(i, _)| *i) else {
+            return Ok(None);
+        };
+        self.base.store_live(hal, l1 as usize, 0)?;
+        Ok(Some(self.l2.remove(pos).1))
+    }
+
     fn check_sid(&self, sid: u32) -> Result<(), Error> {
         if u64::from(sid) >> self.log2 != 0 {
             Err(Error::StreamIdOutOfRange(sid))
