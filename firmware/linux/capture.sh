@@ -6,6 +6,9 @@
 #
 #   firmware/linux/capture.sh [OUTDIR]      (default: target/linux-capture)
 #
+# Any Debian arm64 kernel, on any QEMU: KVER, KSUITE, QEMU and QEMU_MACHINE (common.sh), e.g.
+#   KSUITE=trixie QEMU=$(firmware/qemu10.sh) firmware/linux/capture.sh target/linux-capture-6.12
+#
 # Needs: qemu-system-aarch64, cpio, python3, and Debian's arm64 packages, which it fetches
 # with `apt-get download` (run as root on Debian: dpkg --add-architecture arm64 && apt-get
 # update, done here when missing). Prints the inspect report; exits with its status
@@ -13,32 +16,35 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(realpath -m "${1:-$top/target/linux-capture}")
-kver=${KVER:-6.1.0-50-arm64}
+# shellcheck source=common.sh
+. "$top/firmware/linux/common.sh"
+resolve_kernel
 mkdir -p "$out/debs" "$out/root" "$out/initramfs"
 cd "$out"
 
 if [ ! -f "root/boot/vmlinuz-$kver" ]; then
-  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
-  apt-get update -qq
-  (cd debs && apt-get download -qq "linux-image-$kver-unsigned:arm64" busybox-static:arm64)
+  apt_ready
+  (cd debs && apt-get download -qq "linux-image-$kver-unsigned:arm64" busybox-static:arm64 2>&1 |
+    grep -v unsandboxed || true)
   for d in debs/*.deb; do dpkg-deb -x "$d" root; done
 fi
 
 # The initramfs: busybox, the virtio-pci and virtio-blk modules, and an init that prints the
 # SMMU's registers and keeps the disk's DMA going.
 ird=initramfs
-mkdir -p $ird/bin $ird/proc $ird/sys $ird/dev $ird/lib/modules
+rm -rf $ird && mkdir -p $ird/bin $ird/proc $ird/sys $ird/dev $ird/lib/modules
 cp root/bin/busybox $ird/bin/
-mods=root/lib/modules/$kver/kernel/drivers
-cp $mods/virtio/virtio_pci_legacy_dev.ko $mods/virtio/virtio_pci_modern_dev.ko \
-   $mods/virtio/virtio_pci.ko $mods/block/virtio_blk.ko $ird/lib/modules/
-cat > $ird/init <<'INIT'
+mods=$(copy_virtio_modules root $ird/lib/modules)
+echo "virtio modules: ${mods:-none (built in)}" >&2
+cat > $ird/init <<INIT
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
-  insmod /lib/modules/$m.ko
+for m in $mods; do
+  insmod /lib/modules/\$m.ko
 done
+INIT
+cat >> $ird/init <<'INIT'
 # SMMU page 0 on QEMU virt; readable with iomem=relaxed (IO_STRICT_DEVMEM=y).
 B=0x09050000
 for r in IDR0:0x0 IDR1:0x4 IDR2:0x8 IDR3:0xc IDR4:0x10 IDR5:0x14 IIDR:0x18 AIDR:0x1c \
@@ -55,7 +61,7 @@ chmod +x $ird/init
 truncate -s 16M disk.img
 
 rm -f vmcore boot.log monitor.sock
-qemu-system-aarch64 -M virt,iommu=smmuv3 -cpu cortex-a57 -m 512M -nographic \
+"$qemu" -M "$qemu_machine" -cpu cortex-a57 -m 512M -nographic \
   -kernel "root/boot/vmlinuz-$kver" -initrd initramfs.gz \
   -append "console=ttyAMA0 iomem=relaxed ${LINUX_CMDLINE_EXTRA:-}" \
   -drive file=disk.img,if=none,format=raw,id=d0 \

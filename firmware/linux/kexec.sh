@@ -9,8 +9,14 @@
 #
 # CRASH_FEATURES builds the crash stage with cargo features (broken-forget-asids must fail).
 #
+# Any Debian arm64 kernel, on any QEMU: KVER, KSUITE, QEMU and QEMU_MACHINE (common.sh), e.g.
+#   KSUITE=trixie QEMU=$(firmware/qemu10.sh) firmware/linux/kexec.sh target/linux-kexec-6.12
+#
 # The disk is throttled to 2 requests a second (DISK_IOPS) so that a request is in flight when
-# Linux panics: the crash stage checks that it completes, into Linux's mapping, once adopted.
+# Linux panics, and the crash image is loaded with `kexec -p -i` (no checksum of the image at
+# panic time: panic to crash-stage entry in milliseconds instead of about a second). The crash
+# stage checks that a request was in flight at its entry ("in flight at entry") and where its
+# completion fell: during the bring-up or after the adoption, into Linux's mapping.
 #
 # Needs: qemu-system-aarch64, cpio, and Debian's arm64 packages, which it fetches with
 # `apt-get download` (run as root on Debian: dpkg --add-architecture arm64 && apt-get update,
@@ -20,7 +26,9 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=$(realpath -m "${1:-$top/target/linux-kexec}")
-kver=${KVER:-6.1.0-50-arm64}
+# shellcheck source=common.sh
+. "$top/firmware/linux/common.sh"
+resolve_kernel
 # The crash kernel's reservation: fixed, so the crash stage can be linked for it.
 crash_base=0x50000000
 crash_size=64M
@@ -41,8 +49,7 @@ cd "$out"
 libs="libc6 zlib1g libxenmisc4.17 libxentoollog1 libxencall1 libxenevtchn1 libxengnttab1
       libxenforeignmemory1 libxendevicemodel1 libxentoolcore1"
 if [ ! -f "root/boot/vmlinuz-$kver" ] || [ ! -f root/sbin/kexec ]; then
-  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
-  apt-get update -qq
+  apt_ready
   pkgs="linux-image-$kver-unsigned:arm64 busybox-static:arm64 kexec-tools:arm64"
   for l in $libs; do pkgs="$pkgs $l:arm64"; done
   (cd debs && apt-get download -qq $pkgs 2>&1 | grep -v 'unsandboxed' || true)
@@ -58,23 +65,26 @@ cp -a root/lib/aarch64-linux-gnu $ird/lib/
 cp -a root/usr/lib/aarch64-linux-gnu/. $ird/lib/aarch64-linux-gnu/
 rm -rf $ird/lib/aarch64-linux-gnu/gconv $ird/lib/aarch64-linux-gnu/audit
 ln -sf aarch64-linux-gnu/ld-linux-aarch64.so.1 $ird/lib/ld-linux-aarch64.so.1
-mods=root/lib/modules/$kver/kernel/drivers
-cp $mods/virtio/virtio_pci_legacy_dev.ko $mods/virtio/virtio_pci_modern_dev.ko \
-   $mods/virtio/virtio_pci.ko $mods/block/virtio_blk.ko $ird/lib/modules/
+mods=$(copy_virtio_modules root $ird/lib/modules)
+echo "virtio modules: ${mods:-none (built in)}" >&2
 if [ -n "$image" ]; then cp "$image" $ird/boot/crash.img; fi
-cat > $ird/init <<'INIT'
+cat > $ird/init <<INIT
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 export LD_LIBRARY_PATH=/lib/aarch64-linux-gnu
-for m in virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
-  insmod /lib/modules/$m.ko
+for m in $mods; do
+  insmod /lib/modules/\$m.ko
 done
+INIT
+cat >> $ird/init <<'INIT'
 grep -i crash /proc/iomem | sed 's/^/IOMEM /'
 while true; do dd if=/dev/vda of=/dev/null bs=64k 2>/dev/null; done &
 sleep 1
 if [ -f /boot/crash.img ]; then
-  if /sbin/kexec -p --type Image /boot/crash.img; then
+  # -i (--no-checks): no SHA-256 of the loaded segments at panic time, so the crash stage
+  # is entered within milliseconds, while the disk's request is still in flight.
+  if /sbin/kexec -p -i --type Image /boot/crash.img; then
     echo "KEXEC-LOADED $(cat /sys/kernel/kexec_crash_loaded)"
     # The disk's I/O counters (reads completed ... I/Os in progress): the DMA is going.
     echo "DISKSTATS $(grep ' vda ' /proc/diskstats)"
@@ -92,7 +102,7 @@ chmod +x $ird/init
 (cd $ird && find . | cpio -o -H newc 2>/dev/null | gzip -1) > initramfs.gz
 truncate -s 16M disk.img
 
-timeout "${QEMU_TIMEOUT:-150}" qemu-system-aarch64 -M virt,iommu=smmuv3 -cpu cortex-a57 -m 512M \
+timeout "${QEMU_TIMEOUT:-150}" "$qemu" -M "$qemu_machine" -cpu cortex-a57 -m 512M \
   -nographic -semihosting \
   -kernel "root/boot/vmlinuz-$kver" -initrd initramfs.gz \
   -append "console=ttyAMA0 crashkernel=$crash_size@$crash_base cma=16M" \

@@ -1,9 +1,11 @@
 //! QEMU's `edu` teaching device (PCI 1234:11e8, `docs/specs/edu.rst`): a DMA engine that copies
 //! between RAM and a 4 KiB buffer inside the device.
 //!
-//! Its DMA addresses are masked to 28 bits before they reach the IOMMU, so without translation
-//! it cannot reach RAM at 0x4000_0000 and above: any byte it moves to or from RAM went through
-//! the SMMU's translation.
+//! QEMU masks its DMA addresses (`dma_mask`, 28 bits by default) before they reach the IOMMU;
+//! `qemu-run` widens the mask to 48 bits, so that an untranslated (bypassed) transfer to a bus
+//! address in RAM lands there and can be seen: the `kdump` crash stage reads where each
+//! transfer in flight went from memory. `confine`'s IOVAs are all below 0x4000_0000, so none of
+//! its transfers reaches RAM except through the SMMU's translation.
 
 use crate::time::poll_for;
 

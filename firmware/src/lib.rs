@@ -19,5 +19,6 @@ pub mod footprint;
 pub mod pci;
 pub mod platform;
 pub mod stack;
+pub mod stage;
 pub mod time;
 pub mod verdict;

@@ -1,6 +1,10 @@
 //! Stage `confine`: the driver on QEMU's SMMUv3 confines a PCI device's DMA (SPEC F1).
 //!
 //! One line per check, then the verdict as QEMU's exit status (0 = every check held).
+//!
+//! `--stage 1` (the default) gives the device stage-1 domains, `--stage 2` stage-2 domains
+//! (QEMU 10.0's `virt-9.1` with `-global arm-smmuv3.stage=2`, or its nested-capable `virt`);
+//! `--stage nested` is refused until the driver has nested domains ([`Stage`]).
 #![no_std]
 #![no_main]
 
@@ -20,6 +24,7 @@ use smmu_firmware::board::{self};
 use smmu_firmware::carveout::Carveout;
 use smmu_firmware::edu::{self, Edu};
 use smmu_firmware::pci::Function;
+use smmu_firmware::stage::Stage;
 use smmu_firmware::verdict::{self, Verdict};
 use smmu_firmware::{console, platform, println, stack};
 use smmu_pagetable::{Iova, Prot};
@@ -105,7 +110,21 @@ fn drain(smmu: &mut Driver) -> Drained {
 fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     stack::paint();
     console::init();
-    println!("smmu firmware: stage confine on QEMU virt");
+    let stage = match read_stage() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("FAIL arguments: {e}");
+            verdict::exit(2)
+        }
+    };
+    println!(
+        "smmu firmware: stage confine on QEMU virt, {} domains",
+        stage.name()
+    );
+    if let Err(e) = stage.domain_stage() {
+        println!("FAIL stage: {e}");
+        verdict::exit(1)
+    }
     // PSCI through HVC (QEMU virt without EL2/EL3 firmware): the later crash-kernel stages
     // stop and start CPUs with it.
     match smccc::psci::version::<smccc::Hvc>() {
@@ -113,7 +132,7 @@ fn main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
         Err(e) => println!("PSCI: {e:?}"),
     }
     let mut v = Verdict::new();
-    if let Err(e) = run(&mut v) {
+    if let Err(e) = run(&mut v, stage) {
         v.check("run", false, format_args!("stopped: {e}"));
     }
     let (used, size) = stack::used();
@@ -153,7 +172,7 @@ fn build(
 }
 
 #[inline(never)]
-fn run(v: &mut Verdict) -> Result<(), Error> {
+fn run(v: &mut Verdict, stage: Stage) -> Result<(), Error> {
     let (Some(carve_slot), Some(regs_slot)) = (CARVEOUT.take(), REGS.take()) else {
         return Err(Error::CapacityExhausted);
     };
@@ -194,10 +213,12 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     let features = smmu::probe::probe(regs)?;
     v.check(
         "probe",
-        features.stage1,
+        stage.supported(&features),
         format_args!(
-            "stage1={} stage2={} ST_LEVEL={} RIL={} OAS={:?} SIDSIZE={} SSIDSIZE={} coherent={} \
+            "{} domains need {}: stage1={} stage2={} ST_LEVEL={} RIL={} OAS={:?} SIDSIZE={} SSIDSIZE={} coherent={} \
              IDR0..5={:#x},{:#x},{:#x},{:#x},{:#x},{:#x} IIDR={:#x} AIDR={:#x}",
+            stage.name(),
+            if stage.supported(&features) { "present" } else { "missing" },
             features.stage1,
             features.stage2,
             if features.two_level_stream_table {
@@ -227,9 +248,14 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     let strict = build(&STRICT, regs, carve, features, SmmuConfig::default())?;
     let first = strict.reset(&ResetPlan::FULL);
     let smmuen = regs.read32(smmu::arch::regs::offset::CR0) & 1 != 0;
+    let gbpa = regs.read32(smmu::arch::regs::offset::GBPA);
     let (smmu, reset): (&mut Driver, _) = match first {
         Ok(()) => {
-            v.check("GBPA read-back", true, format_args!("GBPA took ABORT"));
+            v.check(
+                "GBPA read-back",
+                true,
+                format_args!("GBPA took ABORT (reads {gbpa:#x} after the reset)"),
+            );
             (strict, Ok(()))
         }
         Err(Error::GbpaNotTaken { wrote, read }) if !smmuen => {
@@ -263,7 +289,8 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         format_args!(
             "{layout:?} stream table of 2^{log2} StreamIDs: {reset:?}{}",
             if smmu.gbpa_ignored() {
-                " (GBPA ignored: DMA bypassed until SMMUEN was set)"
+                " (GBPA ignored: this SMMU bypasses while SMMUEN is 0; no DMA was started \
+                 before SMMUEN was set)"
             } else {
                 ""
             }
@@ -307,7 +334,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         stall: false,
         ssid_bits: 0,
     })?;
-    let domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+    let domain = new_domain(smmu, stage, false, carve)?;
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     const LEN: u64 = edu::MAX_TRANSFER;
     const IOVA_SRC: u64 = 0x10_0000;
@@ -328,7 +355,11 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     let neighbours_clean = out[..4096].iter().chain(&out[8192..]).all(|&b| b == 0);
     let d = drain(smmu);
     v.check(
-        "stage-1 DMA translated",
+        match stage {
+            Stage::One => "stage-1 DMA translated",
+            Stage::Two => "stage-2 DMA translated",
+            Stage::Nested => "nested DMA translated",
+        },
         landed && neighbours_clean && d.count == 0,
         format_args!(
             "IOVA {IOVA_SRC:#x} -> PA {:#x} copied to IOVA {IOVA_DST:#x} -> PA {dst_pa:#x}: \
@@ -346,10 +377,15 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
     };
     v.check(
         "unmapped IOVA faults",
-        fault.is_some_and(|f| f.input_addr == IOVA_UNMAPPED && f.stream.sid == sid),
+        fault.is_some_and(|f| {
+            f.input_addr == IOVA_UNMAPPED
+                && f.stream.sid == sid
+                && f.stage2 == stage.faults_in_stage2()
+        }),
         format_args!(
-            "{} event(s) for an 8-byte write, first {}",
+            "{} event(s) for an 8-byte write to a {} domain, first {}",
             d.count,
+            stage.name(),
             Show(d.first())
         ),
     );
@@ -406,7 +442,7 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         ssid_bits: 0,
     })?;
     let identity = smmu.attach_identity(gpu_master);
-    let pdomain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, true, carve)?;
+    let pdomain = new_domain(smmu, stage, true, carve)?;
     let private = smmu.map(&pdomain, Iova(IOVA_SRC), src.pa, 4096, rw);
     let shared = PhysAddr(board::SHARED_WINDOW_BASE);
     smmu.map(&pdomain, Iova(IOVA_DST), shared, 4096, rw)?;
@@ -456,6 +492,40 @@ fn run(v: &mut Verdict) -> Result<(), Error> {
         core::mem::size_of::<Driver>()
     );
     Ok(())
+}
+
+/// The `--stage` argument on the machine's command line (`cargo run -- --stage 2`).
+fn read_stage() -> Result<Stage, &'static str> {
+    let mut buf = [0u8; 256];
+    let line = verdict::command_line(&mut buf).unwrap_or("");
+    let mut stage = Stage::default();
+    // QEMU's semihosting command line is the image's path, then `-append`'s text.
+    let mut words = line
+        .split_ascii_whitespace()
+        .skip_while(|w| !w.starts_with("--"));
+    while let Some(w) = words.next() {
+        match w {
+            "--stage" => stage = Stage::parse(words.next())?,
+            _ => return Err("unknown argument (expected --stage 1|2|nested)"),
+        }
+    }
+    Ok(stage)
+}
+
+/// A domain of the run's stage: one arm per stage.
+fn new_domain(
+    smmu: &mut Driver,
+    stage: Stage,
+    protected: bool,
+    carve: &'static Carveout,
+) -> Result<Domain<&'static Carveout>, Error> {
+    match stage {
+        Stage::One => smmu.new_domain(DomainStage::Stage1, protected, carve),
+        Stage::Two => smmu.new_domain(DomainStage::Stage2, protected, carve),
+        // TODO(nested domains): a nested domain on a stage-2 nesting parent. Refused in
+        // `main` before anything runs.
+        Stage::Nested => Err(Error::Unsupported("nested domains")),
+    }
 }
 
 /// The `broken-skip-tlbi` variant's unmap: clears the leaf descriptor of `iova` behind the

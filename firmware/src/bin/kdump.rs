@@ -28,6 +28,16 @@
 //! garbage before the crash: adoption must refuse with `l1-bad-span` and fall back to the full
 //! reset, and the crash stage must still come up.
 //!
+//! `--stage 1` (the default) gives the devices stage-1 domains in both stages, `--stage 2`
+//! stage-2 domains (adoption then reserves their VMIDs); `--stage nested` is refused until the
+//! driver has nested domains ([`Stage`]).
+//!
+//! Where each transfer in flight went is read from memory, never from the mode: the page the
+//! old stage mapped (translated), the bus address itself (bypassed: the IOVAs are RAM nothing
+//! else uses, and `qemu-run` widens `edu`'s DMA mask so an untranslated write reaches it),
+//! another page of RAM (misdirected), or nowhere while the device reports it finished
+//! (aborted).
+//!
 //! Exit status 0 when the strategy's expectation held (see [`Mode::expect`]).
 #![no_std]
 #![no_main]
@@ -50,6 +60,7 @@ use smmu_firmware::board::{self};
 use smmu_firmware::carveout::{Carveout, PAGE};
 use smmu_firmware::edu::{self, Edu};
 use smmu_firmware::pci::Function;
+use smmu_firmware::stage::Stage;
 use smmu_firmware::verdict::{self, Verdict};
 use smmu_firmware::{console, footprint, platform, println, stack, time};
 use smmu_kdump::{AdoptOptions, AdoptPlatform, BootedIn, CrashStreamTable, Refusal};
@@ -74,9 +85,12 @@ entry!(old_main, 16);
 const LEN: u64 = edu::MAX_TRANSFER;
 /// The old stage's source IOVA (fills the device buffer before the crash).
 const IOVA_SRC: u64 = 0x10_0000;
-/// The old stage's destination IOVA of device `i` is this plus `i` × 64 KiB. `edu` masks its
-/// addresses to 28 bits: untranslated, they miss RAM at 0x4000_0000.
-const IOVA_DST: u64 = 0x20_0000;
+/// The old stage's destination IOVA of device `i` is this plus `i` × 64 KiB: RAM that no stage
+/// uses (between the crash note and the footprint paint below the crash reservation), so a
+/// transfer that bypasses the SMMU writes its bytes here, where [`landing`] sees them.
+const IOVA_DST: u64 = 0x4310_0000;
+const _: () = assert!(board::CRASH_NOTE + 4096 <= IOVA_DST);
+const _: () = assert!(IOVA_DST + DEVICES as u64 * 0x1_0000 <= board::CRASH_BASE - PAINT_BELOW);
 /// The crash stage's own IOVA for the DMA after the re-attach.
 const IOVA_NEW: u64 = 0x30_0000;
 /// The devices (both `edu` functions).
@@ -152,14 +166,17 @@ enum Mode {
     /// `--strategy adopt --corrupt-l1`.
     AdoptCorruptL1,
     /// `--strategy abort --dma-during-reset`: the full reset waits, with the SMMU disabled,
-    /// until the transfers have run, so they meet the bypass window a slow reset opens.
+    /// until the transfers have run, so they meet the window a slow reset opens (bypass or
+    /// abort, as `GBPA` has it: the transfer lines say which from memory).
     AbortDmaDuringReset,
 }
 
 impl Mode {
-    fn read() -> Result<Self, &'static str> {
+    /// The mode and the domains' stage from the machine's command line.
+    fn read() -> Result<(Self, Stage), &'static str> {
         let mut buf = [0u8; 256];
         let line = verdict::command_line(&mut buf).unwrap_or("");
+        let mut stage = Stage::default();
         let mut strategy = None;
         let mut corrupt = false;
         let mut during = false;
@@ -172,15 +189,16 @@ impl Mode {
                 "--strategy" => strategy = words.next(),
                 "--corrupt-l1" => corrupt = true,
                 "--dma-during-reset" => during = true,
+                "--stage" => stage = Stage::parse(words.next())?,
                 _ => {
                     return Err(
                         "unknown argument (expected --strategy adopt [--corrupt-l1] \
-                                or --strategy abort [--dma-during-reset])",
+                                or --strategy abort [--dma-during-reset], and --stage 1|2|nested)",
                     )
                 }
             }
         }
-        match (strategy, corrupt, during) {
+        let mode = match (strategy, corrupt, during) {
             (Some("adopt"), false, false) => Ok(Self::Adopt),
             (Some("adopt"), true, false) => Ok(Self::AdoptCorruptL1),
             (Some("abort"), false, false) => Ok(Self::Abort),
@@ -189,7 +207,8 @@ impl Mode {
                 Err("--corrupt-l1 goes with --strategy adopt, --dma-during-reset with abort")
             }
             _ => Err("expected --strategy adopt|abort"),
-        }
+        }?;
+        Ok((mode, stage))
     }
 
     fn name(self) -> &'static str {
@@ -224,15 +243,23 @@ static DRIVER: StaticSlot<OldDriver> = StaticSlot::new();
 fn old_main(_x0: u64, _x1: u64, _x2: u64, _x3: u64) -> ! {
     stack::paint();
     console::init();
-    let mode = match Mode::read() {
+    let (mode, stage) = match Mode::read() {
         Ok(m) => m,
         Err(e) => {
             println!("FAIL arguments: {e}");
             verdict::exit(2)
         }
     };
-    println!("smmu firmware: stage kdump on QEMU virt ({})", mode.name());
-    match old_stage(mode) {
+    println!(
+        "smmu firmware: stage kdump on QEMU virt ({}, {} domains)",
+        mode.name(),
+        stage.name()
+    );
+    if let Err(e) = stage.domain_stage() {
+        println!("FAIL stage: {e}");
+        verdict::exit(1)
+    }
+    match old_stage(mode, stage) {
         Ok(()) => crash(),
         Err(e) => {
             println!("FAIL old stage: {e}");
@@ -261,7 +288,7 @@ fn build_old(
 }
 
 #[inline(never)]
-fn old_stage(mode: Mode) -> Result<(), Error> {
+fn old_stage(mode: Mode, stage: Stage) -> Result<(), Error> {
     let (Some(carve_slot), Some(regs_slot)) = (CARVEOUT.take(), REGS.take()) else {
         return Err(Error::CapacityExhausted);
     };
@@ -304,7 +331,7 @@ fn old_stage(mode: Mode) -> Result<(), Error> {
             stall: false,
             ssid_bits: 0,
         })?;
-        let domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+        let domain = new_domain(&mut *smmu, stage, carve)?;
         let src = carve.alloc(PAGE, PAGE)?;
         let dst = carve.alloc(PAGE, PAGE)?;
         let iova = IOVA_DST + (i as u64) * 0x1_0000;
@@ -332,8 +359,9 @@ fn old_stage(mode: Mode) -> Result<(), Error> {
             seed,
         };
         println!(
-            "old stage: edu StreamID {:#x} on a stage-1 domain, IOVA {iova:#x} -> PA {:#x}",
+            "old stage: edu StreamID {:#x} on a {} domain, IOVA {iova:#x} -> PA {:#x}",
             f.rid(),
+            stage.name(),
             dst.pa.0
         );
         // The domain stays in use by the hardware after the crash: never freed.
@@ -367,6 +395,12 @@ fn old_stage(mode: Mode) -> Result<(), Error> {
             board::CRASH_BASE + board::CRASH_SIZE,
         )
     };
+    // The bus addresses themselves: zero, so that bytes found there later were put there by
+    // a transfer that bypassed the SMMU.
+    for t in &note.transfers {
+        // SAFETY: `t.iova` is a page of RAM no stage uses (`IOVA_DST`), identity-mapped.
+        unsafe { core::ptr::write_bytes(t.iova as usize as *mut u8, 0, PAGE) };
+    }
     println!(
         "old stage: starting {DEVICES} transfers of {LEN} bytes (device -> RAM), then crashing"
     );
@@ -443,8 +477,9 @@ const _: () = assert!(core::mem::size_of::<CrashState>() as u64 <= board::CRASH_
 /// full reset (`ResetPlan::FULL`) aborts first; QEMU 7.2 drops the `GBPA` write, so on a live
 /// SMMU that order fails (`Error::AbortNotConfirmed`: the driver never turns translation into
 /// bypass, SPEC K16) and the crash kernel would not come up. Disabling first is what a kernel
-/// without adoption does there (Linux writes `GBPA`, which QEMU ignores, and clears `CR0`):
-/// DMA bypasses until the table is back, which is the loss this run measures.
+/// without adoption does there (Linux writes `GBPA`, which QEMU 7.2 ignores, and clears
+/// `CR0`). On QEMU 10, whose `GBPA` works, the abort step takes and DMA in that window is
+/// aborted instead of bypassed; the transfer lines read which from memory.
 const QEMU_FULL_RESET: ResetPlan = ResetPlan {
     steps: &[
         ResetStep::DisableAll,
@@ -472,15 +507,17 @@ const DISABLE_ONLY: ResetPlan = ResetPlan {
     on_failure: OnFailure::Report,
 };
 
-/// Where a transfer in flight landed.
+/// Where a transfer in flight landed, as memory shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Landing {
     /// On the page the old stage mapped.
     Translated,
+    /// At the bus address itself (the IOVA, which is RAM): the SMMU let it through untranslated.
+    Bypassed,
     /// On another page of RAM: memory corruption.
     Elsewhere(u64),
-    /// Nowhere in RAM: aborted, or bypassed to a bus address that is not RAM.
-    Lost,
+    /// Nowhere in RAM: with the device finished, the SMMU terminated it.
+    Nowhere,
 }
 
 extern "C" fn crash_main() -> ! {
@@ -488,7 +525,7 @@ extern "C" fn crash_main() -> ! {
     unsafe { console::take_over() };
 
     println!("crash stage: entered, stack at {CRASH_STACK_TOP:#x}");
-    let mode = match Mode::read() {
+    let (mode, stage) = match Mode::read() {
         Ok(m) => m,
         Err(e) => {
             println!("FAIL arguments: {e}");
@@ -496,14 +533,14 @@ extern "C" fn crash_main() -> ! {
         }
     };
     let mut v = Verdict::new();
-    if let Err(e) = crash_stage(mode, &mut v) {
+    if let Err(e) = crash_stage(mode, stage, &mut v) {
         v.check("crash stage", false, format_args!("stopped: {e}"));
     }
     v.exit()
 }
 
 #[inline(never)]
-fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
+fn crash_stage(mode: Mode, stage: Stage, v: &mut Verdict) -> Result<(), Error> {
     let state = board::CRASH_STATE as usize as *mut CrashState;
     // SAFETY: the crash reservation is RAM nobody else uses (board.rs), identity-mapped;
     // `state` is aligned (page aligned) and the state fits (asserted above). The fields are
@@ -612,6 +649,9 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
         // Whatever it built is abandoned in the slot (never freed: a refused driver may have
         // left the SMMU pointing at it); the reset below builds over it.
     }
+    // What the SMMU was set to while the transfers ran in the disabled window of
+    // `--dma-during-reset` (CR0, GBPA), read there.
+    let mut window: Option<(u32, u32)> = None;
     let started = time::now();
     let booted: Result<Option<smmu_kdump::Verdict>, Error> = match mode {
         // `boot`'s verdict; `None` for the chosen full reset, which asks nothing.
@@ -644,11 +684,12 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
                 options.crash_config(&platform),
             )
             .and_then(|smmu| {
-                // The SMMU is disabled, and with GBPA ignored it bypasses: let the transfers run
-                // now, then finish the reset.
+                // The SMMU is disabled: let the transfers run now, then finish the reset. What
+                // they met (bypass or abort, by GBPA.ABORT) is read from memory afterwards.
                 for (_, d) in &devices {
                     let _ = d.wait(2000);
                 }
+                window = Some((regs.read32(offset::CR0), regs.read32(offset::GBPA)));
                 smmu.reset(&QEMU_FULL_RESET)?;
                 Ok(None)
             })
@@ -679,7 +720,14 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
                 asids,
                 vmids,
             }),
-        ) => (true, Line::Adopted(stats.stes_valid, asids, vmids)),
+        ) => (
+            // Each device's domain tag is reserved: its ASID (stage 1) or VMID (stage 2).
+            match stage {
+                Stage::One => asids >= DEVICES as u32,
+                Stage::Two | Stage::Nested => vmids >= DEVICES as u32,
+            },
+            Line::Adopted(stats.stes_valid, asids, vmids),
+        ),
         (Mode::AdoptCorruptL1, Some(smmu_kdump::Verdict::FullReset(r))) => {
             (matches!(r, Refusal::L1BadSpan { .. }), Line::Refused(r))
         }
@@ -739,6 +787,14 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             note.old_sum
         ),
     );
+    if let Some((cr0, gbpa)) = window {
+        println!(
+            "crash stage: the transfers finished while CR0 read {cr0:#x} (SMMUEN {}) and GBPA \
+             {gbpa:#x} (ABORT {})",
+            cr0 & 1,
+            gbpa >> 20 & 1
+        );
+    }
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     let mut all_expected = true;
     for ((f, dev), after) in devices.iter().zip(in_flight_after_boot) {
@@ -760,21 +816,19 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             Mode::AbortDmaDuringReset => landing != Landing::Translated && !after,
         };
         all_expected &= expected;
-        // A transfer still running when the bring-up ended met the new configuration; one
-        // that finished during it may have met the disabled (bypassing) SMMU.
+        // Where the bytes are says what the SMMU did; whether the device was still running
+        // when the bring-up ended says which configuration it met.
         let what = match landing {
-            Landing::Translated => "translated to the page the old kernel mapped",
-            Landing::Elsewhere(_) => "landed elsewhere in RAM (misdirected)",
-            Landing::Lost if after => {
-                "lost: aborted (it ran after the bring-up, on this kernel's stream table, \
-                 where its StreamID has no level-2 table yet)"
+            Landing::Translated => "translated: the bytes are on the page the old kernel mapped",
+            Landing::Bypassed => {
+                "bypassed: the bytes are at the untranslated bus address (RAM), not on the \
+                 mapped page"
             }
-            Landing::Lost if mode == Mode::AbortDmaDuringReset => {
-                "lost: bypassed while the SMMU was disabled for its reset, to the untranslated \
-                 bus address, which is not RAM"
-            }
-            Landing::Lost => {
-                "lost (it ran during the bring-up: aborted, or bypassed to a bus address that is not RAM)"
+            Landing::Elsewhere(_) => "misdirected: the bytes are on another page of RAM",
+            Landing::Nowhere if done.is_err() => "not moved: the device has not finished",
+            Landing::Nowhere => {
+                "aborted: the device finished, and the bytes are neither on the mapped page nor \
+                 at the bus address nor anywhere else in RAM"
             }
         };
         v.check(
@@ -782,7 +836,7 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             expected && done.is_ok(),
             format_args!(
                 "StreamID {sid:#x}, {} bytes to IOVA {:#x} (old kernel's PA {:#x}): {what}{}; \
-                 device finished {}",
+                 device finished {}; still running when the bring-up ended {after}",
                 t.len,
                 t.iova,
                 t.pa,
@@ -804,7 +858,7 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             ssid_bits: 0,
         })?;
         let deferred = smmu.is_deferred(master)?;
-        let domain: Domain<&Carveout> = smmu.new_domain(DomainStage::Stage1, false, carve)?;
+        let domain = new_domain(&mut *smmu, stage, carve)?;
         let page = carve.alloc(PAGE, PAGE)?;
         smmu.map(&domain, Iova(IOVA_NEW), page.pa, PAGE as u64, rw)?;
         let attach = smmu.attach(master, &domain);
@@ -816,9 +870,14 @@ fn crash_stage(mode: Mode, v: &mut Verdict) -> Result<(), Error> {
             "re-attach",
             attach.is_ok() && attached && dma.is_ok() && copied,
             format_args!(
-                "StreamID {sid:#x}: quiesced, {} STE replaced by a new stage-1 domain ({attach:?}); \
+                "StreamID {sid:#x}: quiesced, {} STE replaced by a new {} domain ({attach:?}); \
                  DMA to IOVA {IOVA_NEW:#x} -> PA {:#x}: bytes there {copied}",
-                if deferred { "the crashed kernel's (deferred)" } else { "this kernel's" },
+                if deferred {
+                    "the crashed kernel's (deferred)"
+                } else {
+                    "this kernel's"
+                },
+                stage.name(),
                 page.pa.0
             ),
         );
@@ -879,11 +938,15 @@ fn check_footprint(v: &mut Verdict, carve: &Carveout) {
     );
 }
 
-/// Where transfer `t` landed: its page, another page of RAM holding its pattern, or nowhere.
+/// Where transfer `t` landed: its page, its bus address, another page of RAM holding its
+/// pattern, or nowhere.
 fn landing(t: &NoteTransfer) -> Landing {
     let len = t.len.min(PAGE as u64) as usize;
     if holds_pattern(t.pa, t.seed, len) {
         return Landing::Translated;
+    }
+    if holds_pattern(t.iova, t.seed, len) {
+        return Landing::Bypassed;
     }
     let mut pa = board::RAM_BASE;
     while pa < board::RAM_BASE + board::RAM_SIZE {
@@ -893,7 +956,23 @@ fn landing(t: &NoteTransfer) -> Landing {
         }
         pa += PAGE as u64;
     }
-    Landing::Lost
+    Landing::Nowhere
+}
+
+/// A domain of the run's stage for the device at `carve`: one arm per stage.
+fn new_domain<T: smmu::strtab::StreamTable>(
+    smmu: &mut Smmu<&'static Mmio, &'static Carveout, T>,
+    stage: Stage,
+    carve: &'static Carveout,
+) -> Result<Domain<&'static Carveout>, Error> {
+    match stage {
+        Stage::One => smmu.new_domain(DomainStage::Stage1, false, carve),
+        Stage::Two => smmu.new_domain(DomainStage::Stage2, false, carve),
+        // TODO(nested domains): a nested domain on a stage-2 nesting parent (one parent per
+        // device, so that the crash stage reserves its S2VMID). Refused in `old_main` before
+        // anything runs.
+        Stage::Nested => Err(Error::Unsupported("nested domains")),
+    }
 }
 
 struct Where(Option<u64>);
