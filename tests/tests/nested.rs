@@ -121,6 +121,28 @@ fn rig() -> Rig {
     Rig::new(cfg, SmmuConfig::default()).expect("probe and reset")
 }
 
+/// Runs `f` on a plain master (StreamID 3) attached to the guest's nested domain over a
+/// nesting parent, with the setup above.
+fn with_nested(
+    f: impl FnOnce(
+        &Setup,
+        &smmu::Domain<ModelTables>,
+        &smmu::NestedDomain<'_, ModelTables>,
+        smmu::MasterId,
+    ),
+) {
+    let rig = rig();
+    let parent = rig
+        .smmu
+        .new_domain_with(DomainOptions::nesting_parent(), rig.tables())
+        .unwrap();
+    let s = setup(rig, &parent);
+    let nested = s.rig.smmu.new_nested_domain(&parent, &s.ste).unwrap();
+    let m = s.rig.smmu.add_master(&MasterConfig::new(&[SID])).unwrap();
+    s.rig.smmu.attach_nested(m, &nested).unwrap();
+    f(&s, &parent, &nested, m);
+}
+
 fn dma(rig: &Rig) -> TxnResult {
     rig.dma(Transaction::read(SID, IOVA + 0x10))
 }
@@ -173,22 +195,15 @@ fn dma_goes_through_the_guests_stage1_and_the_hosts_stage2() {
 // spec: D13
 #[test]
 fn a_guest_stage1_unmap_is_invalidated_with_the_parents_vmid() {
-    let rig = rig();
-    let parent = rig
-        .smmu
-        .new_domain_with(DomainOptions::nesting_parent(), rig.tables())
-        .unwrap();
-    let s = setup(rig, &parent);
-    let nested = s.rig.smmu.new_nested_domain(&parent, &s.ste).unwrap();
-    let m = s.rig.smmu.add_master(&MasterConfig::new(&[SID])).unwrap();
-    s.rig.smmu.attach_nested(m, &nested).unwrap();
-    assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
-    // The guest writes VMID 0 (it has none); the host issues the parent's.
-    guest_unmap(&s, |s| {
-        s.rig.smmu.guest_invalidate(&nested, &[nh_va(0)]).unwrap();
+    with_nested(|s, _parent, nested, _m| {
+        assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
+        // The guest writes VMID 0 (it has none); the host issues the parent's.
+        guest_unmap(s, |s| {
+            s.rig.smmu.guest_invalidate(nested, &[nh_va(0)]).unwrap();
+        });
+        assert!(dma(&s.rig).pa().is_none(), "{:?}", dma(&s.rig));
+        s.rig.assert_no_violations();
     });
-    assert!(dma(&s.rig).pa().is_none(), "{:?}", dma(&s.rig));
-    s.rig.assert_no_violations();
 }
 
 /// The broken variant: the stage-1 unmap's TLBI sent with VMID 0, as a driver that treats
@@ -197,63 +212,49 @@ fn a_guest_stage1_unmap_is_invalidated_with_the_parents_vmid() {
 // spec: D13
 #[test]
 fn a_stage1_invalidation_with_vmid_0_leaves_the_nested_translation_live() {
-    let rig = rig();
-    let parent = rig
-        .smmu
-        .new_domain_with(DomainOptions::nesting_parent(), rig.tables())
-        .unwrap();
-    let s = setup(rig, &parent);
-    let nested = s.rig.smmu.new_nested_domain(&parent, &s.ste).unwrap();
-    let m = s.rig.smmu.add_master(&MasterConfig::new(&[SID])).unwrap();
-    s.rig.smmu.attach_nested(m, &nested).unwrap();
-    assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
-    guest_unmap(&s, |s| {
-        let raw = Command::TlbiNhVa {
-            vmid: 0,
-            asid: ASID,
-            va: TlbiAddr {
-                addr: IOVA,
-                leaf: true,
-                range: TlbiRange::SINGLE,
-            },
-        };
-        s.rig
-            .smmu
-            .cmdq()
-            .issue(s.rig.smmu.hal(), s.rig.smmu.regs(), &[raw], true)
-            .unwrap();
+    with_nested(|s, _parent, _nested, _m| {
+        assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
+        guest_unmap(s, |s| {
+            let raw = Command::TlbiNhVa {
+                vmid: 0,
+                asid: ASID,
+                va: TlbiAddr {
+                    addr: IOVA,
+                    leaf: true,
+                    range: TlbiRange::SINGLE,
+                },
+            };
+            s.rig
+                .smmu
+                .cmdq()
+                .issue(s.rig.smmu.hal(), s.rig.smmu.regs(), &[raw], true)
+                .unwrap();
+        });
+        assert_eq!(
+            dma(&s.rig),
+            TxnResult::Translated { pa: s.pa + 0x10 },
+            "the stale combined entry is still used"
+        );
     });
-    assert_eq!(
-        dma(&s.rig),
-        TxnResult::Translated { pa: s.pa + 0x10 },
-        "the stale combined entry is still used"
-    );
 }
 
 // spec: D13
 #[test]
 fn a_nesting_parent_unmap_also_removes_the_combined_entries() {
-    let rig = rig();
-    let parent = rig
-        .smmu
-        .new_domain_with(DomainOptions::nesting_parent(), rig.tables())
-        .unwrap();
-    let s = setup(rig, &parent);
-    let nested = s.rig.smmu.new_nested_domain(&parent, &s.ste).unwrap();
-    let m = s.rig.smmu.add_master(&MasterConfig::new(&[SID])).unwrap();
-    s.rig.smmu.attach_nested(m, &nested).unwrap();
-    assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
-    let before = s.rig.smmu.cmdq().stats();
-    s.rig.smmu.unmap(&parent, Iova(IPA), 1 << 12).unwrap();
-    let after = s.rig.smmu.cmdq().stats();
-    assert!(dma(&s.rig).pa().is_none(), "{:?}", dma(&s.rig));
-    // TLBI_S2_IPA, TLBI_NH_ALL and one CMD_SYNC (Linux: a second CMD_SYNC after NH_ALL).
-    assert_eq!(
-        after.commands - before.commands,
-        3,
-        "{before:?} → {after:?}"
-    );
-    s.rig.assert_no_violations();
+    with_nested(|s, parent, _nested, _m| {
+        assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
+        let before = s.rig.smmu.cmdq().stats();
+        s.rig.smmu.unmap(parent, Iova(IPA), 1 << 12).unwrap();
+        let after = s.rig.smmu.cmdq().stats();
+        assert!(dma(&s.rig).pa().is_none(), "{:?}", dma(&s.rig));
+        // TLBI_S2_IPA, TLBI_NH_ALL and one CMD_SYNC (Linux: a second CMD_SYNC after NH_ALL).
+        assert_eq!(
+            after.commands - before.commands,
+            3,
+            "{before:?} → {after:?}"
+        );
+        s.rig.assert_no_violations();
+    });
 }
 
 /// The broken variant: the parent's unmap invalidated with `TLBI_S2_IPA` alone, which
@@ -262,77 +263,63 @@ fn a_nesting_parent_unmap_also_removes_the_combined_entries() {
 // spec: D13
 #[test]
 fn a_parent_unmap_without_nh_all_leaves_the_nested_translation_live() {
-    let rig = rig();
-    let parent = rig
-        .smmu
-        .new_domain_with(DomainOptions::nesting_parent(), rig.tables())
-        .unwrap();
-    let s = setup(rig, &parent);
-    let nested = s.rig.smmu.new_nested_domain(&parent, &s.ste).unwrap();
-    let m = s.rig.smmu.add_master(&MasterConfig::new(&[SID])).unwrap();
-    s.rig.smmu.attach_nested(m, &nested).unwrap();
-    assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
-    let mut gather = Gather::new();
-    parent
-        .table()
-        .unmap(Iova(IPA), 1 << 12, &mut gather)
-        .unwrap();
-    let s2_ipa = Command::TlbiS2Ipa {
-        vmid: parent.id(),
-        ipa: TlbiAddr {
-            addr: IPA,
-            leaf: true,
-            range: TlbiRange::SINGLE,
-        },
-    };
-    s.rig
-        .smmu
-        .cmdq()
-        .issue(s.rig.smmu.hal(), s.rig.smmu.regs(), &[s2_ipa], true)
-        .unwrap();
-    assert_eq!(
-        dma(&s.rig),
-        TxnResult::Translated { pa: s.pa + 0x10 },
-        "the stale combined entry is still used"
-    );
+    with_nested(|s, parent, _nested, _m| {
+        assert_eq!(dma(&s.rig), TxnResult::Translated { pa: s.pa + 0x10 });
+        let mut gather = Gather::new();
+        parent
+            .table()
+            .unmap(Iova(IPA), 1 << 12, &mut gather)
+            .unwrap();
+        let s2_ipa = Command::TlbiS2Ipa {
+            vmid: parent.id(),
+            ipa: TlbiAddr {
+                addr: IPA,
+                leaf: true,
+                range: TlbiRange::SINGLE,
+            },
+        };
+        s.rig
+            .smmu
+            .cmdq()
+            .issue(s.rig.smmu.hal(), s.rig.smmu.regs(), &[s2_ipa], true)
+            .unwrap();
+        assert_eq!(
+            dma(&s.rig),
+            TxnResult::Translated { pa: s.pa + 0x10 },
+            "the stale combined entry is still used"
+        );
+    });
 }
 
 // spec: D13
 #[test]
 fn a_guest_can_name_neither_another_vmid_nor_another_stream_id() {
-    let rig = rig();
-    let parent = rig
-        .smmu
-        .new_domain_with(DomainOptions::nesting_parent(), rig.tables())
-        .unwrap();
-    let s = setup(rig, &parent);
-    let nested = s.rig.smmu.new_nested_domain(&parent, &s.ste).unwrap();
-    let m = s.rig.smmu.add_master(&MasterConfig::new(&[SID])).unwrap();
-    s.rig.smmu.attach_nested(m, &nested).unwrap();
-    let before = s.rig.smmu.cmdq().stats();
-    assert_eq!(
-        s.rig.smmu.guest_invalidate(&nested, &[nh_va(0), nh_va(7)]),
-        Err(Error::GuestCommand(GuestCommandError::ForeignVmid(7)))
-    );
-    let other = Command::CfgiCdAll { sid: SID + 1 }.encode().to_words();
-    assert_eq!(
-        s.rig.smmu.guest_invalidate(&nested, &[other]),
-        Err(Error::GuestCommand(GuestCommandError::ForeignStreamId(
-            SID + 1
-        )))
-    );
-    assert_eq!(
-        s.rig.smmu.cmdq().stats().commands,
-        before.commands,
-        "a refused batch issues nothing"
-    );
-    // A stage-2 STE from the guest is refused.
-    let mut s2 = s.ste;
-    stef::CONFIG.set(&mut s2, 0b110);
-    assert!(matches!(
-        s.rig.smmu.new_nested_domain(&parent, &s2),
-        Err(Error::Nested(_))
-    ));
+    with_nested(|s, parent, nested, _m| {
+        let before = s.rig.smmu.cmdq().stats();
+        assert_eq!(
+            s.rig.smmu.guest_invalidate(nested, &[nh_va(0), nh_va(7)]),
+            Err(Error::GuestCommand(GuestCommandError::ForeignVmid(7)))
+        );
+        let other = Command::CfgiCdAll { sid: SID + 1 }.encode().to_words();
+        assert_eq!(
+            s.rig.smmu.guest_invalidate(nested, &[other]),
+            Err(Error::GuestCommand(GuestCommandError::ForeignStreamId(
+                SID + 1
+            )))
+        );
+        assert_eq!(
+            s.rig.smmu.cmdq().stats().commands,
+            before.commands,
+            "a refused batch issues nothing"
+        );
+        // A stage-2 STE from the guest is refused.
+        let mut s2 = s.ste;
+        stef::CONFIG.set(&mut s2, 0b110);
+        assert!(matches!(
+            s.rig.smmu.new_nested_domain(parent, &s2),
+            Err(Error::Nested(_))
+        ));
+    });
 }
 
 /// A protected master attaches only to a nested domain on a protected parent (SPEC D9, D13).
