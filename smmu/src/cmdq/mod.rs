@@ -51,6 +51,8 @@ use crate::sync::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// Commands per batch: a [`CommandBatch`] publishes at most this many before its `CMD_SYNC`.
 pub const BATCH: usize = 64;
+mod batch;
+pub use batch::*;
 
 /// The smallest queue the driver accepts: a full batch plus its `CMD_SYNC` must fit, and
 /// 2^7 = 128 is the first power of two above 65 (SPEC D1).
@@ -859,76 +861,6 @@ impl Outcome {
     fn into_result(self) -> Result<(), Error> {
         match self.rejected {
             Some(f) => Err(Error::CommandRejected(f)),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Up to [`BATCH`] buffered commands that end in exactly one `CMD_SYNC` (SPEC D5).
-///
-/// Adding a command to a full batch first publishes the buffered ones without a sync, as
-/// Linux's `arm_smmu_cmdq_batch` does, so a logical invalidation of any size costs one sync.
-pub struct CommandBatch<'q, H: Hal + ?Sized, R: RegisterAccess + ?Sized> {
-    queue: &'q CommandQueue,
-    hal: &'q H,
-    regs: &'q R,
-    cmds: Vec<Command, BATCH>,
-    issued: u32,
-    error: Option<Error>,
-}
-
-impl<'q, H: Hal + ?Sized, R: RegisterAccess + ?Sized> CommandBatch<'q, H, R> {
-    /// An empty batch on `queue`.
-    pub fn new(queue: &'q CommandQueue, hal: &'q H, regs: &'q R) -> Self {
-        Self {
-            queue,
-            hal,
-            regs,
-            cmds: Vec::new(),
-            issued: 0,
-            error: None,
-        }
-    }
-
-    /// Adds a command, publishing the batch first when it is full.
-    pub fn add(&mut self, cmd: Command) -> Result<(), Error> {
-        if self.cmds.is_full() {
-            self.flush(false)?;
-        }
-        // Cannot fail: the batch was just emptied if it was full.
-        let _ = self.cmds.push(cmd);
-        Ok(())
-    }
-
-    /// Commands added so far (the `CMD_SYNC` not included).
-    pub fn len(&self) -> u32 {
-        self.issued + self.cmds.len() as u32
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn flush(&mut self, sync: bool) -> Result<(), Error> {
-        let r = self.queue.issue(self.hal, self.regs, &self.cmds, sync);
-        self.issued += self.cmds.len() as u32;
-        self.cmds.clear();
-        match r {
-            // A rejected command is reported at the end; the others still run.
-            Err(e @ Error::CommandRejected(_)) => {
-                self.error.get_or_insert(e);
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    /// Publishes the rest and one `CMD_SYNC`, and waits for it.
-    pub fn submit(mut self) -> Result<(), Error> {
-        self.flush(true)?;
-        match self.error {
-            Some(e) => Err(e),
             None => Ok(()),
         }
     }
