@@ -103,7 +103,7 @@ pub mod offset {
 
 mod catalog;
 /// The register catalogue (names, offsets, widths, fields and their meanings) lives in
-/// `regs/catalog.rs`: only decoders (`smmuctl decode reg`) and the field check use it, so the
+/// `regs/catalog/`: only decoders (`smmuctl decode reg`) and the field check use it, so the
 /// bitfield definitions the driver programs with read on their own. Re-exported here, its
 /// path for users.
 pub use catalog::{FieldMeaning, RegFieldInfo, RegFieldKind, RegWidth, RegisterInfo, REGISTERS};
