@@ -712,6 +712,56 @@ fn try_adopt_in<R: RegisterAccess, H: Hal>(
 mod tests {
     use super::*;
 
+    /// The in-place bring-up's own code (its `unsafe` places: the driver, the `repr(u8)`
+    /// table variants, the release) on the model, in both ways it comes up: adopted, and
+    /// refused then fully reset into the same kind of slot. Small enough for Miri.
+    // spec: K1, K4, K15
+    #[test]
+    fn boot_in_builds_the_adopted_and_the_reset_driver_in_their_slot() {
+        use smmu_model::{ModelConfig, Profile};
+        use smmu_model_platform::rig::Rig;
+
+        for crash_kernel in [true, false] {
+            let cfg = ModelConfig {
+                ram_size: 8 << 20,
+                ..ModelConfig::hostile(Profile::qemu_virt(), 3)
+            };
+            let mut rig = Rig::new(cfg, SmmuConfig::default()).expect("the old kernel's SMMU");
+            let (_, domain) = rig.stage1_master(8).expect("a master attached");
+            core::mem::forget(domain);
+            rig.model().with(|m| m.warm_restart());
+            let platform = AdoptPlatform {
+                crash_kernel,
+                coherent: true,
+                cache_maintenance: false,
+                expect_e2h: None,
+            };
+            let mut slot = std::boxed::Box::new_uninit();
+            let booted = boot_in(
+                &mut slot,
+                rig.platform.regs(),
+                rig.platform.hal(),
+                &platform,
+                &AdoptOptions::default(),
+            )
+            .expect("the crash kernel comes up");
+            match (crash_kernel, booted.verdict) {
+                (true, Verdict::Adopted { asids, .. }) => assert_eq!(asids, 1),
+                (false, Verdict::FullReset(r)) => assert_eq!(r.code(), "not-crash-kernel"),
+                (_, v) => panic!("{v:?}"),
+            }
+            let id = booted
+                .smmu
+                .add_master(&smmu::MasterConfig::new(&[8]))
+                .expect("the device's driver probes");
+            booted.smmu.attach_blocked(id).expect("and blocks it");
+            // The SMMU keeps using the slot's queue and table: the slot is leaked, as a crash
+            // kernel's driver lives until the machine reboots.
+            core::mem::forget(slot);
+            assert!(rig.violations().is_empty(), "{:#?}", rig.violations());
+        }
+    }
+
     // spec: K8, K17
     #[test]
     fn the_crash_kernels_configuration_has_no_event_queue_and_the_platforms_coherency() {
