@@ -729,7 +729,7 @@ mod tests {
             let mut rig = Rig::new(cfg, SmmuConfig::default()).expect("the old kernel's SMMU");
             let (_, domain) = rig.stage1_master(8).expect("a master attached");
             core::mem::forget(domain);
-            rig.model().with(|m| m.warm_restart());
+            rig.model().with(smmu_model::Model::warm_restart);
             let platform = AdoptPlatform {
                 crash_kernel,
                 coherent: true,
