@@ -541,11 +541,7 @@ fn nested(
     src: smmu::DmaRegion,
     dst: smmu::DmaRegion,
 ) -> Result<(), Error> {
-    use smmu::arch::cd::TableControls;
-    use smmu::arch::ste::fields as stef;
-    use smmu::arch::{Cacheability, Granule, Shareability};
-    use smmu::writer::make;
-    use smmu_pagetable::{Config, Gather, Granule as PtGranule, PageTable, Stage as PtStage};
+    use smmu_pagetable::Gather;
 
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     const LEN: u64 = edu::MAX_TRANSFER;
@@ -567,7 +563,6 @@ fn nested(
         dst_pa
     };
     let parent_page = carve.alloc(4096, 4096)?;
-    let features = *smmu.features();
 
     // The host: a nesting parent mapping the guest's buffers at their IPAs.
     let parent = smmu.new_domain_with(DomainOptions::nesting_parent(), carve)?;
@@ -575,79 +570,30 @@ fn nested(
     smmu.map(&parent, Iova(IPA_DST), PhysAddr(mapped_dst), 4096, rw)?;
     smmu.map(&parent, Iova(IPA_PARENT), parent_page.pa, 4096, rw)?;
 
-    // The guest: its stage 1 (IOVA -> IPA), its tables allocated at IPA = PA.
-    let guest = PageTable::new(
-        Config {
-            stage: PtStage::Stage1,
-            granule: PtGranule::Size4K,
-            ias: 48,
-            oas: features.oas.bits(),
-        },
+    // The guest: its stage 1 (IOVA -> IPA), its tables allocated at IPA = PA, which the
+    // parent maps.
+    let guest = smmu_firmware::guest::build(
+        smmu,
+        &parent,
         carve,
-    )?;
-    guest.map(Iova(IOVA_SRC), PhysAddr(IPA_SRC), 4096, rw)?;
-    guest.map(Iova(IOVA_DST), PhysAddr(IPA_DST), 4096, rw)?;
-    guest.map(Iova(IOVA_PARENT), PhysAddr(IPA_PARENT), 4096, rw)?;
-    guest.map(Iova(IOVA_S2_HOLE), PhysAddr(IPA_HOLE), 4096, rw)?;
-    let c = guest.stage1_config()?;
-    let cd = make::stage1_cd(
         GUEST_ASID,
-        TableControls {
-            tsz: c.t0sz,
-            ir: Cacheability::WriteBackAllocate,
-            or: Cacheability::WriteBackAllocate,
-            sh: Shareability::Inner,
-            epd: false,
-            ttb: c.ttb.0,
-        },
-        Granule::Size4K,
-        features.oas,
-        c.mair,
-    );
-    let cd_page = carve.alloc(4096, 4096)?;
-    for (i, w) in make::cd_image(&cd).iter().enumerate() {
-        // SAFETY: the CD page was just allocated from the carve-out (identity-mapped) for
-        // this CD only; aligned 64-bit stores inside it.
-        unsafe { (cd_page.va.as_ptr() as *mut u64).add(i).write_volatile(*w) };
-    }
-    // The host maps every guest structure page at IPA = PA: the CD and each table.
-    let mut pages = [0u64; 16];
-    let mut n = 0;
-    for p in core::iter::once(cd_page.pa.0).chain(core::iter::once(c.ttb.0)) {
-        if let Some(slot) = pages.get_mut(n) {
-            *slot = p;
-            n += 1;
-        }
-    }
-    guest.walk(|e| {
-        if let smmu_pagetable::WalkEntry::Table { table, .. } = *e {
-            if !pages[..n].contains(&table.0) {
-                if let Some(slot) = pages.get_mut(n) {
-                    *slot = table.0;
-                    n += 1;
-                }
-            }
-        }
-    });
-    for &p in &pages[..n] {
-        smmu.map(&parent, Iova(p), PhysAddr(p), 4096, rw)?;
-    }
-    // The guest's STE words: V, Config = stage 1, its CD table (an IPA) and how to fetch it.
-    let mut ste = [0u64; 8];
-    stef::V.set(&mut ste, 1);
-    stef::CONFIG.set(&mut ste, 0b101);
-    stef::S1_CONTEXT_PTR.set(&mut ste, cd_page.pa.0 >> 6);
-    stef::S1CIR.set(&mut ste, 1);
-    stef::S1COR.set(&mut ste, 1);
-    stef::S1CSH.set(&mut ste, 3);
+        &[
+            (IOVA_SRC, IPA_SRC),
+            (IOVA_DST, IPA_DST),
+            (IOVA_PARENT, IPA_PARENT),
+            (IOVA_S2_HOLE, IPA_HOLE),
+        ],
+    )?;
+    let ste = guest.ste;
     let nested = smmu.new_nested_domain(&parent, &ste)?;
     smmu.attach_nested(master, &nested)?;
     println!(
-        "nested: parent VMID {} maps {n} guest structure pages at IPA = PA; guest CD at IPA {:#x} \
+        "nested: parent VMID {} maps {} guest structure pages at IPA = PA; guest CD at IPA {:#x} \
             (ASID {GUEST_ASID}, TTB0 IPA {:#x}); attachment {:?}",
         parent.id(),
-        cd_page.pa.0,
-        c.ttb.0,
+        guest.structures,
+        guest.cd,
+        guest.ttb,
         smmu.attachment(master)?
     );
 
@@ -721,7 +667,7 @@ fn nested(
     // TLBI_NH_VA with VMID 0, as a guest does: the host forces the parent's VMID.
     out.fill(0);
     let mut gather = Gather::new();
-    let unmapped = guest.unmap(Iova(IOVA_DST), 4096, &mut gather)?;
+    let unmapped = guest.table.unmap(Iova(IOVA_DST), 4096, &mut gather)?;
     let tlbi = Command::TlbiNhVa {
         vmid: 0,
         asid: GUEST_ASID,
