@@ -466,8 +466,8 @@ fn old_nested(
         IPA_BASE + 0x1000,
         guest.cd
     );
-    // All stay in use by the hardware after the crash: never freed.
-    core::mem::forget(nested);
+    // The parent's and the guest's tables stay in use by the hardware after the crash: never
+    // freed (the nested domain itself owns no memory).
     core::mem::forget(guest);
     core::mem::forget(parent);
     Ok(())
