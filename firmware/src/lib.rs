@@ -16,6 +16,7 @@ pub mod carveout;
 pub mod console;
 pub mod edu;
 pub mod footprint;
+pub mod guest;
 pub mod pci;
 pub mod platform;
 pub mod stack;

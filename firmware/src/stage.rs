@@ -2,8 +2,8 @@
 //!
 //! Every place a binary makes a domain goes through [`Stage::domain_stage`], so giving the
 //! firmware another kind of domain is one match arm here (and one where the binary attaches
-//! it). Nested domains (a stage-1 context on a stage-2 nesting parent) are not in the driver
-//! yet: `--stage nested` is parsed, and refused with a `FAIL stage:` line.
+//! it). `--stage nested` gives a device a nested domain (SPEC D13): the guest's stage 1 (its CD
+//! and page table in its IPA space) over a stage-2 nesting parent the host owns.
 
 use smmu::arch::idr::Features;
 use smmu::DomainStage;
@@ -16,7 +16,7 @@ pub enum Stage {
     One,
     /// `--stage 2`: stage-2 domains, tagged by VMID.
     Two,
-    /// `--stage nested`: a nested domain on a stage-2 nesting parent (not in the driver yet).
+    /// `--stage nested`: a nested domain on a stage-2 nesting parent.
     Nested,
 }
 
@@ -31,12 +31,12 @@ impl Stage {
         }
     }
 
-    /// The driver's domain stage, or why the firmware cannot make this kind of domain.
+    /// The driver's domain stage (for nested, the nesting parent's), or why the firmware
+    /// cannot make this kind of domain.
     pub fn domain_stage(self) -> Result<DomainStage, &'static str> {
         match self {
             Self::One => Ok(DomainStage::Stage1),
-            Self::Two => Ok(DomainStage::Stage2),
-            Self::Nested => Err("nested domains are not in the driver yet"),
+            Self::Two | Self::Nested => Ok(DomainStage::Stage2),
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! `--stage 1` (the default) gives the device stage-1 domains, `--stage 2` stage-2 domains
 //! (QEMU 10.0's `virt-9.1` with `-global arm-smmuv3.stage=2`, or its nested-capable `virt`);
-//! `--stage nested` is refused until the driver has nested domains ([`Stage`]).
+//! `--stage nested` gives the device a nested domain: a guest stage 1 over a host nesting
+//! parent (QEMU 10.0's `virt`), see [`nested`].
 #![no_std]
 #![no_main]
 
@@ -12,13 +13,14 @@ use core::panic::PanicInfo;
 
 use aarch64_rt::RegisterStateRef;
 use aarch64_rt::{entry, exception_handlers, initial_pagetable, ExceptionHandlers};
+use smmu::arch::cmd::{Command, TlbiAddr, TlbiRange};
 use smmu::arch::event::Event;
 use smmu::evtq::EventReport;
 use smmu::strtab::Layout;
 use smmu::StaticSlot;
 use smmu::{
-    Attachment, Domain, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio, OwnedStreamTable,
-    PhysAddr, RegisterAccess, ResetPlan, Smmu, SmmuConfig,
+    Attachment, Domain, DomainOptions, DomainStage, Error, GbpaPolicy, MasterConfig, Mmio,
+    OwnedStreamTable, PhysAddr, RegisterAccess, ResetPlan, Smmu, SmmuConfig,
 };
 use smmu_firmware::board::{self};
 use smmu_firmware::carveout::Carveout;
@@ -334,6 +336,20 @@ fn run(v: &mut Verdict, stage: Stage) -> Result<(), Error> {
         stall: false,
         ssid_bits: 0,
     })?;
+    if stage == Stage::Nested {
+        nested(
+            v,
+            smmu,
+            carve,
+            [&dev, &gpu],
+            (edu_master, sid),
+            f1.rid(),
+            src,
+            dst,
+        )?;
+        gerror(v, smmu, carve);
+        return Ok(());
+    }
     let domain = new_domain(smmu, stage, false, carve)?;
     let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
     const LEN: u64 = edu::MAX_TRANSFER;
@@ -479,7 +495,12 @@ fn run(v: &mut Verdict, stage: Stage) -> Result<(), Error> {
         ),
     );
 
-    // Global errors.
+    gerror(v, smmu, carve);
+    Ok(())
+}
+
+/// The last line: global errors.
+fn gerror(v: &mut Verdict, smmu: &mut Driver, carve: &Carveout) {
     let g = smmu.handle_gerror();
     v.check(
         "GERROR clean",
@@ -491,6 +512,290 @@ fn run(v: &mut Verdict, stage: Stage) -> Result<(), Error> {
         carve.used_bytes() / 1024,
         core::mem::size_of::<Driver>()
     );
+}
+
+/// The guest's IPA window (its "physical" addresses): above the 128 MiB of RAM at 1 GiB, so an
+/// IPA is never mistaken for the PA behind it.
+const IPA_BASE: u64 = 0x2_0000_0000;
+/// The guest's ASID (its CD 0).
+const GUEST_ASID: u16 = 5;
+
+/// The translated page: `pa` holds `len` bytes of `src` and the pages either side are zero.
+fn landed_on(pa: u64, src: u64, len: usize) -> bool {
+    bytes(pa, len) == &*bytes(src, len)
+}
+
+/// `--stage nested` (SPEC D13): the `edu` device on a nested domain. The "host" part owns a
+/// stage-2 nesting parent; the "guest" part builds a stage 1 in its IPA space (a page table
+/// and a CD, both at IPA = PA, which the host maps) and hands the host only its STE words.
+/// Every check reads what happened: the bytes in memory, and the events with their stage.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn nested(
+    v: &mut Verdict,
+    smmu: &mut Driver,
+    carve: &'static Carveout,
+    [dev, gpu]: [&Edu; 2],
+    (master, sid): (smmu::MasterId, u32),
+    gpu_sid: u32,
+    src: smmu::DmaRegion,
+    dst: smmu::DmaRegion,
+) -> Result<(), Error> {
+    use smmu_pagetable::Gather;
+
+    let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
+    const LEN: u64 = edu::MAX_TRANSFER;
+    // Guest IOVAs and the IPAs its stage 1 maps them to.
+    const IOVA_SRC: u64 = 0x10_0000;
+    const IOVA_DST: u64 = 0x20_0000;
+    const IOVA_UNMAPPED: u64 = 0x30_0000;
+    const IOVA_PARENT: u64 = 0x40_0000;
+    const IOVA_S2_HOLE: u64 = 0x50_0000;
+    const IPA_SRC: u64 = IPA_BASE;
+    const IPA_DST: u64 = IPA_BASE + 0x1000;
+    const IPA_PARENT: u64 = IPA_BASE + 0x2000;
+    /// Mapped by the guest, never by the host: a stage-2 fault.
+    const IPA_HOLE: u64 = IPA_BASE + 0x3000;
+    let dst_pa = dst.pa.0 + 4096;
+    let mapped_dst = if cfg!(feature = "broken-wrong-page") {
+        dst_pa + 4096
+    } else {
+        dst_pa
+    };
+    let parent_page = carve.alloc(4096, 4096)?;
+
+    // The host: a nesting parent mapping the guest's buffers at their IPAs.
+    let parent = smmu.new_domain_with(DomainOptions::nesting_parent(), carve)?;
+    smmu.map(&parent, Iova(IPA_SRC), src.pa, 4096, rw)?;
+    smmu.map(&parent, Iova(IPA_DST), PhysAddr(mapped_dst), 4096, rw)?;
+    smmu.map(&parent, Iova(IPA_PARENT), parent_page.pa, 4096, rw)?;
+
+    // The guest: its stage 1 (IOVA -> IPA), its tables allocated at IPA = PA, which the
+    // parent maps.
+    let guest = smmu_firmware::guest::build(
+        smmu,
+        &parent,
+        carve,
+        GUEST_ASID,
+        &[
+            (IOVA_SRC, IPA_SRC),
+            (IOVA_DST, IPA_DST),
+            (IOVA_PARENT, IPA_PARENT),
+            (IOVA_S2_HOLE, IPA_HOLE),
+        ],
+    )?;
+    let ste = guest.ste;
+    let nested = smmu.new_nested_domain(&parent, &ste)?;
+    smmu.attach_nested(master, &nested)?;
+    println!(
+        "nested: parent VMID {} maps {} guest structure pages at IPA = PA; guest CD at IPA {:#x} \
+            (ASID {GUEST_ASID}, TTB0 IPA {:#x}); attachment {:?}",
+        parent.id(),
+        guest.structures,
+        guest.cd,
+        guest.ttb,
+        smmu.attachment(master)?
+    );
+
+    // Through both stages: IOVA -> IPA (guest) -> PA (host).
+    dma_err(dev.read_from(IOVA_SRC, 0, LEN));
+    dma_err(dev.write_to(0, IOVA_DST, LEN));
+    let out = bytes(dst.pa.0, 3 * 4096);
+    let landed = landed_on(dst_pa, src.pa.0, LEN as usize);
+    let neighbours_clean = out[..4096].iter().chain(&out[8192..]).all(|&b| b == 0);
+    dma_err(dev.write_to(0, IOVA_PARENT, 64));
+    let parent_landed = landed_on(parent_page.pa.0, src.pa.0, 64);
+    let d = drain(smmu);
+    v.check(
+        "nested DMA translated",
+        landed && neighbours_clean && parent_landed && d.count == 0,
+        format_args!(
+            "IOVA {IOVA_SRC:#x} -> IPA {IPA_SRC:#x} -> PA {:#x} copied to IOVA {IOVA_DST:#x} -> \
+                IPA {IPA_DST:#x} -> PA {dst_pa:#x}: bytes there {landed}, neighbours untouched \
+                {neighbours_clean}; IOVA {IOVA_PARENT:#x} -> IPA {IPA_PARENT:#x} -> PA {:#x}: bytes \
+                there {parent_landed}; {} event(s)",
+            src.pa.0,
+            parent_page.pa.0,
+            d.count
+        ),
+    );
+
+    // A stage-1 fault: an IOVA the guest never mapped.
+    dma_err(dev.write_to(0, IOVA_UNMAPPED, 8));
+    let d = drain(smmu);
+    let s1 = matches!(
+        d.first(),
+        Some(EventReport::Event(Event::Translation(t)))
+            if t.fault.input_addr == IOVA_UNMAPPED && t.fault.stream.sid == sid && !t.fault.stage2
+    );
+    v.check(
+        "stage-1 fault",
+        s1,
+        format_args!(
+            "an 8-byte write to IOVA {IOVA_UNMAPPED:#x}, unmapped in the guest's stage 1: {} \
+                event(s), first {}",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // A stage-2 fault: the guest maps the IOVA to an IPA the host never mapped.
+    dma_err(dev.write_to(0, IOVA_S2_HOLE, 8));
+    let d = drain(smmu);
+    let (s2, ipa) = match d.first() {
+        Some(EventReport::Event(Event::Translation(t))) => (
+            t.fault.input_addr == IOVA_S2_HOLE
+                && t.fault.stream.sid == sid
+                && t.fault.stage2
+                && t.ipa & !0xfff == IPA_HOLE,
+            t.ipa,
+        ),
+        _ => (false, 0),
+    };
+    v.check(
+        "stage-2 fault",
+        s2,
+        format_args!(
+            "an 8-byte write to IOVA {IOVA_S2_HOLE:#x} -> IPA {IPA_HOLE:#x}, unmapped in the \
+                parent: {} event(s), first {} (IPA {ipa:#x})",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // The guest unmaps IOVA_DST (its TLB entry is live from the copy above) and asks for
+    // TLBI_NH_VA with VMID 0, as a guest does: the host forces the parent's VMID.
+    out.fill(0);
+    let mut gather = Gather::new();
+    let unmapped = guest.table.unmap(Iova(IOVA_DST), 4096, &mut gather)?;
+    let tlbi = Command::TlbiNhVa {
+        vmid: 0,
+        asid: GUEST_ASID,
+        va: TlbiAddr {
+            addr: IOVA_DST,
+            leaf: true,
+            range: TlbiRange::SINGLE,
+        },
+    };
+    let how = if cfg!(feature = "broken-skip-tlbi") {
+        // The broken variant: no invalidation at all.
+        "no invalidation (broken-skip-tlbi)"
+    } else if cfg!(feature = "broken-nested-vmid") {
+        // The broken variant: the guest's command issued as written, VMID 0.
+        smmu.cmdq().issue(smmu.hal(), smmu.regs(), &[tlbi], true)?;
+        "TLBI_NH_VA issued raw with VMID 0 (broken-nested-vmid)"
+    } else {
+        smmu.guest_invalidate(&nested, &[tlbi.encode().to_words()])?;
+        "TLBI_NH_VA through guest_invalidate (VMID 0 -> the parent's)"
+    };
+    dma_err(dev.write_to(0, IOVA_DST, 64));
+    let d = drain(smmu);
+    let untouched = out.iter().all(|&b| b == 0);
+    let faulted = matches!(
+        d.first(),
+        Some(EventReport::Event(Event::Translation(t)))
+            if t.fault.input_addr == IOVA_DST && !t.fault.stage2
+    );
+    v.check(
+        "guest unmap invalidates",
+        unmapped == 4096 && untouched && faulted,
+        format_args!(
+            "guest unmapped {unmapped:#x} bytes at IOVA {IOVA_DST:#x}, {how}; DMA to it: memory \
+                untouched {untouched}, {} event(s), first {}",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // The host unmaps IPA_PARENT (the combined entry for IOVA_PARENT is live from the write
+    // above): Smmu::unmap sends TLBI_S2_IPA and TLBI_NH_ALL(VMID).
+    bytes(parent_page.pa.0, 4096).fill(0);
+    let before = smmu.cmdq().stats().commands;
+    let (unmapped, how) = if cfg!(feature = "broken-parent-no-nh-all") {
+        // The broken variant: TLBI_S2_IPA alone, which may leave combined entries (§4.4.3.1).
+        let mut gather = Gather::new();
+        let n = parent.table().unmap(Iova(IPA_PARENT), 4096, &mut gather)?;
+        let s2_ipa = Command::TlbiS2Ipa {
+            vmid: parent.id(),
+            ipa: TlbiAddr {
+                addr: IPA_PARENT,
+                leaf: true,
+                range: TlbiRange::SINGLE,
+            },
+        };
+        smmu.cmdq()
+            .issue(smmu.hal(), smmu.regs(), &[s2_ipa], true)?;
+        (n, "TLBI_S2_IPA alone (broken-parent-no-nh-all)")
+    } else {
+        (
+            smmu.unmap(&parent, Iova(IPA_PARENT), 4096)?,
+            "Smmu::unmap on the nesting parent",
+        )
+    };
+    let commands = smmu.cmdq().stats().commands - before;
+    dma_err(dev.write_to(0, IOVA_PARENT, 64));
+    let d = drain(smmu);
+    let untouched = bytes(parent_page.pa.0, 4096).iter().all(|&b| b == 0);
+    let faulted = matches!(
+        d.first(),
+        Some(EventReport::Event(Event::Translation(t)))
+            if t.fault.input_addr == IOVA_PARENT && t.fault.stage2
+    );
+    v.check(
+        "parent unmap invalidates",
+        unmapped == 4096 && untouched && faulted,
+        format_args!(
+            "parent unmapped {unmapped:#x} bytes at IPA {IPA_PARENT:#x} with {how} ({commands} \
+                command(s) with the sync); DMA to IOVA {IOVA_PARENT:#x}: memory untouched \
+                {untouched}, {} event(s), first {}",
+            d.count,
+            Show(d.first())
+        ),
+    );
+
+    // Detach: abort, silently; then the nested domain can go.
+    bytes(src.pa.0, 4096).fill(0);
+    smmu.detach(master)?;
+    dma_err(dev.write_to(0, IOVA_SRC, 64));
+    let d = drain(smmu);
+    let untouched = bytes(src.pa.0, 4096).iter().all(|&b| b == 0);
+    let attachment = smmu.attachment(master)?;
+    let freed = smmu.free_nested_domain(nested).map_err(|(e, _)| e);
+    v.check(
+        "detach leaves abort",
+        attachment == Attachment::Blocked && untouched && d.count == 0 && freed.is_ok(),
+        format_args!(
+            "attachment {attachment:?}, memory untouched {untouched}, {} event(s); nested domain \
+                freed {freed:?}",
+            d.count
+        ),
+    );
+
+    // A protected master (SPEC D9, D13): a nested domain on an unprotected parent is refused.
+    let gpu_master = smmu.add_master(&MasterConfig {
+        sids: &[gpu_sid],
+        protected: true,
+        ats: false,
+        stall: false,
+        ssid_bits: 0,
+    })?;
+    let nested = smmu.new_nested_domain(&parent, &ste)?;
+    let refused = smmu.attach_nested(gpu_master, &nested);
+    let attachment = smmu.attachment(gpu_master)?;
+    dma_err(gpu.write_to(0, IOVA_SRC, 8));
+    let untouched = bytes(src.pa.0, 4096).iter().all(|&b| b == 0);
+    v.check(
+        "protected master confined",
+        matches!(refused, Err(Error::Protected(_)))
+            && attachment == Attachment::Initial
+            && untouched,
+        format_args!(
+            "nested domain on an unprotected parent: {refused:?}; attachment {attachment:?}; its \
+                DMA to IOVA {IOVA_SRC:#x} reached memory {}",
+            !untouched
+        ),
+    );
+    let _ = drain(smmu);
     Ok(())
 }
 

@@ -29,8 +29,11 @@
 //! reset, and the crash stage must still come up.
 //!
 //! `--stage 1` (the default) gives the devices stage-1 domains in both stages, `--stage 2`
-//! stage-2 domains (adoption then reserves their VMIDs); `--stage nested` is refused until the
-//! driver has nested domains ([`Stage`]).
+//! stage-2 domains (adoption then reserves their VMIDs); `--stage nested` gives the old
+//! stage's first device a nested domain (a guest stage 1, its CD table in guest IPA space, over
+//! a nesting parent) and the second a stage-2 domain: adoption reserves both VMIDs and no ASID
+//! (the scan never reads a CD table at an IPA), and the crash stage re-attaches both devices to
+//! stage-2 domains of its own.
 //!
 //! Where each transfer in flight went is read from memory, never from the mode: the page the
 //! old stage mapped (translated), the bus address itself (bypassed: the IOVAs are RAM nothing
@@ -331,13 +334,25 @@ fn old_stage(mode: Mode, stage: Stage) -> Result<(), Error> {
             stall: false,
             ssid_bits: 0,
         })?;
-        let domain = new_domain(&mut *smmu, stage, carve)?;
         let src = carve.alloc(PAGE, PAGE)?;
         let dst = carve.alloc(PAGE, PAGE)?;
         let iova = IOVA_DST + (i as u64) * 0x1_0000;
-        smmu.map(&domain, Iova(IOVA_SRC), src.pa, PAGE as u64, rw)?;
-        smmu.map(&domain, Iova(iova), dst.pa, PAGE as u64, rw)?;
-        smmu.attach(master, &domain)?;
+        // `--stage nested`: the first device on a nested domain, the second on a stage-2 one.
+        let kind = if stage == Stage::Nested && i == 0 {
+            old_nested(smmu, carve, master, [src.pa.0, dst.pa.0], iova)?;
+            "nested"
+        } else {
+            let domain = new_domain(&mut *smmu, stage, carve)?;
+            smmu.map(&domain, Iova(IOVA_SRC), src.pa, PAGE as u64, rw)?;
+            smmu.map(&domain, Iova(iova), dst.pa, PAGE as u64, rw)?;
+            smmu.attach(master, &domain)?;
+            // The domain stays in use by the hardware after the crash: never freed.
+            core::mem::forget(domain);
+            match stage {
+                Stage::One => "stage-1",
+                Stage::Two | Stage::Nested => "stage-2",
+            }
+        };
         let seed = 0x5a + 0x33 * i as u64;
         // SAFETY: `src` is a page of the carve-out allocated above, referenced nowhere else.
         let src_bytes = unsafe { core::slice::from_raw_parts_mut(src.va.as_ptr(), PAGE) };
@@ -359,13 +374,10 @@ fn old_stage(mode: Mode, stage: Stage) -> Result<(), Error> {
             seed,
         };
         println!(
-            "old stage: edu StreamID {:#x} on a {} domain, IOVA {iova:#x} -> PA {:#x}",
+            "old stage: edu StreamID {:#x} on a {kind} domain, IOVA {iova:#x} -> PA {:#x}",
             f.rid(),
-            stage.name(),
             dst.pa.0
         );
-        // The domain stays in use by the hardware after the crash: never freed.
-        core::mem::forget(domain);
     }
     let mut events = 0usize;
     let _ = smmu.handle_events(&mut |_| events += 1);
@@ -410,6 +422,54 @@ fn old_stage(mode: Mode, stage: Stage) -> Result<(), Error> {
             return Err(Error::NoSuchMaster);
         }
     }
+    Ok(())
+}
+
+/// The guest's IPA of the nested device's source and destination pages: above RAM, so an IPA
+/// is never mistaken for the PA behind it.
+const IPA_BASE: u64 = 0x2_0000_0000;
+
+/// `--stage nested`, old stage: `master` on a nested domain (SPEC D13). The host's nesting
+/// parent maps the guest's source and destination IPAs to `src` and `dst` (PAs) and the guest's
+/// structures at IPA = PA; the guest's stage 1 maps `IOVA_SRC` and `iova` to those IPAs. Its CD
+/// table is at a guest IPA: the crash stage must reserve the parent's VMID without reading it.
+fn old_nested(
+    smmu: &OldDriver,
+    carve: &'static Carveout,
+    master: smmu::MasterId,
+    [src, dst]: [u64; 2],
+    iova: u64,
+) -> Result<(), Error> {
+    let rw = Prot::READ | Prot::WRITE | Prot::CACHE;
+    let parent = smmu.new_domain_with(smmu::DomainOptions::nesting_parent(), carve)?;
+    smmu.map(&parent, Iova(IPA_BASE), PhysAddr(src), PAGE as u64, rw)?;
+    smmu.map(
+        &parent,
+        Iova(IPA_BASE + 0x1000),
+        PhysAddr(dst),
+        PAGE as u64,
+        rw,
+    )?;
+    let guest = smmu_firmware::guest::build(
+        smmu,
+        &parent,
+        carve,
+        5,
+        &[(IOVA_SRC, IPA_BASE), (iova, IPA_BASE + 0x1000)],
+    )?;
+    let nested = smmu.new_nested_domain(&parent, &guest.ste)?;
+    smmu.attach_nested(master, &nested)?;
+    println!(
+        "old stage: nesting parent VMID {} (IPA {IPA_BASE:#x} -> PA {src:#x}, IPA {:#x} -> PA \
+         {dst:#x}); guest CD table at IPA {:#x}, ASID 5",
+        parent.id(),
+        IPA_BASE + 0x1000,
+        guest.cd
+    );
+    // The parent's and the guest's tables stay in use by the hardware after the crash: never
+    // freed (the nested domain itself owns no memory).
+    core::mem::forget(guest);
+    core::mem::forget(parent);
     Ok(())
 }
 
@@ -724,7 +784,10 @@ fn crash_stage(mode: Mode, stage: Stage, v: &mut Verdict) -> Result<(), Error> {
             // Each device's domain tag is reserved: its ASID (stage 1) or VMID (stage 2).
             match stage {
                 Stage::One => asids >= DEVICES as u32,
-                Stage::Two | Stage::Nested => vmids >= DEVICES as u32,
+                Stage::Two => vmids >= DEVICES as u32,
+                // The nested STE's VMID and the stage-2 STE's; no ASID: the nested CD table
+                // is at a guest IPA, which the scan must not read as a PA.
+                Stage::Nested => vmids >= DEVICES as u32 && asids == 0,
             },
             Line::Adopted(stats.stes_valid, asids, vmids),
         ),
@@ -877,7 +940,10 @@ fn crash_stage(mode: Mode, stage: Stage, v: &mut Verdict) -> Result<(), Error> {
                 } else {
                     "this kernel's"
                 },
-                stage.name(),
+                match stage {
+                    Stage::One => "stage-1",
+                    Stage::Two | Stage::Nested => "stage-2",
+                },
                 page.pa.0
             ),
         );
@@ -968,10 +1034,9 @@ fn new_domain<T: smmu::strtab::StreamTable>(
     match stage {
         Stage::One => smmu.new_domain(DomainStage::Stage1, false, carve),
         Stage::Two => smmu.new_domain(DomainStage::Stage2, false, carve),
-        // TODO(nested domains): a nested domain on a stage-2 nesting parent (one parent per
-        // device, so that the crash stage reserves its S2VMID). Refused in `old_main` before
-        // anything runs.
-        Stage::Nested => Err(Error::Unsupported("nested domains")),
+        // The old stage's nested device is set up by `old_nested`; this is its other device's
+        // domain, and the crash stage's own for the re-attach (it runs no guest).
+        Stage::Nested => smmu.new_domain(DomainStage::Stage2, false, carve),
     }
 }
 
