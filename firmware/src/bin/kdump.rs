@@ -532,32 +532,14 @@ struct CrashState {
 
 const _: () = assert!(core::mem::size_of::<CrashState>() as u64 <= board::CRASH_STATE_SIZE);
 
-/// The adopted table's fallback on QEMU 7.2, and the `abort` strategy: the full reset with
-/// `SMMUEN` cleared *before* the abort step. On an SMMU whose `GBPA` works, the driver's own
-/// full reset (`ResetPlan::FULL`) aborts first; QEMU 7.2 drops the `GBPA` write, so on a live
-/// SMMU that order fails (`Error::AbortNotConfirmed`: the driver never turns translation into
-/// bypass, SPEC K16) and the crash kernel would not come up. Disabling first is what a kernel
-/// without adoption does there (Linux writes `GBPA`, which QEMU 7.2 ignores, and clears
-/// `CR0`). On QEMU 10, whose `GBPA` works, the abort step takes and DMA in that window is
-/// aborted instead of bypassed; the transfer lines read which from memory.
-const QEMU_FULL_RESET: ResetPlan = ResetPlan {
-    steps: &[
-        ResetStep::DisableAll,
-        ResetStep::GlobalBypassAbort,
-        ResetStep::ConfigureInterrupts,
-        ResetStep::ConfigureAttributes,
-        ResetStep::ProgramStreamTable,
-        ResetStep::ProgramCommandQueue,
-        ResetStep::EnableCommandQueue,
-        ResetStep::InvalidateAll,
-        ResetStep::EnableEventQueue,
-        ResetStep::EnablePriQueue,
-        ResetStep::EnableInterrupts,
-        ResetStep::EnableAtsCheck,
-        ResetStep::EnableTranslation,
-    ],
-    on_failure: OnFailure::AbortThenDisable,
-};
+/// The adopted table's fallback, and the `abort` strategy: `smmu_kdump::RESET_DISABLE_FIRST`,
+/// the full reset with `SMMUEN` cleared *before* the abort step. On an SMMU whose `GBPA` works,
+/// the driver's own full reset (`ResetPlan::FULL`) aborts first; QEMU 7.2 drops the `GBPA`
+/// write, so on a live SMMU that order fails (`Error::AbortNotConfirmed`: the driver never
+/// turns translation into bypass, SPEC K16) and the crash kernel would not come up. On
+/// QEMU 10, whose `GBPA` works, the abort step takes and DMA in that window is aborted
+/// instead of bypassed; the transfer lines read which from memory.
+const QEMU_FULL_RESET: ResetPlan = smmu_kdump::RESET_DISABLE_FIRST;
 
 /// The first step of the reset that lets the DMA in flight run in its bypass window
 /// (`--dma-during-reset`): `SMMUEN` cleared; [`QEMU_FULL_RESET`] follows once the transfers
