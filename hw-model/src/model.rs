@@ -633,8 +633,16 @@ impl Model {
     /// Records that the platform freed `[pa, pa + len)`: from now on an SMMU read of it (a
     /// structure fetch or a table walk) is a [`ViolationKind::FreedMemoryRead`]. The model's
     /// page pool never hands a page out twice, so a freed range stays freed.
+    ///
+    /// The torn-fetch bookkeeping of structures in the range ends with it: it is the model's
+    /// own record, not an SMMU fetch, and re-reading it at the next CFGI of the same StreamID
+    /// (a level-2 table freed, another allocated for the same StreamIDs) would log a read the
+    /// SMMU never made. A real fetch from the range is still caught by `fetch64`.
     pub fn mark_freed(&mut self, pa: u64, len: u64) {
         self.mem.mark_freed(pa, len);
+        let end = pa.saturating_add(len);
+        self.tracked
+            .retain(|&at, _| at.saturating_add(64) <= pa || at >= end);
     }
 
     /// Moves the freed-memory reads `fetch64` saw into the violation log.

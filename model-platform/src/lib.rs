@@ -20,6 +20,7 @@ pub mod faults;
 pub mod kdump_scenario;
 pub mod platform;
 pub mod realm;
+pub mod realm_oracle;
 pub mod rig;
 pub mod stepping;
 pub mod tables;

@@ -322,7 +322,7 @@ impl<R: RealmRegisterAccess, H: Hal> RealmSmmu<R, H> {
     }
 
     #[cfg(not(feature = "test-broken-realm"))]
-    #[allow(clippy::unused_self)]
+    #[allow(clippy::unused_self)] // the same signature as the feature's version, which reads it
     fn is_broken(&self, which: u8) -> bool {
         let _ = which;
         false
