@@ -196,16 +196,42 @@ impl Gen<'_> {
             6 | 7 => w[0] = self.stage1(0b101),
             8 => {
                 w[0] = 1 | 0b110 << 1;
-                w[2] = self.vmid();
+                w[2] = self.vmid() | self.vtcr();
+                w[3] = self.s2ttb();
             }
             9 => {
                 w[0] = self.stage1(0b111);
-                w[2] = self.vmid();
+                w[2] = self.vmid() | self.vtcr();
+                w[3] = self.s2ttb();
             }
             10 => w = core::array::from_fn(|_| self.b.u64()),
             _ => w[0] = 1 | u64::from(1 + self.b.u8() % 3) << 1,
         }
         w
+    }
+
+    /// STE word 2 bits [51:32] (§5.2): S2T0SZ, S2SL0, S2TG, S2PS, S2AA64 — a legal 4KB
+    /// walk (40-bit IPA from level 1, two concatenated tables, DDI 0487 Table D8-22) with a
+    /// 48-bit S2PS, occasionally bent.
+    fn vtcr(&mut self) -> u64 {
+        let legal = 24 << 32 | 1 << 38 | 0b101 << 48 | 1 << 51;
+        match self.b.u8() % 16 {
+            0 => u64::from(self.b.u32() & 0xf_ffff) << 32,
+            1 => legal ^ 1 << (32 + self.b.u8() % 20),
+            _ => legal,
+        }
+    }
+
+    /// STE word 3 (§5.2 S2TTB): an 8 KiB-aligned table far from every structure, or
+    /// occasionally one of the structures.
+    fn s2ttb(&mut self) -> u64 {
+        match self.b.u8() % 16 {
+            0 => ST_BASE,
+            1 => L2_BASE,
+            2 => CD_BASE,
+            3 => self.b.u64() & PTR_55_6 & !0xf,
+            _ => 0x9000_0000,
+        }
     }
 
     fn vmid(&mut self) -> u64 {
@@ -373,7 +399,8 @@ impl Case {
         }
         let mut snap = RegisterSnapshot {
             ids: IdRegs {
-                idr: [idr0, idr1, 0, 0, 0, oas],
+                // IDR5: OAS and the three granules.
+                idr: [idr0, idr1, 0, 0, 0, oas | 0b111 << 4],
                 iidr: 0,
                 aidr: 0,
             },

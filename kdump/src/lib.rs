@@ -109,6 +109,7 @@
 extern crate std;
 
 pub mod adopt;
+pub mod legal;
 pub mod reason;
 pub mod scan;
 pub mod snapshot;
@@ -128,7 +129,7 @@ pub use adopt::{
     boot, full_reset, AdoptOptions, Booted, CrashStreamTable, HalMemory, Verdict, ADOPT,
     RESET_ABORT, RESET_BYPASS,
 };
-pub use reason::{all_codes, Refusal, Structure, StructureKind};
+pub use reason::{all_codes, Illegal, Refusal, Root, RootKind, Structure, StructureKind};
 pub use scan::{
     scan, scratch_slots, Found, MemFault, OldMemory, Revalidation, ScanStats, ScratchSlot,
     CD_SCAN_BUDGET, MAX_CD_STRUCTURES, MAX_SCRATCH_SLOTS, READ_CHUNK_WORDS,

@@ -79,12 +79,13 @@
 //! structures; `kdump/BENCHMARKS.md` has the figures.
 
 use smmu::arch::cd::{Cd, CdConfig, L1Cd};
-use smmu::arch::idr::{Features, Httu, StallModel};
+use smmu::arch::idr::{Features, StallModel};
 use smmu::arch::l1std::STRTAB_SPLIT;
-use smmu::arch::ste::{self, Eats, S1Fmt, Stage1Ste, Stage2Ste, Ste, SteConfig, Translation};
+use smmu::arch::ste::{self, Eats, S1Fmt, Stage1Ste, Stage2Ste, Ste, SteConfig, Strw, Translation};
 use smmu::arch::DecodeError;
 
-use crate::reason::{Refusal, Structure, StructureKind};
+use crate::legal::{self, CdContext, World};
+use crate::reason::{Illegal, Refusal, Root, RootKind, Structure, StructureKind};
 use crate::validate::{range_below_oas, validate_l1_at, Format, Geometry, STES_PER_L2, STE_BYTES};
 
 /// The largest read [`scan`] makes, in 64-bit words (512 bytes: 8 STEs or CDs, or 64
@@ -118,12 +119,18 @@ pub fn scratch_slots(geometry: &Geometry, features: &Features) -> usize {
 }
 
 /// The most [`scratch_slots`] can be for any table adopted (16-bit tags, 2^17 level-1
-/// descriptors): 262 146 slots, 4 MiB.
-pub const MAX_SCRATCH_SLOTS: usize = (1 << 16) + 2 + (1 << 17) + MAX_CD_STRUCTURES;
+/// descriptors): 262 147 slots, 4 MiB.
+pub const MAX_SCRATCH_SLOTS: usize = (1 << 16) + 1 + 2 + (1 << 17) + MAX_CD_STRUCTURES;
 
 fn tag_slots(features: &Features) -> usize {
-    // Two 8-byte first-user entries per slot.
-    (1usize << features.asid_bits()) / 2 + (1usize << features.vmid_bits()) / 2
+    // Two 8-byte first-user entries per slot: the ASIDs, the VMIDs, then one slot whose
+    // first entry is the NS-EL2 regime's single tag (SPEC K19, §3.17).
+    (1usize << features.asid_bits()) / 2 + (1usize << features.vmid_bits()) / 2 + 1
+}
+
+/// The tag map's entry for the NS-EL2 regime (no ASID: one address space).
+fn el2_tag_index(features: &Features) -> usize {
+    (1usize << features.asid_bits()) + (1usize << features.vmid_bits())
 }
 
 fn extent_slots(geometry: &Geometry) -> usize {
@@ -225,6 +232,12 @@ pub struct ScanStats {
 const KIND_SHIFT: u32 = 62;
 const LOG2_SHIFT: u32 = 56;
 const SHAPE_SHIFT: u32 = 48;
+/// What a CD table's CDs are checked against beyond its shape (the STE's StreamWorld and
+/// `S1STALLD`): STEs that differ there do not share one table (§5.4: a CD reached from
+/// STEs of different Exception levels is not one configuration).
+const CONTEXT_SHIFT: u32 = 40;
+const CONTEXT_EL2: u64 = 1;
+const CONTEXT_STALLD: u64 = 2;
 
 const fn kind_bits(kind: StructureKind) -> u64 {
     match kind {
@@ -267,6 +280,25 @@ fn shape(e: &ScratchSlot) -> (u8, u8) {
     (s >> 5, s & 31)
 }
 
+/// The CD context bits of a stage-1 STE (see [`CONTEXT_SHIFT`]).
+fn context_bits(strw_el2: bool, stalls_disabled: bool) -> u64 {
+    (if strw_el2 { CONTEXT_EL2 } else { 0 } | if stalls_disabled { CONTEXT_STALLD } else { 0 })
+        << CONTEXT_SHIFT
+}
+
+/// The CD context a table entry carries, with `CR2.E2H`.
+fn context(e: &ScratchSlot, e2h: bool) -> CdContext {
+    let bits = e[1] >> CONTEXT_SHIFT;
+    CdContext {
+        world: match (bits & CONTEXT_EL2 != 0, e2h) {
+            (false, _) => World::El1,
+            (true, false) => World::El2,
+            (true, true) => World::El2E2h,
+        },
+        stalls_disabled: bits & CONTEXT_STALLD != 0,
+    }
+}
+
 /// Whether `x` and `y` are one CD table (same address, format and `S1CDMax`), seen from
 /// different STEs.
 fn same_cd_table(x: &ScratchSlot, y: &ScratchSlot) -> bool {
@@ -291,6 +323,22 @@ fn vmid_identity(config: &SteConfig) -> Option<Stage2Ste> {
     })
 }
 
+/// Reads a tag's configuration back from an entry's words.
+type IdentityAt<I> = fn(&[u64; 8]) -> Option<I>;
+
+/// The [`asid_identity`] of the CD words `w` (NS-EL1 or NS-EL2-E2H).
+fn cd_identity(w: &[u64; 8]) -> Option<CdConfig> {
+    match Cd::from_words(*w).decode() {
+        Ok(Some(c)) => Some(asid_identity(&c)),
+        _ => None,
+    }
+}
+
+/// The [`asid_identity`] of the CD words `w` as NS-EL2 reads them ([`legal::as_seen`]).
+fn cd_identity_el2(w: &[u64; 8]) -> Option<CdConfig> {
+    cd_identity(&legal::as_seen(*w, World::El2))
+}
+
 /// What a TLB entry tagged with an ASID may cache of a CD (§5.4): every field but `A`, `R`,
 /// `S`, `PARTID` and `PMG`.
 fn asid_identity(config: &CdConfig) -> CdConfig {
@@ -307,6 +355,8 @@ fn asid_identity(config: &CdConfig) -> CdConfig {
 struct Scan<'a> {
     features: &'a Features,
     oas_bits: u32,
+    /// `SMMU_CR2.E2H`: with `STRW` = EL2 it selects NS-EL2-E2H over NS-EL2 (§5.2 STRW).
+    e2h: bool,
     mem: &'a dyn OldMemory,
     sink: &'a mut dyn FnMut(Found) -> Result<(), Refusal>,
     stats: ScanStats,
@@ -402,13 +452,16 @@ impl Scan<'_> {
         )
     }
 
-    /// SPEC K19: `asid`, used by the CD at `pa`, names one stage-1 configuration.
+    /// SPEC K19: `asid`, used by the CD at `pa`, names one stage-1 configuration. Under
+    /// NS-EL2 there is no ASID (§3.17, §5.4 ASID): every CD of that world shares one tag,
+    /// kept apart from the ASIDs (it is reported as ASID 0 in an alias refusal).
     fn asid_tag(
         &mut self,
         (sid, ssid): (u32, u32),
         asid: u16,
         pa: u64,
         config: &CdConfig,
+        world: World,
     ) -> Result<(), Refusal> {
         let alias = |first_cd| Refusal::AsidAlias {
             sid,
@@ -416,17 +469,19 @@ impl Scan<'_> {
             asid,
             first_cd,
         };
+        let (index, identity_at): (usize, IdentityAt<CdConfig>) = if world == World::El2 {
+            (el2_tag_index(self.features), cd_identity_el2)
+        } else {
+            (usize::from(asid), cd_identity)
+        };
         self.one_configuration_per_tag(
-            usize::from(asid),
+            index,
             asid,
             pa,
             asid_identity(config),
             alias,
             |scan| &mut scan.asid_cache,
-            |w| match Cd::from_words(*w).decode() {
-                Ok(Some(c)) => Some(asid_identity(&c)),
-                _ => None,
-            },
+            identity_at,
         )
     }
 
@@ -583,6 +638,74 @@ impl Scan<'_> {
         }
     }
 
+    /// SPEC K18: the starting-level table of every live regime stays clear of every
+    /// structure (the list is sorted and disjoint). One ASID or VMID names one
+    /// configuration (K19, checked on the way), so the first user of each tag holds every
+    /// distinct root of its tag: the tag map is swept once and each first user read again.
+    /// O(tags) plus one read per tag in use.
+    fn check_roots(&mut self) -> Result<(), Refusal> {
+        let asids = 1usize << self.features.asid_bits();
+        let el2 = el2_tag_index(self.features);
+        for index in 0..=el2 {
+            let first = self.tag(index);
+            if first == 0 {
+                continue;
+            }
+            let entry = first & !1;
+            let mut w = [0u64; 8];
+            self.read(entry, &mut w)?;
+            if index < asids || index == el2 {
+                let world = if index == el2 { World::El2 } else { World::El1 };
+                let Ok(Some(c)) = Cd::from_words(legal::as_seen(w, world)).decode() else {
+                    continue;
+                };
+                let halves = [
+                    (RootKind::Ttb0, &c.tt0, c.tg0),
+                    (RootKind::Ttb1, &c.tt1, legal::tg1(&c)),
+                ];
+                for (kind, tt, tg) in halves {
+                    if let Some((base, bytes)) = legal::s1_root(tt, tg, c.aa64) {
+                        self.check_root(Root {
+                            kind,
+                            base,
+                            bytes,
+                            entry,
+                        })?;
+                    }
+                }
+            } else {
+                let Ok(Some(c)) = Ste::from_words(w).decode() else {
+                    continue;
+                };
+                let root = c
+                    .translation
+                    .stage2()
+                    .and_then(|s2| legal::s2_root(s2, &w, self.features));
+                if let Some((base, bytes)) = root {
+                    self.check_root(Root {
+                        kind: RootKind::S2ttb,
+                        base,
+                        bytes,
+                        entry,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// SPEC K18: refuses `root` if it shares a byte with a structure of the sorted list.
+    fn check_root(&self, root: Root) -> Result<(), Refusal> {
+        let probe = extent(StructureKind::CdLeaf, root.base, root.bytes, 0, 0);
+        match self.check_against_sorted(&probe) {
+            Err(Refusal::StructuresOverlap { first, .. }) => Err(Refusal::RootOverlaps {
+                root,
+                structure: first,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// SPEC K20: takes `entries` CDs or descriptors from the budget before they are read.
     fn charge(&mut self, sid: u32, entries: u64) -> Result<(), Refusal> {
         if entries > self.budget {
@@ -659,6 +782,7 @@ pub fn scan(
     let mut s = Scan {
         features,
         oas_bits: geometry.oas_bits(),
+        e2h: geometry.e2h(),
         mem,
         sink,
         stats: ScanStats::default(),
@@ -716,6 +840,7 @@ pub fn scan(
     }
     s.frozen = false;
     s.check_disjoint()?;
+    s.check_roots()?;
     Ok(s.stats)
 }
 
@@ -760,6 +885,7 @@ impl Revalidation {
         let mut s = Scan {
             features,
             oas_bits: geometry.oas_bits(),
+            e2h: geometry.e2h(),
             mem,
             sink,
             stats: ScanStats::default(),
@@ -819,42 +945,35 @@ pub(crate) fn decode_ste(
         }
         Err(error) => return Err(Refusal::SteReserved { sid, error }),
     };
-    ste_legal(sid, &config, features)?;
+    ste_legal(sid, &config, &words, features)?;
     Ok(Some(config))
 }
 
-/// The ILLEGAL cases of §5.2 that depend on the ID registers, for the fields `config` uses.
-fn ste_legal(sid: u32, config: &SteConfig, f: &Features) -> Result<(), Refusal> {
-    use ste::fields::*;
-    let illegal = |field: &smmu::arch::Field, value: u64| {
-        Err(Refusal::SteIllegal {
-            sid,
-            field: field.name,
-            value,
-        })
-    };
+/// The ILLEGAL cases of §5.2 that depend on the ID registers, for the fields `config` uses
+/// (the stage-2 walk geometry, formats and addresses in [`legal::stage2`]).
+fn ste_legal(sid: u32, config: &SteConfig, words: &[u64; 8], f: &Features) -> Result<(), Refusal> {
+    let illegal = |rule: Illegal, value: u64| Err(Refusal::SteIllegal { sid, rule, value });
     let t = &config.translation;
     let kind = u64::from(t.kind().encode() as u8);
     if (t.stage1().is_some() && !f.stage1) || (t.stage2().is_some() && !f.stage2) {
-        return illegal(&CONFIG, kind);
+        return illegal(Illegal::SteStageUnsupported, kind);
     }
     if let Some(s1) = t.stage1() {
         if s1.stall_disable && f.stall_model != StallModel::Stall {
-            return illegal(&S1STALLD, 1);
+            return illegal(Illegal::SteS1stalld, 1);
         }
     }
+    // §5.2 STRW: RES0 without IDR0.Hyp; the decoder reads it only for stage 1 alone.
+    if matches!(t, Translation::Stage1(_)) && config.strw == Strw::El2 && !f.hyp {
+        return illegal(Illegal::SteStrwWithoutHyp, Strw::El2.encode());
+    }
     if let Some(s2) = t.stage2() {
-        if (s2.ha || s2.hd) && f.httu == Httu::None {
-            return illegal(&S2HA, u64::from(s2.ha));
-        }
-        if s2.hd && f.httu == Httu::Access {
-            return illegal(&S2HD, 1);
-        }
         if (s2.stall && f.stall_model == StallModel::NoStall)
             || (!s2.stall && f.stall_model == StallModel::Forced)
         {
-            return illegal(&S2S, u64::from(s2.stall));
+            return illegal(Illegal::SteS2s, u64::from(s2.stall));
         }
+        legal::stage2(s2, words, f).or_else(|(rule, value)| illegal(rule, value))?;
     }
     // EATS is IGNORED without ATS and for bypass (decoded as 0b00 there).
     if f.ats {
@@ -865,8 +984,12 @@ fn ste_legal(sid: u32, config: &SteConfig, f: &Features) -> Result<(), Refusal> 
             Eats::Abort => false,
         };
         if bad {
-            return illegal(&EATS, config.eats.encode());
+            return illegal(Illegal::SteEats, config.eats.encode());
         }
+    }
+    if t.kind() != ste::SteKind::Abort {
+        legal::attribute_overrides(config.attrs.priv_cfg, config.attrs.inst_cfg, f)
+            .or_else(|(rule, value)| illegal(rule, value))?;
     }
     Ok(())
 }
@@ -888,13 +1011,16 @@ fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refus
                 vmid(s, sid, pa, &config)?;
             }
             let layout = cd_geometry(s, sid, s1, AddressSpace::Physical)?;
-            let table = extent(
+            let mut table = extent(
                 StructureKind::CdTable,
                 s1.context_ptr,
                 layout.bytes(),
                 layout.shape(),
                 sid,
             );
+            // The StreamWorld (NS-EL1 or one of the EL2 worlds, with CR2.E2H) and S1STALLD
+            // decide which CD values are ILLEGAL and how CDs are tagged (§5.4, §3.17).
+            table[1] |= context_bits(config.strw == Strw::El2, s1.stall_disable);
             if s.inline {
                 // Re-validation: the table the previous STE used, read moments ago, is not
                 // read again.
@@ -1061,13 +1187,14 @@ fn cd_geometry(
 fn cd_table(s: &mut Scan<'_>, table: &ScratchSlot) -> Result<(), Refusal> {
     let st = structure(table);
     let sid = st.owner;
+    let ctx = context(table, s.e2h);
     let (fmt, cd_max) = shape(table);
     let fmt = S1Fmt::decode(u64::from(fmt)).unwrap_or(S1Fmt::Linear);
     s.stats.cd_tables += 1;
     match layout(fmt, cd_max) {
         CdLayout::Linear { cds, .. } => {
             s.charge(sid, cds)?;
-            scan_cds(s, sid, st.base, 0, cds)
+            scan_cds(s, (sid, ctx), st.base, 0, cds)
         }
         CdLayout::TwoLevel {
             l1_entries,
@@ -1108,40 +1235,42 @@ fn cd_table(s: &mut Scan<'_>, table: &ScratchSlot) -> Result<(), Refusal> {
                 s.check_against_sorted(&e)?;
                 s.push(e)?;
                 s.charge(sid, leaf_cds)?;
-                scan_cds(s, sid, leaf, u64::from(l1_index) * leaf_capacity, leaf_cds)
+                scan_cds(
+                    s,
+                    (sid, ctx),
+                    leaf,
+                    u64::from(l1_index) * leaf_capacity,
+                    leaf_cds,
+                )
             })
         }
     }
 }
 
-/// Decodes a CD as SPEC K21 says (see [`decode_ste`]) and checks its ASID (K14).
+/// Decodes a CD as SPEC K21 says (see [`decode_ste`]) for the StreamWorld and `S1STALLD`
+/// of the STE that reaches it (`ctx`), and checks its ASID (K14) where the world has one.
+/// Under NS-EL2 the words are read as [`legal::as_seen`] makes them (ASID 0, no `TTB1`).
 pub(crate) fn decode_cd(
     (sid, ssid): (u32, u32),
     words: [u64; 8],
+    ctx: CdContext,
     f: &Features,
 ) -> Result<Option<CdConfig>, Refusal> {
-    use smmu::arch::cd::fields::{AA64, HA, HD};
+    let words = legal::as_seen(words, ctx.world);
     let config = match Cd::from_words(words).decode() {
         Ok(None) => return Ok(None),
         Ok(Some(config)) => config,
         Err(error) => return Err(Refusal::CdReserved { sid, ssid, error }),
     };
-    let illegal = |field: &smmu::arch::Field, value: u64| {
-        Err(Refusal::CdIllegal {
-            sid,
-            ssid,
-            field: field.name,
-            value,
-        })
-    };
-    if (config.aa64 && !f.aarch64_tables) || (!config.aa64 && !f.aarch32_tables) {
-        return illegal(&AA64, u64::from(config.aa64));
-    }
-    if (config.ha || config.hd) && f.httu == Httu::None {
-        return illegal(&HA, u64::from(config.ha));
-    }
-    if config.hd && f.httu == Httu::Access {
-        return illegal(&HD, 1);
+    legal::cd(&config, &words, ctx, f).map_err(|(rule, value)| Refusal::CdIllegal {
+        sid,
+        ssid,
+        rule,
+        value,
+    })?;
+    if ctx.world == World::El2 {
+        // §5.4 ASID: IGNORED under NS-EL2 (zeroed by `as_seen`).
+        return Ok(Some(config));
     }
     let asid = config.asid;
     if asid == 0 {
@@ -1162,7 +1291,7 @@ pub(crate) fn decode_cd(
 /// Visits `count` CDs from `base`; the first has SubstreamID `first_ssid`.
 fn scan_cds(
     s: &mut Scan<'_>,
-    sid: u32,
+    (sid, ctx): (u32, CdContext),
     base: u64,
     first_ssid: u64,
     count: u64,
@@ -1171,12 +1300,16 @@ fn scan_cds(
         s.stats.cds_scanned += 1;
         // SubstreamIDs stay below 2^31 (S1CDMax ≤ 31), so they fit in u32.
         let ssid = (first_ssid + i) as u32;
-        let Some(config) = decode_cd((sid, ssid), words, s.features)? else {
+        let Some(config) = decode_cd((sid, ssid), words, ctx, s.features)? else {
             return Ok(());
         };
         s.stats.cds_valid += 1;
         let asid = config.asid;
-        s.asid_tag((sid, ssid), asid, pa, &config)?;
+        s.asid_tag((sid, ssid), asid, pa, &config, ctx.world)?;
+        if ctx.world == World::El2 {
+            // No ASID to reserve: the EL2 regime's entries go with TLBI_EL2_ALL (K7).
+            return Ok(());
+        }
         s.stats.asids += 1;
         s.emit(Found::Asid { sid, ssid, asid })
     })

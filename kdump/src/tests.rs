@@ -60,10 +60,12 @@ fn idr1(sid_bits: u32, ssid_bits: u32) -> u32 {
     (IDR1::SIDSIZE.val(sid_bits) + IDR1::SSIDSIZE.val(ssid_bits)).value
 }
 
-/// `IDR5.OAS` encoding for a size in bits.
+/// `IDR5.OAS` encoding for a size in bits, with the three granules.
 fn idr5(oas_bits: u32) -> u32 {
-    IDR5::OAS
-        .val(AddressSize::from_bits(oas_bits).unwrap().encode() as u32)
+    (IDR5::OAS.val(AddressSize::from_bits(oas_bits).unwrap().encode() as u32)
+        + IDR5::GRAN4K::SET
+        + IDR5::GRAN16K::SET
+        + IDR5::GRAN64K::SET)
         .value
 }
 
@@ -833,8 +835,10 @@ fn k14_linear_table_reports_exactly_what_is_in_use() {
             // CD 3 shares ASID 0x11 with CD 0, SID 6 VMID 7 with SID 3: each first user
             // is read back once to compare (identical).
             tag_compares: 2,
-            reads: 5,
-            bytes_read: 1024 + 256 + 2 * 64,
+            // K18: the first user of each of the four tags (VMIDs 7 and 9, ASIDs 0x11
+            // and 0x12) is read once more for its translation table base.
+            reads: 5 + 4,
+            bytes_read: 1024 + 256 + 2 * 64 + 4 * 64,
         }
     );
     // The nested STE's CD table is an IPA: never read.
@@ -980,7 +984,8 @@ fn k14_nested_reserves_the_vmid_and_never_reads_the_ipa_cd_table() {
             Found::Deferred { sid: 3 }
         ]
     );
-    assert_eq!(m.reads().len(), 2, "only the stream table is read");
+    // The stream table, then the STE once more for its stage-2 start table (K18).
+    assert_eq!(m.reads().len(), 3, "only the stream table is read");
     // Its address-independent geometry is still checked.
     let m = linear_mem(&[(3, nested_ste(0x40, S1Fmt::Linear, 2, 0x44))]);
     assert_eq!(code(&linear(4), &m), "cd-table-misaligned");
@@ -1419,7 +1424,7 @@ fn one_of_each() -> Vec<Refusal> {
         field: "Config",
         value: 1,
     };
-    std::vec![
+    let mut v = std::vec![
         Refusal::NotCrashKernel,
         Refusal::SmmuDisabled { cr0: 0 },
         Refusal::NotCoherent,
@@ -1541,17 +1546,25 @@ fn one_of_each() -> Vec<Refusal> {
         },
         Refusal::VmidConflict { sid: 1, vmid: 1 },
         Refusal::SteStrwIllegal { sid: 1, strw: 1 },
-        Refusal::SteIllegal {
-            sid: 1,
-            field: "S1STALLD",
-            value: 1,
-        },
-        Refusal::CdIllegal {
-            sid: 1,
-            ssid: 0,
-            field: "HA",
-            value: 1,
-        },
+    ];
+    // One refusal per ILLEGAL rule: STE rules as SteIllegal, CD rules as CdIllegal.
+    for &rule in Illegal::ALL {
+        v.push(if rule.code().starts_with("ste-") {
+            Refusal::SteIllegal {
+                sid: 1,
+                rule,
+                value: 1,
+            }
+        } else {
+            Refusal::CdIllegal {
+                sid: 1,
+                ssid: 0,
+                rule,
+                value: 1,
+            }
+        });
+    }
+    v.extend([
         overlap(StructureKind::StreamTable, StructureKind::L2Table),
         overlap(StructureKind::CdTable, StructureKind::StreamTable),
         overlap(StructureKind::StreamTable, StructureKind::CdLeaf),
@@ -1561,6 +1574,31 @@ fn one_of_each() -> Vec<Refusal> {
         overlap(StructureKind::CdTable, StructureKind::CdTable),
         overlap(StructureKind::CdTable, StructureKind::CdLeaf),
         overlap(StructureKind::CdLeaf, StructureKind::CdLeaf),
+    ]);
+    for kind in [RootKind::S2ttb, RootKind::Ttb0, RootKind::Ttb1] {
+        for structure in [
+            StructureKind::StreamTable,
+            StructureKind::L2Table,
+            StructureKind::CdTable,
+            StructureKind::CdLeaf,
+        ] {
+            v.push(Refusal::RootOverlaps {
+                root: Root {
+                    kind,
+                    base: 0x8000_0000,
+                    bytes: 0x1000,
+                    entry: 0x9000_0000,
+                },
+                structure: Structure {
+                    kind: structure,
+                    base: 0x8000_0000,
+                    bytes: 0x4000,
+                    owner: 1,
+                },
+            });
+        }
+    }
+    v.extend([
         Refusal::AsidAlias {
             sid: 1,
             ssid: 2,
@@ -1582,7 +1620,8 @@ fn one_of_each() -> Vec<Refusal> {
             given: 1,
         },
         Refusal::MemoryUnreadable { pa: 0, len: 8 },
-    ]
+    ]);
+    v
 }
 
 fn overlap(a: StructureKind, b: StructureKind) -> Refusal {
@@ -1647,7 +1686,7 @@ const ADOPTABLE: &[u8] = &[
     0, 0, // no active global errors
     1, // the sink accepts everything
     5, // SID 0: bypass
-    8, 0, 8, // SID 1: stage 2, VMID 9
+    8, 0, 8, 2, 4, // SID 1: stage 2, VMID 9, a legal 4KB walk, S2TTB apart
     6, 0, 0, 2, 5, // SID 2: stage 1, CD slot 0, linear, S1CDMax 2, pointer as is
     0, // SID 3: invalid
     2, 0, 4, // CD 0: ASID 5
@@ -2047,13 +2086,13 @@ fn k21_ignored_fields_never_refuse_and_illegal_ones_always_do() {
     ste::fields::S1STALLD.set(&mut w, 1);
     let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
     let no_stall = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b01).value);
-    assert_eq!(code(&no_stall, &m), "ste-illegal");
+    assert_eq!(code(&no_stall, &m), "ste-s1stalld-illegal");
     assert!(run(&linear(4), &m).is_ok());
     // A CD asking for hardware access-flag updates the SMMU lacks.
     let mut c = cd(5);
     cdf::HA.set(&mut c, 1);
     let m = with_cds(linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0))]), &[(0, c)]);
-    assert_eq!(code(&linear(4), &m), "cd-illegal");
+    assert_eq!(code(&linear(4), &m), "cd-ha-unsupported");
 }
 
 // spec: K18, K19, K20, K21 — the README's adoption section lists every refusal code.
