@@ -30,9 +30,17 @@
 //! lowest StreamID that uses it: linear, or level-1 CD descriptors then leaf tables whose
 //! pointers are validated the same way. The ASID of each valid CD, non-zero and fitting
 //! `IDR0.ASID16`, is reported as [`Found::Asid`]. CD fields are decoded only where used
-//! ([`Cd::decode`]); a table format or hardware updates the SMMU lacks are
-//! [`Refusal::CdIllegal`]. (Granule support is not checked: synthetic ID registers often
-//! leave `IDR5.GRAN*` clear, and an entry the SMMU finds ILLEGAL only aborts.)
+//! ([`Cd::decode`]) for the StreamWorld of the STE that reaches them (§5.2 `STRW` with
+//! `CR2.E2H`: under NS-EL2 the ASID is IGNORED, `EPD0`/`EPD1` read as 0 and there is no
+//! `TTB1`); every ILLEGAL value of §5.4 ([`legal::cd`]) is a [`Refusal::CdIllegal`] naming
+//! its rule. Every NS-EL2 CD shares one tag (§3.17), so they are compared as one ASID.
+//!
+//! **Translation roots (SPEC K18).** After both passes, the first user of each ASID, VMID
+//! and of the NS-EL2 tag is read once more: the starting-level table of each live regime
+//! (`TTB0`/`TTB1` unless the effective `EPD` disables it, `S2TTB` with its concatenated
+//! tables) must not share a byte with any structure ([`Refusal::RootOverlaps`]). K19 makes
+//! the first user's root the root of every user of the tag. Deeper table levels are not
+//! followed (K15).
 //!
 //! **Disjointness (SPEC K18).** The linear or level-1 stream table, each level-2 table,
 //! each CD or level-1 CD table and each leaf CD table must not share a byte with any other:
@@ -927,7 +935,13 @@ pub(crate) fn decode_ste(
     words: [u64; 8],
     features: &Features,
 ) -> Result<Option<SteConfig>, Refusal> {
-    use ste::fields::{S1FMT, STRW};
+    use ste::fields::{S1FMT, S1_CD_MAX, STRW};
+    let mut words = words;
+    if features.ssid_bits == 0 {
+        // §5.2 S1CDMax: IGNORED without substreams (SSIDSIZE = 0), so S1Fmt and S1DSS,
+        // which the decoder reads only when S1CDMax ≠ 0, are IGNORED too.
+        S1_CD_MAX.set(&mut words, 0);
+    }
     let config = match Ste::from_words(words).decode() {
         Ok(None) => return Ok(None),
         Ok(Some(config)) => config,

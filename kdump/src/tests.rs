@@ -2145,3 +2145,354 @@ fn k21_revalidation_checks_tags_and_reads_a_shared_cd_table_once() {
     });
     assert_eq!(refused, Err(Refusal::VmidConflict { sid: 9, vmid: 0x33 }));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 25: every ILLEGAL class (K21), StreamWorlds (K21, K19), translation roots (K18).
+
+use smmu::arch::regs::IDR3;
+
+/// A linear table of 16 STEs with the stage-2 STE `s2` (VMID 5) at StreamID 1.
+fn s2_mem(edit: impl FnOnce(&mut Stage2Ste, &mut [u64; 8])) -> Mem {
+    let mut s2 = stage2();
+    let mut w = ste_words(Translation::Stage2(s2), 5);
+    edit(&mut s2, &mut w);
+    let mut words = ste_words(Translation::Stage2(s2), 5);
+    // Raw fields the edit set beyond the decoded ones (S2DS, S2SL0_2, PRIVCFG, ...).
+    for (i, x) in w.iter().enumerate() {
+        words[i] |= x & !ste_words(Translation::Stage2(stage2()), 5)[i];
+    }
+    linear_mem(&[(1, words)])
+}
+
+/// A stage-1 STE at StreamID 1 (world from `strw`) over one CD `c` at `CDT`.
+fn s1_mem(strw: u64, c: [u64; 8]) -> Mem {
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::STRW.set(&mut w, strw);
+    with_cds(linear_mem(&[(1, w)]), &[(0, c)])
+}
+
+fn with_aidr_minor(mut s: RegisterSnapshot, minor: u32) -> RegisterSnapshot {
+    s.ids.aidr = minor;
+    s
+}
+
+fn with_idr3(mut s: RegisterSnapshot, idr3: u32) -> RegisterSnapshot {
+    s.ids.idr[3] = idr3;
+    s
+}
+
+fn with_idr5(mut s: RegisterSnapshot, idr5: u32) -> RegisterSnapshot {
+    s.ids.idr[5] = idr5;
+    s
+}
+
+/// SMMUv3.1 (`AIDR.ArchMinorRev` = 1): out-of-range sizes are ILLEGAL.
+fn v31() -> RegisterSnapshot {
+    with_aidr_minor(linear(4), 1)
+}
+
+// spec: K21 — §5.2 S2SL0 and DDI 0487 D8.2 (Tables D8-19..41): the start level must match
+// S2T0SZ and S2TG, with at most 16 concatenated tables; level 3 (4KB) needs IDR3.STT, 16KB
+// level 0 needs DS, 64KB SL0 = 0b11 is reserved.
+#[test]
+fn k21_s2sl0_start_level_against_s2t0sz_granule_and_concatenation() {
+    // 40-bit IPA from level 2 with 4KB: 19 bits at the start level, 64 tables.
+    let m = s2_mem(|s2, _| s2.sl0 = 0);
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-inconsistent");
+    // 44-bit IPA from level 1: 32 concatenated tables (more than 16).
+    let m = s2_mem(|s2, _| s2.t0sz = 20);
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-inconsistent");
+    // 42-bit IPA from level 1: 16 tables, the most allowed.
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 22;
+        s2.ttb = 0x9002_0000;
+    });
+    assert!(run(&v31(), &m).is_ok());
+    // Level 3 with 4KB: needs IDR3.STT.
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 39;
+        s2.sl0 = 3;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-needs-stt");
+    let stt = with_idr3(v31(), IDR3::STT::SET.value);
+    assert!(run(&stt, &m).is_ok());
+    // 16KB level 0 without DS.
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size16K;
+        s2.t0sz = 16;
+        s2.sl0 = 3;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-needs-ds");
+    // 48 bits with 16KB: level 1 with two tables is the legal way (R DXBSH).
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size16K;
+        s2.t0sz = 16;
+        s2.sl0 = 2;
+    });
+    assert!(run(&v31(), &m).is_ok());
+    // 64KB SL0 = 0b11 is reserved.
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size64K;
+        s2.sl0 = 3;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-reserved");
+}
+
+// spec: K21 — §5.2 S2T0SZ, §3.4: the range (IAS, IDR3.STT, granule) is ILLEGAL from
+// SMMUv3.1 and CONSTRAINED UNPREDICTABLE on SMMUv3.0; AIDR decides which code.
+#[test]
+fn k21_s2t0sz_range_is_decided_by_aidr() {
+    // T0SZ 40 without STT (max 39), level 2.
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 40;
+        s2.sl0 = 0;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2t0sz-out-of-range");
+    assert_eq!(
+        code(&with_aidr_minor(linear(4), 0), &m),
+        "ste-s2t0sz-unpredictable"
+    );
+    assert_eq!(
+        code(&with_aidr_minor(linear(4), 3), &m),
+        "ste-s2t0sz-out-of-range"
+    );
+    // With STT it is legal (Table D8-23: level 2, T0SZ 40-42).
+    assert!(run(&with_idr3(v31(), IDR3::STT::SET.value), &m).is_ok());
+    // Below 64 - IAS: a 40-bit OAS (no AArch32: IAS = OAS) allows no more than 40 bits.
+    let oas40 = with_aidr_minor(
+        snap_with(idr0_full(), idr1(16, 20), 40, strtab_cfg(0, 0, 4), ST),
+        2,
+    );
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 22;
+        s2.ps = AddressSize::Bits40;
+    });
+    assert_eq!(code(&oas40, &m), "ste-s2t0sz-out-of-range");
+}
+
+// spec: K21 — §5.2 S2TG, §5.4 TG0: a granule IDR5 does not advertise is ILLEGAL.
+#[test]
+fn k21_granules_idr5_does_not_advertise() {
+    let only_4k = with_idr5(linear(4), (IDR5::OAS.val(5) + IDR5::GRAN4K::SET).value);
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size64K;
+        s2.sl0 = 1;
+        s2.t0sz = 24;
+    });
+    assert_eq!(code(&only_4k, &m), "ste-s2tg-unsupported");
+    let mut c = cd(5);
+    cdf::TG0.set(&mut c, 0b10); // 16KB
+    assert_eq!(code(&only_4k, &s1_mem(0, c)), "cd-tg0-unsupported");
+    assert!(run(&linear(4), &s1_mem(0, c)).is_ok());
+}
+
+// spec: K21 — §5.2 S2TTB, §5.4 TTB0: a base beyond the effective S2PS/IPS (capped by OAS)
+// or beyond 48 bits with 4KB/16KB and no DS is ILLEGAL.
+#[test]
+fn k21_translation_bases_beyond_their_address_size() {
+    let m = s2_mem(|s2, _| {
+        s2.ps = AddressSize::Bits40;
+        s2.ttb = 1 << 41;
+    });
+    assert_eq!(code(&linear(4), &m), "ste-s2ttb-beyond-s2ps");
+    // S2PS 52 is capped by a 48-bit OAS.
+    let m = s2_mem(|s2, _| {
+        s2.ps = AddressSize::Bits52;
+        s2.ttb = 1 << 49;
+    });
+    assert_eq!(code(&linear(4), &m), "ste-s2ttb-beyond-s2ps");
+    // 52-bit OAS and S2PS, 4KB and no DS: still 48 bits.
+    let oas52 = with_aidr_minor(
+        snap_with(idr0_full(), idr1(16, 20), 52, strtab_cfg(0, 0, 4), ST),
+        1,
+    );
+    assert_eq!(code(&oas52, &m), "ste-s2ttb-beyond-48-bits");
+    let mut c = cd(5);
+    cdf::IPS.set(&mut c, AddressSize::Bits40.encode());
+    cdf::TTB0.set(&mut c, (1u64 << 41) >> cdf::TTB0.lo);
+    assert_eq!(code(&linear(4), &s1_mem(0, c)), "cd-ttb0-beyond-ips");
+}
+
+// spec: K21 — §5.2 S2AA64, S2ENDI; §5.4 ENDI: formats and endianness IDR0 lacks.
+#[test]
+fn k21_table_formats_and_endianness_idr0_lacks() {
+    let m = s2_mem(|s2, _| s2.aa64 = false);
+    assert_eq!(code(&linear(4), &m), "ste-s2aa64-unsupported");
+    let little = with_idr0(linear(4), idr0_full() | IDR0::TTENDIAN.val(0b10).value);
+    let m = s2_mem(|s2, _| s2.endi = true);
+    assert_eq!(code(&little, &m), "ste-s2endi-unsupported");
+    let mut c = cd(5);
+    cdf::ENDI.set(&mut c, 1);
+    assert_eq!(code(&little, &s1_mem(0, c)), "cd-endi-unsupported");
+}
+
+// spec: K21 — §5.4 HAFT, A, S and §5.2 S1STALLD: CdIllegal()'s conditions on the ID
+// registers and on the STE.
+#[test]
+fn k21_cd_haft_term_model_and_stall_conditions() {
+    let httu3 = with_idr0(linear(4), idr0_full() | IDR0::HTTU.val(0b11).value);
+    let mut c = cd(5);
+    cdf::HAFT.set(&mut c, 1);
+    assert_eq!(code(&httu3, &s1_mem(0, c)), "cd-haft-without-ha");
+    cdf::HA.set(&mut c, 1);
+    assert!(run(&httu3, &s1_mem(0, c)).is_ok());
+    // TERM_MODEL = 1 needs CD.A = 1.
+    let term = with_idr0(linear(4), idr0_full() | IDR0::TERM_MODEL::SET.value);
+    let mut c = cd(5);
+    cdf::A.set(&mut c, 0);
+    assert_eq!(code(&term, &s1_mem(0, c)), "cd-a-term-model");
+    // S1STALLD = 1 with CD.S = 1.
+    let mut c = cd(5);
+    cdf::S.set(&mut c, 1);
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S1STALLD.set(&mut w, 1);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, c)]);
+    assert_eq!(code(&linear(4), &m), "cd-s-stalls-disabled");
+    // CD.S against the stall model: 0b01 forbids S = 1, 0b10 forces it.
+    let no_stall = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b01).value);
+    assert_eq!(code(&no_stall, &s1_mem(0, c)), "cd-s-stall-model");
+    let forced = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b10).value);
+    assert_eq!(code(&forced, &s1_mem(0, cd(5))), "cd-s-stall-model");
+    assert!(run(&forced, &s1_mem(0, c)).is_ok());
+}
+
+// spec: K21 — §5.2 PRIVCFG, INSTCFG: 0b01 is reserved where the overrides are used.
+#[test]
+fn k21_reserved_privcfg_and_instcfg_refuse_where_used() {
+    let ovr = snap_with(
+        idr0_full(),
+        idr1(16, 20) | IDR1::ATTR_PERMS_OVR::SET.value,
+        48,
+        strtab_cfg(0, 0, 4),
+        ST,
+    );
+    let mut bypass = ste_words(Translation::Bypass, 0);
+    ste::fields::PRIVCFG.set(&mut bypass, 0b01);
+    let m = linear_mem(&[(1, bypass)]);
+    assert_eq!(code(&ovr, &m), "ste-privcfg-reserved");
+    // Without ATTR_PERMS_OVR the field is RES0 and not used.
+    assert!(run(&linear(4), &m).is_ok());
+    let mut bypass = ste_words(Translation::Bypass, 0);
+    ste::fields::INSTCFG.set(&mut bypass, 0b01);
+    assert_eq!(
+        code(&ovr, &linear_mem(&[(1, bypass)])),
+        "ste-instcfg-reserved"
+    );
+}
+
+/// `linear(4)` with `CR2.E2H` set.
+fn e2h(mut s: RegisterSnapshot) -> RegisterSnapshot {
+    s.cr2 = 1;
+    s
+}
+
+// spec: K21 — §5.2 STRW with CR2.E2H, §5.4 EPD0/AA64: under NS-EL2 the effective EPD0 is 0
+// (a TTB0 behind EPD0 = 1 is still checked); AArch32 CDs are ILLEGAL under NS-EL2-E2H.
+#[test]
+fn k21_streamworld_decides_what_a_cd_uses() {
+    let mut c = cd(5);
+    cdf::EPD0.set(&mut c, 1);
+    cdf::TG0.set(&mut c, 0b11); // reserved, IGNORED behind EPD0 = 1 at EL1
+    assert!(run(&linear(4), &s1_mem(0, c)).is_ok());
+    assert_eq!(code(&linear(4), &s1_mem(0b10, c)), "cd-reserved");
+    let aarch32 = with_idr0(linear(4), idr0_full() | IDR0::TTF.val(0b11).value);
+    let mut c = cd(5);
+    cdf::AA64.set(&mut c, 0);
+    cdf::T0SZ.set(&mut c, 0);
+    assert!(run(&aarch32, &s1_mem(0b10, c)).is_ok());
+    assert_eq!(
+        code(&e2h(aarch32), &s1_mem(0b10, c)),
+        "cd-aa64-aarch32-under-e2h"
+    );
+    // STRW = EL2 on an SMMU without IDR0.Hyp (RES0 there).
+    let no_hyp = with_idr0(linear(4), idr0_full() & !IDR0::HYP::SET.value);
+    assert_eq!(
+        code(&no_hyp, &s1_mem(0b10, cd(5))),
+        "ste-strw-el2-without-hyp"
+    );
+}
+
+// spec: K21, K14 — §5.4 ASID, §5.2 S1CDMax: what NS-EL2 and SSIDSIZE = 0 leave IGNORED never
+// refuses: ASID 0, a 16-bit ASID on 8-bit hardware, and a reserved S1Fmt/S1DSS.
+#[test]
+fn k21_ignored_asids_and_substream_fields_never_refuse() {
+    let (_, found) = run(&linear(4), &s1_mem(0b10, cd(0))).unwrap();
+    assert!(!found.iter().any(|f| matches!(f, Found::Asid { .. })));
+    let asid8 = with_idr0(linear(4), idr0_full() & !IDR0::ASID16::SET.value);
+    assert!(run(&asid8, &s1_mem(0b10, cd(0x1234))).is_ok());
+    // The ignored ASID does not alias the EL1 CD that uses ASID 0x1234 differently.
+    let mut el1 = cd(0x34);
+    cdf::TTB0.set(&mut el1, 0xb000_0000 >> cdf::TTB0.lo);
+    let mut w2 = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::STRW.set(&mut w2, 0b10);
+    let mut m = linear_mem(&[(1, s1_ste(CDT + 0x1000, S1Fmt::Linear, 0)), (2, w2)]);
+    m.region(CDT, 64 << 10);
+    m.write(CDT, &cd(0x34));
+    m.write(CDT + 0x1000, &el1);
+    assert!(run(&linear(4), &m).is_ok());
+    // SSIDSIZE = 0: S1CDMax, hence S1Fmt and S1DSS, are IGNORED.
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 5);
+    ste::fields::S1FMT.set(&mut w, 0b11);
+    ste::fields::S1DSS.set(&mut w, 0b11);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let no_ssid = snap_with(idr0_full(), idr1(16, 0), 48, strtab_cfg(0, 0, 4), ST);
+    assert!(run(&no_ssid, &m).is_ok());
+}
+
+// spec: K19 — §3.17, §5.4: NS-EL2 without E2H has no ASID, so every EL2 CD is one address
+// space: two EL2 STEs whose CDs have different TTB0 alias; identical ones do not.
+#[test]
+fn k19_ns_el2_cds_share_one_tag() {
+    let mut other = cd(7);
+    cdf::TTB0.set(&mut other, 0xb000_0000 >> cdf::TTB0.lo);
+    let el2 = |ptr| {
+        let mut w = s1_ste(ptr, S1Fmt::Linear, 0);
+        ste::fields::STRW.set(&mut w, 0b10);
+        w
+    };
+    let mut m = linear_mem(&[(1, el2(CDT)), (2, el2(CDT + 0x1000))]);
+    m.region(CDT, 64 << 10);
+    m.write(CDT, &cd(5));
+    m.write(CDT + 0x1000, &other);
+    assert_eq!(code(&linear(4), &m), "asid-alias");
+    // With E2H the ASIDs tell them apart.
+    assert!(run(&e2h(linear(4)), &m).is_ok());
+    // Identical EL2 CDs (even with different, IGNORED ASIDs) are one address space.
+    m.write(CDT + 0x1000, &cd(9));
+    assert!(run(&linear(4), &m).is_ok());
+}
+
+// spec: K18 — §5.4 TTB0, §5.2 S2TTB: a live regime's start-level table must not overlap a
+// structure adoption trusts: the crash kernel's writes there would become descriptors.
+#[test]
+fn k18_translation_roots_stay_off_adopted_structures() {
+    // A CD's TTB0 inside a level-2 stream table.
+    let mut c = cd(5);
+    cdf::TTB0.set(&mut c, L2A >> cdf::TTB0.lo);
+    let mut m = Mem::recording();
+    m.region(ST, 8 * 64);
+    m.write(ST, &[l1std(L2A)]);
+    m.region(L2A, 16 << 10);
+    m.write(L2A + 64, &s1_ste(CDT, S1Fmt::Linear, 0));
+    m.region(CDT, 4096);
+    m.write(CDT, &c);
+    let r = run(&two_level(14), &m).unwrap_err();
+    assert_eq!(r.code(), "ttb0-overlaps-l2-table");
+    assert!(std::format!("{r}").contains("TTB0"));
+    // An S2TTB equal to the level-1 table.
+    let mut m = Mem::recording();
+    m.region(ST, 8 * 64);
+    m.write(ST, &[l1std(L2A)]);
+    m.region(L2A, 16 << 10);
+    let mut s2 = stage2();
+    s2.ttb = ST;
+    m.write(L2A + 64, &ste_words(Translation::Stage2(s2), 5));
+    assert_eq!(code(&two_level(14), &m), "s2ttb-overlaps-stream-table");
+    // A TTB0 behind EPD0 = 1 is not live.
+    let mut c = cd(5);
+    cdf::TTB0.set(&mut c, CDT >> cdf::TTB0.lo);
+    cdf::EPD0.set(&mut c, 1);
+    assert!(run(&linear(4), &s1_mem(0, c)).is_ok());
+    cdf::EPD0.set(&mut c, 0);
+    assert_eq!(code(&linear(4), &s1_mem(0, c)), "ttb0-overlaps-cd-table");
+}
