@@ -2496,3 +2496,497 @@ fn k18_translation_roots_stay_off_adopted_structures() {
     cdf::EPD0.set(&mut c, 0);
     assert_eq!(code(&linear(4), &s1_mem(0, c)), "ttb0-overlaps-cd-table");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 25 acceptance: an independent generator of LEGAL tables, written from the spec's
+// tables (DDI 0487 D8.2 Tables D8-19..41 for stage-2 start levels and concatenation, §5.2
+// S2T0SZ/S2TTB, §5.4 TxSZ/TTBx/ASID, §3.4 IAS), not from the validator.
+
+/// A small deterministic source of choices (SplitMix64).
+struct Choices(u64);
+
+impl Choices {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn flag(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+/// The generated SMMU, as the generator reads it (its own copy of the ID fields).
+#[derive(Clone, Copy, Debug)]
+struct GenSmmu {
+    minor: u32,
+    oas: u32,
+    aarch32: bool,
+    gran: [bool; 3], // 4K, 16K, 64K
+    stt: bool,
+    ds: bool,
+    vax52: bool,
+    httu: u32,
+    stall_model: u32,
+    term_model: bool,
+    asid16: bool,
+    ssid_bits: u32,
+    e2h: bool,
+}
+
+/// Granules as (S2TG encoding, TG0 encoding, log2 size).
+const GRANS: [(u64, u64, u32); 3] = [(0b00, 0b00, 12), (0b10, 0b10, 14), (0b01, 0b01, 16)];
+
+/// DDI 0487 D8.2: for a granule (index into GRANS), each permitted stage-2 initial lookup
+/// level with its T0SZ range and requirement: 0 none, 1 DS, 2 FEAT_TTST (IDR3.STT).
+const S2_LEVELS: [&[(i32, u32, u32, u8)]; 3] = [
+    // 4KB: Tables D8-20..24.
+    &[
+        (-1, 12, 15, 1),
+        (0, 16, 24, 0),
+        (0, 12, 15, 1),
+        (1, 21, 33, 0),
+        (2, 30, 39, 0),
+        (2, 40, 42, 2),
+        (3, 39, 48, 2),
+    ],
+    // 16KB: Tables D8-30..33.
+    &[
+        (0, 12, 16, 1),
+        (1, 16, 27, 0),
+        (1, 13, 15, 1),
+        (2, 24, 38, 0),
+        (3, 35, 39, 0),
+        (3, 40, 48, 2),
+    ],
+    // 64KB: Tables D8-39..41 (T0SZ 12-15 at level 1 needs 52-bit addresses: IAS 52).
+    &[
+        (1, 16, 21, 0),
+        (1, 12, 15, 0),
+        (2, 18, 34, 0),
+        (3, 31, 39, 0),
+        (3, 40, 47, 2),
+    ],
+];
+
+/// The SL0 (and, for 4KB level -1, SL2) encoding of a start level (Tables D8-19, 29, 38).
+fn sl0_of(gran: usize, level: i32) -> (u64, bool) {
+    match (gran, level) {
+        (0, -1) => (0, true),
+        (0, 0) => (2, false),
+        (0, 1) => (1, false),
+        (0, 2) => (0, false),
+        (0, _) => (3, false),
+        (_, 0) => (3, false),
+        (_, 1) => (2, false),
+        (_, 2) => (1, false),
+        _ => (0, false),
+    }
+}
+
+impl GenSmmu {
+    fn new(c: &mut Choices) -> GenSmmu {
+        let minor = c.below(4) as u32;
+        let oas = if minor == 0 {
+            c.pick(&[32, 36, 40, 42, 44, 48])
+        } else {
+            c.pick(&[32, 36, 40, 42, 44, 48, 52])
+        };
+        let mut gran = [c.flag(), c.flag(), c.flag()];
+        if !gran.iter().any(|g| *g) {
+            gran[c.below(3) as usize] = true;
+        }
+        GenSmmu {
+            minor,
+            oas,
+            aarch32: c.flag(),
+            gran,
+            stt: minor > 0 && c.flag(),
+            ds: minor > 0 && c.flag(),
+            vax52: minor > 0 && c.flag(),
+            httu: c.below(4) as u32,
+            stall_model: c.pick(&[0, 1, 2]),
+            term_model: c.below(4) == 0,
+            asid16: c.flag(),
+            ssid_bits: if c.flag() { 0 } else { 1 + c.below(20) as u32 },
+            e2h: c.flag(),
+        }
+    }
+
+    fn ias(&self) -> u32 {
+        if self.aarch32 {
+            self.oas.max(40)
+        } else {
+            self.oas
+        }
+    }
+
+    fn snapshot(&self) -> RegisterSnapshot {
+        let idr0 = (IDR0::S1P::SET
+            + IDR0::S2P::SET
+            + IDR0::TTF.val(if self.aarch32 { 0b11 } else { 0b10 })
+            + IDR0::COHACC::SET
+            + IDR0::HYP::SET
+            + IDR0::HTTU.val(self.httu)
+            + IDR0::STALL_MODEL.val(self.stall_model)
+            + IDR0::VMID16::SET
+            + IDR0::CD2L::SET
+            + IDR0::ST_LVL.val(1))
+        .value
+            | if self.asid16 {
+                IDR0::ASID16::SET.value
+            } else {
+                0
+            }
+            | if self.term_model {
+                IDR0::TERM_MODEL::SET.value
+            } else {
+                0
+            };
+        let oas = AddressSize::from_bits(self.oas).unwrap().encode() as u32;
+        let mut idr5 = IDR5::OAS.val(oas).value;
+        for (on, f) in self
+            .gran
+            .iter()
+            .zip([IDR5::GRAN4K, IDR5::GRAN16K, IDR5::GRAN64K])
+        {
+            if *on {
+                idr5 |= f.val(1).value;
+            }
+        }
+        idr5 |= if self.ds { IDR5::DS::SET.value } else { 0 };
+        idr5 |= if self.vax52 {
+            IDR5::VAX.val(1).value
+        } else {
+            0
+        };
+        let mut s = snap_with(
+            idr0,
+            idr1(16, self.ssid_bits),
+            self.oas,
+            strtab_cfg(0, 0, 4),
+            ST,
+        );
+        s.ids.idr[5] = idr5;
+        s.ids.idr[3] = if self.stt { IDR3::STT::SET.value } else { 0 };
+        s.ids.aidr = self.minor;
+        s.cr2 = u32::from(self.e2h);
+        s
+    }
+}
+
+/// A generated legal table and what may be mutated in it.
+struct LegalTable {
+    smmu: GenSmmu,
+    mem: Mem,
+    /// (StreamID, STE words, stage-2 granule index, start level, IA bits).
+    s2: Vec<(u64, [u64; 8], usize, i32, u32)>,
+    /// (CD address, CD words, StreamWorld is EL2 without E2H).
+    cds: Vec<(u64, [u64; 8], bool)>,
+}
+
+/// Stage-2 start tables and stage-1 tables live far from every structure (1 MiB apart, below
+/// 4 GiB so that any OAS holds them).
+const S2_TABLES: u64 = 0xc000_0000;
+const S1_TABLES: u64 = 0xd000_0000;
+
+fn legal_stage2(c: &mut Choices, g: &GenSmmu, sid: u64) -> Option<([u64; 8], usize, i32, u32)> {
+    let grans: Vec<usize> = (0..3).filter(|&i| g.gran[i]).collect();
+    let gi = c.pick(&grans);
+    let (s2tg, _, shift) = GRANS[gi];
+    let s2ds = g.ds && gi != 2 && c.flag();
+    let max = match (g.stt, gi) {
+        (true, 2) => 47,
+        (true, _) => 48,
+        (false, _) => 39,
+    };
+    let ias_min = 64 - g.ias();
+    let min = if g.minor == 0 {
+        ias_min
+    } else if gi == 2 || s2ds {
+        ias_min.max(12)
+    } else {
+        ias_min.max(16)
+    };
+    let rows: Vec<_> = S2_LEVELS[gi]
+        .iter()
+        .filter(|r| match r.3 {
+            1 => s2ds,
+            2 => g.stt,
+            _ => true,
+        })
+        .flat_map(|&(level, lo, hi, _)| (lo.max(min)..=hi.min(max)).map(move |t| (level, t)))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let (level, t0sz) = c.pick(&rows);
+    let (sl0, sl2) = sl0_of(gi, level);
+    let stride = shift - 3;
+    let ia = 64 - t0sz;
+    let bits = ia as i32 - (shift as i32 + stride as i32 * (3 - level));
+    let ps_bits = c.pick(&[32, 36, 40, 42, 44, 48, 52]);
+    let mut w = ste_words(Translation::Stage2(stage2()), 0x100 + sid as u16);
+    let f = |w: &mut [u64; 8], field: smmu::arch::Field, v: u64| field.set(w, v);
+    f(&mut w, ste::fields::S2T0SZ, u64::from(t0sz));
+    f(&mut w, ste::fields::S2SL0, sl0);
+    f(&mut w, ste::fields::S2SL0_2, u64::from(sl2));
+    f(&mut w, ste::fields::S2DS, u64::from(s2ds));
+    f(&mut w, ste::fields::S2TG, s2tg);
+    f(
+        &mut w,
+        ste::fields::S2PS,
+        AddressSize::from_bits(ps_bits).unwrap().encode(),
+    );
+    f(
+        &mut w,
+        ste::fields::S2TTB,
+        (S2_TABLES + sid * (1 << 20)) >> 4,
+    );
+    if g.stall_model == 2 {
+        f(&mut w, ste::fields::S2S, 1);
+    }
+    Some((w, gi, level, bits as u32))
+}
+
+fn legal_cd(c: &mut Choices, g: &GenSmmu, asid: u16, ttb: u64, el2: bool) -> [u64; 8] {
+    let mut w = cd(asid);
+    let grans: Vec<usize> = (0..3).filter(|&i| g.gran[i]).collect();
+    let gi = c.pick(&grans);
+    let ds = g.ds && gi != 2 && c.flag();
+    let max = match (g.stt, gi) {
+        (true, 2) => 47,
+        (true, _) => 48,
+        (false, _) => 39,
+    };
+    let min = if g.vax52 && (gi == 2 || ds) { 12 } else { 16 };
+    let f = |w: &mut [u64; 8], field: smmu::arch::Field, v: u64| field.set(w, v);
+    f(&mut w, cdf::TG0, GRANS[gi].1);
+    f(
+        &mut w,
+        cdf::T0SZ,
+        (min + c.below((max - min + 1) as u64) as i32) as u64,
+    );
+    f(&mut w, cdf::DS, u64::from(ds));
+    f(&mut w, cdf::IPS, c.below(7));
+    f(&mut w, cdf::TTB0, ttb >> 4);
+    f(&mut w, cdf::ENDI, 0);
+    f(&mut w, cdf::HA, u64::from(g.httu >= 1 && c.flag()));
+    f(&mut w, cdf::S, u64::from(g.stall_model == 2));
+    f(&mut w, cdf::A, 1);
+    if el2 {
+        // NS-EL2: EPD0 and the TTB1 half are IGNORED; so is the ASID (any value).
+        f(&mut w, cdf::EPD0, c.below(2));
+        f(&mut w, cdf::ASID, c.next() & 0xffff);
+    }
+    w
+}
+
+fn legal_table(seed: u64) -> LegalTable {
+    let c = &mut Choices(seed);
+    let g = GenSmmu::new(c);
+    let mut mem = Mem::recording();
+    mem.region(ST, 16 * 64);
+    let mut s2 = Vec::new();
+    let mut cds = Vec::new();
+    // One CD configuration for every NS-EL2 stream (§3.17: one address space).
+    let el2_cd = legal_cd(c, &g, 0, S1_TABLES, true);
+    for sid in 0..16u64 {
+        let w = match c.below(6) {
+            0 => continue,
+            1 => ste_words(Translation::Bypass, 0),
+            2 | 3 => match legal_stage2(c, &g, sid) {
+                Some((w, gi, level, bits)) => {
+                    s2.push((sid, w, gi, level, bits));
+                    w
+                }
+                None => continue,
+            },
+            _ => {
+                let table = CDT + sid * 0x1000;
+                let el2 = c.flag();
+                let cd_max = if g.ssid_bits == 0 {
+                    c.below(32)
+                } else {
+                    c.below(3).min(u64::from(g.ssid_bits))
+                };
+                let mut w = s1_ste(table, S1Fmt::Linear, 0);
+                ste::fields::S1_CD_MAX.set(&mut w, cd_max);
+                if g.ssid_bits == 0 {
+                    // IGNORED without substreams: anything, reserved values included.
+                    ste::fields::S1FMT.set(&mut w, c.below(4));
+                    ste::fields::S1DSS.set(&mut w, c.below(4));
+                }
+                ste::fields::STRW.set(&mut w, if el2 { 0b10 } else { 0 });
+                let stalld = g.stall_model == 0 && c.flag();
+                ste::fields::S1STALLD.set(&mut w, u64::from(stalld));
+                let n = if g.ssid_bits == 0 { 1 } else { 1u64 << cd_max };
+                mem.region(table, 0x1000);
+                for ssid in 0..n {
+                    let pa = table + ssid * 64;
+                    let world_el2 = el2 && !g.e2h;
+                    let mut d = if world_el2 {
+                        el2_cd
+                    } else {
+                        let asid = 1 + (sid * 4 + ssid) as u16;
+                        legal_cd(
+                            c,
+                            &g,
+                            asid,
+                            S1_TABLES + (1 + sid * 4 + ssid) * (1 << 20),
+                            false,
+                        )
+                    };
+                    if stalld {
+                        cdf::S.set(&mut d, 0);
+                    }
+                    mem.write(pa, &d);
+                    cds.push((pa, d, world_el2));
+                }
+                w
+            }
+        };
+        mem.write(ST + sid * 64, &w);
+    }
+    LegalTable {
+        smmu: g,
+        mem,
+        s2,
+        cds,
+    }
+}
+
+/// One used field of a legal table mutated into an ILLEGAL value, and the code it must
+/// refuse with (from the spec's rules as the generator reads them).
+fn mutate(t: &mut LegalTable, c: &mut Choices) -> Option<&'static str> {
+    let g = t.smmu;
+    let cu = |v30: &'static str, v31: &'static str| if g.minor == 0 { v30 } else { v31 };
+    let mut options: Vec<u8> = Vec::new();
+    if !t.s2.is_empty() {
+        options.extend([0, 1, 2]);
+        if !g.aarch32 {
+            options.push(3);
+        }
+        if g.gran.iter().any(|x| !x) {
+            options.push(4);
+        }
+    }
+    if !t.cds.is_empty() {
+        options.extend([5, 6]);
+        if g.httu == 0 {
+            options.push(7);
+        }
+        if g.gran.iter().any(|x| !x) {
+            options.push(8);
+        }
+    }
+    if options.is_empty() {
+        return None;
+    }
+    let what = c.pick(&options);
+    if what <= 4 {
+        let (sid, mut w, gi, level, bits) = t.s2[c.below(t.s2.len() as u64) as usize];
+        let code = match what {
+            0 => {
+                ste::fields::S2T0SZ.set(&mut w, 63);
+                cu("ste-s2t0sz-unpredictable", "ste-s2t0sz-out-of-range")
+            }
+            1 => {
+                // Beyond the effective S2PS (MIN(S2PS, OAS)).
+                let ps = [32, 36, 40, 42, 44, 48, 52, 56][ste::fields::S2PS.get(&w) as usize];
+                let eff = ps.min(g.oas);
+                ste::fields::S2TTB.set(&mut w, ((S2_TABLES + sid * (1 << 20)) | 1 << eff) >> 4);
+                "ste-s2ttb-beyond-s2ps"
+            }
+            2 => {
+                if gi == 2 {
+                    ste::fields::S2SL0.set(&mut w, 3);
+                    "ste-s2sl0-reserved"
+                } else if (0..=2).contains(&level) && bits > 4 && !ste::fields::S2SL0_2.flag(&w) {
+                    // One level deeper: the input no longer fits 16 tables there.
+                    let (sl0, _) = sl0_of(gi, level + 1);
+                    ste::fields::S2SL0.set(&mut w, sl0);
+                    if gi == 0 && level + 1 == 3 && !g.stt {
+                        "ste-s2sl0-needs-stt"
+                    } else {
+                        "ste-s2sl0-inconsistent"
+                    }
+                } else {
+                    return None;
+                }
+            }
+            3 => {
+                ste::fields::S2AA64.set(&mut w, 0);
+                "ste-s2aa64-unsupported"
+            }
+            _ => {
+                let off = (0..3).find(|&i| !g.gran[i]).unwrap();
+                ste::fields::S2TG.set(&mut w, GRANS[off].0);
+                "ste-s2tg-unsupported"
+            }
+        };
+        t.mem.write(ST + sid * 64, &w);
+        Some(code)
+    } else {
+        let (pa, mut w, el2) = t.cds[c.below(t.cds.len() as u64) as usize];
+        let code = match what {
+            5 => {
+                cdf::T0SZ.set(&mut w, 63);
+                cdf::EPD0.set(&mut w, 0);
+                cu("cd-t0sz-unpredictable", "cd-t0sz-out-of-range")
+            }
+            6 if !el2 => {
+                cdf::ASID.set(&mut w, 0);
+                "asid-zero"
+            }
+            6 => {
+                // Under NS-EL2 a disabled-looking TTB0 is live: bend it beyond the IPS.
+                let ips = [32, 36, 40, 42, 44, 48, 52, 56][cdf::IPS.get(&w) as usize];
+                cdf::TTB0.set(&mut w, (1u64 << ips.min(g.oas)) >> 4);
+                cdf::EPD0.set(&mut w, 1);
+                "cd-ttb0-beyond-ips"
+            }
+            7 => {
+                cdf::HA.set(&mut w, 1);
+                "cd-ha-unsupported"
+            }
+            _ => {
+                let off = (0..3).find(|&i| !g.gran[i]).unwrap();
+                cdf::TG0.set(&mut w, GRANS[off].1);
+                cdf::EPD0.set(&mut w, 0);
+                // A size every granule allows (§5.4 checks TxSZ before the granule).
+                cdf::T0SZ.set(&mut w, 25);
+                "cd-tg0-unsupported"
+            }
+        };
+        t.mem.write(pa, &w);
+        Some(code)
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    // spec: K21, K18, K19 — legal tables from the spec's tables (every granule, start level
+    // and concatenation, the three StreamWorlds, SSIDSIZE 0 and > 0, AIDR v3.0–v3.3, IAS/OAS
+    // 32–52) are adopted; one used field made ILLEGAL refuses with the matching code.
+    #[test]
+    fn k21_legal_tables_adopt_and_one_illegal_field_refuses(seed in any::<u64>(), m in any::<u64>()) {
+        let mut t = legal_table(seed);
+        let snap = t.smmu.snapshot();
+        let adopted = run(&snap, &t.mem);
+        prop_assert!(adopted.is_ok(), "legal table refused: {:?} ({:?})", adopted.err(), t.smmu);
+        if let Some(expected) = mutate(&mut t, &mut Choices(m)) {
+            let got = run(&snap, &t.mem).map(|_| ()).map_err(|r| r.code());
+            prop_assert_eq!(got, Err(expected), "{:?}", t.smmu);
+        }
+    }
+}
