@@ -1687,12 +1687,12 @@ const ADOPTABLE: &[u8] = &[
     1, // the sink accepts everything
     5, // SID 0: bypass
     8, 0, 8, 2, 4, // SID 1: stage 2, VMID 9, a legal 4KB walk, S2TTB apart
-    6, 0, 0, 2, 5, // SID 2: stage 1, CD slot 0, linear, S1CDMax 2, pointer as is
+    6, 0, 0, 2, 5, 0, // SID 2: stage 1 (EL1), CD slot 0, linear, S1CDMax 2, pointer as is
     0, // SID 3: invalid
-    2, 0, 4, // CD 0: ASID 5
+    2, 0, 4, 0, // CD 0: ASID 5, TTB0 half disabled
     0, // CD 1: invalid
-    2, 0, 5, // CD 2: ASID 6
-    2, 0, 4, // CD 3: ASID 5 again
+    2, 0, 5, 0, // CD 2: ASID 6
+    2, 0, 4, 0, // CD 3: ASID 5 again
 ];
 
 // spec: B1, B2, K14
@@ -2989,4 +2989,291 @@ proptest! {
             prop_assert_eq!(got, Err(expected), "{:?}", t.smmu);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// B2: the `adopt` fuzz target's seed corpus (issue 25 item 7).
+
+/// Linux's table (`testdata/linux-6.1-qemu-7.2`) as registers and regions.
+fn linux_table() -> (RegisterSnapshot, Vec<(u64, Vec<u64>)>) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/linux-6.1-qemu-7.2");
+    let regs = std::fs::read_to_string(dir.join("regs.txt")).unwrap();
+    let reg = |name: &str| -> u64 {
+        let line = regs
+            .lines()
+            .find(|l| l.starts_with(&std::format!("{name}=")))
+            .unwrap();
+        u64::from_str_radix(line.split("=0x").nth(1).unwrap().trim(), 16).unwrap()
+    };
+    let snap = RegisterSnapshot {
+        ids: IdRegs {
+            idr: ["IDR0", "IDR1", "IDR2", "IDR3", "IDR4", "IDR5"].map(|r| reg(r) as u32),
+            iidr: reg("IIDR") as u32,
+            aidr: reg("AIDR") as u32,
+        },
+        cr0: reg("CR0") as u32,
+        cr1: reg("CR1") as u32,
+        cr2: reg("CR2") as u32,
+        gbpa: reg("GBPA") as u32,
+        gerror: reg("GERROR") as u32,
+        gerrorn: reg("GERRORN") as u32,
+        strtab_base: reg("STRTAB_BASE"),
+        strtab_base_cfg: reg("STRTAB_BASE_CFG") as u32,
+    };
+    let words = |f: &str| -> Vec<u64> {
+        std::fs::read(dir.join(f))
+            .unwrap()
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let regions = std::vec![
+        (0x4302_a000, words("l1.bin")),
+        (0x5b66_0000, words("l2.bin")),
+        (0x4807_d000, words("cd.bin")),
+    ];
+    (snap, regions)
+}
+
+fn regions_of(m: &Mem) -> Vec<(u64, Vec<u64>)> {
+    m.regions_bytes()
+        .into_iter()
+        .map(|(base, bytes)| {
+            let w = bytes
+                .chunks(8)
+                .map(|c| {
+                    let mut b = [0u8; 8];
+                    b[..c.len()].copy_from_slice(c);
+                    u64::from_le_bytes(b)
+                })
+                .collect();
+            (base, w)
+        })
+        .collect()
+}
+
+// spec: B2, K21 — the seed corpus: Linux's table (adopted), legal generated tables, and one
+// input per refusal code the generators reach. `SMMU_KDUMP_WRITE_SEEDS=<dir>` writes it
+// (`fuzz/seeds/adopt`, see the README).
+#[test]
+#[cfg_attr(miri, ignore = "tens of thousands of inputs")]
+fn fuzz_seed_corpus_reaches_the_refusal_codes() {
+    let open = AdoptPlatform {
+        crash_kernel: true,
+        coherent: true,
+        cache_maintenance: false,
+        expect_e2h: None,
+    };
+    let mut seeds: BTreeMap<std::string::String, Vec<u8>> = BTreeMap::new();
+    let (snap, regions) = linux_table();
+    let linux = fuzzing::raw_input(&snap, &open, &regions);
+    let out = fuzzing::validate_image(&linux).unwrap();
+    assert!(out.verdict.is_ok(), "Linux's table: {:?}", out.verdict);
+    seeds.insert("adopt-linux-6.1-qemu-7.2".into(), linux);
+    let mut keep = |name: std::string::String, input: Vec<u8>| {
+        let e = seeds.entry(name).or_insert_with(|| input.clone());
+        if input.len() < e.len() {
+            *e = input;
+        }
+    };
+    // Legal generated tables, and each with one field made ILLEGAL.
+    for seed in 0..400u64 {
+        let mut t = legal_table(seed);
+        let snap = t.smmu.snapshot();
+        let input = fuzzing::raw_input(&snap, &open, &regions_of(&t.mem));
+        let name = match fuzzing::validate_image(&input).unwrap().verdict {
+            Ok(_) => std::format!("adopt-generated-{}", seed % 8),
+            Err(r) => r.code().into(),
+        };
+        keep(name, input);
+        if mutate(&mut t, &mut Choices(seed)).is_some() {
+            let input = fuzzing::raw_input(&snap, &open, &regions_of(&t.mem));
+            if let Err(r) = fuzzing::validate_image(&input).unwrap().verdict {
+                keep(r.code().into(), input);
+            }
+        }
+    }
+    // Linux's table with one thing changed, for the codes the generators rarely reach.
+    for (want, input) in linux_mutants(&open) {
+        let got = fuzzing::validate_image(&input).unwrap().verdict;
+        assert_eq!(
+            got.map(|_| ()).map_err(|r| r.code()),
+            Err(want),
+            "Linux mutant"
+        );
+        keep(want.into(), input);
+    }
+    // The byte generator's own inputs.
+    let mut c = Choices(0x5eed);
+    for _ in 0..40_000 {
+        let len = 12 + c.below(180) as usize;
+        let input: Vec<u8> = (0..len).map(|_| c.next() as u8).collect();
+        if let Some(out) = fuzzing::validate_image(&input) {
+            if let Err(r) = out.verdict {
+                keep(r.code().into(), input);
+            }
+        }
+    }
+    let reached = seeds.keys().filter(|k| !k.starts_with("adopt-")).count();
+    assert!(reached >= 85, "only {reached} refusal codes reached");
+    if let Ok(dir) = std::env::var("SMMU_KDUMP_WRITE_SEEDS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, input) in &seeds {
+            std::fs::write(std::path::Path::new(&dir).join(name), input).unwrap();
+        }
+        let missing: Vec<_> = all_codes()
+            .iter()
+            .filter(|c| !seeds.contains_key(**c))
+            .collect();
+        std::println!("{} seeds; codes not reached: {missing:?}", seeds.len());
+    }
+}
+
+/// Linux's table with one register or field changed, and the code each must refuse with.
+fn linux_mutants(platform: &AdoptPlatform) -> Vec<(&'static str, Vec<u8>)> {
+    type Edit = fn(&mut RegisterSnapshot, &mut [u64; 8], &mut [u64; 8]);
+    let edits: &[(&str, Edit)] = &[
+        ("log2size-below-split", |s, _, _| {
+            s.strtab_base_cfg = strtab_cfg(1, 8, 4);
+        }),
+        ("table-end-beyond-oas", |s, _, _| {
+            s.ids.idr[0] &= !IDR0::ST_LVL.val(3).value;
+            s.ids.idr[1] = idr1(31, 0);
+            s.ids.idr[5] &= !7;
+            s.strtab_base_cfg = strtab_cfg(0, 0, 27);
+            s.strtab_base = 0;
+        }),
+        ("ste-config-stage-unsupported", |s, _, _| {
+            s.ids.idr[0] &= !IDR0::S1P::SET.value;
+        }),
+        ("ste-s1stalld-illegal", |_, ste, _| {
+            ste::fields::S1STALLD.set(ste, 1);
+        }),
+        ("ste-privcfg-reserved", |s, ste, _| {
+            s.ids.idr[1] |= IDR1::ATTR_PERMS_OVR::SET.value;
+            ste::fields::PRIVCFG.set(ste, 1);
+        }),
+        ("ste-instcfg-reserved", |s, ste, _| {
+            s.ids.idr[1] |= IDR1::ATTR_PERMS_OVR::SET.value;
+            ste::fields::INSTCFG.set(ste, 1);
+        }),
+        ("cd-hd-unsupported", |s, _, cd| {
+            s.ids.idr[0] |= IDR0::HTTU.val(1).value;
+            cdf::HD.set(cd, 1);
+        }),
+        ("cd-haft-without-ha", |s, _, cd| {
+            s.ids.idr[0] |= IDR0::HTTU.val(3).value;
+            cdf::HAFT.set(cd, 1);
+        }),
+        ("cd-s-stall-model", |_, _, cd| cdf::S.set(cd, 1)),
+        ("cd-s-stalls-disabled", |s, ste, cd| {
+            s.ids.idr[0] &= !IDR0::STALL_MODEL.val(3).value;
+            ste::fields::S1STALLD.set(ste, 1);
+            cdf::S.set(cd, 1);
+        }),
+        ("cd-endi-unsupported", |_, _, cd| cdf::ENDI.set(cd, 1)),
+        ("cd-tg1-unsupported", |s, _, cd| {
+            s.ids.idr[5] &= !(IDR5::GRAN16K::SET.value);
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b01);
+        }),
+        ("cd-t1sz-out-of-range", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 63);
+            cdf::TG1.set(cd, 0b10);
+        }),
+        ("cd-ttb0-beyond-48-bits", |s, _, cd| {
+            s.ids.idr[5] = (s.ids.idr[5] & !7) | 6;
+            cdf::IPS.set(cd, 6);
+            cdf::TTB0.set(cd, (1u64 << 49) >> 4);
+        }),
+        ("cd-ttb1-beyond-48-bits", |s, _, cd| {
+            s.ids.idr[5] = (s.ids.idr[5] & !7) | 6;
+            cdf::IPS.set(cd, 6);
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, (1u64 << 49) >> 4);
+        }),
+        ("cd-aa64-aarch32-under-e2h", |s, ste, cd| {
+            s.ids.idr[0] |= IDR0::TTF.val(3).value | IDR0::HYP::SET.value;
+            s.cr2 |= 1;
+            ste::fields::STRW.set(ste, 0b10);
+            cdf::AA64.set(cd, 0);
+        }),
+        ("ste-s2hd-unsupported", |s, ste, _| {
+            s.ids.idr[0] |= IDR0::HTTU.val(1).value;
+            to_stage2(s, ste);
+            ste::fields::S2HD.set(ste, 1);
+        }),
+        ("ste-s2s-stall-model", |s, ste, _| {
+            to_stage2(s, ste);
+            ste::fields::S2S.set(ste, 1);
+        }),
+        ("ste-eats-illegal", |s, ste, _| {
+            s.ids.idr[0] |= IDR0::ATS::SET.value;
+            to_stage2(s, ste);
+            ste::fields::EATS.set(ste, 0b10);
+        }),
+        ("ste-s2endi-unsupported", |s, ste, _| {
+            to_stage2(s, ste);
+            ste::fields::S2ENDI.set(ste, 1);
+        }),
+        ("ste-s2ttb-beyond-48-bits", |s, ste, _| {
+            s.ids.idr[5] = (s.ids.idr[5] & !7) | 6;
+            to_stage2(s, ste);
+            ste::fields::S2PS.set(ste, 6);
+            ste::fields::S2TTB.set(ste, (1u64 << 49) >> 4);
+        }),
+        ("cd-table-overlaps-stream-table", |_, ste, _| {
+            ste::fields::S1_CONTEXT_PTR.set(ste, 0x4302_a000 >> 6);
+        }),
+        ("cd-table-overlaps-l2-table", |_, ste, _| {
+            ste::fields::S1_CONTEXT_PTR.set(ste, 0x5b66_0400 >> 6);
+        }),
+        ("ttb0-overlaps-stream-table", |_, _, cd| {
+            cdf::TTB0.set(cd, 0x4302_a000 >> 4);
+        }),
+        ("ttb0-overlaps-l2-table", |_, _, cd| {
+            cdf::TTB0.set(cd, 0x5b66_0000 >> 4);
+        }),
+        ("ttb1-overlaps-stream-table", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, 0x4302_a000 >> 4);
+        }),
+        ("ttb1-overlaps-l2-table", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, 0x5b66_0000 >> 4);
+        }),
+        ("ttb1-overlaps-cd-table", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, 0x4807_d000 >> 4);
+        }),
+    ];
+    edits
+        .iter()
+        .map(|(code, edit)| {
+            let (mut snap, mut regions) = linux_table();
+            let mut ste: [u64; 8] = regions[1].1[64..72].try_into().unwrap();
+            let mut cd: [u64; 8] = regions[2].1[0..8].try_into().unwrap();
+            edit(&mut snap, &mut ste, &mut cd);
+            regions[1].1[64..72].copy_from_slice(&ste);
+            regions[2].1[0..8].copy_from_slice(&cd);
+            (*code, fuzzing::raw_input(&snap, platform, &regions))
+        })
+        .collect()
+}
+
+/// Linux's stage-1 STE made a legal stage-2 one, on an SMMU given stage 2.
+fn to_stage2(s: &mut RegisterSnapshot, ste: &mut [u64; 8]) {
+    s.ids.idr[0] |= IDR0::S2P::SET.value;
+    *ste = ste_words(Translation::Stage2(stage2()), 5);
 }
