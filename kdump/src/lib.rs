@@ -60,8 +60,9 @@
 //! image.0[16..24].copy_from_slice(&s2.encode().to_words());
 //!
 //! let snap = RegisterSnapshot {
-//!     // IDR0: S1P, S2P, AArch64 tables, COHACC. IDR1: SIDSIZE 16. IDR5: OAS 48 bits.
-//!     ids: IdRegs { idr: [0b1011 | 1 << 4, 16, 0, 0, 0, 0b101], iidr: 0, aidr: 0 },
+//!     // IDR0: S1P, S2P, AArch64 tables, COHACC. IDR1: SIDSIZE 16. IDR5: OAS 48 bits and
+//!     // the 4KB granule the STE uses (K21: a granule IDR5 lacks is ILLEGAL).
+//!     ids: IdRegs { idr: [0b1011 | 1 << 4, 16, 0, 0, 0, 0b101 | 1 << 4], iidr: 0, aidr: 0 },
 //!     cr0: 0b1101,            // SMMUEN, EVENTQEN, CMDQEN
 //!     strtab_base: BASE,
 //!     strtab_base_cfg: 2,     // linear, LOG2SIZE 2

@@ -386,6 +386,7 @@ struct Scan<'a> {
     /// [`TAG_CACHE`]: most tables share few tags, so most comparisons need no read.
     asid_cache: TagCache<CdConfig>,
     vmid_cache: TagCache<Option<Stage2Ste>>,
+    s2_memo: S2Memo,
 }
 
 /// Entries of each tag cache (on the stack: 16 CD and 16 stage-2 configurations, ~2.5 KiB).
@@ -654,49 +655,70 @@ impl Scan<'_> {
     fn check_roots(&mut self) -> Result<(), Refusal> {
         let asids = 1usize << self.features.asid_bits();
         let el2 = el2_tag_index(self.features);
-        for index in 0..=el2 {
-            let first = self.tag(index);
-            if first == 0 {
+        // Blocks of 64 slots that are all zero (most of a 16-bit map) are skipped with one
+        // OR-reduction each: the sweep costs a read of the map, like its zeroing.
+        const BLOCK: usize = 64;
+        let blocks = self.tags.len().div_ceil(BLOCK);
+        for block in 0..blocks {
+            let used = self.tags.get(block * BLOCK..).map_or(0, |rest| {
+                rest.iter().take(BLOCK).fold(0, |a, s| a | s[0] | s[1])
+            });
+            if used == 0 {
                 continue;
             }
-            let entry = first & !1;
-            let mut w = [0u64; 8];
-            self.read(entry, &mut w)?;
-            if index < asids || index == el2 {
-                let world = if index == el2 { World::El2 } else { World::El1 };
-                let Ok(Some(c)) = Cd::from_words(legal::as_seen(w, world)).decode() else {
-                    continue;
-                };
-                let halves = [
-                    (RootKind::Ttb0, &c.tt0, c.tg0),
-                    (RootKind::Ttb1, &c.tt1, legal::tg1(&c)),
-                ];
-                for (kind, tt, tg) in halves {
-                    if let Some((base, bytes)) = legal::s1_root(tt, tg, c.aa64) {
-                        self.check_root(Root {
-                            kind,
-                            base,
-                            bytes,
-                            entry,
-                        })?;
-                    }
+            for index in block * BLOCK * 2..(block + 1) * BLOCK * 2 {
+                if index > el2 {
+                    break;
                 }
-            } else {
-                let Ok(Some(c)) = Ste::from_words(w).decode() else {
-                    continue;
-                };
-                let root = c
-                    .translation
-                    .stage2()
-                    .and_then(|s2| legal::s2_root(s2, &w, self.features));
-                if let Some((base, bytes)) = root {
+                self.check_root_of(index, asids, el2)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_roots`] for the first user of tag map entry `index`, if any.
+    fn check_root_of(&mut self, index: usize, asids: usize, el2: usize) -> Result<(), Refusal> {
+        let first = self.tag(index);
+        if first == 0 {
+            return Ok(());
+        }
+        let entry = first & !1;
+        let mut w = [0u64; 8];
+        self.read(entry, &mut w)?;
+        if index < asids || index == el2 {
+            let world = if index == el2 { World::El2 } else { World::El1 };
+            let Ok(Some(c)) = Cd::from_words(legal::as_seen(w, world)).decode() else {
+                return Ok(());
+            };
+            let halves = [
+                (RootKind::Ttb0, &c.tt0, c.tg0),
+                (RootKind::Ttb1, &c.tt1, legal::tg1(&c)),
+            ];
+            for (kind, tt, tg) in halves {
+                if let Some((base, bytes)) = legal::s1_root(tt, tg, c.aa64) {
                     self.check_root(Root {
-                        kind: RootKind::S2ttb,
+                        kind,
                         base,
                         bytes,
                         entry,
                     })?;
                 }
+            }
+        } else {
+            let Ok(Some(c)) = Ste::from_words(w).decode() else {
+                return Ok(());
+            };
+            let root = c
+                .translation
+                .stage2()
+                .and_then(|s2| legal::s2_root(s2, &w, self.features));
+            if let Some((base, bytes)) = root {
+                self.check_root(Root {
+                    kind: RootKind::S2ttb,
+                    base,
+                    bytes,
+                    entry,
+                })?;
             }
         }
         Ok(())
@@ -804,6 +826,7 @@ pub fn scan(
         budget: CD_SCAN_BUDGET,
         asid_cache: [None; TAG_CACHE],
         vmid_cache: [None; TAG_CACHE],
+        s2_memo: None,
     };
     s.push(extent(
         StructureKind::StreamTable,
@@ -907,6 +930,7 @@ impl Revalidation {
             budget: self.budget,
             asid_cache: [None; TAG_CACHE],
             vmid_cache: [None; TAG_CACHE],
+            s2_memo: None,
         };
         let result = ste(&mut s, sid, 0, words);
         self.budget = s.budget;
@@ -934,6 +958,7 @@ pub(crate) fn decode_ste(
     sid: u32,
     words: [u64; 8],
     features: &Features,
+    memo: &mut S2Memo,
 ) -> Result<Option<SteConfig>, Refusal> {
     use ste::fields::{S1FMT, S1_CD_MAX, STRW};
     let mut words = words;
@@ -959,13 +984,24 @@ pub(crate) fn decode_ste(
         }
         Err(error) => return Err(Refusal::SteReserved { sid, error }),
     };
-    ste_legal(sid, &config, &words, features)?;
+    ste_legal(sid, &config, &words, features, memo)?;
     Ok(Some(config))
 }
 
+/// The last stage-2 configuration [`legal::stage2`] accepted, with the raw `S2SL0_2`/`S2DS`
+/// bits it also reads: most tables repeat a few stage-2 configurations, which are then not
+/// checked again (the rules depend on nothing else).
+pub(crate) type S2Memo = Option<(Stage2Ste, u64)>;
+
 /// The ILLEGAL cases of §5.2 that depend on the ID registers, for the fields `config` uses
 /// (the stage-2 walk geometry, formats and addresses in [`legal::stage2`]).
-fn ste_legal(sid: u32, config: &SteConfig, words: &[u64; 8], f: &Features) -> Result<(), Refusal> {
+fn ste_legal(
+    sid: u32,
+    config: &SteConfig,
+    words: &[u64; 8],
+    f: &Features,
+    memo: &mut S2Memo,
+) -> Result<(), Refusal> {
     let illegal = |rule: Illegal, value: u64| Err(Refusal::SteIllegal { sid, rule, value });
     let t = &config.translation;
     let kind = u64::from(t.kind().encode() as u8);
@@ -987,7 +1023,12 @@ fn ste_legal(sid: u32, config: &SteConfig, words: &[u64; 8], f: &Features) -> Re
         {
             return illegal(Illegal::SteS2s, u64::from(s2.stall));
         }
-        legal::stage2(s2, words, f).or_else(|(rule, value)| illegal(rule, value))?;
+        use ste::fields::{S2DS, S2SL0_2};
+        let raw = S2DS.get(words) << 1 | S2SL0_2.get(words);
+        if *memo != Some((*s2, raw)) {
+            legal::stage2(s2, words, f).or_else(|(rule, value)| illegal(rule, value))?;
+            *memo = Some((*s2, raw));
+        }
     }
     // EATS is IGNORED without ATS and for bypass (decoded as 0b00 there).
     if f.ats {
@@ -1010,7 +1051,7 @@ fn ste_legal(sid: u32, config: &SteConfig, words: &[u64; 8], f: &Features) -> Re
 
 fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refusal> {
     s.stats.stes_scanned += 1;
-    let Some(config) = decode_ste(sid, words, s.features)? else {
+    let Some(config) = decode_ste(sid, words, s.features, &mut s.s2_memo)? else {
         return Ok(());
     };
     s.stats.stes_valid += 1;
