@@ -454,9 +454,15 @@ impl Scan<'_> {
             vmid_identity(config),
             alias,
             |scan| &mut scan.vmid_cache,
-            |w| match Ste::from_words(*w).decode() {
-                Ok(Some(c)) => Some(vmid_identity(&c)),
-                _ => None,
+            |w| {
+                // Only stage-2 fields matter here: S1CDMax cleared, S1Fmt and S1DSS (which
+                // SSIDSIZE = 0 may leave IGNORED and reserved) are not read.
+                let mut w = *w;
+                ste::fields::S1_CD_MAX.set(&mut w, 0);
+                match Ste::from_words(w).decode() {
+                    Ok(Some(c)) => Some(vmid_identity(&c)),
+                    _ => None,
+                }
             },
         )
     }
@@ -705,7 +711,7 @@ impl Scan<'_> {
                 }
             }
         } else {
-            let Ok(Some(c)) = Ste::from_words(w).decode() else {
+            let Ok(Some(c)) = Ste::from_words(ste_as_used(w, self.features)).decode() else {
                 return Ok(());
             };
             let root = c
@@ -960,13 +966,8 @@ pub(crate) fn decode_ste(
     features: &Features,
     memo: &mut S2Memo,
 ) -> Result<Option<SteConfig>, Refusal> {
-    use ste::fields::{S1FMT, S1_CD_MAX, STRW};
-    let mut words = words;
-    if features.ssid_bits == 0 {
-        // §5.2 S1CDMax: IGNORED without substreams (SSIDSIZE = 0), so S1Fmt and S1DSS,
-        // which the decoder reads only when S1CDMax ≠ 0, are IGNORED too.
-        S1_CD_MAX.set(&mut words, 0);
-    }
+    use ste::fields::{S1FMT, STRW};
+    let words = ste_as_used(words, features);
     let config = match Ste::from_words(words).decode() {
         Ok(None) => return Ok(None),
         Ok(Some(config)) => config,
@@ -986,6 +987,15 @@ pub(crate) fn decode_ste(
     };
     ste_legal(sid, &config, &words, features, memo)?;
     Ok(Some(config))
+}
+
+/// §5.2 S1CDMax: IGNORED without substreams (SSIDSIZE = 0), so S1Fmt and S1DSS, which the
+/// decoder reads only when S1CDMax ≠ 0, are IGNORED too: the words with S1CDMax cleared.
+fn ste_as_used(mut words: [u64; 8], features: &Features) -> [u64; 8] {
+    if features.ssid_bits == 0 {
+        ste::fields::S1_CD_MAX.set(&mut words, 0);
+    }
+    words
 }
 
 /// The last stage-2 configuration [`legal::stage2`] accepted, with the raw `S2SL0_2`/`S2DS`

@@ -3277,3 +3277,19 @@ fn to_stage2(s: &mut RegisterSnapshot, ste: &mut [u64; 8]) {
     s.ids.idr[0] |= IDR0::S2P::SET.value;
     *ste = ste_words(Translation::Stage2(stage2()), 5);
 }
+
+// spec: K18, K21 — found by the `adopt` fuzz target: a nested STE whose S1Fmt is reserved
+// but IGNORED (SSIDSIZE = 0) was skipped by the root pass, so its S2TTB over the stream
+// table was adopted.
+#[test]
+fn fuzz_regression_ignored_s1fmt_does_not_hide_a_stage2_root() {
+    let input: &[u8] = &[
+        43, 43, 10, 105, 204, 102, 0, 0, 0, 0, 249, 54, 148, 182, 172, 104, 246, 254, 215, 236, 53,
+        34, 182, 172, 104, 246, 254, 236, 53, 34, 145, 107, 1, 254, 255, 255, 255, 70, 70, 70, 70,
+        70, 70, 70, 70, 70, 70, 70, 70, 14, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 0, 10, 93, 93, 219,
+        70, 70, 255, 207, 207, 207, 255, 255, 254, 207, 190, 96, 188, 14, 14, 188, 201, 224, 127,
+        181, 85, 81, 231, 255, 255, 255, 255, 255, 251, 230,
+    ];
+    let out = fuzzing::validate_image(input).unwrap();
+    assert!(out.verdict.is_err(), "{:?}", out.verdict);
+}
