@@ -331,8 +331,18 @@ impl Gen<'_> {
         }
     }
 
+    /// Whether the input is used up: every further choice reads 0, which makes an invalid
+    /// STE, CD or descriptor, all zero — what a region already holds. Generators stop there
+    /// rather than store zeros one by one (the fuzzer's speed).
+    fn exhausted(&self) -> bool {
+        self.b.pos >= self.b.data.len()
+    }
+
     fn stes(&mut self, region: u64, count: u64) {
         for i in 0..count {
+            if self.exhausted() {
+                break;
+            }
             for (j, word) in self.ste().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
             }
@@ -341,6 +351,9 @@ impl Gen<'_> {
 
     fn cds(&mut self, region: u64, count: u64) {
         for i in 0..count {
+            if self.exhausted() {
+                break;
+            }
             for (j, word) in self.cd().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
             }
@@ -600,6 +613,9 @@ impl Case {
             let bytes = (entries * 8).min(MAX_TABLE_BYTES);
             let region = g.image.add(table_pa, bytes);
             for i in 0..bytes / 8 {
+                if g.exhausted() {
+                    break;
+                }
                 let d = g.l1std();
                 g.image.put(region, i * 8, d);
             }
@@ -630,6 +646,9 @@ impl Case {
                 Some(leaf_log2) if cd_max != 0 => {
                     let entries = (1u64 << cd_max.saturating_sub(leaf_log2)).min(512);
                     for i in 0..entries {
+                        if g.exhausted() {
+                            break;
+                        }
                         let d = g.l1cd();
                         g.image.put(region, i * 8, d);
                     }
@@ -1048,12 +1067,20 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
             !containing.is_empty(),
             "read {pa:#x}+{len:#x} lies outside every range the registers and descriptors describe"
         );
-        if image.find(pa, len).is_none() {
-            continue; // a failed read: nothing was learnt from it
+        // The words read, fetched once (a failed read taught nothing).
+        let mut words = [0u64; READ_CHUNK_WORDS];
+        let Some(words) = words.get_mut(..(len / 8) as usize) else {
+            continue;
+        };
+        if image.find(pa, len).is_none() || image.read_words(pa, words).is_err() {
+            continue;
         }
         for (region, _, kind) in containing {
-            for a in (pa..pa + len).step_by(8) {
-                let w = image.read_u64(a).unwrap();
+            for (a, &w) in (pa..pa + len).step_by(8).zip(words.iter()) {
+                // A zero word describes nothing (Span 0, V = 0).
+                if w == 0 {
+                    continue;
+                }
                 let child = match kind {
                     Kind::L1Std => {
                         let span = w & 0x1f;

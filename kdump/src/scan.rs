@@ -73,8 +73,10 @@
 //! buffer on the stack. What must be remembered across the walk lives in the caller's
 //! scratch area of [`scratch_slots`] [`ScratchSlot`]s (16 bytes each), a number fixed by the
 //! ID registers and the table geometry before the walk starts (SPEC K15):
-//! - a first-user map per tag: one 8-byte entry per possible ASID and per possible VMID
-//!   (2 × 2^16 × 8 = 1 MiB on an SMMU with 16-bit tags, 4 KiB with 8-bit tags);
+//! - a first-user map per tag: one 8-byte entry per possible ASID and per possible VMID,
+//!   and one for the NS-EL2 regime (2 × 2^16 × 8 = 1 MiB on an SMMU with 16-bit tags, 4 KiB
+//!   with 8-bit tags). It is never zeroed as a whole: a bitmap on the stack marks the
+//!   blocks of 64 entries the scan cleared and wrote, so the cost follows the tags in use;
 //! - a list of structures: one slot for the stream table, one per level-1 descriptor and
 //!   [`MAX_CD_STRUCTURES`] for CD tables and leaves. It is sorted in place once after each
 //!   pass (and whenever it fills, merging duplicate CD tables); a neighbour check on the
@@ -387,7 +389,15 @@ struct Scan<'a> {
     asid_cache: TagCache<CdConfig>,
     vmid_cache: TagCache<Option<Stage2Ste>>,
     s2_memo: S2Memo,
+    /// One bit per [`TAG_BLOCK`] entries of `tags`: set once the block was cleared and
+    /// written; an untouched block reads as zero.
+    touched: [u64; TOUCHED_WORDS],
 }
+
+/// Tag map entries per block (32 slots, 512 bytes).
+const TAG_BLOCK: usize = 64;
+/// Bitmap words for the largest tag map (2^16 ASIDs, 2^16 VMIDs, the NS-EL2 tag).
+const TOUCHED_WORDS: usize = ((1usize << 17) + 1).div_ceil(TAG_BLOCK).div_ceil(64);
 
 /// Entries of each tag cache (on the stack: 16 CD and 16 stage-2 configurations, ~2.5 KiB).
 const TAG_CACHE: usize = 16;
@@ -409,13 +419,37 @@ impl Scan<'_> {
         (self.sink)(found)
     }
 
+    /// Whether block `b` of the tag map holds what the scan wrote (else it reads as zero).
+    fn touched(&self, b: usize) -> bool {
+        self.touched
+            .get(b / 64)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+
     fn tag(&self, index: usize) -> u64 {
+        if !self.touched(index / TAG_BLOCK) {
+            return 0;
+        }
         self.tags
             .get(index / 2)
             .map_or(0, |s| if index.is_multiple_of(2) { s[0] } else { s[1] })
     }
 
     fn set_tag(&mut self, index: usize, value: u64) {
+        let b = index / TAG_BLOCK;
+        if !self.touched(b) {
+            // First write to this block: clear it, then it is the scan's.
+            let slots = TAG_BLOCK / 2;
+            if let Some(block) = self.tags.get_mut(b * slots..) {
+                let n = block.len().min(slots);
+                if let Some(block) = block.get_mut(..n) {
+                    zerocopy::FromZeros::zero(block);
+                }
+            }
+            if let Some(w) = self.touched.get_mut(b / 64) {
+                *w |= 1 << (b % 64);
+            }
+        }
         if let Some(s) = self.tags.get_mut(index / 2) {
             if index.is_multiple_of(2) {
                 s[0] = value;
@@ -661,22 +695,19 @@ impl Scan<'_> {
     fn check_roots(&mut self) -> Result<(), Refusal> {
         let asids = 1usize << self.features.asid_bits();
         let el2 = el2_tag_index(self.features);
-        // Blocks of 64 slots that are all zero (most of a 16-bit map) are skipped with one
-        // OR-reduction each: the sweep costs a read of the map, like its zeroing.
-        const BLOCK: usize = 64;
-        let blocks = self.tags.len().div_ceil(BLOCK);
-        for block in 0..blocks {
-            let used = self.tags.get(block * BLOCK..).map_or(0, |rest| {
-                rest.iter().take(BLOCK).fold(0, |a, s| a | s[0] | s[1])
-            });
-            if used == 0 {
-                continue;
-            }
-            for index in block * BLOCK * 2..(block + 1) * BLOCK * 2 {
-                if index > el2 {
-                    break;
+        // Only the blocks the scan wrote: the work follows the tags in use.
+        let touched = self.touched;
+        for (wi, &word) in touched.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let b = wi * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                for index in b * TAG_BLOCK..(b + 1) * TAG_BLOCK {
+                    if index > el2 {
+                        break;
+                    }
+                    self.check_root_of(index, asids, el2)?;
                 }
-                self.check_root_of(index, asids, el2)?;
             }
         }
         Ok(())
@@ -811,9 +842,9 @@ pub fn scan(
             given: scratch.len() as u64,
         });
     }
+    // The tag map is not zeroed: a block of it is cleared when first written, and `touched`
+    // says which (the work follows the tags in use, not the 2^17 entries).
     let (tags, rest) = scratch.split_at_mut(tag_slots(features));
-    // One bulk zeroing (a memset), not a loop over 2^16 slots.
-    zerocopy::FromZeros::zero(tags);
     let list = rest.get_mut(..extent_slots(geometry)).unwrap_or(&mut []);
     let mut s = Scan {
         features,
@@ -833,6 +864,7 @@ pub fn scan(
         asid_cache: [None; TAG_CACHE],
         vmid_cache: [None; TAG_CACHE],
         s2_memo: None,
+        touched: [0; TOUCHED_WORDS],
     };
     s.push(extent(
         StructureKind::StreamTable,
@@ -937,6 +969,7 @@ impl Revalidation {
             asid_cache: [None; TAG_CACHE],
             vmid_cache: [None; TAG_CACHE],
             s2_memo: None,
+            touched: [0; TOUCHED_WORDS],
         };
         let result = ste(&mut s, sid, 0, words);
         self.budget = s.budget;
