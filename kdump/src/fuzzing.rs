@@ -509,8 +509,12 @@ impl Case {
             4..=6 => 1,
             _ => 2 + u32::from(flags >> 7),
         };
+        // Mostly small linear tables (at most 64 STEs), now and then up to 1024: every STE
+        // the registers describe is walked, and a fuzzer's time is its exec rate.
         let mut log2size = if two_level {
             8 + u32::from(size % 10)
+        } else if size < 192 {
+            u32::from(size % 7)
         } else {
             u32::from(size % 11)
         };
