@@ -128,7 +128,7 @@ mod tests;
 
 pub use adopt::{
     boot, full_reset, AdoptOptions, Booted, CrashStreamTable, HalMemory, Verdict, ADOPT,
-    RESET_ABORT, RESET_BYPASS,
+    CRASH_CMDQ_LOG2, RESET_ABORT, RESET_BYPASS,
 };
 pub use reason::{all_codes, Illegal, Refusal, Root, RootKind, Structure, StructureKind};
 pub use scan::{
