@@ -1094,6 +1094,10 @@ fn ste_legal(
 
 fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refusal> {
     s.stats.stes_scanned += 1;
+    // Most STEs of a large table are invalid: nothing else of them is read (§5.2 V).
+    if !ste::fields::V.flag(&words) {
+        return Ok(());
+    }
     let Some(config) = decode_ste(sid, words, s.features, &mut s.s2_memo)? else {
         return Ok(());
     };
