@@ -158,7 +158,12 @@ fn registers(d: &mut Dump, cfg: u32, base: u64) {
         .reg("SMMU_IDR2", 0)
         .reg("IDR3", 0)
         .reg("IDR4", 0)
-        .reg("IDR5", IDR5::OAS.val(0b101).value) // 48 bits
+        // 48 bits, the three granules (§6.3.6): S2TG/TG0 must name one the SMMU has.
+        .reg(
+            "IDR5",
+            (IDR5::OAS.val(0b101) + IDR5::GRAN4K::SET + IDR5::GRAN16K::SET + IDR5::GRAN64K::SET)
+                .value,
+        )
         .reg("IIDR", 0x43b)
         .reg("CR0", 0b1101)
         .reg("CR1", 0)

@@ -296,7 +296,16 @@ pub struct AdoptOptions {
     /// [`GbpaPolicy::AcceptIgnoredWhileDisabled`](smmu::GbpaPolicy::AcceptIgnoredWhileDisabled)
     /// in `config`; [`RESET_BYPASS`] only to measure what bypass costs.
     pub fallback: ResetPlan,
+    /// SPEC K23: log2 of the crash kernel's command-queue entries, whatever `config` asks
+    /// ([`CRASH_CMDQ_LOG2`] by default: 256 × 16 bytes, one 4 KiB page). The knob for a
+    /// platform that wants more; a kernel that is not a crash kernel gets `config`'s.
+    pub crash_cmdq_log2: u32,
 }
+
+/// SPEC K23: the crash kernel's command queue by default: 2^8 16-byte commands, one 4 KiB
+/// page. A hardware-maximum queue (`IDR1.CMDQS` up to 2^19 entries, 8 MiB) would come out
+/// of the few tens of MB a crash kernel has; Linux makes the same choice for kdump kernels.
+pub const CRASH_CMDQ_LOG2: u32 = 8;
 
 impl AdoptOptions {
     /// The driver settings of this kernel on `platform`, whichever way the SMMU comes up
@@ -305,7 +314,9 @@ impl AdoptOptions {
     ///   stay off for its whole life (SPEC K8); a kernel that is not a crash kernel gets
     ///   `config` as asked;
     /// - whether the SMMU is coherent is the platform's answer, not `IDR0.COHACC` (SPEC K17):
-    ///   a platform that says non-coherent gets cache maintenance on every structure write.
+    ///   a platform that says non-coherent gets cache maintenance on every structure write;
+    /// - a crash kernel's command queue is [`AdoptOptions::crash_cmdq_log2`] entries, one
+    ///   page unless raised (SPEC K23).
     pub fn crash_config(&self, platform: &AdoptPlatform) -> SmmuConfig {
         let mut config = SmmuConfig {
             coherent: Some(platform.coherent),
@@ -314,6 +325,7 @@ impl AdoptOptions {
         if platform.crash_kernel {
             config.evtq_log2 = None;
             config.priq_log2 = None;
+            config.cmdq_log2 = self.crash_cmdq_log2;
         }
         config
     }
@@ -326,6 +338,7 @@ impl Default for AdoptOptions {
             check_ram: true,
             config: SmmuConfig::default(),
             fallback: RESET_ABORT,
+            crash_cmdq_log2: CRASH_CMDQ_LOG2,
         }
     }
 }
@@ -793,6 +806,41 @@ mod tests {
         let c = options.crash_config(&normal);
         assert_eq!((c.evtq_log2, c.priq_log2), (Some(8), Some(8)));
         assert_eq!(c.coherent, Some(true));
+    }
+
+    // spec: K23 — the crash kernel's command queue is one page unless the knob raises it,
+    // whatever the driver configuration asks; other kernels get what they ask.
+    #[test]
+    fn k23_the_crash_kernels_command_queue_is_one_page_by_default() {
+        let big = AdoptOptions {
+            config: SmmuConfig {
+                cmdq_log2: 19,
+                ..SmmuConfig::default()
+            },
+            ..AdoptOptions::default()
+        };
+        let crash = AdoptPlatform {
+            crash_kernel: true,
+            coherent: true,
+            ..AdoptPlatform::default()
+        };
+        let c = big.crash_config(&crash);
+        assert_eq!(c.cmdq_log2, CRASH_CMDQ_LOG2);
+        assert_eq!(
+            (1usize << c.cmdq_log2) * 16,
+            4096,
+            "one 4 KiB page of commands"
+        );
+        let raised = AdoptOptions {
+            crash_cmdq_log2: 12,
+            ..big
+        };
+        assert_eq!(raised.crash_config(&crash).cmdq_log2, 12);
+        let normal = AdoptPlatform {
+            crash_kernel: false,
+            ..crash
+        };
+        assert_eq!(big.crash_config(&normal).cmdq_log2, 19);
     }
 
     // spec: K8

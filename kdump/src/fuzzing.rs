@@ -193,19 +193,51 @@ impl Gen<'_> {
             0..=3 => {}
             4 => w[0] = 1,
             5 => w[0] = 1 | 0b100 << 1,
-            6 | 7 => w[0] = self.stage1(0b101),
+            6 | 7 => {
+                w[0] = self.stage1(0b101);
+                // STRW (§5.2, bits [95:94]): EL1, or EL2 now and then.
+                if self.b.u8() % 4 == 3 {
+                    w[1] = 0b10 << 30;
+                }
+            }
             8 => {
                 w[0] = 1 | 0b110 << 1;
-                w[2] = self.vmid();
+                w[2] = self.vmid() | self.vtcr();
+                w[3] = self.s2ttb();
             }
             9 => {
                 w[0] = self.stage1(0b111);
-                w[2] = self.vmid();
+                w[2] = self.vmid() | self.vtcr();
+                w[3] = self.s2ttb();
             }
             10 => w = core::array::from_fn(|_| self.b.u64()),
             _ => w[0] = 1 | u64::from(1 + self.b.u8() % 3) << 1,
         }
         w
+    }
+
+    /// STE word 2 bits [51:32] (§5.2): S2T0SZ, S2SL0, S2TG, S2PS, S2AA64 — a legal 4KB
+    /// walk (40-bit IPA from level 1, two concatenated tables, DDI 0487 Table D8-22) with a
+    /// 48-bit S2PS, occasionally bent.
+    fn vtcr(&mut self) -> u64 {
+        let legal = 24 << 32 | 1 << 38 | 0b101 << 48 | 1 << 51;
+        match self.b.u8() % 16 {
+            0 => u64::from(self.b.u32() & 0xf_ffff) << 32,
+            1 => legal ^ 1 << (32 + self.b.u8() % 20),
+            _ => legal,
+        }
+    }
+
+    /// STE word 3 (§5.2 S2TTB): an 8 KiB-aligned table far from every structure, or
+    /// occasionally one of the structures.
+    fn s2ttb(&mut self) -> u64 {
+        match self.b.u8() % 16 {
+            0 => ST_BASE,
+            1 => L2_BASE,
+            2 => CD_BASE,
+            3 => self.b.u64() & PTR_55_6 & !0xf,
+            _ => 0x9000_0000,
+        }
     }
 
     fn vmid(&mut self) -> u64 {
@@ -262,8 +294,25 @@ impl Gen<'_> {
                     _ => u64::from(self.b.u16()),
                 };
                 // V, EPD0 and EPD1 (so the granule fields are IGNORED), AArch64 tables
-                // (the only format the generated SMMUs support), ASID.
-                w[0] = 1 << 31 | 1 << 30 | 1 << 14 | 1 << 41 | asid << 48;
+                // (the only format the generated SMMUs support), A (TERM_MODEL), ASID.
+                w[0] = 1 << 31 | 1 << 30 | 1 << 14 | 1 << 41 | 1 << 46 | asid << 48;
+                match self.b.u8() % 8 {
+                    // A live TTB0 half: T0SZ 25, 4KB, IPS 48 bits, a table apart.
+                    1..=3 => {
+                        w[0] = (w[0] & !(1 << 14)) | 0x19 | 0b101 << 32; // T0SZ 25
+                        w[1] = 0xa000_0000;
+                    }
+                    // The same over a structure (K18), or any half at all.
+                    4 => {
+                        w[0] = (w[0] & !(1 << 14)) | 0x19 | 0b101 << 32; // T0SZ 25
+                        w[1] = CD_BASE;
+                    }
+                    5 => {
+                        w[0] = (w[0] & !0xffff) | u64::from(self.b.u16());
+                        w[1] = self.b.u64();
+                    }
+                    _ => {}
+                }
             }
             _ => w = core::array::from_fn(|_| self.b.u64()),
         }
@@ -282,8 +331,18 @@ impl Gen<'_> {
         }
     }
 
+    /// Whether the input is used up: every further choice reads 0, which makes an invalid
+    /// STE, CD or descriptor, all zero — what a region already holds. Generators stop there
+    /// rather than store zeros one by one (the fuzzer's speed).
+    fn exhausted(&self) -> bool {
+        self.b.pos >= self.b.data.len()
+    }
+
     fn stes(&mut self, region: u64, count: u64) {
         for i in 0..count {
+            if self.exhausted() {
+                break;
+            }
             for (j, word) in self.ste().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
             }
@@ -292,6 +351,9 @@ impl Gen<'_> {
 
     fn cds(&mut self, region: u64, count: u64) {
         for i in 0..count {
+            if self.exhausted() {
+                break;
+            }
             for (j, word) in self.cd().into_iter().enumerate() {
                 self.image.put(region, i * 64 + j as u64 * 8, word);
             }
@@ -299,8 +361,121 @@ impl Gen<'_> {
     }
 }
 
+/// The first byte of an input that carries registers and memory as they are (a real table,
+/// for the seed corpus) instead of a generator's choices: see [`raw_input`].
+pub const RAW_IMAGE: u8 = 0xff;
+
+/// At most this many regions, each of at most `RAW_MAX_WORDS` words, in a raw input.
+const RAW_MAX_REGIONS: usize = 64;
+const RAW_MAX_WORDS: u64 = 1 << 14;
+
+/// Encodes registers, a platform and memory regions `(base, words)` as one `adopt` input
+/// ([`RAW_IMAGE`] mode): the seed corpus's way of giving the fuzzer real tables (Linux's,
+/// the scenarios', one per refusal reason). The inverse of what [`validate_image`] reads.
+pub fn raw_input(
+    snap: &RegisterSnapshot,
+    platform: &AdoptPlatform,
+    regions: &[(u64, Vec<u64>)],
+) -> Vec<u8> {
+    let mut v = std::vec![RAW_IMAGE];
+    let expect = match platform.expect_e2h {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    };
+    v.push(
+        u8::from(platform.crash_kernel)
+            | u8::from(platform.coherent) << 1
+            | u8::from(platform.cache_maintenance) << 2
+            | expect << 3,
+    );
+    for r in snap.ids.idr {
+        v.extend(r.to_le_bytes());
+    }
+    for r in [snap.ids.aidr, snap.cr0, snap.cr2, snap.gerror, snap.gerrorn] {
+        v.extend(r.to_le_bytes());
+    }
+    v.extend(snap.strtab_base.to_le_bytes());
+    v.extend(snap.strtab_base_cfg.to_le_bytes());
+    for (base, words) in regions.iter().take(RAW_MAX_REGIONS) {
+        let n = words.len().min(RAW_MAX_WORDS as usize);
+        v.extend(base.to_le_bytes());
+        v.extend((n as u16).to_le_bytes());
+        for w in words.iter().take(n) {
+            v.extend(w.to_le_bytes());
+        }
+    }
+    v
+}
+
 impl Case {
+    /// A [`RAW_IMAGE`] input: registers, platform and regions as [`raw_input`] wrote them.
+    fn raw(data: &[u8]) -> Case {
+        let mut b = Bytes { data, pos: 1 };
+        let p = b.u8();
+        let mut idr = [0u32; 6];
+        for r in &mut idr {
+            *r = b.u32();
+        }
+        let [aidr, cr0, cr2, gerror, gerrorn] = core::array::from_fn(|_| b.u32());
+        let strtab_base = b.u64();
+        let strtab_base_cfg = b.u32();
+        let snap = RegisterSnapshot {
+            ids: IdRegs { idr, iidr: 0, aidr },
+            cr0,
+            cr1: 0,
+            cr2,
+            gbpa: 0,
+            gerror,
+            gerrorn,
+            strtab_base,
+            strtab_base_cfg,
+        };
+        let mut image = Image::default();
+        let mut placed: Vec<(u64, u64)> = Vec::new();
+        for _ in 0..RAW_MAX_REGIONS {
+            if b.pos >= data.len() {
+                break;
+            }
+            let base = b.u64() & !7;
+            let n = u64::from(b.u16()) % (RAW_MAX_WORDS + 1);
+            let end = base.checked_add(n * 8);
+            // Regions never overlap: one address, one content. A region skipped is still
+            // consumed.
+            let Some(end) =
+                end.filter(|&e| n != 0 && !placed.iter().any(|&(b0, e0)| base < e0 && b0 < e))
+            else {
+                b.pos = b.pos.saturating_add(n as usize * 8);
+                continue;
+            };
+            placed.push((base, end));
+            image.region(base, n * 8);
+            for i in 0..n {
+                image.store(base + i * 8, b.u64());
+            }
+        }
+        Case {
+            snap,
+            platform: AdoptPlatform {
+                crash_kernel: p & 1 != 0,
+                coherent: p & 2 != 0,
+                cache_maintenance: p & 4 != 0,
+                expect_e2h: match (p >> 3) & 3 {
+                    1 => Some(false),
+                    2 => Some(true),
+                    _ => None,
+                },
+            },
+            ram: Ram::Any,
+            sink_fails_at: None,
+            image,
+        }
+    }
+
     fn build(data: &[u8]) -> Case {
+        if data.first() == Some(&RAW_IMAGE) {
+            return Case::raw(data);
+        }
         let mut g = Gen {
             b: Bytes { data, pos: 0 },
             image: Image::default(),
@@ -321,6 +496,12 @@ impl Case {
         let e2h_sel = g.b.u8();
         let gerr_sel = g.b.u16();
         let sink_sel = g.b.u8();
+        // The high bits of the error byte pair pick the rest of the SMMU: IDR3.STT,
+        // AIDR.ArchMinorRev, AArch32 tables, IDR0.TERM_MODEL.
+        let stt = gerr_sel & 1 << 11 != 0;
+        let arch_minor = u32::from(gerr_sel >> 12) & 3;
+        let aarch32 = gerr_sel & 1 << 14 != 0;
+        let term_model = gerr_sel & 1 << 15 != 0;
 
         let two_level = (4..=6).contains(&table);
         let fmt: u32 = match table {
@@ -328,8 +509,12 @@ impl Case {
             4..=6 => 1,
             _ => 2 + u32::from(flags >> 7),
         };
+        // Mostly small linear tables (at most 64 STEs), now and then up to 1024: every STE
+        // the registers describe is walked, and a fuzzer's time is its exec rate.
         let mut log2size = if two_level {
             8 + u32::from(size % 10)
+        } else if size < 192 {
+            u32::from(size % 7)
         } else {
             u32::from(size % 11)
         };
@@ -353,7 +538,8 @@ impl Case {
             u32::from(oas_sel % 8)
         };
         let idr0 = 0b11 // S1P, S2P
-            | 0b10 << 2 // AArch64 tables
+            | (0b10 | u32::from(aarch32)) << 2 // AArch64 (and AArch32) tables
+            | u32::from(term_model) << 26 // TERM_MODEL
             | 1 << 4 // COHACC
             | u32::from(flags & 0x10 != 0) << 9 // Hyp
             | u32::from(flags & 0x04 != 0) << 12 // ASID16
@@ -373,9 +559,10 @@ impl Case {
         }
         let mut snap = RegisterSnapshot {
             ids: IdRegs {
-                idr: [idr0, idr1, 0, 0, 0, oas],
+                // IDR5: OAS and the three granules.
+                idr: [idr0, idr1, 0, u32::from(stt) << 9, 0, oas | 0b111 << 4],
                 iidr: 0,
-                aidr: 0,
+                aidr: arch_minor,
             },
             cr0: if fault == 2 { 0b1000 } else { 0b1001 },
             cr1: 0,
@@ -430,6 +617,9 @@ impl Case {
             let bytes = (entries * 8).min(MAX_TABLE_BYTES);
             let region = g.image.add(table_pa, bytes);
             for i in 0..bytes / 8 {
+                if g.exhausted() {
+                    break;
+                }
                 let d = g.l1std();
                 g.image.put(region, i * 8, d);
             }
@@ -460,6 +650,9 @@ impl Case {
                 Some(leaf_log2) if cd_max != 0 => {
                     let entries = (1u64 << cd_max.saturating_sub(leaf_log2)).min(512);
                     for i in 0..entries {
+                        if g.exhausted() {
+                            break;
+                        }
                         let d = g.l1cd();
                         g.image.put(region, i * 8, d);
                     }
@@ -538,36 +731,49 @@ impl Case {
         let vmids = IdAllocator::new(features.vmid_bits());
         let mut found = Vec::new();
         let mut injected = None;
-        let mut scratch =
-            std::vec![crate::ScratchSlot::default(); crate::scratch_slots(&geometry, &features)];
-        let verdict = scan(&geometry, &features, &recorder, &mut scratch, &mut |f| {
-            found.push(f);
-            let refusal = match f {
-                Found::Asid { sid, ssid, asid } => {
-                    let r = Refusal::AsidConflict { sid, ssid, asid };
-                    if asids.is_reserved(asid) {
-                        return Ok(());
+        // One scratch area per thread, grown to the largest input seen and sliced to what
+        // this one needs: no allocation nor page-zeroing per input (the scan initialises what
+        // it uses, SPEC K15).
+        let needed = crate::scratch_slots(&geometry, &features);
+        let mut scratch = SCRATCH.take();
+        if scratch.len() < needed {
+            scratch.resize(needed, crate::ScratchSlot::default());
+        }
+        let verdict = scan(
+            &geometry,
+            &features,
+            &recorder,
+            &mut scratch[..needed],
+            &mut |f| {
+                found.push(f);
+                let refusal = match f {
+                    Found::Asid { sid, ssid, asid } => {
+                        let r = Refusal::AsidConflict { sid, ssid, asid };
+                        if asids.is_reserved(asid) {
+                            return Ok(());
+                        }
+                        asids.reserve(asid).map_err(|_| r)?;
+                        r
                     }
-                    asids.reserve(asid).map_err(|_| r)?;
-                    r
-                }
-                Found::Vmid { sid, vmid } => {
-                    let r = Refusal::VmidConflict { sid, vmid };
-                    if vmids.is_reserved(vmid) {
-                        return Ok(());
+                    Found::Vmid { sid, vmid } => {
+                        let r = Refusal::VmidConflict { sid, vmid };
+                        if vmids.is_reserved(vmid) {
+                            return Ok(());
+                        }
+                        vmids.reserve(vmid).map_err(|_| r)?;
+                        r
                     }
-                    vmids.reserve(vmid).map_err(|_| r)?;
-                    r
+                    Found::Deferred { sid } => Refusal::VmidConflict { sid, vmid: 0 },
+                };
+                if Some(found.len() - 1) == self.sink_fails_at {
+                    injected = Some(refusal);
+                    return Err(refusal);
                 }
-                Found::Deferred { sid } => Refusal::VmidConflict { sid, vmid: 0 },
-            };
-            if Some(found.len() - 1) == self.sink_fails_at {
-                injected = Some(refusal);
-                return Err(refusal);
-            }
-            Ok(())
-        });
+                Ok(())
+            },
+        );
 
+        SCRATCH.set(scratch);
         let reads = recorder.reads.into_inner();
         check_reads(&self.snap, image, &reads);
         match verdict {
@@ -588,6 +794,11 @@ impl Case {
             found: found.len(),
         }
     }
+}
+
+std::thread_local! {
+    /// The scan's scratch area, reused across inputs (see [`Case::run`]).
+    static SCRATCH: core::cell::Cell<Vec<crate::ScratchSlot>> = const { core::cell::Cell::new(Vec::new()) };
 }
 
 /// The crashed kernel's memory as a HAL: `map_phys` points into the image (each region
@@ -860,12 +1071,20 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
             !containing.is_empty(),
             "read {pa:#x}+{len:#x} lies outside every range the registers and descriptors describe"
         );
-        if image.find(pa, len).is_none() {
-            continue; // a failed read: nothing was learnt from it
+        // The words read, fetched once (a failed read taught nothing).
+        let mut words = [0u64; READ_CHUNK_WORDS];
+        let Some(words) = words.get_mut(..(len / 8) as usize) else {
+            continue;
+        };
+        if image.find(pa, len).is_none() || image.read_words(pa, words).is_err() {
+            continue;
         }
         for (region, _, kind) in containing {
-            for a in (pa..pa + len).step_by(8) {
-                let w = image.read_u64(a).unwrap();
+            for (a, &w) in (pa..pa + len).step_by(8).zip(words.iter()) {
+                // A zero word describes nothing (Span 0, V = 0).
+                if w == 0 {
+                    continue;
+                }
                 let child = match kind {
                     Kind::L1Std => {
                         let span = w & 0x1f;
@@ -897,7 +1116,7 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
 /// reports are exactly the tags and deferred StreamIDs the tables hold. Any difference is a
 /// crash.
 fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanStats) {
-    let [idr0, idr1, _, _, _, idr5] = s.ids.idr;
+    let [idr0, idr1, _, idr3, _, idr5] = s.ids.idr;
     let oas = oas_bits(idr5);
     let cfg = s.strtab_base_cfg;
     let log2 = cfg & 0x3f;
@@ -914,6 +1133,12 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
         cd2l: idr0 & 1 << 19 != 0,
         s2p: idr0 & 0b10 != 0,
         oas,
+        idr0,
+        idr1,
+        idr3,
+        idr5,
+        v3_0: s.ids.aidr & 0xff == 0,
+        e2h: s.cr2 & 1 == 1,
     };
     let mut o = Oracle::default();
     if (cfg >> 16) & 3 == 1 {
@@ -947,11 +1172,12 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
         }
     }
     // Pass 2 as the harness sees it: each distinct CD table once, for its lowest StreamID.
-    let tables: Vec<((u64, u64, u64), u32)> = o.cd_tables.iter().map(|(k, v)| (*k, *v)).collect();
-    for ((ptr, fmt, cd_max), sid) in tables {
-        ctx.cd_table(&rd, sid, ptr, fmt, cd_max, &mut o);
+    let tables: Vec<(CdTableKey, u32)> = o.cd_tables.iter().map(|(k, v)| (*k, *v)).collect();
+    for ((ptr, fmt, cd_max, el2, stalld), sid) in tables {
+        ctx.cd_table(&rd, sid, ptr, (fmt, cd_max), (el2, stalld), &mut o);
     }
     o.check_disjoint();
+    o.check_roots();
     o.check_aliases(&rd);
     let key = |f: &Found| match *f {
         Found::Vmid { sid, vmid } => (0, sid, 0, vmid),
@@ -981,11 +1207,19 @@ struct Oracle {
     expected: Vec<Found>,
     /// Every structure: (first byte, last byte, kind, owner).
     structures: Vec<(u64, u64, &'static str, u64)>,
-    /// Distinct CD tables (pointer, S1Fmt, effective S1CDMax) → lowest StreamID.
-    cd_tables: BTreeMap<(u64, u64, u64), u32>,
-    /// Each use of a tag: (is VMID, tag) → the address of the entry and its cacheable bits.
-    uses: BTreeMap<(bool, u16), Vec<TagUse>>,
+    /// Distinct CD tables (pointer, S1Fmt, effective S1CDMax, NS-EL2, S1STALLD) → lowest
+    /// StreamID.
+    cd_tables: BTreeMap<CdTableKey, u32>,
+    /// Each use of a tag: (0 ASID, 1 VMID, 2 the NS-EL2 regime, tag) → the address of the
+    /// entry and its cacheable bits.
+    uses: BTreeMap<(u8, u16), Vec<TagUse>>,
+    /// K18: every live translation table's start level: (first byte, last byte, entry).
+    roots: Vec<(u64, u64, u64)>,
 }
+
+/// A CD table as the STEs that share it see it: pointer, S1Fmt, S1CDMax, whether their
+/// StreamWorld is NS-EL2, S1STALLD.
+type CdTableKey = (u64, u64, u64, bool, bool);
 
 impl Oracle {
     fn structure(&mut self, base: u64, bytes: u64, kind: &'static str, owner: u64) {
@@ -1020,9 +1254,22 @@ impl Oracle {
         }
     }
 
+    /// K18: no start-level table of a live regime shares a byte with a structure.
+    fn check_roots(&self) {
+        for &(first, last, entry) in &self.roots {
+            for &(b, e, kind, owner) in &self.structures {
+                assert!(
+                    last < b || first > e,
+                    "K18: the start table {first:#x}..={last:#x} of the entry at {entry:#x} \
+                     overlaps {kind} {b:#x}..={e:#x} (owner {owner:#x}) but the table was adopted"
+                );
+            }
+        }
+    }
+
     /// K19: every use of a tag has the same cacheable configuration.
     fn check_aliases(&self, _rd: &dyn Fn(u64) -> u64) {
-        for ((is_vmid, tag), uses) in &self.uses {
+        for ((kind, tag), uses) in &self.uses {
             let first = uses[0];
             for u in uses {
                 assert_eq!(
@@ -1030,7 +1277,7 @@ impl Oracle {
                     first.1,
                     "K19: {} {tag:#x} names different configurations at {:#x} and {:#x} but \
                      the table was adopted",
-                    if *is_vmid { "VMID" } else { "ASID" },
+                    ["ASID", "VMID", "NS-EL2 tag"][usize::from(*kind)],
                     first.0,
                     u.0
                 );
@@ -1046,6 +1293,48 @@ struct Rules {
     cd2l: bool,
     s2p: bool,
     oas: u32,
+    idr0: u32,
+    idr1: u32,
+    idr3: u32,
+    idr5: u32,
+    /// `AIDR`: SMMUv3.0, where out-of-range sizes are CONSTRAINED UNPREDICTABLE.
+    v3_0: bool,
+    e2h: bool,
+}
+
+/// `bits` of `x`, `[hi:lo]`.
+const fn field(x: u64, hi: u32, lo: u32) -> u64 {
+    (x >> lo) & (u64::MAX >> (63 - (hi - lo)))
+}
+
+/// DDI 0487 D8.2 (Tables D8-19..41): the start level of a stage-2 walk from the granule
+/// (S2TG encoding) and {SL2, SL0}, or `None` for a reserved encoding.
+fn s2_level(tg: u64, sl2: bool, sl0: u64) -> Option<i32> {
+    Some(match (tg, sl2, sl0) {
+        (0b00, true, 0) => -1,
+        (0b00, true, _) => return None,
+        (0b00, false, 0) => 2,
+        (0b00, false, 1) => 1,
+        (0b00, false, 2) => 0,
+        (0b00, false, _) => 3,
+        (0b10, _, 0) => 3,
+        (0b10, _, 1) => 2,
+        (0b10, _, 2) => 1,
+        (0b10, _, _) => 0,
+        (0b01, _, 0) => 3,
+        (0b01, _, 1) => 2,
+        (0b01, _, 2) => 1,
+        _ => return None,
+    })
+}
+
+/// log2 of a granule in the S2TG/TG0 encoding (0b00 4KB, 0b01 64KB, 0b10 16KB).
+const fn granule_log2(tg: u64) -> u32 {
+    match tg {
+        0b00 => 12,
+        0b01 => 16,
+        _ => 14,
+    }
 }
 
 /// The identity a stage-1-only STE gives its VMID: "no stage 2" (K19).
@@ -1092,6 +1381,125 @@ fn cd_identity(w: [u64; 8]) -> [u64; 8] {
 }
 
 impl Rules {
+    fn granule_ok(&self, tg: u64) -> bool {
+        match tg {
+            0b00 => self.idr5 & 1 << 4 != 0,
+            0b10 => self.idr5 & 1 << 5 != 0,
+            0b01 => self.idr5 & 1 << 6 != 0,
+            _ => false,
+        }
+    }
+
+    fn endianness_ok(&self, big: bool) -> bool {
+        match (self.idr0 >> 21) & 3 {
+            0b10 => !big,
+            0b11 => big,
+            _ => true,
+        }
+    }
+
+    fn stt(&self) -> bool {
+        self.idr3 & 1 << 9 != 0
+    }
+
+    /// §5.2 SteIllegal() for the stage-2 fields of an adopted STE, read from raw bits; the
+    /// start table's (first byte, bytes) for K18.
+    fn stage2(&self, w1: u64, w2: u64, w3: u64) -> (u64, u64) {
+        let _ = w1;
+        let (t0sz, sl0, tg, ps) = (
+            field(w2, 37, 32),
+            field(w2, 39, 38),
+            field(w2, 47, 46),
+            field(w2, 50, 48),
+        );
+        let aa64 = w2 & 1 << 51 != 0;
+        let endi = w2 & 1 << 52 != 0;
+        let (hd, ha) = (w2 & 1 << 55 != 0, w2 & 1 << 56 != 0);
+        let ttb = w3 & mask(55, 4);
+        let ttf = (self.idr0 >> 2) & 3;
+        let httu = (self.idr0 >> 6) & 3;
+        assert!(
+            if aa64 { ttf & 2 != 0 } else { ttf & 1 != 0 },
+            "K21: S2AA64 {aa64} adopted"
+        );
+        assert!(
+            !((ha || hd) && (httu == 0 || !aa64)) && !(hd && httu == 1),
+            "K21: S2HA/S2HD adopted"
+        );
+        assert!(self.endianness_ok(endi), "K21: S2ENDI adopted");
+        if !aa64 {
+            // VMSAv8-32 LPAE: 40-bit output, a signed 4-bit T0SZ, SL0 level 2 or 1.
+            assert!(ttb >> 40 == 0, "K21: AArch32 S2TTB beyond 40 bits adopted");
+            let t = ((t0sz & 0xf) as i64) << 60 >> 60;
+            let ia = 32 - t;
+            let level = match sl0 {
+                0 => 2,
+                1 => 1,
+                _ => panic!("K21: AArch32 SL0 {sl0} adopted"),
+            };
+            let bits = ia - (12 + 9 * (3 - level));
+            assert!((1..=13).contains(&bits), "K21: AArch32 T0SZ/SL0 adopted");
+            let bytes = 8u64 << bits;
+            return (ttb & !(bytes - 1), bytes);
+        }
+        assert!(self.granule_ok(tg), "K21: S2TG {tg:#b} adopted");
+        let ds = self.idr5 & 1 << 7 != 0 && tg != 0b01 && w3 & 1 << 3 != 0;
+        let eff_ps = oas_bits(ps as u32).min(self.oas);
+        assert!(
+            ttb >> eff_ps == 0,
+            "K21: S2TTB {ttb:#x} beyond S2PS adopted"
+        );
+        assert!(
+            tg == 0b01 || ds || ttb >> 48 == 0,
+            "K21: S2TTB {ttb:#x} beyond 48 bits adopted"
+        );
+        let ias = if (self.idr0 >> 2) & 1 == 1 {
+            self.oas.max(40)
+        } else {
+            self.oas
+        };
+        let max = match (self.stt(), tg) {
+            (true, 0b01) => 47,
+            (true, _) => 48,
+            _ => 39,
+        };
+        let min = if self.v3_0 {
+            64 - ias
+        } else if tg == 0b01 || ds {
+            (64 - ias).max(12)
+        } else {
+            (64 - ias).max(16)
+        };
+        assert!(
+            (u64::from(min)..=max).contains(&t0sz),
+            "K21: S2T0SZ {t0sz} adopted (range {min}..={max})"
+        );
+        let sl2 = ds && tg == 0 && w3 & 1 << 2 != 0;
+        let level = s2_level(tg, sl2, sl0)
+            .unwrap_or_else(|| panic!("K21: reserved SL0 {sl0} (SL2 {sl2}) adopted"));
+        assert!(
+            !(tg == 0 && level == 3 && !self.stt()),
+            "K21: 4KB level 3 without STT adopted"
+        );
+        assert!(
+            !(tg == 0b10 && level == 0 && !ds),
+            "K21: 16KB level 0 without DS adopted"
+        );
+        let g = granule_log2(tg);
+        let ia = 64 - t0sz as i32;
+        assert!(
+            !(ia > 48 && tg != 0b01 && !ds),
+            "K21: IA {ia} without DS adopted"
+        );
+        let bits = ia - (g as i32 + (g as i32 - 3) * (3 - level));
+        assert!(
+            (1..=g as i32 - 3 + 4).contains(&bits),
+            "K21: S2T0SZ {t0sz} inconsistent with level {level} adopted"
+        );
+        let bytes = 8u64 << bits;
+        (ttb & !(bytes - 1), bytes)
+    }
+
     fn ste(&self, rd: &dyn Fn(u64) -> u64, sid: u32, pa: u64, o: &mut Oracle) {
         let w0 = rd(pa);
         let w1 = rd(pa + 8);
@@ -1108,25 +1516,41 @@ impl Rules {
         if config == 0 {
             return;
         }
+        // PRIVCFG/INSTCFG 0b01 is reserved where IDR1.ATTR_PERMS_OVR makes them used.
+        if self.idr1 & 1 << 26 != 0 {
+            assert!(
+                field(w1, 49, 48) != 1 && field(w1, 51, 50) != 1,
+                "K21: reserved PRIVCFG/INSTCFG adopted"
+            );
+        }
         if config & 0b110 == 0b110 {
             let vmid = w2 & 0xffff;
             assert!(
                 vmid != 0 && vmid >> self.vmid_bits == 0,
                 "K14: VMID {vmid:#x}"
             );
+            let (root, bytes) = self.stage2(w1, w2, w3);
+            o.roots.push((root, root + (bytes - 1), pa));
             o.expected.push(Found::Vmid {
                 sid,
                 vmid: vmid as u16,
             });
             o.uses
-                .entry((true, vmid as u16))
+                .entry((1, vmid as u16))
                 .or_default()
                 .push((pa, s2_identity(w1, w2, w3)));
         }
+        let mut el2 = false;
         if config == 0b101 {
-            // STRW is used by stage-1-only streams: 0bx1 is ILLEGAL (K21).
+            // STRW is used by stage-1-only streams: 0bx1 is ILLEGAL (K21); 0b10 (EL2)
+            // needs IDR0.Hyp.
             let strw = (w1 >> 30) & 3;
             assert!(strw == 0 || strw == 2, "K21: STRW {strw:#b} adopted");
+            assert!(
+                strw == 0 || self.idr0 & 1 << 9 != 0,
+                "K21: STRW EL2 without Hyp adopted"
+            );
+            el2 = strw == 2;
             // With S2P and StreamWorld EL1 a non-zero S2VMID tags the entries (K19).
             let vmid = w2 & 0xffff;
             if self.s2p && strw == 0 && vmid != 0 {
@@ -1136,7 +1560,7 @@ impl Rules {
                     vmid: vmid as u16,
                 });
                 o.uses
-                    .entry((true, vmid as u16))
+                    .entry((1, vmid as u16))
                     .or_default()
                     .push((pa, NO_STAGE2));
             }
@@ -1150,6 +1574,11 @@ impl Rules {
                 fmt == 0 || (fmt != 3 && self.cd2l),
                 "K14: S1Fmt {fmt} adopted"
             );
+            let stalld = w1 & 1 << 27 != 0;
+            assert!(
+                !stalld || (self.idr0 >> 24) & 3 == 0,
+                "K21: S1STALLD adopted"
+            );
             let ptr = w0 & PTR_55_6;
             let (bytes, _) = cd_layout(fmt, cd_max);
             assert!(
@@ -1159,7 +1588,10 @@ impl Rules {
             if config == 0b101 {
                 assert!(ptr != 0, "K14: null CD table adopted");
                 assert!(below(ptr, bytes, self.oas), "K14: CD table beyond the OAS");
-                let owner = o.cd_tables.entry((ptr, fmt, cd_max)).or_insert(sid);
+                let owner = o
+                    .cd_tables
+                    .entry((ptr, fmt, cd_max, el2, stalld))
+                    .or_insert(sid);
                 *owner = (*owner).min(sid);
             }
         }
@@ -1171,8 +1603,8 @@ impl Rules {
         rd: &dyn Fn(u64) -> u64,
         sid: u32,
         ptr: u64,
-        fmt: u64,
-        cd_max: u64,
+        (fmt, cd_max): (u64, u64),
+        ctx: (bool, bool),
         o: &mut Oracle,
     ) {
         let (bytes, leaf_cds) = cd_layout(fmt, cd_max);
@@ -1193,21 +1625,130 @@ impl Rules {
                     assert!(below(leaf, leaf_cds * 64, self.oas), "K14: leaf beyond OAS");
                     o.structure(leaf, leaf_cds * 64, "leaf CD table", u64::from(sid));
                     for j in 0..leaf_cds {
-                        self.cd(rd, sid, (i * capacity + j) as u32, leaf + j * 64, o);
+                        let ssid = (i * capacity + j) as u32;
+                        self.cd(rd, (sid, ssid), leaf + j * 64, ctx, o);
                     }
                 }
             }
             None => {
                 for j in 0..bytes / 64 {
-                    self.cd(rd, sid, j as u32, ptr + j * 64, o);
+                    self.cd(rd, (sid, j as u32), ptr + j * 64, ctx, o);
                 }
             }
         }
     }
 
-    fn cd(&self, rd: &dyn Fn(u64) -> u64, sid: u32, ssid: u32, pa: u64, o: &mut Oracle) {
-        let w: [u64; 8] = core::array::from_fn(|i| rd(pa + i as u64 * 8));
+    /// §5.4 CdIllegal() for one translation table half that is live, from raw bits: the
+    /// start table's (first byte, bytes).
+    fn cd_half(&self, w0: u64, tsz: u64, tg: u64, ttb: u64, ds_bit: bool) -> (u64, u64) {
+        assert!(self.granule_ok(tg), "K21: CD granule {tg:#b} adopted");
+        let ds = self.idr5 & 1 << 7 != 0 && ds_bit;
+        let vax52 = field(u64::from(self.idr5), 11, 10) != 0;
+        let max = match (self.stt(), tg) {
+            (true, 0b01) => 47,
+            (true, _) => 48,
+            _ => 39,
+        };
+        let min = if vax52 && (tg == 0b01 || ds) { 12 } else { 16 };
+        assert!(
+            (min..=max).contains(&tsz),
+            "K21: CD TxSZ {tsz} adopted (range {min}..={max}, v3.0 {})",
+            self.v3_0
+        );
+        let ips = oas_bits(field(w0, 34, 32) as u32).min(self.oas);
+        assert!(ttb >> ips == 0, "K21: TTB {ttb:#x} beyond IPS adopted");
+        assert!(
+            tg == 0b01 || ds || ttb >> 48 == 0,
+            "K21: TTB {ttb:#x} beyond 48 bits adopted"
+        );
+        let g = u64::from(granule_log2(tg));
+        let bits = (64 - tsz - g - 1) % (g - 3) + 1;
+        let bytes = 8u64 << bits;
+        (ttb & !(bytes - 1), bytes)
+    }
+
+    fn cd(
+        &self,
+        rd: &dyn Fn(u64) -> u64,
+        (sid, ssid): (u32, u32),
+        pa: u64,
+        (el2, stalld): (bool, bool),
+        o: &mut Oracle,
+    ) {
+        let mut w: [u64; 8] = core::array::from_fn(|i| rd(pa + i as u64 * 8));
         if (w[0] >> 31) & 1 == 0 {
+            return;
+        }
+        // NS-EL2 (STRW EL2 without CR2.E2H): EPD0/EPD1 effectively 0, no TTB1 half, the
+        // ASID IGNORED (§5.4) — the words as that world reads them.
+        let ns_el2 = el2 && !self.e2h;
+        if ns_el2 {
+            w[0] = (w[0] & !(1 << 14) & !(0xffff << 48)) | 1 << 30;
+        }
+        let w0 = w[0];
+        let (aa64, hd, ha, st, a) = (
+            w0 & 1 << 41 != 0,
+            w0 & 1 << 42 != 0,
+            w0 & 1 << 43 != 0,
+            w0 & 1 << 44 != 0,
+            w0 & 1 << 46 != 0,
+        );
+        let (epd0, epd1) = (w0 & 1 << 14 != 0, w0 & 1 << 30 != 0);
+        let ttf = (self.idr0 >> 2) & 3;
+        let httu = (self.idr0 >> 6) & 3;
+        let stall_model = (self.idr0 >> 24) & 3;
+        assert!(!(stalld && st), "K21: CD.S under S1STALLD adopted");
+        assert!(
+            self.idr0 & 1 << 26 == 0 || a,
+            "K21: CD.A = 0 under TERM_MODEL adopted"
+        );
+        assert!(
+            !matches!((stall_model, st), (1, true) | (2, false)),
+            "K21: CD.S against the stall model adopted"
+        );
+        if !(epd0 && epd1) {
+            assert!(
+                self.endianness_ok(w0 & 1 << 15 != 0),
+                "K21: CD.ENDI adopted"
+            );
+        }
+        assert!(
+            if aa64 { ttf & 2 != 0 } else { ttf & 1 != 0 },
+            "K21: CD.AA64 adopted"
+        );
+        assert!(
+            !(!aa64 && el2 && self.e2h),
+            "K21: AArch32 CD under E2H adopted"
+        );
+        if aa64 {
+            assert!(
+                !((ha || hd) && httu == 0) && !(hd && httu == 1),
+                "K21: CD.HA/HD adopted"
+            );
+            assert!(
+                !(httu == 3 && w[1] & 1 << 3 != 0 && !ha),
+                "K21: CD.HAFT without HA adopted"
+            );
+            let ds = w[2] & 1 << 58 != 0;
+            if !epd0 {
+                let (b, n) =
+                    self.cd_half(w0, field(w0, 5, 0), field(w0, 7, 6), w[1] & mask(55, 4), ds);
+                o.roots.push((b, b + (n - 1), pa));
+            }
+            if !epd1 {
+                // TG1: 0b01 16KB, 0b10 4KB, 0b11 64KB; in the TG0 encoding.
+                let tg1 = match field(w0, 23, 22) {
+                    0b01 => 0b10,
+                    0b10 => 0b00,
+                    0b11 => 0b01,
+                    _ => panic!("K14: reserved TG1 adopted"),
+                };
+                let (b, n) = self.cd_half(w0, field(w0, 21, 16), tg1, w[2] & mask(55, 4), ds);
+                o.roots.push((b, b + (n - 1), pa));
+            }
+        }
+        if ns_el2 {
+            o.uses.entry((2, 0)).or_default().push((pa, cd_identity(w)));
             return;
         }
         let asid = w[0] >> 48;
@@ -1221,7 +1762,7 @@ impl Rules {
             asid: asid as u16,
         });
         o.uses
-            .entry((false, asid as u16))
+            .entry((0, asid as u16))
             .or_default()
             .push((pa, cd_identity(w)));
     }

@@ -60,8 +60,9 @@
 //! image.0[16..24].copy_from_slice(&s2.encode().to_words());
 //!
 //! let snap = RegisterSnapshot {
-//!     // IDR0: S1P, S2P, AArch64 tables, COHACC. IDR1: SIDSIZE 16. IDR5: OAS 48 bits.
-//!     ids: IdRegs { idr: [0b1011 | 1 << 4, 16, 0, 0, 0, 0b101], iidr: 0, aidr: 0 },
+//!     // IDR0: S1P, S2P, AArch64 tables, COHACC. IDR1: SIDSIZE 16. IDR5: OAS 48 bits and
+//!     // the 4KB granule the STE uses (K21: a granule IDR5 lacks is ILLEGAL).
+//!     ids: IdRegs { idr: [0b1011 | 1 << 4, 16, 0, 0, 0, 0b101 | 1 << 4], iidr: 0, aidr: 0 },
 //!     cr0: 0b1101,            // SMMUEN, EVENTQEN, CMDQEN
 //!     strtab_base: BASE,
 //!     strtab_base_cfg: 2,     // linear, LOG2SIZE 2
@@ -177,6 +178,7 @@
 extern crate std;
 
 pub mod adopt;
+pub mod legal;
 pub mod memory;
 pub mod reason;
 pub mod scan;
@@ -195,10 +197,11 @@ mod tests;
 
 pub use adopt::{
     boot, boot_in, full_reset, full_reset_in, AdoptOptions, Booted, BootedIn, CrashDriver,
-    CrashStreamTable, Verdict, ADOPT, RESET_ABORT, RESET_BYPASS, RESET_DISABLE_FIRST,
+    CrashStreamTable, Verdict, ADOPT, CRASH_CMDQ_LOG2, RESET_ABORT, RESET_BYPASS,
+    RESET_DISABLE_FIRST,
 };
 pub use memory::HalMemory;
-pub use reason::{all_codes, Refusal, Structure, StructureKind};
+pub use reason::{all_codes, Illegal, Refusal, Root, RootKind, Structure, StructureKind};
 pub use scan::{
     scan, scratch_slots, Found, MemFault, OldMemory, Revalidation, ScanStats, ScratchSlot,
     CD_SCAN_BUDGET, MAX_CD_STRUCTURES, MAX_SCRATCH_SLOTS, READ_CHUNK_WORDS,

@@ -286,27 +286,37 @@ pub enum Refusal {
         strw: u8,
     },
     /// K21: a field the STE's configuration uses holds a value §5.2 makes ILLEGAL on this
-    /// SMMU (a stage it lacks, a stall or hardware-update setting it does not support,
-    /// split-stage ATS outside nesting).
+    /// SMMU (or, on SMMUv3.0, CONSTRAINED UNPREDICTABLE); `rule` names the field, the
+    /// condition and the section, and gives the refusal its code.
     SteIllegal {
         /// The StreamID.
         sid: u32,
-        /// The field, by its specification name.
-        field: &'static str,
-        /// The value found.
+        /// Which condition of §5.2 (or DDI 0487 D8.2) the entry breaks.
+        rule: Illegal,
+        /// The value of the field named by `rule`.
         value: u64,
     },
-    /// K21: a field a valid CD uses holds a value §5.4 makes ILLEGAL on this SMMU (table
-    /// format, hardware updates).
+    /// K21: a field a valid CD uses holds a value §5.4 makes ILLEGAL on this SMMU (or, on
+    /// SMMUv3.0, CONSTRAINED UNPREDICTABLE), for the StreamWorld its STE selects.
     CdIllegal {
         /// The StreamID.
         sid: u32,
         /// The SubstreamID.
         ssid: u32,
-        /// The field, by its specification name.
-        field: &'static str,
-        /// The value found.
+        /// Which condition of §5.4 the descriptor breaks.
+        rule: Illegal,
+        /// The value of the field named by `rule`.
         value: u64,
+    },
+    /// K18: the starting-level table of a live translation regime (a CD's `TTB0`/`TTB1`,
+    /// an STE's `S2TTB` with its concatenated tables) shares memory with a structure
+    /// adoption trusts and the crash kernel writes: those writes would become live
+    /// translation table descriptors.
+    RootOverlaps {
+        /// The translation table.
+        root: Root,
+        /// The structure it overlaps.
+        structure: Structure,
     },
     /// K18: two structures adoption trusts share memory.
     StructuresOverlap {
@@ -361,6 +371,241 @@ pub enum Refusal {
         /// Bytes.
         len: u64,
     },
+}
+
+/// Declares [`Illegal`]: each condition with its code, the field it names, the section that
+/// makes it ILLEGAL and the words `smmuctl inspect` prints.
+macro_rules! illegal_rules {
+    ($( $(#[$m:meta])* $name:ident => $code:literal, $field:literal, $section:literal, $words:literal; )+) => {
+        /// One condition under which §5.2 (STE) or §5.4 (CD) makes an entry ILLEGAL (the SMMU
+        /// aborts its transactions with `C_BAD_STE` / `C_BAD_CD`), or, on SMMUv3.0 where
+        /// `SMMU_AIDR` says so, CONSTRAINED UNPREDICTABLE (SPEC K21). Each has a stable
+        /// kebab-case [`code`](Illegal::code) naming the field.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Illegal {
+            $( $(#[$m])* $name, )+
+        }
+
+        impl Illegal {
+            /// Every condition, in declaration order.
+            pub const ALL: &'static [Illegal] = &[$(Illegal::$name),+];
+
+            /// The refusal code.
+            pub const fn code(self) -> &'static str {
+                match self { $(Illegal::$name => $code),+ }
+            }
+
+            /// The field, by its specification name.
+            pub const fn field(self) -> &'static str {
+                match self { $(Illegal::$name => $field),+ }
+            }
+
+            /// The section of IHI 0070 G.b (or DDI 0487) that makes the value ILLEGAL.
+            pub const fn section(self) -> &'static str {
+                match self { $(Illegal::$name => $section),+ }
+            }
+
+            /// What is wrong, in words.
+            pub const fn words(self) -> &'static str {
+                match self { $(Illegal::$name => $words),+ }
+            }
+        }
+    };
+}
+
+illegal_rules! {
+    /// A stage the SMMU does not implement (`IDR0.S1P` / `S2P`).
+    SteStageUnsupported => "ste-config-stage-unsupported", "Config", "§5.2 Config",
+        "selects a translation stage this SMMU does not implement (IDR0.S1P/S2P)";
+    /// `STRW` = EL2 on an SMMU without `IDR0.Hyp` (the field is RES0 there).
+    SteStrwWithoutHyp => "ste-strw-el2-without-hyp", "STRW", "§5.2 STRW",
+        "selects EL2 on an SMMU without EL2 support (IDR0.Hyp = 0, STRW is RES0)";
+    /// `S1STALLD` = 1 under a stall model other than stall-and-terminate.
+    SteS1stalld => "ste-s1stalld-illegal", "S1STALLD", "§5.2 S1STALLD",
+        "disables stalls, which only the stall-and-terminate model (IDR0.STALL_MODEL = 0b00) allows";
+    /// `S2HA`/`S2HD` without hardware access-flag updates, or on AArch32 tables.
+    SteS2ha => "ste-s2ha-unsupported", "S2HA", "§5.2 S2HA",
+        "asks for hardware flag updates the SMMU lacks (IDR0.HTTU) or AArch32 tables cannot have";
+    /// `S2HD` with access-flag-only updates.
+    SteS2hd => "ste-s2hd-unsupported", "S2HD", "§5.2 S2HD",
+        "asks for hardware dirty-state updates the SMMU lacks (IDR0.HTTU)";
+    /// `S2S` against the stall model.
+    SteS2s => "ste-s2s-stall-model", "S2S", "§5.2 S2S",
+        "contradicts the stall model (IDR0.STALL_MODEL: stalls unsupported or forced)";
+    /// `EATS` where ATS cannot be used that way.
+    SteEats => "ste-eats-illegal", "EATS", "§5.2 EATS",
+        "selects an ATS mode this configuration cannot use (split-stage outside nesting, with stalls, or without support)";
+    /// `S2AA64` selects a table format `IDR0.TTF` does not support.
+    SteS2aa64 => "ste-s2aa64-unsupported", "S2AA64", "§5.2 S2AA64",
+        "selects a stage-2 table format the SMMU does not support (IDR0.TTF)";
+    /// `S2ENDI` selects an endianness `IDR0.TTENDIAN` does not support.
+    SteS2endi => "ste-s2endi-unsupported", "S2ENDI", "§5.2 S2ENDI",
+        "selects a table endianness the SMMU does not support (IDR0.TTENDIAN)";
+    /// `S2TG` selects a granule `IDR5` does not advertise.
+    SteS2tg => "ste-s2tg-unsupported", "S2TG", "§5.2 S2TG",
+        "selects a granule the SMMU does not support (IDR5.GRAN4K/16K/64K)";
+    /// `S2T0SZ` outside its range (IAS, `IDR3.STT`, granule, `S2DS`), SMMUv3.1 and later.
+    SteS2t0sz => "ste-s2t0sz-out-of-range", "S2T0SZ", "§5.2 S2T0SZ, §3.4",
+        "is outside the range IAS, IDR3.STT and the granule allow (ILLEGAL from SMMUv3.1)";
+    /// The same on SMMUv3.0 (`AIDR`), where it is CONSTRAINED UNPREDICTABLE.
+    SteS2t0szUnpredictable => "ste-s2t0sz-unpredictable", "S2T0SZ", "§5.2 S2T0SZ, §3.4",
+        "is outside the range IAS, IDR3.STT and the granule allow (CONSTRAINED UNPREDICTABLE on SMMUv3.0: ILLEGAL or clamped)";
+    /// `S2SL0` is a reserved encoding for the granule.
+    SteS2sl0Reserved => "ste-s2sl0-reserved", "S2SL0", "§5.2 S2SL0, DDI 0487 D8.2",
+        "is a reserved start-level encoding for the granule";
+    /// A start level 3 (4KB granule) without small translation tables.
+    SteS2sl0NeedsStt => "ste-s2sl0-needs-stt", "S2SL0", "§5.2 S2SL0, DDI 0487 D8.2",
+        "starts the walk at level 3 with a 4KB granule, which needs IDR3.STT";
+    /// A start level that needs `S2DS` (16KB level 0, 4KB level -1, more than 48 bits).
+    SteS2sl0NeedsDs => "ste-s2sl0-needs-ds", "S2SL0", "§5.2 S2SL0, §5.2 S2DS, DDI 0487 D8.2",
+        "needs 52-bit addressing (S2DS with IDR5.DS) for this start level";
+    /// `S2SL0` inconsistent with `S2T0SZ` and `S2TG` (more than 16 concatenated tables, or
+    /// a start level the input size does not reach).
+    SteS2sl0Inconsistent => "ste-s2sl0-inconsistent", "S2SL0", "§5.2 S2SL0, DDI 0487 D8.2",
+        "is inconsistent with S2T0SZ and S2TG (a start level the input size does not reach, or more than 16 concatenated tables)";
+    /// `S2TTB` beyond the effective `S2PS` (capped by `IDR5.OAS`).
+    SteS2ttbBeyondPs => "ste-s2ttb-beyond-s2ps", "S2TTB", "§5.2 S2TTB, §5.2 S2PS",
+        "lies beyond the effective S2PS (capped by IDR5.OAS)";
+    /// `S2TTB` beyond 48 bits with a 4KB/16KB granule and `S2DS` = 0.
+    SteS2ttbBeyond48 => "ste-s2ttb-beyond-48-bits", "S2TTB", "§5.2 S2TTB",
+        "lies beyond 48 bits with a 4KB or 16KB granule and S2DS = 0";
+    /// `PRIVCFG` = 0b01 (reserved) where attribute overrides are used.
+    StePrivcfg => "ste-privcfg-reserved", "PRIVCFG", "§5.2 PRIVCFG",
+        "holds the reserved encoding 0b01 (IDR1.ATTR_PERMS_OVR = 1)";
+    /// `INSTCFG` = 0b01 (reserved) where attribute overrides are used.
+    SteInstcfg => "ste-instcfg-reserved", "INSTCFG", "§5.2 INSTCFG",
+        "holds the reserved encoding 0b01 (IDR1.ATTR_PERMS_OVR = 1)";
+    /// `AA64` selects a table format the SMMU does not support.
+    CdAa64 => "cd-aa64-unsupported", "AA64", "§5.4 AA64",
+        "selects a table format the SMMU does not support (IDR0.TTF)";
+    /// `AA64` = 0 (AArch32) under StreamWorld NS-EL2-E2H.
+    CdAa64E2h => "cd-aa64-aarch32-under-e2h", "AA64", "§5.4 AA64, §5.2 STRW",
+        "selects AArch32 tables under StreamWorld NS-EL2-E2H";
+    /// `HA`/`HD` without hardware updates.
+    CdHa => "cd-ha-unsupported", "HA", "§5.4 HA",
+        "asks for hardware access-flag updates the SMMU lacks (IDR0.HTTU)";
+    /// `HD` with access-flag-only updates.
+    CdHd => "cd-hd-unsupported", "HD", "§5.4 HD",
+        "asks for hardware dirty-state updates the SMMU lacks (IDR0.HTTU)";
+    /// `HAFT` = 1 with `HA` = 0 on an SMMU with table access-flag updates.
+    CdHaft => "cd-haft-without-ha", "HAFT", "§5.4 HAFT",
+        "enables table access-flag updates without HA (IDR0.HTTU = 0b11)";
+    /// `A` = 0 on an SMMU whose `IDR0.TERM_MODEL` = 1.
+    CdA => "cd-a-term-model", "A", "§5.4 A, §6.3.1 TERM_MODEL",
+        "is 0 but the SMMU only aborts terminated transactions (IDR0.TERM_MODEL = 1)";
+    /// `S` = 1 under an STE with `S1STALLD` = 1.
+    CdSStallsDisabled => "cd-s-stalls-disabled", "S", "§5.4 S, §5.2 S1STALLD",
+        "enables stalls that the STE disables (S1STALLD = 1)";
+    /// `S` against the stall model.
+    CdSStallModel => "cd-s-stall-model", "S", "§5.4 S",
+        "contradicts the stall model (IDR0.STALL_MODEL: stalls unsupported or forced)";
+    /// `ENDI` selects an endianness `IDR0.TTENDIAN` does not support.
+    CdEndi => "cd-endi-unsupported", "ENDI", "§5.4 ENDI",
+        "selects a table endianness the SMMU does not support (IDR0.TTENDIAN)";
+    /// `TG0` selects a granule `IDR5` does not advertise.
+    CdTg0 => "cd-tg0-unsupported", "TG0", "§5.4 TG0",
+        "selects a granule the SMMU does not support (IDR5.GRAN4K/16K/64K)";
+    /// `TG1` selects a granule `IDR5` does not advertise.
+    CdTg1 => "cd-tg1-unsupported", "TG1", "§5.4 TG1",
+        "selects a granule the SMMU does not support (IDR5.GRAN4K/16K/64K)";
+    /// `T0SZ` out of range, SMMUv3.1 and later.
+    CdT0sz => "cd-t0sz-out-of-range", "T0SZ", "§5.4 T0SZ",
+        "is outside the range IDR5.VAX, IDR3.STT and the granule allow (ILLEGAL from SMMUv3.1)";
+    /// `T0SZ` out of range on SMMUv3.0.
+    CdT0szUnpredictable => "cd-t0sz-unpredictable", "T0SZ", "§5.4 T0SZ",
+        "is outside the range IDR5.VAX, IDR3.STT and the granule allow (CONSTRAINED UNPREDICTABLE on SMMUv3.0: ILLEGAL or clamped)";
+    /// `T1SZ` out of range, SMMUv3.1 and later.
+    CdT1sz => "cd-t1sz-out-of-range", "T1SZ", "§5.4 T1SZ",
+        "is outside the range IDR5.VAX, IDR3.STT and the granule allow (ILLEGAL from SMMUv3.1)";
+    /// `T1SZ` out of range on SMMUv3.0.
+    CdT1szUnpredictable => "cd-t1sz-unpredictable", "T1SZ", "§5.4 T1SZ",
+        "is outside the range IDR5.VAX, IDR3.STT and the granule allow (CONSTRAINED UNPREDICTABLE on SMMUv3.0: ILLEGAL or clamped)";
+    /// `TTB0` beyond the effective `IPS` (capped by `IDR5.OAS`).
+    CdTtb0BeyondIps => "cd-ttb0-beyond-ips", "TTB0", "§5.4 TTB0, §5.4 IPS",
+        "lies beyond the effective IPS (capped by IDR5.OAS)";
+    /// `TTB0` beyond 48 bits with a 4KB/16KB granule and `DS` = 0.
+    CdTtb0Beyond48 => "cd-ttb0-beyond-48-bits", "TTB0", "§5.4 TTB0",
+        "lies beyond 48 bits with a 4KB or 16KB granule and DS = 0";
+    /// `TTB1` beyond the effective `IPS`.
+    CdTtb1BeyondIps => "cd-ttb1-beyond-ips", "TTB1", "§5.4 TTB1, §5.4 IPS",
+        "lies beyond the effective IPS (capped by IDR5.OAS)";
+    /// `TTB1` beyond 48 bits with a 4KB/16KB granule and `DS` = 0.
+    CdTtb1Beyond48 => "cd-ttb1-beyond-48-bits", "TTB1", "§5.4 TTB1",
+        "lies beyond 48 bits with a 4KB or 16KB granule and DS = 0";
+}
+
+/// The field that holds a live translation table base (SPEC K18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RootKind {
+    /// An STE's `S2TTB` (with its concatenated start tables).
+    S2ttb,
+    /// A CD's `TTB0`.
+    Ttb0,
+    /// A CD's `TTB1`.
+    Ttb1,
+}
+
+impl RootKind {
+    const fn name(self) -> &'static str {
+        match self {
+            RootKind::S2ttb => "the stage-2 start table (S2TTB, §5.2)",
+            RootKind::Ttb0 => "the stage-1 start table (TTB0, §5.4)",
+            RootKind::Ttb1 => "the stage-1 start table (TTB1, §5.4)",
+        }
+    }
+
+    const fn holder(self) -> &'static str {
+        match self {
+            RootKind::S2ttb => "STE",
+            RootKind::Ttb0 | RootKind::Ttb1 => "CD",
+        }
+    }
+}
+
+/// The starting-level table of a live translation regime (SPEC K18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Root {
+    /// Which base field.
+    pub kind: RootKind,
+    /// The table's first byte (the base with the bits below its alignment cleared).
+    pub base: u64,
+    /// Bytes the walk may read at the starting level (all concatenated tables).
+    pub bytes: u64,
+    /// Address of the STE or CD that holds it (the first user of its tag).
+    pub entry: u64,
+}
+
+impl fmt::Display for Root {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of the {} at {:#x}, at {:#x} ({:#x} bytes)",
+            self.kind.name(),
+            self.kind.holder(),
+            self.entry,
+            self.base,
+            self.bytes
+        )
+    }
+}
+
+/// The code of a root of kind `r` overlapping a structure of kind `s`.
+const fn root_overlap_code(r: RootKind, s: StructureKind) -> &'static str {
+    match (r, s) {
+        (RootKind::S2ttb, StructureKind::StreamTable) => "s2ttb-overlaps-stream-table",
+        (RootKind::S2ttb, StructureKind::L2Table) => "s2ttb-overlaps-l2-table",
+        (RootKind::S2ttb, StructureKind::CdTable) => "s2ttb-overlaps-cd-table",
+        (RootKind::S2ttb, StructureKind::CdLeaf) => "s2ttb-overlaps-cd-leaf",
+        (RootKind::Ttb0, StructureKind::StreamTable) => "ttb0-overlaps-stream-table",
+        (RootKind::Ttb0, StructureKind::L2Table) => "ttb0-overlaps-l2-table",
+        (RootKind::Ttb0, StructureKind::CdTable) => "ttb0-overlaps-cd-table",
+        (RootKind::Ttb0, StructureKind::CdLeaf) => "ttb0-overlaps-cd-leaf",
+        (RootKind::Ttb1, StructureKind::StreamTable) => "ttb1-overlaps-stream-table",
+        (RootKind::Ttb1, StructureKind::L2Table) => "ttb1-overlaps-l2-table",
+        (RootKind::Ttb1, StructureKind::CdTable) => "ttb1-overlaps-cd-table",
+        (RootKind::Ttb1, StructureKind::CdLeaf) => "ttb1-overlaps-cd-leaf",
+    }
 }
 
 /// A structure adoption trusts, named in an overlap refusal (SPEC K18).
@@ -488,8 +733,45 @@ const ALL_CODES: &[&str] = &[
     "asid-conflict",
     "vmid-conflict",
     "ste-strw-illegal",
-    "ste-illegal",
-    "cd-illegal",
+    "ste-config-stage-unsupported",
+    "ste-strw-el2-without-hyp",
+    "ste-s1stalld-illegal",
+    "ste-s2ha-unsupported",
+    "ste-s2hd-unsupported",
+    "ste-s2s-stall-model",
+    "ste-eats-illegal",
+    "ste-s2aa64-unsupported",
+    "ste-s2endi-unsupported",
+    "ste-s2tg-unsupported",
+    "ste-s2t0sz-out-of-range",
+    "ste-s2t0sz-unpredictable",
+    "ste-s2sl0-reserved",
+    "ste-s2sl0-needs-stt",
+    "ste-s2sl0-needs-ds",
+    "ste-s2sl0-inconsistent",
+    "ste-s2ttb-beyond-s2ps",
+    "ste-s2ttb-beyond-48-bits",
+    "ste-privcfg-reserved",
+    "ste-instcfg-reserved",
+    "cd-aa64-unsupported",
+    "cd-aa64-aarch32-under-e2h",
+    "cd-ha-unsupported",
+    "cd-hd-unsupported",
+    "cd-haft-without-ha",
+    "cd-a-term-model",
+    "cd-s-stalls-disabled",
+    "cd-s-stall-model",
+    "cd-endi-unsupported",
+    "cd-tg0-unsupported",
+    "cd-tg1-unsupported",
+    "cd-t0sz-out-of-range",
+    "cd-t0sz-unpredictable",
+    "cd-t1sz-out-of-range",
+    "cd-t1sz-unpredictable",
+    "cd-ttb0-beyond-ips",
+    "cd-ttb0-beyond-48-bits",
+    "cd-ttb1-beyond-ips",
+    "cd-ttb1-beyond-48-bits",
     "l2-table-overlaps-stream-table",
     "cd-table-overlaps-stream-table",
     "cd-leaf-overlaps-stream-table",
@@ -499,6 +781,18 @@ const ALL_CODES: &[&str] = &[
     "cd-tables-overlap",
     "cd-leaf-overlaps-cd-table",
     "cd-leaves-overlap",
+    "s2ttb-overlaps-stream-table",
+    "s2ttb-overlaps-l2-table",
+    "s2ttb-overlaps-cd-table",
+    "s2ttb-overlaps-cd-leaf",
+    "ttb0-overlaps-stream-table",
+    "ttb0-overlaps-l2-table",
+    "ttb0-overlaps-cd-table",
+    "ttb0-overlaps-cd-leaf",
+    "ttb1-overlaps-stream-table",
+    "ttb1-overlaps-l2-table",
+    "ttb1-overlaps-cd-table",
+    "ttb1-overlaps-cd-leaf",
     "asid-alias",
     "vmid-alias",
     "scan-budget-exceeded",
@@ -553,9 +847,11 @@ impl Refusal {
             Refusal::AsidConflict { .. } => "asid-conflict",
             Refusal::VmidConflict { .. } => "vmid-conflict",
             Refusal::SteStrwIllegal { .. } => "ste-strw-illegal",
-            Refusal::SteIllegal { .. } => "ste-illegal",
-            Refusal::CdIllegal { .. } => "cd-illegal",
+            Refusal::SteIllegal { rule, .. } | Refusal::CdIllegal { rule, .. } => rule.code(),
             Refusal::StructuresOverlap { first, second } => overlap_code(first.kind, second.kind),
+            Refusal::RootOverlaps { root, structure } => {
+                root_overlap_code(root.kind, structure.kind)
+            }
             Refusal::AsidAlias { .. } => "asid-alias",
             Refusal::VmidAlias { .. } => "vmid-alias",
             Refusal::ScanBudgetExceeded { .. } => "scan-budget-exceeded",
@@ -795,23 +1091,33 @@ impl fmt::Display for Refusal {
                 "stage-1 STE of StreamID {sid:#x} has STRW {strw:#04b}, reserved and illegal \
                  for a Non-secure stream (K21)"
             ),
-            Refusal::SteIllegal { sid, field, value } => write!(
+            Refusal::SteIllegal { sid, rule, value } => write!(
                 f,
-                "STE of StreamID {sid:#x}: {field} = {value:#x} is illegal on this SMMU (K21)"
+                "STE of StreamID {sid:#x}: {} = {value:#x} {} ({}; K21)",
+                rule.field(),
+                rule.words(),
+                rule.section()
             ),
             Refusal::CdIllegal {
                 sid,
                 ssid,
-                field,
+                rule,
                 value,
             } => write!(
                 f,
-                "CD {ssid} of StreamID {sid:#x}: {field} = {value:#x} is illegal on this SMMU \
-                 (K21)"
+                "CD {ssid} of StreamID {sid:#x}: {} = {value:#x} {} ({}; K21)",
+                rule.field(),
+                rule.words(),
+                rule.section()
             ),
             Refusal::StructuresOverlap { first, second } => write!(
                 f,
                 "{second} overlaps {first}: a write to one would change the other (K18)"
+            ),
+            Refusal::RootOverlaps { root, structure } => write!(
+                f,
+                "{root} overlaps {structure}: the crash kernel's writes to it would become \
+                 live translation table descriptors (K18)"
             ),
             Refusal::AsidAlias {
                 sid,

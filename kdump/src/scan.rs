@@ -30,9 +30,17 @@
 //! lowest StreamID that uses it: linear, or level-1 CD descriptors then leaf tables whose
 //! pointers are validated the same way. The ASID of each valid CD, non-zero and fitting
 //! `IDR0.ASID16`, is reported as [`Found::Asid`]. CD fields are decoded only where used
-//! ([`Cd::decode`]); a table format or hardware updates the SMMU lacks are
-//! [`Refusal::CdIllegal`]. (Granule support is not checked: synthetic ID registers often
-//! leave `IDR5.GRAN*` clear, and an entry the SMMU finds ILLEGAL only aborts.)
+//! ([`Cd::decode`]) for the StreamWorld of the STE that reaches them (§5.2 `STRW` with
+//! `CR2.E2H`: under NS-EL2 the ASID is IGNORED, `EPD0`/`EPD1` read as 0 and there is no
+//! `TTB1`); every ILLEGAL value of §5.4 ([`legal::cd`]) is a [`Refusal::CdIllegal`] naming
+//! its rule. Every NS-EL2 CD shares one tag (§3.17), so they are compared as one ASID.
+//!
+//! **Translation roots (SPEC K18).** After both passes, the first user of each ASID, VMID
+//! and of the NS-EL2 tag is read once more: the starting-level table of each live regime
+//! (`TTB0`/`TTB1` unless the effective `EPD` disables it, `S2TTB` with its concatenated
+//! tables) must not share a byte with any structure ([`Refusal::RootOverlaps`]). K19 makes
+//! the first user's root the root of every user of the tag. Deeper table levels are not
+//! followed (K15).
 //!
 //! **Disjointness (SPEC K18).** The linear or level-1 stream table, each level-2 table,
 //! each CD or level-1 CD table and each leaf CD table must not share a byte with any other:
@@ -65,8 +73,10 @@
 //! buffer on the stack. What must be remembered across the walk lives in the caller's
 //! scratch area of [`scratch_slots`] [`ScratchSlot`]s (16 bytes each), a number fixed by the
 //! ID registers and the table geometry before the walk starts (SPEC K15):
-//! - a first-user map per tag: one 8-byte entry per possible ASID and per possible VMID
-//!   (2 × 2^16 × 8 = 1 MiB on an SMMU with 16-bit tags, 4 KiB with 8-bit tags);
+//! - a first-user map per tag: one 8-byte entry per possible ASID and per possible VMID,
+//!   and one for the NS-EL2 regime (2 × 2^16 × 8 = 1 MiB on an SMMU with 16-bit tags, 4 KiB
+//!   with 8-bit tags). It is never zeroed as a whole: a bitmap on the stack marks the
+//!   blocks of 64 entries the scan cleared and wrote, so the cost follows the tags in use;
 //! - a list of structures: one slot for the stream table, one per level-1 descriptor and
 //!   [`MAX_CD_STRUCTURES`] for CD tables and leaves. It is sorted in place once after each
 //!   pass (and whenever it fills, merging duplicate CD tables); a neighbour check on the
@@ -79,12 +89,13 @@
 //! structures; `kdump/BENCHMARKS.md` has the figures.
 
 use smmu::arch::cd::{Cd, CdConfig, L1Cd};
-use smmu::arch::idr::{Features, Httu, StallModel};
+use smmu::arch::idr::{Features, StallModel};
 use smmu::arch::l1std::STRTAB_SPLIT;
-use smmu::arch::ste::{self, Eats, S1Fmt, Stage1Ste, Stage2Ste, Ste, SteConfig, Translation};
+use smmu::arch::ste::{self, Eats, S1Fmt, Stage1Ste, Stage2Ste, Ste, SteConfig, Strw, Translation};
 use smmu::arch::DecodeError;
 
-use crate::reason::{Refusal, Structure, StructureKind};
+use crate::legal::{self, CdContext, World};
+use crate::reason::{Illegal, Refusal, Root, RootKind, Structure, StructureKind};
 use crate::validate::{range_below_oas, validate_l1_at, Format, Geometry, STES_PER_L2, STE_BYTES};
 
 /// The largest read [`scan`] makes, in 64-bit words (512 bytes: 8 STEs or CDs, or 64
@@ -118,12 +129,18 @@ pub fn scratch_slots(geometry: &Geometry, features: &Features) -> usize {
 }
 
 /// The most [`scratch_slots`] can be for any table adopted (16-bit tags, 2^17 level-1
-/// descriptors): 262 146 slots, 4 MiB.
-pub const MAX_SCRATCH_SLOTS: usize = (1 << 16) + 2 + (1 << 17) + MAX_CD_STRUCTURES;
+/// descriptors): 262 147 slots, 4 MiB.
+pub const MAX_SCRATCH_SLOTS: usize = (1 << 16) + 1 + 2 + (1 << 17) + MAX_CD_STRUCTURES;
 
 fn tag_slots(features: &Features) -> usize {
-    // Two 8-byte first-user entries per slot.
-    (1usize << features.asid_bits()) / 2 + (1usize << features.vmid_bits()) / 2
+    // Two 8-byte first-user entries per slot: the ASIDs, the VMIDs, then one slot whose
+    // first entry is the NS-EL2 regime's single tag (SPEC K19, §3.17).
+    (1usize << features.asid_bits()) / 2 + (1usize << features.vmid_bits()) / 2 + 1
+}
+
+/// The tag map's entry for the NS-EL2 regime (no ASID: one address space).
+fn el2_tag_index(features: &Features) -> usize {
+    (1usize << features.asid_bits()) + (1usize << features.vmid_bits())
 }
 
 fn extent_slots(geometry: &Geometry) -> usize {
@@ -225,6 +242,12 @@ pub struct ScanStats {
 const KIND_SHIFT: u32 = 62;
 const LOG2_SHIFT: u32 = 56;
 const SHAPE_SHIFT: u32 = 48;
+/// What a CD table's CDs are checked against beyond its shape (the STE's StreamWorld and
+/// `S1STALLD`): STEs that differ there do not share one table (§5.4: a CD reached from
+/// STEs of different Exception levels is not one configuration).
+const CONTEXT_SHIFT: u32 = 40;
+const CONTEXT_EL2: u64 = 1;
+const CONTEXT_STALLD: u64 = 2;
 
 const fn kind_bits(kind: StructureKind) -> u64 {
     match kind {
@@ -267,6 +290,25 @@ fn shape(e: &ScratchSlot) -> (u8, u8) {
     (s >> 5, s & 31)
 }
 
+/// The CD context bits of a stage-1 STE (see [`CONTEXT_SHIFT`]).
+fn context_bits(strw_el2: bool, stalls_disabled: bool) -> u64 {
+    (if strw_el2 { CONTEXT_EL2 } else { 0 } | if stalls_disabled { CONTEXT_STALLD } else { 0 })
+        << CONTEXT_SHIFT
+}
+
+/// The CD context a table entry carries, with `CR2.E2H`.
+fn context(e: &ScratchSlot, e2h: bool) -> CdContext {
+    let bits = e[1] >> CONTEXT_SHIFT;
+    CdContext {
+        world: match (bits & CONTEXT_EL2 != 0, e2h) {
+            (false, _) => World::El1,
+            (true, false) => World::El2,
+            (true, true) => World::El2E2h,
+        },
+        stalls_disabled: bits & CONTEXT_STALLD != 0,
+    }
+}
+
 /// Whether `x` and `y` are one CD table (same address, format and `S1CDMax`), seen from
 /// different STEs.
 fn same_cd_table(x: &ScratchSlot, y: &ScratchSlot) -> bool {
@@ -291,6 +333,22 @@ fn vmid_identity(config: &SteConfig) -> Option<Stage2Ste> {
     })
 }
 
+/// Reads a tag's configuration back from an entry's words.
+type IdentityAt<I> = fn(&[u64; 8]) -> Option<I>;
+
+/// The [`asid_identity`] of the CD words `w` (NS-EL1 or NS-EL2-E2H).
+fn cd_identity(w: &[u64; 8]) -> Option<CdConfig> {
+    match Cd::from_words(*w).decode() {
+        Ok(Some(c)) => Some(asid_identity(&c)),
+        _ => None,
+    }
+}
+
+/// The [`asid_identity`] of the CD words `w` as NS-EL2 reads them ([`legal::as_seen`]).
+fn cd_identity_el2(w: &[u64; 8]) -> Option<CdConfig> {
+    cd_identity(&legal::as_seen(*w, World::El2))
+}
+
 /// What a TLB entry tagged with an ASID may cache of a CD (§5.4): every field but `A`, `R`,
 /// `S`, `PARTID` and `PMG`.
 fn asid_identity(config: &CdConfig) -> CdConfig {
@@ -307,6 +365,8 @@ fn asid_identity(config: &CdConfig) -> CdConfig {
 struct Scan<'a> {
     features: &'a Features,
     oas_bits: u32,
+    /// `SMMU_CR2.E2H`: with `STRW` = EL2 it selects NS-EL2-E2H over NS-EL2 (§5.2 STRW).
+    e2h: bool,
     mem: &'a dyn OldMemory,
     sink: &'a mut dyn FnMut(Found) -> Result<(), Refusal>,
     stats: ScanStats,
@@ -328,7 +388,16 @@ struct Scan<'a> {
     /// [`TAG_CACHE`]: most tables share few tags, so most comparisons need no read.
     asid_cache: TagCache<CdConfig>,
     vmid_cache: TagCache<Option<Stage2Ste>>,
+    s2_memo: S2Memo,
+    /// One bit per [`TAG_BLOCK`] entries of `tags`: set once the block was cleared and
+    /// written; an untouched block reads as zero.
+    touched: [u64; TOUCHED_WORDS],
 }
+
+/// Tag map entries per block (32 slots, 512 bytes).
+const TAG_BLOCK: usize = 64;
+/// Bitmap words for the largest tag map (2^16 ASIDs, 2^16 VMIDs, the NS-EL2 tag).
+const TOUCHED_WORDS: usize = ((1usize << 17) + 1).div_ceil(TAG_BLOCK).div_ceil(64);
 
 /// Entries of each tag cache (on the stack: 16 CD and 16 stage-2 configurations, ~2.5 KiB).
 const TAG_CACHE: usize = 16;
@@ -350,13 +419,37 @@ impl Scan<'_> {
         (self.sink)(found)
     }
 
+    /// Whether block `b` of the tag map holds what the scan wrote (else it reads as zero).
+    fn touched(&self, b: usize) -> bool {
+        self.touched
+            .get(b / 64)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+
     fn tag(&self, index: usize) -> u64 {
+        if !self.touched(index / TAG_BLOCK) {
+            return 0;
+        }
         self.tags
             .get(index / 2)
             .map_or(0, |s| if index.is_multiple_of(2) { s[0] } else { s[1] })
     }
 
     fn set_tag(&mut self, index: usize, value: u64) {
+        let b = index / TAG_BLOCK;
+        if !self.touched(b) {
+            // First write to this block: clear it, then it is the scan's.
+            let slots = TAG_BLOCK / 2;
+            if let Some(block) = self.tags.get_mut(b * slots..) {
+                let n = block.len().min(slots);
+                if let Some(block) = block.get_mut(..n) {
+                    zerocopy::FromZeros::zero(block);
+                }
+            }
+            if let Some(w) = self.touched.get_mut(b / 64) {
+                *w |= 1 << (b % 64);
+            }
+        }
         if let Some(s) = self.tags.get_mut(index / 2) {
             if index.is_multiple_of(2) {
                 s[0] = value;
@@ -395,20 +488,29 @@ impl Scan<'_> {
             vmid_identity(config),
             alias,
             |scan| &mut scan.vmid_cache,
-            |w| match Ste::from_words(*w).decode() {
-                Ok(Some(c)) => Some(vmid_identity(&c)),
-                _ => None,
+            |w| {
+                // Only stage-2 fields matter here: S1CDMax cleared, S1Fmt and S1DSS (which
+                // SSIDSIZE = 0 may leave IGNORED and reserved) are not read.
+                let mut w = *w;
+                ste::fields::S1_CD_MAX.set(&mut w, 0);
+                match Ste::from_words(w).decode() {
+                    Ok(Some(c)) => Some(vmid_identity(&c)),
+                    _ => None,
+                }
             },
         )
     }
 
-    /// SPEC K19: `asid`, used by the CD at `pa`, names one stage-1 configuration.
+    /// SPEC K19: `asid`, used by the CD at `pa`, names one stage-1 configuration. Under
+    /// NS-EL2 there is no ASID (§3.17, §5.4 ASID): every CD of that world shares one tag,
+    /// kept apart from the ASIDs (it is reported as ASID 0 in an alias refusal).
     fn asid_tag(
         &mut self,
         (sid, ssid): (u32, u32),
         asid: u16,
         pa: u64,
         config: &CdConfig,
+        world: World,
     ) -> Result<(), Refusal> {
         let alias = |first_cd| Refusal::AsidAlias {
             sid,
@@ -416,17 +518,19 @@ impl Scan<'_> {
             asid,
             first_cd,
         };
+        let (index, identity_at): (usize, IdentityAt<CdConfig>) = if world == World::El2 {
+            (el2_tag_index(self.features), cd_identity_el2)
+        } else {
+            (usize::from(asid), cd_identity)
+        };
         self.one_configuration_per_tag(
-            usize::from(asid),
+            index,
             asid,
             pa,
             asid_identity(config),
             alias,
             |scan| &mut scan.asid_cache,
-            |w| match Cd::from_words(*w).decode() {
-                Ok(Some(c)) => Some(asid_identity(&c)),
-                _ => None,
-            },
+            identity_at,
         )
     }
 
@@ -583,6 +687,92 @@ impl Scan<'_> {
         }
     }
 
+    /// SPEC K18: the starting-level table of every live regime stays clear of every
+    /// structure (the list is sorted and disjoint). One ASID or VMID names one
+    /// configuration (K19, checked on the way), so the first user of each tag holds every
+    /// distinct root of its tag: the tag map is swept once and each first user read again.
+    /// O(tags) plus one read per tag in use.
+    fn check_roots(&mut self) -> Result<(), Refusal> {
+        let asids = 1usize << self.features.asid_bits();
+        let el2 = el2_tag_index(self.features);
+        // Only the blocks the scan wrote: the work follows the tags in use.
+        let touched = self.touched;
+        for (wi, &word) in touched.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let b = wi * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                for index in b * TAG_BLOCK..(b + 1) * TAG_BLOCK {
+                    if index > el2 {
+                        break;
+                    }
+                    self.check_root_of(index, asids, el2)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_roots`] for the first user of tag map entry `index`, if any.
+    fn check_root_of(&mut self, index: usize, asids: usize, el2: usize) -> Result<(), Refusal> {
+        let first = self.tag(index);
+        if first == 0 {
+            return Ok(());
+        }
+        let entry = first & !1;
+        let mut w = [0u64; 8];
+        self.read(entry, &mut w)?;
+        if index < asids || index == el2 {
+            let world = if index == el2 { World::El2 } else { World::El1 };
+            let Ok(Some(c)) = Cd::from_words(legal::as_seen(w, world)).decode() else {
+                return Ok(());
+            };
+            let halves = [
+                (RootKind::Ttb0, &c.tt0, c.tg0),
+                (RootKind::Ttb1, &c.tt1, legal::tg1(&c)),
+            ];
+            for (kind, tt, tg) in halves {
+                if let Some((base, bytes)) = legal::s1_root(tt, tg, c.aa64) {
+                    self.check_root(Root {
+                        kind,
+                        base,
+                        bytes,
+                        entry,
+                    })?;
+                }
+            }
+        } else {
+            let Ok(Some(c)) = Ste::from_words(ste_as_used(w, self.features)).decode() else {
+                return Ok(());
+            };
+            let root = c
+                .translation
+                .stage2()
+                .and_then(|s2| legal::s2_root(s2, &w, self.features));
+            if let Some((base, bytes)) = root {
+                self.check_root(Root {
+                    kind: RootKind::S2ttb,
+                    base,
+                    bytes,
+                    entry,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// SPEC K18: refuses `root` if it shares a byte with a structure of the sorted list.
+    fn check_root(&self, root: Root) -> Result<(), Refusal> {
+        let probe = extent(StructureKind::CdLeaf, root.base, root.bytes, 0, 0);
+        match self.check_against_sorted(&probe) {
+            Err(Refusal::StructuresOverlap { first, .. }) => Err(Refusal::RootOverlaps {
+                root,
+                structure: first,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// SPEC K20: takes `entries` CDs or descriptors from the budget before they are read.
     fn charge(&mut self, sid: u32, entries: u64) -> Result<(), Refusal> {
         if entries > self.budget {
@@ -652,13 +842,14 @@ pub fn scan(
             given: scratch.len() as u64,
         });
     }
+    // The tag map is not zeroed: a block of it is cleared when first written, and `touched`
+    // says which (the work follows the tags in use, not the 2^17 entries).
     let (tags, rest) = scratch.split_at_mut(tag_slots(features));
-    // One bulk zeroing (a memset), not a loop over 2^16 slots.
-    zerocopy::FromZeros::zero(tags);
     let list = rest.get_mut(..extent_slots(geometry)).unwrap_or(&mut []);
     let mut s = Scan {
         features,
         oas_bits: geometry.oas_bits(),
+        e2h: geometry.e2h(),
         mem,
         sink,
         stats: ScanStats::default(),
@@ -672,6 +863,8 @@ pub fn scan(
         budget: CD_SCAN_BUDGET,
         asid_cache: [None; TAG_CACHE],
         vmid_cache: [None; TAG_CACHE],
+        s2_memo: None,
+        touched: [0; TOUCHED_WORDS],
     };
     s.push(extent(
         StructureKind::StreamTable,
@@ -716,6 +909,7 @@ pub fn scan(
     }
     s.frozen = false;
     s.check_disjoint()?;
+    s.check_roots()?;
     Ok(s.stats)
 }
 
@@ -760,6 +954,7 @@ impl Revalidation {
         let mut s = Scan {
             features,
             oas_bits: geometry.oas_bits(),
+            e2h: geometry.e2h(),
             mem,
             sink,
             stats: ScanStats::default(),
@@ -773,6 +968,8 @@ impl Revalidation {
             budget: self.budget,
             asid_cache: [None; TAG_CACHE],
             vmid_cache: [None; TAG_CACHE],
+            s2_memo: None,
+            touched: [0; TOUCHED_WORDS],
         };
         let result = ste(&mut s, sid, 0, words);
         self.budget = s.budget;
@@ -800,8 +997,10 @@ pub(crate) fn decode_ste(
     sid: u32,
     words: [u64; 8],
     features: &Features,
+    memo: &mut S2Memo,
 ) -> Result<Option<SteConfig>, Refusal> {
     use ste::fields::{S1FMT, STRW};
+    let words = ste_as_used(words, features);
     let config = match Ste::from_words(words).decode() {
         Ok(None) => return Ok(None),
         Ok(Some(config)) => config,
@@ -819,41 +1018,59 @@ pub(crate) fn decode_ste(
         }
         Err(error) => return Err(Refusal::SteReserved { sid, error }),
     };
-    ste_legal(sid, &config, features)?;
+    ste_legal(sid, &config, &words, features, memo)?;
     Ok(Some(config))
 }
 
-/// The ILLEGAL cases of §5.2 that depend on the ID registers, for the fields `config` uses.
-fn ste_legal(sid: u32, config: &SteConfig, f: &Features) -> Result<(), Refusal> {
-    use ste::fields::*;
-    let illegal = |field: &smmu::arch::Field, value: u64| {
-        Err(Refusal::SteIllegal {
-            sid,
-            field: field.name,
-            value,
-        })
-    };
+/// §5.2 S1CDMax: IGNORED without substreams (SSIDSIZE = 0), so S1Fmt and S1DSS, which the
+/// decoder reads only when S1CDMax ≠ 0, are IGNORED too: the words with S1CDMax cleared.
+fn ste_as_used(mut words: [u64; 8], features: &Features) -> [u64; 8] {
+    if features.ssid_bits == 0 {
+        ste::fields::S1_CD_MAX.set(&mut words, 0);
+    }
+    words
+}
+
+/// The last stage-2 configuration [`legal::stage2`] accepted, with the raw `S2SL0_2`/`S2DS`
+/// bits it also reads: most tables repeat a few stage-2 configurations, which are then not
+/// checked again (the rules depend on nothing else).
+pub(crate) type S2Memo = Option<(Stage2Ste, u64)>;
+
+/// The ILLEGAL cases of §5.2 that depend on the ID registers, for the fields `config` uses
+/// (the stage-2 walk geometry, formats and addresses in [`legal::stage2`]).
+fn ste_legal(
+    sid: u32,
+    config: &SteConfig,
+    words: &[u64; 8],
+    f: &Features,
+    memo: &mut S2Memo,
+) -> Result<(), Refusal> {
+    let illegal = |rule: Illegal, value: u64| Err(Refusal::SteIllegal { sid, rule, value });
     let t = &config.translation;
     let kind = u64::from(t.kind().encode() as u8);
     if (t.stage1().is_some() && !f.stage1) || (t.stage2().is_some() && !f.stage2) {
-        return illegal(&CONFIG, kind);
+        return illegal(Illegal::SteStageUnsupported, kind);
     }
     if let Some(s1) = t.stage1() {
         if s1.stall_disable && f.stall_model != StallModel::Stall {
-            return illegal(&S1STALLD, 1);
+            return illegal(Illegal::SteS1stalld, 1);
         }
     }
+    // §5.2 STRW: RES0 without IDR0.Hyp; the decoder reads it only for stage 1 alone.
+    if matches!(t, Translation::Stage1(_)) && config.strw == Strw::El2 && !f.hyp {
+        return illegal(Illegal::SteStrwWithoutHyp, Strw::El2.encode());
+    }
     if let Some(s2) = t.stage2() {
-        if (s2.ha || s2.hd) && f.httu == Httu::None {
-            return illegal(&S2HA, u64::from(s2.ha));
-        }
-        if s2.hd && f.httu == Httu::Access {
-            return illegal(&S2HD, 1);
-        }
         if (s2.stall && f.stall_model == StallModel::NoStall)
             || (!s2.stall && f.stall_model == StallModel::Forced)
         {
-            return illegal(&S2S, u64::from(s2.stall));
+            return illegal(Illegal::SteS2s, u64::from(s2.stall));
+        }
+        use ste::fields::{S2DS, S2SL0_2};
+        let raw = S2DS.get(words) << 1 | S2SL0_2.get(words);
+        if *memo != Some((*s2, raw)) {
+            legal::stage2(s2, words, f).or_else(|(rule, value)| illegal(rule, value))?;
+            *memo = Some((*s2, raw));
         }
     }
     // EATS is IGNORED without ATS and for bypass (decoded as 0b00 there).
@@ -865,15 +1082,23 @@ fn ste_legal(sid: u32, config: &SteConfig, f: &Features) -> Result<(), Refusal> 
             Eats::Abort => false,
         };
         if bad {
-            return illegal(&EATS, config.eats.encode());
+            return illegal(Illegal::SteEats, config.eats.encode());
         }
+    }
+    if t.kind() != ste::SteKind::Abort {
+        legal::attribute_overrides(config.attrs.priv_cfg, config.attrs.inst_cfg, f)
+            .or_else(|(rule, value)| illegal(rule, value))?;
     }
     Ok(())
 }
 
 fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refusal> {
     s.stats.stes_scanned += 1;
-    let Some(config) = decode_ste(sid, words, s.features)? else {
+    // Most STEs of a large table are invalid: nothing else of them is read (§5.2 V).
+    if !ste::fields::V.flag(&words) {
+        return Ok(());
+    }
+    let Some(config) = decode_ste(sid, words, s.features, &mut s.s2_memo)? else {
         return Ok(());
     };
     s.stats.stes_valid += 1;
@@ -888,13 +1113,16 @@ fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refus
                 vmid(s, sid, pa, &config)?;
             }
             let layout = cd_geometry(s, sid, s1, AddressSpace::Physical)?;
-            let table = extent(
+            let mut table = extent(
                 StructureKind::CdTable,
                 s1.context_ptr,
                 layout.bytes(),
                 layout.shape(),
                 sid,
             );
+            // The StreamWorld (NS-EL1 or one of the EL2 worlds, with CR2.E2H) and S1STALLD
+            // decide which CD values are ILLEGAL and how CDs are tagged (§5.4, §3.17).
+            table[1] |= context_bits(config.strw == Strw::El2, s1.stall_disable);
             if s.inline {
                 // Re-validation: the table the previous STE used, read moments ago, is not
                 // read again.
@@ -1061,13 +1289,14 @@ fn cd_geometry(
 fn cd_table(s: &mut Scan<'_>, table: &ScratchSlot) -> Result<(), Refusal> {
     let st = structure(table);
     let sid = st.owner;
+    let ctx = context(table, s.e2h);
     let (fmt, cd_max) = shape(table);
     let fmt = S1Fmt::decode(u64::from(fmt)).unwrap_or(S1Fmt::Linear);
     s.stats.cd_tables += 1;
     match layout(fmt, cd_max) {
         CdLayout::Linear { cds, .. } => {
             s.charge(sid, cds)?;
-            scan_cds(s, sid, st.base, 0, cds)
+            scan_cds(s, (sid, ctx), st.base, 0, cds)
         }
         CdLayout::TwoLevel {
             l1_entries,
@@ -1108,40 +1337,42 @@ fn cd_table(s: &mut Scan<'_>, table: &ScratchSlot) -> Result<(), Refusal> {
                 s.check_against_sorted(&e)?;
                 s.push(e)?;
                 s.charge(sid, leaf_cds)?;
-                scan_cds(s, sid, leaf, u64::from(l1_index) * leaf_capacity, leaf_cds)
+                scan_cds(
+                    s,
+                    (sid, ctx),
+                    leaf,
+                    u64::from(l1_index) * leaf_capacity,
+                    leaf_cds,
+                )
             })
         }
     }
 }
 
-/// Decodes a CD as SPEC K21 says (see [`decode_ste`]) and checks its ASID (K14).
+/// Decodes a CD as SPEC K21 says (see [`decode_ste`]) for the StreamWorld and `S1STALLD`
+/// of the STE that reaches it (`ctx`), and checks its ASID (K14) where the world has one.
+/// Under NS-EL2 the words are read as [`legal::as_seen`] makes them (ASID 0, no `TTB1`).
 pub(crate) fn decode_cd(
     (sid, ssid): (u32, u32),
     words: [u64; 8],
+    ctx: CdContext,
     f: &Features,
 ) -> Result<Option<CdConfig>, Refusal> {
-    use smmu::arch::cd::fields::{AA64, HA, HD};
+    let words = legal::as_seen(words, ctx.world);
     let config = match Cd::from_words(words).decode() {
         Ok(None) => return Ok(None),
         Ok(Some(config)) => config,
         Err(error) => return Err(Refusal::CdReserved { sid, ssid, error }),
     };
-    let illegal = |field: &smmu::arch::Field, value: u64| {
-        Err(Refusal::CdIllegal {
-            sid,
-            ssid,
-            field: field.name,
-            value,
-        })
-    };
-    if (config.aa64 && !f.aarch64_tables) || (!config.aa64 && !f.aarch32_tables) {
-        return illegal(&AA64, u64::from(config.aa64));
-    }
-    if (config.ha || config.hd) && f.httu == Httu::None {
-        return illegal(&HA, u64::from(config.ha));
-    }
-    if config.hd && f.httu == Httu::Access {
-        return illegal(&HD, 1);
+    legal::cd(&config, &words, ctx, f).map_err(|(rule, value)| Refusal::CdIllegal {
+        sid,
+        ssid,
+        rule,
+        value,
+    })?;
+    if ctx.world == World::El2 {
+        // §5.4 ASID: IGNORED under NS-EL2 (zeroed by `as_seen`).
+        return Ok(Some(config));
     }
     let asid = config.asid;
     if asid == 0 {
@@ -1162,7 +1393,7 @@ pub(crate) fn decode_cd(
 /// Visits `count` CDs from `base`; the first has SubstreamID `first_ssid`.
 fn scan_cds(
     s: &mut Scan<'_>,
-    sid: u32,
+    (sid, ctx): (u32, CdContext),
     base: u64,
     first_ssid: u64,
     count: u64,
@@ -1171,12 +1402,16 @@ fn scan_cds(
         s.stats.cds_scanned += 1;
         // SubstreamIDs stay below 2^31 (S1CDMax ≤ 31), so they fit in u32.
         let ssid = (first_ssid + i) as u32;
-        let Some(config) = decode_cd((sid, ssid), words, s.features)? else {
+        let Some(config) = decode_cd((sid, ssid), words, ctx, s.features)? else {
             return Ok(());
         };
         s.stats.cds_valid += 1;
         let asid = config.asid;
-        s.asid_tag((sid, ssid), asid, pa, &config)?;
+        s.asid_tag((sid, ssid), asid, pa, &config, ctx.world)?;
+        if ctx.world == World::El2 {
+            // No ASID to reserve: the EL2 regime's entries go with TLBI_EL2_ALL (K7).
+            return Ok(());
+        }
         s.stats.asids += 1;
         s.emit(Found::Asid { sid, ssid, asid })
     })

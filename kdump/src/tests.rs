@@ -60,10 +60,12 @@ fn idr1(sid_bits: u32, ssid_bits: u32) -> u32 {
     (IDR1::SIDSIZE.val(sid_bits) + IDR1::SSIDSIZE.val(ssid_bits)).value
 }
 
-/// `IDR5.OAS` encoding for a size in bits.
+/// `IDR5.OAS` encoding for a size in bits, with the three granules.
 fn idr5(oas_bits: u32) -> u32 {
-    IDR5::OAS
-        .val(AddressSize::from_bits(oas_bits).unwrap().encode() as u32)
+    (IDR5::OAS.val(AddressSize::from_bits(oas_bits).unwrap().encode() as u32)
+        + IDR5::GRAN4K::SET
+        + IDR5::GRAN16K::SET
+        + IDR5::GRAN64K::SET)
         .value
 }
 
@@ -833,8 +835,10 @@ fn k14_linear_table_reports_exactly_what_is_in_use() {
             // CD 3 shares ASID 0x11 with CD 0, SID 6 VMID 7 with SID 3: each first user
             // is read back once to compare (identical).
             tag_compares: 2,
-            reads: 5,
-            bytes_read: 1024 + 256 + 2 * 64,
+            // K18: the first user of each of the four tags (VMIDs 7 and 9, ASIDs 0x11
+            // and 0x12) is read once more for its translation table base.
+            reads: 5 + 4,
+            bytes_read: 1024 + 256 + 2 * 64 + 4 * 64,
         }
     );
     // The nested STE's CD table is an IPA: never read.
@@ -980,7 +984,8 @@ fn k14_nested_reserves_the_vmid_and_never_reads_the_ipa_cd_table() {
             Found::Deferred { sid: 3 }
         ]
     );
-    assert_eq!(m.reads().len(), 2, "only the stream table is read");
+    // The stream table, then the STE once more for its stage-2 start table (K18).
+    assert_eq!(m.reads().len(), 3, "only the stream table is read");
     // Its address-independent geometry is still checked.
     let m = linear_mem(&[(3, nested_ste(0x40, S1Fmt::Linear, 2, 0x44))]);
     assert_eq!(code(&linear(4), &m), "cd-table-misaligned");
@@ -1419,7 +1424,7 @@ fn one_of_each() -> Vec<Refusal> {
         field: "Config",
         value: 1,
     };
-    std::vec![
+    let mut v = std::vec![
         Refusal::NotCrashKernel,
         Refusal::SmmuDisabled { cr0: 0 },
         Refusal::NotCoherent,
@@ -1541,17 +1546,25 @@ fn one_of_each() -> Vec<Refusal> {
         },
         Refusal::VmidConflict { sid: 1, vmid: 1 },
         Refusal::SteStrwIllegal { sid: 1, strw: 1 },
-        Refusal::SteIllegal {
-            sid: 1,
-            field: "S1STALLD",
-            value: 1,
-        },
-        Refusal::CdIllegal {
-            sid: 1,
-            ssid: 0,
-            field: "HA",
-            value: 1,
-        },
+    ];
+    // One refusal per ILLEGAL rule: STE rules as SteIllegal, CD rules as CdIllegal.
+    for &rule in Illegal::ALL {
+        v.push(if rule.code().starts_with("ste-") {
+            Refusal::SteIllegal {
+                sid: 1,
+                rule,
+                value: 1,
+            }
+        } else {
+            Refusal::CdIllegal {
+                sid: 1,
+                ssid: 0,
+                rule,
+                value: 1,
+            }
+        });
+    }
+    v.extend([
         overlap(StructureKind::StreamTable, StructureKind::L2Table),
         overlap(StructureKind::CdTable, StructureKind::StreamTable),
         overlap(StructureKind::StreamTable, StructureKind::CdLeaf),
@@ -1561,6 +1574,31 @@ fn one_of_each() -> Vec<Refusal> {
         overlap(StructureKind::CdTable, StructureKind::CdTable),
         overlap(StructureKind::CdTable, StructureKind::CdLeaf),
         overlap(StructureKind::CdLeaf, StructureKind::CdLeaf),
+    ]);
+    for kind in [RootKind::S2ttb, RootKind::Ttb0, RootKind::Ttb1] {
+        for structure in [
+            StructureKind::StreamTable,
+            StructureKind::L2Table,
+            StructureKind::CdTable,
+            StructureKind::CdLeaf,
+        ] {
+            v.push(Refusal::RootOverlaps {
+                root: Root {
+                    kind,
+                    base: 0x8000_0000,
+                    bytes: 0x1000,
+                    entry: 0x9000_0000,
+                },
+                structure: Structure {
+                    kind: structure,
+                    base: 0x8000_0000,
+                    bytes: 0x4000,
+                    owner: 1,
+                },
+            });
+        }
+    }
+    v.extend([
         Refusal::AsidAlias {
             sid: 1,
             ssid: 2,
@@ -1582,7 +1620,8 @@ fn one_of_each() -> Vec<Refusal> {
             given: 1,
         },
         Refusal::MemoryUnreadable { pa: 0, len: 8 },
-    ]
+    ]);
+    v
 }
 
 fn overlap(a: StructureKind, b: StructureKind) -> Refusal {
@@ -1647,13 +1686,13 @@ const ADOPTABLE: &[u8] = &[
     0, 0, // no active global errors
     1, // the sink accepts everything
     5, // SID 0: bypass
-    8, 0, 8, // SID 1: stage 2, VMID 9
-    6, 0, 0, 2, 5, // SID 2: stage 1, CD slot 0, linear, S1CDMax 2, pointer as is
+    8, 0, 8, 2, 4, // SID 1: stage 2, VMID 9, a legal 4KB walk, S2TTB apart
+    6, 0, 0, 2, 5, 0, // SID 2: stage 1 (EL1), CD slot 0, linear, S1CDMax 2, pointer as is
     0, // SID 3: invalid
-    2, 0, 4, // CD 0: ASID 5
+    2, 0, 4, 0, // CD 0: ASID 5, TTB0 half disabled
     0, // CD 1: invalid
-    2, 0, 5, // CD 2: ASID 6
-    2, 0, 4, // CD 3: ASID 5 again
+    2, 0, 5, 0, // CD 2: ASID 6
+    2, 0, 4, 0, // CD 3: ASID 5 again
 ];
 
 // spec: B1, B2, K14
@@ -2047,13 +2086,13 @@ fn k21_ignored_fields_never_refuse_and_illegal_ones_always_do() {
     ste::fields::S1STALLD.set(&mut w, 1);
     let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
     let no_stall = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b01).value);
-    assert_eq!(code(&no_stall, &m), "ste-illegal");
+    assert_eq!(code(&no_stall, &m), "ste-s1stalld-illegal");
     assert!(run(&linear(4), &m).is_ok());
     // A CD asking for hardware access-flag updates the SMMU lacks.
     let mut c = cd(5);
     cdf::HA.set(&mut c, 1);
     let m = with_cds(linear_mem(&[(1, s1_ste(CDT, S1Fmt::Linear, 0))]), &[(0, c)]);
-    assert_eq!(code(&linear(4), &m), "cd-illegal");
+    assert_eq!(code(&linear(4), &m), "cd-ha-unsupported");
 }
 
 // spec: K18, K19, K20, K21 — the README's adoption section lists every refusal code.
@@ -2105,4 +2144,1191 @@ fn k21_revalidation_checks_tags_and_reads_a_shared_cd_table_once() {
         _ => Ok(()),
     });
     assert_eq!(refused, Err(Refusal::VmidConflict { sid: 9, vmid: 0x33 }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 25: every ILLEGAL class (K21), StreamWorlds (K21, K19), translation roots (K18).
+
+use smmu::arch::regs::IDR3;
+
+/// A linear table of 16 STEs with the stage-2 STE `s2` (VMID 5) at StreamID 1.
+fn s2_mem(edit: impl FnOnce(&mut Stage2Ste, &mut [u64; 8])) -> Mem {
+    let mut s2 = stage2();
+    let mut w = ste_words(Translation::Stage2(s2), 5);
+    edit(&mut s2, &mut w);
+    let mut words = ste_words(Translation::Stage2(s2), 5);
+    // Raw fields the edit set beyond the decoded ones (S2DS, S2SL0_2, PRIVCFG, ...).
+    for (i, x) in w.iter().enumerate() {
+        words[i] |= x & !ste_words(Translation::Stage2(stage2()), 5)[i];
+    }
+    linear_mem(&[(1, words)])
+}
+
+/// A stage-1 STE at StreamID 1 (world from `strw`) over one CD `c` at `CDT`.
+fn s1_mem(strw: u64, c: [u64; 8]) -> Mem {
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::STRW.set(&mut w, strw);
+    with_cds(linear_mem(&[(1, w)]), &[(0, c)])
+}
+
+fn with_aidr_minor(mut s: RegisterSnapshot, minor: u32) -> RegisterSnapshot {
+    s.ids.aidr = minor;
+    s
+}
+
+fn with_idr3(mut s: RegisterSnapshot, idr3: u32) -> RegisterSnapshot {
+    s.ids.idr[3] = idr3;
+    s
+}
+
+fn with_idr5(mut s: RegisterSnapshot, idr5: u32) -> RegisterSnapshot {
+    s.ids.idr[5] = idr5;
+    s
+}
+
+/// SMMUv3.1 (`AIDR.ArchMinorRev` = 1): out-of-range sizes are ILLEGAL.
+fn v31() -> RegisterSnapshot {
+    with_aidr_minor(linear(4), 1)
+}
+
+// spec: K21 — §5.2 S2SL0 and DDI 0487 D8.2 (Tables D8-19..41): the start level must match
+// S2T0SZ and S2TG, with at most 16 concatenated tables; level 3 (4KB) needs IDR3.STT, 16KB
+// level 0 needs DS, 64KB SL0 = 0b11 is reserved.
+#[test]
+fn k21_s2sl0_start_level_against_s2t0sz_granule_and_concatenation() {
+    // 40-bit IPA from level 2 with 4KB: 19 bits at the start level, 64 tables.
+    let m = s2_mem(|s2, _| s2.sl0 = 0);
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-inconsistent");
+    // 44-bit IPA from level 1: 32 concatenated tables (more than 16).
+    let m = s2_mem(|s2, _| s2.t0sz = 20);
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-inconsistent");
+    // 42-bit IPA from level 1: 16 tables, the most allowed.
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 22;
+        s2.ttb = 0x9002_0000;
+    });
+    assert!(run(&v31(), &m).is_ok());
+    // Level 3 with 4KB: needs IDR3.STT.
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 39;
+        s2.sl0 = 3;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-needs-stt");
+    let stt = with_idr3(v31(), IDR3::STT::SET.value);
+    assert!(run(&stt, &m).is_ok());
+    // 16KB level 0 without DS.
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size16K;
+        s2.t0sz = 16;
+        s2.sl0 = 3;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-needs-ds");
+    // 48 bits with 16KB: level 1 with two tables is the legal way (R DXBSH).
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size16K;
+        s2.t0sz = 16;
+        s2.sl0 = 2;
+    });
+    assert!(run(&v31(), &m).is_ok());
+    // 64KB SL0 = 0b11 is reserved.
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size64K;
+        s2.sl0 = 3;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2sl0-reserved");
+}
+
+// spec: K21 — §5.2 S2T0SZ, §3.4: the range (IAS, IDR3.STT, granule) is ILLEGAL from
+// SMMUv3.1 and CONSTRAINED UNPREDICTABLE on SMMUv3.0; AIDR decides which code.
+#[test]
+fn k21_s2t0sz_range_is_decided_by_aidr() {
+    // T0SZ 40 without STT (max 39), level 2.
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 40;
+        s2.sl0 = 0;
+    });
+    assert_eq!(code(&v31(), &m), "ste-s2t0sz-out-of-range");
+    assert_eq!(
+        code(&with_aidr_minor(linear(4), 0), &m),
+        "ste-s2t0sz-unpredictable"
+    );
+    assert_eq!(
+        code(&with_aidr_minor(linear(4), 3), &m),
+        "ste-s2t0sz-out-of-range"
+    );
+    // With STT it is legal (Table D8-23: level 2, T0SZ 40-42).
+    assert!(run(&with_idr3(v31(), IDR3::STT::SET.value), &m).is_ok());
+    // Below 64 - IAS: a 40-bit OAS (no AArch32: IAS = OAS) allows no more than 40 bits.
+    let oas40 = with_aidr_minor(
+        snap_with(idr0_full(), idr1(16, 20), 40, strtab_cfg(0, 0, 4), ST),
+        2,
+    );
+    let m = s2_mem(|s2, _| {
+        s2.t0sz = 22;
+        s2.ps = AddressSize::Bits40;
+    });
+    assert_eq!(code(&oas40, &m), "ste-s2t0sz-out-of-range");
+}
+
+// spec: K21 — §5.2 S2TG, §5.4 TG0: a granule IDR5 does not advertise is ILLEGAL.
+#[test]
+fn k21_granules_idr5_does_not_advertise() {
+    let only_4k = with_idr5(linear(4), (IDR5::OAS.val(5) + IDR5::GRAN4K::SET).value);
+    let m = s2_mem(|s2, _| {
+        s2.tg = Granule::Size64K;
+        s2.sl0 = 1;
+        s2.t0sz = 24;
+    });
+    assert_eq!(code(&only_4k, &m), "ste-s2tg-unsupported");
+    let mut c = cd(5);
+    cdf::TG0.set(&mut c, 0b10); // 16KB
+    assert_eq!(code(&only_4k, &s1_mem(0, c)), "cd-tg0-unsupported");
+    assert!(run(&linear(4), &s1_mem(0, c)).is_ok());
+}
+
+// spec: K21 — §5.2 S2TTB, §5.4 TTB0: a base beyond the effective S2PS/IPS (capped by OAS)
+// or beyond 48 bits with 4KB/16KB and no DS is ILLEGAL.
+#[test]
+fn k21_translation_bases_beyond_their_address_size() {
+    let m = s2_mem(|s2, _| {
+        s2.ps = AddressSize::Bits40;
+        s2.ttb = 1 << 41;
+    });
+    assert_eq!(code(&linear(4), &m), "ste-s2ttb-beyond-s2ps");
+    // S2PS 52 is capped by a 48-bit OAS.
+    let m = s2_mem(|s2, _| {
+        s2.ps = AddressSize::Bits52;
+        s2.ttb = 1 << 49;
+    });
+    assert_eq!(code(&linear(4), &m), "ste-s2ttb-beyond-s2ps");
+    // 52-bit OAS and S2PS, 4KB and no DS: still 48 bits.
+    let oas52 = with_aidr_minor(
+        snap_with(idr0_full(), idr1(16, 20), 52, strtab_cfg(0, 0, 4), ST),
+        1,
+    );
+    assert_eq!(code(&oas52, &m), "ste-s2ttb-beyond-48-bits");
+    let mut c = cd(5);
+    cdf::IPS.set(&mut c, AddressSize::Bits40.encode());
+    cdf::TTB0.set(&mut c, (1u64 << 41) >> cdf::TTB0.lo);
+    assert_eq!(code(&linear(4), &s1_mem(0, c)), "cd-ttb0-beyond-ips");
+}
+
+// spec: K21 — §5.2 S2AA64, S2ENDI; §5.4 ENDI: formats and endianness IDR0 lacks.
+#[test]
+fn k21_table_formats_and_endianness_idr0_lacks() {
+    let m = s2_mem(|s2, _| s2.aa64 = false);
+    assert_eq!(code(&linear(4), &m), "ste-s2aa64-unsupported");
+    let little = with_idr0(linear(4), idr0_full() | IDR0::TTENDIAN.val(0b10).value);
+    let m = s2_mem(|s2, _| s2.endi = true);
+    assert_eq!(code(&little, &m), "ste-s2endi-unsupported");
+    let mut c = cd(5);
+    cdf::ENDI.set(&mut c, 1);
+    assert_eq!(code(&little, &s1_mem(0, c)), "cd-endi-unsupported");
+}
+
+// spec: K21 — §5.4 HAFT, A, S and §5.2 S1STALLD: CdIllegal()'s conditions on the ID
+// registers and on the STE.
+#[test]
+fn k21_cd_haft_term_model_and_stall_conditions() {
+    let httu3 = with_idr0(linear(4), idr0_full() | IDR0::HTTU.val(0b11).value);
+    let mut c = cd(5);
+    cdf::HAFT.set(&mut c, 1);
+    assert_eq!(code(&httu3, &s1_mem(0, c)), "cd-haft-without-ha");
+    cdf::HA.set(&mut c, 1);
+    assert!(run(&httu3, &s1_mem(0, c)).is_ok());
+    // TERM_MODEL = 1 needs CD.A = 1.
+    let term = with_idr0(linear(4), idr0_full() | IDR0::TERM_MODEL::SET.value);
+    let mut c = cd(5);
+    cdf::A.set(&mut c, 0);
+    assert_eq!(code(&term, &s1_mem(0, c)), "cd-a-term-model");
+    // S1STALLD = 1 with CD.S = 1.
+    let mut c = cd(5);
+    cdf::S.set(&mut c, 1);
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S1STALLD.set(&mut w, 1);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, c)]);
+    assert_eq!(code(&linear(4), &m), "cd-s-stalls-disabled");
+    // CD.S against the stall model: 0b01 forbids S = 1, 0b10 forces it.
+    let no_stall = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b01).value);
+    assert_eq!(code(&no_stall, &s1_mem(0, c)), "cd-s-stall-model");
+    let forced = with_idr0(linear(4), idr0_full() | IDR0::STALL_MODEL.val(0b10).value);
+    assert_eq!(code(&forced, &s1_mem(0, cd(5))), "cd-s-stall-model");
+    assert!(run(&forced, &s1_mem(0, c)).is_ok());
+}
+
+// spec: K21 — §5.2 PRIVCFG, INSTCFG: 0b01 is reserved where the overrides are used.
+#[test]
+fn k21_reserved_privcfg_and_instcfg_refuse_where_used() {
+    let ovr = snap_with(
+        idr0_full(),
+        idr1(16, 20) | IDR1::ATTR_PERMS_OVR::SET.value,
+        48,
+        strtab_cfg(0, 0, 4),
+        ST,
+    );
+    let mut bypass = ste_words(Translation::Bypass, 0);
+    ste::fields::PRIVCFG.set(&mut bypass, 0b01);
+    let m = linear_mem(&[(1, bypass)]);
+    assert_eq!(code(&ovr, &m), "ste-privcfg-reserved");
+    // Without ATTR_PERMS_OVR the field is RES0 and not used.
+    assert!(run(&linear(4), &m).is_ok());
+    let mut bypass = ste_words(Translation::Bypass, 0);
+    ste::fields::INSTCFG.set(&mut bypass, 0b01);
+    assert_eq!(
+        code(&ovr, &linear_mem(&[(1, bypass)])),
+        "ste-instcfg-reserved"
+    );
+}
+
+/// `linear(4)` with `CR2.E2H` set.
+fn e2h(mut s: RegisterSnapshot) -> RegisterSnapshot {
+    s.cr2 = 1;
+    s
+}
+
+// spec: K21 — §5.2 STRW with CR2.E2H, §5.4 EPD0/AA64: under NS-EL2 the effective EPD0 is 0
+// (a TTB0 behind EPD0 = 1 is still checked); AArch32 CDs are ILLEGAL under NS-EL2-E2H.
+#[test]
+fn k21_streamworld_decides_what_a_cd_uses() {
+    let mut c = cd(5);
+    cdf::EPD0.set(&mut c, 1);
+    cdf::TG0.set(&mut c, 0b11); // reserved, IGNORED behind EPD0 = 1 at EL1
+    assert!(run(&linear(4), &s1_mem(0, c)).is_ok());
+    assert_eq!(code(&linear(4), &s1_mem(0b10, c)), "cd-reserved");
+    let aarch32 = with_idr0(linear(4), idr0_full() | IDR0::TTF.val(0b11).value);
+    let mut c = cd(5);
+    cdf::AA64.set(&mut c, 0);
+    cdf::T0SZ.set(&mut c, 0);
+    assert!(run(&aarch32, &s1_mem(0b10, c)).is_ok());
+    assert_eq!(
+        code(&e2h(aarch32), &s1_mem(0b10, c)),
+        "cd-aa64-aarch32-under-e2h"
+    );
+    // STRW = EL2 on an SMMU without IDR0.Hyp (RES0 there).
+    let no_hyp = with_idr0(linear(4), idr0_full() & !IDR0::HYP::SET.value);
+    assert_eq!(
+        code(&no_hyp, &s1_mem(0b10, cd(5))),
+        "ste-strw-el2-without-hyp"
+    );
+}
+
+// spec: K21, K14 — §5.4 ASID, §5.2 S1CDMax: what NS-EL2 and SSIDSIZE = 0 leave IGNORED never
+// refuses: ASID 0, a 16-bit ASID on 8-bit hardware, and a reserved S1Fmt/S1DSS.
+#[test]
+fn k21_ignored_asids_and_substream_fields_never_refuse() {
+    let (_, found) = run(&linear(4), &s1_mem(0b10, cd(0))).unwrap();
+    assert!(!found.iter().any(|f| matches!(f, Found::Asid { .. })));
+    let asid8 = with_idr0(linear(4), idr0_full() & !IDR0::ASID16::SET.value);
+    assert!(run(&asid8, &s1_mem(0b10, cd(0x1234))).is_ok());
+    // The ignored ASID does not alias the EL1 CD that uses ASID 0x1234 differently.
+    let mut el1 = cd(0x34);
+    cdf::TTB0.set(&mut el1, 0xb000_0000 >> cdf::TTB0.lo);
+    let mut w2 = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::STRW.set(&mut w2, 0b10);
+    let mut m = linear_mem(&[(1, s1_ste(CDT + 0x1000, S1Fmt::Linear, 0)), (2, w2)]);
+    m.region(CDT, 64 << 10);
+    m.write(CDT, &cd(0x34));
+    m.write(CDT + 0x1000, &el1);
+    assert!(run(&linear(4), &m).is_ok());
+    // SSIDSIZE = 0: S1CDMax, hence S1Fmt and S1DSS, are IGNORED.
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 5);
+    ste::fields::S1FMT.set(&mut w, 0b11);
+    ste::fields::S1DSS.set(&mut w, 0b11);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(5))]);
+    let no_ssid = snap_with(idr0_full(), idr1(16, 0), 48, strtab_cfg(0, 0, 4), ST);
+    assert!(run(&no_ssid, &m).is_ok());
+}
+
+// spec: K19 — §3.17, §5.4: NS-EL2 without E2H has no ASID, so every EL2 CD is one address
+// space: two EL2 STEs whose CDs have different TTB0 alias; identical ones do not.
+#[test]
+fn k19_ns_el2_cds_share_one_tag() {
+    let mut other = cd(7);
+    cdf::TTB0.set(&mut other, 0xb000_0000 >> cdf::TTB0.lo);
+    let el2 = |ptr| {
+        let mut w = s1_ste(ptr, S1Fmt::Linear, 0);
+        ste::fields::STRW.set(&mut w, 0b10);
+        w
+    };
+    let mut m = linear_mem(&[(1, el2(CDT)), (2, el2(CDT + 0x1000))]);
+    m.region(CDT, 64 << 10);
+    m.write(CDT, &cd(5));
+    m.write(CDT + 0x1000, &other);
+    assert_eq!(code(&linear(4), &m), "asid-alias");
+    // With E2H the ASIDs tell them apart.
+    assert!(run(&e2h(linear(4)), &m).is_ok());
+    // Identical EL2 CDs (even with different, IGNORED ASIDs) are one address space.
+    m.write(CDT + 0x1000, &cd(9));
+    assert!(run(&linear(4), &m).is_ok());
+}
+
+// spec: K18 — §5.4 TTB0, §5.2 S2TTB: a live regime's start-level table must not overlap a
+// structure adoption trusts: the crash kernel's writes there would become descriptors.
+#[test]
+fn k18_translation_roots_stay_off_adopted_structures() {
+    // A CD's TTB0 inside a level-2 stream table.
+    let mut c = cd(5);
+    cdf::TTB0.set(&mut c, L2A >> cdf::TTB0.lo);
+    let mut m = Mem::recording();
+    m.region(ST, 8 * 64);
+    m.write(ST, &[l1std(L2A)]);
+    m.region(L2A, 16 << 10);
+    m.write(L2A + 64, &s1_ste(CDT, S1Fmt::Linear, 0));
+    m.region(CDT, 4096);
+    m.write(CDT, &c);
+    let r = run(&two_level(14), &m).unwrap_err();
+    assert_eq!(r.code(), "ttb0-overlaps-l2-table");
+    assert!(std::format!("{r}").contains("TTB0"));
+    // An S2TTB equal to the level-1 table.
+    let mut m = Mem::recording();
+    m.region(ST, 8 * 64);
+    m.write(ST, &[l1std(L2A)]);
+    m.region(L2A, 16 << 10);
+    let mut s2 = stage2();
+    s2.ttb = ST;
+    m.write(L2A + 64, &ste_words(Translation::Stage2(s2), 5));
+    assert_eq!(code(&two_level(14), &m), "s2ttb-overlaps-stream-table");
+    // A TTB0 behind EPD0 = 1 is not live.
+    let mut c = cd(5);
+    cdf::TTB0.set(&mut c, CDT >> cdf::TTB0.lo);
+    cdf::EPD0.set(&mut c, 1);
+    assert!(run(&linear(4), &s1_mem(0, c)).is_ok());
+    cdf::EPD0.set(&mut c, 0);
+    assert_eq!(code(&linear(4), &s1_mem(0, c)), "ttb0-overlaps-cd-table");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 25 acceptance: an independent generator of LEGAL tables, written from the spec's
+// tables (DDI 0487 D8.2 Tables D8-19..41 for stage-2 start levels and concatenation, §5.2
+// S2T0SZ/S2TTB, §5.4 TxSZ/TTBx/ASID, §3.4 IAS), not from the validator.
+
+/// A small deterministic source of choices (SplitMix64).
+struct Choices(u64);
+
+impl Choices {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn flag(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+/// The generated SMMU, as the generator reads it (its own copy of the ID fields).
+#[derive(Clone, Copy, Debug)]
+struct GenSmmu {
+    minor: u32,
+    oas: u32,
+    aarch32: bool,
+    gran: [bool; 3], // 4K, 16K, 64K
+    stt: bool,
+    ds: bool,
+    vax52: bool,
+    httu: u32,
+    stall_model: u32,
+    term_model: bool,
+    asid16: bool,
+    ssid_bits: u32,
+    e2h: bool,
+}
+
+/// Granules as (S2TG encoding, TG0 encoding, log2 size).
+const GRANS: [(u64, u64, u32); 3] = [(0b00, 0b00, 12), (0b10, 0b10, 14), (0b01, 0b01, 16)];
+
+/// DDI 0487 D8.2: for a granule (index into GRANS), each permitted stage-2 initial lookup
+/// level with its T0SZ range and requirement: 0 none, 1 DS, 2 FEAT_TTST (IDR3.STT).
+const S2_LEVELS: [&[(i32, u32, u32, u8)]; 3] = [
+    // 4KB: Tables D8-20..24.
+    &[
+        (-1, 12, 15, 1),
+        (0, 16, 24, 0),
+        (0, 12, 15, 1),
+        (1, 21, 33, 0),
+        (2, 30, 39, 0),
+        (2, 40, 42, 2),
+        (3, 39, 48, 2),
+    ],
+    // 16KB: Tables D8-30..33.
+    &[
+        (0, 12, 16, 1),
+        (1, 16, 27, 0),
+        (1, 13, 15, 1),
+        (2, 24, 38, 0),
+        (3, 35, 39, 0),
+        (3, 40, 48, 2),
+    ],
+    // 64KB: Tables D8-39..41 (T0SZ 12-15 at level 1 needs 52-bit addresses: IAS 52).
+    &[
+        (1, 16, 21, 0),
+        (1, 12, 15, 0),
+        (2, 18, 34, 0),
+        (3, 31, 39, 0),
+        (3, 40, 47, 2),
+    ],
+];
+
+/// The SL0 (and, for 4KB level -1, SL2) encoding of a start level (Tables D8-19, 29, 38).
+fn sl0_of(gran: usize, level: i32) -> (u64, bool) {
+    match (gran, level) {
+        (0, -1) => (0, true),
+        (0, 0) => (2, false),
+        (0, 1) => (1, false),
+        (0, 2) => (0, false),
+        (0, _) => (3, false),
+        (_, 0) => (3, false),
+        (_, 1) => (2, false),
+        (_, 2) => (1, false),
+        _ => (0, false),
+    }
+}
+
+impl GenSmmu {
+    fn new(c: &mut Choices) -> GenSmmu {
+        let minor = c.below(4) as u32;
+        let oas = if minor == 0 {
+            c.pick(&[32, 36, 40, 42, 44, 48])
+        } else {
+            c.pick(&[32, 36, 40, 42, 44, 48, 52])
+        };
+        let mut gran = [c.flag(), c.flag(), c.flag()];
+        if !gran.iter().any(|g| *g) {
+            gran[c.below(3) as usize] = true;
+        }
+        GenSmmu {
+            minor,
+            oas,
+            aarch32: c.flag(),
+            gran,
+            stt: minor > 0 && c.flag(),
+            ds: minor > 0 && c.flag(),
+            vax52: minor > 0 && c.flag(),
+            httu: c.below(4) as u32,
+            stall_model: c.pick(&[0, 1, 2]),
+            term_model: c.below(4) == 0,
+            asid16: c.flag(),
+            ssid_bits: if c.flag() { 0 } else { 1 + c.below(20) as u32 },
+            e2h: c.flag(),
+        }
+    }
+
+    fn ias(&self) -> u32 {
+        if self.aarch32 {
+            self.oas.max(40)
+        } else {
+            self.oas
+        }
+    }
+
+    fn snapshot(&self) -> RegisterSnapshot {
+        let idr0 = (IDR0::S1P::SET
+            + IDR0::S2P::SET
+            + IDR0::TTF.val(if self.aarch32 { 0b11 } else { 0b10 })
+            + IDR0::COHACC::SET
+            + IDR0::HYP::SET
+            + IDR0::HTTU.val(self.httu)
+            + IDR0::STALL_MODEL.val(self.stall_model)
+            + IDR0::VMID16::SET
+            + IDR0::CD2L::SET
+            + IDR0::ST_LVL.val(1))
+        .value
+            | if self.asid16 {
+                IDR0::ASID16::SET.value
+            } else {
+                0
+            }
+            | if self.term_model {
+                IDR0::TERM_MODEL::SET.value
+            } else {
+                0
+            };
+        let oas = AddressSize::from_bits(self.oas).unwrap().encode() as u32;
+        let mut idr5 = IDR5::OAS.val(oas).value;
+        for (on, f) in self
+            .gran
+            .iter()
+            .zip([IDR5::GRAN4K, IDR5::GRAN16K, IDR5::GRAN64K])
+        {
+            if *on {
+                idr5 |= f.val(1).value;
+            }
+        }
+        idr5 |= if self.ds { IDR5::DS::SET.value } else { 0 };
+        idr5 |= if self.vax52 {
+            IDR5::VAX.val(1).value
+        } else {
+            0
+        };
+        let mut s = snap_with(
+            idr0,
+            idr1(16, self.ssid_bits),
+            self.oas,
+            strtab_cfg(0, 0, 4),
+            ST,
+        );
+        s.ids.idr[5] = idr5;
+        s.ids.idr[3] = if self.stt { IDR3::STT::SET.value } else { 0 };
+        s.ids.aidr = self.minor;
+        s.cr2 = u32::from(self.e2h);
+        s
+    }
+}
+
+/// A generated legal table and what may be mutated in it.
+struct LegalTable {
+    smmu: GenSmmu,
+    mem: Mem,
+    /// (StreamID, STE words, stage-2 granule index, start level, IA bits).
+    s2: Vec<(u64, [u64; 8], usize, i32, u32)>,
+    /// (CD address, CD words, StreamWorld is EL2 without E2H).
+    cds: Vec<(u64, [u64; 8], bool)>,
+}
+
+/// Stage-2 start tables and stage-1 tables live far from every structure (1 MiB apart, below
+/// 4 GiB so that any OAS holds them).
+const S2_TABLES: u64 = 0xc000_0000;
+const S1_TABLES: u64 = 0xd000_0000;
+
+fn legal_stage2(c: &mut Choices, g: &GenSmmu, sid: u64) -> Option<([u64; 8], usize, i32, u32)> {
+    let grans: Vec<usize> = (0..3).filter(|&i| g.gran[i]).collect();
+    let gi = c.pick(&grans);
+    let (s2tg, _, shift) = GRANS[gi];
+    let s2ds = g.ds && gi != 2 && c.flag();
+    let max = match (g.stt, gi) {
+        (true, 2) => 47,
+        (true, _) => 48,
+        (false, _) => 39,
+    };
+    let ias_min = 64 - g.ias();
+    let min = if g.minor == 0 {
+        ias_min
+    } else if gi == 2 || s2ds {
+        ias_min.max(12)
+    } else {
+        ias_min.max(16)
+    };
+    let rows: Vec<_> = S2_LEVELS[gi]
+        .iter()
+        .filter(|r| match r.3 {
+            1 => s2ds,
+            2 => g.stt,
+            _ => true,
+        })
+        .flat_map(|&(level, lo, hi, _)| (lo.max(min)..=hi.min(max)).map(move |t| (level, t)))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let (level, t0sz) = c.pick(&rows);
+    let (sl0, sl2) = sl0_of(gi, level);
+    let stride = shift - 3;
+    let ia = 64 - t0sz;
+    let bits = ia as i32 - (shift as i32 + stride as i32 * (3 - level));
+    let ps_bits = c.pick(&[32, 36, 40, 42, 44, 48, 52]);
+    let mut w = ste_words(Translation::Stage2(stage2()), 0x100 + sid as u16);
+    let f = |w: &mut [u64; 8], field: smmu::arch::Field, v: u64| field.set(w, v);
+    f(&mut w, ste::fields::S2T0SZ, u64::from(t0sz));
+    f(&mut w, ste::fields::S2SL0, sl0);
+    f(&mut w, ste::fields::S2SL0_2, u64::from(sl2));
+    f(&mut w, ste::fields::S2DS, u64::from(s2ds));
+    f(&mut w, ste::fields::S2TG, s2tg);
+    f(
+        &mut w,
+        ste::fields::S2PS,
+        AddressSize::from_bits(ps_bits).unwrap().encode(),
+    );
+    f(
+        &mut w,
+        ste::fields::S2TTB,
+        (S2_TABLES + sid * (1 << 20)) >> 4,
+    );
+    if g.stall_model == 2 {
+        f(&mut w, ste::fields::S2S, 1);
+    }
+    Some((w, gi, level, bits as u32))
+}
+
+fn legal_cd(c: &mut Choices, g: &GenSmmu, asid: u16, ttb: u64, el2: bool) -> [u64; 8] {
+    let mut w = cd(asid);
+    let grans: Vec<usize> = (0..3).filter(|&i| g.gran[i]).collect();
+    let gi = c.pick(&grans);
+    let ds = g.ds && gi != 2 && c.flag();
+    let max = match (g.stt, gi) {
+        (true, 2) => 47,
+        (true, _) => 48,
+        (false, _) => 39,
+    };
+    let min = if g.vax52 && (gi == 2 || ds) { 12 } else { 16 };
+    let f = |w: &mut [u64; 8], field: smmu::arch::Field, v: u64| field.set(w, v);
+    f(&mut w, cdf::TG0, GRANS[gi].1);
+    f(
+        &mut w,
+        cdf::T0SZ,
+        (min + c.below((max - min + 1) as u64) as i32) as u64,
+    );
+    f(&mut w, cdf::DS, u64::from(ds));
+    f(&mut w, cdf::IPS, c.below(7));
+    f(&mut w, cdf::TTB0, ttb >> 4);
+    f(&mut w, cdf::ENDI, 0);
+    f(&mut w, cdf::HA, u64::from(g.httu >= 1 && c.flag()));
+    f(&mut w, cdf::S, u64::from(g.stall_model == 2));
+    f(&mut w, cdf::A, 1);
+    if el2 {
+        // NS-EL2: EPD0 and the TTB1 half are IGNORED; so is the ASID (any value).
+        f(&mut w, cdf::EPD0, c.below(2));
+        f(&mut w, cdf::ASID, c.next() & 0xffff);
+    }
+    w
+}
+
+fn legal_table(seed: u64) -> LegalTable {
+    let c = &mut Choices(seed);
+    let g = GenSmmu::new(c);
+    let mut mem = Mem::recording();
+    mem.region(ST, 16 * 64);
+    let mut s2 = Vec::new();
+    let mut cds = Vec::new();
+    // One CD configuration for every NS-EL2 stream (§3.17: one address space).
+    let el2_cd = legal_cd(c, &g, 0, S1_TABLES, true);
+    for sid in 0..16u64 {
+        let w = match c.below(6) {
+            0 => continue,
+            1 => ste_words(Translation::Bypass, 0),
+            2 | 3 => match legal_stage2(c, &g, sid) {
+                Some((w, gi, level, bits)) => {
+                    s2.push((sid, w, gi, level, bits));
+                    w
+                }
+                None => continue,
+            },
+            _ => {
+                let table = CDT + sid * 0x1000;
+                let el2 = c.flag();
+                let cd_max = if g.ssid_bits == 0 {
+                    c.below(32)
+                } else {
+                    c.below(3).min(u64::from(g.ssid_bits))
+                };
+                let mut w = s1_ste(table, S1Fmt::Linear, 0);
+                ste::fields::S1_CD_MAX.set(&mut w, cd_max);
+                if g.ssid_bits == 0 {
+                    // IGNORED without substreams: anything, reserved values included.
+                    ste::fields::S1FMT.set(&mut w, c.below(4));
+                    ste::fields::S1DSS.set(&mut w, c.below(4));
+                }
+                ste::fields::STRW.set(&mut w, if el2 { 0b10 } else { 0 });
+                let stalld = g.stall_model == 0 && c.flag();
+                ste::fields::S1STALLD.set(&mut w, u64::from(stalld));
+                let n = if g.ssid_bits == 0 { 1 } else { 1u64 << cd_max };
+                mem.region(table, 0x1000);
+                for ssid in 0..n {
+                    let pa = table + ssid * 64;
+                    let world_el2 = el2 && !g.e2h;
+                    let mut d = if world_el2 {
+                        el2_cd
+                    } else {
+                        let asid = 1 + (sid * 4 + ssid) as u16;
+                        legal_cd(
+                            c,
+                            &g,
+                            asid,
+                            S1_TABLES + (1 + sid * 4 + ssid) * (1 << 20),
+                            false,
+                        )
+                    };
+                    if stalld {
+                        cdf::S.set(&mut d, 0);
+                    }
+                    mem.write(pa, &d);
+                    cds.push((pa, d, world_el2));
+                }
+                w
+            }
+        };
+        mem.write(ST + sid * 64, &w);
+    }
+    LegalTable {
+        smmu: g,
+        mem,
+        s2,
+        cds,
+    }
+}
+
+/// One used field of a legal table mutated into an ILLEGAL value, and the code it must
+/// refuse with (from the spec's rules as the generator reads them).
+fn mutate(t: &mut LegalTable, c: &mut Choices) -> Option<&'static str> {
+    let g = t.smmu;
+    let cu = |v30: &'static str, v31: &'static str| if g.minor == 0 { v30 } else { v31 };
+    let mut options: Vec<u8> = Vec::new();
+    if !t.s2.is_empty() {
+        options.extend([0, 1, 2]);
+        if !g.aarch32 {
+            options.push(3);
+        }
+        if g.gran.iter().any(|x| !x) {
+            options.push(4);
+        }
+    }
+    if !t.cds.is_empty() {
+        options.extend([5, 6]);
+        if g.httu == 0 {
+            options.push(7);
+        }
+        if g.gran.iter().any(|x| !x) {
+            options.push(8);
+        }
+    }
+    if options.is_empty() {
+        return None;
+    }
+    let what = c.pick(&options);
+    if what <= 4 {
+        let (sid, mut w, gi, level, bits) = t.s2[c.below(t.s2.len() as u64) as usize];
+        let code = match what {
+            0 => {
+                ste::fields::S2T0SZ.set(&mut w, 63);
+                cu("ste-s2t0sz-unpredictable", "ste-s2t0sz-out-of-range")
+            }
+            1 => {
+                // Beyond the effective S2PS (MIN(S2PS, OAS)).
+                let ps = [32, 36, 40, 42, 44, 48, 52, 56][ste::fields::S2PS.get(&w) as usize];
+                let eff = ps.min(g.oas);
+                ste::fields::S2TTB.set(&mut w, ((S2_TABLES + sid * (1 << 20)) | 1 << eff) >> 4);
+                "ste-s2ttb-beyond-s2ps"
+            }
+            2 => {
+                if gi == 2 {
+                    ste::fields::S2SL0.set(&mut w, 3);
+                    "ste-s2sl0-reserved"
+                } else if (0..=2).contains(&level) && bits > 4 && !ste::fields::S2SL0_2.flag(&w) {
+                    // One level deeper: the input no longer fits 16 tables there.
+                    let (sl0, _) = sl0_of(gi, level + 1);
+                    ste::fields::S2SL0.set(&mut w, sl0);
+                    if gi == 0 && level + 1 == 3 && !g.stt {
+                        "ste-s2sl0-needs-stt"
+                    } else {
+                        "ste-s2sl0-inconsistent"
+                    }
+                } else {
+                    return None;
+                }
+            }
+            3 => {
+                ste::fields::S2AA64.set(&mut w, 0);
+                "ste-s2aa64-unsupported"
+            }
+            _ => {
+                let off = (0..3).find(|&i| !g.gran[i]).unwrap();
+                ste::fields::S2TG.set(&mut w, GRANS[off].0);
+                "ste-s2tg-unsupported"
+            }
+        };
+        t.mem.write(ST + sid * 64, &w);
+        Some(code)
+    } else {
+        let (pa, mut w, el2) = t.cds[c.below(t.cds.len() as u64) as usize];
+        let code = match what {
+            5 => {
+                cdf::T0SZ.set(&mut w, 63);
+                cdf::EPD0.set(&mut w, 0);
+                cu("cd-t0sz-unpredictable", "cd-t0sz-out-of-range")
+            }
+            6 if !el2 => {
+                cdf::ASID.set(&mut w, 0);
+                "asid-zero"
+            }
+            6 => {
+                // Under NS-EL2 a disabled-looking TTB0 is live: bend it beyond the IPS.
+                let ips = [32, 36, 40, 42, 44, 48, 52, 56][cdf::IPS.get(&w) as usize];
+                cdf::TTB0.set(&mut w, (1u64 << ips.min(g.oas)) >> 4);
+                cdf::EPD0.set(&mut w, 1);
+                "cd-ttb0-beyond-ips"
+            }
+            7 => {
+                cdf::HA.set(&mut w, 1);
+                "cd-ha-unsupported"
+            }
+            _ => {
+                let off = (0..3).find(|&i| !g.gran[i]).unwrap();
+                cdf::TG0.set(&mut w, GRANS[off].1);
+                cdf::EPD0.set(&mut w, 0);
+                // A size every granule allows (§5.4 checks TxSZ before the granule).
+                cdf::T0SZ.set(&mut w, 25);
+                "cd-tg0-unsupported"
+            }
+        };
+        t.mem.write(pa, &w);
+        Some(code)
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    // spec: K21, K18, K19 — legal tables from the spec's tables (every granule, start level
+    // and concatenation, the three StreamWorlds, SSIDSIZE 0 and > 0, AIDR v3.0–v3.3, IAS/OAS
+    // 32–52) are adopted; one used field made ILLEGAL refuses with the matching code.
+    #[test]
+    fn k21_legal_tables_adopt_and_one_illegal_field_refuses(seed in any::<u64>(), m in any::<u64>()) {
+        let mut t = legal_table(seed);
+        let snap = t.smmu.snapshot();
+        let adopted = run(&snap, &t.mem);
+        prop_assert!(adopted.is_ok(), "legal table refused: {:?} ({:?})", adopted.err(), t.smmu);
+        if let Some(expected) = mutate(&mut t, &mut Choices(m)) {
+            let got = run(&snap, &t.mem).map(|_| ()).map_err(|r| r.code());
+            prop_assert_eq!(got, Err(expected), "{:?}", t.smmu);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// B2: the `adopt` fuzz target's seed corpus (issue 25 item 7).
+
+/// Linux's table (`testdata/linux-6.1-qemu-7.2`) as registers and regions.
+fn linux_table() -> (RegisterSnapshot, Vec<(u64, Vec<u64>)>) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/linux-6.1-qemu-7.2");
+    let regs = std::fs::read_to_string(dir.join("regs.txt")).unwrap();
+    let reg = |name: &str| -> u64 {
+        let line = regs
+            .lines()
+            .find(|l| l.starts_with(&std::format!("{name}=")))
+            .unwrap();
+        u64::from_str_radix(line.split("=0x").nth(1).unwrap().trim(), 16).unwrap()
+    };
+    let snap = RegisterSnapshot {
+        ids: IdRegs {
+            idr: ["IDR0", "IDR1", "IDR2", "IDR3", "IDR4", "IDR5"].map(|r| reg(r) as u32),
+            iidr: reg("IIDR") as u32,
+            aidr: reg("AIDR") as u32,
+        },
+        cr0: reg("CR0") as u32,
+        cr1: reg("CR1") as u32,
+        cr2: reg("CR2") as u32,
+        gbpa: reg("GBPA") as u32,
+        gerror: reg("GERROR") as u32,
+        gerrorn: reg("GERRORN") as u32,
+        strtab_base: reg("STRTAB_BASE"),
+        strtab_base_cfg: reg("STRTAB_BASE_CFG") as u32,
+    };
+    let words = |f: &str| -> Vec<u64> {
+        std::fs::read(dir.join(f))
+            .unwrap()
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let regions = std::vec![
+        (0x4302_a000, words("l1.bin")),
+        (0x5b66_0000, words("l2.bin")),
+        (0x4807_d000, words("cd.bin")),
+    ];
+    (snap, regions)
+}
+
+fn regions_of(m: &Mem) -> Vec<(u64, Vec<u64>)> {
+    m.regions_bytes()
+        .into_iter()
+        .map(|(base, bytes)| {
+            let w = bytes
+                .chunks(8)
+                .map(|c| {
+                    let mut b = [0u8; 8];
+                    b[..c.len()].copy_from_slice(c);
+                    u64::from_le_bytes(b)
+                })
+                .collect();
+            (base, w)
+        })
+        .collect()
+}
+
+// spec: B2, K21 — the seed corpus: Linux's table (adopted), legal generated tables, and one
+// input per refusal code the generators reach. `SMMU_KDUMP_WRITE_SEEDS=<dir>` writes it
+// (`fuzz/seeds/adopt`, see the README).
+#[test]
+#[cfg_attr(miri, ignore = "tens of thousands of inputs")]
+fn fuzz_seed_corpus_reaches_the_refusal_codes() {
+    let open = AdoptPlatform {
+        crash_kernel: true,
+        coherent: true,
+        cache_maintenance: false,
+        expect_e2h: None,
+    };
+    let mut seeds: BTreeMap<std::string::String, Vec<u8>> = BTreeMap::new();
+    let (snap, regions) = linux_table();
+    let linux = fuzzing::raw_input(&snap, &open, &regions);
+    let out = fuzzing::validate_image(&linux).unwrap();
+    assert!(out.verdict.is_ok(), "Linux's table: {:?}", out.verdict);
+    seeds.insert("adopt-linux-6.1-qemu-7.2".into(), linux);
+    let mut keep = |name: std::string::String, input: Vec<u8>| {
+        let e = seeds.entry(name).or_insert_with(|| input.clone());
+        if input.len() < e.len() {
+            *e = input;
+        }
+    };
+    // Legal generated tables, and each with one field made ILLEGAL.
+    for seed in 0..400u64 {
+        let mut t = legal_table(seed);
+        let snap = t.smmu.snapshot();
+        let input = fuzzing::raw_input(&snap, &open, &regions_of(&t.mem));
+        let name = match fuzzing::validate_image(&input).unwrap().verdict {
+            Ok(_) => std::format!("adopt-generated-{}", seed % 8),
+            Err(r) => r.code().into(),
+        };
+        keep(name, input);
+        if mutate(&mut t, &mut Choices(seed)).is_some() {
+            let input = fuzzing::raw_input(&snap, &open, &regions_of(&t.mem));
+            if let Err(r) = fuzzing::validate_image(&input).unwrap().verdict {
+                keep(r.code().into(), input);
+            }
+        }
+    }
+    // Linux's table with one thing changed, for the codes the generators rarely reach.
+    for (want, input) in linux_mutants(&open) {
+        let got = fuzzing::validate_image(&input).unwrap().verdict;
+        assert_eq!(
+            got.map(|_| ()).map_err(|r| r.code()),
+            Err(want),
+            "Linux mutant"
+        );
+        keep(want.into(), input);
+    }
+    // The byte generator's own inputs.
+    let mut c = Choices(0x5eed);
+    for _ in 0..40_000 {
+        let len = 12 + c.below(180) as usize;
+        let input: Vec<u8> = (0..len).map(|_| c.next() as u8).collect();
+        if let Some(out) = fuzzing::validate_image(&input) {
+            if let Err(r) = out.verdict {
+                keep(r.code().into(), input);
+            }
+        }
+    }
+    let reached = seeds.keys().filter(|k| !k.starts_with("adopt-")).count();
+    assert!(reached >= 85, "only {reached} refusal codes reached");
+    if let Ok(dir) = std::env::var("SMMU_KDUMP_WRITE_SEEDS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, input) in &seeds {
+            std::fs::write(std::path::Path::new(&dir).join(name), input).unwrap();
+        }
+        let missing: Vec<_> = all_codes()
+            .iter()
+            .filter(|c| !seeds.contains_key(**c))
+            .collect();
+        std::println!("{} seeds; codes not reached: {missing:?}", seeds.len());
+    }
+}
+
+/// Linux's table with one register or field changed, and the code each must refuse with.
+fn linux_mutants(platform: &AdoptPlatform) -> Vec<(&'static str, Vec<u8>)> {
+    type Edit = fn(&mut RegisterSnapshot, &mut [u64; 8], &mut [u64; 8]);
+    let edits: &[(&str, Edit)] = &[
+        ("log2size-below-split", |s, _, _| {
+            s.strtab_base_cfg = strtab_cfg(1, 8, 4);
+        }),
+        ("table-end-beyond-oas", |s, _, _| {
+            s.ids.idr[0] &= !IDR0::ST_LVL.val(3).value;
+            s.ids.idr[1] = idr1(31, 0);
+            s.ids.idr[5] &= !7;
+            s.strtab_base_cfg = strtab_cfg(0, 0, 27);
+            s.strtab_base = 0;
+        }),
+        ("ste-config-stage-unsupported", |s, _, _| {
+            s.ids.idr[0] &= !IDR0::S1P::SET.value;
+        }),
+        ("ste-s1stalld-illegal", |_, ste, _| {
+            ste::fields::S1STALLD.set(ste, 1);
+        }),
+        ("ste-privcfg-reserved", |s, ste, _| {
+            s.ids.idr[1] |= IDR1::ATTR_PERMS_OVR::SET.value;
+            ste::fields::PRIVCFG.set(ste, 1);
+        }),
+        ("ste-instcfg-reserved", |s, ste, _| {
+            s.ids.idr[1] |= IDR1::ATTR_PERMS_OVR::SET.value;
+            ste::fields::INSTCFG.set(ste, 1);
+        }),
+        ("cd-hd-unsupported", |s, _, cd| {
+            s.ids.idr[0] |= IDR0::HTTU.val(1).value;
+            cdf::HD.set(cd, 1);
+        }),
+        ("cd-haft-without-ha", |s, _, cd| {
+            s.ids.idr[0] |= IDR0::HTTU.val(3).value;
+            cdf::HAFT.set(cd, 1);
+        }),
+        ("cd-s-stall-model", |_, _, cd| cdf::S.set(cd, 1)),
+        ("cd-s-stalls-disabled", |s, ste, cd| {
+            s.ids.idr[0] &= !IDR0::STALL_MODEL.val(3).value;
+            ste::fields::S1STALLD.set(ste, 1);
+            cdf::S.set(cd, 1);
+        }),
+        ("cd-endi-unsupported", |_, _, cd| cdf::ENDI.set(cd, 1)),
+        ("cd-tg1-unsupported", |s, _, cd| {
+            s.ids.idr[5] &= !(IDR5::GRAN16K::SET.value);
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b01);
+        }),
+        ("cd-t1sz-out-of-range", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 63);
+            cdf::TG1.set(cd, 0b10);
+        }),
+        ("cd-ttb0-beyond-48-bits", |s, _, cd| {
+            s.ids.idr[5] = (s.ids.idr[5] & !7) | 6;
+            cdf::IPS.set(cd, 6);
+            cdf::TTB0.set(cd, (1u64 << 49) >> 4);
+        }),
+        ("cd-ttb1-beyond-48-bits", |s, _, cd| {
+            s.ids.idr[5] = (s.ids.idr[5] & !7) | 6;
+            cdf::IPS.set(cd, 6);
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, (1u64 << 49) >> 4);
+        }),
+        ("cd-aa64-aarch32-under-e2h", |s, ste, cd| {
+            s.ids.idr[0] |= IDR0::TTF.val(3).value | IDR0::HYP::SET.value;
+            s.cr2 |= 1;
+            ste::fields::STRW.set(ste, 0b10);
+            cdf::AA64.set(cd, 0);
+        }),
+        ("ste-s2hd-unsupported", |s, ste, _| {
+            s.ids.idr[0] |= IDR0::HTTU.val(1).value;
+            to_stage2(s, ste);
+            ste::fields::S2HD.set(ste, 1);
+        }),
+        ("ste-s2s-stall-model", |s, ste, _| {
+            to_stage2(s, ste);
+            ste::fields::S2S.set(ste, 1);
+        }),
+        ("ste-eats-illegal", |s, ste, _| {
+            s.ids.idr[0] |= IDR0::ATS::SET.value;
+            to_stage2(s, ste);
+            ste::fields::EATS.set(ste, 0b10);
+        }),
+        ("ste-s2endi-unsupported", |s, ste, _| {
+            to_stage2(s, ste);
+            ste::fields::S2ENDI.set(ste, 1);
+        }),
+        ("ste-s2ttb-beyond-48-bits", |s, ste, _| {
+            s.ids.idr[5] = (s.ids.idr[5] & !7) | 6;
+            to_stage2(s, ste);
+            ste::fields::S2PS.set(ste, 6);
+            ste::fields::S2TTB.set(ste, (1u64 << 49) >> 4);
+        }),
+        ("cd-table-overlaps-stream-table", |_, ste, _| {
+            ste::fields::S1_CONTEXT_PTR.set(ste, 0x4302_a000 >> 6);
+        }),
+        ("cd-table-overlaps-l2-table", |_, ste, _| {
+            ste::fields::S1_CONTEXT_PTR.set(ste, 0x5b66_0400 >> 6);
+        }),
+        ("ttb0-overlaps-stream-table", |_, _, cd| {
+            cdf::TTB0.set(cd, 0x4302_a000 >> 4);
+        }),
+        ("ttb0-overlaps-l2-table", |_, _, cd| {
+            cdf::TTB0.set(cd, 0x5b66_0000 >> 4);
+        }),
+        ("ttb1-overlaps-stream-table", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, 0x4302_a000 >> 4);
+        }),
+        ("ttb1-overlaps-l2-table", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, 0x5b66_0000 >> 4);
+        }),
+        ("ttb1-overlaps-cd-table", |_, _, cd| {
+            cdf::EPD1.set(cd, 0);
+            cdf::T1SZ.set(cd, 25);
+            cdf::TG1.set(cd, 0b10);
+            cdf::TTB1.set(cd, 0x4807_d000 >> 4);
+        }),
+    ];
+    edits
+        .iter()
+        .map(|(code, edit)| {
+            let (mut snap, mut regions) = linux_table();
+            let mut ste: [u64; 8] = regions[1].1[64..72].try_into().unwrap();
+            let mut cd: [u64; 8] = regions[2].1[0..8].try_into().unwrap();
+            edit(&mut snap, &mut ste, &mut cd);
+            regions[1].1[64..72].copy_from_slice(&ste);
+            regions[2].1[0..8].copy_from_slice(&cd);
+            (*code, fuzzing::raw_input(&snap, platform, &regions))
+        })
+        .collect()
+}
+
+/// Linux's stage-1 STE made a legal stage-2 one, on an SMMU given stage 2.
+fn to_stage2(s: &mut RegisterSnapshot, ste: &mut [u64; 8]) {
+    s.ids.idr[0] |= IDR0::S2P::SET.value;
+    *ste = ste_words(Translation::Stage2(stage2()), 5);
+}
+
+// spec: K18, K21 — found by the `adopt` fuzz target: a nested STE whose S1Fmt is reserved
+// but IGNORED (SSIDSIZE = 0) was skipped by the root pass, so its S2TTB over the stream
+// table was adopted.
+#[test]
+fn fuzz_regression_ignored_s1fmt_does_not_hide_a_stage2_root() {
+    let mut s2 = stage2();
+    s2.ttb = ST;
+    let mut w = ste_words(Translation::Nested(stage1(CDT, S1Fmt::Linear, 0), s2), 5);
+    ste::fields::S1_CD_MAX.set(&mut w, 3);
+    ste::fields::S1FMT.set(&mut w, 0b11);
+    let no_ssid = snap_with(idr0_full(), idr1(16, 0), 48, strtab_cfg(0, 0, 4), ST);
+    let m = linear_mem(&[(1, w)]);
+    assert_eq!(code(&no_ssid, &m), "s2ttb-overlaps-stream-table");
+}
+
+// spec: K15, K19 — the scan's scratch may hold anything: the tag map is cleared block by
+// block as it is first written, never read before (a garbage-filled scratch gives the same
+// verdict, reports and statistics as a zeroed one, aliases included).
+#[test]
+fn k15_scratch_content_does_not_matter() {
+    let mut other = cd(0x11);
+    cdf::TTB0.set(&mut other, 0xb000_0000 >> cdf::TTB0.lo);
+    let tables = [
+        with_cds(
+            linear_mem(&[
+                (1, s2_ste(7)),
+                (2, s1_ste(CDT, S1Fmt::Linear, 2)),
+                (3, s2_ste(7)),
+            ]),
+            &[(0, cd(0x11)), (1, cd(0x12)), (3, cd(0x11))],
+        ),
+        with_cds(
+            linear_mem(&[(2, s1_ste(CDT, S1Fmt::Linear, 2))]),
+            &[(0, cd(0x11)), (1, other)],
+        ),
+    ];
+    for m in &tables {
+        let snap = linear(4);
+        let g = validate_geometry(&snap, &snap.features(), &any_ram).unwrap();
+        let n = scratch_slots(&g, &snap.features());
+        let mut outcomes = Vec::new();
+        for fill in [0u64, u64::MAX, 0x8000_0041] {
+            let mut scratch = std::vec![[fill; 2]; n];
+            let mut found = Vec::new();
+            let r = scan(&g, &snap.features(), m, &mut scratch, &mut |f| {
+                found.push(f);
+                Ok(())
+            });
+            outcomes.push((r.map(|s| (s.asids, s.vmids, s.tag_compares)), found));
+        }
+        assert_eq!(outcomes[0], outcomes[1]);
+        assert_eq!(outcomes[0], outcomes[2]);
+    }
 }

@@ -100,9 +100,16 @@ pub struct Geometry {
     entries: u64,
     table_bytes: u64,
     oas_bits: u32,
+    e2h: bool,
 }
 
 impl Geometry {
+    /// `SMMU_CR2.E2H`: with `STE.STRW` = EL2 it selects StreamWorld NS-EL2-E2H over NS-EL2
+    /// (§5.2 STRW), which decides how CDs are read and tagged (SPEC K21, K19).
+    pub const fn e2h(&self) -> bool {
+        self.e2h
+    }
+
     /// Linear or 2-level.
     pub const fn format(&self) -> Format {
         self.format
@@ -308,6 +315,7 @@ pub fn validate_geometry(
         entries,
         table_bytes,
         oas_bits,
+        e2h: snap.e2h(),
     })
 }
 

@@ -9,8 +9,8 @@
 mod image;
 
 use image::{
-    adopt, build, count_kind, expected_bytes, l1_entries, snapshot, tag_compares, valid_counts,
-    Kind, Reservations, CDS_PER_TABLE, L2_BYTES, LOG2SIZES, STES_PER_L2, VALID_CDS,
+    adopt, build, count_kind, expected_bytes, l1_entries, root_rereads, snapshot, tag_compares,
+    valid_counts, Kind, Reservations, CDS_PER_TABLE, L2_BYTES, LOG2SIZES, STES_PER_L2, VALID_CDS,
 };
 use smmu_kdump::{ScanStats, READ_CHUNK_WORDS};
 
@@ -26,13 +26,15 @@ fn check(log2size: u32, valid: u64) {
     let stats = adoption.stats;
 
     // Bytes: the L1 table + 16 KiB per valid descriptor + the shared CD table once (K20) +
-    // one STE per VMID compared with its first user (K19).
+    // one STE per VMID compared with its first user (K19) + the first user of each tag
+    // once more for its start table (K18).
     let l1_bytes = entries * 8;
     let cds = CDS_PER_TABLE;
     let compares = tag_compares(valid);
+    let roots = root_rereads(valid);
     assert_eq!(
         got.bytes,
-        l1_bytes + valid * L2_BYTES + cds * 64 + compares * 64,
+        l1_bytes + valid * L2_BYTES + cds * 64 + compares * 64 + roots * 64,
         "{what}"
     );
     assert_eq!(got.bytes, expected_bytes(log2size, valid), "{what}");
@@ -43,7 +45,7 @@ fn check(log2size: u32, valid: u64) {
     assert!(got.max_read_bytes <= CHUNK_BYTES, "{what}: {got:?}");
     assert_eq!(got.max_read_bytes, CHUNK_BYTES, "{what}");
     let chunks = |bytes: u64| bytes.div_ceil(CHUNK_BYTES);
-    let reads = chunks(l1_bytes) + valid * chunks(L2_BYTES) + chunks(cds * 64) + compares;
+    let reads = chunks(l1_bytes) + valid * chunks(L2_BYTES) + chunks(cds * 64) + compares + roots;
     assert_eq!(got.reads, reads, "{what}");
     assert_eq!(stats.reads, got.reads, "{what}");
 

@@ -254,11 +254,25 @@ pub(crate) fn adopt(
 }
 
 /// The bytes SPEC K15 and K20 say the scan reads: the whole level-1 table, each valid
-/// level-2 table (16 KiB), the one CD table once, and one STE per VMID read back to compare
+/// level-2 table (16 KiB), the one CD table once, one STE per VMID read back to compare
 /// its second user with its first (K19; from the second level-2 table on the tag cache knows
-/// them).
+/// them), and the first user of each tag once more for its start table (K18).
 pub(crate) fn expected_bytes(log2size: u32, valid: u64) -> u64 {
-    l1_entries(log2size) * 8 + valid * L2_BYTES + CDS_PER_TABLE * 64 + tag_compares(valid) * 64
+    l1_entries(log2size) * 8
+        + valid * L2_BYTES
+        + CDS_PER_TABLE * 64
+        + tag_compares(valid) * 64
+        + root_rereads(valid) * 64
+}
+
+/// Entries read once more after the walk for their translation table base (SPEC K18): the
+/// first user of each VMID and each ASID in use.
+pub(crate) fn root_rereads(valid: u64) -> u64 {
+    if valid > 0 {
+        count_kind(|k| matches!(k, Kind::Stage2(_))) + VALID_CDS.len() as u64
+    } else {
+        0
+    }
 }
 
 /// STEs read back to compare users of one VMID: each of the 16 VMIDs once, when its second

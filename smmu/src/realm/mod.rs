@@ -31,7 +31,7 @@
 //! use smmu::realm::{NonceKind, NonceTuple, RealmConfig, RealmS2Context, RealmSmmu, TdispState};
 //! use smmu::PhysAddr;
 //! use smmu_model::{rme::{Pas, RmeModel}, ModelConfig};
-//! use smmu_scenarios::realm::RealmPlatform;
+//! use smmu_model_platform::realm::RealmPlatform;
 //!
 //! let p = RealmPlatform::new(ModelConfig::default()).unwrap();
 //! let mut smmu = RealmSmmu::probe(p.realm_regs(), &p.common_ids(), p.realm_hal(), RealmConfig::default()).unwrap();
