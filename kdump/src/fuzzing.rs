@@ -807,7 +807,7 @@ std::thread_local! {
 /// A region of the image HAL: its physical base and its words.
 type Region = (u64, Box<[Cell<u64>]>);
 
-struct ImageHal {
+pub(crate) struct ImageHal {
     regions: Vec<Region>,
     allocated: RefCell<Vec<Region>>,
     live_maps: Cell<i64>,
@@ -815,7 +815,7 @@ struct ImageHal {
 }
 
 impl ImageHal {
-    fn new(image: &Image) -> Self {
+    pub(crate) fn new(image: &Image) -> Self {
         let regions = image
             .regions_bytes()
             .iter()
