@@ -853,11 +853,14 @@ unsafe impl smmu::Hal for ImageHal {
         if words.is_empty() {
             return Err(smmu::HalError::NoMemory);
         }
-        // A pointer to the whole slice of cells (interior mutability: writes through it are
-        // allowed), not to one element.
-        let va =
-            NonNull::new(words.as_ptr().cast_mut().cast::<u8>()).ok_or(smmu::HalError::NoMemory)?;
         allocated.push((pa, words));
+        // A pointer to the whole slice of cells (interior mutability: writes through it are
+        // allowed), not to one element, taken from the box where it stays: a pointer taken
+        // before the box moved into the list would not be the one the list frees through (Tree
+        // Borrows retags a box when it moves).
+        let stored = allocated.last().ok_or(smmu::HalError::NoMemory)?;
+        let va = NonNull::new(stored.1.as_ptr().cast_mut().cast::<u8>())
+            .ok_or(smmu::HalError::NoMemory)?;
         self.live_allocs.set(self.live_allocs.get() + 1);
         Ok(smmu::DmaRegion {
             pa: smmu::PhysAddr(pa),
