@@ -416,6 +416,31 @@ fn t6_combined_entries_survive_s2_ipa() {
     }
 }
 
+/// §4.4.2: `TLBI_NH_*` match the command's VMID. A nested entry is tagged with its STE's
+/// S2VMID (3 here), so a stage-1 invalidation sent with VMID 0 — what a driver that treats a
+/// nested domain as a stage-1 one sends — leaves it, and the same command with VMID 3 removes
+/// it.
+#[test]
+fn t6_nested_entries_need_the_vmid_in_stage1_invalidations() {
+    // spec: T6
+    let (mut r, s2, root, _) = nested_rig(true);
+    let data = r.m.alloc_pages(1, 4096).unwrap();
+    let ipa = 0x800_0000_0000u64;
+    r.map(root, 0x1000, ipa, PT_FLAGS);
+    r.map_g(s2, 12, 44, ipa, data, 3, S2_FLAGS);
+    assert_eq!(translated(r.m.dma(Transaction::read(4, 0x1000))), data);
+    // The guest unmaps its stage-1 page.
+    r.map(root, 0x1000, 0, 0);
+    for vmid in [0u64, 3] {
+        let mut w = tlbi_nh_va(5, 0x1000, true);
+        cmd::VMID.set(&mut w, vmid);
+        r.cmd(w);
+        r.sync();
+        let still = r.m.dma(Transaction::read(4, 0x1000)).pa().is_some();
+        assert_eq!(still, vmid == 0, "after TLBI_NH_VA with VMID {vmid}");
+    }
+}
+
 #[test]
 fn t7_no_cache_fills_while_disabled() {
     // spec: T7
