@@ -112,6 +112,7 @@ mod loom_tests;
 mod pool;
 #[cfg(all(test, not(loom)))]
 mod reclaim_tests;
+mod scan;
 mod sync;
 mod table;
 

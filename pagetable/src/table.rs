@@ -8,6 +8,7 @@ use crate::desc;
 use crate::format::{Geometry, LEAF_LEVEL};
 use crate::gather::Gather;
 use crate::pool::{FreeList, Pool, LEVELS};
+use crate::scan::{count_valid, or_all, or_tables};
 use crate::sync::{slot, slots, Desc, Ordering};
 use crate::{Config, Error, Iova, PhysAddr, Prot, Stage, Stage1Config, Stage2Config, WalkAttrs};
 
@@ -62,10 +63,23 @@ impl Tbl {
         Some(f(unsafe { slots(self.va, first, n) }))
     }
 
+    /// Descriptors `first..first + n` as a slice (`None` if that is out of bounds), for the hot
+    /// scans, written inline by the caller: a closure passed to [`scan`](Self::scan) was
+    /// sometimes compiled out of line, a call per scan.
+    #[inline(always)]
+    fn run(&self, first: usize, n: usize) -> Option<&[Desc]> {
+        if first.checked_add(n)? > self.mask + 1 {
+            return None;
+        }
+        // SAFETY: `first + n` <= entries, so the range lies inside the live allocation, which
+        // outlives this borrow of the view (type invariant).
+        Some(unsafe { slots(self.va, first, n) })
+    }
+
     /// Whether the `n` descriptors from `first` are all invalid.
     #[inline(always)]
     fn run_is_empty(self, first: usize, n: usize) -> bool {
-        self.scan(first, n, |s| or_fold(s, |d| d) & VALID == 0) == Some(true)
+        self.run(first, n).is_some_and(|s| or_all(s) & VALID == 0)
     }
 
     /// Stores a leaf (or zero) into descriptor `i`: one single-copy-atomic 64-bit store, as the
@@ -107,38 +121,6 @@ fn ld(d: &Desc) -> u64 {
     d.load(Ordering::Relaxed)
 }
 
-/// ORs `f(descriptor)` over a run, in chunks of eight with independent accumulators. LLVM does
-/// not turn atomic loads into vector loads, even relaxed ones (they are not "simple" loads to its
-/// vectoriser), so this is the next best shape: eight plain loads per iteration with no
-/// dependency between them, which keeps both load ports busy. Plain (non-atomic) vector loads
-/// would race with a buggy overlapping caller's stores, which Rust makes undefined behaviour.
-#[inline(always)]
-fn or_fold(s: &[Desc], f: impl Fn(u64) -> u64) -> u64 {
-    let mut acc = [0u64; 8];
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, d) in acc.iter_mut().zip(c) {
-            *a |= f(ld(d));
-        }
-    }
-    let tail = chunks.remainder().iter().fold(0, |a, d| a | f(ld(d)));
-    acc.iter().fold(tail, |a, b| a | b)
-}
-
-/// Sums `ld(d) & VALID` over a run (the number of valid descriptors), chunked as [`or_fold`].
-#[inline(always)]
-fn count_valid(s: &[Desc]) -> u64 {
-    let mut acc = [0u64; 8];
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, d) in acc.iter_mut().zip(c) {
-            *a += ld(d) & VALID;
-        }
-    }
-    let tail: u64 = chunks.remainder().iter().map(|d| ld(d) & VALID).sum();
-    acc.iter().sum::<u64>() + tail
-}
-
 /// Allocates a table of `size` bytes and checks the allocator's promises that the walker relies
 /// on (alignment, PA below 2^OAS); a bad allocation is handed back.
 fn checked_alloc<A: TableAllocator>(alloc: &A, oas: u32, size: usize) -> Result<TableMem, Error> {
@@ -159,6 +141,16 @@ struct Writer<'p> {
     attrs: u64,
     /// The tables pass 1 preallocated, per lookup level.
     pool: &'p mut [FreeList; LEVELS],
+}
+
+/// Where a descent towards a leaf table stopped.
+enum Descent {
+    /// At the leaf table.
+    Leaf(Tbl),
+    /// At an invalid descriptor: the table holding it, its index, its level.
+    Missing(Tbl, usize, u32),
+    /// At a block of this level.
+    Block(u32),
 }
 
 /// Tables a map has to create, per lookup level (index: the level of the entries they hold).
@@ -369,6 +361,7 @@ impl<A: TableAllocator> PageTable<A> {
     /// zeroed. Never to the allocator: a buggy caller's stale pointer may still reach it, and
     /// the pool's memory is freed only through `&mut self`. For an unlinked table, only after the
     /// invalidation (the caller is `release`), as the SMMU may walk it until then (SPEC P3).
+    #[inline(never)]
     fn recycle(&self, mem: TableMem, level: u32) {
         let t = Tbl {
             va: mem.va,
@@ -400,6 +393,7 @@ impl<A: TableAllocator> PageTable<A> {
 
     /// A zeroed table for `level` (not yet synced for a non-coherent walker): the pool's first,
     /// so that memory stays bounded by peak use, else a fresh allocation.
+    #[inline(never)]
     fn take_shared(&self, level: u32) -> Result<TableMem, Error> {
         if let Some(mem) = self.pool.pop(level, &self.alloc) {
             // The rest was zeroed by `recycle` (a buggy caller's stale writes aside, which only
@@ -449,6 +443,18 @@ impl<A: TableAllocator> PageTable<A> {
     #[inline(always)]
     fn root_tbl(&self) -> Tbl {
         self.view(self.root.va, self.geo.start_level)
+    }
+
+    /// [`child`](Self::child) with the geometry from a local copy. Descents use it: `&self`
+    /// holds atomics (the pool), so it is not `noalias`, and LLVM reloads every `self.geo` field
+    /// after each acquire load of a descriptor; a copy in registers costs nothing to keep.
+    #[inline(always)]
+    fn child_in(&self, geo: &Geometry, d: u64, level: u32) -> Tbl {
+        let va = self.alloc.phys_to_virt(PhysAddr(geo.desc_pa(d)));
+        Tbl {
+            va,
+            mask: geo.entries(level) - 1,
+        }
     }
 
     /// The table a Table descriptor `d` (found at level `level - 1`) points to.
@@ -512,11 +518,19 @@ impl<A: TableAllocator> PageTable<A> {
         if self.within_one_leaf_table(iova.0, size) {
             return self.map_in_leaf_table(iova.0, pa.0, size, attrs);
         }
+        self.map_general(iova.0, pa.0, size, attrs)
+    }
+
+    /// `map` of a range that may span several tables or hold blocks: two passes. Kept out of
+    /// line, so that the one-table fast path above stays a small function (its prologue and
+    /// register spills were a third of a 4 KiB map while this was inlined into it).
+    #[inline(never)]
+    fn map_general(&self, iova: u64, pa: u64, size: u64, attrs: u64) -> Result<(), Error> {
         let root = self.root_tbl();
         let start = self.geo.start_level;
         // Pass 1: refuse overlaps and count the tables to create, per level; nothing is written.
         let mut need: Need = [0; LEVELS];
-        self.map_check(root, start, iova.0, pa.0, size, &mut need)?;
+        self.map_check(root, start, iova, pa, size, &mut need)?;
         let mut pool: [FreeList; LEVELS] = core::array::from_fn(|_| FreeList::new());
         for (level, (list, n)) in pool.iter_mut().zip(need).enumerate() {
             for _ in 0..n {
@@ -536,7 +550,7 @@ impl<A: TableAllocator> PageTable<A> {
             attrs,
             pool: &mut pool,
         };
-        let r = self.map_write(root, start, iova.0, pa.0, size, &mut w);
+        let r = self.map_write(root, start, iova, pa, size, &mut w);
         self.recycle_lists(&mut pool);
         r
     }
@@ -554,43 +568,60 @@ impl<A: TableAllocator> PageTable<A> {
     /// bottom-up, so the walker never sees a half-built subtree.
     #[inline]
     fn map_in_leaf_table(&self, iova: u64, pa: u64, size: u64, attrs: u64) -> Result<(), Error> {
-        let geo = &self.geo;
-        let mut t = self.root_tbl();
-        let mut level = geo.start_level;
         // A lost install race leaves the slot valid, and only an unmap covering this range
         // unlinks a table on the way: more than one loss per level means someone maps and
         // unmaps over this very range, which is an overlap.
         let mut races = 0;
+        let t = loop {
+            match self.descend(iova) {
+                Descent::Leaf(t) => break t,
+                Descent::Block(_) => return Err(Error::AlreadyMapped { iova: Iova(iova) }),
+                Descent::Missing(t, idx, level) => {
+                    if self.map_fresh_chain(t, idx, level, iova, pa, size, attrs)? {
+                        return Ok(());
+                    }
+                    races += 1;
+                    if races > LEAF_LEVEL {
+                        return Err(Error::AlreadyMapped { iova: Iova(iova) });
+                    }
+                }
+            }
+        };
+        let first = self.geo.index(iova, LEAF_LEVEL);
+        let n = (size >> self.geo.g) as usize;
+        self.check_pages(t, first, n, iova)?;
+        self.write_pages(t, first, n, pa, attrs);
+        Ok(())
+    }
+
+    /// Follows table descriptors from the root towards `iova`'s leaf table. The geometry is a
+    /// local copy (see `child_in`), and the loop keeps nothing else alive, so that it runs in
+    /// registers.
+    #[inline(always)]
+    fn descend(&self, iova: u64) -> Descent {
+        let geo = self.geo;
+        let mut t = self.root_tbl();
+        let mut level = geo.start_level;
         while level < LEAF_LEVEL {
             let idx = geo.index(iova, level);
             let d = t.get(idx);
             if d & VALID == 0 {
-                if self.map_fresh_chain(t, idx, level, iova, pa, size, attrs)? {
-                    return Ok(());
-                }
-                races += 1;
-                if races > LEAF_LEVEL {
-                    return Err(Error::AlreadyMapped { iova: Iova(iova) });
-                }
-                continue;
+                return Descent::Missing(t, idx, level);
             }
             if !Geometry::is_table(d, level) {
-                return Err(Error::AlreadyMapped { iova: Iova(iova) });
+                return Descent::Block(level);
             }
             level += 1;
-            t = self.child(d, level);
+            t = self.child_in(&geo, d, level);
         }
-        let first = geo.index(iova, LEAF_LEVEL);
-        let n = (size >> geo.g) as usize;
-        self.check_pages(t, first, n, iova)?;
-        self.write_pages(t, first, n, pa, attrs);
-        Ok(())
+        Descent::Leaf(t)
     }
 
     /// Allocates the tables from `level + 1` down to the leaf level for a range inside one leaf
     /// table, fills them, then publishes the chain at `t[idx]` with one compare-and-swap.
     /// `Ok(false)`: another CPU filled `t[idx]` first; the chain went to the pool, never seen.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn map_fresh_chain(
         &self,
         t: Tbl,
@@ -660,21 +691,16 @@ impl<A: TableAllocator> PageTable<A> {
     /// Refuses if any of the `n` descriptors from `t[first]` (translating from `iova`) is valid.
     #[inline(always)]
     fn check_pages(&self, t: Tbl, first: usize, n: usize, iova: u64) -> Result<(), Error> {
-        let busy = t.scan(first, n, |s| {
-            if or_fold(s, |d| d) & VALID == 0 {
-                None
-            } else {
-                s.iter().position(|d| ld(d) & VALID != 0)
-            }
-        });
-        match busy {
-            Some(None) => Ok(()),
-            Some(Some(i)) => Err(Error::AlreadyMapped {
-                iova: Iova(iova + ((i as u64) << self.geo.g)),
-            }),
-            // Out of bounds cannot happen (the range lies in one table); refuse rather than guess.
-            None => Err(Error::OutOfRange),
+        // Out of bounds cannot happen (the range lies in one table); refuse rather than guess.
+        let s = t.run(first, n).ok_or(Error::OutOfRange)?;
+        if or_all(s) & VALID == 0 {
+            return Ok(());
         }
+        // Taken meanwhile by an overlapping caller if none is found now: report the first.
+        let i = s.iter().position(|d| ld(d) & VALID != 0).unwrap_or(0);
+        Err(Error::AlreadyMapped {
+            iova: Iova(iova + ((i as u64) << self.geo.g)),
+        })
     }
 
     /// Writes `n` page descriptors from `t[first]` for `pa..`, then one sync.
@@ -946,7 +972,14 @@ impl<A: TableAllocator> PageTable<A> {
             gather.owner = self.id;
             return self.unmap_in_leaf_table(iova.0, size, gather);
         }
-        let end = iova.0 + size;
+        self.unmap_general(iova.0, size, gather)
+    }
+
+    /// `unmap` of a range that may span several tables or hold blocks (out of line, as
+    /// `map_general`).
+    #[inline(never)]
+    fn unmap_general(&self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, Error> {
+        let end = iova + size;
         // A block straddling the end must be found before anything is written. (One straddling
         // the start is met first on the way down, so `unmap_level` refuses it before writing.)
         let last = end - self.geo.granule.size();
@@ -962,32 +995,24 @@ impl<A: TableAllocator> PageTable<A> {
         }
         gather.owner = self.id;
         let (root, start) = (self.root_tbl(), self.geo.start_level);
-        self.unmap_level(root, start, iova.0, size, gather)
+        self.unmap_level(root, start, iova, size, gather)
     }
 
     /// Fast path of `unmap` for a range inside one last-level table's span.
     #[inline]
     fn unmap_in_leaf_table(&self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, Error> {
-        let geo = &self.geo;
-        let mut t = self.root_tbl();
-        let mut level = geo.start_level;
-        while level < LEAF_LEVEL {
-            let d = t.get(geo.index(iova, level));
-            if d & VALID == 0 {
-                return Ok(0);
-            }
-            if !Geometry::is_table(d, level) {
+        match self.descend(iova) {
+            Descent::Leaf(t) => Ok(self.clear_pages(t, iova, size, gather)),
+            Descent::Missing(..) => Ok(0),
+            Descent::Block(level) => {
                 // A block contains the whole range, which is smaller than the block.
-                let bsz = 1u64 << geo.shift(level);
-                return Err(Error::PartialBlock {
+                let bsz = 1u64 << self.geo.shift(level);
+                Err(Error::PartialBlock {
                     block: Iova(iova & !(bsz - 1)),
                     size: bsz,
-                });
+                })
             }
-            level += 1;
-            t = self.child(d, level);
         }
-        Ok(self.clear_pages(t, iova, size, gather))
     }
 
     /// Clears the valid page descriptors of `[iova, iova + size)` in leaf table `t`.
@@ -1021,16 +1046,16 @@ impl<A: TableAllocator> PageTable<A> {
         let shift = self.geo.shift(level);
         // Scan first (count, then the first and last valid entry); then one run of stores over
         // [lo, hi] (zeroing a hole that is already zero is invisible to the walker).
-        let found = t.scan(first, n, |s| {
-            let cleared = count_valid(s);
-            if cleared == 0 {
-                return None;
-            }
-            let lo = s.iter().position(|d| ld(d) & VALID != 0)?;
-            let hi = s.iter().rposition(|d| ld(d) & VALID != 0)?;
-            Some((lo, hi, cleared))
-        });
-        let Some(Some((lo, hi, cleared))) = found else {
+        let Some(s) = t.run(first, n) else {
+            return 0;
+        };
+        let cleared = count_valid(s);
+        if cleared == 0 {
+            return 0;
+        }
+        let lo = s.iter().position(|d| ld(d) & VALID != 0);
+        let hi = s.iter().rposition(|d| ld(d) & VALID != 0);
+        let (Some(lo), Some(hi)) = (lo, hi) else {
             return 0;
         };
         for i in lo..=hi {
@@ -1079,7 +1104,7 @@ impl<A: TableAllocator> PageTable<A> {
         if whole > 0 {
             let n = whole as usize;
             // No table descriptor (TYPE=0b11) in the run: clear it like a leaf table.
-            let no_tables = t.scan(idx, n, |s| or_fold(s, |d| d & (d >> 1)) & 1 == 0);
+            let no_tables = t.run(idx, n).map(|s| or_tables(s) & 1 == 0);
             let todo = if no_tables == Some(true) {
                 // `clear_leaves` syncs what it wrote; `written` stays false.
                 removed += self.clear_leaves(t, idx, n, cur, level, gather);
@@ -1314,13 +1339,15 @@ impl<A: TableAllocator> PageTable<A> {
     /// The valid leaf descriptor translating `iova`, and its level. Iterative.
     #[inline]
     fn lookup(&self, iova: u64) -> Option<(u64, u32)> {
-        if iova >> self.geo.ias != 0 {
+        // A local copy: see `child_in`.
+        let geo = self.geo;
+        if iova >> geo.ias != 0 {
             return None;
         }
         let mut t = self.root_tbl();
-        let mut level = self.geo.start_level;
+        let mut level = geo.start_level;
         loop {
-            let d = t.get(self.geo.index(iova, level));
+            let d = t.get(geo.index(iova, level));
             if d & VALID == 0 {
                 return None;
             }
@@ -1329,9 +1356,9 @@ impl<A: TableAllocator> PageTable<A> {
             }
             if Geometry::is_table(d, level) {
                 level += 1;
-                t = self.child(d, level);
+                t = self.child_in(&geo, d, level);
             } else {
-                return self.geo.leaf_ok(level).then_some((d, level));
+                return geo.leaf_ok(level).then_some((d, level));
             }
         }
     }
