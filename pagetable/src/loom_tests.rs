@@ -290,3 +290,75 @@ fn loom_retired_table_outlives_an_overlapping_lookup() {
 fn loom_broken_release_frees_under_a_walker() {
     retired_table_against_an_overlapping_lookup(true);
 }
+
+/// The pool alone: a CPU pops while another pops twice and pushes its first table back, the
+/// interleaving that breaks a plain lock-free stack (ABA: the stalled pop read the top and its
+/// link, then swaps in a link to a table the other CPU owns). Every table must end up in
+/// exactly one place: owned by one CPU, or in the pool. `broken` pops without the popping bit.
+fn pool_under_pops_and_a_push(broken: bool) {
+    use crate::pool::Pool;
+    model(move || {
+        let alloc = LoomAlloc::leaked();
+        let pool = Arc::new(Pool::new());
+        #[allow(clippy::unwrap_used)]
+        let tables = [
+            alloc.alloc_table(4096).unwrap(),
+            alloc.alloc_table(4096).unwrap(),
+        ];
+        // SAFETY: fresh tables of `alloc`, handed to the pool (top: tables[0]).
+        unsafe {
+            pool.push(tables[1], 3);
+            pool.push(tables[0], 3);
+        }
+        let pop = move |pool: &Pool| {
+            if broken {
+                pool.pop_without_claim(3, alloc)
+            } else {
+                pool.pop(3, alloc)
+            }
+        };
+        let stalled = {
+            let pool = pool.clone();
+            loom::thread::spawn(move || pop(&pool))
+        };
+        let first = pop(&pool);
+        let second = pop(&pool);
+        if let Some(mem) = first {
+            // SAFETY: popped above, so ours.
+            unsafe { pool.push(mem, 3) };
+        }
+        let stalled = stalled.join().ok().flatten();
+        #[allow(clippy::unwrap_used)]
+        let mut pool = Arc::try_unwrap(pool).ok().unwrap();
+        let mut places: Vec<u64> = [second, stalled].iter().flatten().map(|m| m.pa.0).collect();
+        let mut rest = pool.drain(3, alloc);
+        while let Some((mem, _)) = rest.pop(alloc) {
+            places.push(mem.pa.0);
+            // A cycle would never end: two tables can be in at most two places.
+            assert!(places.len() <= 2, "a table is in two places: {places:x?}");
+        }
+        places.sort_unstable();
+        let mut want: Vec<u64> = tables.iter().map(|m| m.pa.0).collect();
+        want.sort_unstable();
+        assert_eq!(places, want, "a table is in two places, or lost");
+        for mem in tables {
+            // SAFETY: each is in exactly one place (checked), and nothing runs any more.
+            unsafe { alloc.free_table(mem, 4096) };
+        }
+        alloc.purge();
+    });
+}
+
+// spec: P3
+#[test]
+fn loom_pool_pops_each_table_once() {
+    pool_under_pops_and_a_push(false);
+}
+
+/// The deliberately broken variant (a plain Treiber stack): it must fail.
+// spec: P3
+#[test]
+#[should_panic(expected = "two places")]
+fn loom_broken_pool_pop_suffers_aba() {
+    pool_under_pops_and_a_push(true);
+}

@@ -309,6 +309,39 @@ impl Pool {
         }
     }
 
+    /// The deliberately broken pop of a plain Treiber stack (no popping bit): a popper that
+    /// read a top and its link, stalled while others popped that top and the next and pushed
+    /// the first back, swaps in a link to a table another CPU now owns (ABA). Only the loom
+    /// model that must catch it calls it.
+    #[cfg(all(test, loom))]
+    pub(crate) fn pop_without_claim(
+        &self,
+        level: u32,
+        alloc: &impl TableAllocator,
+    ) -> Option<TableMem> {
+        let head = self.head(level);
+        loop {
+            let h = head.load(Ordering::Acquire);
+            if h & NONEMPTY == 0 {
+                return None;
+            }
+            let pa = PhysAddr(h & ADDR);
+            let va = alloc.phys_to_virt(pa);
+            // SAFETY: pooled tables are never freed under `&self`.
+            let next = match unsafe { read_link(va) } {
+                Link::Next(next, _) => (next.0 & ADDR) | NONEMPTY,
+                _ => 0,
+            };
+            if head
+                .compare_exchange(h, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                return Some(TableMem { pa, va });
+            }
+        }
+    }
+
     /// Takes every table of `level` out, through `&mut` (no other CPU is in the pool).
     pub(crate) fn drain(&mut self, level: u32, alloc: &impl TableAllocator) -> FreeList {
         let h = self.head(level).swap(0, Ordering::Acquire);

@@ -499,9 +499,11 @@ impl<A: TableAllocator> PageTable<A> {
     /// `iova`, `pa` and `size` must be multiples of the granule. If any part of the range is
     /// already mapped the call fails with [`Error::AlreadyMapped`] and changes nothing; every
     /// table the mapping needs is allocated *before* the first descriptor is written, so
-    /// [`Error::OutOfMemory`] changes nothing either. (Both hold against every caller that does
-    /// not map an overlapping range at the same time; one that does may see a part of the range
-    /// mapped and the rest refused.) A table left empty by an earlier partial unmap is reused
+    /// [`Error::OutOfMemory`] changes no translation either (the tables it did get wait in the
+    /// pool for the next map). (Both hold against every caller that does not map an
+    /// overlapping range at the same time; one that does may see a part of the range mapped and
+    /// the rest refused.) Tables come from the pool of retired tables first, then from the
+    /// allocator. A table left empty by an earlier partial unmap is reused
     /// (descended into) rather than replaced by a block, so that `map` never needs an
     /// invalidation. Safe to call from several CPUs at once for disjoint ranges (see the type's
     /// documentation).
