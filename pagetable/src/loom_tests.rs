@@ -9,6 +9,12 @@
 //! descriptor set to [`POISON`], a valid page descriptor for a recognisable address) and
 //! remembered, and `phys_to_virt` of a freed table panics. A walker that reaches a freed table,
 //! or reads one, therefore fails the model ("freed table").
+//!
+//! Two models come with their deliberately broken variant, which must fail: the reclamation
+//! (`release` straight to the allocator while an overlapping lookup is inside the table) and the
+//! pool (a plain Treiber pop, which the ABA interleaving makes hand one table to two owners).
+//! The install models catch a plain store instead of the compare-and-swap (a table linked twice,
+//! one lost) and a relaxed link (a causality violation).
 
 extern crate std;
 

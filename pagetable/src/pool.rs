@@ -141,6 +141,10 @@ impl FreeList {
         self.len
     }
 
+    pub(crate) const fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
     /// Threads `mem` (a table of `level`) onto the list.
     ///
     /// # Safety

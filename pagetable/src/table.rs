@@ -1045,7 +1045,8 @@ impl<A: TableAllocator> PageTable<A> {
         level: u32,
         gather: &mut Gather,
     ) -> u64 {
-        let shift = self.geo.shift(level);
+        // Read before the stores, which LLVM cannot tell apart from writes to `self`.
+        let (shift, granule) = (self.geo.shift(level), self.geo.granule);
         // Scan first (count, then the first and last valid entry); then one run of stores over
         // [lo, hi] (zeroing a hole that is already zero is invisible to the walker).
         let Some(s) = t.run(first, n) else {
@@ -1071,7 +1072,7 @@ impl<A: TableAllocator> PageTable<A> {
             span,
             true,
             Some(level as u8),
-            self.geo.granule,
+            granule,
         );
         cleared << shift
     }
@@ -1300,10 +1301,12 @@ impl<A: TableAllocator> PageTable<A> {
         if gather.owner != 0 && gather.owner != self.id {
             return Err(Error::ForeignGather);
         }
-        let mut freed = core::mem::replace(&mut gather.freed, FreeList::new());
-        // The caller guarantees the SMMU is done with these tables; the CPU side can only reach
-        // them through a buggy caller's stale pointer, which the pool tolerates.
-        self.recycle_list(&mut freed);
+        if !gather.freed.is_empty() {
+            let mut freed = core::mem::replace(&mut gather.freed, FreeList::new());
+            // The caller guarantees the SMMU is done with these tables; the CPU side can only
+            // reach them through a buggy caller's stale pointer, which the pool tolerates.
+            self.recycle_list(&mut freed);
+        }
         gather.clear_ranges();
         gather.owner = 0;
         Ok(())
