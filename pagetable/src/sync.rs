@@ -3,7 +3,8 @@
 //!
 //! * [`Desc`]: one translation-table descriptor. Every CPU-side access to a live table is an
 //!   atomic access of one 64-bit descriptor (single-copy atomic, as the walker needs, and free of
-//!   data races when several CPUs map and unmap the same table).
+//!   data races when several CPUs map and unmap the same table); the vector scans of
+//!   [`crate::scan`] read two at a time, as two single-copy atomic 64-bit reads.
 //!
 //! There is no lock or guard around walks: a table unlinked through `&self` is never freed while
 //! `&self` callers may exist (see [`crate::pool`]).
