@@ -14,7 +14,8 @@
 //! (`release` straight to the allocator while an overlapping lookup is inside the table) and the
 //! pool (a plain Treiber pop, which the ABA interleaving makes hand one table to two owners).
 //! The install models catch a plain store instead of the compare-and-swap (a table linked twice,
-//! one lost) and a relaxed link (a causality violation).
+//! one lost) and a relaxed link (a causality violation); the overlapping-unmaps model catches a
+//! plain store in place of the unlinking compare-and-swap (a table retired twice, freed twice).
 
 extern crate std;
 
@@ -367,4 +368,31 @@ fn loom_pool_pops_each_table_once() {
 #[should_panic(expected = "two places")]
 fn loom_broken_pool_pop_suffers_aba() {
     pool_under_pops_and_a_push(true);
+}
+
+/// Two unmaps of the same range (a caller bug) that covers a leaf table's span: both find the
+/// table, exactly one unlinks and retires it (the compare-and-swap), so the pool gets it once.
+/// With a plain store in place of the compare-and-swap, both retire it, and `reclaim` frees it
+/// twice (the allocator's "freed twice").
+// spec: P3
+#[test]
+fn loom_overlapping_unmaps_retire_a_table_once() {
+    model(|| {
+        let alloc = LoomAlloc::leaked();
+        let pt = Arc::new(table(alloc));
+        assert_eq!(pt.map(Iova(M2), PhysAddr(0x40_1000), K4, rw()), Ok(()));
+        let results = on_two_threads(&pt, |pt, _| {
+            let mut gather = Gather::new();
+            let r = pt.unmap(Iova(M2), M2, &mut gather);
+            let retired = gather.freed_tables();
+            // SAFETY: no SMMU walks this table.
+            let released = unsafe { pt.release(&mut gather) };
+            (r, retired, released)
+        });
+        let retired: usize = results.iter().flatten().map(|r| r.1).sum();
+        assert_eq!(retired, 1, "{results:?}");
+        // Root and level 2 stay linked; the leaf table is in the pool once.
+        assert_eq!(pt.pooled_tables(), 1);
+        finish(pt, alloc, 2);
+    });
 }
