@@ -376,25 +376,34 @@ impl Geometry {
         level < LEAF_LEVEL && desc::TYPE.decode(d) == desc::TYPE_TABLE
     }
 
-    /// Tables a map of `[iova, iova + size)` to `pa` creates below an empty descriptor, for a
-    /// fresh table at `level`. Pure arithmetic; recursion bounded by the levels.
-    pub(crate) fn tables_needed(&self, level: u32, iova: u64, pa: u64, size: u64) -> usize {
+    /// Adds to `need` (per level) the tables that `times` copies of `[iova, iova + size)`, each
+    /// under an entry at `level - 1` with nothing below it yet, need from `level` down: one
+    /// table of `level + 1` for every entry of `level` that cannot be a block, and so on.
+    pub(crate) fn tables_needed(
+        &self,
+        level: u32,
+        iova: u64,
+        pa: u64,
+        size: u64,
+        times: usize,
+        need: &mut crate::table::Need,
+    ) {
         if level >= LEAF_LEVEL {
-            return 0;
+            return;
         }
         let esz = 1u64 << self.shift(level);
         let end = iova + size;
-        let (mut cur, mut pa, mut need) = (iova, pa, 0);
+        let (mut cur, mut pa) = (iova, pa);
         while cur < end {
             let next = ((cur | (esz - 1)) + 1).min(end);
             let len = next - cur;
             if !(self.leaf_ok(level) && len == esz && pa & (esz - 1) == 0) {
-                need += 1 + self.tables_needed(level + 1, cur, pa, len);
+                crate::table::add_need(need, level + 1, times);
+                self.tables_needed(level + 1, cur, pa, len, times, need);
             }
             cur = next;
             pa += len;
         }
-        need
     }
 
     /// Sizes a single leaf can map, as a bitmap (`1 << shift` for every legal leaf level).

@@ -1,9 +1,8 @@
 //! The invalidation gather: what an unmap left for the driver to invalidate, and the tables it
-//! may free only afterwards (SPEC P3).
+//! unlinked, which may be reused only afterwards (SPEC P3).
 
-use crate::alloc::{TableAllocator, TableMem};
-use crate::sync::{slot, Ordering};
-use crate::{Granule, Iova, PhysAddr};
+use crate::pool::FreeList;
+use crate::{Granule, Iova};
 
 /// How many disjoint ranges a [`Gather`] keeps before it starts widening them.
 pub const GATHER_RANGES: usize = 8;
@@ -36,102 +35,37 @@ impl InvalRange {
     }
 }
 
-/// An intrusive, allocation-free list of table pages, threaded through the pages themselves.
-///
-/// Each node's first two descriptor slots hold the *next* node's physical address and size in
-/// bytes (size 0: end of the list); the third is zero. All are even numbers (page-aligned
-/// addresses, power-of-two sizes), so to a walker that still holds a stale pointer to the page
-/// they read as *invalid* descriptors: overwriting a retired table this way never creates a
-/// translation. Nodes are linked by physical address and turned back into pointers through the
-/// allocator's `phys_to_virt`, so the list keeps no raw pointer besides its head.
-pub(crate) struct FreeList {
-    head: Option<(TableMem, usize)>,
-    len: usize,
-}
-
-impl FreeList {
-    pub(crate) const fn new() -> Self {
-        Self { head: None, len: 0 }
-    }
-
-    pub(crate) const fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Threads `mem` onto the list.
-    ///
-    /// # Safety
-    ///
-    /// `mem` is a live allocation of `size >= 24` bytes from the table allocator, 8-aligned, no
-    /// longer reachable from any table (the CPU side is exclusively ours until it is popped).
-    pub(crate) unsafe fn push(&mut self, mem: TableMem, size: usize) {
-        let (next_pa, next_size) = match self.head {
-            Some((next, next_size)) => (next.pa.0, next_size as u64),
-            None => (0, 0),
-        };
-        // SAFETY: per the caller, the allocation holds at least three descriptor slots and is
-        // exclusively ours.
-        unsafe {
-            slot(mem.va, 0).store(next_pa, Ordering::Relaxed);
-            slot(mem.va, 1).store(next_size, Ordering::Relaxed);
-            slot(mem.va, 2).store(0, Ordering::Relaxed);
-        }
-        self.head = Some((mem, size));
-        self.len += 1;
-    }
-
-    /// Unthreads one page. Its first three words still hold list data. `alloc` must be the
-    /// allocator the pages came from (it turns the next node's address into a pointer).
-    pub(crate) fn pop(&mut self, alloc: &impl TableAllocator) -> Option<(TableMem, usize)> {
-        let (mem, size) = self.head?;
-        // SAFETY: every node was written by `push`, whose caller handed us exclusive ownership of
-        // at least three slots at `mem.va`; nodes stay owned by the list until popped here.
-        let (next_pa, next_size) = unsafe {
-            (
-                slot(mem.va, 0).load(Ordering::Relaxed),
-                slot(mem.va, 1).load(Ordering::Relaxed),
-            )
-        };
-        self.head = (next_size != 0).then(|| {
-            let pa = PhysAddr(next_pa);
-            // The next node is a live allocation of this allocator (contract 2).
-            let va = alloc.phys_to_virt(pa);
-            (TableMem { pa, va }, next_size as usize)
-        });
-        self.len -= 1;
-        Some((mem, size))
-    }
-}
-
 /// Invalidations owed after [`PageTable::unmap`](crate::PageTable::unmap), and the table pages
-/// that can be freed once they are done.
+/// that can be reused once they are done.
 ///
 /// # Contract (SPEC P3)
 ///
 /// ```text
 /// let mut gather = Gather::new();
-/// pt.unmap(iova, size, &mut gather)?;          // descriptors cleared, nothing freed
+/// pt.unmap(iova, size, &mut gather)?;          // descriptors cleared, tables unlinked
 /// for r in gather.ranges() { /* driver queues TLBI (range or per page), then CMD_SYNC */ }
 /// // ... wait for CMD_SYNC completion ...
 /// // SAFETY: the CMD_SYNC above completed, so the SMMU no longer walks the retired tables.
-/// unsafe { pt.release(&mut gather) }?;         // only now are unlinked tables freed
+/// unsafe { pt.release(&mut gather) }?;         // only now may unlinked tables be reused
 /// ```
 ///
 /// * Several unmaps (of the same page table) may share one gather; adjacent and overlapping
 ///   ranges merge. Beyond [`GATHER_RANGES`] disjoint ranges, a new range widens the nearest
 ///   existing one to cover both, so the set always covers everything removed
 ///   (over-invalidation is always safe).
-/// * Freed tables are an intrusive list through the freed pages themselves: no capacity limit, no
+/// * Unlinked tables are an intrusive list through the tables themselves: no capacity limit, no
 ///   allocation. Their memory is not touched by the driver.
-/// * Every freed table lies under a recorded non-leaf range, so invalidating [`ranges`](Self::ranges)
+/// * Every unlinked table lies under a recorded non-leaf range, so invalidating [`ranges`](Self::ranges)
 ///   is always enough before [`PageTable::release`](crate::PageTable::release). An empty gather
-///   needs neither. Dropping a gather without releasing it leaks its pages (it never frees them
-///   early); `release` also empties the gather for reuse.
+///   needs neither. `release` moves the tables into the page table's pool of retired tables
+///   (they go back to the allocator only through `&mut`: `PageTable::reclaim` or drop) and
+///   empties the gather for reuse. Dropping a gather without releasing it leaks its pages (it
+///   never frees them early).
 /// * Ranges carry the granule and, when uniform, the leaf level, so a driver can issue one
 ///   range invalidation per entry (`CMD_TLBI_*` with `TG`, `TTL`, `NUM`, `SCALE`) or fall back
 ///   to per-granule commands, or to invalidating the whole ASID/VMID when a range is large.
 /// * Map never needs a gather: it only turns invalid descriptors valid, which no TLB caches.
-#[must_use = "freed tables are only returned by PageTable::release"]
+#[must_use = "unlinked tables are only returned by PageTable::release"]
 pub struct Gather {
     ranges: [InvalRange; GATHER_RANGES],
     len: usize,
@@ -140,8 +74,9 @@ pub struct Gather {
     pub(crate) owner: usize,
 }
 
-// SAFETY: the freed pages a gather holds are exclusively owned by it (no other reference exists);
-// moving that ownership to another thread is sound, like moving a `Box`.
+// SAFETY: the unlinked pages a gather holds are owned by it (no other CPU can reach them but a
+// buggy overlapping caller's stale pointer, which only ever makes atomic accesses); moving that
+// ownership to another thread is sound, like moving a `Box`.
 unsafe impl Send for Gather {}
 
 impl Default for Gather {

@@ -8,16 +8,21 @@
 //! * [`PageTable::map`] uses the largest leaf each aligned piece allows; an overlap, or a failed
 //!   table allocation, changes nothing (checked and allocated before the first write).
 //!   [`PageTable::unmap`] returns the bytes unmapped, refuses to split a block, and records
-//!   what must be invalidated in a [`Gather`]; emptied tables are freed by
-//!   [`PageTable::release`] only after the caller's invalidation (SPEC P2, P3).
+//!   what must be invalidated in a [`Gather`]; emptied tables are handed to the page table's
+//!   pool of retired tables by [`PageTable::release`] only after the caller's invalidation
+//!   (SPEC P2, P3), reused by later maps, and freed by [`PageTable::reclaim`] or drop.
 //! * Several CPUs: `map`, `unmap`, `iova_to_phys` and `walk` take `&self`, and CPUs may work
-//!   on disjoint ranges of one table at once. New tables are installed by compare-and-swap on
-//!   their descriptor (with release ordering, which also orders their contents before the link
-//!   for the walker); a table is unlinked only by an unmap that is, at that moment, the only
-//!   walker, and that never waits to become it. Overlapping concurrent calls are the caller's
-//!   bug but never undefined behaviour, never leak a table and never touch other ranges. Checked
-//!   by loom models (`RUSTFLAGS="--cfg loom" cargo test -p smmu-pagetable --lib --release
-//!   loom`), threaded tests (`tests/concurrent.rs`, also under Miri). See [`PageTable`].
+//!   on disjoint ranges of one table at once, with no lock or guard: plain loads to walk,
+//!   plain stores for the leaves of the caller's own range. New tables are installed by
+//!   compare-and-swap on their descriptor (with release ordering, which also orders their
+//!   contents before the link for the walker), and unlinked by compare-and-swap. A table
+//!   unlinked through `&self` is never freed while `&self` callers may exist (it waits in the
+//!   pool), so overlapping concurrent calls, the caller's bug, are never undefined behaviour:
+//!   they can only produce wrong translations within this domain, or strand a table (see
+//!   [`PageTable`]). Checked by loom models (`RUSTFLAGS="--cfg loom" cargo test -p
+//!   smmu-pagetable --lib --release loom`), threaded tests (`tests/concurrent.rs`, and the
+//!   reclamation tests in the library, with a deliberately broken variant each; also under
+//!   Miri).
 //! * Descriptor bits come from one place, [`desc`], each constant citing DDI 0487 D8 (SPEC P4).
 //!   Stage-1 tables assume [`desc::MAIR`].
 //! * Memory comes only from the caller's [`TableAllocator`], which also cleans the cache for
@@ -27,7 +32,7 @@
 //! * Not done: the contiguous hint (CONTIG is never set, so unmap never has to split or rewrite
 //!   a contiguous run), hardware AF/dirty management (AF is preset, DBM never set), FEAT_LPA2 /
 //!   52-bit with 4K/16K granules, and freeing tables that partial unmaps left empty (they are
-//!   reused by later maps and freed when an unmap covers their span or the table is dropped).
+//!   reused by later maps and retired when an unmap covers their span).
 //!
 //! # Example
 //!
@@ -76,6 +81,10 @@
 //! }
 //! // SAFETY: no SMMU walks this table (in a driver: after the CMD_SYNC completed).
 //! unsafe { pt.release(&mut gather)? };
+//! // The retired tables (none here: a block needs no table) wait for later maps; through
+//! // `&mut`, `reclaim` gives them back to the allocator.
+//! let mut pt = pt;
+//! assert_eq!(pt.reclaim(), 0);
 //!
 //! let cd = pt.stage1_config()?;
 //! assert_eq!((cd.t0sz, cd.ips, cd.mair), (16, 5, desc::MAIR));
@@ -100,6 +109,10 @@ mod format;
 mod gather;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod pool;
+#[cfg(all(test, not(loom)))]
+mod reclaim_tests;
+mod scan;
 mod sync;
 mod table;
 

@@ -6,8 +6,10 @@ use core::sync::atomic::AtomicUsize;
 use crate::alloc::{TableAllocator, TableMem};
 use crate::desc;
 use crate::format::{Geometry, LEAF_LEVEL};
-use crate::gather::{FreeList, Gather};
-use crate::sync::{slot, slots, Desc, Ordering, Walkers, EXCLUSIVE_RMWS};
+use crate::gather::Gather;
+use crate::pool::{FreeList, Pool, LEVELS};
+use crate::scan::{count_valid, or_all, or_tables};
+use crate::sync::{slot, slots, Desc, Ordering};
 use crate::{Config, Error, Iova, PhysAddr, Prot, Stage, Stage1Config, Stage2Config, WalkAttrs};
 
 /// Source of page-table identities, used to tie a [`Gather`] to the table that filled it.
@@ -18,16 +20,17 @@ const VALID: u64 = desc::VALID.mask();
 /// A view of one live translation table: its CPU address and `entries - 1`.
 ///
 /// Invariant (upheld by every constructor in this module): `va` is the CPU address of a table
-/// allocation, currently owned by the page table through which the view was made, that holds at
-/// least `mask + 1` descriptors; a view is used only while that page table is borrowed and the
-/// table can no longer be freed under it: it is reachable and the caller walks with the
-/// [`Walkers`] guard held (tables are unlinked only under the exclusive guard), or it is
-/// unpublished and owned by the caller, or the page table is borrowed mutably.
+/// allocation owned by the page table through which the view was made (linked in its tree, in
+/// its pool, on a gather or list of its own, or stranded by a buggy caller and never freed), that
+/// holds at least `mask + 1` descriptors; a view is used only while that page table is borrowed.
+/// Tables owned by a page table go back to the allocator only through `&mut` (`reclaim`, `Drop`),
+/// so no view made through `&self` can outlive its memory (see [`crate::pool`]).
 ///
 /// Every access is an atomic access of one descriptor ([`Desc`]): several CPUs may map and unmap
 /// disjoint ranges of one table at once, and even overlapping (buggy) callers race only on
-/// atomics, never into undefined behaviour. The SMMU only reads descriptors (AF is preset and DBM
-/// never set, so hardware never updates them).
+/// atomics, never into undefined behaviour. Relaxed loads and stores compile to plain ones; only
+/// table installs and unlinks are read-modify-writes. The SMMU only reads descriptors (AF is
+/// preset and DBM never set, so hardware never updates them).
 #[derive(Clone, Copy)]
 struct Tbl {
     va: NonNull<u64>,
@@ -60,17 +63,28 @@ impl Tbl {
         Some(f(unsafe { slots(self.va, first, n) }))
     }
 
+    /// Descriptors `first..first + n` as a slice (`None` if that is out of bounds), for the hot
+    /// scans, written inline by the caller: a closure passed to [`scan`](Self::scan) was
+    /// sometimes compiled out of line, a call per scan.
+    #[inline(always)]
+    fn run(&self, first: usize, n: usize) -> Option<&[Desc]> {
+        if first.checked_add(n)? > self.mask + 1 {
+            return None;
+        }
+        // SAFETY: `first + n` <= entries, so the range lies inside the live allocation, which
+        // outlives this borrow of the view (type invariant).
+        Some(unsafe { slots(self.va, first, n) })
+    }
+
     /// Whether the `n` descriptors from `first` are all invalid.
     #[inline(always)]
     fn run_is_empty(self, first: usize, n: usize) -> bool {
-        self.scan(first, n, |s| {
-            s.iter().fold(0, |a, d| a | ld(d)) & VALID == 0
-        }) == Some(true)
+        self.run(first, n).is_some_and(|s| or_all(s) & VALID == 0)
     }
 
     /// Stores a leaf (or zero) into descriptor `i`: one single-copy-atomic 64-bit store, as the
-    /// walker may observe it at any time. Only for slots no other caller may turn into a table
-    /// descriptor (pages, and slots owned exclusively).
+    /// walker may observe it at any time. Only for slots inside the caller's own range (no
+    /// correct caller writes them meanwhile) and for tables the caller owns.
     #[inline(always)]
     fn set(self, i: usize, v: u64) {
         self.slot(i).store(v, Ordering::Relaxed);
@@ -88,8 +102,10 @@ impl Tbl {
             .map(drop)
     }
 
-    /// Clears leaf descriptor `i` if it still holds `old`; a slot another caller turned into a
-    /// table meanwhile is left alone (replacing it would leak that table).
+    /// Clears descriptor `i` if it still holds `old`. For a table descriptor this is the unlink:
+    /// the one CPU whose swap succeeds owns the table from then on, so even overlapping unmaps
+    /// retire a table once. For a leaf, a slot another caller turned into a table meanwhile is
+    /// left alone (replacing it would strand that table).
     #[inline(always)]
     fn clear_if(self, i: usize, old: u64) -> bool {
         self.slot(i)
@@ -99,7 +115,7 @@ impl Tbl {
 }
 
 /// A relaxed load, for scans of slots that belong to the caller's own range (ordering comes from
-/// the acquire on the way down to the table).
+/// the acquire on the way down to the table). It compiles to a plain load.
 #[inline(always)]
 fn ld(d: &Desc) -> u64 {
     d.load(Ordering::Relaxed)
@@ -123,10 +139,29 @@ fn checked_alloc<A: TableAllocator>(alloc: &A, oas: u32, size: usize) -> Result<
 struct Writer<'p> {
     /// Leaf attributes (without the descriptor type).
     attrs: u64,
-    /// The tables pass 1 preallocated.
-    pool: &'p mut FreeList,
-    /// Whether this map holds the exclusive walk guard (no other CPU is in the tree).
-    alone: bool,
+    /// The tables pass 1 preallocated, per lookup level.
+    pool: &'p mut [FreeList; LEVELS],
+}
+
+/// Where a descent towards a leaf table stopped.
+enum Descent {
+    /// At the leaf table.
+    Leaf(Tbl),
+    /// At an invalid descriptor: the table holding it, its index, its level.
+    Missing(Tbl, usize, u32),
+    /// At a block of this level.
+    Block(u32),
+}
+
+/// Tables a map has to create, per lookup level (index: the level of the entries they hold).
+pub(crate) type Need = [usize; LEVELS];
+
+/// Adds `n` tables of `level` to `need`.
+#[inline(always)]
+pub(crate) fn add_need(need: &mut Need, level: u32, n: usize) {
+    if let Some(c) = need.get_mut(level as usize) {
+        *c += n;
+    }
 }
 
 /// One item reported by [`PageTable::walk`].
@@ -167,16 +202,28 @@ pub enum WalkEntry {
 /// [`map`](Self::map), [`unmap`](Self::unmap), [`iova_to_phys`](Self::iova_to_phys) and
 /// [`walk`](Self::walk) take `&self`: when `A: Sync`, the table is `Sync` and CPUs may map and
 /// unmap *disjoint* IOVA ranges of it at the same time, as a DMA API does for the queues of one
-/// device. Intermediate tables are installed with a compare-and-swap on their descriptor (the
-/// loser of a race descends into the winner's table and gives its own back), so two CPUs that
-/// need the same new table never both link one. Tables are only unlinked by an unmap that is the
-/// only walker at that moment (it *tries* to be, it never waits): under contention a large unmap
-/// clears the leaves and leaves emptied tables linked for later maps to reuse, so memory stays
-/// bounded by what the domain has ever mapped.
+/// device. No call takes a lock or a guard: a CPU walks with plain (relaxed or acquire) loads
+/// and writes its own range's leaves with plain stores, as Linux's io-pgtable-arm does.
+/// Intermediate tables are installed with a compare-and-swap on their descriptor (the loser of a
+/// race descends into the winner's table and gives its own back), so two CPUs that need the same
+/// new table never both link one; an unmap unlinks a table whose whole span its range covers
+/// with a compare-and-swap too, so a table is retired once.
 ///
-/// Overlapping concurrent calls are the caller's bug: they may leave part of a range mapped or
-/// fail with [`Error::AlreadyMapped`], but they never touch translations outside the ranges
-/// involved, never leak a table and are never undefined behaviour (every access is atomic).
+/// A table unlinked through `&self` is never freed while `&self` callers may exist: after the
+/// caller's invalidation, [`release`](Self::release) moves it into the page table's own pool of
+/// retired tables (per lookup level), from which later maps take tables first. Memory stays
+/// bounded by the domain's peak use; [`reclaim`](Self::reclaim) (`&mut self`) or dropping the
+/// table gives the pool back to the allocator. See the `pool` module for why this makes a
+/// stale pointer harmless.
+///
+/// Overlapping concurrent calls are the caller's bug, and never undefined behaviour (every
+/// access is atomic, and no table is freed while reachable). They may leave part of a range
+/// mapped or fail with [`Error::AlreadyMapped`]. A caller that walks into a table another CPU's
+/// unmap retires may, through that stale pointer, read or write whatever range the table serves
+/// after it is reused: wrong translations within this domain, never outside it. A run of blocks
+/// is written and cleared with plain stores, so an overlapping map that links a table into such a
+/// run at the same moment may strand that table (unreachable, never freed, so still never a
+/// use-after-free).
 ///
 /// Dropping the table frees every table immediately: detach it from the SMMU and invalidate
 /// first.
@@ -185,17 +232,18 @@ pub struct PageTable<A: TableAllocator> {
     geo: Geometry,
     root: TableMem,
     id: usize,
-    walkers: Walkers,
+    pool: Pool,
 }
 
 // SAFETY: a `PageTable` exclusively owns its table memory (raw pointers only because it lives
 // outside Rust's allocator); moving it to another thread moves that ownership, like a `Box`.
 unsafe impl<A: TableAllocator + Send> Send for PageTable<A> {}
 // SAFETY: all CPU-side accesses to table memory through `&self` are atomic descriptor accesses
-// (`Tbl`), so shared references never cause a data race; a table is unlinked only by an unmap
-// holding the exclusive `Walkers` guard, so no other `&self` caller can be inside it then, and it
-// is freed only after that (by `release`, from the gather, or by `Drop`). The allocator is
-// called from several CPUs at once, hence `A: Sync`.
+// (`Tbl`, the pool's links), so shared references never cause a data race; a table unlinked
+// through `&self` goes to a gather and then the pool, never to the allocator, so a pointer that
+// another `&self` caller still holds always points into memory this page table owns (freed
+// only through `&mut self` or `Drop`). The allocator is called from several CPUs at once, hence
+// `A: Sync`.
 unsafe impl<A: TableAllocator + Sync> Sync for PageTable<A> {}
 
 impl<A: TableAllocator> core::fmt::Debug for PageTable<A> {
@@ -223,7 +271,7 @@ impl<A: TableAllocator> PageTable<A> {
             geo,
             root,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            walkers: Walkers::new(),
+            pool: Pool::new(),
         })
     }
 
@@ -309,13 +357,79 @@ impl<A: TableAllocator> PageTable<A> {
         checked_alloc(&self.alloc, self.geo.oas, size)
     }
 
-    /// Frees every page on a list that was never published to the walker.
-    fn free_unpublished(&self, list: &mut FreeList) {
-        while let Some((mem, size)) = list.pop(&self.alloc) {
-            // SAFETY: the list only holds fresh allocations of `size` bytes that were never linked
-            // into a table, so nothing else can reach them.
-            unsafe { self.alloc.free_table(mem, size) };
+    /// Hands a table the caller owns (unlinked from the tree, or never linked) to the pool,
+    /// zeroed. Never to the allocator: a buggy caller's stale pointer may still reach it, and
+    /// the pool's memory is freed only through `&mut self`. For an unlinked table, only after the
+    /// invalidation (the caller is `release`), as the SMMU may walk it until then (SPEC P3).
+    #[inline(never)]
+    fn recycle(&self, mem: TableMem, level: u32) {
+        let t = Tbl {
+            va: mem.va,
+            mask: self.geo.table_bytes() / 8 - 1,
+        };
+        t.scan(0, t.mask + 1, |s| {
+            for d in s {
+                d.store(0, Ordering::Relaxed);
+            }
+        });
+        // SAFETY: a table allocation of `self.alloc` (type invariant of the caller's view), owned
+        // by the caller and unreachable from the tree, now zero beyond what the push writes.
+        unsafe { self.pool.push(mem, level) };
+    }
+
+    /// Recycles every table on a list.
+    fn recycle_list(&self, list: &mut FreeList) {
+        while let Some((mem, level)) = list.pop(&self.alloc) {
+            self.recycle(mem, level);
         }
+    }
+
+    /// Recycles every table of per-level lists.
+    fn recycle_lists(&self, lists: &mut [FreeList; LEVELS]) {
+        for list in lists {
+            self.recycle_list(list);
+        }
+    }
+
+    /// A zeroed table for `level` (not yet synced for a non-coherent walker): the pool's first,
+    /// so that memory stays bounded by peak use, else a fresh allocation.
+    #[inline(never)]
+    fn take_shared(&self, level: u32) -> Result<TableMem, Error> {
+        if let Some(mem) = self.pool.pop(level, &self.alloc) {
+            // The rest was zeroed by `recycle` (a buggy caller's stale writes aside, which only
+            // ever put valid descriptors of this level there).
+            let t = self.view(mem.va, level);
+            t.set(0, 0);
+            t.set(1, 0);
+            t.set(2, 0);
+            return Ok(mem);
+        }
+        self.alloc_checked(self.geo.table_bytes())
+    }
+
+    /// Takes a table for `level` from the ones pass 1 preallocated (zeroing the list words and
+    /// making it visible), or from the pool or the allocator if they ran out. Pass 1 counts an
+    /// upper bound of the tables pass 2 links (concurrent maps can only install tables it then
+    /// uses instead, and a correct caller's tables are not unlinked under it), so the fallback
+    /// is belt and braces.
+    fn take(&self, pool: &mut [FreeList; LEVELS], level: u32) -> Result<TableMem, Error> {
+        let popped = pool
+            .get_mut(level as usize)
+            .and_then(|l| l.pop(&self.alloc));
+        let mem = match popped {
+            Some((mem, _)) => {
+                let t = self.view(mem.va, level);
+                t.set(0, 0);
+                t.set(1, 0);
+                t.set(2, 0);
+                mem
+            }
+            None => self.take_shared(level)?,
+        };
+        if !A::COHERENT {
+            self.alloc.sync(mem.va, self.geo.table_bytes());
+        }
+        Ok(mem)
     }
 
     #[inline(always)]
@@ -329,6 +443,18 @@ impl<A: TableAllocator> PageTable<A> {
     #[inline(always)]
     fn root_tbl(&self) -> Tbl {
         self.view(self.root.va, self.geo.start_level)
+    }
+
+    /// [`child`](Self::child) with the geometry from a local copy. Descents use it: `&self`
+    /// holds atomics (the pool), so it is not `noalias`, and LLVM reloads every `self.geo` field
+    /// after each acquire load of a descriptor; a copy in registers costs nothing to keep.
+    #[inline(always)]
+    fn child_in(&self, geo: &Geometry, d: u64, level: u32) -> Tbl {
+        let va = self.alloc.phys_to_virt(PhysAddr(geo.desc_pa(d)));
+        Tbl {
+            va,
+            mask: geo.entries(level) - 1,
+        }
     }
 
     /// The table a Table descriptor `d` (found at level `level - 1`) points to.
@@ -346,24 +472,6 @@ impl<A: TableAllocator> PageTable<A> {
                 self.alloc.sync(p, count * 8);
             }
         }
-    }
-
-    /// Takes a preallocated table from `pool` (zeroing the list words and making it visible),
-    /// or allocates one if the pool ran dry. Pass 1 of `map` counts an upper bound of the tables
-    /// pass 2 links (concurrent maps can only install tables it then uses instead, and no table
-    /// goes away while the walk guard is held), so the fallback is belt and braces.
-    fn take(&self, pool: &mut FreeList, level: u32) -> Result<TableMem, Error> {
-        let Some((mem, size)) = pool.pop(&self.alloc) else {
-            return self.alloc_checked(self.geo.table_bytes());
-        };
-        let t = self.view(mem.va, level);
-        t.set(0, 0);
-        t.set(1, 0);
-        t.set(2, 0);
-        if !A::COHERENT {
-            self.alloc.sync(mem.va, size);
-        }
-        Ok(mem)
     }
 
     // ---- argument checks ------------------------------------------------------------------
@@ -391,9 +499,11 @@ impl<A: TableAllocator> PageTable<A> {
     /// `iova`, `pa` and `size` must be multiples of the granule. If any part of the range is
     /// already mapped the call fails with [`Error::AlreadyMapped`] and changes nothing; every
     /// table the mapping needs is allocated *before* the first descriptor is written, so
-    /// [`Error::OutOfMemory`] changes nothing either. (Both hold against every caller that does
-    /// not map an overlapping range at the same time; one that does may see a part of the range
-    /// mapped and the rest refused.) A table left empty by an earlier partial unmap is reused
+    /// [`Error::OutOfMemory`] changes no translation either (the tables it did get wait in the
+    /// pool for the next map). (Both hold against every caller that does not map an
+    /// overlapping range at the same time; one that does may see a part of the range mapped and
+    /// the rest refused.) Tables come from the pool of retired tables first, then from the
+    /// allocator. A table left empty by an earlier partial unmap is reused
     /// (descended into) rather than replaced by a block, so that `map` never needs an
     /// invalidation. Safe to call from several CPUs at once for disjoint ranges (see the type's
     /// documentation).
@@ -408,31 +518,32 @@ impl<A: TableAllocator> PageTable<A> {
         }
         let attrs = self.geo.leaf_attrs(prot)?;
         if self.within_one_leaf_table(iova.0, size) {
-            let _walk = self.walkers.shared();
             return self.map_in_leaf_table(iova.0, pa.0, size, attrs);
         }
-        // A walk guard is held across both passes, so that no table the count relies on can be
-        // unlinked meanwhile. A range that may hold many blocks tries to be the only walker:
-        // then runs of blocks are plain stores rather than one compare-and-swap each (which
-        // costs ~5 ns apiece on x86 and made a 512 MiB map eight times slower), as long as
-        // that saves more than claiming the exclusive guard costs.
-        let exclusive = (size >> self.geo.shift(LEAF_LEVEL - 1) > EXCLUSIVE_RMWS)
-            .then(|| self.walkers.try_exclusive())
-            .flatten();
-        let _walk = exclusive.is_none().then(|| self.walkers.shared());
+        self.map_general(iova.0, pa.0, size, attrs)
+    }
+
+    /// `map` of a range that may span several tables or hold blocks: two passes. Kept out of
+    /// line, so that the one-table fast path above stays a small function (its prologue and
+    /// register spills were a third of a 4 KiB map while this was inlined into it).
+    #[inline(never)]
+    fn map_general(&self, iova: u64, pa: u64, size: u64, attrs: u64) -> Result<(), Error> {
         let root = self.root_tbl();
         let start = self.geo.start_level;
-        // Pass 1: refuse overlaps and count the tables to create; nothing is written.
-        let need = self.map_check(root, start, iova.0, pa.0, size)?;
-        let mut pool = FreeList::new();
-        let tbytes = self.geo.table_bytes();
-        for _ in 0..need {
-            match self.alloc_checked(tbytes) {
-                // SAFETY: a fresh allocation of `tbytes` (>= 4096) bytes, reachable from nowhere.
-                Ok(mem) => unsafe { pool.push(mem, tbytes) },
-                Err(e) => {
-                    self.free_unpublished(&mut pool);
-                    return Err(e);
+        // Pass 1: refuse overlaps and count the tables to create, per level; nothing is written.
+        let mut need: Need = [0; LEVELS];
+        self.map_check(root, start, iova, pa, size, &mut need)?;
+        let mut pool: [FreeList; LEVELS] = core::array::from_fn(|_| FreeList::new());
+        for (level, (list, n)) in pool.iter_mut().zip(need).enumerate() {
+            for _ in 0..n {
+                match self.take_shared(level as u32) {
+                    // SAFETY: a table of this page table's allocator, zeroed and reachable from
+                    // nowhere (fresh, or popped from the pool, which owned it).
+                    Ok(mem) => unsafe { list.push(mem, level as u32) },
+                    Err(e) => {
+                        self.recycle_lists(&mut pool);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -440,10 +551,9 @@ impl<A: TableAllocator> PageTable<A> {
         let mut w = Writer {
             attrs,
             pool: &mut pool,
-            alone: exclusive.is_some(),
         };
-        let r = self.map_write(root, start, iova.0, pa.0, size, &mut w);
-        self.free_unpublished(&mut pool);
+        let r = self.map_write(root, start, iova, pa, size, &mut w);
+        self.recycle_lists(&mut pool);
         r
     }
 
@@ -460,43 +570,60 @@ impl<A: TableAllocator> PageTable<A> {
     /// bottom-up, so the walker never sees a half-built subtree.
     #[inline]
     fn map_in_leaf_table(&self, iova: u64, pa: u64, size: u64, attrs: u64) -> Result<(), Error> {
-        let geo = &self.geo;
-        let mut t = self.root_tbl();
-        let mut level = geo.start_level;
-        // A lost install race leaves the slot valid, and under the walk guard a table
-        // descriptor stays: more than one loss per level means someone maps and unmaps blocks
-        // over this very range, which is an overlap.
+        // A lost install race leaves the slot valid, and only an unmap covering this range
+        // unlinks a table on the way: more than one loss per level means someone maps and
+        // unmaps over this very range, which is an overlap.
         let mut races = 0;
-        while level < LEAF_LEVEL {
-            let idx = geo.index(iova, level);
-            let d = t.get(idx);
-            if d & VALID == 0 {
-                if self.map_fresh_chain(t, idx, level, iova, pa, size, attrs)? {
-                    return Ok(());
+        let t = loop {
+            match self.descend(iova) {
+                Descent::Leaf(t) => break t,
+                Descent::Block(_) => return Err(Error::AlreadyMapped { iova: Iova(iova) }),
+                Descent::Missing(t, idx, level) => {
+                    if self.map_fresh_chain(t, idx, level, iova, pa, size, attrs)? {
+                        return Ok(());
+                    }
+                    races += 1;
+                    if races > LEAF_LEVEL {
+                        return Err(Error::AlreadyMapped { iova: Iova(iova) });
+                    }
                 }
-                races += 1;
-                if races > LEAF_LEVEL {
-                    return Err(Error::AlreadyMapped { iova: Iova(iova) });
-                }
-                continue;
             }
-            if !Geometry::is_table(d, level) {
-                return Err(Error::AlreadyMapped { iova: Iova(iova) });
-            }
-            level += 1;
-            t = self.child(d, level);
-        }
-        let first = geo.index(iova, LEAF_LEVEL);
-        let n = (size >> geo.g) as usize;
+        };
+        let first = self.geo.index(iova, LEAF_LEVEL);
+        let n = (size >> self.geo.g) as usize;
         self.check_pages(t, first, n, iova)?;
         self.write_pages(t, first, n, pa, attrs);
         Ok(())
     }
 
+    /// Follows table descriptors from the root towards `iova`'s leaf table. The geometry is a
+    /// local copy (see `child_in`), and the loop keeps nothing else alive, so that it runs in
+    /// registers.
+    #[inline(always)]
+    fn descend(&self, iova: u64) -> Descent {
+        let geo = self.geo;
+        let mut t = self.root_tbl();
+        let mut level = geo.start_level;
+        while level < LEAF_LEVEL {
+            let idx = geo.index(iova, level);
+            let d = t.get(idx);
+            if d & VALID == 0 {
+                return Descent::Missing(t, idx, level);
+            }
+            if !Geometry::is_table(d, level) {
+                return Descent::Block(level);
+            }
+            level += 1;
+            t = self.child_in(&geo, d, level);
+        }
+        Descent::Leaf(t)
+    }
+
     /// Allocates the tables from `level + 1` down to the leaf level for a range inside one leaf
     /// table, fills them, then publishes the chain at `t[idx]` with one compare-and-swap.
-    /// `Ok(false)`: another CPU filled `t[idx]` first; the chain was freed, never seen.
+    /// `Ok(false)`: another CPU filled `t[idx]` first; the chain went to the pool, never seen.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn map_fresh_chain(
         &self,
         t: Tbl,
@@ -511,13 +638,14 @@ impl<A: TableAllocator> PageTable<A> {
         let tbytes = geo.table_bytes();
         let count = (LEAF_LEVEL - level) as usize;
         let mut chain: [Option<TableMem>; 3] = [None; 3];
-        for slot in chain.iter_mut().take(count) {
-            match self.alloc_checked(tbytes) {
+        for (j, slot) in chain.iter_mut().take(count).enumerate() {
+            match self.take_shared(level + 1 + j as u32) {
                 Ok(mem) => *slot = Some(mem),
                 Err(e) => {
-                    for mem in chain.iter().flatten() {
-                        // SAFETY: fresh allocations of `tbytes`, never linked anywhere.
-                        unsafe { self.alloc.free_table(*mem, tbytes) };
+                    for (j, mem) in chain.iter().enumerate() {
+                        if let Some(mem) = *mem {
+                            self.recycle(mem, level + 1 + j as u32);
+                        }
                     }
                     return Err(e);
                 }
@@ -550,10 +678,11 @@ impl<A: TableAllocator> PageTable<A> {
         };
         let link = desc::TYPE.encode(desc::TYPE_TABLE) | geo.oa_bits(top.pa.0);
         if t.install(idx, link).is_err() {
-            for mem in chain.iter().flatten() {
-                // SAFETY: the chain lost the race, so it was never linked: fresh allocations of
-                // `tbytes` that nothing else can reach.
-                unsafe { self.alloc.free_table(*mem, tbytes) };
+            // The chain lost the race, so the SMMU never saw it; each table keeps its level.
+            for (j, mem) in chain.iter().enumerate() {
+                if let Some(mem) = *mem {
+                    self.recycle(mem, level + 1 + j as u32);
+                }
             }
             return Ok(false);
         }
@@ -564,21 +693,16 @@ impl<A: TableAllocator> PageTable<A> {
     /// Refuses if any of the `n` descriptors from `t[first]` (translating from `iova`) is valid.
     #[inline(always)]
     fn check_pages(&self, t: Tbl, first: usize, n: usize, iova: u64) -> Result<(), Error> {
-        let busy = t.scan(first, n, |s| {
-            if s.iter().fold(0, |a, d| a | ld(d)) & VALID == 0 {
-                None
-            } else {
-                s.iter().position(|d| ld(d) & VALID != 0)
-            }
-        });
-        match busy {
-            Some(None) => Ok(()),
-            Some(Some(i)) => Err(Error::AlreadyMapped {
-                iova: Iova(iova + ((i as u64) << self.geo.g)),
-            }),
-            // Out of bounds cannot happen (the range lies in one table); refuse rather than guess.
-            None => Err(Error::OutOfRange),
+        // Out of bounds cannot happen (the range lies in one table); refuse rather than guess.
+        let s = t.run(first, n).ok_or(Error::OutOfRange)?;
+        if or_all(s) & VALID == 0 {
+            return Ok(());
         }
+        // Taken meanwhile by an overlapping caller if none is found now: report the first.
+        let i = s.iter().position(|d| ld(d) & VALID != 0).unwrap_or(0);
+        Err(Error::AlreadyMapped {
+            iova: Iova(iova + ((i as u64) << self.geo.g)),
+        })
     }
 
     /// Writes `n` page descriptors from `t[first]` for `pa..`, then one sync.
@@ -588,34 +712,6 @@ impl<A: TableAllocator> PageTable<A> {
         let base = attrs | desc::TYPE.encode(desc::TYPE_PAGE);
         self.fill_leaves(t, first, n, base, pa, 1u64 << geo.g);
         self.sync(t, first, n);
-    }
-
-    /// Installs the `n` block descriptors `base | OA(pa + i * step)` from `t[first]` (found
-    /// empty by the caller). With other walkers about (`alone` false), each goes in only over an
-    /// invalid slot: a block must never replace a table another CPU just linked, as that table
-    /// would leak. Fails at the first slot found taken, with that slot's IOVA offset.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn install_blocks(
-        &self,
-        t: Tbl,
-        first: usize,
-        n: usize,
-        base: u64,
-        pa: u64,
-        step: u64,
-        alone: bool,
-    ) -> Result<(), u64> {
-        if alone {
-            self.fill_leaves(t, first, n, base, pa, step);
-            return Ok(());
-        }
-        for i in 0..n {
-            let off = (i as u64) * step;
-            t.install(first + i, base | self.geo.oa_bits(pa + off))
-                .map_err(|_| off)?;
-        }
-        Ok(())
     }
 
     /// Writes the `n` leaf descriptors `base | OA(pa + i * step)` from `t[first]`.
@@ -654,44 +750,51 @@ impl<A: TableAllocator> PageTable<A> {
         (head_end - iova, whole, end - tail_start)
     }
 
-    /// Pass 1 of `map` below table `t` at `level`: overlap check and table count.
-    fn map_check(&self, t: Tbl, level: u32, iova: u64, pa: u64, size: u64) -> Result<usize, Error> {
+    /// Pass 1 of `map` below table `t` at `level`: overlap check, and the count of tables to
+    /// create added to `need` (per level, as a table keeps its level for life: see `pool`).
+    fn map_check(
+        &self,
+        t: Tbl,
+        level: u32,
+        iova: u64,
+        pa: u64,
+        size: u64,
+        need: &mut Need,
+    ) -> Result<(), Error> {
         let geo = &self.geo;
         let shift = geo.shift(level);
         let mut idx = geo.index(iova, level);
         if level >= LEAF_LEVEL {
-            return self
-                .check_pages(t, idx, (size >> shift) as usize, iova)
-                .map(|()| 0);
+            return self.check_pages(t, idx, (size >> shift) as usize, iova);
         }
         let esz = 1u64 << shift;
         let (head, whole, tail) = self.split(level, iova, size);
-        let (mut cur, mut pa, mut need) = (iova, pa, 0);
+        let (mut cur, mut pa) = (iova, pa);
         if head > 0 {
-            need += self.check_partial(t, idx, level, cur, pa, head)?;
+            self.check_partial(t, idx, level, cur, pa, head, need)?;
             (cur, pa, idx) = (cur + head, pa + head, idx + 1);
         }
         if whole > 0 {
             let block = geo.leaf_ok(level) && pa & (esz - 1) == 0;
-            // pa advances by whole entries, so every entry of the run needs the same below it.
-            let per_new = if block {
-                0
-            } else {
-                1 + geo.tables_needed(level + 1, cur, pa, esz)
-            };
             let n = whole as usize;
             if t.run_is_empty(idx, n) {
-                // Nothing mapped in the run (the common case): no per-entry work.
-                need += per_new * n;
+                // Nothing mapped in the run (the common case): no per-entry work. pa advances
+                // by whole entries, so every entry of the run needs the same below it.
+                if !block {
+                    add_need(need, level + 1, n);
+                    geo.tables_needed(level + 1, cur, pa, esz, n, need);
+                }
                 (cur, pa, idx) = (cur + (whole << shift), pa + (whole << shift), idx + n);
             } else {
                 for _ in 0..n {
                     let d = t.get(idx);
                     if d & VALID == 0 {
-                        need += per_new;
+                        if !block {
+                            add_need(need, level + 1, 1);
+                            geo.tables_needed(level + 1, cur, pa, esz, 1, need);
+                        }
                     } else if Geometry::is_table(d, level) {
-                        need +=
-                            self.map_check(self.child(d, level + 1), level + 1, cur, pa, esz)?;
+                        self.map_check(self.child(d, level + 1), level + 1, cur, pa, esz, need)?;
                     } else {
                         return Err(Error::AlreadyMapped { iova: Iova(cur) });
                     }
@@ -700,12 +803,13 @@ impl<A: TableAllocator> PageTable<A> {
             }
         }
         if tail > 0 {
-            need += self.check_partial(t, idx, level, cur, pa, tail)?;
+            self.check_partial(t, idx, level, cur, pa, tail, need)?;
         }
-        Ok(need)
+        Ok(())
     }
 
     /// Pass 1 for a piece covering part of the entry `t[idx]`.
+    #[allow(clippy::too_many_arguments)]
     fn check_partial(
         &self,
         t: Tbl,
@@ -714,12 +818,15 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         pa: u64,
         len: u64,
-    ) -> Result<usize, Error> {
+        need: &mut Need,
+    ) -> Result<(), Error> {
         let d = t.get(idx);
         if d & VALID == 0 {
-            Ok(1 + self.geo.tables_needed(level + 1, iova, pa, len))
+            add_need(need, level + 1, 1);
+            self.geo.tables_needed(level + 1, iova, pa, len, 1, need);
+            Ok(())
         } else if Geometry::is_table(d, level) {
-            self.map_check(self.child(d, level + 1), level + 1, iova, pa, len)
+            self.map_check(self.child(d, level + 1), level + 1, iova, pa, len, need)
         } else {
             Err(Error::AlreadyMapped { iova: Iova(iova) })
         }
@@ -757,13 +864,13 @@ impl<A: TableAllocator> PageTable<A> {
             let bdesc = w.attrs | desc::TYPE.encode(desc::TYPE_BLOCK);
             let n = whole as usize;
             if block && t.run_is_empty(idx, n) {
-                // A run of blocks over empty entries: one tight loop.
+                // A run of blocks over empty entries of the caller's own range: one loop of plain
+                // stores, as no correct caller writes these slots (a compare-and-swap per block
+                // cost ~5 ns apiece on x86 and made a 512 MiB map eight times slower). An
+                // overlapping map that links a table here meanwhile would see it replaced:
+                // stranded, never freed (see the type's documentation).
                 written = true;
-                if let Err(off) = self.install_blocks(t, idx, n, bdesc, pa, esz, w.alone) {
-                    res = Err(Error::AlreadyMapped {
-                        iova: Iova(cur + off),
-                    });
-                }
+                self.fill_leaves(t, idx, n, bdesc, pa, esz);
                 (cur, pa, idx) = (cur + (whole << shift), pa + (whole << shift), idx + n);
             } else {
                 for _ in 0..n {
@@ -827,9 +934,12 @@ impl<A: TableAllocator> PageTable<A> {
                     );
                 }
                 Err(winner) => {
-                    // SAFETY: `mem` lost the race and was never linked; it goes back to the pool
-                    // (and is freed with it).
-                    unsafe { w.pool.push(mem, self.geo.table_bytes()) };
+                    // `mem` lost the race and was never linked; it goes back to its level's
+                    // list (and from there to the page table's pool).
+                    if let Some(list) = w.pool.get_mut(level as usize + 1) {
+                        // SAFETY: a zeroed table of this allocator that nothing links to.
+                        unsafe { list.push(mem, level + 1) };
+                    }
                     d = winner;
                 }
             }
@@ -851,28 +961,27 @@ impl<A: TableAllocator> PageTable<A> {
     /// `iova` and `size` must be multiples of the granule. If a block mapping straddles either
     /// end of the range the call fails with [`Error::PartialBlock`] and changes nothing (SPEC P2).
     /// The invalidations owed, and the tables that became unreachable, are added to `gather`;
-    /// those tables are freed only by [`release`](Self::release) (SPEC P3). Tables are retired
-    /// when the range covers their whole span and no other CPU is walking this page table at
-    /// that moment; a table emptied by smaller unmaps, or under contention, stays in place and
-    /// is reused by later maps. Safe to call from several CPUs at once for disjoint ranges.
+    /// those tables are reused only after [`release`](Self::release) (SPEC P3). Tables are
+    /// retired when the range covers their whole span; a table emptied by smaller unmaps stays in
+    /// place and is reused by later maps. Safe to call from several CPUs at once for disjoint
+    /// ranges: a table whose whole span is inside this range is one no correct caller is in.
     pub fn unmap(&self, iova: Iova, size: u64, gather: &mut Gather) -> Result<u64, Error> {
         self.check_iova_range(iova.0, size)?;
         if gather.owner != 0 && gather.owner != self.id {
             return Err(Error::ForeignGather);
         }
         if self.within_one_leaf_table(iova.0, size) {
-            let _walk = self.walkers.shared();
             gather.owner = self.id;
             return self.unmap_in_leaf_table(iova.0, size, gather);
         }
-        // Unlinking a table needs every other walker out (one could be inside it); an unmap
-        // never waits for that, it only takes the chance when it comes.
-        let exclusive = (size >> self.geo.shift(LEAF_LEVEL - 1) != 0)
-            .then(|| self.walkers.try_exclusive())
-            .flatten();
-        let _walk = exclusive.is_none().then(|| self.walkers.shared());
-        let retire = exclusive.is_some();
-        let end = iova.0 + size;
+        self.unmap_general(iova.0, size, gather)
+    }
+
+    /// `unmap` of a range that may span several tables or hold blocks (out of line, as
+    /// `map_general`).
+    #[inline(never)]
+    fn unmap_general(&self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, Error> {
+        let end = iova + size;
         // A block straddling the end must be found before anything is written. (One straddling
         // the start is met first on the way down, so `unmap_level` refuses it before writing.)
         let last = end - self.geo.granule.size();
@@ -888,32 +997,24 @@ impl<A: TableAllocator> PageTable<A> {
         }
         gather.owner = self.id;
         let (root, start) = (self.root_tbl(), self.geo.start_level);
-        self.unmap_level(root, start, iova.0, size, gather, retire)
+        self.unmap_level(root, start, iova, size, gather)
     }
 
     /// Fast path of `unmap` for a range inside one last-level table's span.
     #[inline]
     fn unmap_in_leaf_table(&self, iova: u64, size: u64, gather: &mut Gather) -> Result<u64, Error> {
-        let geo = &self.geo;
-        let mut t = self.root_tbl();
-        let mut level = geo.start_level;
-        while level < LEAF_LEVEL {
-            let d = t.get(geo.index(iova, level));
-            if d & VALID == 0 {
-                return Ok(0);
-            }
-            if !Geometry::is_table(d, level) {
+        match self.descend(iova) {
+            Descent::Leaf(t) => Ok(self.clear_pages(t, iova, size, gather)),
+            Descent::Missing(..) => Ok(0),
+            Descent::Block(level) => {
                 // A block contains the whole range, which is smaller than the block.
-                let bsz = 1u64 << geo.shift(level);
-                return Err(Error::PartialBlock {
+                let bsz = 1u64 << self.geo.shift(level);
+                Err(Error::PartialBlock {
                     block: Iova(iova & !(bsz - 1)),
                     size: bsz,
-                });
+                })
             }
-            level += 1;
-            t = self.child(d, level);
         }
-        Ok(self.clear_pages(t, iova, size, gather))
     }
 
     /// Clears the valid page descriptors of `[iova, iova + size)` in leaf table `t`.
@@ -927,15 +1028,14 @@ impl<A: TableAllocator> PageTable<A> {
             iova,
             LEAF_LEVEL,
             gather,
-            false,
         )
     }
 
     /// Clears the `n` descriptors from `t[first]` (translating from `iova`; none is a table
-    /// descriptor) and records one leaf range; returns the bytes that were mapped. `alone`: the
-    /// caller holds the exclusive walk guard (blocks are cleared with plain stores, not CAS).
+    /// descriptor) and records one leaf range; returns the bytes that were mapped. Plain stores:
+    /// the slots are the caller's own range (an overlapping map that links a table into a run of
+    /// blocks meanwhile would see it stranded, never freed: see the type's documentation).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn clear_leaves(
         &self,
         t: Tbl,
@@ -944,32 +1044,25 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         level: u32,
         gather: &mut Gather,
-        alone: bool,
     ) -> u64 {
-        let shift = self.geo.shift(level);
-        // Vectorisable scan first; then one run of stores over [lo, hi] (zeroing a hole that is
-        // already zero is invisible to the walker).
-        let found = t.scan(first, n, |s| {
-            let cleared: u64 = s.iter().map(|d| ld(d) & VALID).sum();
-            let lo = s.iter().position(|d| ld(d) & VALID != 0)?;
-            let hi = s.iter().rposition(|d| ld(d) & VALID != 0)?;
-            Some((lo, hi, cleared))
-        });
-        let Some(Some((lo, hi, cleared))) = found else {
+        // Read before the stores, which LLVM cannot tell apart from writes to `self`.
+        let (shift, granule) = (self.geo.shift(level), self.geo.granule);
+        // Scan first (count, then the first and last valid entry); then one run of stores over
+        // [lo, hi] (zeroing a hole that is already zero is invisible to the walker).
+        let Some(s) = t.run(first, n) else {
             return 0;
         };
-        if level >= LEAF_LEVEL || alone {
-            for i in lo..=hi {
-                t.set(first + i, 0);
-            }
-        } else {
-            // Blocks: only clear what is still the leaf we saw (see `Tbl::clear_if`).
-            for i in lo..=hi {
-                let d = t.get(first + i);
-                if d & VALID != 0 && !Geometry::is_table(d, level) {
-                    t.clear_if(first + i, d);
-                }
-            }
+        let cleared = count_valid(s);
+        if cleared == 0 {
+            return 0;
+        }
+        let lo = s.iter().position(|d| ld(d) & VALID != 0);
+        let hi = s.iter().rposition(|d| ld(d) & VALID != 0);
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return 0;
+        };
+        for i in lo..=hi {
+            t.set(first + i, 0);
         }
         let count = hi + 1 - lo;
         self.sync(t, first + lo, count);
@@ -979,14 +1072,14 @@ impl<A: TableAllocator> PageTable<A> {
             span,
             true,
             Some(level as u8),
-            self.geo.granule,
+            granule,
         );
         cleared << shift
     }
 
-    /// Unmaps `[iova, iova + size)` below table `t` at `level`. `retire`: this caller holds the
-    /// exclusive walk guard, so tables the range covers are unlinked and retired; otherwise
-    /// only leaves are cleared and covered tables are descended into.
+    /// Unmaps `[iova, iova + size)` below table `t` at `level`: tables the range covers are
+    /// unlinked (by compare-and-swap, so that each is retired once even under overlapping
+    /// callers) and retired onto the gather; leaves are cleared.
     fn unmap_level(
         &self,
         t: Tbl,
@@ -994,7 +1087,6 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         size: u64,
         gather: &mut Gather,
-        retire: bool,
     ) -> Result<u64, Error> {
         if level >= LEAF_LEVEL {
             return Ok(self.clear_pages(t, iova, size, gather));
@@ -1008,23 +1100,17 @@ impl<A: TableAllocator> PageTable<A> {
         let mut removed = 0;
         if head > 0 {
             // Start edge: nothing has been written yet if this fails.
-            removed += self.unmap_partial(t, idx, level, cur, head, gather, retire)?;
+            removed += self.unmap_partial(t, idx, level, cur, head, gather)?;
             (cur, idx) = (cur + head, idx + 1);
         }
         let mut written = false;
         if whole > 0 {
             let n = whole as usize;
             // No table descriptor (TYPE=0b11) in the run: clear it like a leaf table.
-            let no_tables = t.scan(idx, n, |s| {
-                s.iter().fold(0, |a, d| {
-                    let d = ld(d);
-                    a | (d & (d >> 1))
-                }) & 1
-                    == 0
-            });
+            let no_tables = t.run(idx, n).map(|s| or_tables(s) & 1 == 0);
             let todo = if no_tables == Some(true) {
                 // `clear_leaves` syncs what it wrote; `written` stays false.
-                removed += self.clear_leaves(t, idx, n, cur, level, gather, retire);
+                removed += self.clear_leaves(t, idx, n, cur, level, gather);
                 (cur, idx) = (cur + (whole << geo.shift(level)), idx + n);
                 0
             } else {
@@ -1034,24 +1120,9 @@ impl<A: TableAllocator> PageTable<A> {
             let mut run: Option<(u64, u64)> = None;
             for _ in 0..todo {
                 let d = t.get(idx);
-                if d & VALID != 0 && Geometry::is_table(d, level) && !retire {
-                    // Another CPU may be walking through this table: keep it, empty it.
-                    if let Some((a, e)) = run.take() {
-                        gather.add(a, e - a, true, Some(level as u8), granule);
-                    }
-                    removed += self.unmap_level(
-                        self.child(d, level + 1),
-                        level + 1,
-                        cur,
-                        esz,
-                        gather,
-                        false,
-                    )?;
-                } else if d & VALID != 0 && (retire || t.clear_if(idx, d)) {
-                    if retire {
-                        // The only walker: a plain store suffices.
-                        t.set(idx, 0);
-                    }
+                // Compare-and-swap: a table goes to the one CPU that unlinks it, and a leaf is
+                // not cleared over a table an overlapping map linked since.
+                if d & VALID != 0 && t.clear_if(idx, d) {
                     written = true;
                     if Geometry::is_table(d, level) {
                         if let Some((a, e)) = run.take() {
@@ -1082,13 +1153,12 @@ impl<A: TableAllocator> PageTable<A> {
         }
         if tail > 0 {
             // End edge: `unmap` checked it cannot be a partial block.
-            removed += self.unmap_partial(t, idx, level, cur, tail, gather, retire)?;
+            removed += self.unmap_partial(t, idx, level, cur, tail, gather)?;
         }
         Ok(removed)
     }
 
     /// Unmaps a piece covering part of entry `t[idx]`: below a table, or refused for a block.
-    #[allow(clippy::too_many_arguments)]
     fn unmap_partial(
         &self,
         t: Tbl,
@@ -1097,14 +1167,13 @@ impl<A: TableAllocator> PageTable<A> {
         iova: u64,
         len: u64,
         gather: &mut Gather,
-        retire: bool,
     ) -> Result<u64, Error> {
         let d = t.get(idx);
         if d & VALID == 0 {
             Ok(0)
         } else if Geometry::is_table(d, level) {
             let child = self.child(d, level + 1);
-            self.unmap_level(child, level + 1, iova, len, gather, retire)
+            self.unmap_level(child, level + 1, iova, len, gather)
         } else {
             let esz = 1u64 << self.geo.shift(level);
             Err(Error::PartialBlock {
@@ -1121,22 +1190,25 @@ impl<A: TableAllocator> PageTable<A> {
             pa: PhysAddr(self.geo.desc_pa(d)),
             va: self.child(d, level).va,
         };
-        let tbytes = self.geo.table_bytes();
         let freed = &mut gather.freed;
-        let mapped = self.drain_below(top, level, |mem| {
-            // SAFETY: `mem` is a table below `top`, which was just unlinked: the CPU side can no
-            // longer reach it, and each table is drained exactly once.
-            unsafe { freed.push(mem, tbytes) }
+        let mapped = self.drain_below(top, level, |mem, lvl| {
+            // SAFETY: `mem` is a table of `lvl` that `drain_below` unlinked from a table we own
+            // (by compare-and-swap, so only we retire it); no correct caller can reach it.
+            unsafe { freed.push(mem, lvl) }
         });
-        // SAFETY: `top` was just unlinked by the caller and its subtree fully scanned above.
-        unsafe { freed.push(top, tbytes) };
+        // SAFETY: `top` was just unlinked by the caller's compare-and-swap and its subtree
+        // drained above.
+        unsafe { freed.push(top, level) };
         mapped
     }
 
-    /// Visits, children before parents, every table below `top` (whose entries are at `level`),
-    /// not `top` itself; returns the bytes mapped by all leaves below `top`. Iterative, with a
-    /// stack bounded by the four lookup levels (SPEC P5).
-    fn drain_below(&self, top: TableMem, level: u32, mut sink: impl FnMut(TableMem)) -> u64 {
+    /// Unlinks and visits, children before parents, every table below `top` (whose entries are
+    /// at `level`), not `top` itself, with its level; returns the bytes mapped by all leaves
+    /// below `top`. Each table descriptor is cleared by compare-and-swap before its table is
+    /// visited: a buggy overlapping unmap with a stale pointer into the subtree may race for it,
+    /// and exactly one of them gets it. Iterative, with a stack bounded by the four lookup levels
+    /// (SPEC P5).
+    fn drain_below(&self, top: TableMem, level: u32, mut sink: impl FnMut(TableMem, u32)) -> u64 {
         #[derive(Clone, Copy)]
         struct Frame {
             mem: TableMem,
@@ -1161,8 +1233,7 @@ impl<A: TableAllocator> PageTable<A> {
             let lvl = f.level;
             // Next valid descriptor, found by a slice scan (a leaf table is summed in one go).
             let next = if lvl >= LEAF_LEVEL {
-                let pages =
-                    f.t.scan(0, entries, |s| s.iter().map(|d| ld(d) & VALID).sum::<u64>());
+                let pages = f.t.scan(0, entries, count_valid);
                 mapped += pages.unwrap_or(0) << self.geo.g;
                 None
             } else {
@@ -1177,13 +1248,19 @@ impl<A: TableAllocator> PageTable<A> {
                 let done = f.mem;
                 depth -= 1;
                 if depth > 0 {
-                    sink(done);
+                    sink(done, lvl);
                 }
                 continue;
             };
             let d = f.t.get(i);
             f.idx = i + 1;
-            if Geometry::is_table(d, lvl) {
+            if d & VALID == 0 {
+                // Cleared since the scan (by an overlapping caller): nothing to visit.
+            } else if Geometry::is_table(d, lvl) {
+                if !f.t.clear_if(i, d) {
+                    // Another CPU unlinked it first, and retires it.
+                    continue;
+                }
                 let child = self.child(d, lvl + 1);
                 let mem = TableMem {
                     pa: PhysAddr(self.geo.desc_pa(d)),
@@ -1205,7 +1282,11 @@ impl<A: TableAllocator> PageTable<A> {
         mapped
     }
 
-    /// Frees the tables a gather holds, after the invalidation it describes completed.
+    /// Hands the tables a gather holds to the page table's pool of retired tables, after the
+    /// invalidation it describes completed; later maps reuse them. They go back to the allocator
+    /// only through [`reclaim`](Self::reclaim) or when the page table is dropped: while `&self`
+    /// callers may exist, a buggy one may still hold a pointer into them (see the type's
+    /// documentation).
     ///
     /// The gather is left empty and can be reused. Fails with [`Error::ForeignGather`] (and
     /// leaves the gather untouched) if another page table filled it.
@@ -1214,20 +1295,48 @@ impl<A: TableAllocator> PageTable<A> {
     ///
     /// Every range in `gather.ranges()` must have been invalidated, with completion observed
     /// (e.g. `CMD_TLBI_*` followed by a completed `CMD_SYNC`), on every SMMU that may have cached
-    /// walks of this table. Otherwise the walker may still read a freed page that the allocator
-    /// has handed to someone else.
+    /// walks of this table. Otherwise the walker may still read a retired table that a later map
+    /// has filled with translations for another range.
     pub unsafe fn release(&self, gather: &mut Gather) -> Result<(), Error> {
         if gather.owner != 0 && gather.owner != self.id {
             return Err(Error::ForeignGather);
         }
-        while let Some((mem, size)) = gather.freed.pop(&self.alloc) {
-            // SAFETY: the page was allocated by `self.alloc` with `size` bytes, unlinked by
-            // `unmap` and pushed once; the caller guarantees the walker is done with it.
-            unsafe { self.alloc.free_table(mem, size) };
+        if !gather.freed.is_empty() {
+            let mut freed = core::mem::replace(&mut gather.freed, FreeList::new());
+            // The caller guarantees the SMMU is done with these tables; the CPU side can only
+            // reach them through a buggy caller's stale pointer, which the pool tolerates.
+            self.recycle_list(&mut freed);
         }
         gather.clear_ranges();
         gather.owner = 0;
         Ok(())
+    }
+
+    /// Gives the pool of retired tables back to the allocator; returns how many tables it freed.
+    ///
+    /// Takes `&mut self`: no other CPU can then hold a pointer into a pooled table. Call it when
+    /// the domain is quiet (e.g. after a large unmap, or under memory pressure); the pool is
+    /// otherwise bounded by the domain's peak use and freed on drop.
+    pub fn reclaim(&mut self) -> usize {
+        let mut n = 0;
+        for level in 0..LEVELS as u32 {
+            let mut list = self.pool.drain(level, &self.alloc);
+            while let Some((mem, _)) = list.pop(&self.alloc) {
+                // SAFETY: a table of `self.alloc` (`table_bytes()`, as every table but the root),
+                // in the pool once and never linked since its release; `&mut self` means no CPU
+                // holds a pointer into it, and `release`'s caller invalidated the SMMU's walks.
+                unsafe { self.alloc.free_table(mem, self.geo.table_bytes()) };
+                n += 1;
+            }
+        }
+        self.pool.drained();
+        n
+    }
+
+    /// Tables waiting in the pool of retired tables for a later map (or for
+    /// [`reclaim`](Self::reclaim)). A snapshot: other CPUs may be releasing or taking tables.
+    pub fn pooled_tables(&self) -> usize {
+        self.pool.len()
     }
 
     // ---- lookup -------------------------------------------------------------------------
@@ -1235,13 +1344,15 @@ impl<A: TableAllocator> PageTable<A> {
     /// The valid leaf descriptor translating `iova`, and its level. Iterative.
     #[inline]
     fn lookup(&self, iova: u64) -> Option<(u64, u32)> {
-        if iova >> self.geo.ias != 0 {
+        // A local copy: see `child_in`.
+        let geo = self.geo;
+        if iova >> geo.ias != 0 {
             return None;
         }
         let mut t = self.root_tbl();
-        let mut level = self.geo.start_level;
+        let mut level = geo.start_level;
         loop {
-            let d = t.get(self.geo.index(iova, level));
+            let d = t.get(geo.index(iova, level));
             if d & VALID == 0 {
                 return None;
             }
@@ -1250,9 +1361,9 @@ impl<A: TableAllocator> PageTable<A> {
             }
             if Geometry::is_table(d, level) {
                 level += 1;
-                t = self.child(d, level);
+                t = self.child_in(&geo, d, level);
             } else {
-                return self.geo.leaf_ok(level).then_some((d, level));
+                return geo.leaf_ok(level).then_some((d, level));
             }
         }
     }
@@ -1260,7 +1371,6 @@ impl<A: TableAllocator> PageTable<A> {
     /// The address `iova` translates to, or `None` if it is unmapped or out of range.
     #[inline]
     pub fn iova_to_phys(&self, iova: Iova) -> Option<PhysAddr> {
-        let _walk = self.walkers.shared();
         let (d, level) = self.lookup(iova.0)?;
         let mask = (1u64 << self.geo.shift(level)) - 1;
         Some(PhysAddr((self.geo.desc_pa(d) & !mask) | (iova.0 & mask)))
@@ -1269,11 +1379,10 @@ impl<A: TableAllocator> PageTable<A> {
     /// Calls `f` for every table (before its contents) and every leaf, in IOVA order. Recursion
     /// depth is bounded by the four lookup levels.
     ///
-    /// The walk holds the page table's shared walk guard throughout: `f` must not call this
-    /// table's `unmap` (it would find no chance to retire tables, which is harmless, but a
-    /// long-running `f` delays every other CPU's table retirement).
+    /// A walk overlaps every range: while other CPUs unmap, it may step into a table they retire
+    /// and that a later map reuses, and then report that table's entries at the IOVAs it had
+    /// before (memory-safe, but not a snapshot). Walk a quiet table for an exact picture.
     pub fn walk(&self, mut f: impl FnMut(&WalkEntry)) {
-        let _walk = self.walkers.shared();
         let start = self.geo.start_level;
         let span = 1u64 << self.geo.ias;
         f(&WalkEntry::Table {
@@ -1317,13 +1426,31 @@ impl<A: TableAllocator> PageTable<A> {
     }
 }
 
+#[cfg(test)]
+impl<A: TableAllocator> PageTable<A> {
+    /// The deliberately broken `release` of a design without the pool: the gather's tables go
+    /// straight back to the allocator while other CPUs may still walk them. Only the tests that
+    /// must catch it (a loom model, a threaded test) call it.
+    pub(crate) unsafe fn release_to_allocator(&self, gather: &mut Gather) {
+        while let Some((mem, _)) = gather.freed.pop(&self.alloc) {
+            // SAFETY: not safe in general, which is the point; the tests' allocators poison
+            // freed tables instead of handing the memory back.
+            unsafe { self.alloc.free_table(mem, self.geo.table_bytes()) };
+        }
+        gather.clear_ranges();
+        gather.owner = 0;
+    }
+}
+
 impl<A: TableAllocator> Drop for PageTable<A> {
     fn drop(&mut self) {
+        self.reclaim();
         let alloc = &self.alloc;
         let tbytes = self.geo.table_bytes();
-        self.drain_below(self.root, self.geo.start_level, |mem| {
-            // SAFETY: every table below the root is visited once; the table is being dropped, so
-            // nothing will reach these pages again (the driver detached it, per `PageTable` docs).
+        self.drain_below(self.root, self.geo.start_level, |mem, _| {
+            // SAFETY: every table below the root is visited once (a table is linked in one place
+            // only, and pooled tables are never linked); the table is being dropped, so nothing
+            // will reach these pages again (the driver detached it, per `PageTable` docs).
             unsafe { alloc.free_table(mem, tbytes) }
         });
         // SAFETY: the root was allocated with `root_bytes()` in `new` and is freed once, here.

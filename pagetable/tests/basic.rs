@@ -307,13 +307,15 @@ fn overlap_refused_without_change() {
 #[test]
 fn out_of_memory_changes_nothing() {
     for budget in 0..3 {
-        let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+        let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
         t.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
         let before = (leaves(&t), t.allocator().live());
         t.allocator().fail_after.set(Some(budget));
         // Needs 3 new tables (L1, L2, L3) at 512 GiB.
         let r = t.map(Iova(1 << 39), PhysAddr(0), 0x1000, RW);
         assert_eq!(r, Err(Error::OutOfMemory));
+        // The tables it did get wait in the pool for the next map; `reclaim` frees them.
+        assert_eq!(t.reclaim(), budget);
         assert_eq!(
             (leaves(&t), t.allocator().live()),
             before,
@@ -365,7 +367,7 @@ fn unmap_partial_block_refused_at_both_edges() {
 // spec: P3
 #[test]
 fn gather_ranges_and_deferred_free() {
-    let t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
+    let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     t.map(Iova(0x20_0000), PhysAddr(0), 0x20_0000, RW | Prot::NOEXEC)
         .unwrap();
     // Pages under an L3 table (misaligned PA), then a block next to it.
@@ -416,8 +418,20 @@ fn gather_ranges_and_deferred_free() {
         (Iova(0x20_0000), 0x40_0000)
     );
     release(&t, &mut g);
-    assert_eq!(t.allocator().live(), live - 1);
     assert!(g.is_empty());
+    // Released into the pool, not to the allocator: another CPU's stale pointer may still reach
+    // it while `&self` callers exist. A map reuses it rather than allocating.
+    assert_eq!(t.allocator().live(), live);
+    t.map(Iova(0x40_0000), PhysAddr(0x1000), 0x1000, RW)
+        .unwrap();
+    assert_eq!(t.allocator().live(), live);
+    assert_eq!(t.iova_to_phys(Iova(0x40_0000)), Some(PhysAddr(0x1000)));
+    assert_eq!(t.unmap(Iova(0x40_0000), 0x20_0000, &mut g).unwrap(), 0x1000);
+    release(&t, &mut g);
+    // Through `&mut`, the pool goes back to the allocator.
+    assert_eq!(t.reclaim(), 1);
+    assert_eq!(t.allocator().live(), live - 1);
+    assert_eq!(t.reclaim(), 0);
     // A gather is tied to its table.
     let other = pt(Stage::Stage1, Granule::Size4K, 48, 48);
     other.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
@@ -462,7 +476,7 @@ fn gather_bounded_widening() {
 fn whole_subtree_retired_and_dropped_cleanly() {
     let alloc = TestAlloc::new();
     {
-        let t = PageTable::new(
+        let mut t = PageTable::new(
             Config {
                 stage: Stage::Stage2,
                 granule: Granule::Size16K,
@@ -489,8 +503,13 @@ fn whole_subtree_retired_and_dropped_cleanly() {
         assert_eq!(g.freed_tables(), 2);
         assert_eq!(alloc.live(), live);
         release(&t, &mut g);
+        assert_eq!(alloc.live(), live, "pooled, not freed");
+        assert_eq!(t.reclaim(), 2);
         assert_eq!(alloc.live(), 1);
         t.map(Iova(0), PhysAddr(0), 1 << 30, RW).unwrap();
+        // Retired again, into the pool this time: the drop frees the pool too.
+        assert_eq!(t.unmap(Iova(0), 1 << 30, &mut g).unwrap(), 1 << 30);
+        release(&t, &mut g);
     }
     assert_eq!(alloc.live(), 0, "drop frees everything");
 }

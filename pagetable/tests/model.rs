@@ -220,7 +220,7 @@ fn tables_of(pt: &PageTable<&TestAlloc>) -> BTreeSet<(u64, u32)> {
 fn check(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
     let alloc = TestAlloc::new();
     {
-        let pt = PageTable::new(cfg, &alloc).unwrap();
+        let mut pt = PageTable::new(cfg, &alloc).unwrap();
         let mut model = Model::new(cfg, u32::from(pt.start_level()));
         let gsz = cfg.granule.size();
         let mut gather = Gather::new();
@@ -291,10 +291,17 @@ fn check(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
             // Same structure: leaves (placement) and tables.
             prop_assert_eq!(&leaves_of(&pt), &model.leaves, "leaves after {:?}", op);
             prop_assert_eq!(&tables_of(&pt), &model.tables, "tables after {:?}", op);
-            // No leak: every allocation is the start table, a live table, or waits in the gather.
-            prop_assert_eq!(alloc.live(), 1 + model.tables.len() + gather.freed_tables());
+            // No leak: every allocation is the start table, a live table, or waits in the gather
+            // or in the pool of retired tables.
+            prop_assert_eq!(
+                alloc.live(),
+                1 + model.tables.len() + gather.freed_tables() + pt.pooled_tables()
+            );
         }
         release(&pt, &mut gather);
+        prop_assert_eq!(alloc.live(), 1 + model.tables.len() + pt.pooled_tables());
+        let pooled = pt.pooled_tables();
+        prop_assert_eq!(pt.reclaim(), pooled);
         prop_assert_eq!(alloc.live(), 1 + model.tables.len());
     }
     prop_assert_eq!(alloc.live(), 0, "drop leaked tables");

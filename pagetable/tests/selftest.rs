@@ -32,7 +32,7 @@ fn run(stage: Stage, granule: Granule, ias: u32, oas: u32) {
     let ctx = format!("{stage:?} {granule} ias {ias} oas {oas}");
     let alloc = TestAlloc::new();
     {
-        let pt = PageTable::new(
+        let mut pt = PageTable::new(
             Config {
                 stage,
                 granule,
@@ -135,6 +135,9 @@ fn run(stage: Stage, granule: Granule, ias: u32, oas: u32) {
         );
         assert_eq!(pt.iova_to_phys(Iova(last)), None, "{ctx}");
         release(&pt, &mut gather);
+        // Released into the pool; `reclaim` (through `&mut`) frees them.
+        assert_eq!(alloc.live(), 1 + pt.pooled_tables(), "{ctx}");
+        pt.reclaim();
         assert_eq!(alloc.live(), 1, "{ctx}: only the start table is left");
     }
     assert_eq!(alloc.live(), 0, "{ctx}: leak");
