@@ -1,25 +1,7 @@
 //! `smmuctl decode` as a person runs it.
 
-use std::process::{Command, Output};
-
-use serde_json::Value;
-
-fn smmuctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smmuctl"))
-        .args(args)
-        .output()
-        .expect("smmuctl runs")
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = smmuctl(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
+mod common;
+use common::*;
 
 #[test]
 fn bypass_ste_reports_v_config_and_kind() {

@@ -2,16 +2,10 @@
 //! register names, what enumerated values mean, set reserved bits, and pointer fields printed as
 //! the addresses they hold (issue 15).
 
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
 use serde_json::Value;
-
-fn smmuctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smmuctl"))
-        .args(args)
-        .output()
-        .expect("smmuctl runs")
-}
 
 fn text(args: &[&str]) -> String {
     let out = smmuctl(args);

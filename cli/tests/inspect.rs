@@ -1,6 +1,8 @@
 //! `smmuctl inspect` on dumps built with the crate's own encoders: the adoption validator run
 //! offline, the STE walk, the reserved IDs, and the usage errors.
 
+mod common;
+use common::*;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -12,13 +14,6 @@ use smmu::arch::ste::{S1Dss, S1Fmt, Stage1Ste, SteConfig, Translation};
 use smmu::arch::{AddressSize, Cacheability, Granule, Shareability};
 use smmu::writer::make;
 use smmu_kdump::image::Image;
-
-fn smmuctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smmuctl"))
-        .args(args)
-        .output()
-        .expect("smmuctl runs")
-}
 
 // ---------------------------------------------------------------------------------------------
 // Dump fixtures.

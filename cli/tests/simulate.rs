@@ -1,26 +1,10 @@
 //! `smmuctl simulate kdump` as a person runs it: the crash scenario on the model with each
 //! crash-kernel strategy. (The 20-seed acceptance check runs in the `smmu-scenarios` tests.)
 
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
 use serde_json::Value;
-
-fn smmuctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smmuctl"))
-        .args(args)
-        .output()
-        .expect("smmuctl runs")
-}
-
-fn json(args: &[&str]) -> Value {
-    let out = smmuctl(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
 
 const COUNTS: [&str; 6] = [
     "transactions",

@@ -2,17 +2,12 @@
 //! `smmuctl inspect` uses, rule codes only as references) and `--svg FILE`, the crash timeline
 //! per device, read back as XML (issue 15).
 
+mod common;
+use common::*;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-
-fn smmuctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smmuctl"))
-        .args(args)
-        .output()
-        .expect("smmuctl runs")
-}
 
 fn stdout(args: &[&str]) -> String {
     let out = smmuctl(args);
