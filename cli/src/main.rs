@@ -81,6 +81,24 @@ enum Simulation {
         #[arg(long, value_name = "FILE")]
         svg: Option<std::path::PathBuf>,
     },
+    /// Confidential device assignment: a TDISP GPU assigned to a Realm, from the creation of
+    /// its Realm stream (not valid) through lock, measurement, report, RUN, a refused stale
+    /// nonce tuple, acceptance, private DMA, the host's DMA stopped by the granule protection
+    /// check, to revoke.
+    ///
+    /// Prints one row per step: the device's TDISP state, whether its Realm STE is valid,
+    /// what the step's DMA met and what the driver answered, then what each column means.
+    Realm {
+        /// Seed of the device's nonces.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the timeline (TDISP state, STE valid, DMA per step) into this SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,6 +136,27 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("smmuctl: the kdump scenario failed: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Simulate {
+            what: Simulation::Realm { seed, json, svg },
+        } => match simulate::realm::run(seed) {
+            Ok(report) => {
+                if let Some(path) = svg {
+                    if let Err(e) = std::fs::write(&path, simulate::realm::to_svg(&report)) {
+                        eprintln!("smmuctl: cannot write '{}': {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                }
+                output(if json {
+                    format!("{}\n", simulate::realm::to_json(&report))
+                } else {
+                    simulate::realm::to_text(&report)
+                })
+            }
+            Err(e) => {
+                eprintln!("smmuctl: the realm scenario failed: {e}");
                 ExitCode::from(1)
             }
         },

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+pub(crate) mod realm;
 mod timeline;
 
 use serde_json::{json, Value};
@@ -48,7 +49,7 @@ fn sids(list: &[u32]) -> String {
         .join(",")
 }
 
-fn yes_no(b: bool) -> &'static str {
+pub(super) fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
     } else {

@@ -72,6 +72,26 @@ fn the_table_has_a_legend_in_plain_words() {
     }
 }
 
+/// `simulate realm` speaks in words too: its table, JSON and help carry no rule codes.
+#[test]
+fn the_realm_timeline_has_no_rule_codes() {
+    for args in [
+        &["simulate", "realm"][..],
+        &["simulate", "realm", "--json"],
+        &["simulate", "realm", "--help"],
+    ] {
+        let text = stdout(args);
+        assert!(rule_codes(&text).is_empty(), "{args:?}: {text}");
+        // The Realm rules are A1–A6; they stay out of what the tool prints.
+        assert!(
+            !text
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|w| w.len() == 2 && w.starts_with('A') && w[1..].parse::<u8>().is_ok()),
+            "{args:?}: {text}"
+        );
+    }
+}
+
 #[test]
 fn the_verdict_speaks_like_inspect() {
     let text = stdout(&["simulate", "kdump", "--strategy", "adopt"]);

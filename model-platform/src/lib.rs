@@ -21,6 +21,7 @@ pub mod kdump_scenario;
 pub mod platform;
 pub mod realm;
 pub mod realm_oracle;
+pub mod realm_scenario;
 pub mod rig;
 pub mod stepping;
 pub mod tables;

@@ -3,6 +3,9 @@
 //! ends with an empty violation log, and each is run against a deliberately broken Realm half
 //! to show it catches that fault.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use smmu::realm::{
     AcceptError, Broken, NonceKind, NonceTuple, RealmConfig, RealmError, RealmS2Context, RealmSmmu,
     RealmStream, RevokeReason, TdispState as GateState,
@@ -300,6 +303,195 @@ fn ns_kdump_during_private_dma(broken: Option<Broken>) -> Result<(), String> {
     w.clean()
 }
 
+/// The GPU's Non-secure StreamID (its host-visible function, used by the host kernel).
+const GPU_NS_SID: u32 = 0x20;
+
+/// The accepted GPU's private DMA, one write per call, each into its own 8-byte slot of the
+/// private page (cleared first, so that a landed write is this write): counts the
+/// transactions issued and those that did not translate to their slot or did not land.
+#[derive(Clone)]
+struct RealmDma {
+    rme: smmu_model::rme::RmeModel,
+    dev: TdispDevice,
+    private_page: u64,
+    issued: Rc<Cell<u64>>,
+    lost: Rc<Cell<u64>>,
+}
+
+impl RealmDma {
+    fn issue(&self) {
+        let n = self.issued.get();
+        self.issued.set(n + 1);
+        // Slots 0x800.. of the page; other scenarios' offsets stay below.
+        let off = 0x800 + (n * 8) % 0x800;
+        let pa = self.private_page + off;
+        self.rme.ns().mem_write(pa, &[0; 8]).unwrap();
+        let r = self
+            .dev
+            .private_dma(&self.rme, Transaction::write(0, IPA + off));
+        let mut b = [0u8; 2];
+        self.rme.ns().mem_read(pa, &mut b).unwrap();
+        let landed = b[1] == ((IPA + off) as u8).wrapping_add(1);
+        if r != TdispDma::Issued(TxnResult::Translated { pa }) || !landed {
+            self.lost.set(self.lost.get() + 1);
+        }
+    }
+}
+
+/// The crash kernel's Non-secure register access: every register read and write it makes is
+/// followed by one private DMA of the accepted GPU, so the Realm traffic interleaves with
+/// each step of its bring-up (each CR0 and GBPA write, each queue-pointer write, each poll).
+#[derive(Clone)]
+struct Interleaved {
+    regs: smmu_model_platform::ModelRegs,
+    dma: RealmDma,
+}
+
+impl smmu::RegisterAccess for Interleaved {
+    fn read32(&self, offset: usize) -> u32 {
+        let v = self.regs.read32(offset);
+        self.dma.issue();
+        v
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.regs.write32(offset, value);
+        self.dma.issue();
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        let v = self.regs.read64(offset);
+        self.dma.issue();
+        v
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.regs.write64(offset, value);
+        self.dma.issue();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CrashKernel {
+    Adopt,
+    FullReset,
+}
+
+/// A host kernel runs the Non-secure SMMU (the GPU's Non-secure StreamID attached, blocked)
+/// while the Realm's accepted GPU does private DMA; the host crashes and its crash kernel
+/// adopts the live table or fully resets the SMMU, with one private DMA after each of its
+/// register accesses. Every Realm transaction must land where the Realm mapped it.
+///
+/// `revoke_at_crash` is the harness's control: the Realm half revokes the GPU as the host
+/// crashes, so its private DMA from then on aborts and must be counted as lost.
+fn ns_kdump_interleaved(
+    broken: Option<Broken>,
+    how: CrashKernel,
+    revoke_at_crash: bool,
+) -> Result<(), String> {
+    let mut w = world(broken);
+    let t = w.attest();
+    w.dev.start().unwrap();
+    w.accept(t).map_err(|e| format!("{e:?}"))?;
+    let dma = RealmDma {
+        rme: w.p.rme().clone(),
+        dev: w.dev.clone(),
+        private_page: w.private_page,
+        issued: Rc::default(),
+        lost: Rc::default(),
+    };
+    // The host kernel.
+    let (regs, hal) = (w.p.ns_regs(), w.p.ns_hal());
+    let features = smmu::probe::probe(&regs).map_err(|e| format!("host probe: {e:?}"))?;
+    let cfg = smmu::SmmuConfig::default();
+    let strtab = smmu::OwnedStreamTable::for_smmu(&hal, &features, &cfg)
+        .map_err(|e| format!("host table: {e:?}"))?;
+    let mut host =
+        smmu::Smmu::new(regs, hal, features, strtab, cfg).map_err(|e| format!("host: {e:?}"))?;
+    host.reset(&smmu::ResetPlan::FULL)
+        .map_err(|e| format!("host reset: {e:?}"))?;
+    let gpu = host
+        .add_master(&smmu::MasterConfig::new(&[GPU_NS_SID]))
+        .map_err(|e| format!("host add_master: {e:?}"))?;
+    host.attach_blocked(gpu)
+        .map_err(|e| format!("host attach: {e:?}"))?;
+    for _ in 0..4 {
+        dma.issue();
+    }
+    // The crash: the host's driver is gone without a word, the SMMU and the masters go on.
+    std::mem::forget(host);
+    w.p.rme().ns().with(smmu_model::Model::warm_restart);
+    if revoke_at_crash {
+        let s = w.stream.take().unwrap();
+        w.smmu.revoke(&s, RevokeReason::DmaDisable).unwrap();
+        w.stream = Some(s);
+    }
+    for _ in 0..4 {
+        dma.issue();
+    }
+    let regs = Interleaved {
+        regs: w.p.ns_regs(),
+        dma: dma.clone(),
+    };
+    let before = dma.issued.get();
+    match how {
+        CrashKernel::Adopt => {
+            let platform = AdoptPlatform {
+                crash_kernel: true,
+                coherent: true,
+                cache_maintenance: false,
+                expect_e2h: None,
+            };
+            let booted = smmu_kdump::boot(regs, w.p.ns_hal(), &platform, &AdoptOptions::default())
+                .map_err(|e| e.to_string())?;
+            if !matches!(booted.verdict, smmu_kdump::Verdict::Adopted { .. }) {
+                return Err(format!(
+                    "the crash kernel did not adopt: {:?}",
+                    booted.verdict
+                ));
+            }
+            let id = booted
+                .smmu
+                .add_master(&smmu::MasterConfig::new(&[GPU_NS_SID]))
+                .map_err(|e| format!("crash add_master: {e:?}"))?;
+            booted
+                .smmu
+                .attach_blocked(id)
+                .map_err(|e| format!("crash attach: {e:?}"))?;
+            std::mem::forget(booted);
+        }
+        CrashKernel::FullReset => {
+            let crash = smmu_kdump::full_reset(
+                regs,
+                w.p.ns_hal(),
+                &smmu_kdump::RESET_ABORT,
+                smmu::SmmuConfig::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            let id = crash
+                .add_master(&smmu::MasterConfig::new(&[GPU_NS_SID]))
+                .map_err(|e| format!("crash add_master: {e:?}"))?;
+            crash
+                .attach_blocked(id)
+                .map_err(|e| format!("crash attach: {e:?}"))?;
+            std::mem::forget(crash);
+        }
+    }
+    let during = dma.issued.get() - before;
+    for _ in 0..4 {
+        dma.issue();
+    }
+    if during < 10 {
+        return Err(format!(
+            "only {during} Realm transactions interleaved with the crash kernel"
+        ));
+    }
+    let (lost, issued) = (dma.lost.get(), dma.issued.get());
+    if lost != 0 || w.smmu.ste(w.stream()).unwrap()[0] & 1 != 1 {
+        return Err(format!(
+            "{how:?}: {lost} of {issued} Realm transactions lost or misdirected"
+        ));
+    }
+    w.clean()
+}
+
 fn hostile_ns_table_cannot_reach_realm(broken: Option<Broken>) -> Result<(), String> {
     let mut w = world(broken);
     let t = w.attest();
@@ -367,6 +559,33 @@ fn scenario_revoke_then_abort_without_stale_tlb_hit() {
 #[test]
 fn scenario_ns_kdump_during_private_dma_loses_nothing() {
     ns_kdump_during_private_dma(None).unwrap();
+}
+
+// spec: A6
+/// The crash kernel adopts the host's live table while the accepted GPU's private DMA runs,
+/// one Realm transaction after each of its register accesses.
+#[test]
+fn scenario_ns_adopt_interleaved_with_private_dma_loses_nothing() {
+    ns_kdump_interleaved(None, CrashKernel::Adopt, false).unwrap();
+}
+
+// spec: A6
+/// The crash kernel fully resets the Non-secure SMMU while the accepted GPU's private DMA
+/// runs, one Realm transaction after each of its register accesses.
+#[test]
+fn scenario_ns_full_reset_interleaved_with_private_dma_loses_nothing() {
+    ns_kdump_interleaved(None, CrashKernel::FullReset, false).unwrap();
+}
+
+// spec: A6
+/// The interleaved scenario's loss count is real: with the GPU revoked as the host crashes,
+/// both crash kernels' runs report lost Realm transactions.
+#[test]
+fn interleaved_kdump_counts_lost_realm_dma() {
+    for how in [CrashKernel::Adopt, CrashKernel::FullReset] {
+        let e = ns_kdump_interleaved(None, how, true).unwrap_err();
+        assert!(e.contains("lost or misdirected"), "{e}");
+    }
 }
 
 // spec: A6

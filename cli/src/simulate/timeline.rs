@@ -38,7 +38,7 @@ fn style(class: TxnClass) -> (&'static str, &'static str) {
     }
 }
 
-const CSS: &str = "\
+pub(super) const CSS: &str = "\
 text { font-family: sans-serif; font-size: 12px; fill: #222; }
 .title { font-size: 16px; font-weight: bold; }
 .small { font-size: 10px; }
@@ -55,7 +55,7 @@ text { font-family: sans-serif; font-size: 12px; fill: #222; }
 .step line { stroke: #222; stroke-width: 1.5; }
 ";
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
