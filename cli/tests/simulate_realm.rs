@@ -1,17 +1,12 @@
 //! `smmuctl simulate realm`: the acceptance timeline of a TDISP GPU assigned to a Realm
-//! (issue 27, item 5), as a table with a legend, as JSON, and as an SVG timeline.
+//! as a table with a legend, as JSON, and as an SVG timeline.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn smmuctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smmuctl"))
-        .args(args)
-        .output()
-        .expect("smmuctl runs")
-}
+mod common;
+use common::smmuctl;
 
 fn stdout(args: &[&str]) -> String {
     let out = smmuctl(args);
@@ -23,7 +18,7 @@ fn stdout(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
-/// (action, TDISP state, STE valid, DMA met, result starts with): the order of issue 27.
+/// (action, TDISP state, STE valid, DMA met, result starts with): the acceptance order (create, lock, measure, report, run, accept, revoke).
 const EXPECTED: [(&str, &str, &str, &str, &str); 14] = [
     (
         "create the GPU's Realm stream",

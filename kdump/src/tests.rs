@@ -2992,7 +2992,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// B2: the `adopt` fuzz target's seed corpus (issue 25 item 7).
+// B2: the `adopt` fuzz target's seed corpus.
 
 /// Linux's table (`testdata/linux-6.1-qemu-7.2`) as registers and regions.
 fn linux_table() -> (RegisterSnapshot, Vec<(u64, Vec<u64>)>) {

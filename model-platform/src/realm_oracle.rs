@@ -3,7 +3,7 @@
 //! implementation ([`AcceptanceGate`] alone, or the whole [`RealmSmmu`] on the model), then
 //! checks that they agree on every result and on V after every step.
 //!
-//! The oracle is written from the order of issue 27 and SPEC A1–A4, not from the gate: it
+//! The oracle is written from the acceptance order (RMM's device-assignment flow) and SPEC A1–A4, not from the gate: it
 //! keeps a log of what the Realm half was told (each recorded nonce with the lock epoch it
 //! belongs to, each tuple that turned the stream on) and answers from that log:
 //!

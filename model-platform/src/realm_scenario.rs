@@ -1,4 +1,4 @@
-//! The acceptance timeline of a TDISP GPU assigned to a Realm (issue 27), step by step, for
+//! The acceptance timeline of a TDISP GPU assigned to a Realm, step by step, for
 //! `smmuctl simulate realm`: the Realm half of the driver (playing RMM) creates the GPU's
 //! Realm stream with V = 0, the device is locked, measured and reported, started, a stale
 //! nonce tuple is refused, the current one accepted, private DMA translates, the host's

@@ -4,7 +4,7 @@
 //! same descriptors is never a data race (Rust undefined behaviour). Relaxed atomic loads compile
 //! to plain loads, but LLVM never vectorises atomic loads, and a 256-descriptor scan done one
 //! 64-bit load at a time took half again as long as the single-owner table's vector code
-//! (issue 26). Plain vector loads of the same memory would be non-atomic reads that a buggy
+//! (pagetable/BENCHMARKS.md). Plain vector loads of the same memory would be non-atomic reads that a buggy
 //! caller's stores race with.
 //!
 //! So on x86-64 with SSE2, the loads are done 16 bytes at a time by inline assembly (`MOVDQA`

@@ -56,7 +56,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     })
 }
 
-/// The flow of issue 27, step by step, then each way of getting it wrong.
+/// The acceptance flow, step by step, then each way of getting it wrong.
 const HAPPY: [Op; 6] = [
     Op::Create,
     Op::Lock,
