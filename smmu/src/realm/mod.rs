@@ -525,3 +525,85 @@ impl From<crate::dma::OutOfBounds> for RealmError {
         Self::Smmu(e.into())
     }
 }
+
+/// The Realm half on a fake register page (ACKs follow at once, the command queue consumes
+/// each `PROD` write): the whole order through `destroy`, whose freeing of a level-2 table is
+/// this module's one `unsafe` place, so that Miri checks it.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{FakeRegs, HeapHal};
+
+    struct Page<'a>(&'a FakeRegs);
+
+    impl RealmRegisterAccess for Page<'_> {
+        fn read32(&self, offset: usize) -> u32 {
+            RegisterAccess::read32(self.0, offset)
+        }
+        fn write32(&self, offset: usize, value: u32) {
+            RegisterAccess::write32(self.0, offset, value);
+        }
+        fn read64(&self, offset: usize) -> u64 {
+            RegisterAccess::read64(self.0, offset)
+        }
+        fn write64(&self, offset: usize, value: u64) {
+            RegisterAccess::write64(self.0, offset, value);
+        }
+    }
+
+    // spec: A1, A2, A4
+    #[test]
+    fn create_accept_revoke_destroy_on_a_fake_realm_page() {
+        let regs = FakeRegs::new();
+        regs.on_write(|file, w| match w.offset {
+            offset::CR0 => file.set32(offset::CR0ACK, w.value as u32),
+            offset::CMDQ_PROD => file.set32(offset::CMDQ_CONS, w.value as u32),
+            _ => {}
+        });
+        regs.set32(offset::IDR1, R_IDR1_RME_DA_IMPL);
+        // QEMU 10's nested-capable SMMU: S1P and S2P, 2-level stream tables, SIDSIZE 16.
+        let common = IdRegs {
+            idr: [0x0D44_101B, 0x0273_0010, 0, 0x1414, 0, 0x74],
+            iidr: 0,
+            aidr: 1,
+        };
+        let hal = HeapHal::new();
+        let mut realm =
+            RealmSmmu::probe(Page(&regs), &common, &hal, RealmConfig::default()).unwrap();
+        let ctx = RealmS2Context {
+            vmid: 9,
+            s2ttb: PhysAddr(0x8000_0000),
+            vtcr_el2: 0,
+            mecid: 0,
+        };
+        let gpu = realm.create(0x120, &ctx).unwrap();
+        let ste = |realm: &RealmSmmu<Page<'_>, &HeapHal>| {
+            realm.strtab.locate(0x120).unwrap().read(&hal).unwrap()
+        };
+        assert_eq!(ste::V.get(&ste(&realm)), 0, "created invalid (A1)");
+        let tuple = NonceTuple {
+            lock: 1,
+            measurement: 2,
+            report: 3,
+        };
+        for (kind, nonce) in [
+            (NonceKind::Lock, 1),
+            (NonceKind::Measurement, 2),
+            (NonceKind::Report, 3),
+        ] {
+            realm.record(&gpu, kind, nonce).unwrap();
+        }
+        assert!(realm.accept(&gpu, tuple, TdispState::ConfigLocked).is_err());
+        realm.accept(&gpu, tuple, TdispState::Run).unwrap();
+        assert_eq!(ste::V.get(&ste(&realm)), 1, "valid once accepted (A2)");
+        realm.revoke(&gpu, RevokeReason::DmaDisable).unwrap();
+        assert_eq!(ste::V.get(&ste(&realm)), 0, "revoked (A4)");
+        let live = hal.live_allocations();
+        realm.destroy(gpu).unwrap();
+        assert_eq!(
+            hal.live_allocations(),
+            live - 1,
+            "the level-2 table of its last user is freed"
+        );
+    }
+}
