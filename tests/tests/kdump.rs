@@ -1,10 +1,12 @@
 //! Crash-kernel adoption on the model (SPEC K1–K17): the scenario, and one test per rule that
 //! needs a live SMMU to show.
 
+mod common;
+use common::{master, platform_ok};
 use std::sync::{Arc, Mutex};
 
 use smmu::arch::regs::offset;
-use smmu::{DomainStage, Error, MapAttr, MasterConfig, RegisterAccess, SmmuConfig, StreamTable};
+use smmu::{DomainStage, Error, MapAttr, RegisterAccess, SmmuConfig, StreamTable};
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict, ADOPT};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, Profile, Transaction, TxnResult};
@@ -14,15 +16,6 @@ use smmu_model_platform::tables::ModelTables;
 use smmu_pagetable::{Iova, PhysAddr, Prot};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
-
-fn platform_ok() -> AdoptPlatform {
-    AdoptPlatform {
-        crash_kernel: true,
-        coherent: true,
-        cache_maintenance: false,
-        expect_e2h: None,
-    }
-}
 
 /// The crash kernel boots with the default options on a platform that allows adoption, and
 /// must adopt.
@@ -38,16 +31,6 @@ where
         booted.verdict
     );
     booted
-}
-
-fn master(sids: &'static [u32], protected: bool) -> MasterConfig<'static> {
-    MasterConfig {
-        sids,
-        protected,
-        ats: false,
-        stall: false,
-        ssid_bits: 0,
-    }
 }
 
 // spec: K1, K5, K7, K8, K11

@@ -3,9 +3,11 @@
 //! kernel up, and shows one rule holding where the code before it broke it. Every test ends
 //! with an empty violation log.
 
+mod common;
+use common::{master, platform_ok};
 use smmu::arch::regs::offset;
 use smmu::poll::PollBudget;
-use smmu::{Attachment, DomainStage, Error, MapAttr, MasterConfig, SmmuConfig, StreamTable};
+use smmu::{Attachment, DomainStage, Error, MapAttr, SmmuConfig, StreamTable};
 use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, Transaction, TxnResult};
@@ -17,25 +19,6 @@ use smmu_model_platform::{CacheEvent, ModelPlatform};
 use smmu_pagetable::{Iova, PhysAddr, Prot};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
-
-fn platform_ok() -> AdoptPlatform {
-    AdoptPlatform {
-        crash_kernel: true,
-        coherent: true,
-        cache_maintenance: false,
-        expect_e2h: None,
-    }
-}
-
-fn master(sids: &'static [u32], protected: bool) -> MasterConfig<'static> {
-    MasterConfig {
-        sids,
-        protected,
-        ats: false,
-        stall: false,
-        ssid_bits: 0,
-    }
-}
 
 fn device<'a>(devices: &'a [Device], name: &str) -> &'a Device {
     devices.iter().find(|d| d.name == name).unwrap()

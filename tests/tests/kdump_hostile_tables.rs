@@ -3,35 +3,18 @@
 //! kernel must refuse them with their own reason (or, for fields the configuration ignores,
 //! adopt them), with nothing illegal done to the SMMU on the way.
 
+mod common;
+use common::{master, platform_ok};
 use smmu::arch::cd::fields as cdf;
 use smmu::arch::regs::offset;
 use smmu::arch::ste::fields as stef;
-use smmu::{Error, MasterConfig};
-use smmu_kdump::{boot, AdoptOptions, AdoptPlatform, Booted, Verdict};
+use smmu::Error;
+use smmu_kdump::{boot, AdoptOptions, Booted, Verdict};
 use smmu_model::SharedModel;
 use smmu_model_platform::kdump_scenario::{crash, Crashed, Device, OldKernel};
 use smmu_model_platform::{ModelHal, ModelPlatform, ModelRegs};
 
 const PTR_55_6: u64 = 0x00ff_ffff_ffff_ffc0;
-
-fn platform_ok() -> AdoptPlatform {
-    AdoptPlatform {
-        crash_kernel: true,
-        coherent: true,
-        cache_maintenance: false,
-        expect_e2h: None,
-    }
-}
-
-fn master(sids: &'static [u32], protected: bool) -> MasterConfig<'static> {
-    MasterConfig {
-        sids,
-        protected,
-        ats: false,
-        stall: false,
-        ssid_bits: 0,
-    }
-}
 
 fn device<'a>(devices: &'a [Device], name: &str) -> &'a Device {
     devices.iter().find(|d| d.name == name).unwrap()
