@@ -271,7 +271,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
 
     /// Unmaps `[iova, iova + size)` from a domain and invalidates it (SPEC D6): range TLBIs
     /// (or per-page, or one ASID/VMID-wide TLBI), then ATC invalidations for attached ATS
-    /// masters, one `CMD_SYNC` each; tables the unmap emptied are freed only after that.
+    /// masters, one `CMD_SYNC` each; tables the unmap emptied are released (into the page table's pool) only after that.
     /// Returns the bytes unmapped.
     pub fn unmap<A: TableAllocator>(
         &self,

@@ -1,6 +1,7 @@
 //! Deferred-flush unmap (SPEC D6, P3): several unmaps gather their invalidations, one flush
-//! issues them with one `CMD_SYNC` and only then frees the page-table pages they retired —
-//! the `unmap` / `iotlb_sync` pair of Linux's IOMMU API.
+//! issues them with one `CMD_SYNC` and only then releases the page-table pages they retired
+//! (into the table's pool, for later maps) — the `unmap` / `iotlb_sync` pair of Linux's IOMMU
+//! API.
 
 use smmu_pagetable::{Error as PtError, Gather, Iova, TableAllocator};
 
@@ -12,7 +13,7 @@ use crate::hal::Hal;
 use crate::strtab::StreamTable;
 
 /// Invalidations owed by [`Smmu::unmap_deferred`] calls on one domain, and the page-table
-/// pages those unmaps retired, until [`Smmu::flush`] issues the one and frees the other.
+/// pages those unmaps retired, until [`Smmu::flush`] issues the one and releases the other.
 ///
 /// Until the flush, the SMMU may still translate the unmapped IOVAs from its TLBs (as with
 /// Linux's deferred `iotlb_sync`): a caller defers only when the device can no longer reach
@@ -124,7 +125,7 @@ impl<R: RegisterAccess, H: Hal, S: StreamTable> Smmu<R, H, S> {
     /// Issues the invalidations `batch` gathered for `domain` — range TLBIs (or per page, or
     /// one ASID/VMID-wide TLBI) and one `CMD_SYNC`, then the ATC invalidations of attached
     /// ATS masters over the hull of the unmapped ranges with theirs — and only once they
-    /// completed frees the page-table pages the unmaps retired (SPEC D6, P3). The batch is
+    /// completed releases the page-table pages the unmaps retired into the table's pool, where later maps reuse them (SPEC D6, P3). The batch is
     /// empty afterwards and may be used for any domain.
     ///
     /// On an error nothing is freed and the batch keeps everything: flush it again (or drop
