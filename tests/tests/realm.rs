@@ -6,6 +6,8 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use smmu::arch::event::Event;
+use smmu::evtq::EventReport;
 use smmu::realm::{
     AcceptError, Broken, NonceKind, NonceTuple, RealmConfig, RealmError, RealmS2Context, RealmSmmu,
     RealmStream, RevokeReason, TdispState as GateState,
@@ -532,6 +534,30 @@ fn hostile_ns_table_cannot_reach_realm(broken: Option<Broken>) -> Result<(), Str
 #[test]
 fn scenario_abort_before_accept() {
     abort_before_accept(None).unwrap();
+}
+
+/// A Realm stream's faults are recorded on the Realm event queue, where only the Realm half
+/// reads them: a private DMA before accept meets the STE that is not valid yet (`C_BAD_STE`).
+// spec: A1
+#[test]
+fn realm_faults_are_reported_on_the_realm_event_queue() {
+    let mut w = world(None);
+    let _ = w.attest();
+    w.dev.start().unwrap();
+    assert!(aborted(w.private_write(0x10)));
+    let mut events = Vec::new();
+    let n = w.smmu.handle_events(&mut |e| events.push(e)).unwrap();
+    assert!(n >= 1, "no event for the aborted Realm DMA");
+    assert!(
+        events.iter().all(|e| matches!(
+            e,
+            EventReport::Event(Event::BadSte(s)) if s.sid == GPU_SID
+        )),
+        "{events:?}"
+    );
+    // Drained: a second call finds nothing.
+    assert_eq!(w.smmu.handle_events(&mut |_| {}).unwrap(), 0);
+    w.clean().unwrap();
 }
 
 // spec: A2

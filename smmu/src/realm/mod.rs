@@ -62,6 +62,7 @@ use crate::arch::ste::fields as ste;
 use crate::arch::Field;
 use crate::cmdq::{CommandQueue, SyncMode};
 use crate::error::{Error, WaitFor};
+use crate::evtq::{EventReport, OutputQueue, QueueKind};
 use crate::hal::{Hal, PhysAddr};
 use crate::poll::{poll, PollBudget};
 use crate::strtab::{Layout, OwnedStreamTable, StreamTable};
@@ -109,6 +110,8 @@ pub const R_IDR1_RME_DA_IMPL: u32 = 1 << 31;
 pub const R_IDR3_MEC: u32 = 1 << 16;
 /// `SMMU_R_CR0.SMMUEN`, bit 0 (§6.3.128).
 pub const R_CR0_SMMUEN: u32 = 1 << 0;
+/// `SMMU_R_CR0.EVTQEN`, bit 2 (§6.3.128).
+pub const R_CR0_EVTQEN: u32 = 1 << 2;
 /// `SMMU_R_CR0.CMDQEN`, bit 3 (§6.3.128).
 pub const R_CR0_CMDQEN: u32 = 1 << 3;
 /// `SMMU_R_CR2.RECINVSID`, bit 1 (§6.3.131, as `SMMU_CR2`).
@@ -147,6 +150,9 @@ pub struct RealmConfig {
     pub cmdq_log2: u32,
     /// log2 of the Realm StreamID space the stream table covers (clamped to SIDSIZE).
     pub sid_bits: u8,
+    /// log2 of the Realm event queue's entries (clamped to what the SMMU offers): the faults
+    /// of Realm streams are reported here, never on the Non-secure event queue.
+    pub evtq_log2: u32,
     /// Bound of every register and command-queue poll.
     pub budget: PollBudget,
 }
@@ -156,6 +162,7 @@ impl Default for RealmConfig {
         Self {
             cmdq_log2: 8,
             sid_bits: 16,
+            evtq_log2: 8,
             budget: PollBudget::DEFAULT,
         }
     }
@@ -212,6 +219,7 @@ pub struct RealmSmmu<R: RealmRegisterAccess, H: Hal> {
     budget: PollBudget,
     strtab: OwnedStreamTable,
     cmdq: CommandQueue,
+    evtq: OutputQueue,
     streams: Vec<StreamState, MAX_REALM_STREAMS>,
     #[cfg(feature = "test-broken-realm")]
     broken: Option<Broken>,
@@ -255,6 +263,11 @@ impl<R: RealmRegisterAccess, H: Hal> RealmSmmu<R, H> {
             features.coherent,
             config.budget,
         )?;
+        let evtq_log2 = config
+            .evtq_log2
+            .min(QueueKind::Event.max_log2_entries(&features));
+        let evtq = OutputQueue::new(&hal, QueueKind::Event, evtq_log2, features.coherent)
+            .map_err(Error::Queue)?;
         let mut smmu = Self {
             regs,
             hal,
@@ -262,6 +275,7 @@ impl<R: RealmRegisterAccess, H: Hal> RealmSmmu<R, H> {
             budget: config.budget,
             strtab,
             cmdq,
+            evtq,
             streams: Vec::new(),
             #[cfg(feature = "test-broken-realm")]
             broken: None,
@@ -293,7 +307,23 @@ impl<R: RealmRegisterAccess, H: Hal> RealmSmmu<R, H> {
         self.cmdq.program(&RealmPage(&self.regs));
         self.write_cr0(R_CR0_CMDQEN)?;
         self.issue(&[Command::CfgiAll, Command::TlbiNsnhAll])?;
-        self.write_cr0(R_CR0_CMDQEN | R_CR0_SMMUEN)
+        // The Realm event queue: Realm streams' faults are recorded in Realm memory only
+        // (§6.2.8: the Realm page has its own R_EVTQ_*).
+        self.evtq.program(&RealmPage(&self.regs));
+        self.write_cr0(R_CR0_CMDQEN | R_CR0_EVTQEN)?;
+        self.write_cr0(R_CR0_CMDQEN | R_CR0_EVTQEN | R_CR0_SMMUEN)
+    }
+
+    /// Drains the Realm event queue into `handler`: the faults of Realm streams (an STE
+    /// that is not valid yet, a stage-2 fault in the Realm's tables, a granule protection
+    /// fault on a walk). Returns the records consumed. Bounded like the Non-secure
+    /// [`Smmu::handle_events`](crate::Smmu::handle_events).
+    pub fn handle_events(&self, handler: &mut dyn FnMut(EventReport)) -> Result<u32, Error> {
+        Ok(self
+            .evtq
+            .drain_events(&self.hal, &RealmPage(&self.regs), handler)
+            .map_err(Error::Drain)?
+            .consumed)
     }
 
     /// Issues `cmds` and a `CMD_SYNC`, returning once the sync completed.
