@@ -35,12 +35,16 @@ fn smmu_is_as_large_as_documented() {
     let size = size_of::<TestSmmu<'static>>();
     if cfg!(target_pointer_width = "64") {
         let slot = 264 + 4 * crate::MAX_SIDS_PER_MASTER;
+        // The command queue's valid and rejected bitmaps: one bit per entry each.
+        let bitmaps = 2 * (1usize << crate::cmdq::MAX_LOG2_ENTRIES) / 8;
         assert_eq!(
             size,
-            43_904 + crate::MAX_MASTERS * slot,
+            43_904 - 256 + bitmaps + crate::MAX_MASTERS * slot,
             "Smmu is {size} bytes"
         );
-        let default_capacities = crate::MAX_MASTERS == 32 && crate::MAX_SIDS_PER_MASTER == 8;
+        let default_capacities = crate::MAX_MASTERS == 32
+            && crate::MAX_SIDS_PER_MASTER == 8
+            && crate::cmdq::MAX_LOG2_ENTRIES == 10;
         assert!(
             !default_capacities || size == 53_376,
             "Smmu is {size} bytes"

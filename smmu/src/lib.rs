@@ -101,10 +101,14 @@
 //! interrupt on the draining CPU itself) returns at once and the drainer passes again for it.
 //! All three may run in hard interrupt handlers on any CPU. Attach, detach and
 //! `add_master` spin on their locks: not from an interrupt that may preempt one of them on
-//! the same CPU. A map or unmap from interrupt context is safe unless it interrupted, on the
-//! same CPU, an unmap of the same domain that is retiring tables (that unmap holds the
-//! domain's exclusive walk guard; mask interrupts around such unmaps). Nothing in the driver
-//! sleeps or allocates except through the `Hal`.
+//! the same CPU. The page-table half of map and unmap never waits for another CPU (a pop from
+//! the retired-table pool gives up after a bounded spin and asks the allocator). Anything that
+//! submits commands (unmap's invalidation, attach, `flush`) must not run in an interrupt that
+//! may have preempted a submission on the same CPU: the preempted CPU may be the one that
+//! publishes the nested submission's slots, whose `CMD_SYNC` then waits until its poll budget
+//! ends ([`Error::Timeout`]). Linux keeps local interrupts off across a submission for this
+//! reason; a kernel does the same around these calls, or keeps them in process context.
+//! Nothing in the driver sleeps or allocates except through the `Hal`.
 //!
 //! **Where `Smmu` lives.** The driver has no heap: its bookkeeping is fixed capacity
 //! ([`MAX_MASTERS`] masters of up to [`MAX_SIDS_PER_MASTER`] StreamIDs, the stream table's
@@ -124,6 +128,7 @@
 //! | `masters-512` | [`MAX_MASTERS`] = 512 | 195 456 B |
 //! | `sids-per-master-16` | [`MAX_SIDS_PER_MASTER`] = 16 | +32 B per master slot |
 //! | `sids-per-master-32` | [`MAX_SIDS_PER_MASTER`] = 32 | +128 B per master slot |
+//! | `cmdq-entries-16k` | [`cmdq::MAX_LOG2_ENTRIES`] = 14 | +3 840 B |
 //!
 //! **Unmapping in batches.** [`Smmu::unmap`] invalidates and waits for one `CMD_SYNC` per
 //! call. [`Smmu::unmap_deferred`] gathers into an [`UnmapBatch`] instead, and [`Smmu::flush`]

@@ -20,6 +20,8 @@
 //!
 //! Run: `cargo bench -p smmu --bench concurrency -- --warm-up-time 1 --measurement-time 2`.
 //! Criterion groups run first; the ratio table (median of several timed rounds) follows.
+//! `PROFILE=lock` / `PROFILE=lock-free` runs one design's one-thread submission loop alone, for
+//! a sampling profiler.
 #![allow(missing_docs, clippy::missing_panics_doc, unreachable_pub)]
 
 mod baseline;
@@ -544,7 +546,33 @@ fn summary() {
     }
 }
 
+/// `PROFILE=lock` or `PROFILE=lock-free`: one thread submitting `CMD_TLBI_S2_IPA` +
+/// `CMD_SYNC` to the instant SMMU for about five seconds and nothing else, so that a sampling
+/// profiler (`perf record`) sees one design's submission path alone. Prints ns per operation.
+fn profile(design: &str) {
+    fn spin<D: Design>() {
+        let d = D::new(1, Work::Cmdq);
+        let mut ops = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            run(&d, Work::Cmdq, 1, 100_000);
+            ops += 100_000;
+        }
+        let ns = start.elapsed().as_nanos() as f64 / ops as f64;
+        println!("{}: {ops} submissions, {ns:.1} ns each", D::NAME);
+    }
+    match design {
+        "lock" => spin::<Locked>(),
+        "lock-free" => spin::<LockFree>(),
+        other => eprintln!("PROFILE={other}: expected `lock` or `lock-free`"),
+    }
+}
+
 fn main() {
+    if let Ok(design) = std::env::var("PROFILE") {
+        profile(&design);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     summary();

@@ -58,9 +58,21 @@ pub use batch::*;
 /// 2^7 = 128 is the first power of two above 65 (SPEC D1).
 pub const MIN_LOG2_ENTRIES: u32 = 7;
 
-/// The largest queue the driver allocates (2^10 entries = 16 KiB), even if `IDR1.CMDQS`
-/// allows more: batches are 65 entries, so more space only buys memory.
-pub const MAX_LOG2_ENTRIES: u32 = 10;
+/// The largest queue the driver allocates, even if `IDR1.CMDQS` allows more: 2^10 entries
+/// (16 KiB) by default, 2^14 (256 KiB) with the Cargo feature `cmdq-entries-16k`.
+///
+/// A queue needs room for every submission in flight at once, and each CPU has at most one
+/// (a submitter waits for its `CMD_SYNC`), or two with an interrupt nested on it. 2^10 holds
+/// 72 CPUs' `TLBI` + `CMD_SYNC` pairs seven times over, but only 15 full batches
+/// ([`BATCH`] + 1 entries): a host where many CPUs flush full batches at once needs the larger
+/// queue, or a waiter for space is not guaranteed to fit in the space the next drain frees
+/// (the README's many-CPU model works the numbers). The two bitmaps below grow with it:
+/// 2 × 2^14 bits = 4 KiB more in `Smmu`.
+pub const MAX_LOG2_ENTRIES: u32 = if cfg!(feature = "cmdq-entries-16k") {
+    14
+} else {
+    10
+};
 
 /// The model checks run on a 4-entry queue so that they wrap within a few commands.
 #[cfg(all(loom, test))]
@@ -1019,17 +1031,26 @@ mod tests {
     }
 
     fn setup(hal: &HeapHal, mode: SyncMode) -> CommandQueue {
+        setup_sized(hal, mode, MIN_LOG2_ENTRIES)
+    }
+
+    fn setup_sized(hal: &HeapHal, mode: SyncMode, log2: u32) -> CommandQueue {
         // Spinning CPUs give the others a turn (real threads and Miri alike).
         hal.on_relax(|_| std::thread::yield_now());
-        CommandQueue::new(hal, MIN_LOG2_ENTRIES, mode, true, PollBudget(1_000_000)).unwrap()
+        CommandQueue::new(hal, log2, mode, true, PollBudget(1_000_000)).unwrap()
     }
 
     /// Threads × rounds of (a few commands + sync) through the protocol; every command is
     /// consumed exactly once, each thread's in its own order, nothing stale is published.
     fn stress(mode: SyncMode, threads: u32, rounds: u32) {
+        stress_sized(MIN_LOG2_ENTRIES, mode, threads, rounds);
+    }
+
+    fn stress_sized(log2: u32, mode: SyncMode, threads: u32, rounds: u32) {
         let hal = HeapHal::new();
         let smmu = Smmu::new(&hal);
-        let q = setup(&hal, mode);
+        let q = setup_sized(&hal, mode, log2);
+        assert_eq!(q.log2_entries(), log2);
         q.program(&smmu);
         std::thread::scope(|s| {
             for t in 0..threads {
@@ -1088,6 +1109,18 @@ mod tests {
         let rounds = if cfg!(miri) { 3 } else { 100 };
         stress(SyncMode::Poll, 2, rounds);
         stress(SyncMode::Sev, 2, rounds / 2 + 1);
+    }
+
+    /// The largest queue the build allows (2^10, or 2^14 with `cmdq-entries-16k`): the bitmaps
+    /// cover every entry, and the protocol wraps it more than twice. Not under Miri: the
+    /// unsafe it runs is the small queue's, and wrapping 2^14 entries takes Miri hours.
+    // spec: D5, D12
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn the_largest_queue_wraps_without_losing_or_reordering_commands() {
+        // About 36 entries per round: 3 × 1400 rounds pass 2^14 entries more than twice.
+        stress_sized(MAX_LOG2_ENTRIES, SyncMode::Msi, 3, 1400);
+        stress_sized(MAX_LOG2_ENTRIES, SyncMode::Poll, 2, 1400);
     }
 
     // spec: D5
