@@ -56,7 +56,7 @@ mod vector {
     use super::{ld, Desc};
 
     /// The scans this build compiled (a test checks it is the one the target calls for).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(super) const KIND: &str = "sse2";
 
     /// Descriptors `p[0]` and `p[1]`, read as two single-copy atomic 64-bit loads (see the
@@ -175,7 +175,7 @@ mod vector {
     use super::{ld, Desc};
 
     /// The scans this build compiled (a test checks it is the one the target calls for).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(super) const KIND: &str = "neon";
 
     /// Descriptors `p[0]` and `p[1]`, one per lane, read by one `LDR Q`: two single-copy atomic
@@ -295,7 +295,7 @@ mod vector {
     use super::{ld, Desc, VALID};
 
     /// The scans this build compiled (a test checks it is the one the target calls for).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(super) const KIND: &str = "scalar";
 
     pub(super) fn or_all(s: &[Desc]) -> u64 {
