@@ -23,11 +23,10 @@
 //!   single-copy atomicity", treats a read of a 128-bit value into a SIMD&FP register from a
 //!   64-bit aligned address as a pair of single-copy atomic 64-bit reads; a 16-byte aligned
 //!   address is 64-bit aligned, and `LDR Q` is that read in its plainest form (no element or
-//!   structure load is needed). Only FEAT_LSE2 would make the 16 bytes one single-copy atomic
-//!   access, and the argument does not need it. `aarch64-unknown-none` enables NEON, so bare-metal
-//!   builds for it get these scans; the choice follows `target_feature = "neon"`, not the
-//!   architecture, so a kernel built without NEON (`aarch64-unknown-none-softfloat`, or a target
-//!   that turns `neon` off) gets the plain folds below and never touches a vector register here.
+//!   structure load is needed). `aarch64-unknown-none` enables NEON, so bare-metal builds for it
+//!   get these scans; the choice follows `target_feature = "neon"`, not the architecture, so a
+//!   kernel built without NEON (`aarch64-unknown-none-softfloat`, or a target that turns `neon`
+//!   off) gets the plain folds below and never touches a vector register here.
 //!
 //! Elsewhere (other architectures, the targets above without SSE2 or NEON, Miri, loom) the scans
 //! are relaxed atomic loads folded in Rust, one descriptor at a time.
