@@ -185,6 +185,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod table;
 pub mod validate;
+pub mod walk;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
@@ -212,6 +213,7 @@ pub use validate::{
     any_ram, decide, ste_pa_in_l2, validate_geometry, validate_l1, validate_l1_at, AdoptPlatform,
     Format, Geometry,
 };
+pub use walk::{visit_stes, Gap, OnGap, SteEntry, SteVisitor, WalkStats};
 
 use smmu::arch::idr::Features;
 
