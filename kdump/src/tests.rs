@@ -1443,7 +1443,10 @@ fn visit_past_gaps(g: &Geometry, m: &Mem) -> (Vec<u32>, Vec<Gap>, WalkStats) {
 /// non-abort, so all it visited), and its verdict.
 fn adoption_view(snap: &RegisterSnapshot, m: &Mem) -> (Vec<u32>, Result<ScanStats, Refusal>) {
     let mut deferred = Vec::new();
-    let mut scratch = std::vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS];
+    // Exactly what the scan needs, as `run` gives it.
+    let slots = validate_geometry(snap, &snap.features(), &any_ram)
+        .map_or(0, |g| scratch_slots(&g, &snap.features()));
+    let mut scratch = std::vec![ScratchSlot::default(); slots];
     let verdict = check_adoption(snap, &PLATFORM, &any_ram, m, &mut scratch, &mut |f| {
         if let Found::Deferred { sid } = f {
             deferred.push(sid);
