@@ -40,9 +40,10 @@ pub struct SteEntry {
 
 /// A part of the table the walk could not use.
 ///
-/// Each unreadable variant names where the missing part starts and the read that failed:
-/// with [`OnGap::Stop`] the whole chunk the walk asked for, with [`OnGap::Skip`] the first
-/// entry of it that could not be read.
+/// Each unreadable variant names where the missing part starts and the bytes of the read that
+/// failed: as [`OnGap::Skip`] reports it, the first entry that could not be read on its own;
+/// as [`OnGap::Stop`] ends the walk with it ([`Gap::refusal`]), the whole chunk the walk
+/// asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gap {
     /// The STEs of a linear table from `sid` (at `pa`) on could not be read; the walk ends.
@@ -387,8 +388,11 @@ impl<'m, 'g> Walker<'m, 'g> {
                 self.gap(gap(index, base, len))?;
                 return Ok(Walked::Ended);
             };
+            // At most READ_CHUNK_WORDS words: `n` entries of `W` words fit the buffer. Were
+            // they not to, the part is unreadable, as for any failed read.
             let Some(chunk) = buf.get_mut(..n as usize * W) else {
-                break;
+                self.gap(gap(index, pa, len))?;
+                return Ok(Walked::Ended);
             };
             if !self.read(pa, chunk) {
                 return match self.on_gap {
@@ -397,11 +401,13 @@ impl<'m, 'g> Walker<'m, 'g> {
                 };
             }
             for (i, entry) in buf.chunks_exact(W).take(n as usize).enumerate() {
-                let Ok(words) = <[u64; W]>::try_from(entry) else {
-                    break;
-                };
                 // Inside the range read, so no overflow.
                 let at = pa + i as u64 * entry_bytes;
+                // `chunks_exact(W)` gives `W` words: this cannot fail.
+                let Ok(words) = <[u64; W]>::try_from(entry) else {
+                    self.gap(gap(index + i as u64, at, entry_bytes))?;
+                    return Ok(Walked::Ended);
+                };
                 if f(self, index + i as u64, at, words)? == Walked::Ended {
                     return Ok(Walked::Ended);
                 }
