@@ -506,7 +506,7 @@ pub fn full_reset<R: RegisterAccess, H: Hal>(
 /// a crash kernel's stack is small and the memory below it is the crashed kernel's (the dump
 /// it exists to save): at most 16 KiB when optimised (opt-level 1 and up) and 48 KiB at
 /// opt-level 0, checked by `kdump/tests/stack.rs` in every CI run (measured on x86-64:
-/// 7.7 KiB in release, 29 KiB at opt-level 0; most of it is the scan's walk). The by-value
+/// 9.4 KiB in release, 33 KiB at opt-level 0; most of it is the scan's walk). The by-value
 /// [`boot`] needs 110 KiB and 750 KiB.
 ///
 /// `regs` and `hal` are cloned so that a refused or abandoned adoption can hand them to the
