@@ -15,8 +15,9 @@ use std::process::ExitCode;
 use serde_json::{json, Value};
 use smmu::arch::{cd, l1std, ste};
 use smmu_kdump::{
-    any_ram, check_adoption, ste_pa_in_l2, validate_geometry, AdoptPlatform, Format, Found,
-    Geometry, OldMemory, Refusal, RegisterSnapshot, ScratchSlot, MAX_SCRATCH_SLOTS,
+    any_ram, check_adoption, ste_pa_in_l2, validate_geometry, visit_stes, AdoptPlatform, Format,
+    Found, Gap, Geometry, OldMemory, OnGap, Refusal, RegisterSnapshot, ScratchSlot, SteEntry,
+    MAX_SCRATCH_SLOTS,
 };
 
 use crate::decode::{decode_cd, decode_ste, UsageError};
@@ -172,10 +173,16 @@ struct Stream {
 }
 
 impl Stream {
+    /// The STE `words` of `sid`, if valid (§5.2 V).
     fn of(sid: u32, words: [u64; 8]) -> Option<Stream> {
         if ste::fields::V.get(&words) == 0 {
             return None;
         }
+        Some(Stream::valid(sid, words))
+    }
+
+    /// The STE `words` of `sid`, known to be valid.
+    fn valid(sid: u32, words: [u64; 8]) -> Stream {
         let kind = match ste::Ste::from_words(words).decode() {
             Ok(config) => match ste::kind_name(config.as_ref()) {
                 "abort" => Kind::Abort,
@@ -187,7 +194,7 @@ impl Stream {
             },
             Err(_) => Kind::Illegal,
         };
-        Some(Stream { sid, words, kind })
+        Stream { sid, words, kind }
     }
 
     fn stage1(&self) -> bool {
@@ -254,72 +261,57 @@ fn field_address<const N: usize>(field: &smmu::arch::Field, words: &[u64; N]) ->
 // ---------------------------------------------------------------------------------------------
 // The walk.
 
-/// Why part of the table could not be read: the dump is incomplete there.
-struct Gap(String);
+/// A write to the output failed: it ends the walk. (The walk goes on past every gap, so no
+/// [`Refusal`] ever ends it; the conversion is the walk's bound.)
+struct WriteFailed(io::Error);
 
-/// Calls `visit` for every valid STE of a table whose registers passed the geometry check:
-/// each STE of a linear table, the 256 STEs under each valid level-1 descriptor of a 2-level
-/// one. Parts missing from the dump are reported to `gap` and skipped; the walk reads no more
-/// than the table holds.
-fn walk(g: &Geometry, mem: &Dump, gap: &mut dyn FnMut(Gap), visit: &mut dyn FnMut(&Stream)) {
-    match g.format() {
-        Format::Linear => {
-            for sid in 0..g.linear_stes().unwrap_or(0) {
-                let Some(pa) = g.ste_pa(sid) else { break };
-                let mut w = [0u64; 8];
-                if mem.read_words(pa, &mut w).is_err() {
-                    gap(Gap(format!(
-                        "the STEs from StreamID {sid:#x} on (at {pa:#x}) are not in the dump"
-                    )));
-                    break;
-                }
-                if let Some(s) = Stream::of(sid, w) {
-                    visit(&s);
-                }
-            }
+impl From<Refusal> for WriteFailed {
+    fn from(refusal: Refusal) -> Self {
+        WriteFailed(io::Error::other(refusal.to_string()))
+    }
+}
+
+impl From<io::Error> for WriteFailed {
+    fn from(e: io::Error) -> Self {
+        WriteFailed(e)
+    }
+}
+
+/// Calls `visit` for every valid STE of a table whose registers passed the geometry check,
+/// through `smmu_kdump`'s walk of the table, the one adoption's scan uses: parts missing
+/// from the dump (and level-1 descriptors the scan would refuse) are reported to `gap` and
+/// skipped, where the scan stops at the first. The walk reads no more than the table holds.
+fn walk_streams(
+    g: &Geometry,
+    mem: &Dump,
+    gap: &mut dyn FnMut(Gap),
+    visit: &mut dyn FnMut(&Stream) -> Result<(), WriteFailed>,
+) -> io::Result<()> {
+    visit_stes(g, mem, OnGap::Skip(gap), &mut |e: &SteEntry| {
+        visit(&Stream::valid(e.sid, e.words))
+    })
+    .map(|_| ())
+    .map_err(|WriteFailed(e)| e)
+}
+
+/// The note for a part of the table the dump lacks (or a descriptor that was skipped).
+fn gap_note(gap: &Gap) -> String {
+    match *gap {
+        Gap::Stes { sid, pa, .. } => {
+            format!("the STEs from StreamID {sid:#x} on (at {pa:#x}) are not in the dump")
         }
-        Format::TwoLevel => {
-            for index in 0..g.l1_entries().unwrap_or(0) {
-                let first_sid = index << l1std::STRTAB_SPLIT;
-                let Some(pa) = g.l1_desc_pa(first_sid) else {
-                    break;
-                };
-                let mut desc = [0u64; 1];
-                if mem.read_words(pa, &mut desc).is_err() {
-                    gap(Gap(format!(
-                        "the level-1 descriptors from number {index} on (at {pa:#x}) are not in the dump"
-                    )));
-                    break;
-                }
-                let l2 = match g.validate_l1(index, desc[0]) {
-                    Ok(Some(l2)) => l2,
-                    Ok(None) => continue,
-                    Err(r) => {
-                        gap(Gap(format!(
-                            "level-1 descriptor {index} ({:#x}) was skipped: {r}",
-                            desc[0]
-                        )));
-                        continue;
-                    }
-                };
-                for sid in first_sid..first_sid + (1 << l1std::STRTAB_SPLIT) {
-                    let Some(pa) = ste_pa_in_l2(l2, sid) else {
-                        break;
-                    };
-                    let mut w = [0u64; 8];
-                    if mem.read_words(pa, &mut w).is_err() {
-                        gap(Gap(format!(
-                            "the level-2 table of level-1 descriptor {index} (at {l2:#x}) is not \
-                             in the dump from StreamID {sid:#x} on"
-                        )));
-                        break;
-                    }
-                    if let Some(s) = Stream::of(sid, w) {
-                        visit(&s);
-                    }
-                }
-            }
-        }
+        Gap::L1Descriptors { index, pa, .. } => format!(
+            "the level-1 descriptors from number {index} on (at {pa:#x}) are not in the dump"
+        ),
+        Gap::L2Table { index, l2, sid, .. } => format!(
+            "the level-2 table of level-1 descriptor {index} (at {l2:#x}) is not in the dump \
+             from StreamID {sid:#x} on"
+        ),
+        Gap::BadL1 {
+            index,
+            desc,
+            refusal,
+        } => format!("level-1 descriptor {index} ({desc:#x}) was skipped: {refusal}"),
     }
 }
 
@@ -453,12 +445,12 @@ fn check(args: &InspectArgs, snap: RegisterSnapshot, dump: &Dump) -> Summary {
         let mut dropped = 0usize;
         let mut counts = [0u64; Kind::ALL.len()];
         let mut valid = 0u64;
-        walk(
+        let walked = walk_streams(
             &g,
             dump,
-            &mut |Gap(note)| {
+            &mut |gap| {
                 if notes.len() < MAX_NOTES {
-                    notes.push(note);
+                    notes.push(gap_note(&gap));
                 } else {
                     dropped += 1;
                 }
@@ -472,8 +464,14 @@ fn check(args: &InspectArgs, snap: RegisterSnapshot, dump: &Dump) -> Summary {
                 {
                     *c += 1;
                 }
+                Ok(())
             },
         );
+        // Counting writes nothing and every gap is skipped: the walk cannot stop early.
+        // Were it to, the counts would be short, and the note says so.
+        if let Err(e) = walked {
+            notes.push(format!("the walk of the table stopped early: {e}"));
+        }
         if dropped > 0 {
             notes.push(format!("{dropped} more notes like these were left out"));
         }
@@ -672,7 +670,6 @@ fn write_text(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
         if s.valid > 0 {
             writeln!(out)?;
         }
-        let mut result = Ok(());
         // Consecutive abort STEs print as one line: Linux fills every level-2 table it
         // allocates with them, and 255 lines of "abort" would hide the one device that matters.
         let mut aborts: Option<(u32, u32)> = None;
@@ -685,27 +682,20 @@ fn write_text(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
                 None => Ok(()),
             }
         };
-        walk(g, dump, &mut |_| {}, &mut |st| {
-            if result.is_err() {
-                return;
-            }
+        walk_streams(g, dump, &mut |_| {}, &mut |st| {
             if st.kind == Kind::Abort {
                 aborts = match aborts {
                     Some((first, last)) if last.checked_add(1) == Some(st.sid) => {
                         Some((first, st.sid))
                     }
-                    run => {
-                        let mut run = run;
-                        result = flush(out, &mut run);
+                    mut run => {
+                        flush(out, &mut run)?;
                         Some((st.sid, st.sid))
                     }
                 };
-                return;
+                return Ok(());
             }
-            result = flush(out, &mut aborts);
-            if result.is_err() {
-                return;
-            }
+            flush(out, &mut aborts)?;
             let details = stream_details(st, dump);
             let fate = fate(st, s.verdict);
             let mut line = format!("StreamID {:#x}: {}", st.sid, st.kind.words());
@@ -717,9 +707,9 @@ fn write_text(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
                 line.push_str(" — ");
                 line.push_str(fate);
             }
-            result = writeln!(out, "{line}");
-        });
-        result?;
+            writeln!(out, "{line}")?;
+            Ok(())
+        })?;
         flush(out, &mut aborts)?;
     }
     Ok(())
@@ -781,16 +771,12 @@ fn write_json(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
     write!(out, "{open},\"streams\":[")?;
     if let Some(g) = &s.geometry {
         let mut first = true;
-        let mut result = Ok(());
-        walk(g, dump, &mut |_| {}, &mut |st| {
-            if result.is_err() {
-                return;
-            }
+        walk_streams(g, dump, &mut |_| {}, &mut |st| {
             let sep = if first { "" } else { "," };
             first = false;
-            result = write!(out, "{sep}{}", stream_json(st, s.verdict, dump));
-        });
-        result?;
+            write!(out, "{sep}{}", stream_json(st, s.verdict, dump))?;
+            Ok(())
+        })?;
     }
     writeln!(out, "]}}")
 }
@@ -907,91 +893,84 @@ fn write_dot(out: &mut dyn Write, s: &Summary, dump: &Dump) -> io::Result<()> {
     let mut l2_seen = BTreeSet::new();
     let mut cd_seen = BTreeSet::new();
     let mut tt_seen = BTreeSet::new();
-    let mut result = Ok(());
-    walk(g, dump, &mut |_| {}, &mut |st| {
-        if result.is_err() {
-            return;
-        }
+    walk_streams(g, dump, &mut |_| {}, &mut |st| {
         if drawn >= DOT_MAX_STREAMS {
             more += 1;
-            return;
+            return Ok(());
         }
         drawn += 1;
-        result = (|| -> io::Result<()> {
-            let parent = match g.format() {
-                Format::Linear => "strtab".to_string(),
-                Format::TwoLevel => {
-                    let index = st.sid >> l1std::STRTAB_SPLIT;
-                    let name = format!("l2_{index}");
-                    if l2_seen.insert(index) {
-                        writeln!(
-                            out,
-                            "  {name} [label={}];\n  strtab -> {name} [label={}];",
-                            dot_str(&format!(
-                                "level-2 table\\nStreamIDs {:#x}-{:#x}",
-                                index << l1std::STRTAB_SPLIT,
-                                ((index + 1) << l1std::STRTAB_SPLIT) - 1
-                            )),
-                            dot_str(&format!("L1 {index}"))
-                        )?;
-                    }
-                    name
-                }
-            };
-            let deferred = s.verdict == Verdict::Adopt && st.kind != Kind::Abort;
-            let style = match (st.kind, deferred) {
-                (Kind::Abort, _) => "style=filled, fillcolor=\"#dddddd\"",
-                (Kind::Bypass, _) => "style=\"filled,bold\", fillcolor=\"#ffb3b3\"",
-                (Kind::Illegal, _) => "style=filled, fillcolor=\"#ff6666\"",
-                (_, true) => "style=\"filled,dashed\", fillcolor=\"#cce5ff\"",
-                (_, false) => "style=filled, fillcolor=\"#e6f2ff\"",
-            };
-            let mut label = format!("StreamID {:#x}\\n{}", st.sid, st.kind.words());
-            if deferred {
-                label.push_str("\\ndeferred attach");
-            }
-            writeln!(
-                out,
-                "  sid_{} [label={}, {style}, class=\"{}\"];\n  {parent} -> sid_{};",
-                st.sid,
-                dot_str(&label),
-                st.kind.code(),
-                st.sid
-            )?;
-            if st.stage1() {
-                let cdt = st.cd_table();
-                if cd_seen.insert(cdt) {
+        let parent = match g.format() {
+            Format::Linear => "strtab".to_string(),
+            Format::TwoLevel => {
+                let index = st.sid >> l1std::STRTAB_SPLIT;
+                let name = format!("l2_{index}");
+                if l2_seen.insert(index) {
                     writeln!(
                         out,
-                        "  cd_{cdt:x} [shape=folder, label={}];",
-                        dot_str(&format!("CD table\\n{cdt:#x}"))
+                        "  {name} [label={}];\n  strtab -> {name} [label={}];",
+                        dot_str(&format!(
+                            "level-2 table\\nStreamIDs {:#x}-{:#x}",
+                            index << l1std::STRTAB_SPLIT,
+                            ((index + 1) << l1std::STRTAB_SPLIT) - 1
+                        )),
+                        dot_str(&format!("L1 {index}"))
                     )?;
                 }
-                writeln!(out, "  sid_{} -> cd_{cdt:x};", st.sid)?;
-                if let Some(cd) = st.cd0(dump).filter(|cd| cd::fields::V.get(cd) == 1) {
-                    let tt = field_address(&cd::fields::TTB0, &cd);
-                    translation_table_node(out, &mut tt_seen, tt)?;
-                    writeln!(
-                        out,
-                        "  cd_{cdt:x} -> tt_{tt:x} [label={}];",
-                        dot_str(&format!("ASID {}", cd::fields::ASID.get(&cd)))
-                    )?;
-                }
+                name
             }
-            if st.stage2() {
-                let tt = st.s2ttb();
+        };
+        let deferred = s.verdict == Verdict::Adopt && st.kind != Kind::Abort;
+        let style = match (st.kind, deferred) {
+            (Kind::Abort, _) => "style=filled, fillcolor=\"#dddddd\"",
+            (Kind::Bypass, _) => "style=\"filled,bold\", fillcolor=\"#ffb3b3\"",
+            (Kind::Illegal, _) => "style=filled, fillcolor=\"#ff6666\"",
+            (_, true) => "style=\"filled,dashed\", fillcolor=\"#cce5ff\"",
+            (_, false) => "style=filled, fillcolor=\"#e6f2ff\"",
+        };
+        let mut label = format!("StreamID {:#x}\\n{}", st.sid, st.kind.words());
+        if deferred {
+            label.push_str("\\ndeferred attach");
+        }
+        writeln!(
+            out,
+            "  sid_{} [label={}, {style}, class=\"{}\"];\n  {parent} -> sid_{};",
+            st.sid,
+            dot_str(&label),
+            st.kind.code(),
+            st.sid
+        )?;
+        if st.stage1() {
+            let cdt = st.cd_table();
+            if cd_seen.insert(cdt) {
+                writeln!(
+                    out,
+                    "  cd_{cdt:x} [shape=folder, label={}];",
+                    dot_str(&format!("CD table\\n{cdt:#x}"))
+                )?;
+            }
+            writeln!(out, "  sid_{} -> cd_{cdt:x};", st.sid)?;
+            if let Some(cd) = st.cd0(dump).filter(|cd| cd::fields::V.get(cd) == 1) {
+                let tt = field_address(&cd::fields::TTB0, &cd);
                 translation_table_node(out, &mut tt_seen, tt)?;
                 writeln!(
                     out,
-                    "  sid_{} -> tt_{tt:x} [label={}];",
-                    st.sid,
-                    dot_str(&format!("VMID {}", st.vmid()))
+                    "  cd_{cdt:x} -> tt_{tt:x} [label={}];",
+                    dot_str(&format!("ASID {}", cd::fields::ASID.get(&cd)))
                 )?;
             }
-            Ok(())
-        })();
-    });
-    result?;
+        }
+        if st.stage2() {
+            let tt = st.s2ttb();
+            translation_table_node(out, &mut tt_seen, tt)?;
+            writeln!(
+                out,
+                "  sid_{} -> tt_{tt:x} [label={}];",
+                st.sid,
+                dot_str(&format!("VMID {}", st.vmid()))
+            )?;
+        }
+        Ok(())
+    })?;
     if more > 0 {
         writeln!(
             out,

@@ -456,6 +456,103 @@ fn table_missing_from_the_dump_refuses_adoption() {
     assert_eq!(sids(&v), [1, 2, 3, 4]);
 }
 
+/// The registers inspect read, from the crash kernel's line it reports (`registers`).
+fn snapshot_of(v: &Value) -> smmu_kdump::RegisterSnapshot {
+    let line = v["registers"].as_str().expect("the register line");
+    let reg = |name: &str| -> u64 {
+        let value = line
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(&format!("SMMU_{name}=0x")))
+            .unwrap_or_else(|| panic!("no {name} in {line}"));
+        u64::from_str_radix(value, 16).unwrap()
+    };
+    let r32 = |name: &str| reg(name) as u32;
+    smmu_kdump::RegisterSnapshot {
+        ids: smmu::arch::idr::IdRegs {
+            idr: ["IDR0", "IDR1", "IDR2", "IDR3", "IDR4", "IDR5"].map(r32),
+            iidr: r32("IIDR"),
+            aidr: r32("AIDR"),
+        },
+        cr0: r32("CR0"),
+        cr1: r32("CR1"),
+        cr2: r32("CR2"),
+        gbpa: r32("GBPA"),
+        gerror: r32("GERROR"),
+        gerrorn: r32("GERRORN"),
+        strtab_base: reg("STRTAB_BASE"),
+        strtab_base_cfg: r32("STRTAB_BASE_CFG"),
+    }
+}
+
+/// Adoption's view of a dump: `smmu_kdump::check_adoption` (what a crash kernel runs) on the
+/// registers inspect read and the dump's memory; the StreamIDs its scan reported deferred
+/// (every valid STE but an abort one), and its verdict.
+fn adoption_view(d: &Dump, v: &Value) -> (Vec<u64>, Result<(), smmu_kdump::Refusal>) {
+    let platform = smmu_kdump::AdoptPlatform {
+        crash_kernel: true,
+        coherent: true,
+        ..Default::default()
+    };
+    let mut deferred = Vec::new();
+    let mut scratch = vec![smmu_kdump::ScratchSlot::default(); smmu_kdump::MAX_SCRATCH_SLOTS];
+    let verdict = smmu_kdump::check_adoption(
+        &snapshot_of(v),
+        &platform,
+        &smmu_kdump::any_ram,
+        &d.mem,
+        &mut scratch,
+        &mut |f| {
+            if let smmu_kdump::Found::Deferred { sid } = f {
+                deferred.push(u64::from(sid));
+            }
+            Ok(())
+        },
+    );
+    (deferred, verdict.map(|_| ()))
+}
+
+// spec: K3, K4, K14
+#[test]
+fn inspect_and_adoption_see_the_same_stes_on_a_table_with_gaps() {
+    // The 2-level dump, with descriptor 2 pointing at a level-2 table the dump lacks.
+    const L2C: u64 = 0x8020_0000;
+    let mut d = two_level_dump("gap");
+    d.write(ST + 2 * 8, &[l1std(9, L2C)]);
+    let v = d.json(&[]);
+    assert_eq!(v["verdict"], "dump-incomplete");
+    assert!(
+        v["reason_text"].as_str().unwrap().contains("0x80200000"),
+        "{v}"
+    );
+    // Inspect goes on past the gap: every STE the dump holds, and a note where it lacks one.
+    assert_eq!(sids(&v), [0x100, 0x1ff, 0x400, 0x401, 0x402]);
+    assert_eq!(
+        v["notes"],
+        serde_json::json!([
+            "the level-2 table of level-1 descriptor 2 (at 0x80200000) is not in the dump \
+             from StreamID 0x200 on"
+        ])
+    );
+    // Adoption stops at the gap: up to it, the same STEs.
+    let (deferred, verdict) = adoption_view(&d, &v);
+    assert_eq!(
+        verdict,
+        Err(smmu_kdump::Refusal::MemoryUnreadable { pa: L2C, len: 512 })
+    );
+    let listed_before_gap: Vec<u64> = sids(&v).into_iter().filter(|&s| s < 0x200).collect();
+    assert_eq!(deferred, listed_before_gap);
+
+    // The dump completed: the crash kernel would adopt, and both see one set of STEs.
+    d.region(L2C, 16 << 10).write(L2C + 5 * 64, &bypass());
+    let v = d.json(&[]);
+    assert_eq!(v["verdict"], "adopt");
+    assert_eq!(v["notes"], serde_json::json!([]));
+    assert_eq!(sids(&v), [0x100, 0x1ff, 0x205, 0x400, 0x401, 0x402]);
+    let (deferred, verdict) = adoption_view(&d, &v);
+    assert_eq!(verdict, Ok(()));
+    assert_eq!(deferred, sids(&v));
+}
+
 // spec: K1, K17
 #[test]
 fn the_decision_follows_the_platform_flags_and_the_registers() {

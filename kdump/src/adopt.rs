@@ -1,8 +1,9 @@
 //! Adopt or reset: the crash kernel's way to bring up an SMMU that may still be translating
-//! (SPEC K1–K17). The decision and the table checks are [`check_adoption`](crate::check_adoption)'s; this module
-//! turns a positive verdict into a running driver — the adopted table, the ID reservations,
-//! the adopt-mode [`ResetPlan`] — and anything else into the full reset of SPEC D2, with the
-//! reason.
+//! (SPEC K1–K17). The decision and the table checks are the pipeline
+//! [`check_adoption`](crate::check_adoption) runs, here run on the live SMMU with the driver's
+//! own feature checks and the HAL (`CrashSteps`); this module turns a positive verdict into a
+//! running driver — the adopted table, the ID reservations, the adopt-mode [`ResetPlan`] — and
+//! anything else into the full reset of SPEC D2, with the reason.
 
 use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
@@ -19,9 +20,10 @@ use smmu::{Error, Hal, MapAttr, OwnedStreamTable, PhysAddr, RegisterAccess, Smmu
 pub use crate::memory::HalMemory;
 use crate::scan::{Found, ScanStats, ScratchSlot};
 use crate::table::AdoptedStreamTable;
-use crate::validate::{decide, validate_geometry, AdoptPlatform};
-use crate::{scan, Refusal, RegisterSnapshot};
+use crate::validate::{AdoptPlatform, Geometry};
+use crate::{adoption_pipeline, scan, Adoption, AdoptionSteps, Refusal, RegisterSnapshot};
 use smmu::__smmu_report as report;
+use smmu::arch::idr::{Features, IdRegs};
 
 /// The adopt-mode reset (SPEC K5–K10): no write to `GBPA`, `CR1`, `CR2`, `STRTAB_BASE` or
 /// `STRTAB_BASE_CFG`; one `CR0` write that keeps `SMMUEN`, `ATSCHK` and every other
@@ -504,7 +506,7 @@ pub fn full_reset<R: RegisterAccess, H: Hal>(
 /// a crash kernel's stack is small and the memory below it is the crashed kernel's (the dump
 /// it exists to save): at most 16 KiB when optimised (opt-level 1 and up) and 48 KiB at
 /// opt-level 0, checked by `kdump/tests/stack.rs` in every CI run (measured on x86-64:
-/// 7.7 KiB in release, 29 KiB at opt-level 0; most of it is the scan's walk). The by-value
+/// 9.4 KiB in release, 33 KiB at opt-level 0; most of it is the scan's walk). The by-value
 /// [`boot`] needs 110 KiB and 750 KiB.
 ///
 /// `regs` and `hal` are cloned so that a refused or abandoned adoption can hand them to the
@@ -631,9 +633,111 @@ fn take_down_abandoned<R: RegisterAccess, H: Hal>(
     // Otherwise the slot's contents are simply overwritten: the buffers stay allocated.
 }
 
+impl From<Refusal> for NotAdopted {
+    fn from(r: Refusal) -> Self {
+        // A refusal of the pipeline leaves the slot uninitialised: the full reset follows
+        // (SPEC K4).
+        Self::Refused(Verdict::FullReset(r))
+    }
+}
+
+/// The crash kernel's steps of the adoption pipeline ([`check_adoption`](crate::check_adoption)
+/// runs the same one on a snapshot): the features must be those of an SMMU this driver can
+/// run ([`smmu::probe::check`], as at any boot); RAM is what the HAL says, when the options
+/// ask; and the scan reads the old tables through the HAL into the adopted table's own
+/// allocators, as the stream table of the driver being built in `slot`.
+struct CrashSteps<'s, 'o, R: RegisterAccess, H: Hal> {
+    slot: &'s mut MaybeUninit<CrashDriver<R, H>>,
+    regs: R,
+    hal: H,
+    options: &'o AdoptOptions,
+    config: SmmuConfig,
+}
+
+impl<'s, R: RegisterAccess, H: Hal> AdoptionSteps for CrashSteps<'s, '_, R, H> {
+    type Error = NotAdopted;
+    /// The driver, built in its slot around the adopted table; not yet reset.
+    type Scanned = &'s mut CrashDriver<R, H>;
+
+    fn features(&self, ids: &IdRegs) -> Result<Features, NotAdopted> {
+        // Not a refusal: the driver cannot run this SMMU at all (SPEC D1), adopted or reset.
+        smmu::probe::check(ids).map_err(|e| NotAdopted::Refused(Verdict::Abandoned(e.into())))
+    }
+
+    fn is_ram(&self, pa: u64, size: u64) -> bool {
+        !self.options.check_ram || self.hal.is_ram(PhysAddr(pa), size)
+    }
+
+    fn scan(
+        self,
+        geometry: &Geometry,
+        features: &Features,
+    ) -> Result<(ScanStats, Self::Scanned), NotAdopted> {
+        let Self {
+            slot,
+            regs,
+            hal,
+            options,
+            config,
+        } = self;
+        let (geometry, features) = (*geometry, *features);
+        let refuse = |r: Refusal| NotAdopted::Refused(Verdict::FullReset(r));
+        // SPEC K17: the platform's answer (in `config`), never IDR0.COHACC, decides whether
+        // writes to the adopted structures are cleaned.
+        let coherent = config.coherent.unwrap_or(features.coherent);
+        let mut stats = ScanStats::default();
+        // The table closure's refusal travels back by value (no heap to box it in).
+        #[allow(clippy::result_large_err)]
+        let smmu = Smmu::new_in_with(slot, regs, hal, features, config, |hal, place| {
+            let table = CrashStreamTable::adopted_in(
+                place,
+                hal,
+                geometry,
+                options.attr,
+                coherent,
+                &features,
+            )
+            .map_err(|_| {
+                refuse(Refusal::MemoryUnreadable {
+                    pa: geometry.base(),
+                    len: geometry.table_bytes(),
+                })
+            })?;
+            let memory = HalMemory {
+                hal,
+                attr: options.attr,
+                coherent,
+            };
+            // SPEC K14: every ASID and VMID the old tables use, recorded before any domain
+            // exists.
+            let (asids, vmids) = table.scan_record();
+            let scanned = with_scratch(hal, scan::scratch_slots(&geometry, &features), |scratch| {
+                scan::scan(&geometry, &features, &memory, scratch, &mut |f| {
+                    reserve(asids, vmids, f)
+                })
+            });
+            match scanned {
+                Ok(s) => {
+                    stats = s;
+                    // SPEC K21: what is mapped later is checked against what the scan
+                    // reserved.
+                    table.arm_revalidation(features);
+                    Ok(())
+                }
+                Err(r) => {
+                    // SAFETY: only the crashed kernel's table is mapped (a CPU mapping), and
+                    // the place is left uninitialised (this returns an error).
+                    unsafe { table.release(hal) };
+                    Err(refuse(r))
+                }
+            }
+        })?;
+        Ok((stats, smmu))
+    }
+}
+
 /// Adoption (SPEC K1–K21) into `slot`. `Ok`: the slot holds the running driver.
-// The verdict travels back by value (128 bytes, no heap to box it in); the same for the
-// table closure below.
+// The verdict travels back by value (128 bytes, no heap to box it in).
 #[allow(clippy::result_large_err)]
 fn try_adopt_in<R: RegisterAccess, H: Hal>(
     slot: &mut MaybeUninit<CrashDriver<R, H>>,
@@ -643,55 +747,17 @@ fn try_adopt_in<R: RegisterAccess, H: Hal>(
     options: &AdoptOptions,
     config: SmmuConfig,
 ) -> Result<Verdict, NotAdopted> {
-    let refuse = |r: Refusal| NotAdopted::Refused(Verdict::FullReset(r));
     let snap = RegisterSnapshot::read(&regs);
-    decide(&snap, platform).map_err(refuse)?;
-    let features = smmu::probe::check(&snap.ids)
-        .map_err(|e| NotAdopted::Refused(Verdict::Abandoned(e.into())))?;
-    let is_ram = |pa: u64, size: u64| !options.check_ram || hal.is_ram(PhysAddr(pa), size);
-    let geometry = validate_geometry(&snap, &features, &is_ram).map_err(refuse)?;
-    // SPEC K17: the platform's answer (in `config`), never IDR0.COHACC, decides whether
-    // writes to the adopted structures are cleaned.
-    let coherent = config.coherent.unwrap_or(features.coherent);
-    let mut stats = ScanStats::default();
-    #[allow(clippy::result_large_err)]
-    let smmu = Smmu::new_in_with(slot, regs, hal, features, config, |hal, place| {
-        let table =
-            CrashStreamTable::adopted_in(place, hal, geometry, options.attr, coherent, &features)
-                .map_err(|_| {
-                refuse(Refusal::MemoryUnreadable {
-                    pa: geometry.base(),
-                    len: geometry.table_bytes(),
-                })
-            })?;
-        let memory = HalMemory {
-            hal,
-            attr: options.attr,
-            coherent,
-        };
-        // SPEC K14: every ASID and VMID the old tables use, recorded before any domain
-        // exists.
-        let (asids, vmids) = table.scan_record();
-        let scanned = with_scratch(hal, scan::scratch_slots(&geometry, &features), |scratch| {
-            scan::scan(&geometry, &features, &memory, scratch, &mut |f| {
-                reserve(asids, vmids, f)
-            })
-        });
-        match scanned {
-            Ok(s) => {
-                stats = s;
-                // SPEC K21: what is mapped later is checked against what the scan reserved.
-                table.arm_revalidation(features);
-                Ok(())
-            }
-            Err(r) => {
-                // SAFETY: only the crashed kernel's table is mapped (a CPU mapping), and the
-                // place is left uninitialised (this returns an error).
-                unsafe { table.release(hal) };
-                Err(refuse(r))
-            }
-        }
-    })?;
+    let steps = CrashSteps {
+        slot: &mut *slot,
+        regs,
+        hal,
+        options,
+        config,
+    };
+    // decide → probe's checks → validate_geometry → the scan, which builds the driver in its
+    // slot around the adopted table: `check_adoption`'s pipeline, run on the live SMMU.
+    let (Adoption { stats, .. }, smmu) = adoption_pipeline(&snap, platform, steps)?;
     // The driver's allocators take over the scan's reservations (SPEC K14).
     let taken = smmu.with_stream_table(|table| match table {
         CrashStreamTable::Adopted(t) => {

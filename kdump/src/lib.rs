@@ -17,6 +17,8 @@
 //! 3. [`scan()`] (K3, K14, K15, K18–K21): every level-1 descriptor and every valid STE and CD,
 //!    with the ASIDs and VMIDs to reserve and the StreamIDs whose attach is deferred reported
 //!    to a sink; the structures disjoint, one configuration per tag, the work within budget.
+//!    Its STEs are those of [`visit_stes`], the one walk of the stream table, which a tool
+//!    looking at a dump (`smmuctl inspect`) can run too, going on past missing memory.
 //!
 //! Any [`Refusal`] means "do the full reset" (SPEC K4); its [`code`](Refusal::code) is stable.
 //! [`check_adoption`] runs the three steps in order. Nothing here writes a register or the old
@@ -96,8 +98,9 @@
 //!
 //! # The crash path, end to end
 //!
-//! [`boot_in`] is the crash kernel's bring-up: it adopts the live SMMU when [`check_adoption`]
-//! says it may, else falls back to [`AdoptOptions::fallback`] (SPEC K4), and builds the
+//! [`boot_in`] is the crash kernel's bring-up: it adopts the live SMMU when [`check_adoption`]'s
+//! pipeline says it may (run on the live SMMU, with the driver's own feature checks: see
+//! there), else falls back to [`AdoptOptions::fallback`] (SPEC K4), and builds the
 //! driver in a slot the kernel gives it (a [`smmu::StaticSlot`] or a page — never the crash
 //! kernel's small stack). Each device's driver then does what it would do at any boot:
 //! `add_master`, `new_domain`, `map`, `attach`. Until it attaches, the device's StreamIDs keep
@@ -185,6 +188,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod table;
 pub mod validate;
+pub mod walk;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
@@ -212,8 +216,9 @@ pub use validate::{
     any_ram, decide, ste_pa_in_l2, validate_geometry, validate_l1, validate_l1_at, AdoptPlatform,
     Format, Geometry,
 };
+pub use walk::{visit_stes, Gap, OnGap, SteEntry, SteVisitor, WalkStats};
 
-use smmu::arch::idr::Features;
+use smmu::arch::idr::{Features, IdRegs};
 
 /// What a successful [`check_adoption`] established.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,6 +235,13 @@ pub struct Adoption {
 /// with `scratch` (at least [`scratch_slots`] for this table; [`MAX_SCRATCH_SLOTS`] always
 /// suffices) and `sink`. The first refusal is returned; on a refusal after the scan started
 /// the caller releases whatever the sink reserved (SPEC K4).
+///
+/// This is the pipeline [`boot_in`] runs (one function, `adoption_pipeline`), with the
+/// features decoded from the ID registers as they are ([`RegisterSnapshot::features`]).
+/// `boot_in` takes them from [`smmu::probe::check`] instead, which also requires an SMMU this
+/// driver can run (AArch64 tables, little-endian or mixed, a stage, a command queue of at
+/// least the driver's minimum, a granule): where that fails there is nothing to adopt into and
+/// `boot_in` cannot reset the SMMU either, whatever this function says of the tables.
 pub fn check_adoption(
     snap: &RegisterSnapshot,
     platform: &AdoptPlatform,
@@ -238,13 +250,85 @@ pub fn check_adoption(
     scratch: &mut [ScratchSlot],
     sink: &mut dyn FnMut(Found) -> Result<(), Refusal>,
 ) -> Result<Adoption, Refusal> {
+    let steps = Offline {
+        is_ram,
+        mem,
+        scratch,
+        sink,
+    };
+    adoption_pipeline(snap, platform, steps).map(|(adoption, ())| adoption)
+}
+
+/// What differs between the two runs of [`adoption_pipeline`]: [`check_adoption`]'s over a
+/// snapshot and memory the caller gives, and [`boot_in`]'s over the live SMMU (`adopt`'s
+/// `CrashSteps`). The order of the steps and every check are the pipeline's alone.
+pub(crate) trait AdoptionSteps {
+    /// What stops the pipeline: each step's refusal converts into it.
+    type Error: From<Refusal>;
+    /// What a successful scan leaves besides its statistics.
+    type Scanned;
+
+    /// The SMMU's features, from its ID registers.
+    fn features(&self, ids: &IdRegs) -> Result<Features, Self::Error>;
+
+    /// Whether `bytes` bytes from `base` are RAM (SPEC K2).
+    fn is_ram(&self, base: u64, bytes: u64) -> bool;
+
+    /// The last step: [`scan()`] of the table `geometry` describes, with what it reads
+    /// through, its scratch area and the sink of what it finds.
+    fn scan(
+        self,
+        geometry: &Geometry,
+        features: &Features,
+    ) -> Result<(ScanStats, Self::Scanned), Self::Error>;
+}
+
+/// SPEC K1–K3, K13–K21: [`decide`] → the features → [`validate_geometry`] → the scan, in this
+/// order, each step only after the one before passed: the adoption pipeline, written once for
+/// [`check_adoption`] and [`boot_in`]. The first error is returned.
+pub(crate) fn adoption_pipeline<S: AdoptionSteps>(
+    snap: &RegisterSnapshot,
+    platform: &AdoptPlatform,
+    steps: S,
+) -> Result<(Adoption, S::Scanned), S::Error> {
     decide(snap, platform)?;
-    let features = snap.features();
-    let geometry = validate_geometry(snap, &features, is_ram)?;
-    let stats = scan(&geometry, &features, mem, scratch, sink)?;
-    Ok(Adoption {
-        features,
-        geometry,
-        stats,
-    })
+    let features = steps.features(&snap.ids)?;
+    let geometry = validate_geometry(snap, &features, &|base, bytes| steps.is_ram(base, bytes))?;
+    let (stats, scanned) = steps.scan(&geometry, &features)?;
+    Ok((
+        Adoption {
+            features,
+            geometry,
+            stats,
+        },
+        scanned,
+    ))
+}
+
+/// [`check_adoption`]'s steps: the features as the registers say, RAM as the caller's
+/// callback says, the scan over the caller's memory, scratch and sink.
+struct Offline<'x> {
+    is_ram: &'x dyn Fn(u64, u64) -> bool,
+    mem: &'x dyn OldMemory,
+    scratch: &'x mut [ScratchSlot],
+    sink: &'x mut dyn FnMut(Found) -> Result<(), Refusal>,
+}
+
+impl AdoptionSteps for Offline<'_> {
+    type Error = Refusal;
+    type Scanned = ();
+
+    fn features(&self, ids: &IdRegs) -> Result<Features, Refusal> {
+        // What `RegisterSnapshot::features` returns: decoded, whether or not the driver
+        // could run this SMMU (see `check_adoption`).
+        Ok(Features::decode(ids))
+    }
+
+    fn is_ram(&self, base: u64, bytes: u64) -> bool {
+        (self.is_ram)(base, bytes)
+    }
+
+    fn scan(self, geometry: &Geometry, features: &Features) -> Result<(ScanStats, ()), Refusal> {
+        scan(geometry, features, self.mem, self.scratch, self.sink).map(|stats| (stats, ()))
+    }
 }

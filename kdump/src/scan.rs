@@ -4,8 +4,10 @@
 //! (see [Memory](#memory)).
 //!
 //! **Pass 1, the stream table.** Every level-1 descriptor of a 2-level table (each checked
-//! with [`validate_l1_at`]; one bad descriptor fails the scan) and every STE of each valid
-//! level-2 table, or of the linear table. STE fields are decoded only where the STE's
+//! with [`validate_l1_at`](crate::validate_l1_at); one bad descriptor fails the scan) and every
+//! STE of each valid level-2 table, or of the linear table: the walk of [`visit_stes`], which
+//! `smmuctl inspect` uses too, stopping at the first part it cannot walk. STE fields are
+//! decoded only where the STE's
 //! `Config` uses them (SPEC K21, [`Ste::decode`]); for each valid STE:
 //! - a reserved encoding is a refusal ([`Refusal::SteReserved`]), `STRW` = `0bx1` on a
 //!   stage-1 stream is [`Refusal::SteStrwIllegal`], and the ILLEGAL cases that depend on the
@@ -90,13 +92,13 @@
 
 use smmu::arch::cd::{Cd, CdConfig, L1Cd};
 use smmu::arch::idr::{Features, StallModel};
-use smmu::arch::l1std::STRTAB_SPLIT;
 use smmu::arch::ste::{self, Eats, S1Fmt, Stage1Ste, Stage2Ste, Ste, SteConfig, Strw, Translation};
 use smmu::arch::DecodeError;
 
 use crate::legal::{self, CdContext, World};
 use crate::reason::{Illegal, Refusal, Root, RootKind, Structure, StructureKind};
-use crate::validate::{range_below_oas, validate_l1_at, Format, Geometry, STES_PER_L2, STE_BYTES};
+use crate::validate::{range_below_oas, Geometry, STES_PER_L2, STE_BYTES};
+use crate::walk::{visit_stes, OnGap, SteEntry, SteVisitor};
 
 /// The largest read [`scan`] makes, in 64-bit words (512 bytes: 8 STEs or CDs, or 64
 /// descriptors).
@@ -787,7 +789,8 @@ impl Scan<'_> {
 }
 
 /// Reads `count` entries of `W` words from `base`, [`READ_CHUNK_WORDS`] words at a time, and
-/// hands each with its index and address to `f`.
+/// hands each with its index and address to `f`: the CD tables of pass 2 (the stream table is
+/// [`visit_stes`]'s).
 fn walk<'a, const W: usize, F>(
     s: &mut Scan<'a>,
     base: u64,
@@ -873,31 +876,15 @@ pub fn scan(
         0,
         0,
     ))?;
-    match geometry.format() {
-        Format::Linear => scan_stes(&mut s, geometry.base(), 0, geometry.num_sids())?,
-        Format::TwoLevel => {
-            let entries = u64::from(geometry.l1_entries().unwrap_or(0));
-            walk::<1, _>(&mut s, geometry.base(), entries, |s, index, _, [desc]| {
-                s.stats.l1_descriptors += 1;
-                // At most 2^17 descriptors (K2), so the index and its StreamIDs fit in u32.
-                let index = index as u32;
-                match validate_l1_at(index, desc, s.oas_bits)? {
-                    None => Ok(()),
-                    Some(l2) => {
-                        s.stats.l1_valid += 1;
-                        s.push(extent(
-                            StructureKind::L2Table,
-                            l2,
-                            STES_PER_L2 * STE_BYTES,
-                            0,
-                            index,
-                        ))?;
-                        scan_stes(s, l2, u64::from(index) << STRTAB_SPLIT, STES_PER_L2)
-                    }
-                }
-            })?;
-        }
-    }
+    // Pass 1: the one walk of the stream table (crate::walk), stopping at its first gap:
+    // an unreadable range or a level-1 descriptor K3 refuses is a refusal (SPEC K3, K4).
+    let mem = s.mem;
+    let walked = visit_stes(geometry, mem, OnGap::Stop, &mut PassOne(&mut s))?;
+    s.stats.l1_descriptors = walked.l1_descriptors;
+    s.stats.l1_valid = walked.l1_valid;
+    s.stats.stes_scanned = walked.stes_read;
+    s.stats.reads += walked.reads;
+    s.stats.bytes_read += walked.bytes_read;
     // Pass 2: each distinct CD table once, with the structures known so far disjoint.
     s.check_disjoint()?;
     s.frozen = true;
@@ -983,12 +970,27 @@ impl Revalidation {
     }
 }
 
-/// Visits `count` STEs from `base`; the first has StreamID `first_sid`.
-fn scan_stes(s: &mut Scan<'_>, base: u64, first_sid: u64, count: u64) -> Result<(), Refusal> {
-    walk::<8, _>(s, base, count, |s, i, pa, words| {
-        // StreamIDs stay below 2^31 (K2 bounds the table), so they fit in u32.
-        ste(s, (first_sid + i) as u32, pa, words)
-    })
+/// Pass 1 of [`scan`] as the walk's visitor: each valid level-1 descriptor's level-2 table
+/// is a structure (SPEC K18), recorded before its STEs are read; each valid STE is decoded,
+/// checked and reported ([`ste`]).
+struct PassOne<'s, 'a>(&'s mut Scan<'a>);
+
+impl SteVisitor for PassOne<'_, '_> {
+    type Error = Refusal;
+
+    fn level2(&mut self, index: u32, l2: u64) -> Result<(), Refusal> {
+        self.0.push(extent(
+            StructureKind::L2Table,
+            l2,
+            STES_PER_L2 * STE_BYTES,
+            0,
+            index,
+        ))
+    }
+
+    fn ste(&mut self, e: &SteEntry) -> Result<(), Refusal> {
+        ste(self.0, e.sid, e.pa, e.words)
+    }
 }
 
 /// Decodes an STE as SPEC K21 says: reserved encodings and ILLEGAL values where the
@@ -1092,8 +1094,9 @@ fn ste_legal(
     Ok(())
 }
 
+/// One STE read at `pa` (pass 1, or [`Revalidation::ste`]). The walk hands over valid STEs
+/// only and counts what it read; a re-validated one may be invalid.
 fn ste(s: &mut Scan<'_>, sid: u32, pa: u64, words: [u64; 8]) -> Result<(), Refusal> {
-    s.stats.stes_scanned += 1;
     // Most STEs of a large table are invalid: nothing else of them is read (§5.2 V).
     if !ste::fields::V.flag(&words) {
         return Ok(());

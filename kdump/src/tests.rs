@@ -1416,6 +1416,398 @@ fn k15_every_read_lies_inside_a_described_range() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The one walk of the stream table (`crate::walk`): what `smmuctl inspect` visits past gaps
+// and what the scan visits up to its first refusal are the same STEs.
+
+/// A third level-2 table, 16 KiB aligned.
+const L2C: u64 = 0x8010_8000;
+
+/// The valid STEs [`visit_stes`] finds going on past every gap (inspect's way), the gaps,
+/// and what it read.
+fn visit_past_gaps(g: &Geometry, m: &Mem) -> (Vec<u32>, Vec<Gap>, WalkStats) {
+    let (mut sids, mut gaps) = (Vec::new(), Vec::new());
+    let stats = visit_stes(
+        g,
+        m,
+        OnGap::Skip(&mut |gap| gaps.push(gap)),
+        &mut |e: &SteEntry| {
+            sids.push(e.sid);
+            Ok::<(), Refusal>(())
+        },
+    )
+    .expect("a walk past gaps stops only for its visitor");
+    (sids, gaps, stats)
+}
+
+/// Adoption's view: the StreamIDs the scan reported deferred (every valid STE here is
+/// non-abort, so all it visited), and its verdict.
+fn adoption_view(snap: &RegisterSnapshot, m: &Mem) -> (Vec<u32>, Result<ScanStats, Refusal>) {
+    let mut deferred = Vec::new();
+    // Exactly what the scan needs, as `run` gives it.
+    let slots = validate_geometry(snap, &snap.features(), &any_ram)
+        .map_or(0, |g| scratch_slots(&g, &snap.features()));
+    let mut scratch = std::vec![ScratchSlot::default(); slots];
+    let verdict = check_adoption(snap, &PLATFORM, &any_ram, m, &mut scratch, &mut |f| {
+        if let Found::Deferred { sid } = f {
+            deferred.push(sid);
+        }
+        Ok(())
+    });
+    (deferred, verdict.map(|a| a.stats))
+}
+
+// spec: K3, K4, K14, K15
+#[test]
+fn k3_inspect_and_adoption_see_the_same_stes_on_a_table_with_gaps() {
+    // 2^12 StreamIDs: descriptors 0, 1 and 3 valid, the level-2 table of descriptor 1 (at
+    // L2B) missing from the dump.
+    let bypass = SteConfig::BYPASS.encode().to_words();
+    let snap = two_level(12);
+    let g = validate_geometry(&snap, &snap.features(), &any_ram).unwrap();
+    let mut m = Mem::recording();
+    m.region(ST, 128).region(L2A, 0x4000).region(L2C, 0x4000);
+    m.write(ST, &[l1std(L2A), l1std(L2B), 0, l1std(L2C)]);
+    m.write(L2A + 5 * 64, &bypass);
+    m.write(L2A + 200 * 64, &s2_ste(7));
+    m.write(L2C, &bypass);
+    m.write(L2C + 255 * 64, &bypass);
+
+    // Inspect: every STE the dump holds, and the gap where the missing table starts.
+    let (seen, gaps, walked) = visit_past_gaps(&g, &m);
+    assert_eq!(seen, [5, 200, 0x300, 0x3ff]);
+    assert_eq!(
+        gaps,
+        [Gap::L2Table {
+            index: 1,
+            l2: L2B,
+            sid: 0x100,
+            pa: L2B,
+            len: 64
+        }]
+    );
+    assert_eq!((walked.l1_valid, walked.stes_valid, walked.gaps), (3, 4, 1));
+    // Adoption: the same STEs up to the gap, where it refuses with the chunk it could not
+    // read, exactly as the walk stopping at its first gap does.
+    let (deferred, verdict) = adoption_view(&snap, &m);
+    let refusal = Refusal::MemoryUnreadable { pa: L2B, len: 512 };
+    assert_eq!(verdict, Err(refusal));
+    let before_gap: Vec<u32> = seen.iter().copied().filter(|&s| s < 0x100).collect();
+    assert_eq!(deferred, before_gap);
+    let stopped = visit_stes(&g, &m, OnGap::Stop, &mut |_: &SteEntry| {
+        Ok::<(), Refusal>(())
+    });
+    assert_eq!(stopped, Err(refusal));
+
+    // The dump completed: one walk, one set of STEs, whoever walks.
+    m.region(L2B, 0x4000);
+    m.write(L2B + 9 * 64, &bypass);
+    let (seen, gaps, walked) = visit_past_gaps(&g, &m);
+    assert_eq!(seen, [5, 200, 0x109, 0x300, 0x3ff]);
+    assert_eq!(gaps, []);
+    let (deferred, verdict) = adoption_view(&snap, &m);
+    let stats = verdict.expect("adoptable");
+    assert_eq!(deferred, seen);
+    assert_eq!(
+        (
+            stats.l1_descriptors,
+            stats.l1_valid,
+            stats.stes_scanned,
+            stats.stes_valid
+        ),
+        (
+            walked.l1_descriptors,
+            walked.l1_valid,
+            walked.stes_read,
+            walked.stes_valid
+        )
+    );
+
+    // A descriptor the scan refuses (Span 10) is skipped by inspect, the refusal the same.
+    m.write(ST + 2 * 8, &[0b1010 | 0x8020_0000]);
+    let (seen_past, gaps, _) = visit_past_gaps(&g, &m);
+    assert_eq!(seen_past, seen, "descriptor 2 has no STEs to lose");
+    let bad = Refusal::L1BadSpan {
+        index: Some(2),
+        desc: 0b1010 | 0x8020_0000,
+    };
+    assert_eq!(
+        gaps,
+        [Gap::BadL1 {
+            index: 2,
+            desc: 0b1010 | 0x8020_0000,
+            refusal: bad
+        }]
+    );
+    let (deferred, verdict) = adoption_view(&snap, &m);
+    assert_eq!(verdict, Err(bad));
+    assert_eq!(deferred, [5, 200, 0x109]);
+    assert!(
+        !m.touched(0x8020_0000, 0x4000),
+        "a refused descriptor's table is not read"
+    );
+}
+
+// spec: K15
+#[test]
+fn k15_a_walk_past_a_gap_reads_each_entry_it_can_and_no_further() {
+    // 64 STEs, of which the dump holds 11 (704 bytes): the second chunk of 8 cannot be read.
+    let snap = linear(6);
+    let g = validate_geometry(&snap, &snap.features(), &any_ram).unwrap();
+    let mut m = Mem::recording();
+    m.region(ST, 11 * 64);
+    for sid in [1u64, 9, 10] {
+        m.write(ST + sid * 64, &SteConfig::BYPASS.encode().to_words());
+    }
+    let (seen, gaps, walked) = visit_past_gaps(&g, &m);
+    // STEs 9 and 10 share the failed chunk with the missing ones: read on their own.
+    assert_eq!(seen, [1, 9, 10]);
+    assert_eq!(
+        gaps,
+        [Gap::Stes {
+            sid: 11,
+            pa: ST + 11 * 64,
+            len: 64
+        }]
+    );
+    // One chunk, the failed one, then STEs 8 to 11 one by one; nothing after the gap.
+    let chunk = READ_CHUNK_WORDS as u64 * 8;
+    let mut expected = std::vec![(ST, chunk), (ST + chunk, chunk)];
+    expected.extend((8..12).map(|i| (ST + i * 64, 64)));
+    assert_eq!(m.reads(), expected);
+    assert_eq!((walked.reads, walked.stes_read), (6, 11));
+    // Stopping at the gap reads the failed chunk once and refuses it whole: the scan's read
+    // pattern, not one read more.
+    m.reset();
+    let stopped = visit_stes(&g, &m, OnGap::Stop, &mut |_: &SteEntry| {
+        Ok::<(), Refusal>(())
+    });
+    assert_eq!(
+        stopped,
+        Err(Refusal::MemoryUnreadable {
+            pa: ST + chunk,
+            len: chunk
+        })
+    );
+    assert_eq!(m.reads(), [(ST, chunk), (ST + chunk, chunk)]);
+}
+
+// spec: K1, K4
+#[test]
+fn k1_boot_runs_the_pipeline_of_check_adoption_with_the_drivers_own_feature_checks() {
+    // A table check_adoption adopts, on an SMMU whose command queue (IDR1.CMDQS 0) is below
+    // the driver's minimum: the ID registers decoded as they are pass, smmu::probe::check
+    // does not.
+    let snap = linear(4);
+    let m = linear_mem(&[(1, SteConfig::BYPASS.encode().to_words())]);
+    assert!(run(&snap, &m).is_ok());
+    assert_eq!(
+        smmu::probe::check(&snap.ids),
+        Err(smmu::ProbeError::CmdqTooSmall { log2_entries: 0 })
+    );
+    // The crash kernel's bring-up runs the same pipeline with probe's checks: nothing is
+    // adopted, nor reset (the driver cannot run this SMMU at all), and no register is written
+    // (`Regs` panics on a write).
+    let [idr0, idr1, idr2, idr3, idr4, idr5] = snap.ids.idr.map(u64::from);
+    let regs = Regs(BTreeMap::from([
+        (offset::IDR0, idr0),
+        (offset::IDR1, idr1),
+        (offset::IDR2, idr2),
+        (offset::IDR3, idr3),
+        (offset::IDR4, idr4),
+        (offset::IDR5, idr5),
+        (offset::CR0, u64::from(snap.cr0)),
+        (offset::STRTAB_BASE, snap.strtab_base),
+        (offset::STRTAB_BASE_CFG, u64::from(snap.strtab_base_cfg)),
+    ]));
+    let hal = crate::fuzzing::ImageHal::new(&m);
+    let booted = boot(&regs, &hal, &PLATFORM, &AdoptOptions::default());
+    assert!(
+        matches!(
+            booted.as_ref().err(),
+            Some(smmu::Error::Probe(smmu::ProbeError::CmdqTooSmall { .. }))
+        ),
+        "{:?}",
+        booted.as_ref().err()
+    );
+}
+
+/// A small xorshift generator for the walk's property test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A table for the walk's property test: registers and memory with parts missing, bad and
+/// wild descriptors, and random valid STEs.
+fn gappy_table(seed: u64) -> (RegisterSnapshot, Mem) {
+    let mut r = Rng(seed | 1);
+    let mut m = Mem::recording();
+    // Any whole number of words of a region, nothing, or (most often) all of it.
+    let part = |r: &mut Rng, bytes: u64| match r.below(8) {
+        0 => 0,
+        1 | 2 => r.below(bytes / 8 + 1) * 8,
+        _ => bytes,
+    };
+    let random_stes = |r: &mut Rng, m: &mut Mem, base: u64, count: u64| {
+        for i in 0..count {
+            // Word 0 with V set: the walk looks at nothing else.
+            if r.below(4) == 0 {
+                m.store(base + i * 64, r.next() | 1);
+            }
+        }
+    };
+    if r.below(3) == 0 {
+        let log2size = r.below(8) as u32;
+        let bytes = 64u64 << log2size;
+        let held = part(&mut r, bytes);
+        m.region(ST, held);
+        random_stes(&mut r, &mut m, ST, held / 64);
+        return (linear(log2size), m);
+    }
+    let log2size = 8 + r.below(5) as u32;
+    let entries = 1u64 << (log2size - 8);
+    let held = part(&mut r, entries * 8);
+    m.region(ST, held);
+    let slots = [L2A, L2B, L2C, 0x8010_c000];
+    for i in 0..held / 8 {
+        let desc = match r.below(10) {
+            0..=2 => 0,
+            3 => 0b1010 | slots[r.below(4) as usize], // Span 10: refused (K3)
+            4 => r.next(),
+            _ => l1std(slots[r.below(4) as usize]),
+        };
+        m.store(ST + i * 8, desc);
+    }
+    for slot in slots {
+        if r.below(4) != 0 {
+            let held = part(&mut r, 0x4000);
+            m.region(slot, held);
+            random_stes(&mut r, &mut m, slot, held / 64);
+        }
+    }
+    (two_level(log2size), m)
+}
+
+/// What one walk saw: valid STEs and level-2 tables announced.
+#[derive(Default)]
+struct Seen {
+    sids: Vec<u32>,
+    l2s: Vec<u64>,
+}
+
+impl SteVisitor for Seen {
+    type Error = Refusal;
+
+    fn level2(&mut self, _: u32, l2: u64) -> Result<(), Refusal> {
+        self.l2s.push(l2);
+        Ok(())
+    }
+
+    fn ste(&mut self, e: &SteEntry) -> Result<(), Refusal> {
+        self.sids.push(e.sid);
+        Ok(())
+    }
+}
+
+/// The first StreamID the gap's part of the table would have held: where the walk that
+/// stops at `refusal` (the same gap, whole chunk) stopped visiting.
+fn stopped_before(gap: &Gap, refusal: &Refusal) -> u64 {
+    let chunk_pa = match *refusal {
+        Refusal::MemoryUnreadable { pa, .. } => pa,
+        _ => 0,
+    };
+    match *gap {
+        Gap::Stes { sid, pa, .. } | Gap::L2Table { sid, pa, .. } => {
+            u64::from(sid) - (pa - chunk_pa) / 64
+        }
+        Gap::L1Descriptors { index, pa, .. } => (u64::from(index) - (pa - chunk_pa) / 8) << 8,
+        Gap::BadL1 { index, .. } => u64::from(index) << 8,
+    }
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    // spec: B1, K3, K15 — whatever the memory holds or lacks, the walk never panics, visits
+    // valid STEs in StreamID order inside the table, reads at most a chunk at a time inside
+    // the table or a level-2 table it announced, and the walk that stops at the first gap
+    // visits exactly what the one going on past it visits before that gap's chunk.
+    #[test]
+    fn the_walk_past_gaps_and_the_walk_that_stops_agree(seed in any::<u64>()) {
+        let (snap, m) = gappy_table(seed);
+        let g = validate_geometry(&snap, &snap.features(), &any_ram).unwrap();
+        let mut past = Seen::default();
+        let mut gaps = Vec::new();
+        let walked = visit_stes(&g, &m, OnGap::Skip(&mut |gap| gaps.push(gap)), &mut past);
+        prop_assert!(walked.is_ok());
+        prop_assert!(past.sids.windows(2).all(|w| w[0] < w[1]), "{:?}", past.sids);
+        prop_assert!(past.sids.iter().all(|&s| u64::from(s) < g.num_sids()));
+        for (pa, len) in m.reads() {
+            let inside = |b: u64, l: u64| b <= pa && pa + len <= b + l;
+            prop_assert!(len <= READ_CHUNK_WORDS as u64 * 8 && pa % 8 == 0);
+            prop_assert!(
+                inside(g.base(), g.table_bytes()) || past.l2s.iter().any(|&l2| inside(l2, 0x4000)),
+                "read {:#x}+{:#x}", pa, len
+            );
+        }
+        let mut stopping = Seen::default();
+        match visit_stes(&g, &m, OnGap::Stop, &mut stopping) {
+            Ok(_) => {
+                prop_assert!(gaps.is_empty(), "{:?}", gaps);
+                prop_assert_eq!(&stopping.sids, &past.sids);
+            }
+            Err(refusal) => {
+                let first = gaps.first().copied();
+                prop_assert!(first.is_some(), "refused {:?} without a gap", refusal);
+                let gap = match refusal {
+                    Refusal::MemoryUnreadable { pa, len } => {
+                        // The gap of the first entry of that chunk that could not be read.
+                        // Under a failed level-1 chunk, the walk past it visits (and may find
+                        // gaps under) the chunk's descriptors before that one; under any other
+                        // chunk, it is the first gap.
+                        let l1_chunk = g.format() == Format::TwoLevel
+                            && g.base() <= pa
+                            && pa < g.base() + g.table_bytes();
+                        let gap = gaps.iter().copied().find(|gap| {
+                            matches!(gap, Gap::L1Descriptors { .. }) == l1_chunk
+                                && matches!(gap.refusal(),
+                                    Refusal::MemoryUnreadable { pa: at, .. }
+                                        if pa <= at && at < pa + len)
+                        });
+                        prop_assert!(gap.is_some(), "{:?} for {:?}", refusal, gaps);
+                        if !l1_chunk {
+                            prop_assert_eq!(gap, first);
+                        }
+                        gap.unwrap()
+                    }
+                    // A descriptor K3 refuses: read without failure, so the first gap.
+                    r => {
+                        let first = first.unwrap();
+                        prop_assert!(matches!(first, Gap::BadL1 { .. }), "{:?}", first);
+                        prop_assert_eq!(first.refusal(), r);
+                        first
+                    }
+                };
+                let before = stopped_before(&gap, &refusal);
+                let expected: Vec<u32> =
+                    past.sids.iter().copied().filter(|&s| u64::from(s) < before).collect();
+                prop_assert_eq!(&stopping.sids, &expected);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Refusals.
 
 fn one_of_each() -> Vec<Refusal> {
