@@ -184,6 +184,7 @@ mod sync;
 mod table_lock;
 #[cfg(test)]
 mod testutil;
+mod two_level;
 pub mod writer;
 
 pub use access::{Mmio, RegisterAccess};
