@@ -152,8 +152,9 @@
     )
 )]
 
-// The `arbitrary` derive (tests and fuzzing, on the host) names `::std`.
-#[cfg(any(test, feature = "arbitrary"))]
+// The `arbitrary` derive (tests and fuzzing, on the host) names `::std`; the `host` module
+// (tests, benches and fuzz targets) is built on it.
+#[cfg(any(test, feature = "arbitrary", feature = "host"))]
 extern crate std;
 
 pub mod access;
@@ -168,6 +169,8 @@ mod driver;
 mod error;
 pub mod evtq;
 pub mod hal;
+#[cfg(any(test, feature = "host"))]
+pub mod host;
 pub mod ids;
 pub mod inval;
 pub mod nested;

@@ -415,7 +415,7 @@ impl StreamTable for OwnedStreamTable {
 mod tests {
     use super::*;
     use crate::arch::idr::IdRegs;
-    use crate::testutil::HeapHal;
+    use crate::host::HostHal;
 
     /// QEMU-7.2-like ID registers: 2-level stream table, SIDSIZE 16, `COHACC` = 1.
     fn features() -> Features {
@@ -430,7 +430,7 @@ mod tests {
     // spec: D3, K17
     #[test]
     fn for_smmu_takes_the_layout_from_the_features_and_coherency_from_the_config() {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let f = features();
         assert!(f.coherent && f.two_level_stream_table);
         let t = OwnedStreamTable::for_smmu(&hal, &f, &SmmuConfig::default()).expect("table");

@@ -1,0 +1,349 @@
+//! [`HalTables`]: page-table memory from any [`Hal`].
+
+use core::fmt;
+use core::ptr::NonNull;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::vec::Vec;
+
+use smmu_pagetable::{TableAllocator, TableMem};
+
+use super::hal::HostHal;
+use crate::hal::{DmaRegion, Hal, PhysAddr};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test must not turn every later access into a second panic.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How [`HalTables`] turns a table's physical address into its CPU pointer.
+pub type ToVa<H> = fn(&H, PhysAddr) -> Option<NonNull<u8>>;
+
+/// One live table.
+struct LiveTable {
+    va: NonNull<u64>,
+    /// The size the page table asked for.
+    size: usize,
+    /// The size of the region `dma_alloc` returned (it may round up), given back with it.
+    region_size: usize,
+}
+
+// SAFETY: a record of a table's pointer, only dereferenced (offset) under the
+// `TableAllocator` contract; sending the record between threads is like sending the address.
+unsafe impl Send for LiveTable {}
+
+#[derive(Default)]
+struct TablesState {
+    /// Live tables by physical address.
+    live: BTreeMap<u64, LiveTable>,
+    /// Tables allocated so far, including freed ones.
+    total: usize,
+    /// Every `sync` so far (non-coherent only), as (physical address, bytes).
+    syncs: Vec<(PhysAddr, usize)>,
+}
+
+impl TablesState {
+    /// The live table holding `[pa, pa + len)`: its base and record.
+    fn holding(&self, pa: u64, len: usize) -> Option<(u64, &LiveTable)> {
+        let (&base, t) = self.live.range(..=pa).next_back()?;
+        let end = pa.checked_add(len as u64)?;
+        (end <= base + t.size as u64).then_some((base, t))
+    }
+}
+
+/// A [`TableAllocator`] over any [`Hal`]: each table is one `dma_alloc(size, size)` region and
+/// goes back with `dma_free`, so the same allocator gives page tables on the strict host HAL
+/// ([`HostHal`]), the model's HAL, or a board's.
+///
+/// It is strict in its own right: it records every live table and panics on the free of a
+/// table it did not hand out (or freed already), a free with another size, a `phys_to_virt`
+/// of an address in no live table, and (non-coherent) a `sync` outside one. [`HalTables::live`]
+/// counts the live tables (a leak check).
+///
+/// `COHERENT` is [`TableAllocator::COHERENT`]: with `false`, every `sync` is recorded
+/// ([`HalTables::take_syncs`]) and cleans through [`Hal::clean_dcache`].
+///
+/// The physical-to-virtual lookup is, by default, a search of its record under a lock, which
+/// works for any HAL. Where that lock would change what is measured or tested (several CPUs
+/// walking one table), give it the platform's own lookup: [`HalTables::with_translation`] (a
+/// linear map), or [`HalTables::identity`] on an identity-mapped [`HostHal`].
+pub struct HalTables<H, const COHERENT: bool = true> {
+    hal: H,
+    to_va: Option<ToVa<H>>,
+    state: Mutex<TablesState>,
+}
+
+impl<H: Hal, const COHERENT: bool> fmt::Debug for HalTables<H, COHERENT> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HalTables")
+            .field("coherent", &COHERENT)
+            .field("live", &self.live())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Hal + Default, const COHERENT: bool> Default for HalTables<H, COHERENT> {
+    fn default() -> Self {
+        Self::new(H::default())
+    }
+}
+
+impl<H: Hal, const COHERENT: bool> HalTables<H, COHERENT> {
+    /// Tables from `hal`, found again through this allocator's record of them.
+    pub fn new(hal: H) -> Self {
+        Self {
+            hal,
+            to_va: None,
+            state: Mutex::new(TablesState::default()),
+        }
+    }
+
+    /// Tables from `hal`, found again with `to_va(hal, pa)` instead of the record (no lock on
+    /// the walk's path).
+    ///
+    /// # Safety
+    /// For the physical address of every byte of a table this allocator handed out and has
+    /// not taken back, `to_va` returns the CPU pointer of that byte within the region
+    /// `hal.dma_alloc` returned for the table, with that region's provenance.
+    pub unsafe fn with_translation(hal: H, to_va: ToVa<H>) -> Self {
+        Self {
+            to_va: Some(to_va),
+            ..Self::new(hal)
+        }
+    }
+
+    /// The HAL the tables come from.
+    pub fn hal(&self) -> &H {
+        &self.hal
+    }
+
+    /// Tables handed out and not yet freed.
+    pub fn live(&self) -> usize {
+        lock(&self.state).live.len()
+    }
+
+    /// Tables handed out so far, including freed ones.
+    pub fn total(&self) -> usize {
+        lock(&self.state).total
+    }
+
+    /// The `sync` calls so far, as (physical address, bytes), oldest first; forgets them.
+    pub fn take_syncs(&self) -> Vec<(PhysAddr, usize)> {
+        core::mem::take(&mut lock(&self.state).syncs)
+    }
+}
+
+impl<const COHERENT: bool> HalTables<HostHal, COHERENT> {
+    /// Tables on an identity-mapped [`HostHal`] ([`HostHal::identity`]): the walk turns a
+    /// physical address back into a pointer itself, without a lock, as a kernel's linear map
+    /// does. For benches and for tests of several CPUs on one table (where a lock on every
+    /// walk step would hide the races they look for). Host addresses are large: an
+    /// output-address size under about 48 bits cannot hold them.
+    pub fn identity() -> Self {
+        // SAFETY: an identity `HostHal` hands out blocks whose physical address is their own
+        // address, with their provenance exposed (`HostHal::identity`); the address of a
+        // byte of a live block is so the pointer to that byte.
+        unsafe {
+            Self::with_translation(HostHal::identity(), |_, pa| {
+                NonNull::new(core::ptr::with_exposed_provenance_mut(pa.0 as usize))
+            })
+        }
+    }
+}
+
+// SAFETY: `alloc_table` returns a `dma_alloc(size, size)` region (zeroed, `size` bytes valid,
+// never handed out twice: the `Hal` contract), refused unless its `pa` and `va` are aligned to
+// `size` and it is large enough. `phys_to_virt` returns, for an address inside a live table,
+// the pointer `dma_alloc` gave for it (from the record, keeping the region's provenance, or
+// from `to_va`, whose constructor's contract says the same) offset within the table, and
+// panics for any other address. `free_table` gives the exact region back once, after checking
+// it against the record. With `COHERENT` false, `sync` cleans through `Hal::clean_dcache`.
+unsafe impl<H: Hal, const COHERENT: bool> TableAllocator for HalTables<H, COHERENT> {
+    const COHERENT: bool = COHERENT;
+
+    fn alloc_table(&self, size: usize) -> Option<TableMem> {
+        let region = self.hal.dma_alloc(size, size).ok()?;
+        let aligned = region.pa.0.is_multiple_of(size as u64)
+            && region.va.as_ptr().addr().is_multiple_of(size);
+        if region.size < size || !aligned {
+            // SAFETY: just handed out by `dma_alloc`, and never used.
+            unsafe { self.hal.dma_free(region) };
+            return None;
+        }
+        let va = region.va.cast::<u64>();
+        let mut st = lock(&self.state);
+        let table = LiveTable {
+            va,
+            size,
+            region_size: region.size,
+        };
+        let twice = st.live.insert(region.pa.0, table).is_some();
+        assert!(!twice, "the HAL handed out {:#x} twice", region.pa.0);
+        st.total += 1;
+        Some(TableMem { pa: region.pa, va })
+    }
+
+    unsafe fn free_table(&self, table: TableMem, size: usize) {
+        let pa = table.pa.0;
+        let mut st = lock(&self.state);
+        let Some(live) = st.live.remove(&pa) else {
+            panic!("free of table {pa:#x}: not allocated here, or freed already");
+        };
+        assert!(
+            live.va == table.va,
+            "free of table {pa:#x} with another va than it was handed out with"
+        );
+        assert!(
+            size == live.size,
+            "free of table {pa:#x} with {size} bytes; it was allocated with {}",
+            live.size
+        );
+        drop(st);
+        let region = DmaRegion {
+            pa: table.pa,
+            va: live.va.cast(),
+            size: live.region_size,
+        };
+        // SAFETY: the region is exactly what `dma_alloc` returned for this table (the record),
+        // it is freed once (removed from the record), and the caller guarantees nothing
+        // accesses it again.
+        unsafe { self.hal.dma_free(region) };
+    }
+
+    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
+        if let Some(to_va) = self.to_va {
+            let va = to_va(&self.hal, pa)
+                .unwrap_or_else(|| panic!("phys_to_virt of {:#x}: no table there", pa.0));
+            return va.cast();
+        }
+        let st = lock(&self.state);
+        let (base, table) = st
+            .holding(pa.0, 1)
+            .unwrap_or_else(|| panic!("phys_to_virt of {:#x}, which is in no live table", pa.0));
+        // SAFETY: `pa` lies inside the table (`holding`), so the offset stays inside the region
+        // the pointer came from.
+        unsafe { table.va.cast::<u8>().add((pa.0 - base) as usize).cast() }
+    }
+
+    fn sync(&self, va: NonNull<u64>, len: usize) {
+        let mut st = lock(&self.state);
+        let addr = va.as_ptr().addr();
+        let pa = st
+            .live
+            .iter()
+            .find_map(|(&pa, t)| {
+                let start = t.va.as_ptr().addr();
+                (addr >= start && addr + len <= start + t.size).then(|| pa + (addr - start) as u64)
+            })
+            .unwrap_or_else(|| {
+                panic!("sync of {len} bytes at {addr:#x}, outside every live table")
+            });
+        st.syncs.push((PhysAddr(pa), len));
+        drop(st);
+        self.hal.clean_dcache(va.cast(), len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HalFault;
+    use smmu_pagetable::{Config, Gather, Granule, Iova, PageTable, Prot, Stage};
+
+    fn config(oas: u32) -> Config {
+        Config {
+            stage: Stage::Stage1,
+            granule: Granule::Size4K,
+            ias: 39,
+            oas,
+        }
+    }
+
+    #[test]
+    fn a_page_table_on_the_host_hal_gives_every_table_back() {
+        let tables = HalTables::<HostHal>::default();
+        {
+            let pt = PageTable::new(config(40), &tables).unwrap();
+            pt.map(Iova(0x20_0000), PhysAddr(0x4000_0000), 0x3000, Prot::READ)
+                .unwrap();
+            assert_eq!(
+                pt.iova_to_phys(Iova(0x20_1008)),
+                Some(PhysAddr(0x4000_1008))
+            );
+            // The start table and one table per level below it.
+            assert_eq!(tables.live(), 3);
+            assert_eq!(tables.hal().live_allocations(), 3);
+            let mut gather = Gather::new();
+            assert_eq!(pt.unmap(Iova(0x20_0000), 0x3000, &mut gather), Ok(0x3000));
+            // SAFETY: no SMMU walks this table.
+            unsafe { pt.release(&mut gather) }.unwrap();
+        }
+        assert_eq!((tables.live(), tables.total()), (0, 3));
+        assert!(tables.hal().leaks().is_empty() && tables.hal().faults().is_empty());
+    }
+
+    #[test]
+    fn non_coherent_tables_record_and_clean_every_sync() {
+        let tables = HalTables::<_, false>::new(HostHal::new().with_cache_maintenance(true));
+        let pt = PageTable::new(config(40), &tables).unwrap();
+        let _ = tables.take_syncs();
+        pt.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, Prot::READ)
+            .unwrap();
+        let syncs = tables.take_syncs();
+        assert!(!syncs.is_empty());
+        assert!(syncs
+            .iter()
+            .all(|&(pa, len)| pa.0 >= 0x8000_0000 && len >= 8));
+        assert!(tables.hal().clean_count() >= syncs.len());
+    }
+
+    #[test]
+    fn a_hal_address_the_page_table_cannot_hold_is_refused_and_given_back() {
+        let tables = HalTables::<HostHal>::new(HostHal::new().with_pa_base(1 << 44));
+        assert!(PageTable::new(config(40), &tables).is_err());
+        assert_eq!((tables.live(), tables.total()), (0, 1));
+        assert_eq!(tables.hal().leaks(), []);
+    }
+
+    #[test]
+    fn identity_tables_walk_without_the_record() {
+        let tables = HalTables::<HostHal>::identity();
+        let pt = PageTable::new(config(48), &tables).unwrap();
+        pt.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, Prot::READ)
+            .unwrap();
+        assert_eq!(pt.iova_to_phys(Iova(0x1008)), Some(PhysAddr(0x1008)));
+        drop(pt);
+        assert_eq!(tables.hal().leaks(), []);
+    }
+
+    #[test]
+    #[should_panic(expected = "not allocated here, or freed already")]
+    fn a_double_free_panics() {
+        let tables = HalTables::<HostHal>::default();
+        let t = tables.alloc_table(4096).unwrap();
+        // SAFETY: the second free is the broken promise under test; it is refused.
+        unsafe {
+            tables.free_table(t, 4096);
+            tables.free_table(t, 4096);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "with 8192 bytes; it was allocated with 4096")]
+    fn a_free_with_another_size_panics() {
+        let tables = HalTables::<HostHal>::default();
+        let t = tables.alloc_table(4096).unwrap();
+        // SAFETY: the wrong size is the broken promise under test; it is refused.
+        unsafe { tables.free_table(t, 8192) };
+    }
+
+    #[test]
+    fn the_hal_sees_no_fault_from_the_tables() {
+        let tables = HalTables::<_>::new(HostHal::new().recording_faults());
+        let t = tables.alloc_table(16384).unwrap();
+        assert_eq!(t.pa.0 % 16384, 0);
+        // SAFETY: allocated above, freed once, unused.
+        unsafe { tables.free_table(t, 16384) };
+        assert_eq!(tables.hal().faults(), Vec::<HalFault>::new());
+    }
+}
