@@ -37,4 +37,4 @@ mod hal;
 mod tables;
 
 pub use hal::{HalFault, HostHal, FAKE_PA_BASE};
-pub use tables::{HalTables, ToVa};
+pub use tables::{HalTables, IdentityTables, ToVa};

@@ -16,8 +16,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// How [`HalTables`] turns a table's physical address into its CPU pointer.
+/// A platform's own physical-to-virtual lookup, for [`HalTables::with_translation`].
 pub type ToVa<H> = fn(&H, PhysAddr) -> Option<NonNull<u8>>;
+
+/// [`HalTables`] on an identity-mapped [`HostHal`] ([`HalTables::identity`]).
+pub type IdentityTables<const COHERENT: bool = true> = HalTables<HostHal, COHERENT, true>;
 
 /// One live table.
 struct LiveTable {
@@ -66,17 +69,23 @@ impl TablesState {
 /// The physical-to-virtual lookup is, by default, a search of its record under a lock, which
 /// works for any HAL. Where that lock would change what is measured or tested (several CPUs
 /// walking one table), give it the platform's own lookup: [`HalTables::with_translation`] (a
-/// linear map), or [`HalTables::identity`] on an identity-mapped [`HostHal`].
-pub struct HalTables<H, const COHERENT: bool = true> {
+/// linear map), or, with `IDENTITY`, none at all: [`IdentityTables`] sits on an identity-mapped
+/// [`HostHal`], where the address is the pointer (a bench of the walk then measures the walk:
+/// even a run-time choice of lookup costs it measurably).
+pub struct HalTables<H, const COHERENT: bool = true, const IDENTITY: bool = false> {
     hal: H,
+    /// The platform's lookup, if any (the record otherwise; unused with `IDENTITY`).
     to_va: Option<ToVa<H>>,
     state: Mutex<TablesState>,
 }
 
-impl<H: Hal, const COHERENT: bool> fmt::Debug for HalTables<H, COHERENT> {
+impl<H: Hal, const COHERENT: bool, const IDENTITY: bool> fmt::Debug
+    for HalTables<H, COHERENT, IDENTITY>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HalTables")
             .field("coherent", &COHERENT)
+            .field("identity", &IDENTITY)
             .field("live", &self.live())
             .finish_non_exhaustive()
     }
@@ -88,14 +97,16 @@ impl<H: Hal + Default, const COHERENT: bool> Default for HalTables<H, COHERENT> 
     }
 }
 
+impl<const COHERENT: bool> Default for IdentityTables<COHERENT> {
+    fn default() -> Self {
+        Self::identity()
+    }
+}
+
 impl<H: Hal, const COHERENT: bool> HalTables<H, COHERENT> {
     /// Tables from `hal`, found again through this allocator's record of them.
     pub fn new(hal: H) -> Self {
-        Self {
-            hal,
-            to_va: None,
-            state: Mutex::new(TablesState::default()),
-        }
+        Self::with_lookup(hal, None)
     }
 
     /// Tables from `hal`, found again with `to_va(hal, pa)` instead of the record (no lock on
@@ -106,9 +117,27 @@ impl<H: Hal, const COHERENT: bool> HalTables<H, COHERENT> {
     /// not taken back, `to_va` returns the CPU pointer of that byte within the region
     /// `hal.dma_alloc` returned for the table, with that region's provenance.
     pub unsafe fn with_translation(hal: H, to_va: ToVa<H>) -> Self {
+        Self::with_lookup(hal, Some(to_va))
+    }
+}
+
+impl<const COHERENT: bool> IdentityTables<COHERENT> {
+    /// Tables on a new identity-mapped [`HostHal`] ([`HostHal::identity`]): the walk turns a
+    /// physical address back into a pointer itself, inline and without a lock, as a kernel's
+    /// linear map does. For benches, and for tests of several CPUs on one table (where a lock
+    /// on every walk step would order their accesses and hide the races they look for). Host
+    /// addresses are large: an output-address size under about 48 bits cannot hold them.
+    pub fn identity() -> Self {
+        Self::with_lookup(HostHal::identity(), None)
+    }
+}
+
+impl<H: Hal, const COHERENT: bool, const IDENTITY: bool> HalTables<H, COHERENT, IDENTITY> {
+    fn with_lookup(hal: H, to_va: Option<ToVa<H>>) -> Self {
         Self {
-            to_va: Some(to_va),
-            ..Self::new(hal)
+            hal,
+            to_va,
+            state: Mutex::new(TablesState::default()),
         }
     }
 
@@ -131,34 +160,35 @@ impl<H: Hal, const COHERENT: bool> HalTables<H, COHERENT> {
     pub fn take_syncs(&self) -> Vec<(PhysAddr, usize)> {
         core::mem::take(&mut lock(&self.state).syncs)
     }
-}
 
-impl<const COHERENT: bool> HalTables<HostHal, COHERENT> {
-    /// Tables on an identity-mapped [`HostHal`] ([`HostHal::identity`]): the walk turns a
-    /// physical address back into a pointer itself, without a lock, as a kernel's linear map
-    /// does. For benches and for tests of several CPUs on one table (where a lock on every
-    /// walk step would hide the races they look for). Host addresses are large: an
-    /// output-address size under about 48 bits cannot hold them.
-    pub fn identity() -> Self {
-        // SAFETY: an identity `HostHal` hands out blocks whose physical address is their own
-        // address, with their provenance exposed (`HostHal::identity`); the address of a
-        // byte of a live block is so the pointer to that byte.
-        unsafe {
-            Self::with_translation(HostHal::identity(), |_, pa| {
-                NonNull::new(core::ptr::with_exposed_provenance_mut(pa.0 as usize))
+    /// [`TableAllocator::phys_to_virt`] through the platform's lookup or the record.
+    fn look_up(&self, pa: PhysAddr) -> NonNull<u64> {
+        let va = if let Some(to_va) = self.to_va {
+            to_va(&self.hal, pa).map(NonNull::cast)
+        } else {
+            let st = lock(&self.state);
+            st.holding(pa.0, 1).map(|(base, table)| {
+                // SAFETY: `pa` lies inside the table (`holding`), so the offset stays inside
+                // the region the pointer came from.
+                unsafe { table.va.cast::<u8>().add((pa.0 - base) as usize).cast() }
             })
-        }
+        };
+        va.unwrap_or_else(|| panic!("phys_to_virt of {:#x}, which is in no live table", pa.0))
     }
 }
 
 // SAFETY: `alloc_table` returns a `dma_alloc(size, size)` region (zeroed, `size` bytes valid,
 // never handed out twice: the `Hal` contract), refused unless its `pa` and `va` are aligned to
 // `size` and it is large enough. `phys_to_virt` returns, for an address inside a live table,
-// the pointer `dma_alloc` gave for it (from the record, keeping the region's provenance, or
-// from `to_va`, whose constructor's contract says the same) offset within the table, and
-// panics for any other address. `free_table` gives the exact region back once, after checking
-// it against the record. With `COHERENT` false, `sync` cleans through `Hal::clean_dcache`.
-unsafe impl<H: Hal, const COHERENT: bool> TableAllocator for HalTables<H, COHERENT> {
+// the pointer `dma_alloc` gave for it offset within the table: from the record (keeping the
+// region's provenance), from `to_va` (whose constructor's contract says the same), or, on an
+// identity `HostHal` (`IDENTITY`: only `identity()` builds such a value), from the address
+// itself (the block's own, its provenance exposed by `HostHal::identity`); it panics for an
+// address the record or `to_va` does not know. `free_table` gives the exact region back once,
+// after checking it against the record. With `COHERENT` false, `sync` cleans through `Hal::clean_dcache`.
+unsafe impl<H: Hal, const COHERENT: bool, const IDENTITY: bool> TableAllocator
+    for HalTables<H, COHERENT, IDENTITY>
+{
     const COHERENT: bool = COHERENT;
 
     fn alloc_table(&self, size: usize) -> Option<TableMem> {
@@ -210,19 +240,15 @@ unsafe impl<H: Hal, const COHERENT: bool> TableAllocator for HalTables<H, COHERE
         unsafe { self.hal.dma_free(region) };
     }
 
+    #[inline]
     fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        if let Some(to_va) = self.to_va {
-            let va = to_va(&self.hal, pa)
-                .unwrap_or_else(|| panic!("phys_to_virt of {:#x}: no table there", pa.0));
-            return va.cast();
+        if IDENTITY {
+            let va = core::ptr::with_exposed_provenance_mut(pa.0 as usize);
+            // SAFETY: only called with the address of a live table (the trait's contract),
+            // which on an identity `HostHal` is the address of a heap block: never 0.
+            return unsafe { NonNull::new_unchecked(va) };
         }
-        let st = lock(&self.state);
-        let (base, table) = st
-            .holding(pa.0, 1)
-            .unwrap_or_else(|| panic!("phys_to_virt of {:#x}, which is in no live table", pa.0));
-        // SAFETY: `pa` lies inside the table (`holding`), so the offset stays inside the region
-        // the pointer came from.
-        unsafe { table.va.cast::<u8>().add((pa.0 - base) as usize).cast() }
+        self.look_up(pa)
     }
 
     fn sync(&self, va: NonNull<u64>, len: usize) {
@@ -307,7 +333,7 @@ mod tests {
 
     #[test]
     fn identity_tables_walk_without_the_record() {
-        let tables = HalTables::<HostHal>::identity();
+        let tables = IdentityTables::<true>::identity();
         let pt = PageTable::new(config(48), &tables).unwrap();
         pt.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, Prot::READ)
             .unwrap();
