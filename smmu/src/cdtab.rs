@@ -10,7 +10,7 @@ use crate::arch::ste::S1Fmt;
 use crate::dma::DmaBuf;
 use crate::error::Error;
 use crate::hal::Hal;
-use crate::two_level::TwoLevel;
+use crate::two_level::{Shape, TwoLevel};
 use crate::writer::make::CdTable as CdTablePointer;
 
 /// Bytes per CD.
@@ -40,11 +40,10 @@ pub struct CdTable {
 
 impl core::fmt::Debug for CdTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("CdTable")
-            .field("fmt", &self.format())
-            .field("log2", &self.table.log2())
-            .field("base", &self.table.base().pa())
-            .field("leaves", &self.table.level2_tables())
+        let mut d = f.debug_struct("CdTable");
+        d.field("fmt", &self.format());
+        self.table
+            .debug_fields(&mut d, "leaves")
             .finish_non_exhaustive()
     }
 }
@@ -64,8 +63,13 @@ impl CdTable {
         } else {
             (None, log2.min(MAX_LOG2_LINEAR))
         };
+        let shape = Shape {
+            log2,
+            split,
+            coherent,
+        };
         // Every CD (linear) or level-1 descriptor (2-level) starts zero: invalid.
-        let table = TwoLevel::new(hal, log2, split, coherent, None)?;
+        let table = TwoLevel::new(hal, shape, None)?;
         Ok(Self { table })
     }
 

@@ -16,7 +16,7 @@ use crate::arch::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
 use crate::dma::DmaBuf;
 use crate::error::Error;
 use crate::hal::{Hal, PhysAddr};
-use crate::two_level::{self, TwoLevel};
+use crate::two_level::{self, Shape, TwoLevel};
 use crate::writer::{make, ENTRY_QWORDS};
 use crate::SmmuConfig;
 
@@ -159,11 +159,10 @@ pub struct OwnedStreamTable {
 
 impl core::fmt::Debug for OwnedStreamTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("OwnedStreamTable")
-            .field("layout", &self.layout())
-            .field("log2", &self.table.log2())
-            .field("base", &self.table.base().pa())
-            .field("l2_tables", &self.table.level2_tables())
+        let mut d = f.debug_struct("OwnedStreamTable");
+        d.field("layout", &self.layout());
+        self.table
+            .debug_fields(&mut d, "l2_tables")
             .finish_non_exhaustive()
     }
 }
@@ -189,8 +188,8 @@ impl OwnedStreamTable {
         coherent: bool,
         fill: &[u64; ENTRY_QWORDS],
     ) -> Result<Self, Error> {
-        let (log2, split) = Self::shape(layout, log2);
-        let table = TwoLevel::new(hal, log2, split, coherent, Some(fill))?;
+        let shape = Self::shape(layout, log2, coherent);
+        let table = TwoLevel::new(hal, shape, Some(fill))?;
         Ok(Self { table })
     }
 
@@ -205,34 +204,32 @@ impl OwnedStreamTable {
         coherent: bool,
         fill: &[u64; ENTRY_QWORDS],
     ) -> Result<&'p mut Self, Error> {
-        let (log2, split) = Self::shape(layout, log2);
-        let base = two_level::alloc_base(hal, log2, split, coherent, Some(fill))?;
+        let shape = Self::shape(layout, log2, coherent);
+        let base = two_level::alloc_base(hal, shape, Some(fill))?;
         let p = place.as_mut_ptr();
         // SAFETY: `p` comes from `&mut MaybeUninit<Self>`: valid for writes and aligned, and so
         // is its only field; the directory template is the empty static.
         unsafe {
-            TwoLevel::write_in(
-                &raw mut (*p).table,
-                base,
-                log2,
-                split,
-                coherent,
-                &EMPTY_L2_DIRECTORY,
-            );
+            TwoLevel::write_in(&raw mut (*p).table, base, shape, &EMPTY_L2_DIRECTORY);
         }
         // SAFETY: every field was written above.
         Ok(unsafe { place.assume_init_mut() })
     }
 
-    /// The table's log2 size as the driver's limits clamp it, and its level-2 split (`None`
-    /// for a linear table).
-    fn shape(layout: Layout, log2: u32) -> (u32, Option<u32>) {
-        match layout {
+    /// The table's shape: its log2 size as the driver's limits clamp it, and its level-2
+    /// split (`None` for a linear table).
+    fn shape(layout: Layout, log2: u32, coherent: bool) -> Shape {
+        let (log2, split) = match layout {
             Layout::Linear => (log2.min(MAX_LOG2_LINEAR), None),
             Layout::TwoLevel => (
                 log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL),
                 Some(STRTAB_SPLIT),
             ),
+        };
+        Shape {
+            log2,
+            split,
+            coherent,
         }
     }
 

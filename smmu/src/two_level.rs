@@ -19,6 +19,17 @@ use crate::writer::ENTRY_QWORDS;
 /// Bytes per entry (an STE or a CD).
 pub(crate) const ENTRY_BYTES: usize = ENTRY_QWORDS * 8;
 
+/// The form and size of a [`TwoLevel`] table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// log2 of the number of entries the table covers (at least `split` for 2 levels).
+    pub(crate) log2: u32,
+    /// log2 of the entries per level-2 table; `None` for a linear table.
+    pub(crate) split: Option<u32>,
+    /// Whether the SMMU accesses the table's memory coherently.
+    pub(crate) coherent: bool,
+}
+
 /// A linear or 2-level table of 64-byte entries, with room for `N` level-2 tables.
 pub(crate) struct TwoLevel<const N: usize> {
     /// The linear table, or the level-1 descriptor array.
@@ -34,27 +45,25 @@ pub(crate) struct TwoLevel<const N: usize> {
 }
 
 impl<const N: usize> TwoLevel<N> {
-    /// Allocates a table of 2^`log2` entries: linear when `split` is `None` (every entry set to
+    /// Allocates a table of `shape`: linear when `shape.split` is `None` (every entry set to
     /// `fill` when given, else zero), otherwise the level-1 array of 2^(`log2` − `split`)
-    /// descriptors, every one invalid (`log2` ≥ `split`).
+    /// descriptors, every one invalid.
     pub(crate) fn new<H: Hal + ?Sized>(
         hal: &H,
-        log2: u32,
-        split: Option<u32>,
-        coherent: bool,
+        shape: Shape,
         fill: Option<&[u64; ENTRY_QWORDS]>,
     ) -> Result<Self, Error> {
-        let base = alloc_base(hal, log2, split, coherent, fill)?;
+        let base = alloc_base(hal, shape, fill)?;
         Ok(Self {
             base,
-            log2,
-            split: encode_split(split),
+            log2: shape.log2,
+            split: encode_split(shape.split),
             l2: Vec::new(),
-            coherent,
+            coherent: shape.coherent,
         })
     }
 
-    /// Writes a table over `base` (from [`TwoLevel::alloc_base`]) into `place` field by field,
+    /// Writes a table of `shape` over `base` (from [`alloc_base`]) into `place` field by field,
     /// its level-2 directory copied from `empty`: a directory of many level-2 tables is large
     /// (kilobytes), and a table built in place must never have it pass through the stack.
     ///
@@ -63,9 +72,7 @@ impl<const N: usize> TwoLevel<N> {
     pub(crate) unsafe fn write_in(
         place: *mut Self,
         base: DmaBuf,
-        log2: u32,
-        split: Option<u32>,
-        coherent: bool,
+        shape: Shape,
         empty: &'static Vec<(u32, DmaBuf), N>,
     ) {
         debug_assert!(empty.is_empty());
@@ -75,10 +82,10 @@ impl<const N: usize> TwoLevel<N> {
         // is an independent empty vector; `empty` itself is only read.
         unsafe {
             (&raw mut (*place).base).write(base);
-            (&raw mut (*place).log2).write(log2);
-            (&raw mut (*place).split).write(encode_split(split));
+            (&raw mut (*place).log2).write(shape.log2);
+            (&raw mut (*place).split).write(encode_split(shape.split));
             core::ptr::copy_nonoverlapping(empty, &raw mut (*place).l2, 1);
-            (&raw mut (*place).coherent).write(coherent);
+            (&raw mut (*place).coherent).write(shape.coherent);
         }
     }
 
@@ -111,6 +118,18 @@ impl<const N: usize> TwoLevel<N> {
     /// Number of level-2 tables allocated.
     pub(crate) fn level2_tables(&self) -> usize {
         self.l2.len()
+    }
+
+    /// Adds the table's size, base address and number of level-2 tables (under the name
+    /// `level2`) to a `Debug` report of the table that holds it.
+    pub(crate) fn debug_fields<'d, 'a, 'b: 'a>(
+        &self,
+        d: &'d mut core::fmt::DebugStruct<'a, 'b>,
+        level2: &str,
+    ) -> &'d mut core::fmt::DebugStruct<'a, 'b> {
+        d.field("log2", &self.log2)
+            .field("base", &self.base.pa())
+            .field(level2, &self.l2.len())
     }
 
     /// Whether `index` is inside the table.
@@ -220,15 +239,18 @@ impl<const N: usize> TwoLevel<N> {
     }
 }
 
-/// The base buffer of a [`TwoLevel`] table of 2^`log2` entries (see [`TwoLevel::new`]), alone:
-/// for [`TwoLevel::write_in`].
+/// The base buffer of a [`TwoLevel`] table of `shape` (see [`TwoLevel::new`]), alone: for
+/// [`TwoLevel::write_in`].
 pub(crate) fn alloc_base<H: Hal + ?Sized>(
     hal: &H,
-    log2: u32,
-    split: Option<u32>,
-    coherent: bool,
+    shape: Shape,
     fill: Option<&[u64; ENTRY_QWORDS]>,
 ) -> Result<DmaBuf, Error> {
+    let Shape {
+        log2,
+        split,
+        coherent,
+    } = shape;
     let Some(split) = split else {
         // §5.1, §5.2: a linear table is aligned to its size.
         let bytes = ENTRY_BYTES << log2;
