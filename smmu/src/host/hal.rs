@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::vec::Vec;
 
+use super::Held;
 use crate::hal::{DmaRegion, Hal, HalError, MapAttr, PhysAddr, PhysRange};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,7 +98,7 @@ impl fmt::Display for HalFault {
 /// One live heap allocation.
 struct Allocation {
     pa: u64,
-    ptr: NonNull<u8>,
+    ptr: Held<u8>,
     layout: Layout,
 }
 
@@ -115,20 +116,13 @@ impl Allocation {
     }
 }
 
-// SAFETY: an `Allocation` is an owning record of a heap block (like a `Box<[u8]>`); the
-// pointer is only dereferenced under the `Hal` contract by whoever the block was handed to.
-unsafe impl Send for Allocation {}
-
 /// One live `map_phys` mapping.
 struct Mapping {
-    va: NonNull<u8>,
+    va: Held<u8>,
     size: usize,
     pa: u64,
     attr: MapAttr,
 }
-
-// SAFETY: a record of a pointer into an `Allocation` (see there); never dereferenced here.
-unsafe impl Send for Mapping {}
 
 #[derive(Default)]
 struct HalState {
@@ -345,7 +339,14 @@ impl HostHal {
         // SAFETY: `layout` has a non-zero size (callers check `size != 0`).
         let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(HalError::NoMemory)?;
         let pa = pa.unwrap_or_else(|| ptr.as_ptr().expose_provenance() as u64);
-        st.allocs.insert(pa, Allocation { pa, ptr, layout });
+        st.allocs.insert(
+            pa,
+            Allocation {
+                pa,
+                ptr: Held(ptr),
+                layout,
+            },
+        );
         st.total_allocs += 1;
         Ok(DmaRegion {
             pa: PhysAddr(pa),
@@ -491,12 +492,12 @@ impl HostHal {
                 size: region.size,
             });
         };
-        if a.ptr != region.va || a.layout.size() != region.size {
+        if *a.ptr != region.va || a.layout.size() != region.size {
             return Some(HalFault::MismatchedFree {
                 pa: region.pa,
                 size: region.size,
                 allocated: a.layout.size(),
-                same_va: a.ptr == region.va,
+                same_va: *a.ptr == region.va,
             });
         }
         st.mappings
@@ -559,7 +560,7 @@ unsafe impl Hal for HostHal {
         // stays inside the block the pointer came from.
         let va = unsafe { a.ptr.add((pa.0 - a.pa) as usize) };
         st.mappings.push(Mapping {
-            va,
+            va: Held(va),
             size,
             pa: pa.0,
             attr,
@@ -572,7 +573,7 @@ unsafe impl Hal for HostHal {
         let Some(i) = st
             .mappings
             .iter()
-            .position(|m| m.va == va && m.size == size)
+            .position(|m| *m.va == va && m.size == size)
         else {
             drop(st);
             return self.fault(HalFault::UnknownUnmap { size });

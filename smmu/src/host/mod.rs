@@ -36,5 +36,25 @@
 mod hal;
 mod tables;
 
+use core::ptr::NonNull;
+
 pub use hal::{HalFault, HostHal, FAKE_PA_BASE};
 pub use tables::{HalTables, IdentityTables, ToVa};
+
+/// A pointer kept in a record of what was handed out (a live allocation, mapping or table),
+/// which sits behind a `Mutex` that several threads share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held<T>(NonNull<T>);
+
+// SAFETY: a `Held` is a record: the host module only offsets it, to hand out a pointer under the
+// `Hal` or `TableAllocator` contract, or frees the block it owns; sending the record to another
+// thread is like sending the address.
+unsafe impl<T> Send for Held<T> {}
+
+impl<T> core::ops::Deref for Held<T> {
+    type Target = NonNull<T>;
+
+    fn deref(&self) -> &NonNull<T> {
+        &self.0
+    }
+}

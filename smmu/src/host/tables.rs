@@ -9,6 +9,7 @@ use std::vec::Vec;
 use smmu_pagetable::{TableAllocator, TableMem};
 
 use super::hal::HostHal;
+use super::Held;
 use crate::hal::{DmaRegion, Hal, PhysAddr};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -24,16 +25,12 @@ pub type IdentityTables<const COHERENT: bool = true> = HalTables<HostHal, COHERE
 
 /// One live table.
 struct LiveTable {
-    va: NonNull<u64>,
+    va: Held<u64>,
     /// The size the page table asked for.
     size: usize,
     /// The size of the region `dma_alloc` returned (it may round up), given back with it.
     region_size: usize,
 }
-
-// SAFETY: a record of a table's pointer, only dereferenced (offset) under the
-// `TableAllocator` contract; sending the record between threads is like sending the address.
-unsafe impl Send for LiveTable {}
 
 #[derive(Default)]
 struct TablesState {
@@ -203,7 +200,7 @@ unsafe impl<H: Hal, const COHERENT: bool, const IDENTITY: bool> TableAllocator
         let va = region.va.cast::<u64>();
         let mut st = lock(&self.state);
         let table = LiveTable {
-            va,
+            va: Held(va),
             size,
             region_size: region.size,
         };
@@ -220,7 +217,7 @@ unsafe impl<H: Hal, const COHERENT: bool, const IDENTITY: bool> TableAllocator
             panic!("free of table {pa:#x}: not allocated here, or freed already");
         };
         assert!(
-            live.va == table.va,
+            *live.va == table.va,
             "free of table {pa:#x} with another va than it was handed out with"
         );
         assert!(
@@ -285,25 +282,28 @@ mod tests {
         }
     }
 
+    /// Maps three pages at 2 MiB + 0 on a table of `oas` bits on `tables`, checks a
+    /// translation, unmaps them and releases what the unmap retired.
+    fn map_translate_unmap<A: TableAllocator>(tables: A, oas: u32) {
+        let pt = PageTable::new(config(oas), tables).unwrap();
+        let pa = 0x4000_0000;
+        pt.map(Iova(0x20_0000), PhysAddr(pa), 0x3000, Prot::READ)
+            .unwrap();
+        assert_eq!(
+            pt.iova_to_phys(Iova(0x20_1008)),
+            Some(PhysAddr(pa + 0x1008))
+        );
+        let mut gather = Gather::new();
+        assert_eq!(pt.unmap(Iova(0x20_0000), 0x3000, &mut gather), Ok(0x3000));
+        // SAFETY: no SMMU walks this table.
+        unsafe { pt.release(&mut gather) }.unwrap();
+    }
+
     #[test]
     fn a_page_table_on_the_host_hal_gives_every_table_back() {
         let tables = HalTables::<HostHal>::default();
-        {
-            let pt = PageTable::new(config(40), &tables).unwrap();
-            pt.map(Iova(0x20_0000), PhysAddr(0x4000_0000), 0x3000, Prot::READ)
-                .unwrap();
-            assert_eq!(
-                pt.iova_to_phys(Iova(0x20_1008)),
-                Some(PhysAddr(0x4000_1008))
-            );
-            // The start table and one table per level below it.
-            assert_eq!(tables.live(), 3);
-            assert_eq!(tables.hal().live_allocations(), 3);
-            let mut gather = Gather::new();
-            assert_eq!(pt.unmap(Iova(0x20_0000), 0x3000, &mut gather), Ok(0x3000));
-            // SAFETY: no SMMU walks this table.
-            unsafe { pt.release(&mut gather) }.unwrap();
-        }
+        map_translate_unmap(&tables, 40);
+        // The start table and one table per level below it, all given back.
         assert_eq!((tables.live(), tables.total()), (0, 3));
         assert!(tables.hal().leaks().is_empty() && tables.hal().faults().is_empty());
     }
@@ -334,11 +334,8 @@ mod tests {
     #[test]
     fn identity_tables_walk_without_the_record() {
         let tables = IdentityTables::<true>::identity();
-        let pt = PageTable::new(config(48), &tables).unwrap();
-        pt.map(Iova(0x1000), PhysAddr(0x1000), 0x1000, Prot::READ)
-            .unwrap();
-        assert_eq!(pt.iova_to_phys(Iova(0x1008)), Some(PhysAddr(0x1008)));
-        drop(pt);
+        map_translate_unmap(&tables, 48);
+        assert_eq!((tables.live(), tables.total()), (0, 3));
         assert_eq!(tables.hal().leaks(), []);
     }
 
