@@ -3,68 +3,16 @@
 //! unmap leaves nothing behind, and dropping the table returns every page to the allocator.
 #![no_main]
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::cell::{Cell, RefCell};
-use std::ptr::NonNull;
-
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use smmu_pagetable::{
-    Config, Gather, Granule, Iova, PageTable, PhysAddr, Prot, Stage, TableAllocator, TableMem,
-};
+use smmu::host::{HalTables, HostHal};
+use smmu_pagetable::{Config, Gather, Granule, Iova, PageTable, PhysAddr, Prot, Stage};
 
-/// Tables from the global allocator with fake physical addresses below 2^32 (one 1 MiB-aligned
-/// slot per allocation, so every OAS works), counting live ones.
-#[derive(Default)]
-struct Alloc {
-    slots: RefCell<Vec<Option<NonNull<u64>>>>,
-    live: Cell<usize>,
-}
-
+/// Fake physical addresses of the tables: low enough that every output-address size holds
+/// them (at most `MAX_TABLES` tables of up to 64 KiB, with the HAL's gaps, stay below 2^32).
 const PA_BASE: u64 = 0x1000_0000;
-const SLOT: u64 = 1 << 20;
-const MAX_SLOTS: usize = 3000;
-
-// SAFETY: zeroed, size-aligned allocations from the global allocator, each freed once with its
-// own layout; every fake PA is slot-aligned (so aligned to any table size) and maps back to its
-// allocation through `slots`, which keeps the pointer's provenance.
-unsafe impl TableAllocator for Alloc {
-    fn alloc_table(&self, size: usize) -> Option<TableMem> {
-        let mut slots = self.slots.borrow_mut();
-        if slots.len() >= MAX_SLOTS {
-            return None;
-        }
-        let layout = Layout::from_size_align(size, size).ok()?;
-        // SAFETY: non-zero size; the alignment (>= 4096) suits u64.
-        #[allow(clippy::cast_ptr_alignment)]
-        let va = NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<u64>())?;
-        slots.push(Some(va));
-        self.live.set(self.live.get() + 1);
-        Some(TableMem {
-            pa: PhysAddr(PA_BASE + (slots.len() as u64 - 1) * SLOT),
-            va,
-        })
-    }
-
-    unsafe fn free_table(&self, table: TableMem, size: usize) {
-        let i = ((table.pa.0 - PA_BASE) / SLOT) as usize;
-        let va = self.slots.borrow_mut()[i].take().expect("double free");
-        assert_eq!(va, table.va);
-        self.live.set(self.live.get() - 1);
-        // SAFETY: allocated above with this layout.
-        unsafe {
-            dealloc(
-                va.as_ptr().cast(),
-                Layout::from_size_align_unchecked(size, size),
-            )
-        };
-    }
-
-    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        let i = ((pa.0 - PA_BASE) / SLOT) as usize;
-        self.slots.borrow()[i].expect("live table")
-    }
-}
+/// Tables an input may allocate before the allocator reports out of memory.
+const MAX_TABLES: usize = 3000;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -121,7 +69,10 @@ fuzz_target!(|input: Input| {
         ias: u32::from(input.ias % 56),
         oas: u32::from(input.oas % 56),
     };
-    let alloc = Alloc::default();
+    // Tables on the strict host HAL: a double or mismatched free, or a lookup outside a live
+    // table, panics.
+    let alloc = HalTables::<_>::new(HostHal::new().with_pa_base(PA_BASE));
+    alloc.hal().set_alloc_budget(Some(MAX_TABLES));
     {
         let Ok(pt) = PageTable::new(cfg, &alloc) else {
             return;
@@ -185,5 +136,5 @@ fuzz_target!(|input: Input| {
         // SAFETY: as above.
         unsafe { pt.release(&mut gather) }.expect("own gather");
     }
-    assert_eq!(alloc.live.get(), 0, "leaked tables");
+    assert_eq!(alloc.hal().leaks(), [], "leaked tables");
 });

@@ -10,53 +10,19 @@
 //! Criterion groups run first; a summary table (median ns/op over many batches) follows.
 #![allow(missing_docs, clippy::missing_panics_doc, unreachable_pub)]
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::hint::black_box;
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
 use aarch64_paging::idmap::IdTranslation;
 use aarch64_paging::paging::{Constraints, MemoryRegion, RootTable, Stage2};
 use criterion::{criterion_group, Criterion};
-use smmu_pagetable::{
-    Config, Gather, Granule, Iova, PageTable, PhysAddr, Prot, Stage, TableAllocator, TableMem,
-};
+use smmu::host::IdentityTables;
+use smmu_pagetable::{Config, Gather, Granule, Iova, PageTable, PhysAddr, Prot, Stage};
 
-/// Identity-mapped tables from the global allocator (the scheme of aarch64-paging's
-/// `IdTranslation`).
-struct HostAlloc;
-
-// SAFETY: zeroed, size-aligned allocations from the global allocator; each freed once with its
-// layout; `phys_to_virt` inverts the identity PA and recovers the exposed provenance.
-unsafe impl TableAllocator for HostAlloc {
-    fn alloc_table(&self, size: usize) -> Option<TableMem> {
-        let layout = Layout::from_size_align(size, size).ok()?;
-        // SAFETY: non-zero size. The cast is aligned: the layout's alignment is `size` >= 4096.
-        #[allow(clippy::cast_ptr_alignment)]
-        let va = NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<u64>())?;
-        Some(TableMem {
-            pa: PhysAddr(va.as_ptr().expose_provenance() as u64),
-            va,
-        })
-    }
-
-    unsafe fn free_table(&self, table: TableMem, size: usize) {
-        // SAFETY: allocated in `alloc_table` with this layout.
-        unsafe {
-            dealloc(
-                table.va.as_ptr().cast(),
-                Layout::from_size_align_unchecked(size, size),
-            );
-        }
-    }
-
-    #[inline]
-    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        // SAFETY: only called with PAs of live tables, which are non-null exposed addresses.
-        unsafe { NonNull::new_unchecked(std::ptr::with_exposed_provenance_mut(pa.0 as usize)) }
-    }
-}
+/// Identity-mapped tables (the scheme of aarch64-paging's `IdTranslation`) on the strict host
+/// HAL: the walk turns a table address into its pointer inline, without a lock.
+type HostAlloc = IdentityTables;
 
 trait Subject {
     const NAME: &'static str;
@@ -82,7 +48,7 @@ impl Subject for Ours {
             oas: 48,
         };
         Self {
-            pt: PageTable::new(cfg, HostAlloc).unwrap(),
+            pt: PageTable::new(cfg, HostAlloc::identity()).unwrap(),
             gather: Gather::new(),
         }
     }

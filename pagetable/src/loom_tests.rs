@@ -16,6 +16,10 @@
 //! The install models catch a plain store instead of the compare-and-swap (a table linked twice,
 //! one lost) and a relaxed link (a causality violation); the overlapping-unmaps model catches a
 //! plain store in place of the unlinking compare-and-swap (a table retired twice, freed twice).
+//!
+//! That allocator stays here rather than being `smmu::host::HalTables` (which the integration
+//! tests use): its tables are arrays of loom atomics, not memory a HAL hands out, and a
+//! unit-test build of this crate is not the `smmu_pagetable` that `smmu` links.
 
 extern crate std;
 

@@ -7,6 +7,11 @@
 //! `phys_to_virt` of a freed table panics. It can also park one thread inside `phys_to_virt` of
 //! one table, between reading the descriptor that points to the table and reading the table:
 //! exactly where a walker is when another CPU unlinks that table.
+//!
+//! That allocator stays here rather than being `smmu::host::HalTables` (which the integration
+//! tests use): a unit-test build of this crate is not the `smmu_pagetable` that `smmu` links,
+//! so its `TableAllocator` is another trait; and poisoning, keeping freed tables and parking a
+//! walker are what these tests are about, not what a HAL does.
 
 extern crate std;
 

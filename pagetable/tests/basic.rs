@@ -2,6 +2,7 @@
 mod common;
 
 use common::{NcAlloc, TestAlloc};
+use smmu::host::HostHal;
 use smmu_pagetable::*;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -14,7 +15,7 @@ fn pt(stage: Stage, granule: Granule, ias: u32, oas: u32) -> PageTable<TestAlloc
             ias,
             oas,
         },
-        TestAlloc::new(),
+        TestAlloc::default(),
     )
     .unwrap()
 }
@@ -165,7 +166,7 @@ fn lpa_52bit_output_with_64k() {
             ias: 48,
             oas: 52,
         },
-        TestAlloc::new(),
+        TestAlloc::default(),
     );
     assert!(matches!(
         e,
@@ -178,7 +179,7 @@ fn lpa_52bit_output_with_64k() {
             ias: 52,
             oas: 48,
         },
-        TestAlloc::new(),
+        TestAlloc::default(),
     );
     assert!(matches!(
         e,
@@ -310,7 +311,7 @@ fn out_of_memory_changes_nothing() {
         let mut t = pt(Stage::Stage1, Granule::Size4K, 48, 48);
         t.map(Iova(0), PhysAddr(0), 0x1000, RW).unwrap();
         let before = (leaves(&t), t.allocator().live());
-        t.allocator().fail_after.set(Some(budget));
+        t.allocator().hal().set_alloc_budget(Some(budget));
         // Needs 3 new tables (L1, L2, L3) at 512 GiB.
         let r = t.map(Iova(1 << 39), PhysAddr(0), 0x1000, RW);
         assert_eq!(r, Err(Error::OutOfMemory));
@@ -321,7 +322,7 @@ fn out_of_memory_changes_nothing() {
             before,
             "budget {budget}"
         );
-        t.allocator().fail_after.set(None);
+        t.allocator().hal().set_alloc_budget(None);
         t.map(Iova(1 << 39), PhysAddr(0), 0x1000, RW).unwrap();
     }
 }
@@ -474,7 +475,7 @@ fn gather_bounded_widening() {
 // spec: P3
 #[test]
 fn whole_subtree_retired_and_dropped_cleanly() {
-    let alloc = TestAlloc::new();
+    let alloc = TestAlloc::default();
     {
         let mut t = PageTable::new(
             Config {
@@ -531,10 +532,10 @@ fn non_coherent_sync_covers_every_write() {
     let c = t.stage1_config().unwrap();
     assert_eq!(c.walk.sh, Shareability::Outer);
     assert_eq!(c.walk.irgn, Cacheability::NonCacheable);
-    alloc.syncs.borrow_mut().clear();
+    let _ = alloc.take_syncs();
     t.map(Iova(0x1000), PhysAddr(0x1000), 0x100_0000 - 0x1000, RW)
         .unwrap();
-    let syncs = alloc.syncs.borrow().clone();
+    let syncs = alloc.take_syncs();
     // Every leaf descriptor written lies in some synced range.
     let mut leaf_addrs = Vec::new();
     t.walk(|e| {
@@ -546,10 +547,10 @@ fn non_coherent_sync_covers_every_write() {
     // One sync per table touched plus one per new table, not one per descriptor.
     assert!(syncs.len() <= 2 * tables(&t), "{} syncs", syncs.len());
     let mut g = Gather::new();
-    alloc.syncs.borrow_mut().clear();
     t.unmap(Iova(0x1000), 0x2000, &mut g).unwrap();
-    assert_eq!(alloc.syncs.borrow().len(), 1);
-    assert_eq!(alloc.syncs.borrow()[0].1, 16);
+    let syncs = alloc.take_syncs();
+    assert_eq!(syncs.len(), 1);
+    assert_eq!(syncs[0].1, 16);
     release(&t, &mut g);
 }
 
@@ -640,8 +641,8 @@ fn walk_reports_tables_then_leaves() {
 // a half-built table)
 #[test]
 fn new_fails_cleanly_without_memory_or_with_bad_memory() {
-    let alloc = TestAlloc::new();
-    alloc.fail_after.set(Some(0));
+    let alloc = TestAlloc::default();
+    alloc.hal().set_alloc_budget(Some(0));
     let cfg = Config {
         stage: Stage::Stage1,
         granule: Granule::Size4K,
@@ -654,30 +655,7 @@ fn new_fails_cleanly_without_memory_or_with_bad_memory() {
     ));
     assert_eq!(alloc.live(), 0);
     // An allocator handing out a PA above 2^OAS gets BadTableMemory, and its page back.
-    struct High(TestAlloc);
-    // SAFETY: forwards to `TestAlloc` but reports a PA above 2^32 for the first allocation,
-    // which `PageTable::new` must refuse and hand back before using it.
-    unsafe impl TableAllocator for High {
-        fn alloc_table(&self, size: usize) -> Option<TableMem> {
-            let m = self.0.alloc_table(size)?;
-            Some(TableMem {
-                pa: PhysAddr(m.pa.0 + (1 << 32)),
-                va: m.va,
-            })
-        }
-        unsafe fn free_table(&self, table: TableMem, size: usize) {
-            let t = TableMem {
-                pa: PhysAddr(table.pa.0 - (1 << 32)),
-                va: table.va,
-            };
-            // SAFETY: forwarded; the PA is translated back to the one `TestAlloc` issued.
-            unsafe { self.0.free_table(t, size) }
-        }
-        fn phys_to_virt(&self, pa: PhysAddr) -> std::ptr::NonNull<u64> {
-            self.0.phys_to_virt(PhysAddr(pa.0 - (1 << 32)))
-        }
-    }
-    let high = High(TestAlloc::new());
+    let high = TestAlloc::new(HostHal::new().with_pa_base(1 << 32));
     let cfg = Config {
         stage: Stage::Stage2,
         granule: Granule::Size4K,
@@ -688,7 +666,8 @@ fn new_fails_cleanly_without_memory_or_with_bad_memory() {
         PageTable::new(cfg, &high),
         Err(Error::BadTableMemory)
     ));
-    assert_eq!(high.0.live(), 0);
+    assert_eq!((high.live(), high.total()), (0, 1));
+    assert_eq!(high.hal().leaks(), []);
 }
 
 // spec: P1 — every stage-2 geometry is one DDI 0487 permits: (start level, concatenated tables,

@@ -6,63 +6,15 @@
 //! unmaps retire tables (into the page table's pool, which later maps take from) while the
 //! others walk. Runs under Miri too (fewer steps).
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::collections::{HashMap, HashSet};
-use std::ptr::NonNull;
-use std::sync::Mutex;
+use std::collections::HashMap;
 
-use smmu_pagetable::{
-    Config, Error, Gather, Granule, Iova, PageTable, PhysAddr, Prot, Stage, TableAllocator,
-    TableMem,
-};
+use smmu::host::IdentityTables;
+use smmu_pagetable::{Config, Error, Gather, Granule, Iova, PageTable, PhysAddr, Prot, Stage};
 
-/// A thread-safe allocator on the host heap whose "physical" addresses are the host addresses,
-/// tracking every live table so that a leak or a double free fails the test.
-#[derive(Default)]
-struct SyncAlloc {
-    live: Mutex<HashSet<u64>>,
-}
-
-// SAFETY: tables come zeroed and size-aligned from the global allocator, each one is freed once
-// with its own layout (a second free panics before touching memory), and `phys_to_virt` inverts
-// `alloc_table`'s mapping with the exposed provenance of the allocation.
-unsafe impl TableAllocator for SyncAlloc {
-    fn alloc_table(&self, size: usize) -> Option<TableMem> {
-        let layout = Layout::from_size_align(size, size).ok()?;
-        // SAFETY: `layout` has a non-zero size.
-        // The layout is aligned to `size` (>= 4 KiB), so the cast is aligned.
-        #[allow(clippy::cast_ptr_alignment)]
-        let va = NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<u64>())?;
-        let pa = va.as_ptr().expose_provenance() as u64;
-        assert!(
-            self.live.lock().unwrap().insert(pa),
-            "{pa:#x} handed out twice"
-        );
-        Some(TableMem {
-            pa: PhysAddr(pa),
-            va,
-        })
-    }
-
-    unsafe fn free_table(&self, table: TableMem, size: usize) {
-        assert!(
-            self.live.lock().unwrap().remove(&table.pa.0),
-            "{:#x} freed twice or never allocated",
-            table.pa.0
-        );
-        // SAFETY: allocated above with this very layout, freed once (checked just above).
-        unsafe {
-            dealloc(
-                table.va.as_ptr().cast(),
-                Layout::from_size_align_unchecked(size, size),
-            );
-        }
-    }
-
-    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        NonNull::new(std::ptr::with_exposed_provenance_mut(pa.0 as usize)).unwrap()
-    }
-}
+/// Tables on the strict host HAL, identity-mapped: the walks turn table addresses into
+/// pointers without a lock, so that no lock of the allocator orders the threads' accesses and
+/// hides a race from Miri. Every live table is recorded: a leak or a double free fails the test.
+type SyncAlloc = IdentityTables;
 
 /// A 4K-granule table with a 48-bit output size on `alloc`.
 fn table(alloc: &SyncAlloc, stage: Stage, ias: u32) -> PageTable<&SyncAlloc> {
@@ -173,7 +125,7 @@ fn worker(pt: &PageTable<&SyncAlloc>, t: u64) {
 // spec: P2, P3
 #[test]
 fn disjoint_ranges_from_several_threads_stay_exact_and_leak_nothing() {
-    let alloc = SyncAlloc::default();
+    let alloc = SyncAlloc::identity();
     let mut pt = table(&alloc, Stage::Stage1, 48);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)
@@ -212,7 +164,7 @@ fn disjoint_ranges_from_several_threads_stay_exact_and_leak_nothing() {
     assert_eq!(leaves, 0);
     let pooled = pt.reclaim();
     assert!(pooled > 0, "the wide unmaps retired tables");
-    assert_eq!(alloc.live.lock().unwrap().len(), tables);
+    assert_eq!(alloc.live(), tables);
     // Single-threaded now, an unmap of everything retires every table but the root.
     let mut gather = Gather::new();
     assert_eq!(pt.unmap(Iova(0), 1 << 39, &mut gather), Ok(0));
@@ -220,9 +172,9 @@ fn disjoint_ranges_from_several_threads_stay_exact_and_leak_nothing() {
     // SAFETY: no SMMU walks this table.
     unsafe { pt.release(&mut gather) }.unwrap();
     assert_eq!(pt.reclaim(), tables - 1);
-    assert_eq!(alloc.live.lock().unwrap().len(), 1);
+    assert_eq!(alloc.live(), 1);
     drop(pt);
-    assert!(alloc.live.lock().unwrap().is_empty(), "tables leaked");
+    assert_eq!(alloc.hal().leaks(), [], "tables leaked");
 }
 
 /// Threads that all map the *same* ranges (a caller bug) get `AlreadyMapped` or success, never
@@ -230,7 +182,7 @@ fn disjoint_ranges_from_several_threads_stay_exact_and_leak_nothing() {
 // spec: P2
 #[test]
 fn overlapping_threads_neither_corrupt_nor_leak() {
-    let alloc = SyncAlloc::default();
+    let alloc = SyncAlloc::identity();
     let pt = table(&alloc, Stage::Stage2, 40);
     let rounds = if cfg!(miri) { 3 } else { 300 };
     std::thread::scope(|s| {
@@ -270,7 +222,7 @@ fn overlapping_threads_neither_corrupt_nor_leak() {
     unsafe { pt.release(&mut gather) }.unwrap();
     assert_eq!(pt.iova_to_phys(Iova(G1)), None);
     drop(pt);
-    assert!(alloc.live.lock().unwrap().is_empty(), "tables leaked");
+    assert_eq!(alloc.hal().leaks(), [], "tables leaked");
 }
 
 /// Fresh tables, raced for: in each round a new page table, and threads released at once that
@@ -288,7 +240,7 @@ fn racing_installs_of_the_same_new_table_keep_one_and_free_the_rest() {
     // Two: more spinning threads than this machine's cores only wait for the scheduler.
     let threads = 2;
     for round in 0..rounds {
-        let alloc = SyncAlloc::default();
+        let alloc = SyncAlloc::identity();
         let mut pt = table(&alloc, Stage::Stage1, 48);
         // A spinning start line: a blocking barrier wakes threads microseconds apart, far
         // longer than a map takes.
@@ -333,12 +285,8 @@ fn racing_installs_of_the_same_new_table_keep_one_and_free_the_rest() {
         assert_eq!(tables, 4 + 1 + threads + 1, "round {round}");
         // The losers' tables wait in the pool.
         pt.reclaim();
-        assert_eq!(
-            alloc.live.lock().unwrap().len(),
-            tables,
-            "round {round}: lost tables"
-        );
+        assert_eq!(alloc.live(), tables, "round {round}: lost tables");
         drop(pt);
-        assert!(alloc.live.lock().unwrap().is_empty());
+        assert_eq!(alloc.hal().leaks(), []);
     }
 }

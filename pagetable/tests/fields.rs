@@ -156,7 +156,7 @@ fn sl0_and_t0sz_follow_the_json_rule() {
                     ias,
                     oas: 48,
                 },
-                common::TestAlloc::new(),
+                common::TestAlloc::default(),
             )
             .unwrap();
             let c = pt.stage2_config().unwrap();

@@ -218,7 +218,7 @@ fn tables_of(pt: &PageTable<&TestAlloc>) -> BTreeSet<(u64, u32)> {
 
 // spec: P2, P3, P5
 fn check(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
-    let alloc = TestAlloc::new();
+    let alloc = TestAlloc::default();
     {
         let mut pt = PageTable::new(cfg, &alloc).unwrap();
         let mut model = Model::new(cfg, u32::from(pt.start_level()));

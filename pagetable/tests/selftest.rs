@@ -30,7 +30,7 @@ fn release<A: TableAllocator>(pt: &PageTable<A>, g: &mut Gather) {
 // spec: P1, P2, P3, P5
 fn run(stage: Stage, granule: Granule, ias: u32, oas: u32) {
     let ctx = format!("{stage:?} {granule} ias {ias} oas {oas}");
-    let alloc = TestAlloc::new();
+    let alloc = TestAlloc::default();
     {
         let mut pt = PageTable::new(
             Config {

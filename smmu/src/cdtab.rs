@@ -5,15 +5,13 @@
 //! one leaf table holds get a 2-level table whose 64 KiB leaves (1024 CDs) are allocated on
 //! first use, as Linux does.
 
-use heapless::Vec;
-
 use crate::arch::cd::L1CdConfig;
 use crate::arch::ste::S1Fmt;
 use crate::dma::DmaBuf;
 use crate::error::Error;
 use crate::hal::Hal;
+use crate::two_level::{Shape, TwoLevel};
 use crate::writer::make::CdTable as CdTablePointer;
-use crate::writer::ENTRY_QWORDS;
 
 /// Bytes per CD.
 pub const CD_BYTES: usize = 64;
@@ -36,22 +34,16 @@ pub enum CdPrepared {
 
 /// A master's CD table.
 pub struct CdTable {
-    fmt: S1Fmt,
-    /// log2 of the number of CDs (`S1CDMax`).
-    log2: u32,
-    /// The linear table, or the level-1 descriptors.
-    base: DmaBuf,
-    leaves: Vec<(u32, DmaBuf), MAX_LEAVES>,
-    coherent: bool,
+    /// The linear table, or the level-1 descriptors and the leaf tables.
+    table: TwoLevel<MAX_LEAVES>,
 }
 
 impl core::fmt::Debug for CdTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("CdTable")
-            .field("fmt", &self.fmt)
-            .field("log2", &self.log2)
-            .field("base", &self.base.pa())
-            .field("leaves", &self.leaves.len())
+        let mut d = f.debug_struct("CdTable");
+        d.field("fmt", &self.format());
+        self.table
+            .debug_fields(&mut d, "leaves")
             .finish_non_exhaustive()
     }
 }
@@ -65,96 +57,76 @@ impl CdTable {
         cd2l: bool,
         coherent: bool,
     ) -> Result<Self, Error> {
-        let (fmt, log2) = if cd2l && log2 > MAX_LOG2_LINEAR {
+        let (split, log2) = if cd2l && log2 > MAX_LOG2_LINEAR {
             let max = LEAF_SPLIT + MAX_LEAVES.trailing_zeros();
-            (S1Fmt::TwoLevel64K, log2.min(20).min(max.max(LEAF_SPLIT)))
+            (Some(LEAF_SPLIT), log2.min(20).min(max.max(LEAF_SPLIT)))
         } else {
-            (S1Fmt::Linear, log2.min(MAX_LOG2_LINEAR))
+            (None, log2.min(MAX_LOG2_LINEAR))
         };
-        let bytes = match fmt {
-            S1Fmt::Linear => CD_BYTES << log2,
-            _ => 8usize << (log2 - LEAF_SPLIT),
-        };
-        // §5.2: a linear table is 64-byte aligned; the L1 table is aligned to its size (min 64).
-        let base = DmaBuf::alloc(hal, bytes, bytes.max(64), coherent)?;
-        Ok(Self {
-            fmt,
+        let shape = Shape {
             log2,
-            base,
-            leaves: Vec::new(),
+            split,
             coherent,
-        })
+        };
+        // Every CD (linear) or level-1 descriptor (2-level) starts zero: invalid.
+        let table = TwoLevel::new(hal, shape, None)?;
+        Ok(Self { table })
+    }
+
+    /// `S1Fmt` of the table: linear, or 2-level with 64 KiB leaves.
+    fn format(&self) -> S1Fmt {
+        if self.table.is_two_level() {
+            S1Fmt::TwoLevel64K
+        } else {
+            S1Fmt::Linear
+        }
     }
 
     /// What an STE needs to point at this table.
     pub fn pointer(&self) -> CdTablePointer {
         CdTablePointer {
-            base: self.base.pa().0,
-            fmt: self.fmt,
-            cd_max: self.log2 as u8,
+            base: self.table.base().pa().0,
+            fmt: self.format(),
+            cd_max: self.table.log2() as u8,
         }
     }
 
     /// log2 of the number of SubstreamIDs.
     pub fn log2_size(&self) -> u32 {
-        self.log2
+        self.table.log2()
     }
 
     fn check(&self, ssid: u32) -> Result<(), Error> {
-        if u64::from(ssid) >> self.log2 != 0 {
-            Err(Error::SubstreamIdOutOfRange(ssid))
-        } else {
+        if self.table.contains(ssid) {
             Ok(())
+        } else {
+            Err(Error::SubstreamIdOutOfRange(ssid))
         }
     }
 
     /// Makes the CD of `ssid` addressable, allocating its leaf table when needed.
     pub fn prepare<H: Hal + ?Sized>(&mut self, hal: &H, ssid: u32) -> Result<CdPrepared, Error> {
         self.check(ssid)?;
-        if self.fmt == S1Fmt::Linear {
-            return Ok(CdPrepared::Present);
-        }
-        let l1 = ssid >> LEAF_SPLIT;
-        let Err(pos) = self.leaves.binary_search_by_key(&l1, |(i, _)| *i) else {
-            return Ok(CdPrepared::Present);
-        };
-        if self.leaves.is_full() {
-            return Err(Error::CapacityExhausted);
-        }
-        let bytes = CD_BYTES << LEAF_SPLIT;
-        let leaf = DmaBuf::alloc(hal, bytes, bytes, self.coherent)?;
-        let desc = L1CdConfig {
-            l2_ptr: leaf.pa().0,
-        }
-        .encode()
-        .to_words()[0];
         // The leaf is zeroed (every CD invalid) by the allocator; one 64-bit store publishes it.
-        if let Err(e) = self.base.store_live(hal, l1 as usize, desc) {
-            // SAFETY: the descriptor was not written, so the SMMU never saw the leaf.
-            unsafe { leaf.release(hal) };
-            return Err(e.into());
-        }
-        let _ = self.leaves.insert(pos, (l1, leaf));
-        Ok(CdPrepared::NewLevel1Descriptor)
+        let published = self.table.prepare(hal, ssid, None, |leaf| {
+            L1CdConfig {
+                l2_ptr: leaf.pa().0,
+            }
+            .encode()
+            .to_words()[0]
+        })?;
+        Ok(if published {
+            CdPrepared::NewLevel1Descriptor
+        } else {
+            CdPrepared::Present
+        })
     }
 
     /// Where the CD of `ssid` is (prepared): its buffer and first word.
     pub fn locate(&self, ssid: u32) -> Result<(&DmaBuf, usize), Error> {
-        self.check(ssid)?;
-        if self.fmt == S1Fmt::Linear {
-            return Ok((&self.base, ssid as usize * ENTRY_QWORDS));
-        }
-        let l1 = ssid >> LEAF_SPLIT;
-        let i = self
-            .leaves
-            .binary_search_by_key(&l1, |(i, _)| *i)
-            .map_err(|_| Error::SubstreamIdOutOfRange(ssid))?;
-        let (_, leaf) = self
-            .leaves
-            .get(i)
-            .ok_or(Error::SubstreamIdOutOfRange(ssid))?;
-        let index = (ssid & ((1 << LEAF_SPLIT) - 1)) as usize;
-        Ok((leaf, index * ENTRY_QWORDS))
+        self.table
+            .locate(ssid)
+            .ok_or(Error::SubstreamIdOutOfRange(ssid))
     }
 
     /// Gives the memory back.
@@ -163,11 +135,8 @@ impl CdTable {
     /// No STE points at the table any more, and the CFGI that dropped the last pointer has
     /// completed.
     pub unsafe fn release<H: Hal + ?Sized>(self, hal: &H) {
-        for (_, leaf) in self.leaves {
-            // SAFETY: forwarded from the caller.
-            unsafe { leaf.release(hal) };
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { self.base.release(hal) };
+        let mut table = self.table;
+        // SAFETY: forwarded from the caller; `table` is dropped right after, unused.
+        unsafe { table.release(hal) };
     }
 }

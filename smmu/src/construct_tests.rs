@@ -5,11 +5,12 @@ use core::mem::{size_of, MaybeUninit};
 use std::boxed::Box;
 
 use crate::arch::idr::IdRegs;
+use crate::host::HostHal;
 use crate::strtab::Layout;
-use crate::testutil::{FakeRegs, HeapHal};
+use crate::testutil::FakeRegs;
 use crate::{MasterConfig, OwnedStreamTable, Smmu, SmmuConfig};
 
-type TestSmmu<'a> = Smmu<&'a FakeRegs, &'a HeapHal, OwnedStreamTable>;
+type TestSmmu<'a> = Smmu<&'a FakeRegs, &'a HostHal, OwnedStreamTable>;
 
 /// QEMU-7.2-like `virt` SMMUv3 ID registers: stage 1 only, 2-level
 /// stream table, 16-bit ASIDs and VMIDs, SIDSIZE 16, RIL, OAS 44 bits.
@@ -21,7 +22,7 @@ fn ids() -> IdRegs {
     }
 }
 
-fn stream_table(hal: &HeapHal) -> OwnedStreamTable {
+fn stream_table(hal: &HostHal) -> OwnedStreamTable {
     let abort = crate::writer::make::ste_image(&crate::writer::make::abort_ste());
     OwnedStreamTable::new(hal, Layout::Linear, 6, true, &abort).expect("stream table")
 }
@@ -71,7 +72,7 @@ fn on_small_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 #[test]
 fn new_in_builds_the_driver_in_place_on_a_small_stack() {
-    let hal = HeapHal::new();
+    let hal = HostHal::new();
     let regs = FakeRegs::with_ack_mirroring();
     let (hal, regs) = (&hal, &regs);
     let slot = on_small_stack(move || {
@@ -117,7 +118,7 @@ fn new_in_builds_the_driver_in_place_on_a_small_stack() {
 
 #[test]
 fn new_in_failure_gives_everything_back() {
-    let hal = HeapHal::new();
+    let hal = HostHal::new();
     let regs = FakeRegs::new();
     let features = crate::probe::check(&ids()).expect("features");
     let strtab = stream_table(&hal);
@@ -161,7 +162,7 @@ fn capacities_follow_the_features_and_bound_registration() {
         (masters, sids)
     );
 
-    let hal = HeapHal::new();
+    let hal = HostHal::new();
     let regs = FakeRegs::with_ack_mirroring();
     let features = crate::probe::check(&ids()).expect("features");
     // A linear table with room for every master's StreamIDs: registering touches no queue.

@@ -157,8 +157,9 @@
     )
 )]
 
-// The `arbitrary` derive (tests and fuzzing, on the host) names `::std`.
-#[cfg(any(test, feature = "arbitrary"))]
+// The `arbitrary` derive (tests and fuzzing, on the host) names `::std`; the `host` module
+// (tests, benches and fuzz targets) is built on it.
+#[cfg(any(test, feature = "arbitrary", feature = "host"))]
 extern crate std;
 
 pub mod access;
@@ -173,6 +174,8 @@ mod driver;
 mod error;
 pub mod evtq;
 pub mod hal;
+#[cfg(any(test, feature = "host"))]
+pub mod host;
 pub mod ids;
 pub mod inval;
 pub mod nested;
@@ -189,6 +192,7 @@ mod sync;
 mod table_lock;
 #[cfg(test)]
 mod testutil;
+mod two_level;
 pub mod writer;
 
 pub use access::{Mmio, RegisterAccess};

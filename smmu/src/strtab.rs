@@ -6,7 +6,6 @@
 //! must not move). Nothing else in the driver knows which one it has.
 
 use core::mem::MaybeUninit;
-use core::ptr::addr_of_mut;
 
 use heapless::Vec;
 use tock_registers::LocalRegisterCopy;
@@ -17,6 +16,7 @@ use crate::arch::regs::{STRTAB_BASE, STRTAB_BASE_CFG};
 use crate::dma::DmaBuf;
 use crate::error::Error;
 use crate::hal::{Hal, PhysAddr};
+use crate::two_level::{self, Shape, TwoLevel};
 use crate::writer::{make, ENTRY_QWORDS};
 use crate::SmmuConfig;
 
@@ -153,22 +153,16 @@ impl Layout {
 
 /// A stream table the driver allocated.
 pub struct OwnedStreamTable {
-    layout: Layout,
-    log2: u32,
-    /// The linear table, or the level-1 descriptor array.
-    base: DmaBuf,
-    /// Level-2 tables by level-1 index, sorted.
-    l2: Vec<(u32, DmaBuf), MAX_L2_TABLES>,
-    coherent: bool,
+    /// The linear table, or the level-1 descriptors and the level-2 tables.
+    table: TwoLevel<MAX_L2_TABLES>,
 }
 
 impl core::fmt::Debug for OwnedStreamTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("OwnedStreamTable")
-            .field("layout", &self.layout)
-            .field("log2", &self.log2)
-            .field("base", &self.base.pa())
-            .field("l2_tables", &self.l2.len())
+        let mut d = f.debug_struct("OwnedStreamTable");
+        d.field("layout", &self.layout());
+        self.table
+            .debug_fields(&mut d, "l2_tables")
             .finish_non_exhaustive()
     }
 }
@@ -194,14 +188,9 @@ impl OwnedStreamTable {
         coherent: bool,
         fill: &[u64; ENTRY_QWORDS],
     ) -> Result<Self, Error> {
-        let (base, log2) = Self::allocate_base(hal, layout, log2, coherent, fill)?;
-        Ok(Self {
-            layout,
-            log2,
-            base,
-            l2: Vec::new(),
-            coherent,
-        })
+        let shape = Self::shape(layout, log2, coherent);
+        let table = TwoLevel::new(hal, shape, Some(fill))?;
+        Ok(Self { table })
     }
 
     /// As [`OwnedStreamTable::new`], built in `place` (for
@@ -215,21 +204,33 @@ impl OwnedStreamTable {
         coherent: bool,
         fill: &[u64; ENTRY_QWORDS],
     ) -> Result<&'p mut Self, Error> {
-        let (base, log2) = Self::allocate_base(hal, layout, log2, coherent, fill)?;
+        let shape = Self::shape(layout, log2, coherent);
+        let base = two_level::alloc_base(hal, shape, Some(fill))?;
         let p = place.as_mut_ptr();
-        // SAFETY: `p` comes from `&mut MaybeUninit<Self>`: valid for writes and aligned. Each
-        // field is written once through a raw place. The directory is a bitwise copy of an
-        // empty `heapless::Vec`, which owns nothing and points nowhere (inline storage), so
-        // the copy is an independent empty vector; the static is never written or dropped.
+        // SAFETY: `p` comes from `&mut MaybeUninit<Self>`: valid for writes and aligned, and so
+        // is its only field; the directory template is the empty static.
         unsafe {
-            addr_of_mut!((*p).layout).write(layout);
-            addr_of_mut!((*p).log2).write(log2);
-            addr_of_mut!((*p).base).write(base);
-            core::ptr::copy_nonoverlapping(&raw const EMPTY_L2_DIRECTORY, addr_of_mut!((*p).l2), 1);
-            addr_of_mut!((*p).coherent).write(coherent);
+            TwoLevel::write_in(&raw mut (*p).table, base, shape, &EMPTY_L2_DIRECTORY);
         }
         // SAFETY: every field was written above.
         Ok(unsafe { place.assume_init_mut() })
+    }
+
+    /// The table's shape: its log2 size as the driver's limits clamp it, and its level-2
+    /// split (`None` for a linear table).
+    fn shape(layout: Layout, log2: u32, coherent: bool) -> Shape {
+        let (log2, split) = match layout {
+            Layout::Linear => (log2.min(MAX_LOG2_LINEAR), None),
+            Layout::TwoLevel => (
+                log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL),
+                Some(STRTAB_SPLIT),
+            ),
+        };
+        Shape {
+            log2,
+            split,
+            coherent,
+        }
     }
 
     /// The stream table a driver with these `features` and this `config` needs, every STE
@@ -303,53 +304,23 @@ impl OwnedStreamTable {
         (layout, log2, config.coherent.unwrap_or(features.coherent))
     }
 
-    /// The linear table, filled with `fill`, or the (invalid) level-1 descriptors, and the
-    /// table's log2 size as the driver's limits clamp it.
-    fn allocate_base<H: Hal + ?Sized>(
-        hal: &H,
-        layout: Layout,
-        log2: u32,
-        coherent: bool,
-        fill: &[u64; ENTRY_QWORDS],
-    ) -> Result<(DmaBuf, u32), Error> {
-        match layout {
-            Layout::Linear => {
-                let log2 = log2.min(MAX_LOG2_LINEAR);
-                let bytes = STE_BYTES << log2;
-                let buf = DmaBuf::alloc(hal, bytes, bytes, coherent)?;
-                let filled = (0..(1usize << log2)).try_for_each(|i| {
-                    fill.iter()
-                        .enumerate()
-                        .try_for_each(|(w, v)| buf.write(hal, i * ENTRY_QWORDS + w, *v))
-                });
-                if let Err(e) = filled {
-                    // SAFETY: just allocated; no register points at it.
-                    unsafe { buf.release(hal) };
-                    return Err(e.into());
-                }
-                Ok((buf, log2))
-            }
-            Layout::TwoLevel => {
-                let log2 = log2.clamp(STRTAB_SPLIT, MAX_LOG2_TWO_LEVEL);
-                let bytes = 8usize << (log2 - STRTAB_SPLIT);
-                Ok((DmaBuf::alloc(hal, bytes, bytes.max(64), coherent)?, log2))
-            }
-        }
-    }
-
     /// The layout.
     pub fn layout(&self) -> Layout {
-        self.layout
+        if self.table.is_two_level() {
+            Layout::TwoLevel
+        } else {
+            Layout::Linear
+        }
     }
 
     /// Number of level-2 tables allocated so far.
     pub fn l2_tables(&self) -> usize {
-        self.l2.len()
+        self.table.level2_tables()
     }
 
     /// Physical address of the linear table or the level-1 array.
     pub fn base_pa(&self) -> PhysAddr {
-        self.base.pa()
+        self.table.base().pa()
     }
 
     /// Unpublishes the level-2 table holding `sid` (a 2-level table): its level-1
@@ -363,43 +334,36 @@ impl OwnedStreamTable {
         sid: u32,
     ) -> Result<Option<DmaBuf>, Error> {
         self.check_sid(sid)?;
-        if self.layout == Layout::Linear {
-            return Ok(None);
-        }
-        let l1 = sid >> STRTAB_SPLIT;
-        let Ok(pos) = self.l2.binary_search_by_key(&l1, |(i, _)| *i) else {
-            return Ok(None);
-        };
-        self.base.store_live(hal, l1 as usize, 0)?;
-        Ok(Some(self.l2.remove(pos).1))
+        self.table.take(hal, sid)
     }
 
     fn check_sid(&self, sid: u32) -> Result<(), Error> {
-        if u64::from(sid) >> self.log2 != 0 {
-            Err(Error::StreamIdOutOfRange(sid))
-        } else {
+        if self.table.contains(sid) {
             Ok(())
+        } else {
+            Err(Error::StreamIdOutOfRange(sid))
         }
     }
 }
 
 impl StreamTable for OwnedStreamTable {
     fn log2_size(&self) -> u32 {
-        self.log2
+        self.table.log2()
     }
 
     fn base_registers(&self) -> Option<(u64, u32)> {
         let mut base = LocalRegisterCopy::<u64, STRTAB_BASE::Register>::new(0);
-        base.modify(STRTAB_BASE::RA::SET + STRTAB_BASE::ADDR.val(self.base.pa().0 >> 6));
+        base.modify(STRTAB_BASE::RA::SET + STRTAB_BASE::ADDR.val(self.base_pa().0 >> 6));
         let mut cfg = LocalRegisterCopy::<u32, STRTAB_BASE_CFG::Register>::new(0);
-        match self.layout {
+        let log2 = self.table.log2();
+        match self.layout() {
             Layout::Linear => cfg.modify(
-                STRTAB_BASE_CFG::FMT.val(fmt::LINEAR) + STRTAB_BASE_CFG::LOG2SIZE.val(self.log2),
+                STRTAB_BASE_CFG::FMT.val(fmt::LINEAR) + STRTAB_BASE_CFG::LOG2SIZE.val(log2),
             ),
             Layout::TwoLevel => cfg.modify(
                 STRTAB_BASE_CFG::FMT.val(fmt::TWO_LEVEL)
                     + STRTAB_BASE_CFG::SPLIT.val(STRTAB_SPLIT)
-                    + STRTAB_BASE_CFG::LOG2SIZE.val(self.log2),
+                    + STRTAB_BASE_CFG::LOG2SIZE.val(log2),
             ),
         }
         Some((base.get(), cfg.get()))
@@ -412,73 +376,35 @@ impl StreamTable for OwnedStreamTable {
         fill: &[u64; ENTRY_QWORDS],
     ) -> Result<Prepared, Error> {
         self.check_sid(sid)?;
-        if self.layout == Layout::Linear {
-            return Ok(Prepared::Present);
-        }
-        let l1 = sid >> STRTAB_SPLIT;
-        let Err(pos) = self.l2.binary_search_by_key(&l1, |(i, _)| *i) else {
-            return Ok(Prepared::Present);
-        };
-        if self.l2.is_full() {
-            return Err(Error::CapacityExhausted);
-        }
-        let bytes = STE_BYTES << STRTAB_SPLIT;
-        let table = DmaBuf::alloc(hal, bytes, bytes, self.coherent)?;
-        // Fill the level-2 table completely before the descriptor makes it reachable.
-        let filled = (0..STES_PER_L2 as usize).try_for_each(|i| {
-            fill.iter()
-                .enumerate()
-                .try_for_each(|(w, v)| table.write(hal, i * ENTRY_QWORDS + w, *v))
-        });
-        let desc = L1StdConfig {
-            span: (STRTAB_SPLIT + 1) as u8,
-            l2_ptr: table.pa().0,
-        }
-        .encode()
-        .to_words()[0];
-        // One 64-bit single-copy-atomic store publishes the table (SPEC D3).
-        let published = filled.and_then(|()| self.base.store_live(hal, l1 as usize, desc));
-        if let Err(e) = published {
-            // SAFETY: the descriptor was not written (or the fill failed), so the SMMU never
-            // saw this table.
-            unsafe { table.release(hal) };
-            return Err(e.into());
-        }
-        // Cannot fail: capacity was checked above.
-        let _ = self.l2.insert(pos, (l1, table));
-        Ok(Prepared::NewLevel1Descriptor)
+        // The level-2 table is filled completely before its descriptor makes it reachable,
+        // and one 64-bit single-copy-atomic store publishes it (SPEC D3).
+        let published = self.table.prepare(hal, sid, Some(fill), |table| {
+            L1StdConfig {
+                span: (STRTAB_SPLIT + 1) as u8,
+                l2_ptr: table.pa().0,
+            }
+            .encode()
+            .to_words()[0]
+        })?;
+        Ok(if published {
+            Prepared::NewLevel1Descriptor
+        } else {
+            Prepared::Present
+        })
     }
 
     fn locate(&self, sid: u32) -> Result<SteLocation<'_>, Error> {
-        self.check_sid(sid)?;
-        match self.layout {
-            Layout::Linear => Ok(SteLocation {
-                buf: &self.base,
-                first_word: sid as usize * ENTRY_QWORDS,
-            }),
-            Layout::TwoLevel => {
-                let l1 = sid >> STRTAB_SPLIT;
-                let i = self
-                    .l2
-                    .binary_search_by_key(&l1, |(i, _)| *i)
-                    .map_err(|_| Error::StreamIdOutOfRange(sid))?;
-                let (_, buf) = self.l2.get(i).ok_or(Error::StreamIdOutOfRange(sid))?;
-                Ok(SteLocation {
-                    buf,
-                    first_word: (sid & (STES_PER_L2 - 1)) as usize * ENTRY_QWORDS,
-                })
-            }
-        }
+        let (buf, first_word) = self
+            .table
+            .locate(sid)
+            .ok_or(Error::StreamIdOutOfRange(sid))?;
+        Ok(SteLocation { buf, first_word })
     }
 
     unsafe fn release<H: Hal + ?Sized>(&mut self, hal: &H) {
-        while let Some((_, t)) = self.l2.pop() {
-            // SAFETY: the caller guarantees the SMMU no longer uses the table.
-            unsafe { t.release(hal) };
-        }
-        // SAFETY: as above; the caller never uses or releases the table again, so the base
-        // buffer, read out of it here, is given back once.
-        unsafe { core::ptr::read(&raw const self.base).release(hal) };
+        // SAFETY: forwarded from the caller: the SMMU no longer uses the table, and it is not
+        // used or released again.
+        unsafe { self.table.release(hal) };
     }
 }
 
@@ -486,7 +412,7 @@ impl StreamTable for OwnedStreamTable {
 mod tests {
     use super::*;
     use crate::arch::idr::IdRegs;
-    use crate::testutil::HeapHal;
+    use crate::host::HostHal;
 
     /// QEMU-7.2-like ID registers: 2-level stream table, SIDSIZE 16, `COHACC` = 1.
     fn features() -> Features {
@@ -501,12 +427,12 @@ mod tests {
     // spec: D3, K17
     #[test]
     fn for_smmu_takes_the_layout_from_the_features_and_coherency_from_the_config() {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let f = features();
         assert!(f.coherent && f.two_level_stream_table);
         let t = OwnedStreamTable::for_smmu(&hal, &f, &SmmuConfig::default()).expect("table");
         assert_eq!(
-            (t.layout(), t.log2_size(), t.coherent),
+            (t.layout(), t.log2_size(), t.table.coherent()),
             (Layout::TwoLevel, 16, true)
         );
         // The platform says non-coherent: the table agrees with the driver, not IDR0.COHACC.
@@ -516,7 +442,7 @@ mod tests {
         };
         let mut place = MaybeUninit::uninit();
         let u = OwnedStreamTable::for_smmu_in(&mut place, &hal, &f, &config).expect("in place");
-        assert!(!u.coherent && !u.base.coherent());
+        assert!(!u.table.coherent() && !u.table.base().coherent());
         // SAFETY: never programmed into an SMMU.
         unsafe {
             u.release(&hal);

@@ -18,53 +18,10 @@
 //!
 //! Run with `--nocapture` to see the table.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::cell::Cell;
-use std::ptr::NonNull;
-
 use smmu::arch::cmd::{Command, TlbiAddr, TlbiGranule, TlbiRange};
+use smmu::host::{HalTables, HostHal};
 use smmu::inval::{tlbi_commands, InvalCaps, TlbScope, DEFAULT_MAX_OPS};
-use smmu_pagetable::{
-    Config, Gather, Granule, InvalRange, Iova, PageTable, PhysAddr, Prot, Stage, TableAllocator,
-    TableMem,
-};
-
-/// Heap tables with identity "physical" addresses (host-side only), counting live tables.
-#[derive(Default)]
-struct HostAlloc {
-    live: Cell<usize>,
-}
-
-// SAFETY: tables come zeroed and size-aligned from the global allocator, each one is freed once
-// with its own layout, and `phys_to_virt` inverts `alloc_table`'s mapping.
-unsafe impl TableAllocator for HostAlloc {
-    fn alloc_table(&self, size: usize) -> Option<TableMem> {
-        let layout = Layout::from_size_align(size, size).ok()?;
-        // SAFETY: `layout` has a non-zero size. (Its alignment, `size`, is at least 8, so the
-        // cast to `u64` is aligned.)
-        let va = NonNull::new(unsafe { alloc_zeroed(layout) })?.cast::<u64>();
-        self.live.set(self.live.get() + 1);
-        Some(TableMem {
-            pa: PhysAddr(va.as_ptr().expose_provenance() as u64),
-            va,
-        })
-    }
-
-    unsafe fn free_table(&self, table: TableMem, size: usize) {
-        self.live.set(self.live.get() - 1);
-        // SAFETY: allocated by `alloc_table` with this very layout (the caller's contract).
-        unsafe {
-            dealloc(
-                table.va.as_ptr().cast(),
-                Layout::from_size_align_unchecked(size, size),
-            );
-        }
-    }
-
-    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        NonNull::new(std::ptr::with_exposed_provenance_mut(pa.0 as usize)).unwrap()
-    }
-}
+use smmu_pagetable::{Config, Gather, Granule, InvalRange, Iova, PageTable, PhysAddr, Prot, Stage};
 
 const PAGE: u64 = 0x1000;
 /// 1 GiB-aligned and above 4 GiB, so every row also exercises high IOVA bits.
@@ -254,7 +211,7 @@ fn unmap_n_pages_counts() {
     println!("| N | case | our gather | RIL: ours | RIL: Linux | no RIL: ours | no RIL: Linux |");
     println!("|---:|---|---|---:|---:|---:|---:|");
     for (row, &(want_ril, want_no_ril)) in ROWS.iter().zip(OURS) {
-        let alloc = HostAlloc::default();
+        let alloc = HalTables::<HostHal>::default();
         let pt = PageTable::new(cfg, &alloc).unwrap();
         let mut gather = Gather::new();
         let (ranges, freed) = if let Some(r) = row.synthetic {
@@ -311,6 +268,6 @@ fn unmap_n_pages_counts() {
             row.case
         );
         drop(pt);
-        assert_eq!(alloc.live.get(), 0, "tables leaked");
+        assert_eq!(alloc.hal().leaks(), [], "tables leaked");
     }
 }

@@ -4,57 +4,20 @@
 //! structure (an L1 stream-table descriptor, the STE, the CD, the page-table entries) leaves the
 //! SMMU fetching the stale entry.
 
-use core::ptr::NonNull;
-
-use smmu::{DomainStage, Hal, MasterConfig, PhysAddr, SmmuConfig, StreamTable};
+use smmu::host::HalTables;
+use smmu::{DomainStage, MasterConfig, PhysAddr, SmmuConfig, StreamTable};
 use smmu_model::fields::reg;
 use smmu_model::{Cause, ModelConfig, Profile, Transaction, TxnResult};
 use smmu_model_platform::platform::{ModelHal, ModelPlatform};
 use smmu_model_platform::rig::Rig;
-use smmu_pagetable::{Iova, Prot, TableAllocator, TableMem};
+use smmu_pagetable::{Iova, Prot};
 
 const RW: Prot = Prot::READ.union(Prot::WRITE).union(Prot::CACHE);
 const SID: u32 = 0x120;
 const IOVA: u64 = 0x4000_0000;
 
 /// Page tables for a non-coherent walker: every descriptor write is cleaned through the HAL.
-#[derive(Clone, Debug)]
-struct NonCoherentTables(ModelHal);
-
-// SAFETY: `alloc_table` returns `dma_alloc` memory (zeroed, aligned to `size`, valid for
-// `size` bytes while the HAL lives, never handed out twice); `phys_to_virt` maps a physical
-// address of such memory back to its arena pointer; `free_table` returns it; `sync` cleans the
-// range to the point of coherency through the HAL before returning.
-unsafe impl TableAllocator for NonCoherentTables {
-    const COHERENT: bool = false;
-
-    fn alloc_table(&self, size: usize) -> Option<TableMem> {
-        let r = self.0.dma_alloc(size, size).ok()?;
-        Some(TableMem {
-            pa: r.pa,
-            va: r.va.cast(),
-        })
-    }
-
-    unsafe fn free_table(&self, table: TableMem, size: usize) {
-        let region = smmu::DmaRegion {
-            pa: table.pa,
-            va: table.va.cast(),
-            size,
-        };
-        // SAFETY: forwarded from the caller: the table came from `alloc_table` with this size
-        // and is not used again.
-        unsafe { self.0.dma_free(region) };
-    }
-
-    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        self.0.va(pa).map_or(NonNull::dangling(), NonNull::cast)
-    }
-
-    fn sync(&self, va: NonNull<u64>, len: usize) {
-        self.0.clean_dcache(va.cast(), len);
-    }
-}
+type NonCoherentTables = HalTables<ModelHal, false>;
 
 /// Which clean the HAL drops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +76,11 @@ fn scenario(forget: Forget) -> (TxnResult, u64, bool) {
     }
     let d = rig
         .smmu
-        .new_domain(DomainStage::Stage1, false, NonCoherentTables(hal.clone()))
+        .new_domain(
+            DomainStage::Stage1,
+            false,
+            NonCoherentTables::new(hal.clone()),
+        )
         .unwrap();
     let page = rig.model().alloc_pages(1, 4096).unwrap();
     rig.smmu

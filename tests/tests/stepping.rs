@@ -4,16 +4,19 @@
 
 use core::ptr::NonNull;
 
+use smmu::host::HalTables;
 use smmu::{
     DmaRegion, DomainOptions, Error, Hal, HalError, MapAttr, MasterConfig, OwnedStreamTable,
-    PhysAddr, Prot, ResetPlan, Smmu, SmmuConfig, TableAllocator, TableMem, WaitFor,
+    PhysAddr, Prot, ResetPlan, Smmu, SmmuConfig, WaitFor,
 };
 use smmu_model::{HostRam, ModelConfig, Profile, SharedModel, Transaction};
 use smmu_model_platform::{ModelPlatform, Stepping};
 use smmu_pagetable::Iova;
 
 /// What a board's HAL looks like at its smallest: pages from a pool, no foreign mappings, no
-/// cache maintenance, and a `relax` that spins.
+/// cache maintenance, and a `relax` that spins. It stays a HAL of its own (not the strict host
+/// HAL, nor the model's): a HAL the user wrote, that knows nothing of the model's time, is
+/// what this test is about.
 #[derive(Clone)]
 struct BoardHal {
     ram: HostRam,
@@ -44,28 +47,6 @@ unsafe impl Hal for BoardHal {
     unsafe fn unmap_phys(&self, _: NonNull<u8>, _: usize) {}
     fn is_ram(&self, _: PhysAddr, _: u64) -> bool {
         false
-    }
-}
-
-/// Page tables from the same HAL (what the porting guide asks of a `TableAllocator`).
-struct BoardTables<H: Hal>(H, u64, HostRam);
-
-// SAFETY: `dma_alloc` memory (zeroed, aligned to `size` as asked, never handed out twice);
-// `phys_to_virt` maps an arena address back to its arena pointer.
-unsafe impl<H: Hal> TableAllocator for BoardTables<H> {
-    fn alloc_table(&self, size: usize) -> Option<TableMem> {
-        let r = self.0.dma_alloc(size, size).ok()?;
-        Some(TableMem {
-            pa: r.pa,
-            va: r.va.cast(),
-        })
-    }
-    unsafe fn free_table(&self, _: TableMem, _: usize) {}
-    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        self.2
-            .byte_ptr(pa.0 - self.1)
-            .and_then(NonNull::new)
-            .map_or(NonNull::dangling(), NonNull::cast)
     }
 }
 
@@ -110,7 +91,8 @@ fn a_users_hal_times_out_on_the_model_unless_it_steps_it() {
     let nic = smmu
         .add_master(&MasterConfig::new(&[0x10]))
         .expect("master");
-    let tables = BoardTables(hal.clone(), board.ram_base, board.ram.clone());
+    // Page tables from the same HAL, through the table allocator over any HAL.
+    let tables = HalTables::<_>::new(hal.clone());
     let domain = smmu
         .new_domain_with(DomainOptions::stage1(), tables)
         .expect("domain");

@@ -26,10 +26,7 @@
 
 mod baseline;
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::collections::HashMap;
 use std::hint::black_box;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -38,74 +35,36 @@ use criterion::{criterion_group, Criterion, Throughput};
 use smmu::arch::cmd::{opcode, Command, TlbiAddr, TlbiRange};
 use smmu::arch::regs::offset;
 use smmu::cmdq::{CommandQueue, SyncMode};
+use smmu::host::{HostHal, IdentityTables};
 use smmu::poll::PollBudget;
-use smmu::{DmaRegion, Hal, HalError, MapAttr, PhysAddr, RegisterAccess};
-use smmu_pagetable::{
-    Config, Gather, Granule, Iova, PageTable, Prot, Stage, TableAllocator, TableMem,
-};
+use smmu::{PhysAddr, RegisterAccess};
+use smmu_pagetable::{Config, Gather, Granule, Iova, PageTable, Prot, Stage};
 
-/// DMA memory from the global allocator, identity "physical" addresses.
-#[derive(Default)]
-struct HostHal {
-    layouts: Mutex<HashMap<usize, Layout>>,
+/// Page tables on the strict host HAL, identity-mapped: the walk turns a table's physical
+/// address into its pointer without a lock, as a kernel's linear map does.
+type Tables = IdentityTables;
+
+/// DMA memory from the strict host HAL with identity "physical" addresses (the SMMU below
+/// fetches commands through them), and a kernel's relax.
+fn host_hal() -> HostHal {
+    HostHal::identity().with_relax(kernel_relax)
 }
 
-// SAFETY: zeroed allocations aligned as asked, valid until `dma_free`; PA = VA.
-unsafe impl Hal for HostHal {
-    fn dma_alloc(&self, size: usize, align: usize) -> Result<DmaRegion, HalError> {
-        let layout =
-            Layout::from_size_align(size, align.max(64)).map_err(|_| HalError::NoMemory)?;
-        // SAFETY: non-zero size (the driver never asks for 0 bytes).
-        let va = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(HalError::NoMemory)?;
-        self.layouts
-            .lock()
-            .unwrap()
-            .insert(va.as_ptr() as usize, layout);
-        Ok(DmaRegion {
-            pa: PhysAddr(va.as_ptr().expose_provenance() as u64),
-            va,
-            size,
-        })
-    }
-
-    unsafe fn dma_free(&self, region: DmaRegion) {
-        if let Some(l) = self
-            .layouts
-            .lock()
-            .unwrap()
-            .remove(&(region.va.as_ptr() as usize))
-        {
-            // SAFETY: allocated in `dma_alloc` with this layout.
-            unsafe { dealloc(region.va.as_ptr(), l) };
-        }
-    }
-
-    fn map_phys(&self, _: PhysAddr, _: usize, _: MapAttr) -> Result<NonNull<u8>, HalError> {
-        Err(HalError::NoMemory)
-    }
-
-    unsafe fn unmap_phys(&self, _: NonNull<u8>, _: usize) {}
-
-    fn is_ram(&self, _: PhysAddr, _: u64) -> bool {
-        true
-    }
-
-    /// A kernel's relax: a few pause hints (Linux polls the command queue with
-    /// `cpu_relax()`). Every 32nd call of a thread also gives its core away: on an
-    /// oversubscribed machine the CPU it waits for may be descheduled, and the poll budget
-    /// (a million relaxes) must outlast that. Both designs wait through this.
-    fn relax(&self) {
-        thread_local!(static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
-        let n = CALLS.with(|c| {
-            c.set(c.get().wrapping_add(1));
-            c.get()
-        });
-        if n.is_multiple_of(32) {
-            std::thread::yield_now();
-        } else {
-            for _ in 0..4 {
-                std::hint::spin_loop();
-            }
+/// A kernel's relax: a few pause hints (Linux polls the command queue with `cpu_relax()`).
+/// Every 32nd call of a thread also gives its core away: on an oversubscribed machine the CPU
+/// it waits for may be descheduled, and the poll budget (a million relaxes) must outlast that.
+/// Both designs wait through this.
+fn kernel_relax() {
+    thread_local!(static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+    let n = CALLS.with(|c| {
+        c.set(c.get().wrapping_add(1));
+        c.get()
+    });
+    if n.is_multiple_of(32) {
+        std::thread::yield_now();
+    } else {
+        for _ in 0..4 {
+            std::hint::spin_loop();
         }
     }
 }
@@ -233,47 +192,14 @@ impl RegisterAccess for InstantSmmu {
     }
 }
 
-/// Identity-mapped page-table memory from the global allocator.
-struct HostAlloc;
-
-// SAFETY: zeroed, size-aligned allocations; each freed once with its layout; `phys_to_virt`
-// inverts the identity PA.
-unsafe impl TableAllocator for HostAlloc {
-    fn alloc_table(&self, size: usize) -> Option<TableMem> {
-        let layout = Layout::from_size_align(size, size).ok()?;
-        // SAFETY: non-zero size; the layout's alignment is `size` >= 4096.
-        #[allow(clippy::cast_ptr_alignment)]
-        let va = NonNull::new(unsafe { alloc_zeroed(layout) }.cast::<u64>())?;
-        Some(TableMem {
-            pa: PhysAddr(va.as_ptr().expose_provenance() as u64),
-            va,
-        })
-    }
-
-    unsafe fn free_table(&self, table: TableMem, size: usize) {
-        // SAFETY: allocated in `alloc_table` with this layout.
-        unsafe {
-            dealloc(
-                table.va.as_ptr().cast(),
-                Layout::from_size_align_unchecked(size, size),
-            );
-        };
-    }
-
-    fn phys_to_virt(&self, pa: PhysAddr) -> NonNull<u64> {
-        // SAFETY: only called with PAs of live tables, non-null exposed addresses.
-        unsafe { NonNull::new_unchecked(std::ptr::with_exposed_provenance_mut(pa.0 as usize)) }
-    }
-}
-
-fn table() -> PageTable<HostAlloc> {
+fn table() -> PageTable<Tables> {
     let cfg = Config {
         stage: Stage::Stage2,
         granule: Granule::Size4K,
         ias: 48,
         oas: 48,
     };
-    PageTable::new(cfg, HostAlloc).unwrap()
+    PageTable::new(cfg, Tables::identity()).unwrap()
 }
 
 fn tlbi(iova: u64) -> Command {
@@ -288,12 +214,7 @@ fn tlbi(iova: u64) -> Command {
 }
 
 /// One DMA buffer's life in one table: map, unmap, TLBI + sync through `submit`.
-fn dma_once(
-    pt: &PageTable<HostAlloc>,
-    gather: &mut Gather,
-    iova: u64,
-    submit: impl FnOnce(Command),
-) {
+fn dma_once(pt: &PageTable<Tables>, gather: &mut Gather, iova: u64, submit: impl FnOnce(Command)) {
     let prot = Prot::READ | Prot::WRITE | Prot::CACHE;
     pt.map(Iova(iova), PhysAddr(iova), 4096, prot).unwrap();
     let n = pt.unmap(Iova(iova), 4096, gather).unwrap();
@@ -310,7 +231,7 @@ struct Locked {
     regs: InstantSmmu,
     q: baseline::CommandQueue,
     /// What a kernel had to wrap the whole SMMU in: every domain's tables and the queue.
-    tables: spin::Mutex<Vec<PageTable<HostAlloc>>>,
+    tables: spin::Mutex<Vec<PageTable<Tables>>>,
 }
 
 /// The new design: the lock-free queue, and one table (one domain) that every thread maps
@@ -319,7 +240,7 @@ struct LockFree {
     hal: HostHal,
     regs: InstantSmmu,
     q: CommandQueue,
-    table: PageTable<HostAlloc>,
+    table: PageTable<Tables>,
 }
 
 trait Design: Sync {
@@ -339,7 +260,7 @@ impl Design for Locked {
     const NAME: &'static str = "global lock";
 
     fn new(threads: usize, work: Work) -> Self {
-        let hal = HostHal::default();
+        let hal = host_hal();
         let regs = InstantSmmu::new(work.latency());
         let mode = match regs.sync_mode() {
             SyncMode::Msi => baseline::SyncMode::Msi,
@@ -374,7 +295,7 @@ impl Design for LockFree {
     const NAME: &'static str = "lock-free";
 
     fn new(threads: usize, work: Work) -> Self {
-        let hal = HostHal::default();
+        let hal = host_hal();
         let regs = InstantSmmu::new(work.latency());
         let q = CommandQueue::new(&hal, 8, regs.sync_mode(), true, PollBudget::DEFAULT).unwrap();
         q.program(&regs);

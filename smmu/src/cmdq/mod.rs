@@ -896,7 +896,7 @@ mod fake {
     use crate::arch::queue::{cmdq_error, GlobalErrors, QueuePtr};
     use crate::arch::regs::offset;
     use crate::hal::PhysAddr;
-    use crate::testutil::HeapHal;
+    use crate::host::HostHal;
 
     #[derive(Default)]
     pub(super) struct State {
@@ -917,12 +917,12 @@ mod fake {
     }
 
     pub(super) struct Smmu<'h> {
-        hal: &'h HeapHal,
+        hal: &'h HostHal,
         state: Mutex<State>,
     }
 
     impl<'h> Smmu<'h> {
-        pub(super) fn new(hal: &'h HeapHal) -> Self {
+        pub(super) fn new(hal: &'h HostHal) -> Self {
             Self {
                 hal,
                 state: Mutex::new(State::default()),
@@ -1020,7 +1020,7 @@ mod tests {
 
     use super::fake::Smmu;
     use super::*;
-    use crate::testutil::HeapHal;
+    use crate::host::HostHal;
 
     fn cfgi(sid: u32) -> Command {
         Command::CfgiSte { sid, leaf: true }
@@ -1030,11 +1030,11 @@ mod tests {
         (word0 >> 32) as u32
     }
 
-    fn setup(hal: &HeapHal, mode: SyncMode) -> CommandQueue {
+    fn setup(hal: &HostHal, mode: SyncMode) -> CommandQueue {
         setup_sized(hal, mode, MIN_LOG2_ENTRIES)
     }
 
-    fn setup_sized(hal: &HeapHal, mode: SyncMode, log2: u32) -> CommandQueue {
+    fn setup_sized(hal: &HostHal, mode: SyncMode, log2: u32) -> CommandQueue {
         // Spinning CPUs give the others a turn (real threads and Miri alike).
         hal.on_relax(|_| std::thread::yield_now());
         CommandQueue::new(hal, log2, mode, true, PollBudget(1_000_000)).unwrap()
@@ -1047,7 +1047,7 @@ mod tests {
     }
 
     fn stress_sized(log2: u32, mode: SyncMode, threads: u32, rounds: u32) {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let smmu = Smmu::new(&hal);
         let q = setup_sized(&hal, mode, log2);
         assert_eq!(q.log2_entries(), log2);
@@ -1126,7 +1126,7 @@ mod tests {
     // spec: D5
     #[test]
     fn an_illegal_command_is_reported_to_its_submitter_only_while_others_run_on() {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let smmu = Smmu::new(&hal);
         let q = setup(&hal, SyncMode::Poll);
         q.program(&smmu);
@@ -1179,7 +1179,7 @@ mod tests {
     /// producer that finds that count full counts itself, and neither is lost.
     #[test]
     fn syncs_are_counted_by_the_owner_and_beyond_a_full_count_by_their_producer() {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let smmu = Smmu::new(&hal);
         let q = setup(&hal, SyncMode::Msi);
         q.program(&smmu);
@@ -1277,12 +1277,12 @@ mod loom_tests {
     use super::fake::Smmu;
     use super::*;
     use crate::hal::{DmaRegion, HalError, MapAttr, PhysAddr};
-    use crate::testutil::HeapHal;
+    use crate::host::HostHal;
 
     /// The test HAL whose `relax` is a loom yield, so spinning CPUs let the others run.
-    struct LoomHal(HeapHal);
+    struct LoomHal(HostHal);
 
-    // SAFETY: every call is forwarded to `HeapHal`, which upholds the contract.
+    // SAFETY: every call is forwarded to `HostHal`, which upholds the contract.
     unsafe impl Hal for LoomHal {
         fn dma_alloc(&self, size: usize, align: usize) -> Result<DmaRegion, HalError> {
             self.0.dma_alloc(size, align)
@@ -1326,7 +1326,7 @@ mod loom_tests {
         loom::model(move || {
             // Leaked per execution: loom threads need 'static, and the HAL outlives them.
             let hal: &'static LoomHal =
-                std::boxed::Box::leak(std::boxed::Box::new(LoomHal(HeapHal::new())));
+                std::boxed::Box::leak(std::boxed::Box::new(LoomHal(HostHal::new())));
             let q = CommandQueue::new(hal, 2, mode, true, PollBudget(10_000)).unwrap();
             let w = Arc::new(World {
                 hal,

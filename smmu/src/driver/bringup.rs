@@ -304,7 +304,7 @@ mod tests {
     // spec: K8, D11
     #[test]
     fn interrupts_are_disabled_and_their_msis_turned_off_before_one_is_enabled() {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let (regs, _stalls) = fake_smmu_regs();
         // What a previous kernel left: its MSI doorbell, GERROR and EVTQ interrupts on.
         regs.set64(offset::GERROR_IRQ_CFG0, 0x8000_1000);

@@ -433,7 +433,7 @@ mod tests {
     // spec: D12, K11
     #[test]
     fn an_attach_failing_at_any_submission_leaves_every_ste_as_it_was() {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let (regs, stalls) = fake_smmu_regs();
         let smmu = new_smmu(&regs, &hal, false);
         let sids = [1, 2, 3];

@@ -6,8 +6,9 @@ use std::sync::Arc;
 pub(super) use std::vec::Vec as StdVec;
 
 use super::*;
+pub(super) use crate::host::HostHal;
 pub(super) use crate::strtab::{Layout, OwnedStreamTable};
-pub(super) use crate::testutil::{FakeRegs, HeapHal};
+pub(super) use crate::testutil::FakeRegs;
 
 /// Drop no `CMDQ_PROD` write.
 pub(super) const NEVER: u64 = u64::MAX;
@@ -77,9 +78,9 @@ pub(super) fn config() -> SmmuConfig {
     }
 }
 
-pub(super) type TestSmmu<'a> = Smmu<&'a FakeRegs, &'a HeapHal, OwnedStreamTable>;
+pub(super) type TestSmmu<'a> = Smmu<&'a FakeRegs, &'a HostHal, OwnedStreamTable>;
 
-pub(super) fn new_smmu<'a>(regs: &'a FakeRegs, hal: &'a HeapHal, msi: bool) -> TestSmmu<'a> {
+pub(super) fn new_smmu<'a>(regs: &'a FakeRegs, hal: &'a HostHal, msi: bool) -> TestSmmu<'a> {
     let abort = make::ste_image(&make::abort_ste());
     let table = OwnedStreamTable::new(hal, Layout::Linear, 4, true, &abort).unwrap();
     Smmu::new(regs, hal, features(msi), table, config()).unwrap()

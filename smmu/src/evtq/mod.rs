@@ -695,7 +695,8 @@ mod tests {
     use super::*;
     use crate::arch::event::{Fault, FaultClass, StreamRef, TranslationFault};
     use crate::arch::regs::RegWidth;
-    use crate::testutil::{FakeRegs, HeapHal};
+    use crate::host::HostHal;
+    use crate::testutil::FakeRegs;
 
     const CASES: u32 = if cfg!(miri) { 8 } else { 256 };
 
@@ -714,7 +715,7 @@ mod tests {
         }
 
         /// Writes one record at PROD and advances PROD (not yet visible).
-        fn push(&mut self, hal: &HeapHal, q: &OutputQueue, words: &[u64]) {
+        fn push(&mut self, hal: &HostHal, q: &OutputQueue, words: &[u64]) {
             assert_eq!(words.len(), q.kind.record_words());
             let first = self.prod.index() as usize * words.len();
             for (k, w) in words.iter().enumerate() {
@@ -758,7 +759,7 @@ mod tests {
 
     fn drain_events(
         q: &OutputQueue,
-        hal: &HeapHal,
+        hal: &HostHal,
         regs: &FakeRegs,
     ) -> (Result<DrainSummary, DrainError>, Vec<EventReport>) {
         let mut got = Vec::new();
@@ -766,15 +767,15 @@ mod tests {
         (r, got)
     }
 
-    fn setup(kind: QueueKind, log2: u32) -> (HeapHal, FakeRegs, OutputQueue) {
-        let hal = HeapHal::new();
+    fn setup(kind: QueueKind, log2: u32) -> (HostHal, FakeRegs, OutputQueue) {
+        let hal = HostHal::new();
         let regs = FakeRegs::new();
         let q = OutputQueue::new(&hal, kind, log2, true).unwrap();
         q.program(&regs);
         (hal, regs, q)
     }
 
-    fn release(q: OutputQueue, hal: &HeapHal) {
+    fn release(q: OutputQueue, hal: &HostHal) {
         // SAFETY: no SMMU reaches the queue in these tests.
         unsafe { q.release(hal) };
         assert_eq!(hal.live_allocations(), 0, "the queue leaked its memory");
@@ -1019,7 +1020,7 @@ mod tests {
 
     #[test]
     fn new_refuses_oversized_queues_and_reports_allocation_failure() {
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         assert_eq!(
             OutputQueue::new(&hal, QueueKind::Event, 20, true).map(|_| ()),
             Err(QueueError::TooLarge { log2_entries: 20 })
@@ -1031,7 +1032,7 @@ mod tests {
         );
         assert_eq!(hal.live_allocations(), 0);
         // Memory above ADDR[55:5] cannot be programmed: refused, and given back.
-        let high = HeapHal::new().with_pa_base(1 << 56);
+        let high = HostHal::new().with_pa_base(1 << 56);
         assert_eq!(
             OutputQueue::new(&high, QueueKind::Event, 3, true).map(|_| ()),
             Err(QueueError::AddressTooWide {
@@ -1281,7 +1282,7 @@ mod tests {
 
     #[test]
     fn non_coherent_queue_invalidates_before_reading_records() {
-        let hal = HeapHal::new().with_cache_maintenance(true);
+        let hal = HostHal::new().with_cache_maintenance(true);
         let regs = FakeRegs::new();
         let q = OutputQueue::new(&hal, QueueKind::Pri, 2, false).unwrap();
         q.program(&regs);

@@ -562,7 +562,8 @@ impl From<crate::dma::OutOfBounds> for RealmError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{FakeRegs, HeapHal};
+    use crate::host::HostHal;
+    use crate::testutil::FakeRegs;
 
     struct Page<'a>(&'a FakeRegs);
 
@@ -597,7 +598,7 @@ mod tests {
             iidr: 0,
             aidr: 1,
         };
-        let hal = HeapHal::new();
+        let hal = HostHal::new();
         let mut realm =
             RealmSmmu::probe(Page(&regs), &common, &hal, RealmConfig::default()).unwrap();
         let ctx = RealmS2Context {
@@ -607,7 +608,7 @@ mod tests {
             mecid: 0,
         };
         let gpu = realm.create(0x120, &ctx).unwrap();
-        let ste = |realm: &RealmSmmu<Page<'_>, &HeapHal>| {
+        let ste = |realm: &RealmSmmu<Page<'_>, &HostHal>| {
             realm.strtab.locate(0x120).unwrap().read(&hal).unwrap()
         };
         assert_eq!(ste::V.get(&ste(&realm)), 0, "created invalid (A1)");
