@@ -40,123 +40,120 @@ fn ld(d: &Desc) -> u64 {
     d.load(Ordering::Relaxed)
 }
 
+/// Two descriptors in one 128-bit register, and the lane-wise arithmetic the folds need: one
+/// implementation per vector architecture (`lanes` below), one set of folds over it (`vector`).
+#[cfg(any(
+    all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(miri),
+        not(all(loom, test))
+    ),
+    all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        not(miri),
+        not(all(loom, test))
+    )
+))]
+trait Pair: Copy {
+    /// Both lanes `v`.
+    fn splat(v: u64) -> Self;
+    /// Descriptors `p[0]` and `p[1]`, one per lane, read as two single-copy atomic 64-bit loads
+    /// (see the module documentation).
+    ///
+    /// # Safety
+    ///
+    /// `p` is 16-byte aligned and `p[0..2]` are descriptors of a live table.
+    unsafe fn load2(p: *const Desc) -> Self;
+    fn or(self, other: Self) -> Self;
+    fn and(self, other: Self) -> Self;
+    fn add(self, other: Self) -> Self;
+    /// Each lane shifted right by one bit.
+    fn shr1(self) -> Self;
+    /// The two lanes. The folds are symmetric in them, so which lane holds which descriptor of
+    /// a pair (it differs with the endianness) does not matter.
+    fn lanes(self) -> (u64, u64);
+}
+
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "sse2",
     not(miri),
     not(all(loom, test))
 ))]
-mod vector {
+mod lanes {
     use core::arch::x86_64::{
         __m128i, _mm_add_epi64, _mm_and_si128, _mm_cvtsi128_si64, _mm_or_si128, _mm_set1_epi64x,
-        _mm_setzero_si128, _mm_srli_epi64, _mm_unpackhi_epi64,
+        _mm_srli_epi64, _mm_unpackhi_epi64,
     };
 
-    use super::{ld, Desc};
+    use super::{Desc, Pair};
 
     /// The scans this build compiled (a test checks it is the one the target calls for).
     #[cfg(all(test, not(loom)))]
     pub(super) const KIND: &str = "sse2";
 
-    /// Descriptors `p[0]` and `p[1]`, read as two single-copy atomic 64-bit loads (see the
-    /// module documentation).
-    ///
-    /// # Safety
-    ///
-    /// `p` is 16-byte aligned and `p[0..2]` are descriptors of a live table.
-    #[inline(always)]
-    unsafe fn load2(p: *const Desc) -> __m128i {
-        let v: __m128i;
-        // SAFETY: 16 bytes at a 16-aligned address inside a live table (caller); the block only
-        // reads them.
-        unsafe {
-            core::arch::asm!(
-                "movdqa {v}, xmmword ptr [{p}]",
-                p = in(reg) p,
-                v = out(xmm_reg) v,
-                options(nostack, readonly, preserves_flags),
-            );
-        }
-        v
-    }
+    #[derive(Clone, Copy)]
+    pub(super) struct Lanes(__m128i);
 
-    /// Folds `s` with `step` on pairs of descriptors (four independent accumulators) and
-    /// `one` on the descriptors the pairs leave out; `join` adds an accumulator's two lanes.
-    #[inline(always)]
-    fn fold(
-        s: &[Desc],
-        step: impl Fn(__m128i, __m128i) -> __m128i,
-        join: impl Fn(u64, u64) -> u64,
-        one: impl Fn(u64, &Desc) -> u64,
-    ) -> u64 {
-        // A leading descriptor at an odd index, so that the pairs are 16-byte aligned.
-        let (head, rest) = if s.as_ptr().addr() & 15 != 0 {
-            s.split_at(1.min(s.len()))
-        } else {
-            s.split_at(0)
-        };
-        let mut quads = rest.chunks_exact(8);
-        // SAFETY: SSE2 is enabled for this target (cfg), and these only compute on registers.
-        let zero = unsafe { _mm_setzero_si128() };
-        let mut acc = [zero; 4];
-        for q in &mut quads {
-            let p = q.as_ptr();
-            for (k, a) in acc.iter_mut().enumerate() {
-                // SAFETY: `p` is 16-byte aligned (`rest` starts so and advances by 64 bytes),
-                // and `p[2k..2k + 2]` lies in `q`, a live table's descriptors.
-                *a = step(*a, unsafe { load2(p.add(2 * k)) });
+    impl Pair for Lanes {
+        #[inline(always)]
+        fn splat(v: u64) -> Self {
+            // SAFETY: register-only SSE2 arithmetic (cfg).
+            Self(unsafe { _mm_set1_epi64x(v as i64) })
+        }
+
+        #[inline(always)]
+        unsafe fn load2(p: *const Desc) -> Self {
+            let v: __m128i;
+            // SAFETY: 16 bytes at a 16-aligned address inside a live table (caller); the block
+            // only reads them.
+            unsafe {
+                core::arch::asm!(
+                    "movdqa {v}, xmmword ptr [{p}]",
+                    p = in(reg) p,
+                    v = out(xmm_reg) v,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
+            Self(v)
+        }
+
+        #[inline(always)]
+        fn or(self, other: Self) -> Self {
+            // SAFETY: register-only SSE2 arithmetic (cfg).
+            Self(unsafe { _mm_or_si128(self.0, other.0) })
+        }
+
+        #[inline(always)]
+        fn and(self, other: Self) -> Self {
+            // SAFETY: register-only SSE2 arithmetic (cfg).
+            Self(unsafe { _mm_and_si128(self.0, other.0) })
+        }
+
+        #[inline(always)]
+        fn add(self, other: Self) -> Self {
+            // SAFETY: register-only SSE2 arithmetic (cfg).
+            Self(unsafe { _mm_add_epi64(self.0, other.0) })
+        }
+
+        #[inline(always)]
+        fn shr1(self) -> Self {
+            // SAFETY: register-only SSE2 arithmetic (cfg).
+            Self(unsafe { _mm_srli_epi64::<1>(self.0) })
+        }
+
+        #[inline(always)]
+        fn lanes(self) -> (u64, u64) {
+            // SAFETY: register-only SSE2 arithmetic (cfg).
+            unsafe {
+                (
+                    _mm_cvtsi128_si64(self.0) as u64,
+                    _mm_cvtsi128_si64(_mm_unpackhi_epi64(self.0, self.0)) as u64,
+                )
             }
         }
-        let mut total = 0u64;
-        for a in acc {
-            // SAFETY: register-only SSE2 arithmetic (cfg).
-            let (lo, hi) = unsafe {
-                (
-                    _mm_cvtsi128_si64(a) as u64,
-                    _mm_cvtsi128_si64(_mm_unpackhi_epi64(a, a)) as u64,
-                )
-            };
-            total = join(join(total, lo), hi);
-        }
-        head.iter().chain(quads.remainder()).fold(total, one)
-    }
-
-    #[inline(never)]
-    pub(super) fn or_all(s: &[Desc]) -> u64 {
-        // SAFETY: register-only SSE2 arithmetic (cfg).
-        fold(
-            s,
-            |a, v| unsafe { _mm_or_si128(a, v) },
-            |a, b| a | b,
-            |t, d| t | ld(d),
-        )
-    }
-
-    #[inline(never)]
-    pub(super) fn or_tables(s: &[Desc]) -> u64 {
-        fold(
-            s,
-            // SAFETY: register-only SSE2 arithmetic (cfg).
-            |a, v| unsafe { _mm_or_si128(a, _mm_and_si128(v, _mm_srli_epi64::<1>(v))) },
-            |a, b| a | b,
-            |t, d| {
-                let d = ld(d);
-                t | (d & (d >> 1))
-            },
-        )
-    }
-
-    #[inline(never)]
-    pub(super) fn count_valid(s: &[Desc]) -> u64 {
-        // SAFETY: register-only SSE2 arithmetic (cfg).
-        let one = unsafe { _mm_set1_epi64x(1) };
-        fold(
-            s,
-            // SAFETY: register-only SSE2 arithmetic (cfg).
-            |a, v| unsafe { _mm_add_epi64(a, _mm_and_si128(v, one)) },
-            |a, b| a + b,
-            |t, d| t + (ld(d) & super::VALID),
-        )
     }
 }
 
@@ -166,47 +163,104 @@ mod vector {
     not(miri),
     not(all(loom, test))
 ))]
-mod vector {
+mod lanes {
     use core::arch::aarch64::{
         uint64x2_t, vaddq_u64, vandq_u64, vdupq_n_u64, vgetq_lane_u64, vorrq_u64, vshrq_n_u64,
     };
 
-    use super::{ld, Desc};
+    use super::{Desc, Pair};
 
     /// The scans this build compiled (a test checks it is the one the target calls for).
     #[cfg(all(test, not(loom)))]
     pub(super) const KIND: &str = "neon";
 
-    /// Descriptors `p[0]` and `p[1]`, one per lane, read by one `LDR Q`: two single-copy atomic
-    /// 64-bit reads (see the module documentation).
-    ///
-    /// # Safety
-    ///
-    /// `p` is 16-byte aligned and `p[0..2]` are descriptors of a live table.
-    #[inline(always)]
-    unsafe fn load2(p: *const Desc) -> uint64x2_t {
-        let v: uint64x2_t;
-        // SAFETY: 16 bytes at a 16-aligned address inside a live table (caller); the block only
-        // reads them, and touches neither the stack nor the condition flags.
-        unsafe {
-            core::arch::asm!(
-                "ldr {v:q}, [{p}]",
-                p = in(reg) p,
-                v = out(vreg) v,
-                options(nostack, readonly, preserves_flags),
-            );
+    #[derive(Clone, Copy)]
+    pub(super) struct Lanes(uint64x2_t);
+
+    impl Pair for Lanes {
+        #[inline(always)]
+        fn splat(v: u64) -> Self {
+            // SAFETY: register-only NEON arithmetic (cfg).
+            Self(unsafe { vdupq_n_u64(v) })
         }
-        v
+
+        /// One `LDR Q`.
+        #[inline(always)]
+        unsafe fn load2(p: *const Desc) -> Self {
+            let v: uint64x2_t;
+            // SAFETY: 16 bytes at a 16-aligned address inside a live table (caller); the block
+            // only reads them, and touches neither the stack nor the condition flags.
+            unsafe {
+                core::arch::asm!(
+                    "ldr {v:q}, [{p}]",
+                    p = in(reg) p,
+                    v = out(vreg) v,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
+            Self(v)
+        }
+
+        #[inline(always)]
+        fn or(self, other: Self) -> Self {
+            // SAFETY: register-only NEON arithmetic (cfg).
+            Self(unsafe { vorrq_u64(self.0, other.0) })
+        }
+
+        #[inline(always)]
+        fn and(self, other: Self) -> Self {
+            // SAFETY: register-only NEON arithmetic (cfg).
+            Self(unsafe { vandq_u64(self.0, other.0) })
+        }
+
+        #[inline(always)]
+        fn add(self, other: Self) -> Self {
+            // SAFETY: register-only NEON arithmetic (cfg).
+            Self(unsafe { vaddq_u64(self.0, other.0) })
+        }
+
+        #[inline(always)]
+        fn shr1(self) -> Self {
+            // SAFETY: register-only NEON arithmetic (cfg).
+            Self(unsafe { vshrq_n_u64::<1>(self.0) })
+        }
+
+        #[inline(always)]
+        fn lanes(self) -> (u64, u64) {
+            // SAFETY: register-only NEON arithmetic (cfg).
+            unsafe { (vgetq_lane_u64::<0>(self.0), vgetq_lane_u64::<1>(self.0)) }
+        }
     }
+}
+
+/// The folds on pairs of descriptors, written once over [`Pair`].
+#[cfg(any(
+    all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(miri),
+        not(all(loom, test))
+    ),
+    all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        not(miri),
+        not(all(loom, test))
+    )
+))]
+mod vector {
+    use super::lanes::Lanes;
+    use super::{ld, Desc, Pair, VALID};
+
+    #[cfg(all(test, not(loom)))]
+    pub(super) use super::lanes::KIND;
 
     /// Folds `s` with `step` on pairs of descriptors (four independent accumulators) and
     /// `one` on the descriptors the pairs leave out; `join` adds an accumulator's two lanes.
-    /// The folds are symmetric in the lanes, so which lane holds which descriptor of a pair
-    /// (it differs with the endianness) does not matter.
     #[inline(always)]
     fn fold(
         s: &[Desc],
-        step: impl Fn(uint64x2_t, uint64x2_t) -> uint64x2_t,
+        step: impl Fn(Lanes, Lanes) -> Lanes,
         join: impl Fn(u64, u64) -> u64,
         one: impl Fn(u64, &Desc) -> u64,
     ) -> u64 {
@@ -217,21 +271,18 @@ mod vector {
             s.split_at(0)
         };
         let mut quads = rest.chunks_exact(8);
-        // SAFETY: NEON is enabled for this target (cfg), and this only computes on registers.
-        let zero = unsafe { vdupq_n_u64(0) };
-        let mut acc = [zero; 4];
+        let mut acc = [Lanes::splat(0); 4];
         for q in &mut quads {
             let p = q.as_ptr();
             for (k, a) in acc.iter_mut().enumerate() {
                 // SAFETY: `p` is 16-byte aligned (`rest` starts so and advances by 64 bytes),
                 // and `p[2k..2k + 2]` lies in `q`, a live table's descriptors.
-                *a = step(*a, unsafe { load2(p.add(2 * k)) });
+                *a = step(*a, unsafe { Lanes::load2(p.add(2 * k)) });
             }
         }
         let mut total = 0u64;
         for a in acc {
-            // SAFETY: register-only NEON arithmetic (cfg).
-            let (lo, hi) = unsafe { (vgetq_lane_u64::<0>(a), vgetq_lane_u64::<1>(a)) };
+            let (lo, hi) = a.lanes();
             total = join(join(total, lo), hi);
         }
         head.iter().chain(quads.remainder()).fold(total, one)
@@ -239,21 +290,14 @@ mod vector {
 
     #[inline(never)]
     pub(super) fn or_all(s: &[Desc]) -> u64 {
-        fold(
-            s,
-            // SAFETY: register-only NEON arithmetic (cfg).
-            |a, v| unsafe { vorrq_u64(a, v) },
-            |a, b| a | b,
-            |t, d| t | ld(d),
-        )
+        fold(s, Lanes::or, |a, b| a | b, |t, d| t | ld(d))
     }
 
     #[inline(never)]
     pub(super) fn or_tables(s: &[Desc]) -> u64 {
         fold(
             s,
-            // SAFETY: register-only NEON arithmetic (cfg).
-            |a, v| unsafe { vorrq_u64(a, vandq_u64(v, vshrq_n_u64::<1>(v))) },
+            |a, v| a.or(v.and(v.shr1())),
             |a, b| a | b,
             |t, d| {
                 let d = ld(d);
@@ -264,14 +308,12 @@ mod vector {
 
     #[inline(never)]
     pub(super) fn count_valid(s: &[Desc]) -> u64 {
-        // SAFETY: register-only NEON arithmetic (cfg).
-        let one = unsafe { vdupq_n_u64(super::VALID) };
+        let valid = Lanes::splat(VALID);
         fold(
             s,
-            // SAFETY: register-only NEON arithmetic (cfg).
-            |a, v| unsafe { vaddq_u64(a, vandq_u64(v, one)) },
+            |a, v| a.add(v.and(valid)),
             |a, b| a + b,
-            |t, d| t + (ld(d) & super::VALID),
+            |t, d| t + (ld(d) & VALID),
         )
     }
 }
