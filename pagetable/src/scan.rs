@@ -76,6 +76,32 @@ trait Pair: Copy {
     fn lanes(self) -> (u64, u64);
 }
 
+/// `fn op(self, other) -> Self` of [`Pair`] as one lane-wise intrinsic on the two registers.
+#[cfg(any(
+    all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(miri),
+        not(all(loom, test))
+    ),
+    all(
+        target_arch = "aarch64",
+        target_feature = "neon",
+        not(miri),
+        not(all(loom, test))
+    )
+))]
+macro_rules! lane_ops {
+    ($($op:ident => $intrinsic:ident),*) => {$(
+        #[inline(always)]
+        fn $op(self, other: Self) -> Self {
+            // SAFETY: register-only arithmetic on a vector unit this target enables (the
+            // module's cfg).
+            Self(unsafe { $intrinsic(self.0, other.0) })
+        }
+    )*};
+}
+
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "sse2",
@@ -120,23 +146,7 @@ mod lanes {
             Self(v)
         }
 
-        #[inline(always)]
-        fn or(self, other: Self) -> Self {
-            // SAFETY: register-only SSE2 arithmetic (cfg).
-            Self(unsafe { _mm_or_si128(self.0, other.0) })
-        }
-
-        #[inline(always)]
-        fn and(self, other: Self) -> Self {
-            // SAFETY: register-only SSE2 arithmetic (cfg).
-            Self(unsafe { _mm_and_si128(self.0, other.0) })
-        }
-
-        #[inline(always)]
-        fn add(self, other: Self) -> Self {
-            // SAFETY: register-only SSE2 arithmetic (cfg).
-            Self(unsafe { _mm_add_epi64(self.0, other.0) })
-        }
+        lane_ops!(or => _mm_or_si128, and => _mm_and_si128, add => _mm_add_epi64);
 
         #[inline(always)]
         fn shr1(self) -> Self {
@@ -201,23 +211,7 @@ mod lanes {
             Self(v)
         }
 
-        #[inline(always)]
-        fn or(self, other: Self) -> Self {
-            // SAFETY: register-only NEON arithmetic (cfg).
-            Self(unsafe { vorrq_u64(self.0, other.0) })
-        }
-
-        #[inline(always)]
-        fn and(self, other: Self) -> Self {
-            // SAFETY: register-only NEON arithmetic (cfg).
-            Self(unsafe { vandq_u64(self.0, other.0) })
-        }
-
-        #[inline(always)]
-        fn add(self, other: Self) -> Self {
-            // SAFETY: register-only NEON arithmetic (cfg).
-            Self(unsafe { vaddq_u64(self.0, other.0) })
-        }
+        lane_ops!(or => vorrq_u64, and => vandq_u64, add => vaddq_u64);
 
         #[inline(always)]
         fn shr1(self) -> Self {
