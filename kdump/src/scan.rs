@@ -100,9 +100,8 @@ use crate::reason::{Illegal, Refusal, Root, RootKind, Structure, StructureKind};
 use crate::validate::{range_below_oas, Geometry, STES_PER_L2, STE_BYTES};
 use crate::walk::{visit_stes, OnGap, SteEntry, SteVisitor};
 
-/// The largest read [`scan`] makes, in 64-bit words (512 bytes: 8 STEs or CDs, or 64
-/// descriptors).
-pub const READ_CHUNK_WORDS: usize = 64;
+// Old memory and the largest read have their own module, which the walk shares.
+pub use crate::memory::{MemFault, OldMemory, READ_CHUNK_WORDS};
 
 /// SPEC K20: the most CDs and level-1 CD descriptors the scan reads in all (2^21). Linux
 /// gives a master a linear table of at most 1024 CDs, or a 2-level one whose leaves (1024
@@ -147,36 +146,6 @@ fn el2_tag_index(features: &Features) -> usize {
 
 fn extent_slots(geometry: &Geometry) -> usize {
     2 + geometry.l1_entries().unwrap_or(0) as usize + MAX_CD_STRUCTURES
-}
-
-/// A read of the crashed kernel's memory failed (unmapped, not RAM, refused by the platform).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct MemFault;
-
-impl core::fmt::Display for MemFault {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("the crashed kernel's memory could not be read")
-    }
-}
-
-impl core::error::Error for MemFault {}
-
-/// Read access to the crashed kernel's physical memory: the old tables.
-///
-/// Implemented by the driver over the HAL's foreign mappings (with the attribute SPEC K17 has
-/// the platform choose), and by tests over an in-memory image.
-pub trait OldMemory {
-    /// Fills `out` with the `out.len()` little-endian 64-bit words at physical address `pa`
-    /// (8-byte aligned), lowest-addressed first, converted to native values. [`scan`] never
-    /// asks for more than [`READ_CHUNK_WORDS`] words at once, and only for ranges the
-    /// registers and descriptors describe.
-    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault>;
-}
-
-impl<M: OldMemory + ?Sized> OldMemory for &M {
-    fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        (**self).read_words(pa, out)
-    }
 }
 
 /// Something the scan found in use by the crashed kernel.

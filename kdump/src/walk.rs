@@ -23,8 +23,8 @@
 use smmu::arch::l1std::STRTAB_SPLIT;
 use smmu::arch::ste;
 
+use crate::memory::{OldMemory, READ_CHUNK_WORDS};
 use crate::reason::Refusal;
-use crate::scan::{OldMemory, READ_CHUNK_WORDS};
 use crate::validate::{validate_l1_at, Format, Geometry, L1STD_BYTES, STES_PER_L2, STE_BYTES};
 
 /// One valid STE (`V` = 1, §5.2) of the table.
