@@ -50,6 +50,11 @@ const SLOTS: usize = 4;
 const SLOT_BYTES: usize = 4096;
 /// The largest stream-table region built (1024 STEs, or 8192 level-1 descriptors).
 const MAX_TABLE_BYTES: u64 = 64 << 10;
+/// The most level-1 stream-table descriptors, and the most level-1 CD descriptors, that the
+/// generator points at its slots: every slot twice. Each such descriptor makes the scan walk
+/// a whole level-2 table (256 STEs) or leaf; more of them only repeat a slot, which two
+/// already do (an overlap), and would make one input cost as much as hundreds.
+const MAX_SLOT_POINTERS: u32 = 2 * SLOTS as u32;
 
 /// Bits `[hi:lo]` of a word, as a mask in place.
 const fn mask(hi: u32, lo: u32) -> u64 {
@@ -228,6 +233,9 @@ struct Gen<'a> {
     l2_used: [bool; SLOTS],
     cd_used: [Option<(u64, u64)>; SLOTS],
     leaf_used: [bool; SLOTS],
+    /// Level-1 descriptors pointed at a level-2 slot, and at a leaf slot, so far.
+    l2_pointers: u32,
+    leaf_pointers: u32,
 }
 
 impl Gen<'_> {
@@ -331,8 +339,13 @@ impl Gen<'_> {
             0..=3 => 0,
             4..=6 => {
                 let slot = usize::from(self.b.u8()) % SLOTS;
+                let ptr = self.ptr(L2_BASE + slot as u64 * L2_BYTES);
+                if self.l2_pointers >= MAX_SLOT_POINTERS {
+                    return 0;
+                }
+                self.l2_pointers += 1;
                 self.l2_used[slot] = true;
-                9 | (self.ptr(L2_BASE + slot as u64 * L2_BYTES) & PTR_55_6)
+                9 | (ptr & PTR_55_6)
             }
             _ => self.b.u64(),
         }
@@ -380,8 +393,13 @@ impl Gen<'_> {
             0 => 0,
             1 | 2 => {
                 let slot = usize::from(self.b.u8()) % SLOTS;
+                let ptr = self.ptr(LEAF_BASE + slot as u64 * SLOT_STRIDE);
+                if self.leaf_pointers >= MAX_SLOT_POINTERS {
+                    return 0;
+                }
+                self.leaf_pointers += 1;
                 self.leaf_used[slot] = true;
-                1 | (self.ptr(LEAF_BASE + slot as u64 * SLOT_STRIDE) & PTR_55_12)
+                1 | (ptr & PTR_55_12)
             }
             _ => self.b.u64(),
         }
@@ -547,6 +565,8 @@ impl Case {
             l2_used: [false; SLOTS],
             cd_used: [None; SLOTS],
             leaf_used: [false; SLOTS],
+            l2_pointers: 0,
+            leaf_pointers: 0,
         };
         let fault = g.b.u8() % 16;
         let flags = g.b.u8();
@@ -575,13 +595,17 @@ impl Case {
             _ => 2 + u32::from(flags >> 7),
         };
         // Mostly small linear tables (at most 64 STEs), now and then up to 1024: every STE
-        // the registers describe is walked, and a fuzzer's time is its exec rate.
+        // the registers describe is walked, and a fuzzer's time is its exec rate. No more
+        // entries (STEs, or level-1 descriptors) than the rest of the input can fill, each
+        // taking at least a byte: 2^room_log2 >= the bytes left (at least 8).
+        let room = data.len().saturating_sub(g.b.pos).max(8);
+        let room_log2 = room.next_power_of_two().trailing_zeros();
         let mut log2size = if two_level {
-            8 + u32::from(size % 10)
+            8 + u32::from(size % 10).min(room_log2)
         } else if size < 192 {
-            u32::from(size % 7)
+            u32::from(size % 7).min(room_log2)
         } else {
-            u32::from(size % 11)
+            u32::from(size % 11).min(room_log2)
         };
         if size >= 240 {
             log2size = u32::from(size % 64);
@@ -678,7 +702,7 @@ impl Case {
         let cfg = snap.strtab_base_cfg;
         let (log2size, split) = (cfg & 0x3f, (cfg >> 6) & 0x1f);
         if (cfg >> 16) & 3 == 1 && split <= log2size {
-            let entries = 1u64 << (log2size - split).min(13);
+            let entries = 1u64 << (log2size - split).min(13).min(room_log2);
             let bytes = (entries * 8).min(MAX_TABLE_BYTES);
             let region = g.image.add(table_pa, bytes);
             for i in 0..bytes / 8 {
@@ -689,7 +713,7 @@ impl Case {
                 g.image.put(region, i * 8, d);
             }
         } else {
-            let stes = 1u64 << log2size.min(10);
+            let stes = 1u64 << log2size.min(10).min(room_log2);
             let region = g.image.add(table_pa, stes * 64);
             g.stes(region, stes);
         }
