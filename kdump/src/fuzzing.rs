@@ -51,10 +51,11 @@ const SLOT_BYTES: usize = 4096;
 /// The largest stream-table region built (1024 STEs, or 8192 level-1 descriptors).
 const MAX_TABLE_BYTES: u64 = 64 << 10;
 /// The most level-1 stream-table descriptors, and the most level-1 CD descriptors, that the
-/// generator points at its slots: every slot twice. Each such descriptor makes the scan walk
-/// a whole level-2 table (256 STEs) or leaf; more of them only repeat a slot, which two
-/// already do (an overlap), and would make one input cost as much as hundreds.
-const MAX_SLOT_POINTERS: u32 = 2 * SLOTS as u32;
+/// generator points at its slots: three, enough for two tables that overlap and one apart.
+/// Each makes the scan walk a whole level-2 table (256 STEs) or leaf before it compares the
+/// structures; more of them only repeat what three show, and would make one input cost as
+/// much as dozens (libFuzzer keeps such inputs: each further descriptor is a new loop count).
+const MAX_SLOT_POINTERS: u32 = 3;
 
 /// Bits `[hi:lo]` of a word, as a mask in place.
 const fn mask(hi: u32, lo: u32) -> u64 {
