@@ -92,48 +92,6 @@ pub fn validate_image(data: &[u8]) -> Option<Outcome> {
     Some(outcome)
 }
 
-/// The crate's one image builder, with the generator's way of filling it: a region is named
-/// by its base, and a word outside every region is dropped. Regions never overlap (one
-/// address, one content, whichever way it is read): a region that would is not added, and
-/// the words meant for it land in the region already there, if any.
-trait Fill {
-    fn add(&mut self, base: u64, len: u64) -> u64;
-    fn put(&mut self, region: u64, offset: u64, word: u64);
-    /// `put` of each of an entry's words, at once where they lie in one region.
-    fn put_entry(&mut self, region: u64, offset: u64, words: &[u64]);
-    fn find(&self, pa: u64, len: u64) -> Option<()>;
-}
-
-impl Fill for Image {
-    fn add(&mut self, base: u64, len: u64) -> u64 {
-        if !self.overlaps(base, len) {
-            self.region(base, len);
-        }
-        base
-    }
-
-    fn put(&mut self, region: u64, offset: u64, word: u64) {
-        if let Some(pa) = region.checked_add(offset) {
-            self.store(pa, word);
-        }
-    }
-
-    fn put_entry(&mut self, region: u64, offset: u64, words: &[u64]) {
-        let stored = region
-            .checked_add(offset)
-            .is_some_and(|pa| self.store_words(pa, words));
-        if !stored {
-            for (j, &word) in words.iter().enumerate() {
-                self.put(region, offset + j as u64 * 8, word);
-            }
-        }
-    }
-
-    fn find(&self, pa: u64, len: u64) -> Option<()> {
-        self.contains(pa, len).then_some(())
-    }
-}
-
 /// Records every read, then serves it from the image.
 struct Recorder<'a> {
     image: &'a Image,
@@ -413,23 +371,41 @@ impl Gen<'_> {
         self.b.pos >= self.b.data.len()
     }
 
-    fn stes(&mut self, region: u64, count: u64) {
-        for i in 0..count {
+    /// Adds the region of `bytes` at `base` to the image, its words those `fill` appends
+    /// (the entries from its start, as far as the input lasts), then zeros. Regions never
+    /// overlap (one address, one content, whichever way it is read): one that would is left
+    /// out, with its words.
+    fn region(&mut self, base: u64, bytes: u64, fill: impl FnOnce(&mut Self, &mut Vec<u64>)) {
+        let mut words = self.image.spare_words();
+        fill(self, &mut words);
+        self.image.region_with(base, bytes, words);
+    }
+
+    fn stes(&mut self, words: &mut Vec<u64>, count: u64) {
+        for _ in 0..count {
             if self.exhausted() {
                 break;
             }
-            let ste = self.ste();
-            self.image.put_entry(region, i * 64, &ste);
+            words.extend_from_slice(&self.ste());
         }
     }
 
-    fn cds(&mut self, region: u64, count: u64) {
-        for i in 0..count {
+    fn cds(&mut self, words: &mut Vec<u64>, count: u64) {
+        for _ in 0..count {
             if self.exhausted() {
                 break;
             }
-            let cd = self.cd();
-            self.image.put_entry(region, i * 64, &cd);
+            words.extend_from_slice(&self.cd());
+        }
+    }
+
+    /// `count` descriptors made by `one`.
+    fn descriptors(&mut self, words: &mut Vec<u64>, count: u64, one: fn(&mut Self) -> u64) {
+        for _ in 0..count {
+            if self.exhausted() {
+                break;
+            }
+            words.push(one(self));
         }
     }
 }
@@ -521,20 +497,17 @@ impl Case {
                 continue;
             };
             placed.push((base, end));
-            image.region(base, n * 8);
             // The words the input holds (a short last one padded with zeros); those it
             // lacks read as zero.
             let bytes = data.get(b.pos..).unwrap_or(&[]);
             let bytes = bytes.get(..n as usize * 8).unwrap_or(bytes);
-            let words: Vec<u64> = bytes
-                .chunks(8)
-                .map(|c| {
-                    let mut w = [0u8; 8];
-                    w[..c.len()].copy_from_slice(c);
-                    u64::from_le_bytes(w)
-                })
-                .collect();
-            image.write(base, &words);
+            let mut words = image.spare_words();
+            words.extend(bytes.chunks(8).map(|c| {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(w)
+            }));
+            image.region_with(base, n * 8, words);
             b.pos = b.pos.saturating_add(n as usize * 8);
         }
         Case {
@@ -705,57 +678,41 @@ impl Case {
         if (cfg >> 16) & 3 == 1 && split <= log2size {
             let entries = 1u64 << (log2size - split).min(13).min(room_log2);
             let bytes = (entries * 8).min(MAX_TABLE_BYTES);
-            let region = g.image.add(table_pa, bytes);
-            for i in 0..bytes / 8 {
-                if g.exhausted() {
-                    break;
-                }
-                let d = g.l1std();
-                g.image.put(region, i * 8, d);
-            }
+            g.region(table_pa, bytes, |g, w| {
+                g.descriptors(w, bytes / 8, Gen::l1std);
+            });
         } else {
             let stes = 1u64 << log2size.min(10).min(room_log2);
-            let region = g.image.add(table_pa, stes * 64);
-            g.stes(region, stes);
+            g.region(table_pa, stes * 64, |g, w| g.stes(w, stes));
         }
         for slot in 0..SLOTS {
             if g.l2_used[slot] {
-                let region = g.image.add(L2_BASE + slot as u64 * L2_BYTES, L2_BYTES);
-                g.stes(region, 256);
+                let base = L2_BASE + slot as u64 * L2_BYTES;
+                g.region(base, L2_BYTES, |g, w| g.stes(w, 256));
             }
         }
         for slot in 0..SLOTS {
             let Some((fmt, cd_max)) = g.cd_used[slot] else {
                 continue;
             };
-            let region = g
-                .image
-                .add(CD_BASE + slot as u64 * SLOT_STRIDE, SLOT_BYTES as u64);
             let leaf_log2 = match fmt {
                 1 => Some(6),
                 2 => Some(10),
                 _ => None,
             };
-            match leaf_log2 {
+            let base = CD_BASE + slot as u64 * SLOT_STRIDE;
+            g.region(base, SLOT_BYTES as u64, |g, w| match leaf_log2 {
                 Some(leaf_log2) if cd_max != 0 => {
                     let entries = (1u64 << cd_max.saturating_sub(leaf_log2)).min(512);
-                    for i in 0..entries {
-                        if g.exhausted() {
-                            break;
-                        }
-                        let d = g.l1cd();
-                        g.image.put(region, i * 8, d);
-                    }
+                    g.descriptors(w, entries, Gen::l1cd);
                 }
-                _ => g.cds(region, (1u64 << cd_max).min(64)),
-            }
+                _ => g.cds(w, (1u64 << cd_max).min(64)),
+            });
         }
         for slot in 0..SLOTS {
             if g.leaf_used[slot] {
-                let region = g
-                    .image
-                    .add(LEAF_BASE + slot as u64 * SLOT_STRIDE, SLOT_BYTES as u64);
-                g.cds(region, 64);
+                let base = LEAF_BASE + slot as u64 * SLOT_STRIDE;
+                g.region(base, SLOT_BYTES as u64, |g, w| g.cds(w, 64));
             }
         }
         Case {
@@ -778,7 +735,7 @@ impl Case {
         let image = &self.image;
         let is_ram = |base: u64, bytes: u64| match self.ram {
             Ram::Any => true,
-            Ram::Image => image.find(base, bytes).is_some(),
+            Ram::Image => image.contains(base, bytes),
             Ram::None => false,
         };
 

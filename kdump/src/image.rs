@@ -235,6 +235,33 @@ impl Image {
         self
     }
 
+    /// An empty buffer of words for [`Image::region_with`], one that [`Image::clear`] kept if
+    /// there is one.
+    pub fn spare_words(&mut self) -> Vec<u64> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Adds a region of `bytes` (rounded up to words) at `base` that holds `words` (as many
+    /// as fit), then zeros; unless it would share a byte with a region already there: then
+    /// nothing is added and `false` returned. The region keeps the buffer.
+    pub fn region_with(&mut self, base: u64, bytes: u64, mut words: Vec<u64>) -> bool {
+        let len = bytes.div_ceil(8);
+        if self.overlaps(base, bytes) {
+            words.clear();
+            self.spare.push(words);
+            return false;
+        }
+        words.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        // Zeros at the end are what the region reads anyway.
+        let used = words
+            .iter()
+            .rposition(|&w| w != 0)
+            .map_or(0, |last| last + 1);
+        words.truncate(used);
+        self.insert(base, Region::Words { stored: words, len });
+        true
+    }
+
     /// Adds `count` back-to-back copies of `block` at `base`: distinct addresses, one
     /// content, the memory of one copy.
     pub fn repeat(&mut self, base: u64, block: &[u64], count: u64) -> &mut Self {
