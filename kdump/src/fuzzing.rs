@@ -31,7 +31,6 @@ use std::boxed::Box;
 use std::vec::Vec;
 
 use smmu::arch::idr::IdRegs;
-use smmu::ids::IdAllocator;
 
 use crate::image::Image;
 use crate::scan::{scan, Found, MemFault, OldMemory, ScanStats, READ_CHUNK_WORDS};
@@ -108,9 +107,9 @@ struct Pool {
     scratch: Vec<crate::ScratchSlot>,
     reads: Vec<(u64, u64)>,
     found: Vec<Found>,
-    /// The sink's reservations (16 KiB each, built in place).
-    asids: Box<MaybeUninit<IdAllocator>>,
-    vmids: Box<MaybeUninit<IdAllocator>>,
+    /// The ASIDs and VMIDs the sink reserved, sorted.
+    asids: Vec<u16>,
+    vmids: Vec<u16>,
     /// Where lazy adoption builds its table (about 60 KiB).
     table: Box<MaybeUninit<AdoptedStreamTable>>,
 }
@@ -122,9 +121,27 @@ impl Default for Pool {
             scratch: Vec::new(),
             reads: Vec::new(),
             found: Vec::new(),
-            asids: Box::new_uninit(),
-            vmids: Box::new_uninit(),
+            asids: Vec::new(),
+            vmids: Vec::new(),
             table: Box::new_uninit(),
+        }
+    }
+}
+
+/// The sink's reservation of `tag` among the sorted `held` tags, as the crash kernel's
+/// allocator of `bits`-bit IDs makes it: `None` (refused) for 0 and past the width;
+/// `Some(true)` when it was reserved already (several STEs share a CD table or a VMID),
+/// `Some(false)` when it is reserved now. Lazy adoption makes the same reservations in the
+/// adopted table's own allocators, which must accept them.
+fn reserve(held: &mut Vec<u16>, bits: u32, tag: u16) -> Option<bool> {
+    if tag == 0 || u32::from(tag) >> bits != 0 {
+        return None;
+    }
+    match held.binary_search(&tag) {
+        Ok(_) => Some(true),
+        Err(at) => {
+            held.insert(at, tag);
+            Some(false)
         }
     }
 }
@@ -781,12 +798,13 @@ impl Case {
         } = pool;
         reads.clear();
         found.clear();
+        asids.clear();
+        vmids.clear();
         let recorder = Recorder {
             image,
             reads: RefCell::new(core::mem::take(reads)),
         };
-        let asids = IdAllocator::new_in(asids, features.asid_bits());
-        let vmids = IdAllocator::new_in(vmids, features.vmid_bits());
+        let (asid_bits, vmid_bits) = (features.asid_bits(), features.vmid_bits());
         let mut injected = None;
         let needed = crate::scratch_slots(&geometry, &features);
         if scratch.len() < needed {
@@ -802,18 +820,16 @@ impl Case {
                 let refusal = match f {
                     Found::Asid { sid, ssid, asid } => {
                         let r = Refusal::AsidConflict { sid, ssid, asid };
-                        if asids.is_reserved(asid) {
+                        if reserve(asids, asid_bits, asid).ok_or(r)? {
                             return Ok(());
                         }
-                        asids.reserve(asid).map_err(|_| r)?;
                         r
                     }
                     Found::Vmid { sid, vmid } => {
                         let r = Refusal::VmidConflict { sid, vmid };
-                        if vmids.is_reserved(vmid) {
+                        if reserve(vmids, vmid_bits, vmid).ok_or(r)? {
                             return Ok(());
                         }
-                        vmids.reserve(vmid).map_err(|_| r)?;
                         r
                     }
                     Found::Deferred { sid } => Refusal::VmidConflict { sid, vmid: 0 },
