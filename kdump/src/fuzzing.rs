@@ -91,10 +91,10 @@ pub fn validate_image(data: &[u8]) -> Option<Outcome> {
     Some(outcome)
 }
 
-/// Records every read, then serves it from the image.
+/// Serves every read from the image, and checks it as it is made ([`ReadCheck`]).
 struct Recorder<'a> {
     image: &'a Image,
-    reads: RefCell<Vec<(u64, u64)>>,
+    check: RefCell<ReadCheck>,
 }
 
 /// What one run needs beyond its input, kept per thread from one run to the next: no
@@ -105,7 +105,8 @@ struct Pool {
     /// The scan's scratch area, grown to the largest input seen and sliced to what each one
     /// needs (the scan initialises what it uses, SPEC K15).
     scratch: Vec<crate::ScratchSlot>,
-    reads: Vec<(u64, u64)>,
+    /// The read check's ranges.
+    ranges: [Vec<(u64, u64, Kind)>; 2],
     found: Vec<Found>,
     /// The ASIDs and VMIDs the sink reserved, sorted.
     asids: Vec<u16>,
@@ -119,7 +120,7 @@ impl Default for Pool {
         Self {
             image: Image::new(),
             scratch: Vec::new(),
-            reads: Vec::new(),
+            ranges: [Vec::new(), Vec::new()],
             found: Vec::new(),
             asids: Vec::new(),
             vmids: Vec::new(),
@@ -154,9 +155,12 @@ std::thread_local! {
 
 impl OldMemory for Recorder<'_> {
     fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        let len = out.len() as u64 * 8;
-        self.reads.borrow_mut().push((pa, len));
-        self.image.read_words(pa, out)
+        let read = self.image.read_words(pa, out);
+        let words = read.is_ok().then_some(&*out);
+        self.check
+            .borrow_mut()
+            .read(pa, out.len() as u64 * 8, words);
+        read
     }
 }
 
@@ -790,19 +794,22 @@ impl Case {
         let Pool {
             image: _,
             scratch,
-            reads,
+            ranges: [allowed, seen],
             found,
             asids,
             vmids,
             table,
         } = pool;
-        reads.clear();
         found.clear();
         asids.clear();
         vmids.clear();
         let recorder = Recorder {
             image,
-            reads: RefCell::new(core::mem::take(reads)),
+            check: RefCell::new(ReadCheck::new(
+                &self.snap,
+                core::mem::take(allowed),
+                core::mem::take(seen),
+            )),
         };
         let (asid_bits, vmid_bits) = (features.asid_bits(), features.vmid_bits());
         let mut injected = None;
@@ -842,8 +849,9 @@ impl Case {
             },
         );
 
-        *reads = recorder.reads.into_inner();
-        check_reads(&self.snap, image, reads);
+        let check = recorder.check.into_inner();
+        let reads = check.reads;
+        [*allowed, *seen] = [check.allowed, check.seen];
         match verdict {
             Ok(stats) => {
                 assert!(injected.is_none(), "the sink's refusal was dropped");
@@ -858,7 +866,7 @@ impl Case {
         }
         Outcome {
             verdict,
-            reads: reads.len(),
+            reads,
             found: found.len(),
         }
     }
@@ -1127,26 +1135,53 @@ fn cd_region(w0: u64) -> (u64, u64, Kind) {
     )
 }
 
-/// Every read must lie inside a range the registers, or a descriptor read before it, describe.
-fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
-    let cfg = s.strtab_base_cfg;
-    let (fmt, split, log2) = ((cfg >> 16) & 3, (cfg >> 6) & 0x1f, cfg & 0x3f);
-    let base = s.strtab_base & PTR_55_6;
-    let mut allowed: Vec<(u64, u64, Kind)> = Vec::new();
-    if fmt == 1 {
-        if split <= log2 {
-            allowed.push((base, 8u64 << (log2 - split), Kind::L1Std));
+/// Every read must lie inside a range the registers, or a descriptor read before it,
+/// describe; checked as each read is made, on the words it returned.
+struct ReadCheck {
+    /// The ranges described so far, in the order found.
+    allowed: Vec<(u64, u64, Kind)>,
+    /// The same, sorted (no range twice).
+    seen: Vec<(u64, u64, Kind)>,
+    /// S1CDMax is IGNORED on an SMMU without substreams (§5.2).
+    no_ssids: bool,
+    /// Reads so far.
+    reads: usize,
+}
+
+impl ReadCheck {
+    /// The ranges the registers describe (`allowed` and `seen` are buffers to reuse).
+    fn new(
+        s: &RegisterSnapshot,
+        mut allowed: Vec<(u64, u64, Kind)>,
+        mut seen: Vec<(u64, u64, Kind)>,
+    ) -> Self {
+        let cfg = s.strtab_base_cfg;
+        let (fmt, split, log2) = ((cfg >> 16) & 3, (cfg >> 6) & 0x1f, cfg & 0x3f);
+        let base = s.strtab_base & PTR_55_6;
+        allowed.clear();
+        seen.clear();
+        if fmt == 1 {
+            if split <= log2 {
+                allowed.push((base, 8u64 << (log2 - split), Kind::L1Std));
+            }
+        } else if log2 <= 57 {
+            allowed.push((base, 64u64 << log2, Kind::Ste));
         }
-    } else if log2 <= 57 {
-        allowed.push((base, 64u64 << log2, Kind::Ste));
+        seen.extend_from_slice(&allowed);
+        Self {
+            allowed,
+            seen,
+            no_ssids: (s.ids.idr[1] >> 6) & 0x1f == 0,
+            reads: 0,
+        }
     }
-    // `allowed` without repeats, sorted.
-    let mut seen = allowed.clone();
-    // S1CDMax is IGNORED on an SMMU without substreams (§5.2).
-    let no_ssids = (s.ids.idr[1] >> 6) & 0x1f == 0;
-    for &(pa, len) in reads {
+
+    /// A read of `len` bytes at `pa`, which returned `words` (`None`: it failed, and taught
+    /// nothing).
+    fn read(&mut self, pa: u64, len: u64, words: Option<&[u64]>) {
+        self.reads += 1;
         assert!(
-            pa % 8 == 0 && len > 0 && len <= READ_CHUNK_WORDS as u64 * 8,
+            pa.is_multiple_of(8) && len > 0 && len <= READ_CHUNK_WORDS as u64 * 8,
             "read {pa:#x}+{len:#x} is not an aligned, bounded chunk"
         );
         let end = u128::from(pa) + u128::from(len);
@@ -1154,23 +1189,14 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
             u128::from(b) <= u128::from(pa) && end <= u128::from(b) + u128::from(l)
         };
         assert!(
-            allowed.iter().any(|&(b, l, _)| inside(b, l)),
+            self.allowed.iter().any(|&(b, l, _)| inside(b, l)),
             "read {pa:#x}+{len:#x} lies outside every range the registers and descriptors describe"
         );
-        // The words read, fetched once, as far as any of them can be non-zero: a zero word
-        // describes nothing (Span 0, V = 0), and a failed read taught nothing.
-        let Some(stored) = image.stored_words(pa, len / 8) else {
-            continue;
+        let Some(words) = words else {
+            return;
         };
-        let mut words = [0u64; READ_CHUNK_WORDS];
-        let Some(words) = words.get_mut(..stored as usize) else {
-            continue;
-        };
-        if words.is_empty() || !image.copy_words(pa, words) {
-            continue;
-        }
-        for k in 0..allowed.len() {
-            let (region, l, kind) = allowed[k];
+        for k in 0..self.allowed.len() {
+            let (region, l, kind) = self.allowed[k];
             if !inside(region, l) {
                 continue;
             }
@@ -1182,6 +1208,7 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
                 Kind::Cd => continue,
             };
             for &w in words.iter().skip(first).step_by(step) {
+                // A zero word describes nothing (Span 0, V = 0).
                 if w == 0 {
                     continue;
                 }
@@ -1191,7 +1218,7 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
                         (span != 0).then(|| (w & PTR_55_6, 64u64 << (span - 1), Kind::Ste))
                     }
                     Kind::Ste if w & 1 == 1 && (w >> 1) & 7 == 0b101 => {
-                        Some(cd_region(if no_ssids { w & !(0x1f << 59) } else { w }))
+                        Some(cd_region(if self.no_ssids { w & !(0x1f << 59) } else { w }))
                     }
                     Kind::L1Cd { leaf_cds } if w & 1 == 1 => {
                         Some((w & PTR_55_12, leaf_cds * 64, Kind::Cd))
@@ -1199,9 +1226,9 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
                     _ => None,
                 };
                 if let Some(c) = child {
-                    if let Err(at) = seen.binary_search(&c) {
-                        seen.insert(at, c);
-                        allowed.push(c);
+                    if let Err(at) = self.seen.binary_search(&c) {
+                        self.seen.insert(at, c);
+                        self.allowed.push(c);
                     }
                 }
             }
