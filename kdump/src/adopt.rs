@@ -800,7 +800,8 @@ mod tests {
     // spec: K15
     #[test]
     fn crash_tables_are_built_in_their_place() {
-        let hal = crate::fuzzing::ImageHal::new(&crate::image::Image::new());
+        let image = crate::image::Image::new();
+        let hal = crate::fuzzing::ImageHal::new(&image);
         let mut place = MaybeUninit::<CrashStreamTable>::uninit();
         let fill = make::ste_image(&make::abort_ste());
         CrashStreamTable::owned_in(&mut place, &hal, Layout::TwoLevel, 12, true, &fill)

@@ -25,16 +25,16 @@
 )]
 
 use core::cell::{Cell, RefCell};
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use std::boxed::Box;
-use std::collections::{BTreeMap, BTreeSet};
 use std::vec::Vec;
 
 use smmu::arch::idr::IdRegs;
-use smmu::ids::IdAllocator;
 
 use crate::image::Image;
 use crate::scan::{scan, Found, MemFault, OldMemory, ScanStats, READ_CHUNK_WORDS};
+use crate::table::AdoptedStreamTable;
 use crate::validate::{decide, validate_geometry, AdoptPlatform};
 use crate::{Refusal, RegisterSnapshot};
 
@@ -49,6 +49,12 @@ const SLOTS: usize = 4;
 const SLOT_BYTES: usize = 4096;
 /// The largest stream-table region built (1024 STEs, or 8192 level-1 descriptors).
 const MAX_TABLE_BYTES: u64 = 64 << 10;
+/// The most level-1 stream-table descriptors, and the most level-1 CD descriptors, that the
+/// generator points at its slots: three, enough for two tables that overlap and one apart.
+/// Each makes the scan walk a whole level-2 table (256 STEs) or leaf before it compares the
+/// structures; more of them only repeat what three show, and would make one input cost as
+/// much as dozens (libFuzzer keeps such inputs: each further descriptor is a new loop count).
+const MAX_SLOT_POINTERS: u32 = 3;
 
 /// Bits `[hi:lo]` of a word, as a mask in place.
 const fn mask(hi: u32, lo: u32) -> u64 {
@@ -75,51 +81,86 @@ pub fn validate_image(data: &[u8]) -> Option<Outcome> {
     if data.len() < 12 {
         return None;
     }
-    let case = Case::build(data);
-    Some(case.run())
+    let mut pool = POOL.take().unwrap_or_default();
+    let mut image = core::mem::take(&mut pool.image);
+    image.clear();
+    let case = Case::build(data, image);
+    let outcome = case.run(&mut pool);
+    pool.image = case.image;
+    POOL.set(Some(pool));
+    Some(outcome)
 }
 
-/// The crate's one image builder, with the generator's way of filling it: a region is named
-/// by its base, and a word outside every region is dropped.
-trait Fill {
-    fn add(&mut self, base: u64, len: u64) -> u64;
-    fn put(&mut self, region: u64, offset: u64, word: u64);
-    fn find(&self, pa: u64, len: u64) -> Option<()>;
-    fn read_u64(&self, pa: u64) -> Option<u64>;
-}
-
-impl Fill for Image {
-    fn add(&mut self, base: u64, len: u64) -> u64 {
-        self.region(base, len);
-        base
-    }
-
-    fn put(&mut self, region: u64, offset: u64, word: u64) {
-        if let Some(pa) = region.checked_add(offset) {
-            self.store(pa, word);
-        }
-    }
-
-    fn find(&self, pa: u64, len: u64) -> Option<()> {
-        self.contains(pa, len).then_some(())
-    }
-
-    fn read_u64(&self, pa: u64) -> Option<u64> {
-        self.word(pa)
-    }
-}
-
-/// Records every read, then serves it from the image.
+/// Serves every read from the image, and checks it as it is made ([`ReadCheck`]).
 struct Recorder<'a> {
     image: &'a Image,
-    reads: RefCell<Vec<(u64, u64)>>,
+    check: RefCell<ReadCheck>,
+}
+
+/// What one run needs beyond its input, kept per thread from one run to the next: no
+/// allocation, and no page zeroing, that the input does not call for (the fuzzer's speed).
+struct Pool {
+    /// The memory image, emptied for each input (its buffers stay).
+    image: Image,
+    /// The scan's scratch area, grown to the largest input seen and sliced to what each one
+    /// needs (the scan initialises what it uses, SPEC K15).
+    scratch: Vec<crate::ScratchSlot>,
+    /// The read check's ranges.
+    ranges: [Vec<(u64, u64, Kind)>; 2],
+    found: Vec<Found>,
+    /// The ASIDs and VMIDs the sink reserved, sorted.
+    asids: Vec<u16>,
+    vmids: Vec<u16>,
+    /// Where lazy adoption builds its table (about 60 KiB).
+    table: Box<MaybeUninit<AdoptedStreamTable>>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            image: Image::new(),
+            scratch: Vec::new(),
+            ranges: [Vec::new(), Vec::new()],
+            found: Vec::new(),
+            asids: Vec::new(),
+            vmids: Vec::new(),
+            table: Box::new_uninit(),
+        }
+    }
+}
+
+/// The sink's reservation of `tag` among the sorted `held` tags, as the crash kernel's
+/// allocator of `bits`-bit IDs makes it: `None` (refused) for 0 and past the width;
+/// `Some(true)` when it was reserved already (several STEs share a CD table or a VMID),
+/// `Some(false)` when it is reserved now. Lazy adoption makes the same reservations in the
+/// adopted table's own allocators, which must accept them.
+fn reserve(held: &mut Vec<u16>, bits: u32, tag: u16) -> Option<bool> {
+    if tag == 0 || u32::from(tag) >> bits != 0 {
+        return None;
+    }
+    match held.binary_search(&tag) {
+        Ok(_) => Some(true),
+        Err(at) => {
+            held.insert(at, tag);
+            Some(false)
+        }
+    }
+}
+
+std::thread_local! {
+    /// The pool between runs (taken by [`validate_image`], given back at its end; a run that
+    /// panics leaves a fresh one).
+    static POOL: Cell<Option<Box<Pool>>> = const { Cell::new(None) };
 }
 
 impl OldMemory for Recorder<'_> {
     fn read_words(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
-        let len = out.len() as u64 * 8;
-        self.reads.borrow_mut().push((pa, len));
-        self.image.read_words(pa, out)
+        let read = self.image.read_words(pa, out);
+        let words = read.is_ok().then_some(&*out);
+        self.check
+            .borrow_mut()
+            .read(pa, out.len() as u64 * 8, words);
+        read
     }
 }
 
@@ -172,6 +213,9 @@ struct Gen<'a> {
     l2_used: [bool; SLOTS],
     cd_used: [Option<(u64, u64)>; SLOTS],
     leaf_used: [bool; SLOTS],
+    /// Level-1 descriptors pointed at a level-2 slot, and at a leaf slot, so far.
+    l2_pointers: u32,
+    leaf_pointers: u32,
 }
 
 impl Gen<'_> {
@@ -275,8 +319,13 @@ impl Gen<'_> {
             0..=3 => 0,
             4..=6 => {
                 let slot = usize::from(self.b.u8()) % SLOTS;
+                let ptr = self.ptr(L2_BASE + slot as u64 * L2_BYTES);
+                if self.l2_pointers >= MAX_SLOT_POINTERS {
+                    return 0;
+                }
+                self.l2_pointers += 1;
                 self.l2_used[slot] = true;
-                9 | (self.ptr(L2_BASE + slot as u64 * L2_BYTES) & PTR_55_6)
+                9 | (ptr & PTR_55_6)
             }
             _ => self.b.u64(),
         }
@@ -324,8 +373,13 @@ impl Gen<'_> {
             0 => 0,
             1 | 2 => {
                 let slot = usize::from(self.b.u8()) % SLOTS;
+                let ptr = self.ptr(LEAF_BASE + slot as u64 * SLOT_STRIDE);
+                if self.leaf_pointers >= MAX_SLOT_POINTERS {
+                    return 0;
+                }
+                self.leaf_pointers += 1;
                 self.leaf_used[slot] = true;
-                1 | (self.ptr(LEAF_BASE + slot as u64 * SLOT_STRIDE) & PTR_55_12)
+                1 | (ptr & PTR_55_12)
             }
             _ => self.b.u64(),
         }
@@ -338,25 +392,41 @@ impl Gen<'_> {
         self.b.pos >= self.b.data.len()
     }
 
-    fn stes(&mut self, region: u64, count: u64) {
-        for i in 0..count {
+    /// Adds the region of `bytes` at `base` to the image, its words those `fill` appends
+    /// (the entries from its start, as far as the input lasts), then zeros. Regions never
+    /// overlap (one address, one content, whichever way it is read): one that would is left
+    /// out, with its words.
+    fn region(&mut self, base: u64, bytes: u64, fill: impl FnOnce(&mut Self, &mut Vec<u64>)) {
+        let mut words = self.image.spare_words();
+        fill(self, &mut words);
+        self.image.region_with(base, bytes, words);
+    }
+
+    fn stes(&mut self, words: &mut Vec<u64>, count: u64) {
+        for _ in 0..count {
             if self.exhausted() {
                 break;
             }
-            for (j, word) in self.ste().into_iter().enumerate() {
-                self.image.put(region, i * 64 + j as u64 * 8, word);
-            }
+            words.extend_from_slice(&self.ste());
         }
     }
 
-    fn cds(&mut self, region: u64, count: u64) {
-        for i in 0..count {
+    fn cds(&mut self, words: &mut Vec<u64>, count: u64) {
+        for _ in 0..count {
             if self.exhausted() {
                 break;
             }
-            for (j, word) in self.cd().into_iter().enumerate() {
-                self.image.put(region, i * 64 + j as u64 * 8, word);
+            words.extend_from_slice(&self.cd());
+        }
+    }
+
+    /// `count` descriptors made by `one`.
+    fn descriptors(&mut self, words: &mut Vec<u64>, count: u64, one: fn(&mut Self) -> u64) {
+        for _ in 0..count {
+            if self.exhausted() {
+                break;
             }
+            words.push(one(self));
         }
     }
 }
@@ -410,7 +480,7 @@ pub fn raw_input(
 
 impl Case {
     /// A [`RAW_IMAGE`] input: registers, platform and regions as [`raw_input`] wrote them.
-    fn raw(data: &[u8]) -> Case {
+    fn raw(data: &[u8], mut image: Image) -> Case {
         let mut b = Bytes { data, pos: 1 };
         let p = b.u8();
         let mut idr = [0u32; 6];
@@ -431,7 +501,6 @@ impl Case {
             strtab_base,
             strtab_base_cfg,
         };
-        let mut image = Image::default();
         let mut placed: Vec<(u64, u64)> = Vec::new();
         for _ in 0..RAW_MAX_REGIONS {
             if b.pos >= data.len() {
@@ -449,10 +518,18 @@ impl Case {
                 continue;
             };
             placed.push((base, end));
-            image.region(base, n * 8);
-            for i in 0..n {
-                image.store(base + i * 8, b.u64());
-            }
+            // The words the input holds (a short last one padded with zeros); those it
+            // lacks read as zero.
+            let bytes = data.get(b.pos..).unwrap_or(&[]);
+            let bytes = bytes.get(..n as usize * 8).unwrap_or(bytes);
+            let mut words = image.spare_words();
+            words.extend(bytes.chunks(8).map(|c| {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(w)
+            }));
+            image.region_with(base, n * 8, words);
+            b.pos = b.pos.saturating_add(n as usize * 8);
         }
         Case {
             snap,
@@ -472,16 +549,19 @@ impl Case {
         }
     }
 
-    fn build(data: &[u8]) -> Case {
+    /// The case `data` describes, its memory built in `image` (empty).
+    fn build(data: &[u8], image: Image) -> Case {
         if data.first() == Some(&RAW_IMAGE) {
-            return Case::raw(data);
+            return Case::raw(data, image);
         }
         let mut g = Gen {
             b: Bytes { data, pos: 0 },
-            image: Image::default(),
+            image,
             l2_used: [false; SLOTS],
             cd_used: [None; SLOTS],
             leaf_used: [false; SLOTS],
+            l2_pointers: 0,
+            leaf_pointers: 0,
         };
         let fault = g.b.u8() % 16;
         let flags = g.b.u8();
@@ -510,13 +590,17 @@ impl Case {
             _ => 2 + u32::from(flags >> 7),
         };
         // Mostly small linear tables (at most 64 STEs), now and then up to 1024: every STE
-        // the registers describe is walked, and a fuzzer's time is its exec rate.
+        // the registers describe is walked, and a fuzzer's time is its exec rate. No more
+        // entries (STEs, or level-1 descriptors) than the rest of the input can fill, each
+        // taking at least a byte: 2^room_log2 >= the bytes left (at least 8).
+        let room = data.len().saturating_sub(g.b.pos).max(8);
+        let room_log2 = room.next_power_of_two().trailing_zeros();
         let mut log2size = if two_level {
-            8 + u32::from(size % 10)
+            8 + u32::from(size % 10).min(room_log2)
         } else if size < 192 {
-            u32::from(size % 7)
+            u32::from(size % 7).min(room_log2)
         } else {
-            u32::from(size % 11)
+            u32::from(size % 11).min(room_log2)
         };
         if size >= 240 {
             log2size = u32::from(size % 64);
@@ -613,59 +697,43 @@ impl Case {
         let cfg = snap.strtab_base_cfg;
         let (log2size, split) = (cfg & 0x3f, (cfg >> 6) & 0x1f);
         if (cfg >> 16) & 3 == 1 && split <= log2size {
-            let entries = 1u64 << (log2size - split).min(13);
+            let entries = 1u64 << (log2size - split).min(13).min(room_log2);
             let bytes = (entries * 8).min(MAX_TABLE_BYTES);
-            let region = g.image.add(table_pa, bytes);
-            for i in 0..bytes / 8 {
-                if g.exhausted() {
-                    break;
-                }
-                let d = g.l1std();
-                g.image.put(region, i * 8, d);
-            }
+            g.region(table_pa, bytes, |g, w| {
+                g.descriptors(w, bytes / 8, Gen::l1std);
+            });
         } else {
-            let stes = 1u64 << log2size.min(10);
-            let region = g.image.add(table_pa, stes * 64);
-            g.stes(region, stes);
+            let stes = 1u64 << log2size.min(10).min(room_log2);
+            g.region(table_pa, stes * 64, |g, w| g.stes(w, stes));
         }
         for slot in 0..SLOTS {
             if g.l2_used[slot] {
-                let region = g.image.add(L2_BASE + slot as u64 * L2_BYTES, L2_BYTES);
-                g.stes(region, 256);
+                let base = L2_BASE + slot as u64 * L2_BYTES;
+                g.region(base, L2_BYTES, |g, w| g.stes(w, 256));
             }
         }
         for slot in 0..SLOTS {
             let Some((fmt, cd_max)) = g.cd_used[slot] else {
                 continue;
             };
-            let region = g
-                .image
-                .add(CD_BASE + slot as u64 * SLOT_STRIDE, SLOT_BYTES as u64);
             let leaf_log2 = match fmt {
                 1 => Some(6),
                 2 => Some(10),
                 _ => None,
             };
-            match leaf_log2 {
+            let base = CD_BASE + slot as u64 * SLOT_STRIDE;
+            g.region(base, SLOT_BYTES as u64, |g, w| match leaf_log2 {
                 Some(leaf_log2) if cd_max != 0 => {
                     let entries = (1u64 << cd_max.saturating_sub(leaf_log2)).min(512);
-                    for i in 0..entries {
-                        if g.exhausted() {
-                            break;
-                        }
-                        let d = g.l1cd();
-                        g.image.put(region, i * 8, d);
-                    }
+                    g.descriptors(w, entries, Gen::l1cd);
                 }
-                _ => g.cds(region, (1u64 << cd_max).min(64)),
-            }
+                _ => g.cds(w, (1u64 << cd_max).min(64)),
+            });
         }
         for slot in 0..SLOTS {
             if g.leaf_used[slot] {
-                let region = g
-                    .image
-                    .add(LEAF_BASE + slot as u64 * SLOT_STRIDE, SLOT_BYTES as u64);
-                g.cds(region, 64);
+                let base = LEAF_BASE + slot as u64 * SLOT_STRIDE;
+                g.region(base, SLOT_BYTES as u64, |g, w| g.cds(w, 64));
             }
         }
         Case {
@@ -683,12 +751,12 @@ impl Case {
         }
     }
 
-    fn run(&self) -> Outcome {
+    fn run(&self, pool: &mut Pool) -> Outcome {
         let features = self.snap.features();
         let image = &self.image;
         let is_ram = |base: u64, bytes: u64| match self.ram {
             Ram::Any => true,
-            Ram::Image => image.find(base, bytes).is_some(),
+            Ram::Image => image.contains(base, bytes),
             Ram::None => false,
         };
 
@@ -723,19 +791,29 @@ impl Case {
             }
         };
 
+        let Pool {
+            image: _,
+            scratch,
+            ranges: [allowed, seen],
+            found,
+            asids,
+            vmids,
+            table,
+        } = pool;
+        found.clear();
+        asids.clear();
+        vmids.clear();
         let recorder = Recorder {
             image,
-            reads: RefCell::new(Vec::new()),
+            check: RefCell::new(ReadCheck::new(
+                &self.snap,
+                core::mem::take(allowed),
+                core::mem::take(seen),
+            )),
         };
-        let asids = IdAllocator::new(features.asid_bits());
-        let vmids = IdAllocator::new(features.vmid_bits());
-        let mut found = Vec::new();
+        let (asid_bits, vmid_bits) = (features.asid_bits(), features.vmid_bits());
         let mut injected = None;
-        // One scratch area per thread, grown to the largest input seen and sliced to what
-        // this one needs: no allocation nor page-zeroing per input (the scan initialises what
-        // it uses, SPEC K15).
         let needed = crate::scratch_slots(&geometry, &features);
-        let mut scratch = SCRATCH.take();
         if scratch.len() < needed {
             scratch.resize(needed, crate::ScratchSlot::default());
         }
@@ -749,18 +827,16 @@ impl Case {
                 let refusal = match f {
                     Found::Asid { sid, ssid, asid } => {
                         let r = Refusal::AsidConflict { sid, ssid, asid };
-                        if asids.is_reserved(asid) {
+                        if reserve(asids, asid_bits, asid).ok_or(r)? {
                             return Ok(());
                         }
-                        asids.reserve(asid).map_err(|_| r)?;
                         r
                     }
                     Found::Vmid { sid, vmid } => {
                         let r = Refusal::VmidConflict { sid, vmid };
-                        if vmids.is_reserved(vmid) {
+                        if reserve(vmids, vmid_bits, vmid).ok_or(r)? {
                             return Ok(());
                         }
-                        vmids.reserve(vmid).map_err(|_| r)?;
                         r
                     }
                     Found::Deferred { sid } => Refusal::VmidConflict { sid, vmid: 0 },
@@ -773,14 +849,14 @@ impl Case {
             },
         );
 
-        SCRATCH.set(scratch);
-        let reads = recorder.reads.into_inner();
-        check_reads(&self.snap, image, &reads);
+        let check = recorder.check.into_inner();
+        let reads = check.reads;
+        [*allowed, *seen] = [check.allowed, check.seen];
         match verdict {
             Ok(stats) => {
                 assert!(injected.is_none(), "the sink's refusal was dropped");
-                recheck(&self.snap, image, &found, &stats);
-                lazy_adoption(&geometry, &features, image, &found, &asids, &vmids);
+                recheck(&self.snap, image, found, &stats);
+                lazy_adoption(&geometry, &features, image, found, table);
             }
             Err(refusal) => {
                 if let Some(i) = injected {
@@ -790,49 +866,34 @@ impl Case {
         }
         Outcome {
             verdict,
-            reads: reads.len(),
+            reads,
             found: found.len(),
         }
     }
 }
 
-std::thread_local! {
-    /// The scan's scratch area, reused across inputs (see [`Case::run`]).
-    static SCRATCH: core::cell::Cell<Vec<crate::ScratchSlot>> = const { core::cell::Cell::new(Vec::new()) };
-}
-
-/// The crashed kernel's memory as a HAL: `map_phys` points into the image (each region
-/// copied once into 8-byte cells, so the pointers are aligned and writable), `dma_alloc`
-/// hands out fresh zeroed regions far above the image.
-/// A region of the image HAL: its physical base and its words.
+/// A range of the image HAL: its physical base and its words.
 type Region = (u64, Box<[Cell<u64>]>);
 
-pub(crate) struct ImageHal {
-    regions: Vec<Region>,
+/// The crashed kernel's memory as a HAL: `map_phys` copies the range it maps out of the
+/// image into 8-byte cells (so the pointer is aligned and writable, and what is written
+/// through it stays there until the HAL is dropped), `dma_alloc` hands out fresh zeroed
+/// regions far above the image. Only what is mapped is copied: the structures the adopted
+/// table maps are disjoint (SPEC K18), so each range is one structure's, seen through one
+/// mapping.
+pub(crate) struct ImageHal<'a> {
+    image: &'a Image,
+    mapped: RefCell<Vec<Region>>,
     allocated: RefCell<Vec<Region>>,
     live_maps: Cell<i64>,
     live_allocs: Cell<i64>,
 }
 
-impl ImageHal {
-    pub(crate) fn new(image: &Image) -> Self {
-        let regions = image
-            .regions_bytes()
-            .iter()
-            .map(|(base, bytes)| {
-                let words: Box<[Cell<u64>]> = bytes
-                    .chunks(8)
-                    .map(|c| {
-                        let mut b = [0u8; 8];
-                        b[..c.len()].copy_from_slice(c);
-                        Cell::new(u64::from_le_bytes(b))
-                    })
-                    .collect();
-                (*base, words)
-            })
-            .collect();
+impl<'a> ImageHal<'a> {
+    pub(crate) fn new(image: &'a Image) -> Self {
         Self {
-            regions,
+            image,
+            mapped: RefCell::new(Vec::new()),
             allocated: RefCell::new(Vec::new()),
             live_maps: Cell::new(0),
             live_allocs: Cell::new(0),
@@ -840,16 +901,21 @@ impl ImageHal {
     }
 }
 
+/// `words` zeroed cells.
+fn zeroed_cells(words: usize) -> Box<[Cell<u64>]> {
+    (0..words).map(|_| Cell::new(0)).collect()
+}
+
 // SAFETY: `map_phys` returns a pointer into a region's cells for a range checked to lie
 // inside it (valid for reads and writes through `Cell::as_ptr`, 8-byte aligned, alive as long
 // as the HAL); `dma_alloc` returns a fresh zeroed region, aligned as asked, kept alive by the
 // HAL and never handed out twice.
-unsafe impl smmu::Hal for ImageHal {
+unsafe impl smmu::Hal for ImageHal<'_> {
     fn dma_alloc(&self, size: usize, align: usize) -> Result<smmu::DmaRegion, smmu::HalError> {
         let mut allocated = self.allocated.borrow_mut();
         let align = align.max(8) as u64;
         let pa = (0x7f00_0000_0000u64 + allocated.len() as u64 * (1 << 24)).next_multiple_of(align);
-        let words: Box<[Cell<u64>]> = (0..size.div_ceil(8)).map(|_| Cell::new(0)).collect();
+        let words = zeroed_cells(size.div_ceil(8));
         if words.is_empty() {
             return Err(smmu::HalError::NoMemory);
         }
@@ -879,26 +945,30 @@ unsafe impl smmu::Hal for ImageHal {
         size: usize,
         _attr: smmu::MapAttr,
     ) -> Result<NonNull<u8>, smmu::HalError> {
-        let end =
-            pa.0.checked_add(size as u64)
-                .ok_or(smmu::HalError::MapRefused)?;
-        let (base, words) = self
-            .regions
-            .iter()
-            .find(|(b, w)| *b <= pa.0 && end <= b + w.len() as u64 * 8)
+        // The words the image holds there, as a read of them would return them: those it
+        // stores, then zeros.
+        let words = size.div_ceil(8);
+        let stored = self
+            .image
+            .stored_words(pa.0, words as u64)
+            .filter(|_| words != 0)
             .ok_or(smmu::HalError::MapRefused)?;
-        let offset = pa.0 - base;
-        if !offset.is_multiple_of(8) {
+        let mut head = std::vec![0u64; stored as usize];
+        if !self.image.copy_words(pa.0, &mut head) {
             return Err(smmu::HalError::MapRefused);
         }
-        let index = (offset / 8) as usize;
-        if index >= words.len() {
-            return Err(smmu::HalError::MapRefused);
+        let cells = zeroed_cells(words);
+        for (cell, word) in cells.iter().zip(head) {
+            cell.set(word);
         }
-        // SAFETY: `index` is inside the slice; the pointer keeps the whole slice's provenance.
-        let ptr = unsafe { words.as_ptr().add(index) };
+        let mut mapped = self.mapped.borrow_mut();
+        mapped.push((pa.0, cells));
+        // As in `dma_alloc`: a pointer to the whole slice, taken where the box stays.
+        let stored = mapped.last().ok_or(smmu::HalError::MapRefused)?;
+        let ptr = NonNull::new(stored.1.as_ptr().cast_mut().cast::<u8>())
+            .ok_or(smmu::HalError::MapRefused)?;
         self.live_maps.set(self.live_maps.get() + 1);
-        NonNull::new(ptr.cast_mut().cast::<u8>()).ok_or(smmu::HalError::MapRefused)
+        Ok(ptr)
     }
 
     unsafe fn unmap_phys(&self, _va: NonNull<u8>, _size: usize) {
@@ -913,45 +983,67 @@ unsafe impl smmu::Hal for ImageHal {
 /// Lazy adoption of an adoptable image (SPEC K3, K11): the adopted table maps only what it
 /// must, every StreamID the scan found translating is addressable and deferred, a prepared
 /// StreamID's STE lies inside its buffer, clearing the deferred state sticks, and releasing
-/// the table gives back every mapping and allocation.
+/// the table gives back every mapping and allocation. The table is built in `place` and
+/// records what the scan reserved as the crash kernel's does (`scan_record`, then
+/// `arm_revalidation`).
 fn lazy_adoption(
     geometry: &crate::validate::Geometry,
     features: &smmu::arch::idr::Features,
     image: &Image,
     found: &[Found],
-    asids: &IdAllocator,
-    vmids: &IdAllocator,
+    place: &mut MaybeUninit<AdoptedStreamTable>,
 ) {
     use smmu::strtab::StreamTable;
     let hal = ImageHal::new(image);
-    let Ok(mut table) =
-        crate::table::AdoptedStreamTable::new(&hal, *geometry, smmu::MapAttr::Cacheable, true)
-    else {
+    let Ok(table) = AdoptedStreamTable::new_in(
+        place,
+        &hal,
+        *geometry,
+        smmu::MapAttr::Cacheable,
+        true,
+        features.asid_bits(),
+        features.vmid_bits(),
+    ) else {
         panic!("an adoptable table could not be mapped from the image it was read from");
     };
     // SPEC K21: nothing changed since the scan, so re-validating against what it reserved
     // must accept every StreamID it found translating (checked below).
-    table.revalidate_against(*features, asids, vmids);
+    let (asids, vmids) = table.scan_record();
+    let mut deferred: Vec<u32> = Vec::new();
+    for f in found {
+        match *f {
+            Found::Asid { asid, .. } => {
+                if !asids.is_reserved(asid) {
+                    asids.reserve(asid).expect("an ASID the scan's sink took");
+                }
+            }
+            Found::Vmid { vmid, .. } => {
+                if !vmids.is_reserved(vmid) {
+                    vmids.reserve(vmid).expect("a VMID the scan's sink took");
+                }
+            }
+            Found::Deferred { sid } => deferred.push(sid),
+        }
+    }
+    table.arm_revalidation(*features);
     let fill = smmu::writer::make::ste_image(&smmu::writer::make::abort_ste());
-    let deferred: BTreeSet<u32> = found
-        .iter()
-        .filter_map(|f| match f {
-            Found::Deferred { sid } => Some(*sid),
-            _ => None,
-        })
-        .collect();
+    deferred.sort_unstable();
+    deferred.dedup();
     let last = (geometry.num_sids() - 1) as u32;
-    let probes: BTreeSet<u32> = deferred
+    let mut probes: Vec<u32> = deferred
         .iter()
         .copied()
         .take(24)
         .chain([0, 1, 255, 256, 257, last / 2, last])
         .filter(|&sid| geometry.contains_sid(sid))
         .collect();
+    probes.sort_unstable();
+    probes.dedup();
     for sid in probes {
+        let is_deferred = deferred.binary_search(&sid).is_ok();
         if table.prepare(&hal, sid, &fill).is_err() {
             assert!(
-                !deferred.contains(&sid),
+                !is_deferred,
                 "SID {sid:#x}: the scan found it translating but it cannot be adopted"
             );
             continue;
@@ -960,7 +1052,7 @@ fn lazy_adoption(
         assert!(loc.first_word + 8 <= loc.buf.words());
         assert_eq!(
             table.is_deferred(sid),
-            deferred.contains(&sid),
+            is_deferred,
             "SID {sid:#x}: deferred state disagrees with the scan"
         );
         table.clear_deferred(sid);
@@ -1043,47 +1135,79 @@ fn cd_region(w0: u64) -> (u64, u64, Kind) {
     )
 }
 
-/// Every read must lie inside a range the registers, or a descriptor read before it, describe.
-fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
-    let cfg = s.strtab_base_cfg;
-    let (fmt, split, log2) = ((cfg >> 16) & 3, (cfg >> 6) & 0x1f, cfg & 0x3f);
-    let base = s.strtab_base & PTR_55_6;
-    let mut allowed: Vec<(u64, u64, Kind)> = Vec::new();
-    if fmt == 1 {
-        if split <= log2 {
-            allowed.push((base, 8u64 << (log2 - split), Kind::L1Std));
+/// Every read must lie inside a range the registers, or a descriptor read before it,
+/// describe; checked as each read is made, on the words it returned.
+struct ReadCheck {
+    /// The ranges described so far, in the order found.
+    allowed: Vec<(u64, u64, Kind)>,
+    /// The same, sorted (no range twice).
+    seen: Vec<(u64, u64, Kind)>,
+    /// S1CDMax is IGNORED on an SMMU without substreams (§5.2).
+    no_ssids: bool,
+    /// Reads so far.
+    reads: usize,
+}
+
+impl ReadCheck {
+    /// The ranges the registers describe (`allowed` and `seen` are buffers to reuse).
+    fn new(
+        s: &RegisterSnapshot,
+        mut allowed: Vec<(u64, u64, Kind)>,
+        mut seen: Vec<(u64, u64, Kind)>,
+    ) -> Self {
+        let cfg = s.strtab_base_cfg;
+        let (fmt, split, log2) = ((cfg >> 16) & 3, (cfg >> 6) & 0x1f, cfg & 0x3f);
+        let base = s.strtab_base & PTR_55_6;
+        allowed.clear();
+        seen.clear();
+        if fmt == 1 {
+            if split <= log2 {
+                allowed.push((base, 8u64 << (log2 - split), Kind::L1Std));
+            }
+        } else if log2 <= 57 {
+            allowed.push((base, 64u64 << log2, Kind::Ste));
         }
-    } else if log2 <= 57 {
-        allowed.push((base, 64u64 << log2, Kind::Ste));
+        seen.extend_from_slice(&allowed);
+        Self {
+            allowed,
+            seen,
+            no_ssids: (s.ids.idr[1] >> 6) & 0x1f == 0,
+            reads: 0,
+        }
     }
-    let mut seen: BTreeSet<(u64, u64, Kind)> = allowed.iter().copied().collect();
-    for &(pa, len) in reads {
+
+    /// A read of `len` bytes at `pa`, which returned `words` (`None`: it failed, and taught
+    /// nothing).
+    fn read(&mut self, pa: u64, len: u64, words: Option<&[u64]>) {
+        self.reads += 1;
         assert!(
-            pa % 8 == 0 && len > 0 && len <= READ_CHUNK_WORDS as u64 * 8,
+            pa.is_multiple_of(8) && len > 0 && len <= READ_CHUNK_WORDS as u64 * 8,
             "read {pa:#x}+{len:#x} is not an aligned, bounded chunk"
         );
         let end = u128::from(pa) + u128::from(len);
-        let containing: Vec<(u64, u64, Kind)> = allowed
-            .iter()
-            .copied()
-            .filter(|&(b, l, _)| {
-                u128::from(b) <= u128::from(pa) && end <= u128::from(b) + u128::from(l)
-            })
-            .collect();
+        let inside = |b: u64, l: u64| {
+            u128::from(b) <= u128::from(pa) && end <= u128::from(b) + u128::from(l)
+        };
         assert!(
-            !containing.is_empty(),
+            self.allowed.iter().any(|&(b, l, _)| inside(b, l)),
             "read {pa:#x}+{len:#x} lies outside every range the registers and descriptors describe"
         );
-        // The words read, fetched once (a failed read taught nothing).
-        let mut words = [0u64; READ_CHUNK_WORDS];
-        let Some(words) = words.get_mut(..(len / 8) as usize) else {
-            continue;
+        let Some(words) = words else {
+            return;
         };
-        if image.find(pa, len).is_none() || image.read_words(pa, words).is_err() {
-            continue;
-        }
-        for (region, _, kind) in containing {
-            for (a, &w) in (pa..pa + len).step_by(8).zip(words.iter()) {
+        for k in 0..self.allowed.len() {
+            let (region, l, kind) = self.allowed[k];
+            if !inside(region, l) {
+                continue;
+            }
+            // Which words of the read can describe a child: every descriptor, an STE's
+            // word 0; a CD describes none.
+            let (first, step) = match kind {
+                Kind::L1Std | Kind::L1Cd { .. } => (0, 1),
+                Kind::Ste => (((64 - (pa - region) % 64) % 64 / 8) as usize, 8),
+                Kind::Cd => continue,
+            };
+            for &w in words.iter().skip(first).step_by(step) {
                 // A zero word describes nothing (Span 0, V = 0).
                 if w == 0 {
                     continue;
@@ -1093,10 +1217,8 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
                         let span = w & 0x1f;
                         (span != 0).then(|| (w & PTR_55_6, 64u64 << (span - 1), Kind::Ste))
                     }
-                    Kind::Ste if (a - region) % 64 == 0 && w & 1 == 1 && (w >> 1) & 7 == 0b101 => {
-                        // S1CDMax is IGNORED on an SMMU without substreams (§5.2).
-                        let no_ssids = (s.ids.idr[1] >> 6) & 0x1f == 0;
-                        Some(cd_region(if no_ssids { w & !(0x1f << 59) } else { w }))
+                    Kind::Ste if w & 1 == 1 && (w >> 1) & 7 == 0b101 => {
+                        Some(cd_region(if self.no_ssids { w & !(0x1f << 59) } else { w }))
                     }
                     Kind::L1Cd { leaf_cds } if w & 1 == 1 => {
                         Some((w & PTR_55_12, leaf_cds * 64, Kind::Cd))
@@ -1104,8 +1226,9 @@ fn check_reads(s: &RegisterSnapshot, image: &Image, reads: &[(u64, u64)]) {
                     _ => None,
                 };
                 if let Some(c) = child {
-                    if seen.insert(c) {
-                        allowed.push(c);
+                    if let Err(at) = self.seen.binary_search(&c) {
+                        self.seen.insert(at, c);
+                        self.allowed.push(c);
                     }
                 }
             }
@@ -1124,11 +1247,7 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
     let cfg = s.strtab_base_cfg;
     let log2 = cfg & 0x3f;
     let base = s.strtab_base & PTR_55_6;
-    let rd = |pa: u64| {
-        image
-            .read_u64(pa)
-            .unwrap_or_else(|| panic!("adoptable, but {pa:#x} was never readable"))
-    };
+    let rd = Old(image);
     let ctx = Rules {
         asid_bits: if idr0 & 1 << 12 != 0 { 16 } else { 8 },
         vmid_bits: if idr0 & 1 << 18 != 0 { 16 } else { 8 },
@@ -1147,8 +1266,8 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
     if (cfg >> 16) & 3 == 1 {
         let entries = 1u64 << (log2 - 8);
         o.structure(base, entries * 8, "stream table", 0);
-        for i in 0..entries {
-            let d = rd(base + i * 8);
+        for i in 0..rd.stored::<1>(base, entries) {
+            let [d] = rd.entry(base + i * 8);
             let span = d & 0x1f;
             if span == 0 {
                 continue;
@@ -1164,28 +1283,44 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
                 "K3: L2 table {l2:#x} beyond the OAS"
             );
             o.structure(l2, L2_BYTES, "L2 table", i);
-            for j in 0..256 {
-                ctx.ste(&rd, ((i << 8) | j) as u32, l2 + j * 64, &mut o);
+            for j in 0..rd.stored::<8>(l2, 256) {
+                ctx.ste(
+                    ((i << 8) | j) as u32,
+                    l2 + j * 64,
+                    rd.entry(l2 + j * 64),
+                    &mut o,
+                );
             }
         }
     } else {
         o.structure(base, 64 << log2, "stream table", 0);
-        for sid in 0..1u64 << log2 {
-            ctx.ste(&rd, sid as u32, base + sid * 64, &mut o);
+        for sid in 0..rd.stored::<8>(base, 1 << log2) {
+            ctx.ste(
+                sid as u32,
+                base + sid * 64,
+                rd.entry(base + sid * 64),
+                &mut o,
+            );
         }
     }
-    // Pass 2 as the harness sees it: each distinct CD table once, for its lowest StreamID.
-    let tables: Vec<(CdTableKey, u32)> = o.cd_tables.iter().map(|(k, v)| (*k, *v)).collect();
-    for ((ptr, fmt, cd_max, el2, stalld), sid) in tables {
+    // Pass 2 as the harness sees it: each distinct CD table once, for its lowest StreamID
+    // (sorted by table, then StreamID: the first of each run).
+    let mut tables = core::mem::take(&mut o.cd_tables);
+    tables.sort_unstable();
+    tables.dedup_by_key(|(k, _)| *k);
+    for &((ptr, fmt, cd_max, el2, stalld), sid) in &tables {
         ctx.cd_table(&rd, sid, ptr, (fmt, cd_max), (el2, stalld), &mut o);
     }
     o.check_disjoint();
     o.check_roots();
-    o.check_aliases(&rd);
+    o.check_aliases();
+    // One integer per report, ordered as (kind, StreamID, SubstreamID, tag).
     let key = |f: &Found| match *f {
-        Found::Vmid { sid, vmid } => (0, sid, 0, vmid),
-        Found::Asid { sid, ssid, asid } => (1, sid, ssid, asid),
-        Found::Deferred { sid } => (2, sid, 0, 0),
+        Found::Vmid { sid, vmid } => u128::from(sid) << 64 | u128::from(vmid),
+        Found::Asid { sid, ssid, asid } => {
+            1 << 96 | u128::from(sid) << 64 | u128::from(ssid) << 16 | u128::from(asid)
+        }
+        Found::Deferred { sid } => 2 << 96 | u128::from(sid) << 64,
     };
     let mut got: Vec<_> = found.iter().map(key).collect();
     let mut want: Vec<_> = o.expected.iter().map(key).collect();
@@ -1201,8 +1336,35 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
     assert_eq!(stats.vmids, count(|f| matches!(f, Found::Vmid { .. })));
 }
 
-/// One use of a tag: the entry's address and its cacheable bits.
-type TagUse = (u64, [u64; 8]);
+/// The harness's reads of an adoptable image: whole entries, and how far a structure holds
+/// anything (entries past that read as zero: invalid, nothing to check).
+struct Old<'a>(&'a Image);
+
+impl Old<'_> {
+    /// Of `count` entries of `N` words from `pa`, how many may hold a non-zero word. The
+    /// verdict was "adoptable", so all of them must be readable.
+    fn stored<const N: usize>(&self, pa: u64, count: u64) -> u64 {
+        let words = count.saturating_mul(N as u64);
+        self.0
+            .stored_words(pa, words)
+            .unwrap_or_else(|| panic!("adoptable, but {pa:#x}+{:#x} was never readable", words * 8))
+            .div_ceil(N as u64)
+    }
+
+    /// The `N` words at `pa`.
+    fn entry<const N: usize>(&self, pa: u64) -> [u64; N] {
+        let mut w = [0; N];
+        assert!(
+            self.0.copy_words(pa, &mut w),
+            "adoptable, but {pa:#x} was never readable"
+        );
+        w
+    }
+}
+
+/// One use of a tag: (0 ASID, 1 VMID, 2 the NS-EL2 regime, tag), the entry's address and its
+/// cacheable bits.
+type TagUse = ((u8, u16), u64, [u64; 8]);
 
 /// What the harness derived from the tables.
 #[derive(Default)]
@@ -1210,12 +1372,11 @@ struct Oracle {
     expected: Vec<Found>,
     /// Every structure: (first byte, last byte, kind, owner).
     structures: Vec<(u64, u64, &'static str, u64)>,
-    /// Distinct CD tables (pointer, S1Fmt, effective S1CDMax, NS-EL2, S1STALLD) → lowest
+    /// Each use of a CD table (pointer, S1Fmt, effective S1CDMax, NS-EL2, S1STALLD) with its
     /// StreamID.
-    cd_tables: BTreeMap<CdTableKey, u32>,
-    /// Each use of a tag: (0 ASID, 1 VMID, 2 the NS-EL2 regime, tag) → the address of the
-    /// entry and its cacheable bits.
-    uses: BTreeMap<(u8, u16), Vec<TagUse>>,
+    cd_tables: Vec<(CdTableKey, u32)>,
+    /// Each use of a tag, in the order found.
+    uses: Vec<TagUse>,
     /// K18: every live translation table's start level: (first byte, last byte, entry).
     roots: Vec<(u64, u64, u64)>,
 }
@@ -1270,21 +1431,27 @@ impl Oracle {
         }
     }
 
-    /// K19: every use of a tag has the same cacheable configuration.
-    fn check_aliases(&self, _rd: &dyn Fn(u64) -> u64) {
-        for ((kind, tag), uses) in &self.uses {
-            let first = uses[0];
-            for u in uses {
-                assert_eq!(
-                    u.1,
-                    first.1,
-                    "K19: {} {tag:#x} names different configurations at {:#x} and {:#x} but \
-                     the table was adopted",
-                    ["ASID", "VMID", "NS-EL2 tag"][usize::from(*kind)],
-                    first.0,
-                    u.0
-                );
+    /// K19: every use of a tag has the same cacheable configuration as its first use.
+    fn check_aliases(&mut self) {
+        // Stable: each tag's uses stay in the order found.
+        self.uses.sort_by_key(|u| u.0);
+        let mut first: Option<TagUse> = None;
+        for &u in &self.uses {
+            let f = *first.get_or_insert(u);
+            if f.0 != u.0 {
+                first = Some(u);
+                continue;
             }
+            let (kind, tag) = u.0;
+            assert_eq!(
+                u.2,
+                f.2,
+                "K19: {} {tag:#x} names different configurations at {:#x} and {:#x} but \
+                 the table was adopted",
+                ["ASID", "VMID", "NS-EL2 tag"][usize::from(kind)],
+                f.1,
+                u.1
+            );
         }
     }
 }
@@ -1503,11 +1670,8 @@ impl Rules {
         (ttb & !(bytes - 1), bytes)
     }
 
-    fn ste(&self, rd: &dyn Fn(u64) -> u64, sid: u32, pa: u64, o: &mut Oracle) {
-        let w0 = rd(pa);
-        let w1 = rd(pa + 8);
-        let w2 = rd(pa + 16);
-        let w3 = rd(pa + 24);
+    fn ste(&self, sid: u32, pa: u64, w: [u64; 8], o: &mut Oracle) {
+        let [w0, w1, w2, w3, ..] = w;
         if w0 & 1 == 0 {
             return;
         }
@@ -1538,10 +1702,7 @@ impl Rules {
                 sid,
                 vmid: vmid as u16,
             });
-            o.uses
-                .entry((1, vmid as u16))
-                .or_default()
-                .push((pa, s2_identity(w1, w2, w3)));
+            o.uses.push(((1, vmid as u16), pa, s2_identity(w1, w2, w3)));
         }
         let mut el2 = false;
         if config == 0b101 {
@@ -1562,10 +1723,7 @@ impl Rules {
                     sid,
                     vmid: vmid as u16,
                 });
-                o.uses
-                    .entry((1, vmid as u16))
-                    .or_default()
-                    .push((pa, NO_STAGE2));
+                o.uses.push(((1, vmid as u16), pa, NO_STAGE2));
             }
         }
         if config & 0b101 == 0b101 {
@@ -1591,11 +1749,7 @@ impl Rules {
             if config == 0b101 {
                 assert!(ptr != 0, "K14: null CD table adopted");
                 assert!(below(ptr, bytes, self.oas), "K14: CD table beyond the OAS");
-                let owner = o
-                    .cd_tables
-                    .entry((ptr, fmt, cd_max, el2, stalld))
-                    .or_insert(sid);
-                *owner = (*owner).min(sid);
+                o.cd_tables.push(((ptr, fmt, cd_max, el2, stalld), sid));
             }
         }
         o.expected.push(Found::Deferred { sid });
@@ -1603,7 +1757,7 @@ impl Rules {
 
     fn cd_table(
         &self,
-        rd: &dyn Fn(u64) -> u64,
+        rd: &Old<'_>,
         sid: u32,
         ptr: u64,
         (fmt, cd_max): (u64, u64),
@@ -1615,8 +1769,8 @@ impl Rules {
         match leaf_cds {
             Some(leaf_cds) => {
                 let (capacity, align) = if fmt == 1 { (64, 4096) } else { (1024, 65536) };
-                for i in 0..bytes / 8 {
-                    let d = rd(ptr + i * 8);
+                for i in 0..rd.stored::<1>(ptr, bytes / 8) {
+                    let [d] = rd.entry(ptr + i * 8);
                     if d & 1 == 0 {
                         continue;
                     }
@@ -1627,15 +1781,17 @@ impl Rules {
                     );
                     assert!(below(leaf, leaf_cds * 64, self.oas), "K14: leaf beyond OAS");
                     o.structure(leaf, leaf_cds * 64, "leaf CD table", u64::from(sid));
-                    for j in 0..leaf_cds {
+                    for j in 0..rd.stored::<8>(leaf, leaf_cds) {
                         let ssid = (i * capacity + j) as u32;
-                        self.cd(rd, (sid, ssid), leaf + j * 64, ctx, o);
+                        let pa = leaf + j * 64;
+                        self.cd((sid, ssid), pa, rd.entry(pa), ctx, o);
                     }
                 }
             }
             None => {
-                for j in 0..bytes / 64 {
-                    self.cd(rd, (sid, j as u32), ptr + j * 64, ctx, o);
+                for j in 0..rd.stored::<8>(ptr, bytes / 64) {
+                    let pa = ptr + j * 64;
+                    self.cd((sid, j as u32), pa, rd.entry(pa), ctx, o);
                 }
             }
         }
@@ -1672,13 +1828,12 @@ impl Rules {
 
     fn cd(
         &self,
-        rd: &dyn Fn(u64) -> u64,
         (sid, ssid): (u32, u32),
         pa: u64,
+        mut w: [u64; 8],
         (el2, stalld): (bool, bool),
         o: &mut Oracle,
     ) {
-        let mut w: [u64; 8] = core::array::from_fn(|i| rd(pa + i as u64 * 8));
         if (w[0] >> 31) & 1 == 0 {
             return;
         }
@@ -1751,7 +1906,7 @@ impl Rules {
             }
         }
         if ns_el2 {
-            o.uses.entry((2, 0)).or_default().push((pa, cd_identity(w)));
+            o.uses.push(((2, 0), pa, cd_identity(w)));
             return;
         }
         let asid = w[0] >> 48;
@@ -1764,10 +1919,7 @@ impl Rules {
             ssid,
             asid: asid as u16,
         });
-        o.uses
-            .entry((0, asid as u16))
-            .or_default()
-            .push((pa, cd_identity(w)));
+        o.uses.push(((0, asid as u16), pa, cd_identity(w)));
     }
 }
 

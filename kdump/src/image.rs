@@ -5,7 +5,10 @@
 //! An [`Image`] holds regions of 64-bit words at physical addresses; a region may also be a
 //! *repeat* of one block (e.g. 2^17 distinct level-2 tables with the same content cost the
 //! memory of one), so the largest tables the validator adopts can be measured without
-//! gigabytes of RAM. Every read through [`OldMemory`] is counted and, optionally, recorded.
+//! gigabytes of RAM. A plain region stores the words up to the last one written and reads as
+//! zero past it: a large table of which a few entries are filled costs those entries, to build
+//! and to read (the fuzz oracle's speed). Every read through [`OldMemory`] is counted and,
+//! optionally, recorded.
 //!
 //! ```
 //! use smmu_kdump::image::{Image, Registers};
@@ -25,7 +28,6 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::vec::Vec;
 
 use smmu::arch::idr::IdRegs;
@@ -63,8 +65,9 @@ pub fn stage2_ste(ttb: u64) -> Stage2Ste {
 /// One region of an image.
 #[derive(Clone, Debug)]
 enum Region {
-    /// Words, lowest address first.
-    Words(Vec<u64>),
+    /// `len` words, lowest address first: those in `stored`, then zeros (a word is stored
+    /// when it, or one above it, is written).
+    Words { stored: Vec<u64>, len: u64 },
     /// `count` copies of `block`, each `block.len()` words long, back to back.
     Repeat { block: Vec<u64>, count: u64 },
 }
@@ -72,14 +75,20 @@ enum Region {
 impl Region {
     fn bytes(&self) -> u64 {
         match self {
-            Region::Words(w) => w.len() as u64 * 8,
+            Region::Words { len, .. } => len * 8,
             Region::Repeat { block, count } => block.len() as u64 * 8 * count,
         }
     }
 
     fn word(&self, index: u64) -> Option<u64> {
         match self {
-            Region::Words(w) => w.get(usize::try_from(index).ok()?).copied(),
+            Region::Words { stored, len } => (index < *len).then(|| {
+                usize::try_from(index)
+                    .ok()
+                    .and_then(|i| stored.get(i))
+                    .copied()
+                    .unwrap_or(0)
+            }),
             Region::Repeat { block, count } => {
                 let n = block.len() as u64;
                 if n == 0 || index / n >= *count {
@@ -88,6 +97,51 @@ impl Region {
                 block.get(usize::try_from(index % n).ok()?).copied()
             }
         }
+    }
+
+    /// Copies the words from word `first` into `out`, which must fit inside the region.
+    fn copy(&self, first: u64, out: &mut [u64]) -> Result<(), MemFault> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let first = usize::try_from(first).map_err(|_| MemFault)?;
+        match self {
+            Region::Words { stored, .. } => {
+                // The stored part, then zeros.
+                let have = stored.len().saturating_sub(first).min(out.len());
+                let (head, tail) = out.split_at_mut(have);
+                if let Some(src) = stored.get(first..first + have) {
+                    head.copy_from_slice(src);
+                }
+                tail.fill(0);
+            }
+            Region::Repeat { block, .. } => {
+                let n = block.len();
+                let start = first % n;
+                if let Some(src) = block.get(start..start + out.len()) {
+                    out.copy_from_slice(src);
+                } else {
+                    for (i, w) in out.iter_mut().enumerate() {
+                        *w = block[(first + i) % n];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored words of a plain region from word `first` for `n` words, grown (with
+    /// zeros) to hold them; `None` past the region's end or in a repeat.
+    fn stored_mut(&mut self, first: u64, n: usize) -> Option<&mut [u64]> {
+        let Region::Words { stored, len } = self else {
+            return None;
+        };
+        let end = first.checked_add(n as u64).filter(|&e| e <= *len)?;
+        let (first, end) = (usize::try_from(first).ok()?, usize::try_from(end).ok()?);
+        if stored.len() < end {
+            stored.resize(end, 0);
+        }
+        stored.get_mut(first..end)
     }
 }
 
@@ -105,7 +159,10 @@ pub struct ReadCounters {
 /// The crashed kernel's memory: sparse regions (zero unless written), reads counted.
 #[derive(Debug, Default)]
 pub struct Image {
-    regions: BTreeMap<u64, Region>,
+    /// Sorted by base; an address belongs to the region with the greatest base at or below it.
+    regions: Vec<(u64, Region)>,
+    /// Word buffers of regions forgotten by [`Image::clear`], for the next regions.
+    spare: Vec<Vec<u64>>,
     counters: Cell<ReadCounters>,
     record: bool,
     reads: RefCell<Vec<(u64, u64)>>,
@@ -125,31 +182,102 @@ impl Image {
         }
     }
 
+    /// Forgets every region and the counters, keeping the memory that held them for the
+    /// regions added next (an image rebuilt for every input of a fuzzer).
+    pub fn clear(&mut self) {
+        for (_, r) in self.regions.drain(..) {
+            if let Region::Words { mut stored, .. } = r {
+                stored.clear();
+                self.spare.push(stored);
+            }
+        }
+        self.reset();
+    }
+
+    /// Where `base` is or would go in the sorted list, and whether a region starts there.
+    fn slot(&self, base: u64) -> (usize, bool) {
+        let i = self.regions.partition_point(|&(b, _)| b < base);
+        (i, self.regions.get(i).is_some_and(|&(b, _)| b == base))
+    }
+
+    fn insert(&mut self, base: u64, region: Region) {
+        match self.slot(base) {
+            (i, true) => self.regions[i].1 = region,
+            (i, false) => self.regions.insert(i, (base, region)),
+        }
+    }
+
+    /// The region `pa` belongs to: the one with the greatest base at or below it.
+    fn at(&self, pa: u64) -> Option<(u64, &Region)> {
+        let i = self
+            .regions
+            .partition_point(|&(b, _)| b <= pa)
+            .checked_sub(1)?;
+        self.regions.get(i).map(|(b, r)| (*b, r))
+    }
+
+    fn at_mut(&mut self, pa: u64) -> Option<(u64, &mut Region)> {
+        let i = self
+            .regions
+            .partition_point(|&(b, _)| b <= pa)
+            .checked_sub(1)?;
+        self.regions.get_mut(i).map(|(b, r)| (*b, r))
+    }
+
     /// Adds a zeroed region of `bytes` (rounded up to words) at `base`, replacing one that
-    /// starts there.
+    /// starts there. Nothing is stored until a word of it is written.
     pub fn region(&mut self, base: u64, bytes: u64) -> &mut Self {
-        let words = usize::try_from(bytes.div_ceil(8)).unwrap_or(0);
-        self.regions
-            .insert(base, Region::Words(std::vec![0; words]));
+        let region = Region::Words {
+            stored: self.spare.pop().unwrap_or_default(),
+            len: bytes.div_ceil(8),
+        };
+        self.insert(base, region);
         self
+    }
+
+    /// An empty buffer of words for [`Image::region_with`], one that [`Image::clear`] kept if
+    /// there is one.
+    pub fn spare_words(&mut self) -> Vec<u64> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Adds a region of `bytes` (rounded up to words) at `base` that holds `words` (as many
+    /// as fit), then zeros; unless it would share a byte with a region already there: then
+    /// nothing is added and `false` returned. The region keeps the buffer.
+    pub fn region_with(&mut self, base: u64, bytes: u64, mut words: Vec<u64>) -> bool {
+        let len = bytes.div_ceil(8);
+        if self.overlaps(base, bytes) {
+            words.clear();
+            self.spare.push(words);
+            return false;
+        }
+        words.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        // Zeros at the end are what the region reads anyway.
+        let used = words
+            .iter()
+            .rposition(|&w| w != 0)
+            .map_or(0, |last| last + 1);
+        words.truncate(used);
+        self.insert(base, Region::Words { stored: words, len });
+        true
     }
 
     /// Adds `count` back-to-back copies of `block` at `base`: distinct addresses, one
     /// content, the memory of one copy.
     pub fn repeat(&mut self, base: u64, block: &[u64], count: u64) -> &mut Self {
-        self.regions.insert(
-            base,
-            Region::Repeat {
-                block: block.to_vec(),
-                count,
-            },
-        );
+        let region = Region::Repeat {
+            block: block.to_vec(),
+            count,
+        };
+        self.insert(base, region);
         self
     }
 
     /// Removes the region that starts at `base` (nothing if none does).
     pub fn remove(&mut self, base: u64) -> &mut Self {
-        self.regions.remove(&base);
+        if let (i, true) = self.slot(base) {
+            self.regions.remove(i);
+        }
         self
     }
 
@@ -158,34 +286,55 @@ impl Image {
     /// # Panics
     /// If `pa` is outside every region or inside a repeated one: the test's mistake.
     pub fn write(&mut self, pa: u64, words: &[u64]) -> &mut Self {
-        let (&base, region) = self
-            .regions
-            .range_mut(..=pa)
-            .next_back()
-            .expect("a write inside a region");
-        let Region::Words(w) = region else {
+        let (base, region) = self.at_mut(pa).expect("a write inside a region");
+        if matches!(region, Region::Repeat { .. }) {
             panic!("a write into a repeated region at {base:#x}");
-        };
-        let first = ((pa - base) / 8) as usize;
-        w[first..first + words.len()].copy_from_slice(words);
+        }
+        region
+            .stored_mut((pa - base) / 8, words.len())
+            .expect("a write inside a region")
+            .copy_from_slice(words);
         self
     }
 
     /// Stores one word at `pa` if it lies in a plain region; `false` (nothing stored)
     /// otherwise. For generators that place words without checking first.
     pub fn store(&mut self, pa: u64, word: u64) -> bool {
-        let Some((&base, Region::Words(w))) = self.regions.range_mut(..=pa).next_back() else {
-            return false;
-        };
+        self.store_words(pa, &[word])
+    }
+
+    /// Stores `words` from `pa` if they all lie in one plain region; `false` (nothing
+    /// stored) otherwise.
+    pub fn store_words(&mut self, pa: u64, words: &[u64]) -> bool {
         if !pa.is_multiple_of(8) {
             return false;
         }
-        match usize::try_from((pa - base) / 8)
+        let Some((base, region)) = self.at_mut(pa) else {
+            return false;
+        };
+        let index = (pa - base) / 8;
+        let Region::Words { stored, len } = region else {
+            return false;
+        };
+        if index.saturating_add(words.len() as u64) > *len {
+            return false;
+        }
+        // Zeros past the stored words are what the region reads already.
+        let beyond = usize::try_from(index)
             .ok()
-            .and_then(|i| w.get_mut(i))
-        {
-            Some(slot) => {
-                *slot = word;
+            .and_then(|i| stored.len().checked_sub(i))
+            .unwrap_or(0);
+        let keep = words
+            .iter()
+            .rposition(|&w| w != 0)
+            .map_or(0, |last| last + 1)
+            .max(beyond.min(words.len()));
+        if keep == 0 {
+            return true;
+        }
+        match region.stored_mut(index, keep) {
+            Some(slots) => {
+                slots.copy_from_slice(&words[..keep]);
                 true
             }
             None => false,
@@ -194,7 +343,7 @@ impl Image {
 
     /// The word at `pa`, if readable.
     pub fn word(&self, pa: u64) -> Option<u64> {
-        let (&base, region) = self.regions.range(..=pa).next_back()?;
+        let (base, region) = self.at(pa)?;
         if !pa.is_multiple_of(8) {
             return None;
         }
@@ -203,34 +352,85 @@ impl Image {
 
     /// Whether the `bytes` from `pa` all lie in one region.
     pub fn contains(&self, pa: u64, bytes: u64) -> bool {
-        self.regions
-            .range(..=pa)
-            .next_back()
-            .is_some_and(|(&base, r)| {
-                u128::from(pa) + u128::from(bytes) <= u128::from(base) + u128::from(r.bytes())
-            })
+        self.at(pa).is_some_and(|(base, r)| {
+            u128::from(pa) + u128::from(bytes) <= u128::from(base) + u128::from(r.bytes())
+        })
+    }
+
+    /// Whether any region shares a byte with the `bytes` from `pa`.
+    pub fn overlaps(&self, pa: u64, bytes: u64) -> bool {
+        let end = u128::from(pa) + u128::from(bytes);
+        let i = self.regions.partition_point(|&(b, _)| b <= pa);
+        let below = i.checked_sub(1).and_then(|j| self.regions.get(j));
+        below.is_some_and(|(b, r)| u128::from(*b) + u128::from(r.bytes()) > u128::from(pa))
+            || self
+                .regions
+                .get(i)
+                .is_some_and(|&(b, _)| u128::from(b) < end)
+    }
+
+    /// Of the `words` 64-bit words from `pa`, how many may be non-zero: [`OldMemory::read_words`]
+    /// of the range returns zeros from that index on. `None` when the range is not readable
+    /// (not inside one region, or misaligned). Lets a reader of a large, mostly empty table
+    /// skip what was never written.
+    pub fn stored_words(&self, pa: u64, words: u64) -> Option<u64> {
+        let bytes = words.checked_mul(8)?;
+        if !pa.is_multiple_of(8) || !self.contains(pa, bytes) {
+            return None;
+        }
+        let (base, region) = self.at(pa)?;
+        let first = (pa - base) / 8;
+        Some(match region {
+            Region::Words { stored, .. } => (stored.len() as u64).saturating_sub(first).min(words),
+            Region::Repeat { .. } => words,
+        })
+    }
+
+    /// The words [`OldMemory::read_words`] would return, neither counted nor recorded: `false`
+    /// (and `out` unspecified) when the range is not readable.
+    pub fn copy_words(&self, pa: u64, out: &mut [u64]) -> bool {
+        self.fetch(pa, out).is_ok()
+    }
+
+    /// One lookup, then a copy: the region `pa` lies in serves the whole range.
+    fn fetch(&self, pa: u64, out: &mut [u64]) -> Result<(), MemFault> {
+        let bytes = out.len() as u64 * 8;
+        let (base, region) = self.at(pa).ok_or(MemFault)?;
+        if !pa.is_multiple_of(8)
+            || u128::from(pa) + u128::from(bytes) > u128::from(base) + u128::from(region.bytes())
+        {
+            return Err(MemFault);
+        }
+        region.copy((pa - base) / 8, out)
     }
 
     /// Every plain region as `(base, little-endian bytes)`, repeats expanded (for dump files).
     pub fn regions_bytes(&self) -> Vec<(u64, Vec<u8>)> {
+        self.regions_words()
+            .into_iter()
+            .map(|(base, words)| (base, words.iter().flat_map(|w| w.to_le_bytes()).collect()))
+            .collect()
+    }
+
+    /// Every region as `(base, words)`, zeros and repeats expanded.
+    pub fn regions_words(&self) -> Vec<(u64, Vec<u64>)> {
         self.regions
             .iter()
-            .map(|(&base, r)| {
-                let n = r.bytes() / 8;
-                let bytes = (0..n)
-                    .flat_map(|i| r.word(i).unwrap_or(0).to_le_bytes())
-                    .collect();
-                (base, bytes)
+            .map(|(base, r)| {
+                let mut words = std::vec![0; usize::try_from(r.bytes() / 8).unwrap_or(0)];
+                let _ = r.copy(0, &mut words);
+                (*base, words)
             })
             .collect()
     }
 
-    /// Bytes the image holds in memory (a repeat counts its block once).
+    /// The most bytes the image holds in memory: a plain region counts its length (it stores
+    /// at most that), a repeat its block once.
     pub fn resident_bytes(&self) -> u64 {
         self.regions
-            .values()
-            .map(|r| match r {
-                Region::Words(w) => w.len() as u64 * 8,
+            .iter()
+            .map(|(_, r)| match r {
+                Region::Words { len, .. } => len * 8,
                 Region::Repeat { block, .. } => block.len() as u64 * 8,
             })
             .sum()
@@ -273,28 +473,7 @@ impl OldMemory for Image {
             self.reads.borrow_mut().push((pa, bytes));
         }
         // One lookup per read, then a copy (the benches read gigabytes through this).
-        let (&base, region) = self.regions.range(..=pa).next_back().ok_or(MemFault)?;
-        if !pa.is_multiple_of(8)
-            || u128::from(pa) + u128::from(bytes) > u128::from(base) + u128::from(region.bytes())
-        {
-            return Err(MemFault);
-        }
-        let first = usize::try_from((pa - base) / 8).map_err(|_| MemFault)?;
-        match region {
-            Region::Words(w) => out.copy_from_slice(&w[first..first + out.len()]),
-            Region::Repeat { block, .. } => {
-                let n = block.len();
-                let start = first % n;
-                if let Some(src) = block.get(start..start + out.len()) {
-                    out.copy_from_slice(src);
-                } else {
-                    for (i, w) in out.iter_mut().enumerate() {
-                        *w = block[(first + i) % n];
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.fetch(pa, out)
     }
 }
 
