@@ -1253,7 +1253,7 @@ fn recheck(s: &RegisterSnapshot, image: &Image, found: &[Found], stats: &ScanSta
         vmid_bits: if idr0 & 1 << 18 != 0 { 16 } else { 8 },
         ssid_bits: u64::from((idr1 >> 6) & 0x1f),
         cd2l: idr0 & 1 << 19 != 0,
-        s2p: idr0 & 0b10 != 0,
+        s2p: idr0 & 1 != 0, // IDR0.S2P, bit 0 (S1P is bit 1)
         oas,
         idr0,
         idr1,

@@ -3685,6 +3685,27 @@ fn fuzz_regression_ignored_s1fmt_does_not_hide_a_stage2_root() {
     assert_eq!(code(&no_ssid, &m), "s2ttb-overlaps-stream-table");
 }
 
+// spec: K19 — found by the `adopt` fuzz target: on an SMMU without stage 2 (IDR0.S2P = 0) a
+// stage-1 STE's S2VMID tags nothing and is not checked, but the harness took S2P from IDR0
+// bit 1 (S1P) and failed the adoption of an S2VMID wider than the SMMU's VMIDs.
+#[test]
+fn fuzz_regression_s2vmid_of_a_stage1_ste_without_stage2() {
+    let mut w = s1_ste(CDT, S1Fmt::Linear, 0);
+    ste::fields::S2VMID.set(&mut w, 0x4331);
+    let idr0 = idr0_full() & !(IDR0::S2P::SET.value | IDR0::VMID16::SET.value);
+    let snap = snap_with(idr0, idr1(16, 0), 48, strtab_cfg(0, 0, 4), ST);
+    let m = with_cds(linear_mem(&[(1, w)]), &[(0, cd(0x11))]);
+    let open = AdoptPlatform {
+        crash_kernel: true,
+        coherent: true,
+        cache_maintenance: false,
+        expect_e2h: None,
+    };
+    let input = fuzzing::raw_input(&snap, &open, &regions_of(&m));
+    let out = fuzzing::validate_image(&input).unwrap();
+    assert!(out.verdict.is_ok(), "{:?}", out.verdict);
+}
+
 // spec: K15, K19 — the scan's scratch may hold anything: the tag map is cleared block by
 // block as it is first written, never read before (a garbage-filled scratch gives the same
 // verdict, reports and statistics as a zeroed one, aliases included).
