@@ -9,19 +9,23 @@
 //!   kernel had to do while the page table and queue took `&mut`); the new design shares the
 //!   queue and one page table (one domain), each thread mapping in its own IOVA window of it,
 //!   with no lock of the caller's.
-//!
+//! - `map path`: map one 4 KiB page and unmap it, the invalidation deferred: every 64th
+//!   operation a thread issues its gather's range TLBI and one `CMD_SYNC` and releases it
+//!   (`Smmu::unmap_deferred` + `Smmu::flush`, Linux's `unmap` + `iotlb_sync` of a gather). The
+//!   page-table path of many CPUs in one shared table, with the queue touched once per 64.
 //! - `cmdq, 1 µs syncs`: as `cmdq`, against an SMMU that completes each batch a microsecond
 //!   after its `CMDQ_PROD` write (about what a `CMD_SYNC` costs on hardware), observed by
 //!   polling `CMDQ_CONS`: what the designs do with the wait, which the instant backend hides.
 //!
-//! The "SMMU" of `cmdq` and `dma` is a register backend that consumes every command the moment
+//! The "SMMU" of `cmdq`, `dma` and `map path` is a register backend that consumes every command the moment
 //! `CMDQ_PROD` moves and writes the MSI completion at once, so what is measured is the CPU side
 //! alone.
 //!
 //! Run: `cargo bench -p smmu --bench concurrency -- --warm-up-time 1 --measurement-time 2`.
 //! Criterion groups run first; the ratio table (median of several timed rounds) follows.
-//! `PROFILE=lock` / `PROFILE=lock-free` runs one design's one-thread submission loop alone, for
-//! a sampling profiler.
+//! `PROFILE=lock` / `PROFILE=lock-free` runs one design's submission loop alone, for a
+//! sampling profiler (one thread, or `THREADS=2`; `PROFILE_WORK=dma` or `map` for another
+//! workload).
 #![allow(missing_docs, clippy::missing_panics_doc, unreachable_pub)]
 
 mod baseline;
@@ -36,6 +40,7 @@ use smmu::arch::cmd::{opcode, Command, TlbiAddr, TlbiRange};
 use smmu::arch::regs::offset;
 use smmu::cmdq::{CommandQueue, SyncMode};
 use smmu::host::{HostHal, IdentityTables};
+use smmu::inval::{tlbi_commands, InvalCaps, TlbScope};
 use smmu::poll::PollBudget;
 use smmu::{PhysAddr, RegisterAccess};
 use smmu_pagetable::{Config, Gather, Granule, Iova, PageTable, Prot, Stage};
@@ -225,6 +230,47 @@ fn dma_once(pt: &PageTable<Tables>, gather: &mut Gather, iova: u64, submit: impl
     unsafe { pt.release(gather) }.unwrap();
 }
 
+/// Operations per deferred flush in the `map path` workload.
+const OPS_PER_FLUSH: u64 = 64;
+
+/// One operation of the `map path` workload: map and unmap one page into the thread's
+/// `gather`; every [`OPS_PER_FLUSH`]th operation, the gather's range TLBIs and one `CMD_SYNC`
+/// through `submit`, then the release.
+fn map_path_once(
+    pt: &PageTable<Tables>,
+    gather: &mut Gather,
+    iova: u64,
+    i: u64,
+    submit: impl FnOnce(&[Command]),
+) {
+    let prot = Prot::READ | Prot::WRITE | Prot::CACHE;
+    pt.map(Iova(iova), PhysAddr(iova), 4096, prot).unwrap();
+    let n = pt.unmap(Iova(iova), 4096, gather).unwrap();
+    debug_assert_eq!(n, 4096);
+    if i % OPS_PER_FLUSH == OPS_PER_FLUSH - 1 {
+        let mut cmds = [tlbi(0); 16];
+        let mut len = 0;
+        let caps = InvalCaps {
+            ril: true,
+            ..InvalCaps::default()
+        };
+        tlbi_commands(
+            gather.ranges(),
+            TlbScope::Stage2 { vmid: 1 },
+            &caps,
+            &mut |cmd| -> Result<(), ()> {
+                *cmds.get_mut(len).ok_or(())? = cmd;
+                len += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        submit(&cmds[..len]);
+        // SAFETY: the TLBIs and their sync completed; no SMMU walks this table.
+        unsafe { pt.release(gather) }.unwrap();
+    }
+}
+
 /// The old design: one lock around the SMMU, the locked queue inside.
 struct Locked {
     hal: HostHal,
@@ -250,6 +296,7 @@ trait Design: Sync {
     /// `gather` is the calling thread's own (a kernel keeps it on the stack), in both
     /// designs.
     fn dma_once(&self, t: usize, i: u64, gather: &mut Gather);
+    fn map_path_once(&self, t: usize, i: u64, gather: &mut Gather);
 }
 
 fn iova_of(t: usize, i: u64) -> u64 {
@@ -289,6 +336,13 @@ impl Design for Locked {
             self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
         });
     }
+
+    fn map_path_once(&self, t: usize, i: u64, gather: &mut Gather) {
+        let all = self.tables.lock();
+        map_path_once(&all[t], gather, iova_of(t, i), i, |cmds| {
+            self.q.issue(&self.hal, &self.regs, cmds, true).unwrap();
+        });
+    }
 }
 
 impl Design for LockFree {
@@ -320,12 +374,19 @@ impl Design for LockFree {
             self.q.issue(&self.hal, &self.regs, &[cmd], true).unwrap();
         });
     }
+
+    fn map_path_once(&self, t: usize, i: u64, gather: &mut Gather) {
+        map_path_once(&self.table, gather, iova_of(t, i), i, |cmds| {
+            self.q.issue(&self.hal, &self.regs, cmds, true).unwrap();
+        });
+    }
 }
 
 #[derive(Clone, Copy)]
 enum Work {
     Cmdq,
     Dma,
+    MapPath,
     SlowSync,
 }
 
@@ -334,14 +395,27 @@ impl Work {
         match self {
             Work::Cmdq => "cmdq (TLBI+sync)",
             Work::Dma => "dma (map+unmap+TLBI+sync)",
+            Work::MapPath => "map path (1 sync per 64)",
             Work::SlowSync => "cmdq, 1 us syncs",
+        }
+    }
+
+    /// Operations per thread in one round of the ratio table: enough for a round of at
+    /// least ~10 ms on one thread. Shorter rounds (20 000 operations of the map path take
+    /// under a millisecond) measure how long the second thread takes to leave the start
+    /// barrier, a fixed cost that made two threads look no faster than one.
+    fn iters(self) -> u64 {
+        match self {
+            Work::Cmdq | Work::Dma => 100_000,
+            Work::MapPath => 400_000,
+            Work::SlowSync => 20_000,
         }
     }
 
     fn latency(self) -> Option<Duration> {
         match self {
             Work::SlowSync => Some(Duration::from_micros(1)),
-            Work::Cmdq | Work::Dma => None,
+            Work::Cmdq | Work::Dma | Work::MapPath => None,
         }
     }
 }
@@ -363,6 +437,7 @@ fn run<D: Design>(d: &D, work: Work, threads: usize, iters: u64) -> Duration {
                         match work {
                             Work::Cmdq | Work::SlowSync => d.cmdq_once(t, black_box(i)),
                             Work::Dma => d.dma_once(t, black_box(i), &mut gather),
+                            Work::MapPath => d.map_path_once(t, black_box(i), &mut gather),
                         }
                     }
                     (start, Instant::now())
@@ -396,7 +471,7 @@ fn bench_design<D: Design>(c: &mut Criterion, work: Work) {
 }
 
 fn groups(c: &mut Criterion) {
-    for work in [Work::Cmdq, Work::Dma, Work::SlowSync] {
+    for work in [Work::Cmdq, Work::Dma, Work::MapPath, Work::SlowSync] {
         bench_design::<Locked>(c, work);
         bench_design::<LockFree>(c, work);
     }
@@ -405,21 +480,21 @@ fn groups(c: &mut Criterion) {
 criterion_group!(benches, groups);
 
 /// Operations per second over all threads of each design, and their ratio: 9 rounds of
-/// `ITERS` operations per thread, the two designs taking turns round by round, so that both
+/// [`Work::iters`] operations per thread, the two designs taking turns round by round, so that both
 /// see the same machine (on a shared host the two CPUs sometimes run side by side and
 /// sometimes take turns, for seconds at a time). The medians of each design's rates, and the
 /// median of the rounds' ratios.
 fn paired(work: Work, threads: usize) -> (f64, f64, f64) {
-    const ITERS: u64 = 20_000;
-    let rate = |t: Duration| (threads as u64 * ITERS) as f64 / t.as_secs_f64();
+    let iters = work.iters();
+    let rate = |t: Duration| (threads as u64 * iters) as f64 / t.as_secs_f64();
     let lock = Locked::new(threads, work);
     let free = LockFree::new(threads, work);
-    run(&lock, work, threads, ITERS / 10);
-    run(&free, work, threads, ITERS / 10);
+    run(&lock, work, threads, iters / 10);
+    run(&free, work, threads, iters / 10);
     let mut rounds: Vec<(f64, f64)> = (0..9)
         .map(|_| {
-            let l = rate(run(&lock, work, threads, ITERS));
-            (l, rate(run(&free, work, threads, ITERS)))
+            let l = rate(run(&lock, work, threads, iters));
+            (l, rate(run(&free, work, threads, iters)))
         })
         .collect();
     let median = |mut v: Vec<f64>| {
@@ -434,14 +509,14 @@ fn paired(work: Work, threads: usize) -> (f64, f64, f64) {
 
 fn summary() {
     println!(
-        "\nThroughput, all threads together (medians of 9 rounds of 20000 ops per thread, the \
-         designs taking turns; ratio: median of the rounds' ratios):"
+        "\nThroughput, all threads together (medians of 9 rounds of 20 000 to 400 000 ops per \
+         thread, the designs taking turns; ratio: median of the rounds' ratios):"
     );
     println!(
         "{:<27} {:>7} {:>14} {:>14} {:>8}",
         "workload", "threads", "lock Mops/s", "lock-free", "ratio"
     );
-    for work in [Work::Cmdq, Work::Dma, Work::SlowSync] {
+    for work in [Work::Cmdq, Work::Dma, Work::MapPath, Work::SlowSync] {
         let mut one = None;
         for threads in thread_counts() {
             let (lock, free, ratio) = paired(work, threads);
@@ -457,10 +532,11 @@ fn summary() {
                 one = Some(free);
             } else if let Some(one) = one {
                 println!(
-                    "{:<27} {:>7} lock-free scaling vs 1 thread: {:.2}x",
+                    "{:<27} {:>7} lock-free scaling vs 1 thread: {:.2}x (per thread {:.2}x)",
                     "",
                     threads,
-                    free / one
+                    free / one,
+                    free / one / threads as f64
                 );
             }
         }
@@ -470,14 +546,21 @@ fn summary() {
 /// `PROFILE=lock` or `PROFILE=lock-free`: one thread submitting `CMD_TLBI_S2_IPA` +
 /// `CMD_SYNC` to the instant SMMU for about five seconds and nothing else, so that a sampling
 /// profiler (`perf record`) sees one design's submission path alone. Prints ns per operation.
+/// `THREADS=2` profiles two threads at once; `PROFILE_WORK=dma` or `map` another workload.
 fn profile(design: &str) {
     fn spin<D: Design>() {
-        let d = D::new(1, Work::Cmdq);
+        let threads = thread_counts().into_iter().max().unwrap_or(1);
+        let work = match std::env::var("PROFILE_WORK").as_deref() {
+            Ok("dma") => Work::Dma,
+            Ok("map") => Work::MapPath,
+            _ => Work::Cmdq,
+        };
+        let d = D::new(threads, work);
         let mut ops = 0u64;
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
-            run(&d, Work::Cmdq, 1, 100_000);
-            ops += 100_000;
+            run(&d, work, threads, 100_000);
+            ops += 100_000 * threads as u64;
         }
         let ns = start.elapsed().as_nanos() as f64 / ops as f64;
         println!("{}: {ops} submissions, {ns:.1} ns each", D::NAME);
