@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 use smmu::arch::{cd, l1std, ste};
+use smmu::ProbeError;
 use smmu_kdump::{
     any_ram, check_adoption, ste_pa_in_l2, validate_geometry, visit_stes, AdoptPlatform, Format,
     Found, Gap, Geometry, OldMemory, OnGap, Refusal, RegisterSnapshot, ScratchSlot, SteEntry,
@@ -114,6 +115,8 @@ const EXIT_FULL_RESET: u8 = 1;
 // 2: the arguments were wrong (`main`'s usage errors and clap's own).
 /// The dump lacks memory the check needs: no verdict can be given.
 const EXIT_INCOMPLETE: u8 = 3;
+/// The driver cannot run this SMMU at all: a crash kernel neither adopts nor resets it.
+const EXIT_UNSUPPORTED: u8 = 4;
 
 // ---------------------------------------------------------------------------------------------
 // One valid STE.
@@ -325,6 +328,9 @@ enum Verdict {
     FullReset,
     /// The check needed memory the dump does not hold.
     Incomplete,
+    /// `smmu::probe::check` refuses the SMMU: the crash kernel's bring-up fails before it
+    /// writes a register, whatever the tables hold.
+    Unsupported(ProbeError),
 }
 
 impl Verdict {
@@ -333,6 +339,7 @@ impl Verdict {
             Verdict::Adopt => "adopt",
             Verdict::FullReset => "full-reset",
             Verdict::Incomplete => "dump-incomplete",
+            Verdict::Unsupported(_) => "driver-cannot-run",
         }
     }
 
@@ -341,6 +348,7 @@ impl Verdict {
             Verdict::Adopt => EXIT_ADOPT,
             Verdict::FullReset => EXIT_FULL_RESET,
             Verdict::Incomplete => EXIT_INCOMPLETE,
+            Verdict::Unsupported(_) => EXIT_UNSUPPORTED,
         }
     }
 }
@@ -409,9 +417,21 @@ fn check(args: &InspectArgs, snap: RegisterSnapshot, dump: &Dump) -> Summary {
             Ok(())
         },
     );
-    let (verdict, refusal, geometry) = match result {
-        Ok(adoption) => (Verdict::Adopt, None, Some(adoption.geometry)),
-        Err(refusal) => {
+    let (verdict, refusal, geometry) = match (smmu::probe::check(&snap.ids), result) {
+        // The crash kernel takes the features from `probe::check` (`boot_in`): where it
+        // refuses, neither the adoption nor the full reset runs, so the tables' verdict is
+        // moot. The table is still shown.
+        (Err(e), _) => {
+            asids.clear();
+            vmids.clear();
+            (
+                Verdict::Unsupported(e),
+                None,
+                validate_geometry(&snap, &features, &any_ram).ok(),
+            )
+        }
+        (Ok(_), Ok(adoption)) => (Verdict::Adopt, None, Some(adoption.geometry)),
+        (Ok(_), Err(refusal)) => {
             // A refused adoption releases what it reserved (SPEC K4). The table is still
             // shown when its registers describe one, whatever the refusal was.
             asids.clear();
@@ -501,6 +521,12 @@ fn verdict_words(s: &Summary) -> String {
              --vmcore) to get a verdict",
             r.code()
         ),
+        (Verdict::Unsupported(e), _) => format!(
+            "driver cannot run this SMMU: {e} (reason code {}); a crash kernel's bring-up \
+             fails before it writes a register, so it neither adopts the table nor resets the \
+             SMMU, which stays as the crashed kernel left it",
+            e.code()
+        ),
         (_, None) => "full reset".into(),
     }
 }
@@ -582,7 +608,7 @@ fn fate(s: &Stream, verdict: Verdict) -> &'static str {
         (Verdict::Adopt, _) => "deferred attach: kept as it is until its driver attaches it",
         (Verdict::FullReset, Kind::Abort) => "",
         (Verdict::FullReset, _) => "aborted after the full reset until its driver attaches it",
-        (Verdict::Incomplete, _) => "",
+        (Verdict::Incomplete | Verdict::Unsupported(_), _) => "",
     }
 }
 
@@ -724,8 +750,14 @@ fn summary_json(s: &Summary) -> Value {
     json!({
         "verdict": s.verdict.code(),
         "verdict_text": verdict_words(s),
-        "reason": s.refusal.as_ref().map(Refusal::code),
-        "reason_text": s.refusal.as_ref().map(ToString::to_string),
+        "reason": match s.verdict {
+            Verdict::Unsupported(e) => Some(e.code()),
+            _ => s.refusal.as_ref().map(Refusal::code),
+        },
+        "reason_text": match s.verdict {
+            Verdict::Unsupported(e) => Some(e.to_string()),
+            _ => s.refusal.as_ref().map(ToString::to_string),
+        },
         "geometry": s.geometry.map(|g| json!({
             "format": match g.format() { Format::Linear => "linear", Format::TwoLevel => "2-level" },
             "base": g.base(),

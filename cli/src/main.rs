@@ -51,10 +51,11 @@ enum Command {
     /// Would a crash kernel adopt this SMMU's live stream table? Runs the adoption check
     /// offline on a dump: the SMMU's registers and the crashed kernel's memory.
     ///
-    /// Prints the verdict (adopt, full reset, or dump incomplete) with its reason, the table's
-    /// shape, counts of the valid STEs by kind, the ASIDs and VMIDs an adoption reserves, and
-    /// one line per valid StreamID. Exit status: 0 adopt, 1 full reset, 2 wrong arguments,
-    /// 3 the dump lacks memory the check needs.
+    /// Prints the verdict (adopt, full reset, dump incomplete, or an SMMU the driver cannot
+    /// run) with its reason, the table's shape, counts of the valid STEs by kind, the ASIDs
+    /// and VMIDs an adoption reserves, and one line per valid StreamID. Exit status: 0 adopt,
+    /// 1 full reset, 2 wrong arguments, 3 the dump lacks memory the check needs, 4 the driver
+    /// cannot run this SMMU (neither adopted nor reset).
     Inspect(inspect::InspectArgs),
 }
 

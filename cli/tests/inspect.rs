@@ -103,7 +103,7 @@ impl Dump {
     }
 
     /// The JSON report; its exit status must be the verdict's (0 adopt, 1 full reset,
-    /// 3 dump incomplete).
+    /// 3 dump incomplete, 4 an SMMU the driver cannot run).
     fn json(&self, extra: &[&str]) -> Value {
         let mut extra = extra.to_vec();
         extra.push("--json");
@@ -114,6 +114,7 @@ impl Dump {
             Some("adopt") => 0,
             Some("full-reset") => 1,
             Some("dump-incomplete") => 3,
+            Some("driver-cannot-run") => 4,
             other => panic!("verdict {other:?}"),
         };
         assert_eq!(out.status.code(), Some(want), "{v}");
@@ -148,7 +149,11 @@ fn registers(d: &mut Dump, cfg: u32, base: u64) {
     d.reg("IDR0", idr0())
         .reg(
             "idr1",
-            (IDR1::SIDSIZE.val(24) + IDR1::SSIDSIZE.val(20)).value,
+            (IDR1::SIDSIZE.val(24)
+                + IDR1::SSIDSIZE.val(20)
+                + IDR1::CMDQS.val(19)
+                + IDR1::EVTQS.val(19))
+            .value,
         )
         .reg("SMMU_IDR2", 0)
         .reg("IDR3", 0)
@@ -332,6 +337,36 @@ fn linear_table_is_adopted_with_its_streams_and_reservations() {
     let s1 = linear_dump("linear-sid3").json_sid(3);
     assert_eq!(s1["ste"]["S1ContextPtr"], CDT >> 6);
     assert_eq!(s1["cd0"]["ASID"], 7);
+}
+
+// spec: K1, D1
+#[test]
+fn an_smmu_the_driver_cannot_run_is_neither_adopted_nor_reset() {
+    // The linear table that adopts above, on an SMMU whose command queue (IDR1.CMDQS 0) is
+    // below the driver's minimum: the crash kernel's `probe::check` refuses it before the
+    // adoption or a reset writes anything, so inspect must not say "adopt".
+    let mut d = linear_dump("cannot-run");
+    d.reg(
+        "idr1",
+        (IDR1::SIDSIZE.val(24) + IDR1::SSIDSIZE.val(20) + IDR1::EVTQS.val(19)).value,
+    );
+    let v = d.json(&[]);
+    assert_eq!(v["verdict"], "driver-cannot-run", "{v}");
+    assert_eq!(v["reason"], "cmdq-too-small");
+    // The table is still shown, with nothing deferred or reserved: no crash kernel runs it.
+    assert_eq!(sids(&v), [1, 2, 3, 4]);
+    for sid in [1, 2, 3, 4] {
+        assert_eq!(field(&v, sid, "deferred"), false, "SID {sid}");
+    }
+    assert_eq!(ids(&v, "reserved_asids"), Vec::<u64>::new());
+    assert_eq!(ids(&v, "reserved_vmids"), Vec::<u64>::new());
+    let out = d.run(&[]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("verdict: driver cannot run this SMMU: a command queue of 2^0 entries"),
+        "{text}"
+    );
 }
 
 // spec: K2, K3, K11, K14

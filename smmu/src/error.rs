@@ -68,6 +68,26 @@ impl fmt::Display for ProbeError {
     }
 }
 
+impl ProbeError {
+    /// A stable kebab-case name for the refusal, for tools and logs that match on it (the
+    /// text of [`Display`](fmt::Display) may change; this does not).
+    ///
+    /// ```
+    /// assert_eq!(smmu::ProbeError::NoAarch64Tables.code(), "no-aarch64-tables");
+    /// ```
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::NoAarch64Tables => "no-aarch64-tables",
+            Self::UnsupportedEndianness => "no-little-endian-tables",
+            Self::NoTranslation => "no-translation-stage",
+            Self::CmdqTooSmall { .. } => "cmdq-too-small",
+            Self::Reserved { .. } => "reserved-id-field",
+            Self::NoGranule => "no-supported-granule",
+            Self::NoDevice => "no-device",
+        }
+    }
+}
+
 impl core::error::Error for ProbeError {}
 
 /// A command the SMMU refused (`CMDQ_CONS.ERR`, §7.1); the queue was recovered.

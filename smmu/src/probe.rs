@@ -106,6 +106,32 @@ pub fn check(ids: &IdRegs) -> Result<Features, ProbeError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_probe_refusal_has_its_own_kebab_case_code() {
+        let all = [
+            ProbeError::NoAarch64Tables,
+            ProbeError::UnsupportedEndianness,
+            ProbeError::NoTranslation,
+            ProbeError::CmdqTooSmall { log2_entries: 0 },
+            ProbeError::Reserved {
+                field: "IDR0.TTENDIAN",
+            },
+            ProbeError::NoGranule,
+            ProbeError::NoDevice,
+        ];
+        let mut codes = all.map(|e| e.code());
+        for c in &codes {
+            assert!(
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{c}"
+            );
+        }
+        codes.sort_unstable();
+        assert!(codes.windows(2).all(|w| w[0] != w[1]), "{codes:?}");
+    }
+
     /// A QEMU-virt-like SMMU: S1+S2, AArch64 tables, little-endian, 2-level stream tables,
     /// CMDQS 19, 4K/64K granules, OAS 44.
     fn good() -> IdRegs {
