@@ -420,6 +420,15 @@ enum Work {
 }
 
 impl Work {
+    /// Every workload, in the table's order.
+    const ALL: [Work; 5] = [
+        Work::Cmdq,
+        Work::Dma,
+        Work::MapPath,
+        Work::TableOnly,
+        Work::SlowSync,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Work::Cmdq => "cmdq (TLBI+sync)",
@@ -508,13 +517,7 @@ fn bench_design<D: Design>(c: &mut Criterion, work: Work) {
 }
 
 fn groups(c: &mut Criterion) {
-    for work in [
-        Work::Cmdq,
-        Work::Dma,
-        Work::MapPath,
-        Work::TableOnly,
-        Work::SlowSync,
-    ] {
+    for work in Work::ALL {
         bench_design::<Locked>(c, work);
         bench_design::<LockFree>(c, work);
     }
@@ -579,13 +582,7 @@ fn summary() {
         "{:<27} {:>7} {:>14} {:>14} {:>8}",
         "workload", "threads", "lock Mops/s", "lock-free", "ratio"
     );
-    for work in [
-        Work::Cmdq,
-        Work::Dma,
-        Work::MapPath,
-        Work::TableOnly,
-        Work::SlowSync,
-    ] {
+    for work in Work::ALL {
         for threads in thread_counts() {
             let (lock, free, ratio) = paired(work, threads);
             println!(
