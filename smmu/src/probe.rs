@@ -106,6 +106,7 @@ pub fn check(ids: &IdRegs) -> Result<Features, ProbeError> {
 mod tests {
     use super::*;
 
+    // spec: D1
     #[test]
     fn every_probe_refusal_has_its_own_kebab_case_code() {
         let all = [
