@@ -22,9 +22,9 @@
 //!   after its `CMDQ_PROD` write (about what a `CMD_SYNC` costs on hardware), observed by
 //!   polling `CMDQ_CONS`: what the designs do with the wait, which the instant backend hides.
 //!
-//! The "SMMU" of `cmdq`, `dma` and `map path` is a register backend that consumes every command the moment
-//! `CMDQ_PROD` moves and writes the MSI completion at once, so what is measured is the CPU side
-//! alone.
+//! The "SMMU" of `cmdq`, `dma` and `map path` is a register backend that consumes every
+//! command the moment `CMDQ_PROD` moves and writes the MSI completion at once, so what is
+//! measured is the CPU side alone.
 //!
 //! Run: `cargo bench -p smmu --bench concurrency -- --warm-up-time 1 --measurement-time 2`.
 //! Criterion groups run first; the ratio table (median of several timed rounds) follows.
@@ -223,12 +223,17 @@ fn tlbi(iova: u64) -> Command {
     }
 }
 
-/// One DMA buffer's life in one table: map, unmap, TLBI + sync through `submit`.
-fn dma_once(pt: &PageTable<Tables>, gather: &mut Gather, iova: u64, submit: impl FnOnce(Command)) {
+/// Maps one 4 KiB page at `iova` (to the same address) and unmaps it into `gather`.
+fn map_and_unmap(pt: &PageTable<Tables>, gather: &mut Gather, iova: u64) {
     let prot = Prot::READ | Prot::WRITE | Prot::CACHE;
     pt.map(Iova(iova), PhysAddr(iova), 4096, prot).unwrap();
     let n = pt.unmap(Iova(iova), 4096, gather).unwrap();
     debug_assert_eq!(n, 4096);
+}
+
+/// One DMA buffer's life in one table: map, unmap, TLBI + sync through `submit`.
+fn dma_once(pt: &PageTable<Tables>, gather: &mut Gather, iova: u64, submit: impl FnOnce(Command)) {
+    map_and_unmap(pt, gather, iova);
     let r = gather.ranges()[0];
     submit(tlbi(r.iova.0));
     // SAFETY: the TLBI and its sync completed; no SMMU walks this table.
@@ -248,10 +253,7 @@ fn map_path_once(
     i: u64,
     submit: impl FnOnce(&[Command]),
 ) {
-    let prot = Prot::READ | Prot::WRITE | Prot::CACHE;
-    pt.map(Iova(iova), PhysAddr(iova), 4096, prot).unwrap();
-    let n = pt.unmap(Iova(iova), 4096, gather).unwrap();
-    debug_assert_eq!(n, 4096);
+    map_and_unmap(pt, gather, iova);
     if i % OPS_PER_FLUSH == OPS_PER_FLUSH - 1 {
         let mut cmds = [tlbi(0); 16];
         let mut len = 0;
@@ -279,10 +281,7 @@ fn map_path_once(
 /// One operation of the `page table alone` workload: map one page and unmap it, with no
 /// invalidation, so that the table's own scaling shows apart from the queue's.
 fn table_once(pt: &PageTable<Tables>, gather: &mut Gather, iova: u64) {
-    let prot = Prot::READ | Prot::WRITE | Prot::CACHE;
-    pt.map(Iova(iova), PhysAddr(iova), 4096, prot).unwrap();
-    let n = pt.unmap(Iova(iova), 4096, gather).unwrap();
-    debug_assert_eq!(n, 4096);
+    map_and_unmap(pt, gather, iova);
     // A 4 KiB unmap inside a table that stays retires no table, and no SMMU walks this one.
     debug_assert_eq!(gather.freed_tables(), 0);
     // SAFETY: nothing was retired, and nothing but this process reads the table.
