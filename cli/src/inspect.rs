@@ -398,40 +398,38 @@ fn check(args: &InspectArgs, snap: RegisterSnapshot, dump: &Dump) -> Summary {
     // The validator's bookkeeping of the structures it trusts (SPEC K18); enough for any
     // table.
     let mut scratch = vec![ScratchSlot::default(); MAX_SCRATCH_SLOTS];
-    let result = check_adoption(
-        &snap,
-        &platform,
-        &any_ram,
-        dump,
-        &mut scratch,
-        &mut |found| {
-            match found {
-                Found::Asid { asid, .. } => {
-                    asids.insert(asid);
+    // The crash kernel takes the features from `probe::check` (`boot_in`): where it refuses,
+    // neither the adoption nor the full reset runs, so the tables are not checked.
+    let result = smmu::probe::check(&snap.ids).map(|_| {
+        check_adoption(
+            &snap,
+            &platform,
+            &any_ram,
+            dump,
+            &mut scratch,
+            &mut |found| {
+                match found {
+                    Found::Asid { asid, .. } => {
+                        asids.insert(asid);
+                    }
+                    Found::Vmid { vmid, .. } => {
+                        vmids.insert(vmid);
+                    }
+                    Found::Deferred { .. } => {}
                 }
-                Found::Vmid { vmid, .. } => {
-                    vmids.insert(vmid);
-                }
-                Found::Deferred { .. } => {}
-            }
-            Ok(())
-        },
-    );
-    let (verdict, refusal, geometry) = match (smmu::probe::check(&snap.ids), result) {
-        // The crash kernel takes the features from `probe::check` (`boot_in`): where it
-        // refuses, neither the adoption nor the full reset runs, so the tables' verdict is
-        // moot. The table is still shown.
-        (Err(e), _) => {
-            asids.clear();
-            vmids.clear();
-            (
-                Verdict::Unsupported(e),
-                None,
-                validate_geometry(&snap, &features, &any_ram).ok(),
-            )
-        }
-        (Ok(_), Ok(adoption)) => (Verdict::Adopt, None, Some(adoption.geometry)),
-        (Ok(_), Err(refusal)) => {
+                Ok(())
+            },
+        )
+    });
+    let (verdict, refusal, geometry) = match result {
+        // The table is still shown.
+        Err(e) => (
+            Verdict::Unsupported(e),
+            None,
+            validate_geometry(&snap, &features, &any_ram).ok(),
+        ),
+        Ok(Ok(adoption)) => (Verdict::Adopt, None, Some(adoption.geometry)),
+        Ok(Err(refusal)) => {
             // A refused adoption releases what it reserved (SPEC K4). The table is still
             // shown when its registers describe one, whatever the refusal was.
             asids.clear();
